@@ -1,0 +1,44 @@
+"""gpusim: batch simulator for portfolio research on CUDA GPUs, with a CPU fallback.
+
+Importing gpusim is cheap and safe on any machine: CuPy, numba.cuda and cvxpy are imported
+lazily, only by the calls that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "GpusimError": "errors",
+    "DataError": "errors",
+    "BackendError": "errors",
+    "SolverError": "errors",
+    "resolve_backend": "backend",
+    "info": "backend",
+    "Market": "market",
+    "load_prices": "market",
+    "synthetic_market": "market",
+    "search": "search",
+    "SearchResult": "search",
+    "verify": "search",
+    "max_sharpe": "mvo",
+    "min_variance": "mvo",
+    "efficient_frontier": "mvo",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'gpusim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
