@@ -1,0 +1,334 @@
+"""Parameter grids: sweep axes (:class:`Param`), their Cartesian product and zipped levels.
+
+A grid is built from keyword arguments, in the order they are given. Each :class:`Param` is a
+sweep axis and becomes one level of the result's ``pd.MultiIndex``; anything else is a fixed
+value (not a level). Combinations are enumerated in C order (the first axis is the outermost,
+like ``itertools.product``).
+
+Zipped levels: Params that share the same ``level=`` key vary *together* (they must have the same
+length) instead of being crossed; the zipped group sits at the position of its first member and
+each member keeps its own named index level::
+
+    product_grid(w=Param(["a", "b"]), tau=Param([0.01, 0.02], level="z"),
+                 fee=Param([0.0, 0.005], level="z"))
+    # 4 rows: (a, 0.01, 0.0), (a, 0.02, 0.005), (b, 0.01, 0.0), (b, 0.02, 0.005)
+
+Kernels do not take the index: :meth:`Grid.codes` gives, for a contiguous block of combinations
+``start .. stop-1``, one int64 array per level with the *position* of each combination's value in
+that Param's ``values`` — the per-combination index arrays (``wid``, ``mid``, ...) of the
+simulation kernels. Blocks are computed on demand, so a grid of 10^9 combinations never
+materialises more than one block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import GpusimError
+
+__all__ = ["Param", "Grid", "build_grid", "product_grid", "RandomWeights"]
+
+
+class Param:
+    """A sweep axis: the values one argument takes across the grid.
+
+    Parameters
+    ----------
+    values : list, tuple, range, 1-D ndarray, pd.Index or pd.Series (not a str or a scalar).
+        The values, in order. They label the index level, so they must be distinct.
+    name : str, optional
+        Name of the index level (default: the keyword the Param is passed as).
+    level : hashable, optional
+        Zip key: Params with the same ``level`` vary together instead of being crossed.
+    """
+
+    __slots__ = ("values", "name", "level")
+
+    def __init__(self, values: Any, name: str | None = None, level: Any = None):
+        if isinstance(values, Param):
+            values, name, level = values.values, name or values.name, (
+                level if level is not None else values.level)
+        if isinstance(values, (str, bytes)) or not isinstance(
+                values, (Iterable, np.ndarray, pd.Index, pd.Series)) or isinstance(values, Mapping):
+            raise GpusimError(f"Param(values={values!r}) needs a list of values; "
+                              f"wrap a single value in a list, e.g. Param([{values!r}])")
+        if isinstance(values, pd.Series):
+            values = values.to_numpy()
+        if isinstance(values, np.ndarray) and values.ndim != 1:
+            # a 2-D array is a list of vectors (e.g. weights): keep its rows
+            values = list(values)
+        if not isinstance(values, (range, np.ndarray, pd.Index)):
+            values = list(values)
+        if len(values) == 0:
+            raise GpusimError(f"Param{f' {name!r}' if name else ''} has no values; give at least one")
+        if name is not None and not isinstance(name, str):
+            raise GpusimError(f"Param name={name!r} must be a str")
+        self.values = values
+        self.name = name
+        self.level = level
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        v = list(self.values[:6])
+        more = ", ..." if len(self) > 6 else ""
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("name", "level")
+                        if getattr(self, k) is not None)
+        return f"Param([{', '.join(map(repr, v))}{more}] (n={len(self)}){extra})"
+
+
+@dataclass(frozen=True)
+class RandomWeights:
+    """A generated population of long-only weight vectors (DESIGN §4), used as ``weights=``.
+
+    Candidate ``i`` is ``cpu_ref.rng.population_nb(seed, i, 1, A, code, alpha, lo=0, hi=1)[0][0]``
+    — a pure function of ``(seed, i)`` — so any row can be regenerated alone and populations are
+    identical whatever the chunking. The index level of a backtest is the candidate index
+    ``0 .. n-1``. Rows are generated block by block, never all at once.
+
+    Parameters
+    ----------
+    n : number of candidates (>= 1).
+    seed : int >= 0.
+    sampler : ``"dirichlet"`` (uniform on the simplex, default) or ``"uniform"`` (u / sum u).
+    alpha : Dirichlet concentration (> 0; only with ``sampler="dirichlet"``).
+    """
+
+    n: int
+    seed: int = 0
+    sampler: str = "dirichlet"
+    alpha: float = 1.0
+
+    def __post_init__(self):
+        from cpu_ref.rng import MAX_CANDIDATES, SAMPLERS  # noqa: PLC0415
+
+        if isinstance(self.n, bool) or not isinstance(self.n, (int, np.integer)) or not (
+                1 <= self.n <= MAX_CANDIDATES):
+            raise GpusimError(f"RandomWeights(n={self.n!r}): n must be an int between 1 and 2**40")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not (
+                0 <= self.seed < 2 ** 64):
+            raise GpusimError(f"RandomWeights(seed={self.seed!r}): seed must be an int >= 0")
+        if self.sampler not in SAMPLERS:
+            raise GpusimError(f"RandomWeights(sampler={self.sampler!r}) is unknown; use one of "
+                              f"{', '.join(map(repr, sorted(SAMPLERS)))}")
+        if not (self.alpha > 0 and math.isfinite(self.alpha)):
+            raise GpusimError(f"RandomWeights(alpha={self.alpha!r}): alpha must be > 0")
+        if self.sampler != "dirichlet" and self.alpha != 1.0:
+            raise GpusimError("RandomWeights(alpha=...) only applies to sampler='dirichlet'")
+
+    def rows(self, start: int, stop: int, n_assets: int) -> np.ndarray:
+        """Candidates ``start .. stop-1`` as a host (stop-start, n_assets) float64 array."""
+        from cpu_ref.rng import population_nb, sampler_code  # noqa: PLC0415
+
+        code = sampler_code(self.sampler, float(self.alpha))
+        lo = np.zeros(n_assets)
+        hi = np.ones(n_assets)
+        W, _ = population_nb(np.uint64(self.seed), np.int64(start), np.int64(stop - start),
+                             n_assets, code, float(self.alpha), lo, hi)
+        return W
+
+
+@dataclass
+class _Axis:
+    name: str
+    values: Any            # the Param's values (positions index into this)
+    labels: pd.Index       # index labels (one per position)
+    group: int             # index of the zip group
+
+
+@dataclass
+class Grid:
+    """A parameter grid: axes (levels), zip groups and fixed values.
+
+    Attributes
+    ----------
+    axes : the levels, in order; ``axes[i].values`` are the Param's values.
+    shape : size of each zip group (C order, first group outermost).
+    size : number of combinations (product of ``shape``).
+    fixed : the non-Param keyword values.
+    """
+
+    axes: list[_Axis]
+    shape: tuple[int, ...]
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(math.prod(self.shape))
+
+    @property
+    def names(self) -> list[str]:
+        return [a.name for a in self.axes]
+
+    def axis(self, name: str) -> _Axis:
+        for a in self.axes:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+    def group_positions(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """(n_groups, stop-start) int64 positions of each zip group for combinations
+        ``start .. stop-1``."""
+        stop = self.size if stop is None else stop
+        flat = np.arange(start, stop, dtype=np.int64)
+        if not self.shape:
+            return np.zeros((0, flat.size), dtype=np.int64)
+        return np.stack(np.unravel_index(flat, self.shape)).astype(np.int64, copy=False)
+
+    def codes(self, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+        """Per-combination index arrays for combinations ``start .. stop-1``.
+
+        Returns ``{level name: (stop-start,) int64}``: position of each combination's value in
+        that level's ``Param.values`` (host arrays).
+        """
+        g = self.group_positions(start, stop)
+        return {a.name: g[a.group] for a in self.axes}
+
+    @property
+    def index(self) -> pd.MultiIndex:
+        """The full ``pd.MultiIndex`` (one row per combination, levels named as the axes)."""
+        return self.index_block(0, self.size)
+
+    def index_block(self, start: int, stop: int) -> pd.MultiIndex:
+        if not self.axes:
+            raise GpusimError("a grid needs at least one Param axis to have an index")
+        g = self.group_positions(start, stop)
+        levels, codes = [], []
+        for a in self.axes:
+            pos2code, uniques = pd.factorize(a.labels, use_na_sentinel=True)
+            levels.append(pd.Index(uniques))
+            codes.append(np.asarray(pos2code, dtype=np.int64)[g[a.group]])
+        return pd.MultiIndex(levels=levels, codes=codes, names=self.names,
+                             verify_integrity=False)
+
+    def locate(self, key: tuple | None = None, **level_values) -> int:
+        """Flat position of the one combination with the given level values.
+
+        ``key`` is a full index tuple (e.g. a row label of ``metrics``). Levels with a single
+        value may be omitted; zipped levels are fixed by any one member.
+        """
+        if key is not None:
+            if not isinstance(key, tuple):
+                key = (key,)
+            if len(key) != len(self.axes):
+                raise GpusimError(f"key {key!r} has {len(key)} values; the index has levels "
+                                  f"{self.names}")
+            level_values = {**dict(zip(self.names, key)), **level_values}
+        unknown = [k for k in level_values if k not in self.names]
+        if unknown:
+            raise GpusimError(f"unknown level(s) {unknown}; the levels are {self.names}")
+        pos: list[int | None] = [None] * len(self.shape)
+        for a in self.axes:
+            if a.name not in level_values:
+                continue
+            p = _find_label(a, level_values[a.name])
+            if pos[a.group] is not None and pos[a.group] != p:
+                raise GpusimError(f"{a.name}={level_values[a.name]!r} is not zipped with the "
+                                  f"other values given for its level group")
+            pos[a.group] = p
+        missing = []
+        for gi, size in enumerate(self.shape):
+            if pos[gi] is None:
+                if size == 1:
+                    pos[gi] = 0
+                else:
+                    missing += [f"{a.name} ({size} values)" for a in self.axes if a.group == gi][:1]
+        if missing:
+            raise GpusimError(f"give a value for {', '.join(missing)} to pick one combination")
+        return int(np.ravel_multi_index(tuple(pos), self.shape)) if self.shape else 0
+
+    def labels_of(self, flat: int) -> dict[str, Any]:
+        """``{level: label}`` of combination ``flat``."""
+        g = self.group_positions(flat, flat + 1)[:, 0]
+        return {a.name: _py(a.labels[g[a.group]]) for a in self.axes}
+
+
+def _py(x):
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _find_label(a: _Axis, value) -> int:
+    labels = a.labels
+    try:
+        hit = np.flatnonzero(labels == value) if not _is_nan(value) else np.flatnonzero(
+            pd.isna(labels))
+    except (TypeError, ValueError):
+        hit = np.array([], dtype=np.int64)
+    if hit.size == 0 and isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        num = pd.to_numeric(pd.Series(labels, dtype=object), errors="coerce").to_numpy(float)
+        hit = np.flatnonzero(np.isclose(num, float(value), rtol=1e-9, atol=1e-12))
+    if hit.size == 0:
+        hit = np.flatnonzero(np.array([str(x) == str(value) for x in labels[:100_000]]))
+    if hit.size == 0:
+        shown = ", ".join(map(repr, list(labels[:8]))) + (", ..." if len(labels) > 8 else "")
+        raise GpusimError(f"{a.name}={value!r} is not in the grid; its values are [{shown}]")
+    return int(hit[0])
+
+
+def _is_nan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def build_grid(params: Mapping[str, Any], labels: Mapping[str, Any] | None = None) -> Grid:
+    """Build a :class:`Grid` from ``{keyword: Param or fixed value}`` (order kept).
+
+    ``labels`` optionally overrides the index labels of a level (``{keyword: sequence}``, one
+    label per value), e.g. to label weight vectors by name while the Param holds the vectors.
+    """
+    labels = dict(labels or {})
+    axes: list[_Axis] = []
+    groups: dict[Any, int] = {}
+    shape: list[int] = []
+    fixed: dict[str, Any] = {}
+    for kw, p in params.items():
+        if not isinstance(p, Param):
+            fixed[kw] = p
+            continue
+        name = p.name or kw
+        if name in [a.name for a in axes]:
+            raise GpusimError(f"two Params are named {name!r}; give each level a distinct name")
+        lab = labels.get(kw, p.values)
+        lab = lab if isinstance(lab, pd.Index) else pd.Index(
+            lab if not isinstance(lab, np.ndarray) else lab, tupleize_cols=False)
+        if len(lab) != len(p):
+            raise GpusimError(f"level {name!r}: {len(lab)} labels for {len(p)} values")
+        if not lab.is_unique:
+            dup = list(dict.fromkeys(lab[lab.duplicated()]))[:5]
+            raise GpusimError(f"Param {name!r} has duplicate values {dup}; give each value once")
+        if p.level is None:
+            gi = len(shape)
+            shape.append(len(p))
+        elif p.level in groups:
+            gi = groups[p.level]
+            if shape[gi] != len(p):
+                first = next(a.name for a in axes if a.group == gi)
+                raise GpusimError(f"zipped Params {first!r} and {name!r} (level={p.level!r}) "
+                                  f"have {shape[gi]} and {len(p)} values; zipped levels need "
+                                  "the same length")
+        else:
+            gi = groups[p.level] = len(shape)
+            shape.append(len(p))
+        axes.append(_Axis(name, p.values, lab, gi))
+    return Grid(axes, tuple(shape), fixed)
+
+
+def product_grid(**params) -> pd.MultiIndex:
+    """The combinations of the Param axes as a ``pd.MultiIndex`` (C order, given order).
+
+    Scalars and other non-Param values are fixed and do not become levels. Params sharing a
+    ``level=`` key are zipped. Raises :class:`GpusimError` when no Param is given.
+
+    >>> product_grid(a=Param([1, 2]), b=Param(["x", "y", "z"]), fee=0.001).size
+    6
+    """
+    grid = build_grid(params)
+    if not grid.axes:
+        raise GpusimError("product_grid needs at least one Param axis")
+    return grid.index
