@@ -115,14 +115,14 @@ def _check_values(prices: pd.DataFrame, where: str, nan_fix: str) -> None:
         i = int(bad[0])
         date = _d(prices.index[i])
         if np.isnan(v[i]):
-            raise DataError(f"column {col!r}: missing price (NaN) on {date} {where}; {nan_fix}")
+            raise DataError(f"column {col!r}: missing price (NaN) on {date}{where}; {nan_fix}")
         if np.isinf(v[i]):
             raise DataError(
-                f"column {col!r}: non-finite price {v[i]} on {date} {where}; "
+                f"column {col!r}: non-finite price {v[i]} on {date}{where}; "
                 "fix the value or drop the column with symbols=[...]"
             )
         raise DataError(
-            f"column {col!r}: price {v[i]:g} <= 0 on {date} {where}; prices must be positive "
+            f"column {col!r}: price {v[i]:g} <= 0 on {date}{where}; prices must be positive "
             "(back-adjusted futures: shift or use returns) - fix it or drop it with symbols=[...]"
         )
 
@@ -131,9 +131,9 @@ def _check_ann(ann) -> float:
     try:
         a = float(ann)
     except (TypeError, ValueError):
-        raise DataError(f"ann={ann!r} is not a number; pass periods per year, e.g. ann=252") from None
+        raise DataError(f"ann={ann!r} is not a number; pass bars per year, e.g. ann=252") from None
     if not (np.isfinite(a) and a > 0):
-        raise DataError(f"ann={ann!r} must be a finite number > 0; pass e.g. ann=252 for daily bars")
+        raise DataError(f"ann={ann!r} must be finite and > 0; pass e.g. ann=252 for daily bars")
     return a
 
 
@@ -195,9 +195,10 @@ class Market:
 
     @property
     def returns(self) -> pd.DataFrame:
-        """Simple returns ``p_t / p_{t-1} - 1``, shape (n_bars - 1, n_assets), first date dropped."""
-        p = self.prices.to_numpy()
-        return pd.DataFrame(p[1:] / p[:-1] - 1.0, index=self.prices.index[1:], columns=self.prices.columns)
+        """Simple returns ``p_t / p_{t-1} - 1``, shape (n_bars - 1, n_assets)."""
+        p = self.prices
+        r = p.to_numpy()[1:] / p.to_numpy()[:-1] - 1.0
+        return pd.DataFrame(r, index=p.index[1:], columns=p.columns)
 
     def stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-bar mean and covariance of the simple returns (host float64 arrays).
@@ -211,11 +212,11 @@ class Market:
         """
         r = self.returns.to_numpy()
         if r.shape[0] < 2:
-            raise DataError(f"{self.n_bars} bars give {r.shape[0]} return; need at least 3 bars for a covariance")
+            raise DataError(f"{self.n_bars} bars give 1 return; a covariance needs at least 3 bars")
         mu = r.mean(axis=0)
         dev = r - mu
         cov = dev.T @ dev / (r.shape[0] - 1)
-        return mu.astype(np.float64), cov.astype(np.float64)
+        return mu, cov
 
     def subset(self, symbols) -> Market:
         """The same market restricted to ``symbols`` (a name or a list), in the order given."""
@@ -259,10 +260,12 @@ def _pick(available: list[str], symbols) -> list[str]:
 def infer_ann(index) -> tuple[float, str]:
     """Bars per year from the median spacing of ``index`` and the share of weekend rows.
 
-    The spacing is measured on the sorted distinct dates. Rules: median spacing ~1 hour -> 8760 (hourly 24/7) if more than 10 % of rows fall on a
-    weekend, else 6048 (= 252*24, hourly on weekdays only); ~1 day -> 365 (calendar-daily, trades
-    on weekends) if more than 10 % of rows fall on a weekend, else 252 (business-daily); 5-9 days
-    -> 52; 26-35 days -> 12; 80-100 days -> 4; 350-380 days -> 1. Anything else raises.
+    Spacing is measured on the sorted distinct dates. Median spacing ~1 hour -> 8760 (hourly
+    24/7) if more than 10 % of the dates fall on a weekend, else 6048 (= 252*24, hourly on weekdays
+    only); ~1 day -> 365 (calendar-daily, trades on weekends) if more than 10 % of the dates fall
+    on a weekend, else 252 (business-daily); 5-9 days -> 52; 26-35 days -> 12; 80-100 days -> 4;
+    350-380 days -> 1. Anything else raises ``DataError``. Mixed daily + intraday rows (e.g.
+    pysystemtrade) come out hourly: resample them to one row per day first.
 
     Parameters
     ----------
@@ -308,7 +311,7 @@ def infer_ann(index) -> tuple[float, str]:
     return _ANN[key]
 
 
-def _read(source, date_col) -> pd.DataFrame:
+def _read(source) -> pd.DataFrame:
     """A path or DataFrame as a DataFrame (no validation yet)."""
     if isinstance(source, pd.DataFrame):
         return source
@@ -325,8 +328,9 @@ def _read(source, date_col) -> pd.DataFrame:
             return pd.read_csv(path)
     except (OSError, ValueError, ImportError) as e:
         msg = str(e).splitlines()[0] if str(e) else ""
-        raise DataError(f"cannot read {path}: {type(e).__name__}: {msg}; check the file format") from None
-    raise DataError(f"unknown file type {path.name!r}; use .csv, .csv.gz or .parquet, or pass a DataFrame")
+        msg = f"cannot read {path}: {type(e).__name__}: {msg}; check the file format"
+        raise DataError(msg) from None
+    raise DataError(f"unknown file type {path.name!r}; use .csv, .csv.gz, .parquet or a DataFrame")
 
 
 def _parse_dates(values, what: str) -> pd.DatetimeIndex:
@@ -343,8 +347,8 @@ def _parse_dates(values, what: str) -> pd.DatetimeIndex:
         try:
             pd.Timestamp(v)
         except (TypeError, ValueError):
-            raise DataError(f"{what}: cannot parse {v!r} (row {i}) as a date; fix the value") from None
-    raise DataError(f"{what}: cannot parse the values as dates; pass date_col= naming the date column")
+            raise DataError(f"{what}: cannot parse {v!r} (row {i}) as a date; fix it") from None
+    raise DataError(f"{what}: cannot parse the values as dates; pass date_col= naming the dates")
 
 
 def _with_dates(df: pd.DataFrame, date_col) -> pd.DataFrame:
@@ -353,12 +357,13 @@ def _with_dates(df: pd.DataFrame, date_col) -> pd.DataFrame:
         return df
     if date_col is not None:
         if date_col not in df.columns:
-            raise DataError(f"date_col={date_col!r} is not a column; columns: {_listing(df.columns)}")
+            cols = _listing(df.columns)
+            raise DataError(f"date_col={date_col!r} is not a column; columns: {cols}")
     else:
         named = [c for c in df.columns if str(c).strip().lower() in _DATE_NAMES]
         if named:
             date_col = named[0]
-        elif not isinstance(df.index, pd.RangeIndex) and not pd.api.types.is_numeric_dtype(df.index.dtype):
+        elif not pd.api.types.is_numeric_dtype(df.index.dtype):
             out = df.copy()
             out.index = _parse_dates(df.index, "index")
             return out
@@ -366,8 +371,8 @@ def _with_dates(df: pd.DataFrame, date_col) -> pd.DataFrame:
             date_col = df.columns[0]  # e.g. 'Unnamed: 0' written by DataFrame.to_csv()
         else:
             raise DataError(
-                "no dates found: no DatetimeIndex and no column named date/datetime/time/timestamp; "
-                "pass date_col= naming the date column"
+                "no dates found: no DatetimeIndex and no column named date/datetime/time/"
+                "timestamp; pass date_col= naming the date column"
             )
     out = df.drop(columns=[date_col])
     out.index = _parse_dates(df[date_col].to_numpy(), f"date column {date_col!r}")
@@ -375,7 +380,9 @@ def _with_dates(df: pd.DataFrame, date_col) -> pd.DataFrame:
     return out
 
 
-def load_prices(source, *, align="common", fill=None, ann=None, date_col=None, symbols=None, name=None) -> Market:
+def load_prices(
+    source, *, align="common", fill=None, ann=None, date_col=None, symbols=None, name=None
+) -> Market:
     """Load and validate a wide price table (dates x symbols) into a :class:`Market`.
 
     Parameters
@@ -421,7 +428,7 @@ def load_prices(source, *, align="common", fill=None, ann=None, date_col=None, s
         ann = _check_ann(ann)
     if name is None:
         name = "" if isinstance(source, pd.DataFrame) else Path(source).name
-    df = _with_dates(_read(source, date_col), date_col)
+    df = _with_dates(_read(source), date_col)
     df = df.set_axis([str(c) for c in df.columns], axis=1)  # never mutate the caller's frame
     if df.columns.has_duplicates:
         dup = df.columns[df.columns.duplicated()][0]
@@ -432,7 +439,9 @@ def load_prices(source, *, align="common", fill=None, ann=None, date_col=None, s
 
     for col in prices.columns:
         if prices[col].isna().all():
-            raise DataError(f"column {col!r} has no prices (all NaN); drop it with symbols=[...] or fix the source")
+            raise DataError(
+                f"column {col!r} has no prices (all NaN); drop it with symbols=[...] or fix it"
+            )
     if align == "common":
         firsts = {c: prices[c].first_valid_index() for c in prices.columns}
         lasts = {c: prices[c].last_valid_index() for c in prices.columns}
@@ -451,9 +460,10 @@ def load_prices(source, *, align="common", fill=None, ann=None, date_col=None, s
             f"only {len(prices)} row(s) left after align={align!r}; need at least 2 - "
             "check the date ranges of the columns or drop late-listed ones with symbols=[...]"
         )
-    where = f"inside the used window {_d(prices.index[0])} .. {_d(prices.index[-1])} (align={align!r})"
+    span = f"{_d(prices.index[0])} .. {_d(prices.index[-1])}"
+    where = f" inside the used window {span} (align={align!r})"
     if align == "none":
-        nan_fix = "use align='common' to trim to the dates where every column has a price, or fill='ffill' for gaps"
+        nan_fix = "try align='common' (dates where all columns have prices) or fill='ffill'"
     else:
         nan_fix = "pass fill='ffill' to carry the last price forward, or clean the data"
     _check_values(prices, where, nan_fix)
@@ -466,7 +476,8 @@ def load_prices(source, *, align="common", fill=None, ann=None, date_col=None, s
 
 
 def synthetic_market(
-    n_assets=5, n_bars=756, freq="B", seed=0, start="2020-01-01", ann=None, mu=None, vol=None, corr=None, name=None
+    n_assets=5, n_bars=756, freq="B", seed=0, start="2020-01-01",
+    ann=None, mu=None, vol=None, corr=None, name=None,
 ) -> Market:
     """Seeded correlated geometric Brownian motion, starting at 100 for every asset.
 
@@ -505,7 +516,8 @@ def synthetic_market(
         raise DataError(f"n_bars={n_bars!r} must be an integer >= 2 (one return needs two prices)")
     n_assets, n_bars = int(n_assets), int(n_bars)
     if freq not in _SYNTH_FREQS:
-        raise DataError(f"freq={freq!r} is not supported; use one of {', '.join(map(repr, _SYNTH_FREQS))}")
+        valid = ", ".join(map(repr, _SYNTH_FREQS))
+        raise DataError(f"freq={freq!r} is not supported; use one of {valid}")
     key = _SYNTH_FREQS[freq]
     if ann is None:
         ann, desc = _ANN[key]
@@ -514,20 +526,15 @@ def synthetic_market(
         ann, ann_source = _check_ann(ann), "given"
 
     def vec(x, default, what):
-        v = np.broadcast_to(np.asarray(default if x is None else x, dtype=np.float64), (n_assets,))
-        if v.shape != (n_assets,) or not np.all(np.isfinite(v)):
-            raise DataError(f"{what} must be finite, scalar or shape ({n_assets},)")
-        return v.copy()
+        v = np.asarray(default if x is None else x, dtype=np.float64)
+        if v.shape not in ((), (n_assets,)) or not np.all(np.isfinite(v)):
+            raise DataError(f"{what} must be finite, a scalar or shape ({n_assets},); got {x!r}")
+        return np.broadcast_to(v, (n_assets,)).copy()
 
-    try:
-        mu_v = vec(mu, np.linspace(0.02, 0.15, n_assets), "mu")
-        vol_v = vec(vol, np.linspace(0.10, 0.40, n_assets), "vol")
-    except ValueError as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"mu and vol must be scalars or shape ({n_assets},): {e}") from None
+    mu_v = vec(mu, np.linspace(0.02, 0.15, n_assets), "mu")
+    vol_v = vec(vol, np.linspace(0.10, 0.40, n_assets), "vol")
     if np.any(vol_v < 0):
-        raise DataError(f"vol must be >= 0, got {vol_v.tolist()}")
+        raise DataError(f"vol must be >= 0, got {vol_v.tolist()}; pass annual volatilities")
     if corr is None:
         load = np.linspace(0.2, 0.7, n_assets)
         c = np.outer(load, load)
@@ -546,7 +553,8 @@ def synthetic_market(
     try:
         index = pd.date_range(start, periods=n_bars, freq=key)
     except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime) as e:
-        raise DataError(f"cannot build {n_bars} dates from {start!r} at freq={freq!r} ({e}); use fewer bars") from None
+        msg = f"cannot build {n_bars} dates from {start!r} at freq={freq!r} ({e}); use fewer bars"
+        raise DataError(msg) from None
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n_bars - 1, n_assets)) @ chol.T
     dt = 1.0 / ann
