@@ -2,7 +2,7 @@
 
 The uniform for (seed, candidate i, asset j, draw t) is a pure function of those integers:
 SplitMix64's output function applied to ``key(seed) + (counter + 1) * GOLDEN`` with
-``counter = (i << 24) | (j << 8) | t``. That is exactly SplitMix64's stream read at position
+``counter = (i << 24) | (j << 8) | t``, turned into u = (2 (x >> 12) + 1) 2**-53. That is exactly SplitMix64's stream read at position
 ``counter``, so any candidate can be regenerated alone, in any order, on any backend.
 
 The function bodies here are plain Python over ``np.uint64`` so that the same source is
@@ -37,7 +37,9 @@ _S12 = np.uint64(12)
 _S24 = np.uint64(24)
 _S8 = np.uint64(8)
 _ONE = np.uint64(1)
-_TWO_M52 = 2.0 ** -52
+_TWO_M53 = 2.0 ** -53
+_LN2 = 0.6931471805599453
+_SQRT2 = 1.4142135623730951
 
 SAMPLERS = {"uniform": 0, "dirichlet": 1}
 MAX_CANDIDATES = 2 ** 40
@@ -46,6 +48,7 @@ MAX_ASSETS = 2 ** 16
 
 def mix64(z):
     """SplitMix64 output function (a bijection of uint64)."""
+    z = np.uint64(z)
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)
@@ -56,11 +59,67 @@ def seed_key(seed):
     return mix64(np.uint64(seed) * GOLDEN + GOLDEN)
 
 
-def uniform(key, i, j, t):
-    """U(0,1) for candidate i, asset j, draw t: a 52-bit midpoint grid, never 0 or 1."""
+def bits(key, i, j, t):
+    """64 random bits for candidate i, asset j, draw t."""
     c = (np.uint64(i) << _S24) | (np.uint64(j) << _S8) | np.uint64(t)
-    x = mix64(key + (c + _ONE) * GOLDEN)
-    return (float(x >> _S12) + 0.5) * _TWO_M52
+    return mix64(np.uint64(key) + (c + _ONE) * GOLDEN)
+
+
+def odd53(x):
+    """The odd integer m = 2 (x >> 12) + 1 in [1, 2**53): u = m 2**-53 is exact in float64."""
+    return ((np.uint64(x) >> _S12) << _ONE) | _ONE
+
+
+def uniform(key, i, j, t):
+    """U(0,1) for candidate i, asset j, draw t: the midpoints of a 2**-52 grid, never 0 or 1."""
+    return float(np.int64(odd53(bits(key, i, j, t)))) * _TWO_M53
+
+
+def neg_log_uniform(x):
+    """-log(u) for the uniform u = odd53(x) 2**-53 of the bits x: an Exp(1) variate.
+
+    Computed with integer steps, +, *, / only (no libm), so the result is the same on every
+    platform that rounds IEEE-754 operations the same way, and the loop vectorises on the CPU:
+    u = f 2**(e - 53) with f in [sqrt(1/2), sqrt(2)), log f = 2 atanh(s), s = (f - 1)/(f + 1),
+    |s| < 0.1716, by its series to s**21 (truncation below 2e-17 relative).
+    """
+    f = float(np.int64(odd53(x)))  # exact: < 2**53
+    e = 0.0
+    if f >= 4294967296.0:
+        f = f * 2.3283064365386963e-10
+        e += 32.0
+    if f >= 65536.0:
+        f = f * 1.52587890625e-05
+        e += 16.0
+    if f >= 256.0:
+        f = f * 0.00390625
+        e += 8.0
+    if f >= 16.0:
+        f = f * 0.0625
+        e += 4.0
+    if f >= 4.0:
+        f = f * 0.25
+        e += 2.0
+    if f >= 2.0:
+        f = f * 0.5
+        e += 1.0
+    if f > _SQRT2:
+        f = f * 0.5
+        e += 1.0
+    s = (f - 1.0) / (f + 1.0)
+    z = s * s
+    p = 1.0 / 21.0
+    p = p * z + 1.0 / 19.0
+    p = p * z + 1.0 / 17.0
+    p = p * z + 1.0 / 15.0
+    p = p * z + 1.0 / 13.0
+    p = p * z + 1.0 / 11.0
+    p = p * z + 1.0 / 9.0
+    p = p * z + 1.0 / 7.0
+    p = p * z + 1.0 / 5.0
+    p = p * z + 1.0 / 3.0
+    p = p * z + 1.0
+    return (53.0 - e) * _LN2 - 2.0 * s * p
 
 
 def std_gamma(key, i, j, alpha):
@@ -97,11 +156,10 @@ def sample(key, i, code, alpha, lo, hi, lo_sum, out):
     A = out.shape[0]
     s = 0.0
     for j in range(A):
-        u = uniform(key, i, j, 0)
         if code == 0:
-            e = u
+            e = uniform(key, i, j, 0)
         elif code == 1:
-            e = -math.log(u)
+            e = neg_log_uniform(bits(key, i, j, 0))
         else:
             e = std_gamma(key, i, j, alpha)
         out[j] = e
@@ -116,7 +174,8 @@ def sample(key, i, code, alpha, lo, hi, lo_sum, out):
     return ok
 
 
-BODIES = ("mix64", "seed_key", "uniform", "std_gamma", "sample")
+BODIES = ("mix64", "seed_key", "bits", "odd53", "uniform", "neg_log_uniform", "std_gamma",
+          "sample")
 
 
 def compile_bodies(jit):
@@ -132,10 +191,12 @@ def compile_bodies(jit):
     return out
 
 
-_nb = compile_bodies(njit(cache=True))
+_nb = compile_bodies(njit(cache=True, inline="always", error_model="numpy"))
 mix64_nb = _nb["mix64"]
 seed_key_nb = _nb["seed_key"]
+bits_nb = _nb["bits"]
 uniform_nb = _nb["uniform"]
+neg_log_uniform_nb = _nb["neg_log_uniform"]
 std_gamma_nb = _nb["std_gamma"]
 sample_nb = _nb["sample"]
 
