@@ -1,8 +1,10 @@
 """Exact mean-variance baselines (gpusim.mvo): closed forms, real data vs an independent solver,
 KKT optimality, frontier shape, and every documented error."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -136,7 +138,8 @@ def test_ann_and_rf():
     x = np.linalg.solve(cov, mu - 0.02 / 252)
     b3 = max_sharpe(mu, cov, ann=252, rf=0.02, long_only=False)
     assert np.abs(b3.weights - x / x.sum()).max() < 1e-6
-    assert abs(b3.sharpe - (252 * mu @ b3.weights - 0.02) / np.sqrt(252 * b3.weights @ cov @ b3.weights)) < 1e-12
+    w3 = b3.weights
+    assert abs(b3.sharpe - (252 * mu @ w3 - 0.02) / np.sqrt(252 * w3 @ cov @ w3)) < 1e-12
     assert abs(b3.sharpe - np.sqrt(252 * (mu - 0.02 / 252) @ x)) < 1e-8 * b3.sharpe
 
 
@@ -276,7 +279,10 @@ def test_named_solvers_agree():
 def test_cvxpy_imported_lazily():
     code = ("import sys, gpusim, gpusim.mvo; "
             "assert 'cvxpy' not in sys.modules and 'pandas' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    root = Path(__file__).resolve().parents[1]
+    path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -342,7 +348,8 @@ def test_error_unknown_solver():
     (np.zeros(3), np.eye(2), "shape"),
     (np.zeros((2, 1)), np.eye(2), "shape"),
     (np.array([0.1, np.nan]), np.eye(2), "mu contains NaN"),
-    (np.array([0.1, 0.2]), np.array([[1.0, np.inf], [0.0, 1.0]]), r"cov contains NaN/inf at index \(0, 1\)"),
+    (np.array([0.1, 0.2]), np.array([[1.0, np.inf], [0.0, 1.0]]),
+     r"cov contains NaN/inf at index \(0, 1\)"),
     (np.array(["a", "b"]), np.eye(2), "numeric"),
 ])
 def test_error_bad_arrays(mu, cov, words):
@@ -353,7 +360,8 @@ def test_error_bad_arrays(mu, cov, words):
 @pytest.mark.parametrize("kw,words", [
     (dict(bounds=(0.6, 1.0)), "lower bounds sum to 1.8 > 1"),
     (dict(bounds=(0.0, 0.3)), "upper bounds sum to 0.9 < 1"),
-    (dict(bounds=([0.0, 0.5, 0.0], [1.0, 0.4, 1.0])), "lower bound 0.5 > upper bound 0.4 for asset 1"),
+    (dict(bounds=([0.0, 0.5, 0.0], [1.0, 0.4, 1.0])),
+     "lower bound 0.5 > upper bound 0.4 for asset 1"),
     (dict(bounds=(-0.5, 1.0)), "long_only=False"),
     (dict(bounds=([0, 0], [1, 1])), "bounds must be"),
     (dict(ann=0.0), "ann must be"),
