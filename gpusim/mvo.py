@@ -152,7 +152,10 @@ def _check_inputs(mu, cov, ann, rf, repair):
 
 def _bounds(bounds, n, long_only):
     """Per-asset (lo, hi) arrays (A,), +-inf where unbounded; checks feasibility."""
-    lo, hi = (None, None) if bounds is None else bounds
+    try:
+        lo, hi = (None, None) if bounds is None else bounds
+    except (TypeError, ValueError):
+        raise SolverError(f"bounds must be a pair (lo, hi), got {bounds!r}") from None
     lo = np.full(n, 0.0 if long_only else -np.inf) if lo is None else lo
     hi = np.full(n, np.inf) if hi is None else hi
     try:
@@ -419,15 +422,16 @@ def efficient_frontier(mu, cov, *, n_points=50, ann=1.0, rf=0.0, bounds=None, lo
     -------
     pandas.DataFrame, shape (n_points, 3 + A)
         Columns ``ret``, ``vol``, ``sharpe`` (annualised) and one weight column per asset;
-        row 0 is the min-variance portfolio.
+        row 0 is the min-variance portfolio. ``df.attrs["status"]`` and ``df.attrs["solver"]``
+        list each point's solver status and solver name.
     """
     import pandas as pd
 
     mu, cov, ann, rf = _check_inputs(mu, cov, ann, rf, repair)
     lo, hi = _bounds(bounds, mu.size, long_only)
     names = _labels(symbols, mu.size)
-    if int(n_points) < 2:
-        raise SolverError(f"n_points must be >= 2, got {n_points!r}")
+    if not isinstance(n_points, (int, np.integer)) or n_points < 2:
+        raise SolverError(f"n_points must be an integer >= 2, got {n_points!r}")
     mv = min_variance(mu, cov, ann=ann, rf=rf, bounds=(lo, hi), long_only=long_only,
                       solver=solver)
     r_lo = float(mu @ mv.weights)
@@ -436,15 +440,19 @@ def efficient_frontier(mu, cov, *, n_points=50, ann=1.0, rf=0.0, bounds=None, lo
         r_hi = mu.max() if mu.max() > r_lo else r_lo + np.ptp(mu)
     r_hi = max(r_hi, r_lo)
     qp, m = _min_var_qp(mu, cov, lo, hi, with_target=True)
-    rows = []
-    for t in np.linspace(r_lo, r_hi, int(n_points)):
+    rows, statuses, solvers = [], [], []
+    for t in np.linspace(r_lo, r_hi, n_points):
         h = qp.h.value.copy()
         h[-1] = -t / m
         qp.h.value = h
-        x, status, _ = qp.solve(solver, f"efficient frontier at target return {ann * t:.4g}")
+        x, status, used = qp.solve(solver, f"efficient frontier at target return {ann * t:.4g}")
         if x is None:
             raise SolverError(f"efficient frontier point at target return {ann * t:.4g} is "
                               f"{status}; reduce n_points or check the bounds")
         wv = _clean(x, lo, hi)
         rows.append([*_stats(wv, mu, cov, ann, rf), *wv])
-    return pd.DataFrame(rows, columns=["ret", "vol", "sharpe", *names])
+        statuses.append(status)
+        solvers.append(used)
+    df = pd.DataFrame(rows, columns=["ret", "vol", "sharpe", *names])
+    df.attrs.update(status=statuses, solver=solvers)
+    return df

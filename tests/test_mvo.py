@@ -189,6 +189,9 @@ def test_efficient_frontier_real_data(returns):
     f = efficient_frontier(mu, cov, ann=252, n_points=30, symbols=returns.columns)
     assert list(f.columns) == ["ret", "vol", "sharpe", *returns.columns]
     assert len(f) == 30
+    assert len(f.attrs["status"]) == 30
+    assert set(f.attrs["status"]) <= {"optimal", "optimal_inaccurate"}
+    assert set(f.attrs["solver"]) == {"CLARABEL"}
     assert np.all(np.diff(f["ret"]) > 0)
     assert np.all(np.diff(f["vol"]) > -1e-12)
     w = f[list(returns.columns)].to_numpy()
@@ -364,6 +367,8 @@ def test_error_bad_arrays(mu, cov, words):
      "lower bound 0.5 > upper bound 0.4 for asset 1"),
     (dict(bounds=(-0.5, 1.0)), "long_only=False"),
     (dict(bounds=([0, 0], [1, 1])), "bounds must be"),
+    (dict(bounds=0.5), "bounds must be a pair"),
+    (dict(bounds=(0, 1, 2)), "bounds must be a pair"),
     (dict(ann=0.0), "ann must be"),
     (dict(rf=np.nan), "rf must be"),
 ])
@@ -378,5 +383,6 @@ def test_errors_are_one_line_and_value_errors():
     with pytest.raises(ValueError) as e:
         max_sharpe(np.array([0.01, 0.02]), np.eye(2), solver="nope")
     assert "\n" not in str(e.value)
-    with pytest.raises(SolverError, match="n_points"):
-        efficient_frontier(np.array([0.01, 0.02]), np.eye(2), n_points=1)
+    for bad in (1, "a", 2.5):
+        with pytest.raises(SolverError, match="n_points must be an integer >= 2"):
+            efficient_frontier(np.array([0.01, 0.02]), np.eye(2), n_points=bad)
