@@ -40,8 +40,9 @@ class Param:
 
     Parameters
     ----------
-    values : list, tuple, range, 1-D ndarray, pd.Index or pd.Series (not a str or a scalar).
-        The values, in order. They label the index level, so they must be distinct.
+    values : list, tuple, range, ndarray, pd.Index, pd.Series or pd.DataFrame (not a str or a
+        scalar). The values, in order; a 2-D array is a list of its rows and a DataFrame a list
+        of its rows labelled by its index. They label the index level, so they must be distinct.
     name : str, optional
         Name of the index level (default: the keyword the Param is passed as).
     level : hashable, optional
@@ -54,16 +55,19 @@ class Param:
         if isinstance(values, Param):
             values, name, level = values.values, name or values.name, (
                 level if level is not None else values.level)
-        if isinstance(values, (str, bytes)) or not isinstance(
-                values, (Iterable, np.ndarray, pd.Index, pd.Series)) or isinstance(values, Mapping):
+        if isinstance(values, pd.DataFrame):  # rows are the values (e.g. labelled weight vectors)
+            pass
+        elif isinstance(values, (str, bytes)) or not isinstance(
+                values, (Iterable, np.ndarray, pd.Index, pd.Series)) or isinstance(
+                values, Mapping) or (isinstance(values, np.ndarray) and values.ndim == 0):
             raise GpusimError(f"Param(values={values!r}) needs a list of values; "
                               f"wrap a single value in a list, e.g. Param([{values!r}])")
         if isinstance(values, pd.Series):
             values = values.to_numpy()
-        if isinstance(values, np.ndarray) and values.ndim != 1:
+        if isinstance(values, np.ndarray) and values.ndim > 1:
             # a 2-D array is a list of vectors (e.g. weights): keep its rows
             values = list(values)
-        if not isinstance(values, (range, np.ndarray, pd.Index)):
+        if not isinstance(values, (range, np.ndarray, pd.Index, pd.DataFrame)):
             values = list(values)
         if len(values) == 0:
             raise GpusimError(f"Param{f' {name!r}' if name else ''} has no values; give at least one")
@@ -77,7 +81,8 @@ class Param:
         return len(self.values)
 
     def __repr__(self) -> str:
-        v = list(self.values[:6])
+        v = list(self.values.index[:6] if isinstance(self.values, pd.DataFrame)
+                 else self.values[:6])
         more = ", ..." if len(self) > 6 else ""
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("name", "level")
                         if getattr(self, k) is not None)
@@ -294,7 +299,7 @@ def build_grid(params: Mapping[str, Any], labels: Mapping[str, Any] | None = Non
         name = p.name or kw
         if name in [a.name for a in axes]:
             raise GpusimError(f"two Params are named {name!r}; give each level a distinct name")
-        lab = labels.get(kw, p.values)
+        lab = labels.get(kw, p.values.index if isinstance(p.values, pd.DataFrame) else p.values)
         lab = lab if isinstance(lab, pd.Index) else pd.Index(
             lab if not isinstance(lab, np.ndarray) else lab, tupleize_cols=False)
         if len(lab) != len(p):

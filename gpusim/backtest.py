@@ -1,0 +1,678 @@
+"""Rebalancing backtests over parameter grids (DESIGN §6, issue 3).
+
+:func:`backtest` crosses target weight vectors with rebalance rules, drift thresholds and fee
+levels (each may be a :class:`~gpusim.grid.Param` sweep axis), runs every combination through the
+fast path of the chosen backend — :func:`gpusim.backtest_kernels.backtest_cpu_nb` or
+:func:`gpusim.kernels.backtest_cuda.backtest_gpu` — in chunks (metrics only, no paths), and
+returns a :class:`BacktestResult` whose ``metrics`` DataFrame has one row per combination.
+
+Records, value paths and allocation plots for chosen combinations are produced by re-running just
+those through the reference :func:`cpu_ref.backtest.simulate_1d_nb`.
+
+Index levels, in this order: ``weights`` (always; labels are ``"equal"``, the DataFrame's row
+labels, the candidate index of :class:`~gpusim.grid.RandomWeights`, or 0..K-1), then
+``rebalance``, ``threshold`` and ``fees`` when they are Params (a Param's ``name`` renames its
+level). Scalars are fixed and recorded in ``summary["fixed"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .backend import resolve_backend
+from .errors import GpusimError
+from .grid import Grid, Param, RandomWeights, build_grid
+
+__all__ = ["backtest", "BacktestResult", "Records", "Param", "RandomWeights",
+           "rebalance_mask", "calendar_mask", "METRICS"]
+
+from cpu_ref.backtest import METRICS  # noqa: E402  (tuple of the 11 metric names)
+
+CALENDAR_RULES = ("D", "W", "M", "Q", "Y")
+VALID_RULES = "'never', 'D', 'W', 'M', 'Q', 'Y', an int k >= 1 (every k bars) or a bool mask"
+LOWER_IS_BETTER = frozenset({"annual_volatility", "turnover", "fees_paid", "n_rebalances"})
+"""Metrics whose best value is the smallest; for all others (max_drawdown included: <= 0,
+closest to 0 is best) the largest is best."""
+SUM_TOL = 1e-8
+CPU_CHUNK_CAP = 2 ** 16
+GPU_CHUNK_CAP = 2 ** 20
+
+
+# --------------------------------------------------------------------------------------------
+# Rebalance rules
+# --------------------------------------------------------------------------------------------
+
+def calendar_mask(index: pd.DatetimeIndex, rule: str) -> np.ndarray:
+    """(T,) bool: True on the first bar of each new period (``"D"``, ``"W"`` (weeks ending
+    Sunday), ``"M"``, ``"Q"``, ``"Y"``) of ``index``; bar 0 is always True."""
+    if not isinstance(index, pd.DatetimeIndex):
+        raise GpusimError(f"rebalance={rule!r} needs prices with a DatetimeIndex; use an int k "
+                          "(every k bars) instead")
+    idx = index.tz_localize(None) if index.tz is not None else index
+    if rule == "D":
+        key = idx.normalize().asi8
+    else:
+        key = idx.to_period(rule).asi8
+    mask = np.empty(len(idx), dtype=np.bool_)
+    if len(idx):
+        mask[0] = True
+        mask[1:] = key[1:] != key[:-1]
+    return mask
+
+
+def rebalance_mask(rule: Any, index: pd.Index, what: str = "rebalance") -> tuple[Any, np.ndarray]:
+    """``(label, (T,) bool mask)`` of one rebalance rule on the bars of ``index``.
+
+    ``rule``: ``"never"`` (buy and hold), an int ``k >= 1`` (bars 0, k, 2k, ...), a calendar
+    rule in :data:`CALENDAR_RULES`, or a bool mask of length T (array, list, or Series aligned on
+    the dates). Bar 0 always rebalances in the simulation whatever the mask says.
+    """
+    T = len(index)
+    if isinstance(rule, (bool, np.bool_)):
+        raise GpusimError(f"{what}={rule!r} is ambiguous; use 'never', an int k >= 1 or a mask")
+    if isinstance(rule, (int, np.integer)):
+        k = int(rule)
+        if k < 1:
+            raise GpusimError(f"{what}={k}: k must be an int >= 1 (rebalance every k bars)")
+        m = np.zeros(T, dtype=np.bool_)
+        m[::k] = True
+        return k, m
+    if isinstance(rule, str):
+        r = rule.strip()
+        if r.lower() == "never":
+            return "never", np.zeros(T, dtype=np.bool_)
+        if r.isdigit():
+            return rebalance_mask(int(r), index, what)
+        if r.upper() in CALENDAR_RULES:
+            return r.upper(), calendar_mask(index, r.upper())
+        raise GpusimError(f"{what}={rule!r} is not a rebalance rule; use {VALID_RULES}")
+    if isinstance(rule, pd.Series):
+        if rule.dtype != bool:
+            raise GpusimError(f"{what}: a mask Series must have bool dtype, got {rule.dtype}")
+        if isinstance(rule.index, pd.DatetimeIndex) and not rule.index.equals(index):
+            rule = rule.reindex(index, fill_value=False)
+        rule = rule.to_numpy()
+    if isinstance(rule, (np.ndarray, list, tuple)):
+        m = np.asarray(rule)
+        if m.dtype != np.bool_:
+            raise GpusimError(f"{what}: a mask must be bool, got dtype {m.dtype}; use {VALID_RULES}")
+        if m.shape != (T,):
+            raise GpusimError(f"{what}: the mask has shape {m.shape}; it needs one bool per bar "
+                              f"({T},)")
+        return "mask", np.ascontiguousarray(m)
+    raise GpusimError(f"{what}={rule!r} is not a rebalance rule; use {VALID_RULES}")
+
+
+# --------------------------------------------------------------------------------------------
+# Weights
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Weights:
+    """Resolved weights: labels of the level plus either dense rows or a generator."""
+
+    labels: pd.Index
+    dense: np.ndarray | None = None
+    random: RandomWeights | None = None
+
+    def rows(self, lo: int, hi: int, n_assets: int) -> np.ndarray:
+        """Rows lo..hi-1 as a C-contiguous (hi-lo, A) float64 host array."""
+        if self.random is not None:
+            return self.random.rows(lo, hi, n_assets)
+        return np.ascontiguousarray(self.dense[lo:hi])
+
+
+def _check_vectors(W: np.ndarray, labels, symbols: list[str]) -> np.ndarray:
+    A = len(symbols)
+    if W.ndim != 2 or W.shape[1] != A:
+        n = W.shape[-1] if W.ndim else 1
+        raise GpusimError(f"weights: a vector has {n} values but the prices have {A} symbols "
+                          f"({_names(symbols)}); give one weight per symbol")
+    if not np.all(np.isfinite(W)):
+        r = int(np.flatnonzero(~np.isfinite(W).all(axis=1))[0])
+        raise GpusimError(f"weights: row {labels[r]!r} has a NaN or inf weight; give finite weights")
+    if np.any(W < 0):
+        r, j = map(int, np.argwhere(W < 0)[0])
+        raise GpusimError(f"weights: row {labels[r]!r} has weight {W[r, j]:g} for {symbols[j]!r}; "
+                          "weights are long-only: use values >= 0")
+    s = W.sum(axis=1)
+    bad = np.flatnonzero(np.abs(s - 1.0) > SUM_TOL)
+    if bad.size:
+        r = int(bad[0])
+        raise GpusimError(f"weights: row {labels[r]!r} sums to {s[r]:.10g}, not 1 (tolerance "
+                          f"{SUM_TOL:g}); normalise it, e.g. w / w.sum()")
+    return np.ascontiguousarray(W, dtype=np.float64)
+
+
+def _names(xs, limit: int = 8) -> str:
+    xs = list(xs)
+    return ", ".join(map(str, xs[:limit])) + (f", ... ({len(xs)} in all)" if len(xs) > limit else "")
+
+
+def _align(labels_in, symbols: list[str]) -> list[int]:
+    """Positions of ``symbols`` in ``labels_in``; error naming unknown and missing symbols."""
+    given = [str(c) for c in labels_in]
+    unknown = [c for c in given if c not in symbols]
+    missing = [s for s in symbols if s not in given]
+    if unknown or missing or len(set(given)) != len(given):
+        parts = []
+        if unknown:
+            parts.append(f"{_names(unknown)} not in the prices")
+        if missing:
+            parts.append(f"no weight for {_names(missing)}")
+        if not parts:
+            parts.append("a symbol appears twice")
+        raise GpusimError(f"weights: symbols don't match the prices ({'; '.join(parts)}); give "
+                          f"exactly one weight per symbol of the prices ({_names(symbols)}), 0 "
+                          "for symbols not held")
+    return [given.index(s) for s in symbols]
+
+
+def _one_vector(v, symbols: list[str]) -> tuple[Any, np.ndarray]:
+    """(label or None, (A,) float64) of one weight vector spec."""
+    if isinstance(v, str):
+        if v.strip().lower() != "equal":
+            raise GpusimError(f"weights={v!r} is not understood; use 'equal', a vector, a "
+                              "(K, A) array, a DataFrame of symbols, a dict or RandomWeights(n)")
+        return "equal", np.full(len(symbols), 1.0 / len(symbols))
+    if isinstance(v, dict):
+        v = pd.Series(v, dtype=float)
+    if isinstance(v, pd.Series):
+        pos = _align(v.index, symbols)
+        return v.name, v.to_numpy(dtype=float)[pos]
+    try:
+        a = np.asarray(v, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise GpusimError(f"weights: cannot read {type(v).__name__} as a weight vector ({exc})"
+                          ) from None
+    if a.ndim != 1:
+        raise GpusimError(f"weights: expected one vector of {len(symbols)} weights, got shape "
+                          f"{a.shape}")
+    return None, a
+
+
+def _resolve_weights(weights, symbols: list[str]) -> tuple[_Weights, str | None, Any]:
+    """Resolve ``weights`` into (source, level name override, zip level key)."""
+    name = level = None
+    if isinstance(weights, Param):
+        name, level, weights = weights.name, weights.level, weights.values
+        if not isinstance(weights, pd.DataFrame):
+            labs, rows = [], []
+            for i, v in enumerate(weights):
+                lab, w = _one_vector(v, symbols)
+                labs.append(i if lab is None else lab)
+                rows.append(w)
+            if len({w.shape for w in rows}) > 1:
+                raise GpusimError("weights: the vectors of the Param have different lengths; "
+                                  f"give {len(symbols)} weights each")
+            labels = pd.Index(labs, tupleize_cols=False)
+            return _Weights(labels, _check_vectors(np.stack(rows), labels, symbols)), name, level
+    if isinstance(weights, RandomWeights):
+        return _Weights(pd.RangeIndex(weights.n), random=weights), name, level
+    if isinstance(weights, pd.DataFrame):
+        pos = _align(weights.columns, symbols)
+        labels = pd.Index(weights.index, tupleize_cols=False)
+        if not labels.is_unique:
+            raise GpusimError(f"weights: row labels {list(labels[labels.duplicated()])[:5]} "
+                              "repeat; give each weight vector a distinct label")
+        W = weights.to_numpy(dtype=float)[:, pos]
+        return _Weights(labels, _check_vectors(W, labels, symbols)), name, level
+    if isinstance(weights, (np.ndarray, list, tuple)) and np.ndim(weights) == 2:
+        W = np.asarray(weights, dtype=float)
+        labels = pd.RangeIndex(W.shape[0])
+        return _Weights(labels, _check_vectors(W, labels, symbols)), name, level
+    lab, w = _one_vector(weights, symbols)
+    labels = pd.Index([0 if lab is None else lab], tupleize_cols=False)
+    return _Weights(labels, _check_vectors(w.reshape(1, -1), labels, symbols)), name, level
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar parameters
+# --------------------------------------------------------------------------------------------
+
+def _threshold_value(x) -> float:
+    if x is None:
+        return math.nan
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise GpusimError(f"threshold={x!r} must be a number > 0 or None") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise GpusimError(f"threshold={x!r} must be > 0 (a drift band such as 0.05); use None "
+                          "for no threshold rule")
+    return v
+
+
+def _fee_value(x) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise GpusimError(f"fees={x!r} must be a number in [0, 1)") from None
+    if not (0.0 <= v < 1.0):
+        raise GpusimError(f"fees={x!r} must be in [0, 1): a proportional fee such as 0.001 "
+                          "for 0.1%")
+    return v
+
+
+def _axis_values(arg, conv) -> tuple[Param | Any, np.ndarray]:
+    """(grid entry, values array) for a float argument that may be a Param."""
+    if isinstance(arg, Param):
+        vals = np.array([conv(x) for x in arg.values], dtype=np.float64)
+        labels = [None if x is None else float(x) for x in arg.values]
+        return Param(labels, arg.name, arg.level), vals
+    v = conv(arg)
+    return (None if math.isnan(v) else v), np.array([v])
+
+
+def _as_market(market):
+    if isinstance(market, pd.DataFrame):
+        from .market import load_prices  # noqa: PLC0415
+
+        return load_prices(market)
+    if hasattr(market, "prices") and hasattr(market, "ann"):
+        return market
+    raise GpusimError(f"market must be a gpusim Market or a prices DataFrame, got "
+                      f"{type(market).__name__}; see gpusim.load_prices")
+
+
+def _plan_chunk(n_comb: int, n_assets: int, backend_name: str) -> int:
+    """Combinations per chunk: a fixed cap, reduced to fit in 1/8 of the available host memory
+    (os.sysconf) — per combination: the metrics row, index arrays and one weight row; on the
+    GPU also the (A,) scratch columns of the kernel (3 x A x 8 bytes)."""
+    per = 8 * (len(METRICS) + 4 + n_assets) + (24 * n_assets if backend_name == "gpu" else 0)
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        avail = 2 ** 31
+    cap = GPU_CHUNK_CAP if backend_name == "gpu" else CPU_CHUNK_CAP
+    return int(max(1, min(cap, n_comb, avail // 8 // per)))
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold: Any = None,
+             relative: bool = False, fees: Any = 0.0, init_cash: float = 1.0, rf: float = 0.0,
+             backend: str = "auto", chunk_size: int | None = None,
+             progress: bool = True) -> BacktestResult:
+    """Simulate rebalanced portfolios over the grid of weights x rebalance x threshold x fees.
+
+    Parameters
+    ----------
+    market : Market or prices DataFrame (DatetimeIndex x symbols; read by ``load_prices``).
+    weights : ``"equal"``; one vector (dict/Series by symbol, or (A,) array); a (K, A) array
+        (labels 0..K-1); a DataFrame with the symbols as columns (its row labels label the
+        level); :class:`RandomWeights` (labels = candidate index); or a Param of vectors.
+        Long-only, each summing to 1 within 1e-8.
+    rebalance : ``"never"``, an int k >= 1, ``"D"``/``"W"``/``"M"``/``"Q"``/``"Y"`` (first bar of
+        each new period), a (T,) bool mask, or a Param of those. Bar 0 always rebalances.
+    threshold : None (no band), a float > 0 or a Param: rebalance when some asset drifts by at
+        least this from its target (ORed with ``rebalance``).
+    relative : band ``|a_j - w_j| >= threshold * w_j`` instead of the absolute band.
+    fees : proportional fee in [0, 1), or a Param.
+    init_cash, rf : starting cash (> 0) and annual risk-free rate.
+    backend : ``"auto"``, ``"cpu"`` or ``"gpu"``.
+    chunk_size : combinations per kernel launch (default: planned from memory, <= 2**16 on the
+        CPU, <= 2**20 on the GPU).
+    progress : show a tqdm bar over combinations (only when stderr is a TTY).
+
+    Returns
+    -------
+    BacktestResult
+        ``metrics``: host DataFrame (one row per combination, columns :data:`METRICS`). A
+        Ctrl-C stops after the current chunk and returns the finished rows with
+        ``partial=True``.
+    """
+    mkt = _as_market(market)
+    prices = mkt.prices
+    symbols = [str(s) for s in prices.columns]
+    close = np.ascontiguousarray(prices.to_numpy(dtype=np.float64))
+    T, A = close.shape
+
+    wsrc, wname, wlevel = _resolve_weights(weights, symbols)
+
+    if isinstance(rebalance, Param):
+        rl = [rebalance_mask(r, prices.index) for r in rebalance.values]
+        labels = [lab if lab != "mask" else f"mask{i}" for i, (lab, _) in enumerate(rl)]
+        reb_entry: Any = Param(labels, rebalance.name, rebalance.level)
+        masks = np.ascontiguousarray(np.stack([m for _, m in rl]))
+    else:
+        lab, m = rebalance_mask(rebalance, prices.index)
+        reb_entry, masks = lab, np.ascontiguousarray(m.reshape(1, T))
+    thr_entry, thr_vals = _axis_values(threshold, _threshold_value)
+    fee_entry, fee_vals = _axis_values(fees, _fee_value)
+    if not isinstance(relative, (bool, np.bool_)):
+        raise GpusimError(f"relative={relative!r} must be True or False")
+    try:
+        init_cash, rf = float(init_cash), float(rf)
+    except (TypeError, ValueError):
+        raise GpusimError("init_cash and rf must be numbers") from None
+    if not (init_cash > 0 and math.isfinite(init_cash)):
+        raise GpusimError(f"init_cash={init_cash!r} must be a finite number > 0")
+    if not math.isfinite(rf):
+        raise GpusimError(f"rf={rf!r} must be a finite annual rate")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(
+            chunk_size, (int, np.integer)) or chunk_size < 1):
+        raise GpusimError(f"chunk_size={chunk_size!r} must be an int >= 1 (or None to plan it)")
+
+    entries = {"weights": Param(wsrc.labels, wname, wlevel), "rebalance": reb_entry,
+               "threshold": thr_entry, "fees": fee_entry}
+    grid = build_grid(entries)
+    axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
+    be = resolve_backend(backend)
+    if be.name == "gpu":
+        from .kernels.backtest_cuda import backtest_gpu as kernel  # noqa: PLC0415
+    else:
+        from .backtest_kernels import backtest_cpu_nb as kernel  # noqa: PLC0415
+
+    ctx = _Context(mkt, close, symbols, grid, axis_of, wsrc, masks, thr_vals, fee_vals,
+                   bool(relative), init_cash, float(mkt.ann), rf)
+    C = grid.size
+    cs = int(chunk_size) if chunk_size else _plan_chunk(C, A, be.name)
+    out = np.empty((C, len(METRICS)))
+    done, partial, n_chunks = 0, False, 0
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    # compile / load the kernel on a 1-combination, 2-bar slice so the timing is of the run
+    tc = time.perf_counter()
+    a = ctx.chunk_args(0, 1)
+    kernel(close[:2], a["W"], a["wid"], np.ascontiguousarray(masks[:, :2]), a["mid"],
+           a["thresholds"], bool(relative), a["fees"], init_cash, float(mkt.ann), rf)
+    t0 = time.perf_counter()
+    bar = tqdm(total=C, unit="comb", unit_scale=True, desc=f"backtest [{be.label}]",
+               disable=not progress or not sys.stderr.isatty(), leave=False)
+    try:
+        for start in range(0, C, cs):
+            stop = min(C, start + cs)
+            a = ctx.chunk_args(start, stop)
+            out[start:stop] = kernel(close, a["W"], a["wid"], masks, a["mid"], a["thresholds"],
+                                     bool(relative), a["fees"], init_cash, float(mkt.ann), rf)
+            done, n_chunks = stop, n_chunks + 1
+            bar.update(stop - start)
+    except KeyboardInterrupt:
+        partial = True
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+
+    metrics = pd.DataFrame(out[:done], index=grid.index_block(0, done), columns=list(METRICS))
+    summary = {
+        "command": "backtest", "backend": be.label, "n_combinations": C, "n_done": done,
+        "partial": partial, "n_bars": T, "n_assets": A, "symbols": symbols,
+        "start": str(prices.index[0]), "end": str(prices.index[-1]),
+        "ann": float(mkt.ann), "ann_source": getattr(mkt, "ann_source", ""),
+        "levels": {a.name: len(a.labels) for a in grid.axes},
+        "fixed": {k: _jsonable(v) for k, v in grid.fixed.items()},
+        "weights": repr(weights) if isinstance(weights, RandomWeights) else (
+            f"{len(wsrc.labels)} vector(s)"),
+        "relative": bool(relative), "init_cash": init_cash, "rf": rf,
+        "chunk_size": cs, "n_chunks": n_chunks, "compile_s": round(t0 - tc, 6),
+        "elapsed_s": round(elapsed, 6),
+        "combination_bars_per_s": float(done * T / elapsed) if elapsed > 0 else None,
+        "versions": _versions(),
+    }
+    return BacktestResult(metrics, summary, partial, ctx)
+
+
+@dataclass
+class _Context:
+    """Everything needed to re-run one combination (host arrays)."""
+
+    market: Any
+    close: np.ndarray          # (T, A)
+    symbols: list[str]
+    grid: Grid
+    axis_of: dict[str, str]    # argument -> level name, for the arguments that are Params
+    wsrc: _Weights
+    masks: np.ndarray          # (M, T) bool
+    thresholds: np.ndarray     # (values of the threshold axis,) NaN = no band
+    fees: np.ndarray
+    relative: bool
+    init_cash: float
+    ann: float
+    rf: float
+
+    def _codes(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Positions into weights rows / masks / thresholds / fees for start..stop-1."""
+        codes = self.grid.codes(start, stop)
+        zeros = np.zeros(stop - start, dtype=np.int64)
+        return {k: codes[self.axis_of[k]] if k in self.axis_of else zeros
+                for k in ("weights", "rebalance", "threshold", "fees")}
+
+    def chunk_args(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Kernel arguments W, wid, mid, thresholds, fees for combinations start..stop-1."""
+        c = self._codes(start, stop)
+        wc = c["weights"]
+        lo, hi = int(wc.min()), int(wc.max()) + 1   # contiguous: weights is the outer level
+        return {"W": self.wsrc.rows(lo, hi, len(self.symbols)), "wid": wc - lo,
+                "mid": c["rebalance"],
+                "thresholds": np.ascontiguousarray(self.thresholds[c["threshold"]]),
+                "fees": np.ascontiguousarray(self.fees[c["fees"]])}
+
+
+def _jsonable(v):
+    if isinstance(v, (np.generic,)):
+        return v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+
+
+def _versions() -> dict[str, str]:
+    import numba  # noqa: PLC0415
+
+    from . import __version__  # noqa: PLC0415
+
+    return {"gpusim": __version__, "python": sys.version.split()[0], "numpy": np.__version__,
+            "pandas": pd.__version__, "numba": numba.__version__}
+
+
+# --------------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Records:
+    """One combination re-run through ``cpu_ref.backtest.simulate_1d_nb`` (host objects).
+
+    Attributes
+    ----------
+    params : ``{level or fixed argument: value}``.
+    rebalance_bars : DatetimeIndex of the bars on which the rebalance routine ran.
+    rebalance_idx : (K,) int64 bar indices of the same.
+    target, realised : (K, A) DataFrames (rebalance dates x symbols): target weights and the
+        allocations h_j p_j / V after that bar's orders.
+    value : (T,) Series of V_t.
+    metrics : Series of :data:`METRICS` from the reference.
+    allocations : (T, A + 1) DataFrame of daily allocations h_j p_{t,j} / V_t plus ``cash``
+        (holdings are constant between rebalance bars, so they follow from ``realised``).
+    """
+
+    params: dict
+    rebalance_bars: pd.DatetimeIndex
+    rebalance_idx: np.ndarray
+    target: pd.DataFrame
+    realised: pd.DataFrame
+    value: pd.Series
+    metrics: pd.Series
+    allocations: pd.DataFrame = field(repr=False)
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class BacktestResult:
+    """Result of :func:`backtest`.
+
+    Attributes
+    ----------
+    metrics : DataFrame, one row per combination (MultiIndex of the parameter levels), columns
+        :data:`METRICS`. Host memory.
+    summary : dict (backend, n_combinations, elapsed_s, combination_bars_per_s, versions, ...).
+    partial : True when the run was interrupted (only the finished rows are in ``metrics``).
+    """
+
+    def __init__(self, metrics: pd.DataFrame, summary: dict, partial: bool, ctx: _Context):
+        self.metrics = metrics
+        self.summary = summary
+        self.partial = partial
+        self._ctx = ctx
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"BacktestResult({len(self.metrics)} of {s['n_combinations']} combinations, "
+                f"levels={list(self.metrics.index.names)}, backend={s['backend']!r}"
+                f"{', partial' if self.partial else ''})")
+
+    def best(self, metric: str = "sharpe", k: int = 10, ascending: bool | None = None
+             ) -> pd.DataFrame:
+        """The ``k`` best rows by ``metric`` (NaN last). By default the largest value is best,
+        except for ``annual_volatility``, ``turnover``, ``fees_paid`` and ``n_rebalances``
+        (smallest); for ``max_drawdown`` (<= 0) best means closest to 0."""
+        if metric not in METRICS:
+            raise GpusimError(f"metric={metric!r} is unknown; use one of {', '.join(METRICS)}")
+        if ascending is None:
+            ascending = metric in LOWER_IS_BETTER
+        return self.metrics.sort_values(metric, ascending=ascending, na_position="last",
+                                        kind="stable").head(int(k))
+
+    def records(self, key: tuple | None = None, **level_values) -> Records:
+        """Re-run one combination through the reference and return its :class:`Records`.
+
+        Pick it by level values (``records(threshold=0.05)``; levels with one value may be
+        omitted) or by a full row label of ``metrics`` (``records(res.best().index[0])``).
+        """
+        from cpu_ref.backtest import simulate_1d_nb  # noqa: PLC0415
+
+        ctx = self._ctx
+        flat = ctx.grid.locate(key, **level_values)
+        if flat >= len(self.metrics):
+            raise GpusimError("that combination was not run (the run was interrupted); run again")
+        a = ctx.chunk_args(flat, flat + 1)
+        w = a["W"][a["wid"][0]]
+        mask = ctx.masks[a["mid"][0]]
+        thr, fee = float(a["thresholds"][0]), float(a["fees"][0])
+        m, value, bars, tgt, real = simulate_1d_nb(ctx.close, w, mask, thr, ctx.relative, fee,
+                                                   ctx.init_cash, ctx.ann, ctx.rf)
+        dates = ctx.market.prices.index
+        sym = pd.Index(ctx.symbols)
+        rb = dates[bars]
+        V = np.asarray(value)
+        seg = np.searchsorted(bars, np.arange(len(V)), side="right") - 1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            H = real[seg] * V[bars][seg][:, None] / ctx.close[bars][seg]   # units held
+            alloc = H * ctx.close / V[:, None]
+        daily = pd.DataFrame(alloc, index=dates, columns=sym)
+        daily["cash"] = 1.0 - alloc.sum(axis=1)
+        params = {**ctx.grid.labels_of(flat), **{k: _jsonable(v) for k, v in ctx.grid.fixed.items()},
+                  "relative": ctx.relative, "init_cash": ctx.init_cash}
+        return Records(params=params, rebalance_bars=pd.DatetimeIndex(rb), rebalance_idx=bars,
+                       target=pd.DataFrame(tgt, index=rb, columns=sym),
+                       realised=pd.DataFrame(real, index=rb, columns=sym),
+                       value=pd.Series(V, index=dates, name="value"),
+                       metrics=pd.Series(m, index=list(METRICS), name="reference"),
+                       allocations=daily)
+
+    def plot_allocations(self, path, key: tuple | None = None, **level_values) -> Path:
+        """Write a PNG: stacked daily allocations of one combination (re-run through the
+        reference), with a vertical marker at each rebalance bar. Returns the path."""
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+            from matplotlib.figure import Figure  # noqa: PLC0415
+        except ImportError:
+            raise GpusimError("plot_allocations needs matplotlib: pip install 'gpusim[plot]'"
+                              ) from None
+        rec = self.records(key, **level_values)
+        alloc = rec.allocations
+        if float(alloc["cash"].abs().max()) < 1e-9:
+            alloc = alloc.drop(columns="cash")
+        fig = Figure(figsize=(10, 5))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        ax.stackplot(alloc.index, alloc.to_numpy().T.clip(min=0), labels=list(alloc.columns),
+                     alpha=0.85)
+        ax.vlines(rec.rebalance_bars, 0, 1, colors="k", linewidths=0.6, alpha=0.5,
+                  label=f"rebalance ({len(rec.rebalance_bars)})")
+        ax.set_ylim(0, 1)
+        ax.set_xlim(alloc.index[0], alloc.index[-1])
+        ax.set_ylabel("allocation")
+        ax.set_title(", ".join(f"{k}={v}" for k, v in rec.params.items()), fontsize=9)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", dpi=110)
+        return path
+
+    # ---- output ----
+
+    def save(self, out_dir, best_k: int = 10, sort_by: str = "sharpe") -> Path:
+        """Write ``metrics.parquet`` (``metrics.csv`` when Parquet is unavailable),
+        ``best.csv`` (top ``best_k`` by ``sort_by``) and ``summary.json`` into ``out_dir``.
+
+        Atomic: everything is written to a temporary folder next to ``out_dir`` first, then
+        renamed into place (file by file when ``out_dir`` already holds files), so a failure
+        leaves nothing half-written.
+        """
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise GpusimError(f"out_dir={str(out)!r} is a file; give a folder path")
+        best = self.best(sort_by, best_k)  # validates sort_by before anything is written
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            fmt = _write_table(self.metrics, tmp / "metrics")
+            _table(best).to_csv(tmp / "best.csv", index=False)
+            summary = {**self.summary, "metrics_file": f"metrics.{fmt}",
+                       "best": {"sort_by": sort_by, "k": int(best_k)}}
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
+            if out.exists() and any(out.iterdir()):
+                for f in sorted(tmp.iterdir()):
+                    os.replace(f, out / f.name)
+                stale = out / ("metrics.csv" if fmt == "parquet" else "metrics.parquet")
+                stale.unlink(missing_ok=True)
+            else:
+                if out.exists():
+                    out.rmdir()
+                os.rename(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
+
+    to_parquet = save
+
+
+def _table(df: pd.DataFrame) -> pd.DataFrame:
+    """Flat table (index levels as columns); mixed-type object columns become strings."""
+    t = df.reset_index()
+    for c in t.columns[: df.index.nlevels]:
+        if t[c].dtype == object and len({type(x) for x in t[c] if x is not None}) > 1:
+            t[c] = t[c].map(lambda x: None if x is None else str(x))
+    return t
+
+
+def _write_table(df: pd.DataFrame, stem: Path) -> str:
+    t = _table(df)
+    try:
+        t.to_parquet(stem.with_suffix(".parquet"), index=False)
+        return "parquet"
+    except Exception:  # pyarrow missing or a column it cannot store
+        stem.with_suffix(".parquet").unlink(missing_ok=True)
+        t.to_csv(stem.with_suffix(".csv"), index=False)
+        return "csv"
