@@ -18,8 +18,7 @@ from cpu_ref.rng import bits_nb, neg_log_uniform_nb, std_gamma_nb, uniform_nb
 BLOCK = 256
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _topk_insert(ts, ti, s, i):
+def topk_insert(ts, ti, s, i):
     """Insert (s, i) into the descending list (ts, ti) ordered by (score desc, index asc)."""
     k = ts.shape[0]
     last = k - 1
@@ -32,6 +31,10 @@ def _topk_insert(ts, ti, s, i):
         p -= 1
     ts[p] = s
     ti[p] = i
+
+
+# The body above is also compiled as a CUDA device function in gpusim.kernels.search_cuda.
+_topk_insert = njit(cache=True, inline="always", error_model="numpy")(topk_insert)
 
 
 @njit(cache=True, error_model="numpy")
@@ -90,7 +93,8 @@ def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k, n_tas
     Returns
     -------
     scores : (n_tasks, k) float64, descending per row, -inf where empty.
-    index : (n_tasks, k) int64 candidate indices, -1 where empty. Host arrays.
+    index : (n_tasks, k) int64 candidate indices, -1 where empty.
+    n_ok : (n_tasks,) int64 candidates within the upper bounds, per task. Host arrays.
     """
     A = mu.shape[0]
     lo_sum = 0.0
@@ -101,6 +105,7 @@ def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k, n_tas
     Saug[A] = ann * mu
     top_s = np.full((n_tasks, k), -np.inf)
     top_i = np.full((n_tasks, k), -1, dtype=np.int64)
+    n_ok = np.zeros(n_tasks, dtype=np.int64)
     nblocks = (n + BLOCK - 1) // BLOCK
     per = (nblocks + n_tasks - 1) // n_tasks
     for task in prange(n_tasks):
@@ -116,6 +121,8 @@ def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k, n_tas
             _score_block(Wt, nb, Saug, ann, rf, sc)
             for b in range(nb):
                 s = sc[b]
-                if ok[b] and s == s:
-                    _topk_insert(ts, ti, s, i0 + b)
-    return top_s, top_i
+                if ok[b]:
+                    n_ok[task] += 1
+                    if s == s:
+                        _topk_insert(ts, ti, s, i0 + b)
+    return top_s, top_i, n_ok

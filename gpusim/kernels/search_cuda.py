@@ -1,0 +1,111 @@
+"""numba.cuda fused search kernel: generate -> score ex-ante Sharpe -> per-thread top-k.
+
+Each thread walks candidates ``start + tid, start + tid + nthreads, ...`` (grid stride), builds
+each weight vector in a per-thread local array with the shared counter-based sampler, scores it
+and keeps its own top-k in global memory (rows of ``top_s``/``top_i``); the host (or CuPy on
+the device) merges the rows. No population is stored. Runs unchanged in Numba's CUDA simulator.
+
+Import only after the backend chose the GPU (this imports numba.cuda).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float64
+
+from ..search_kernels import topk_insert
+from .rng_dev import sample_dev
+
+MAX_ASSETS = 256  # per-thread local weight buffer (compile-time size)
+
+topk_insert_dev = cuda.jit(device=True)(topk_insert)
+
+
+@cuda.jit
+def search_cuda(key, start, n, code, alpha, lo, hi, lo_sum, Saug, ann, rf, top_s, top_i, n_ok):
+    """One launch over candidates ``start .. start+n-1``.
+
+    Device arrays: lo, hi (A,); Saug (A+1, A) = covariance with the row ``ann * mu`` appended;
+    top_s (T, k) float64 and top_i (T, k) int64 initialised to -inf / -1 (T = threads in the
+    grid); n_ok (T,) int64 counts the candidates within the upper bounds per thread.
+    """
+    tid = cuda.grid(1)
+    nthreads = cuda.gridsize(1)
+    if tid >= top_s.shape[0]:
+        return
+    A = lo.shape[0]
+    buf = cuda.local.array(MAX_ASSETS, float64)
+    w = buf[:A]
+    ts = top_s[tid]
+    ti = top_i[tid]
+    count = 0
+    for r in range(tid, n, nthreads):
+        i = start + r
+        if not sample_dev(key, i, code, alpha, lo, hi, lo_sum, w):
+            continue
+        count += 1
+        ret = 0.0
+        q = 0.0
+        for j in range(A):
+            sj = 0.0
+            for kk in range(A):
+                sj += Saug[j, kk] * w[kk]
+            q += w[j] * sj
+            ret += Saug[A, j] * w[j]
+        v = ann * q
+        if v > 0.0:
+            s = (ret - rf) / math.sqrt(v)
+            if s == s:
+                topk_insert_dev(ts, ti, s, i)
+    n_ok[tid] += count
+
+
+def plan_threads(n: int, k: int, *, threads_per_block: int = 128, max_blocks: int = 1024,
+                 max_entries: int = 1 << 22) -> tuple[int, int]:
+    """(blocks, threads_per_block) for a launch over n candidates keeping T*k <= max_entries."""
+    max_threads = max(threads_per_block, max_entries // max(k, 1))
+    threads = min(n, max_threads, max_blocks * threads_per_block)
+    blocks = max(1, -(-threads // threads_per_block))
+    return blocks, threads_per_block
+
+
+class SearchLauncher:
+    """Holds the device inputs and scratch of one search and launches chunks.
+
+    Arrays live on the device on a real GPU (numba device arrays), on the host in the simulator.
+    """
+
+    def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, *,
+                 threads_per_block=128, simulator=False):
+        A = mu.shape[0]
+        if A > MAX_ASSETS:
+            raise ValueError(f"the GPU search supports at most {MAX_ASSETS} assets (got {A}); "
+                             "use backend='cpu' for larger universes")
+        Saug = np.empty((A + 1, A))
+        Saug[:A] = cov
+        Saug[A] = ann * mu
+        self.blocks, self.tpb = plan_threads(chunk, k, threads_per_block=threads_per_block)
+        T = self.blocks * self.tpb
+        put = (lambda a: a) if simulator else cuda.to_device
+        self.simulator = simulator
+        self.args = (np.uint64(key), int(code), float(alpha), put(np.ascontiguousarray(lo)),
+                     put(np.ascontiguousarray(hi)), float(np.sum(lo)), put(Saug), float(ann),
+                     float(rf))
+        self.k = k
+        self.T = T
+        self.put = put
+
+    def run(self, start: int, n: int):
+        """Launch over candidates start..start+n-1; return host (scores (T*k,), index, n_ok)."""
+        top_s = np.full((self.T, self.k), -np.inf)
+        top_i = np.full((self.T, self.k), -1, dtype=np.int64)
+        n_ok = np.zeros(self.T, dtype=np.int64)
+        d_s, d_i, d_ok = self.put(top_s), self.put(top_i), self.put(n_ok)
+        key, code, alpha, lo, hi, lo_sum, Saug, ann, rf = self.args
+        search_cuda[self.blocks, self.tpb](key, np.int64(start), np.int64(n), code, alpha, lo,
+                                           hi, lo_sum, Saug, ann, rf, d_s, d_i, d_ok)
+        if self.simulator:
+            return d_s.ravel(), d_i.ravel(), int(d_ok.sum())
+        return d_s.copy_to_host().ravel(), d_i.copy_to_host().ravel(), int(d_ok.copy_to_host().sum())

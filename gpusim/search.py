@@ -1,0 +1,497 @@
+"""Massive weight search: score huge random populations by ex-ante Sharpe, keep the best k.
+
+``search(market, n=...)`` streams candidates ``0 .. n-1`` of a counter-based stream (DESIGN §4)
+through a fused generate -> score -> top-k kernel on the chosen backend, in chunks (progress
+bar; Ctrl-C returns the best so far, marked partial), then compares the best with the exact
+max-Sharpe and min-variance portfolios from cvxpy. ``verify(result)`` re-checks a result on
+the CPU reference.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cpu_ref import rng as _rng
+from cpu_ref.search import score_nb, search_ref
+
+from .backend import Backend, resolve_backend
+from .errors import GpusimError
+
+SAMPLERS = tuple(_rng.SAMPLERS)
+OUTPUT_FORMATS = ("parquet", "csv")
+
+
+# ----------------------------------------------------------------------------- inputs
+def _as_int(value, name: str, lo: int, hi: int) -> int:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise GpusimError(f"{name}={value!r} is not a number; pass a whole number "
+                          f">= {lo}") from None
+    if not math.isfinite(f) or f != int(f) or f < lo or f > hi:
+        raise GpusimError(f"{name}={value!r} must be a whole number from {lo} to {hi:.3g}")
+    return int(f)
+
+
+def _stats_from(market, ann, symbols):
+    """(mu, cov, ann, ann_source, symbols, name) from a Market, a price frame or (mu, cov)."""
+    from .market import Market, load_prices  # noqa: PLC0415
+
+    if isinstance(market, pd.DataFrame):
+        market = load_prices(market, ann=ann)
+    if isinstance(market, Market):
+        if symbols is not None:
+            market = market.subset(list(symbols))
+        mu, cov = market.stats()
+        return mu, cov, float(market.ann), market.ann_source, list(market.symbols), market.name
+    if isinstance(market, tuple) and len(market) == 2:
+        mu, cov = market
+        names = list(mu.index) if isinstance(mu, pd.Series) else None
+        mu = np.asarray(mu, dtype=np.float64)
+        cov = np.asarray(cov, dtype=np.float64)
+        if mu.ndim != 1 or cov.shape != (mu.size, mu.size):
+            raise GpusimError(f"(mu, cov) must have shapes (A,) and (A, A); got {mu.shape} and "
+                              f"{cov.shape}")
+        if not (np.isfinite(mu).all() and np.isfinite(cov).all()):
+            raise GpusimError("mu and cov must be finite; remove NaN/inf before searching")
+        if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-14):
+            raise GpusimError("cov is not symmetric; pass (cov + cov.T) / 2")
+        a = 1.0 if ann is None else float(ann)
+        if not a > 0:
+            raise GpusimError(f"ann={ann!r} must be > 0 (periods per year)")
+        src = "given" if ann is not None else "default 1 (mu, cov taken as annual)"
+        names = list(symbols) if symbols is not None else names
+        names = names or [f"A{j:02d}" for j in range(mu.size)]
+        if len(names) != mu.size:
+            raise GpusimError(f"symbols has {len(names)} names for {mu.size} assets")
+        return mu, cov, a, src, [str(s) for s in names], ""
+    raise GpusimError("market must be a gpusim.Market, a price DataFrame or a (mu, cov) tuple; "
+                      "load files with gpusim.load_prices(path)")
+
+
+def _bounds(bounds, A: int, symbols) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) arrays from None, (lo, hi) scalars/arrays or dicts keyed by symbol."""
+    if bounds is None:
+        return np.zeros(A), np.ones(A)
+    try:
+        lo, hi = bounds
+    except (TypeError, ValueError):
+        raise GpusimError("bounds must be a pair (lo, hi) of numbers or per-asset arrays") from None
+
+    def arr(v, default, name):
+        if v is None:
+            return np.full(A, default)
+        if isinstance(v, dict):
+            bad = sorted(set(v) - set(symbols))
+            if bad:
+                raise GpusimError(f"bounds {name} names unknown symbols {bad}; known: {symbols}")
+            return np.array([float(v.get(s, default)) for s in symbols])
+        a = np.broadcast_to(np.asarray(v, dtype=np.float64), (A,)).copy() if np.ndim(v) == 0 \
+            else np.asarray(v, dtype=np.float64)
+        if a.shape != (A,):
+            raise GpusimError(f"bounds {name} has {a.size} values for {A} assets")
+        return a
+
+    lo, hi = arr(lo, 0.0, "lo"), arr(hi, 1.0, "hi")
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise GpusimError("bounds must be finite numbers")
+    if (lo < 0).any():
+        raise GpusimError(f"bounds lo must be >= 0 for a long-only search (got min {lo.min():g})")
+    if (lo > hi).any():
+        j = int(np.argmax(lo > hi))
+        raise GpusimError(f"bounds make the simplex empty: lo > hi for {symbols[j]} "
+                          f"({lo[j]:g} > {hi[j]:g}); lower lo or raise hi")
+    if lo.sum() > 1 + 1e-12:
+        raise GpusimError(f"bounds make the simplex empty: sum(lo) = {lo.sum():g} > 1; "
+                          "lower the lower bounds")
+    if hi.sum() < 1 - 1e-12:
+        raise GpusimError(f"bounds make the simplex empty: sum(hi) = {hi.sum():g} < 1; "
+                          "raise the upper bounds")
+    return lo, np.minimum(hi, 1.0)
+
+
+def merge_topk(xp, scores, index, k: int):
+    """Top-k of (scores, index) by Sharpe descending then index ascending; drops empty slots.
+
+    Works on NumPy or CuPy arrays (``xp``); returns arrays of the same namespace.
+    """
+    keep = index >= 0
+    scores, index = scores[keep], index[keep]
+    order = xp.lexsort(xp.stack([index.astype(xp.float64), -scores]))[:k]
+    return scores[order], index[order]
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass
+class SearchResult:
+    """Outcome of :func:`search`.
+
+    Attributes
+    ----------
+    top : DataFrame indexed by rank (1..k): candidate index, sharpe, annual_return,
+        annual_volatility and the weights by symbol (host memory).
+    baselines : dict with ``"max_sharpe"`` / ``"min_variance"`` :class:`gpusim.mvo.Baseline`
+        (or ``"max_sharpe_error"`` / ``"min_variance_error"`` messages), empty when skipped.
+    summary : JSON-ready dict: seed, sampler, n, n_evaluated, backend, dtype, elapsed_s,
+        candidates_per_s, partial, gap, versions, ...
+    """
+
+    top: pd.DataFrame
+    baselines: dict
+    summary: dict
+    mu: np.ndarray = field(repr=False)
+    cov: np.ndarray = field(repr=False)
+    lo: np.ndarray = field(repr=False)
+    hi: np.ndarray = field(repr=False)
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.summary["symbols"])
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.summary["partial"])
+
+    @property
+    def best(self) -> pd.Series:
+        """The best candidate found (a row of ``top``)."""
+        return self.top.iloc[0]
+
+    @property
+    def gap(self) -> float | None:
+        """Best found Sharpe / exact max Sharpe (None without a baseline)."""
+        return self.summary.get("gap")
+
+    def weights(self) -> pd.DataFrame:
+        """Top-k weights only (rank x symbol)."""
+        return self.top[self.symbols]
+
+    def cloud(self, n: int = 4000) -> pd.DataFrame:
+        """Annual return, volatility and Sharpe of candidates 0..n-1 (for plots)."""
+        s = self.summary
+        n = int(min(n, s["n"]))
+        _, st, ok = score_nb(s["seed"], np.arange(n, dtype=np.int64), s["sampler_code"],
+                             s["alpha"], self.lo, self.hi, self.mu, self.cov, s["ann"], s["rf"])
+        st = st[ok]
+        return pd.DataFrame({"ret": st[:, 0], "vol": st[:, 1], "sharpe": st[:, 2]})
+
+    def plot(self, path, *, n_cloud: int = 4000, n_frontier: int = 40) -> Path:
+        """PNG of the candidate cloud, the exact frontier, the best found and exact points."""
+        from .plots import plot_search  # noqa: PLC0415
+
+        c = self.cloud(n_cloud)
+        frontier = None
+        if self.baselines.get("max_sharpe") is not None:
+            from .mvo import efficient_frontier  # noqa: PLC0415
+
+            try:
+                frontier = efficient_frontier(self.mu, self.cov, n_points=n_frontier,
+                                              ann=self.summary["ann"], rf=self.summary["rf"],
+                                              bounds=(self.lo, self.hi))
+            except GpusimError:
+                frontier = None
+        pt = (lambda b: None if b is None else (b.vol, b.ret))
+        best = None if self.top.empty else (self.best["annual_volatility"],
+                                             self.best["annual_return"])
+        return plot_search(path, cloud_vol=c["vol"].to_numpy(), cloud_ret=c["ret"].to_numpy(),
+                           cloud_sharpe=c["sharpe"].to_numpy(), frontier=frontier, best=best,
+                           exact=pt(self.baselines.get("max_sharpe")),
+                           min_var=pt(self.baselines.get("min_variance")),
+                           title=f"gpusim search: {self.summary['n_evaluated']:,} candidates")
+
+    def to_text(self, max_symbols: int = 12) -> str:
+        """Human-readable report: the top-k table, the exact baselines and the gap."""
+        s = self.summary
+        lines = [f"{s['n_evaluated']:,} candidates ({s['sampler']}, seed {s['seed']}) on "
+                 f"{s['backend']} in {s['elapsed_s']:.2f} s: {s['candidates_per_s']:,.0f} "
+                 f"candidates/s" + ("  [PARTIAL: interrupted]" if s["partial"] else "")]
+        if s.get("n_valid") is not None and s["n_valid"] < s["n_evaluated"]:
+            lines.append(f"{s['n_valid']:,} candidates were within the upper bounds")
+        cols = ["candidate", "sharpe", "annual_return", "annual_volatility"]
+        syms = self.symbols[:max_symbols]
+        table = self.top[cols + syms].copy()
+        with pd.option_context("display.width", 200, "display.max_columns", 40,
+                               "display.float_format", "{:.4f}".format):
+            lines += [f"\nTop {len(table)} by ex-ante Sharpe (weights by symbol"
+                      + (f", first {max_symbols} of {len(self.symbols)}" if
+                         len(self.symbols) > max_symbols else "") + "):", table.to_string()]
+            rows = {}
+            for name in ("max_sharpe", "min_variance"):
+                b = self.baselines.get(name)
+                if b is not None:
+                    rows[f"exact {name.replace('_', ' ')}"] = pd.Series(
+                        [b.sharpe, b.ret, b.vol, *b.weights[:max_symbols]],
+                        index=cols[1:] + syms)
+            if rows:
+                lines += ["\nExact baselines (cvxpy):", pd.DataFrame(rows).T.to_string()]
+        for name in ("max_sharpe_error", "min_variance_error"):
+            if name in self.baselines:
+                lines.append(f"{name.replace('_error', '')}: not available: "
+                             f"{self.baselines[name]}")
+        if s.get("gap") is not None:
+            lines.append(f"\nGap: best found Sharpe / exact max Sharpe = {s['gap']:.6f}")
+        return "\n".join(lines)
+
+    def save(self, out, fmt: str = "parquet") -> Path:
+        """Write ``top_k.<fmt>`` and ``summary.json`` into ``out`` atomically.
+
+        Files are written to a temporary folder beside ``out`` and moved in only when all of
+        them succeeded, so a failure never leaves half-written results.
+        """
+        if fmt not in OUTPUT_FORMATS:
+            raise GpusimError(f"format {fmt!r} is unknown; use one of {OUTPUT_FORMATS}")
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            name = f"top_k.{fmt}"
+            if fmt == "parquet":
+                self.top.to_parquet(tmp / name)
+            else:
+                self.top.to_csv(tmp / name)
+            (tmp / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
+            out.mkdir(exist_ok=True)
+            for f in tmp.iterdir():
+                os.replace(f, out / f.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
+
+
+# ----------------------------------------------------------------------------- search
+def versions() -> dict:
+    """Versions of gpusim and its main dependencies (for summaries)."""
+    import numba  # noqa: PLC0415
+
+    from . import __version__  # noqa: PLC0415
+
+    v = {"gpusim": __version__, "python": platform.python_version(), "numpy": np.__version__,
+         "pandas": pd.__version__, "numba": numba.__version__,
+         "platform": platform.platform(), "cpu_count": os.cpu_count()}
+    for mod in ("cvxpy", "cupy"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            v[mod] = getattr(m, "__version__", "?")
+    return v
+
+
+class _CpuRunner:
+    """Fused CPU kernel over chunks, BLAS pinned to one thread (the cores run tasks)."""
+
+    def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k):
+        import numba  # noqa: PLC0415
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+        from .search_kernels import search_cpu_nb  # noqa: PLC0415
+
+        self.kernel = search_cpu_nb
+        self.args = (key, code, alpha, lo, hi, mu, cov, ann, rf, k)
+        self.n_tasks = 4 * numba.get_num_threads()
+        self.limits = threadpool_limits(1, user_api="blas")
+
+    def run(self, start, n):
+        key, code, alpha, lo, hi, mu, cov, ann, rf, k = self.args
+        s, i, n_ok = self.kernel(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k,
+                                 self.n_tasks)
+        return s.ravel(), i.ravel(), int(n_ok.sum())
+
+    def close(self):
+        self.limits.restore_original_limits()
+
+
+class _GpuRunner:
+    """numba.cuda kernel over chunks (device arrays on hardware, host in the simulator)."""
+
+    def __init__(self, be: Backend, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk):
+        from .kernels.search_cuda import SearchLauncher  # noqa: PLC0415
+
+        try:
+            self.launcher = SearchLauncher(key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk,
+                                           simulator=be.simulator)
+        except ValueError as exc:
+            raise GpusimError(str(exc)) from None
+
+    def run(self, start, n):
+        return self.launcher.run(start, n)
+
+    def close(self):
+        pass
+
+
+def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.0,
+           seed: int = 0, top_k: int = 10, bounds=None, rf: float = 0.0, ann=None,
+           symbols=None, backend="auto", dtype: str = "float64", chunk_size=None,
+           progress=None, baselines: bool = True, solver=None) -> SearchResult:
+    """Score candidates ``0 .. n-1`` of the stream ``seed`` by ex-ante Sharpe; keep the top k.
+
+    Parameters
+    ----------
+    market : :class:`gpusim.Market`, a price DataFrame, or ``(mu, cov)`` per-bar arrays
+        (then ``ann`` annualises them; default 1 = already annual).
+    n : number of candidates (up to 2**40); never held in memory.
+    sampler : ``"dirichlet"`` (flat Dirichlet, uniform on the simplex; ``alpha`` = its
+        concentration) or ``"uniform"`` (normalised uniforms, as the vectorbt notebook).
+    bounds : optional ``(lo, hi)``: scalars, (A,) arrays or dicts by symbol. Lower bounds are
+        exact (affine map of the simplex), upper bounds by rejection.
+    rf : annual risk-free rate; Sharpe = (ann mu.w - rf) / sqrt(ann w'Σw).
+    backend : ``"auto"`` | ``"gpu"`` | ``"cpu"`` (``GPUSIM_BACKEND`` in the environment).
+    dtype : only ``"float64"`` is implemented.
+    chunk_size : candidates per kernel call (default: adaptive, ~0.5 s per chunk on the CPU).
+    progress : show a tqdm bar (default: when stderr is a terminal).
+    baselines : also solve the exact max-Sharpe and min-variance portfolios with cvxpy.
+
+    Returns
+    -------
+    SearchResult (host memory). Interrupted with Ctrl-C, it holds the best of the candidates
+    evaluated so far and ``summary["partial"]`` is True.
+    """
+    n = _as_int(n, "n", 1, _rng.MAX_CANDIDATES)
+    top_k = _as_int(top_k, "top_k", 1, 100_000)
+    seed = _as_int(seed, "seed", 0, 2**63 - 1)
+    if sampler not in SAMPLERS:
+        raise GpusimError(f"sampler={sampler!r} is unknown; use one of {', '.join(SAMPLERS)}")
+    alpha = float(alpha)
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise GpusimError(f"alpha={alpha!r} must be a positive concentration (1 = flat)")
+    if dtype != "float64":
+        raise GpusimError(f"dtype={dtype!r} is not implemented yet; use dtype='float64'")
+    rf = float(rf)
+    be = resolve_backend(backend)
+    mu, cov, ann_v, ann_src, syms, name = _stats_from(market, ann, symbols)
+    A = mu.size
+    if A > _rng.MAX_ASSETS:
+        raise GpusimError(f"{A} assets exceed the generator's limit of {_rng.MAX_ASSETS}")
+    lo, hi = _bounds(bounds, A, syms)
+    code = _rng.sampler_code(sampler, alpha)
+    key = np.uint64(_rng.seed_key_nb(seed))
+    k = min(top_k, n)
+
+    if chunk_size is not None:
+        chunk = _as_int(chunk_size, "chunk_size", 1, _rng.MAX_CANDIDATES)
+    elif be.name == "gpu":
+        chunk = min(n, 1 << 12) if be.simulator else min(n, 1 << 24)
+    else:
+        chunk = min(n, 1 << 16)
+    adaptive = chunk_size is None and be.name == "cpu"
+
+    runner = (_CpuRunner(key, code, alpha, lo, hi, mu, cov, ann_v, rf, k) if be.name == "cpu"
+              else _GpuRunner(be, key, code, alpha, lo, hi, mu, cov, ann_v, rf, k, chunk))
+    show = progress if progress is not None else sys.stderr.isatty()
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    bar = tqdm(total=n, unit="cand", unit_scale=True, disable=not show, desc="search",
+               smoothing=0.1)
+    best_s = np.empty(0)
+    best_i = np.empty(0, dtype=np.int64)
+    done = n_valid = 0
+    partial = False
+    t0 = time.perf_counter()
+    try:
+        while done < n:
+            m = min(chunk, n - done)
+            tc = time.perf_counter()
+            s, i, ok = runner.run(done, m)
+            dt = time.perf_counter() - tc
+            best_s, best_i = merge_topk(np, np.concatenate([best_s, s]),
+                                        np.concatenate([best_i, i]), k)
+            done += m
+            n_valid += ok
+            bar.update(m)
+            if adaptive and dt > 0:
+                chunk = int(min(max(chunk * min(4.0, 0.5 / dt), 1 << 14), 1 << 26))
+    except KeyboardInterrupt:
+        partial = True
+    finally:
+        bar.close()
+        runner.close()
+    elapsed = time.perf_counter() - t0
+
+    W, stats, _ = score_nb(seed, best_i.astype(np.int64), code, alpha, lo, hi, mu, cov, ann_v, rf)
+    top = pd.DataFrame(W, columns=syms)
+    top.insert(0, "annual_volatility", stats[:, 1])
+    top.insert(0, "annual_return", stats[:, 0])
+    top.insert(0, "sharpe", best_s)
+    top.insert(0, "candidate", best_i.astype(np.int64))
+    top.index = pd.RangeIndex(1, len(top) + 1, name="rank")
+
+    base = _baselines(mu, cov, ann_v, rf, lo, hi, bounds is not None, solver) if baselines else {}
+    summary = {
+        "task": "search", "market": name, "symbols": syms, "n_assets": A, "ann": ann_v,
+        "ann_source": ann_src, "rf": rf, "seed": seed, "sampler": sampler,
+        "sampler_code": code, "alpha": alpha, "bounds": None if bounds is None else
+        {"lo": lo.tolist(), "hi": hi.tolist()}, "n": n, "n_evaluated": done,
+        "n_valid": n_valid, "top_k": k, "backend": be.label, "dtype": dtype,
+        "elapsed_s": elapsed, "candidates_per_s": done / elapsed if elapsed > 0 else float("nan"),
+        "partial": partial, "best_sharpe": float(best_s[0]) if best_s.size else None,
+        "mu": mu.tolist(), "cov": cov.tolist(),
+    }
+    ms = base.get("max_sharpe")
+    summary["exact_max_sharpe"] = None if ms is None else ms.sharpe
+    summary["gap"] = (float(best_s[0]) / ms.sharpe if ms is not None and best_s.size
+                      and ms.sharpe > 0 else None)
+    mv = base.get("min_variance")
+    summary["exact_min_variance_vol"] = None if mv is None else mv.vol
+    summary["versions"] = versions()
+    return SearchResult(top=top, baselines=base, summary=summary, mu=mu, cov=cov, lo=lo, hi=hi)
+
+
+def _baselines(mu, cov, ann, rf, lo, hi, bounded, solver) -> dict:
+    from .mvo import max_sharpe, min_variance  # noqa: PLC0415
+
+    out = {}
+    b = (lo, hi) if bounded else None
+    for name, fn in (("max_sharpe", max_sharpe), ("min_variance", min_variance)):
+        try:
+            out[name] = fn(mu, cov, ann=ann, rf=rf, bounds=b, solver=solver)
+        except GpusimError as exc:
+            out[f"{name}_error"] = str(exc)
+    return out
+
+
+# ----------------------------------------------------------------------------- verify
+def verify(result: SearchResult, *, sample: int = 20_000, backend=None) -> dict:
+    """Re-check a search result on the CPU reference (:mod:`cpu_ref`).
+
+    1. Regenerates every top-k candidate from (seed, index) and re-scores it: the weights must
+       be identical and the Sharpe equal to ~1e-12 relative.
+    2. Re-runs candidates ``0 .. sample-1`` through the reference search and through the
+       result's backend (or ``backend``): the top-k indices must be the same.
+
+    Returns a dict with ``max_rel_diff`` (Sharpe), ``weights_identical``, ``same_topk``,
+    ``n_checked`` and ``ok``.
+    """
+    s = result.summary
+    idx = result.top["candidate"].to_numpy(np.int64)
+    W, stats, ok = score_nb(s["seed"], idx, s["sampler_code"], s["alpha"], result.lo, result.hi,
+                            result.mu, result.cov, s["ann"], s["rf"])
+    reported = result.top["sharpe"].to_numpy()
+    rel = (np.abs(stats[:, 2] - reported) / np.maximum(np.abs(stats[:, 2]), 1e-300)
+           if idx.size else np.zeros(0))
+    same_w = bool(np.array_equal(W, result.weights().to_numpy()))
+    m = int(min(sample, s["n"]))
+    k = int(min(s["top_k"], m))
+    ref_i, ref_s = search_ref(s["seed"], 0, m, s["sampler_code"], s["alpha"], result.lo,
+                              result.hi, result.mu, result.cov, s["ann"], s["rf"], k)
+    be_name = backend or ("gpu" if s["backend"].startswith("gpu") else "cpu")
+    again = search((result.mu, result.cov), n=m, sampler=s["sampler"], alpha=s["alpha"],
+                   seed=s["seed"], top_k=k, bounds=(result.lo, result.hi), rf=s["rf"],
+                   ann=s["ann"], symbols=result.symbols, backend=be_name, progress=False,
+                   baselines=False)
+    same = bool(np.array_equal(again.top["candidate"].to_numpy(), ref_i))
+    rel2 = np.abs(again.top["sharpe"].to_numpy() - ref_s) / np.abs(ref_s) if same else [np.inf]
+    worst = float(max(np.max(rel, initial=0.0), np.max(rel2, initial=0.0)))
+    return {"n_checked": int(idx.size) + m, "max_rel_diff": worst, "weights_identical": same_w,
+            "same_topk": same, "backend": again.summary["backend"],
+            "ok": bool(same_w and same and worst < 1e-10 and ok.all())}
