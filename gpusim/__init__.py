@@ -20,15 +20,18 @@ _EXPORTS = {
     "Market": "market",
     "load_prices": "market",
     "synthetic_market": "market",
-    "search": "search",
     "SearchResult": "search",
-    "verify": "search",
     "max_sharpe": "mvo",
     "min_variance": "mvo",
     "efficient_frontier": "mvo",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+# Public functions that share their module's name are bound eagerly: a lazy attribute would be
+# shadowed by the submodule as soon as anything imports it. These modules import only numpy,
+# pandas and numba at their top (CuPy, numba.cuda and cvxpy stay lazy).
+from .search import search, verify  # noqa: E402
+
+__all__ = sorted([*_EXPORTS, "search", "verify"]) + ["__version__"]
 
 
 def __getattr__(name: str):
