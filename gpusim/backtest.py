@@ -22,8 +22,8 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,8 @@ def rebalance_mask(rule: Any, index: pd.Index, what: str = "rebalance") -> tuple
     if isinstance(rule, (np.ndarray, list, tuple)):
         m = np.asarray(rule)
         if m.dtype != np.bool_:
-            raise GpusimError(f"{what}: a mask must be bool, got dtype {m.dtype}; use {VALID_RULES}")
+            raise GpusimError(f"{what}: a mask must be bool, got dtype {m.dtype}; use "
+                              f"{VALID_RULES}")
         if m.shape != (T,):
             raise GpusimError(f"{what}: the mask has shape {m.shape}; it needs one bool per bar "
                               f"({T},)")
@@ -142,7 +143,8 @@ def _check_vectors(W: np.ndarray, labels, symbols: list[str]) -> np.ndarray:
                           f"({_names(symbols)}); give one weight per symbol")
     if not np.all(np.isfinite(W)):
         r = int(np.flatnonzero(~np.isfinite(W).all(axis=1))[0])
-        raise GpusimError(f"weights: row {labels[r]!r} has a NaN or inf weight; give finite weights")
+        raise GpusimError(f"weights: row {labels[r]!r} has a NaN or inf weight; give finite "
+                          "weights")
     if np.any(W < 0):
         r, j = map(int, np.argwhere(W < 0)[0])
         raise GpusimError(f"weights: row {labels[r]!r} has weight {W[r, j]:g} for {symbols[j]!r}; "
@@ -158,7 +160,8 @@ def _check_vectors(W: np.ndarray, labels, symbols: list[str]) -> np.ndarray:
 
 def _names(xs, limit: int = 8) -> str:
     xs = list(xs)
-    return ", ".join(map(str, xs[:limit])) + (f", ... ({len(xs)} in all)" if len(xs) > limit else "")
+    more = f", ... ({len(xs)} in all)" if len(xs) > limit else ""
+    return ", ".join(map(str, xs[:limit])) + more
 
 
 def _align(labels_in, symbols: list[str]) -> list[int]:
@@ -287,15 +290,28 @@ def _as_market(market):
                       f"{type(market).__name__}; see gpusim.load_prices")
 
 
+def _available_bytes() -> int:
+    """Host memory available to this process (MemAvailable, else free pages; 2 GiB if
+    unknown)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2 ** 31
+
+
 def _plan_chunk(n_comb: int, n_assets: int, backend_name: str) -> int:
     """Combinations per chunk: a fixed cap, reduced to fit in 1/8 of the available host memory
-    (os.sysconf) — per combination: the metrics row, index arrays and one weight row; on the
+    — per combination: the metrics row, index arrays and one weight row; on the
     GPU also the (A,) scratch columns of the kernel (3 x A x 8 bytes)."""
     per = 8 * (len(METRICS) + 4 + n_assets) + (24 * n_assets if backend_name == "gpu" else 0)
-    try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        avail = 2 ** 31
+    avail = _available_bytes()
     cap = GPU_CHUNK_CAP if backend_name == "gpu" else CPU_CHUNK_CAP
     return int(max(1, min(cap, n_comb, avail // 8 // per)))
 
@@ -381,6 +397,11 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
     ctx = _Context(mkt, close, symbols, grid, axis_of, wsrc, masks, thr_vals, fee_vals,
                    bool(relative), init_cash, float(mkt.ann), rf)
     C = grid.size
+    need = C * (2 * 8 * len(METRICS) + 8 * len(grid.axes))   # metrics array, frame, index codes
+    if need > _available_bytes():
+        raise GpusimError(f"the grid has {C:,} combinations: its metrics table needs "
+                          f"{need / 2**30:.1f} GiB but {_available_bytes() / 2**30:.1f} GiB are "
+                          "available; split the grid (e.g. fewer weight vectors per call)")
     cs = int(chunk_size) if chunk_size else _plan_chunk(C, A, be.name)
     out = np.empty((C, len(METRICS)))
     done, partial, n_chunks = 0, False, 0
@@ -580,7 +601,8 @@ class BacktestResult:
             alloc = H * ctx.close / V[:, None]
         daily = pd.DataFrame(alloc, index=dates, columns=sym)
         daily["cash"] = 1.0 - alloc.sum(axis=1)
-        params = {**ctx.grid.labels_of(flat), **{k: _jsonable(v) for k, v in ctx.grid.fixed.items()},
+        params = {**ctx.grid.labels_of(flat),
+                  **{k: _jsonable(v) for k, v in ctx.grid.fixed.items()},
                   "relative": ctx.relative, "init_cash": ctx.init_cash}
         return Records(params=params, rebalance_bars=pd.DatetimeIndex(rb), rebalance_idx=bars,
                        target=pd.DataFrame(tgt, index=rb, columns=sym),
@@ -635,7 +657,8 @@ class BacktestResult:
             raise GpusimError(f"out_dir={str(out)!r} is a file; give a folder path")
         best = self.best(sort_by, best_k)  # validates sort_by before anything is written
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()   # not mkdtemp: the folder renamed into place keeps the umask's mode
         try:
             fmt = _write_table(self.metrics, tmp / "metrics")
             _table(best).to_csv(tmp / "best.csv", index=False)

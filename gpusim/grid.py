@@ -70,7 +70,8 @@ class Param:
         if not isinstance(values, (range, np.ndarray, pd.Index, pd.DataFrame)):
             values = list(values)
         if len(values) == 0:
-            raise GpusimError(f"Param{f' {name!r}' if name else ''} has no values; give at least one")
+            what = f"Param {name!r}" if name else "Param"
+            raise GpusimError(f"{what} has no values; give at least one")
         if name is not None and not isinstance(name, str):
             raise GpusimError(f"Param name={name!r} must be a str")
         self.values = values

@@ -292,6 +292,8 @@ BAD_INPUTS = [
     (dict(backend="tpu"), r"backend='tpu' is not a backend; use one of"),
     (dict(chunk_size=0), r"chunk_size=0 must be an int >= 1"),
     (dict(weights=RandomWeights(10), threshold=Param([0.01, 0.01])), r"duplicate values"),
+    (dict(weights=RandomWeights(2 ** 38), fees=Param([0.0, 0.001])),
+     r"the grid has 549,755,813,888 combinations: its metrics table needs .* split the grid"),
 ]
 
 
