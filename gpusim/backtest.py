@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import shutil
 import sys
 import time
@@ -31,14 +32,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
+
 from .backend import resolve_backend
 from .errors import GpusimError
 from .grid import Grid, Param, RandomWeights, build_grid
 
 __all__ = ["backtest", "BacktestResult", "Records", "Param", "RandomWeights",
            "rebalance_mask", "calendar_mask", "METRICS"]
-
-from cpu_ref.backtest import METRICS  # noqa: E402  (tuple of the 11 metric names)
 
 CALENDAR_RULES = ("D", "W", "M", "Q", "Y")
 VALID_RULES = "'never', 'D', 'W', 'M', 'Q', 'Y', an int k >= 1 (every k bars) or a bool mask"
@@ -497,8 +498,9 @@ def _versions() -> dict[str, str]:
 
     from . import __version__  # noqa: PLC0415
 
-    return {"gpusim": __version__, "python": sys.version.split()[0], "numpy": np.__version__,
-            "pandas": pd.__version__, "numba": numba.__version__}
+    return {"gpusim": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "pandas": pd.__version__, "numba": numba.__version__,
+            "platform": platform.platform(), "cpu_count": os.cpu_count()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -644,9 +646,11 @@ class BacktestResult:
 
     # ---- output ----
 
-    def save(self, out_dir, best_k: int = 10, sort_by: str = "sharpe") -> Path:
-        """Write ``metrics.parquet`` (``metrics.csv`` when Parquet is unavailable),
-        ``best.csv`` (top ``best_k`` by ``sort_by``) and ``summary.json`` into ``out_dir``.
+    def save(self, out_dir, best_k: int = 10, sort_by: str = "sharpe",
+             fmt: str | None = None) -> Path:
+        """Write ``metrics.parquet`` (``metrics.csv`` when Parquet is unavailable, or with
+        ``fmt="csv"``), ``best.csv`` (top ``best_k`` by ``sort_by``) and ``summary.json`` into
+        ``out_dir``.
 
         Atomic: everything is written to a temporary folder next to ``out_dir`` first, then
         renamed into place (file by file when ``out_dir`` already holds files), so a failure
@@ -655,12 +659,14 @@ class BacktestResult:
         out = Path(out_dir)
         if out.exists() and not out.is_dir():
             raise GpusimError(f"out_dir={str(out)!r} is a file; give a folder path")
+        if fmt not in (None, "parquet", "csv"):
+            raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")
         best = self.best(sort_by, best_k)  # validates sort_by before anything is written
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()   # not mkdtemp: the folder renamed into place keeps the umask's mode
         try:
-            fmt = _write_table(self.metrics, tmp / "metrics")
+            fmt = _write_table(self.metrics, tmp / "metrics", fmt)
             _table(best).to_csv(tmp / "best.csv", index=False)
             summary = {**self.summary, "metrics_file": f"metrics.{fmt}",
                        "best": {"sort_by": sort_by, "k": int(best_k)}}
@@ -690,12 +696,18 @@ def _table(df: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
-def _write_table(df: pd.DataFrame, stem: Path) -> str:
+def _write_table(df: pd.DataFrame, stem: Path, fmt: str | None = None) -> str:
+    """Write ``stem.parquet`` (or ``stem.csv``: when asked, or when Parquet fails with
+    ``fmt=None``); returns the format written."""
     t = _table(df)
     try:
+        if fmt == "csv":
+            raise ImportError
         t.to_parquet(stem.with_suffix(".parquet"), index=False)
         return "parquet"
     except Exception:  # pyarrow missing or a column it cannot store
+        if fmt == "parquet":
+            raise
         stem.with_suffix(".parquet").unlink(missing_ok=True)
         t.to_csv(stem.with_suffix(".csv"), index=False)
         return "csv"

@@ -58,6 +58,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="combinations per kernel launch (default: planned from memory)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write metrics, best.csv and summary.json to this folder")
+    p.add_argument("--format", default="parquet", choices=("parquet", "csv"),
+                   help="metrics file format under --out (default: parquet, CSV if pyarrow "
+                        "is missing)")
     p.add_argument("--top-k", type=int, default=10, help="rows of the best table (default: 10)")
     p.add_argument("--sort-by", default="sharpe", metavar="METRIC",
                    help="metric that ranks the best table (default: sharpe)")
@@ -240,7 +243,8 @@ def _run(args) -> int:
     best = res.best(args.sort_by, args.top_k)
     out = None
     if args.out:
-        out = str(res.save(args.out, best_k=args.top_k, sort_by=args.sort_by))
+        fmt = None if args.format == "parquet" else args.format
+        out = str(res.save(args.out, best_k=args.top_k, sort_by=args.sort_by, fmt=fmt))
     s = res.summary
     if args.json:
         from .backtest import _table  # noqa: PLC0415

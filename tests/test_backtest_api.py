@@ -335,6 +335,10 @@ def test_save_writes_parquet_best_and_summary(mkt, tmp_path):
     assert s["combination_bars_per_s"] > 0 and "numba" in s["versions"]
     assert len(pd.read_csv(out / "best.csv")) == 3
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temp folders
+    # re-saving as CSV into the same folder replaces the Parquet file
+    res.save(out, fmt="csv")
+    assert sorted(p.name for p in out.iterdir()) == ["best.csv", "metrics.csv", "summary.json"]
+    assert len(pd.read_csv(out / "metrics.csv")) == 6
 
 
 def test_failed_save_leaves_nothing_half_written(mkt, tmp_path, monkeypatch):
