@@ -563,3 +563,22 @@ def synthetic_market(
     cols = [f"A{i:02d}" for i in range(n_assets)]
     prices = pd.DataFrame(100.0 * np.exp(logp), index=index, columns=cols)
     return Market(prices, ann, ann_source, f"synthetic(seed={seed})" if name is None else name)
+
+
+def market_from_spec(spec=None, *, ann=None, symbols=None) -> Market:
+    """A Market from a command-line spec: a CSV/Parquet path, or ``synthetic[:ASSETS[:BARS[:SEED]]]``
+    (``None`` = the built-in synthetic market: 5 assets x 756 business days, seed 0)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    if spec is None or str(spec).lower().startswith("synthetic"):
+        parts = [] if spec is None else str(spec).split(":")[1:]
+        if len(parts) > 3 or not all(p.isdigit() for p in parts):
+            raise DataError(f"--prices: {spec!r} is not synthetic[:ASSETS[:BARS[:SEED]]]")
+        kw = dict(zip(("n_assets", "n_bars", "seed"), map(int, parts)))
+        m = synthetic_market(**kw, ann=ann)
+    else:
+        if not Path(spec).is_file():
+            raise DataError(f"--prices: file {str(spec)!r} not found; give a CSV/Parquet file of "
+                            "close prices, or omit --prices for the synthetic market")
+        m = load_prices(spec, ann=ann)
+    return m if symbols is None else m.subset(list(symbols))

@@ -244,6 +244,26 @@ class SearchResult:
             lines.append(f"\nGap: best found Sharpe / exact max Sharpe = {s['gap']:.6f}")
         return "\n".join(lines)
 
+    @classmethod
+    def load(cls, out) -> SearchResult:
+        """Read a folder written by :meth:`save` (for ``gpusim verify``)."""
+        out = Path(out)
+        try:
+            summary = json.loads((out / "summary.json").read_text())
+        except FileNotFoundError:
+            raise GpusimError(f"{out}/summary.json not found; pass a folder written by "
+                              "`gpusim search --out`") from None
+        if summary.get("task") != "search":
+            raise GpusimError(f"{out} holds a {summary.get('task')!r} result, not a search")
+        if (out / "top_k.parquet").exists():
+            top = pd.read_parquet(out / "top_k.parquet")
+        else:
+            top = pd.read_csv(out / "top_k.csv", index_col="rank")
+        A = summary["n_assets"]
+        b = summary.get("bounds") or {"lo": [0.0] * A, "hi": [1.0] * A}
+        return cls(top=top, baselines={}, summary=summary, mu=np.array(summary["mu"]),
+                   cov=np.array(summary["cov"]), lo=np.array(b["lo"]), hi=np.array(b["hi"]))
+
     def save(self, out, fmt: str = "parquet") -> Path:
         """Write ``top_k.<fmt>`` and ``summary.json`` into ``out`` atomically.
 
