@@ -125,10 +125,16 @@ def _bounds(bounds, A: int, symbols) -> tuple[np.ndarray, np.ndarray]:
 def merge_topk(xp, scores, index, k: int):
     """Top-k of (scores, index) by Sharpe descending then index ascending; drops empty slots.
 
-    Works on NumPy or CuPy arrays (``xp``); returns arrays of the same namespace.
+    Works on NumPy or CuPy arrays (``xp``) and returns arrays of the same namespace. Large
+    inputs are first cut to the entries scoring at least the k-th best (a partition, O(N)), so
+    ties at the boundary are still resolved by index.
     """
     keep = index >= 0
     scores, index = scores[keep], index[keep]
+    if scores.size > 4 * k:
+        kth = xp.partition(scores, scores.size - k)[scores.size - k]
+        sel = scores >= kth
+        scores, index = scores[sel], index[sel]
     order = xp.lexsort(xp.stack([index.astype(xp.float64), -scores]))[:k]
     return scores[order], index[order]
 
@@ -339,7 +345,7 @@ class _GpuRunner:
 
         try:
             self.launcher = SearchLauncher(key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk,
-                                           simulator=be.simulator)
+                                           xp=be.xp, merge=merge_topk)
         except ValueError as exc:
             raise GpusimError(str(exc)) from None
 

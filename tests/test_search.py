@@ -38,6 +38,13 @@ def test_merge_topk_total_order():
     ms, mi = merge_topk(np, s, i, 4)
     assert mi.tolist() == [5, 6, 7, 1]
     assert ms.tolist() == [3.0, 3.0, 3.0, 2.0]
+    # the partition pre-selection of large inputs keeps every tie at the boundary
+    r = np.random.default_rng(0)
+    s = np.round(r.normal(size=5000), 1)
+    i = r.permutation(5000)
+    ms, mi = merge_topk(np, s, i, 7)
+    order = np.lexsort((i, -s))[:7]
+    assert mi.tolist() == i[order].tolist() and ms.tolist() == s[order].tolist()
 
 
 @pytest.mark.parametrize("A,sampler,alpha,bounds", [
@@ -106,9 +113,8 @@ def test_gpu_simulator_identical_population_and_topk():
     assert np.array_equal(out, W)
     # the launcher's per-thread top-k, merged, equals the reference
     L = SearchLauncher(key, 0, 1.0, np.zeros(A), np.ones(A), mu, cov, 252.0, 0.0, 4, 300,
-                       simulator=True)
-    s, i, n_ok = L.run(100, 300)
-    ms, mi = merge_topk(np, s, i, 4)
+                       xp=np, merge=merge_topk)
+    ms, mi, n_ok = L.run(100, 300)
     ri, rs = search_ref(42, 100, 300, 0, 1.0, np.zeros(A), np.ones(A), mu, cov, 252.0, 0.0, 4)
     assert mi.tolist() == ri.tolist() and n_ok == 300
     np.testing.assert_allclose(ms, rs, rtol=1e-12)

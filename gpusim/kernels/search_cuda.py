@@ -72,13 +72,15 @@ def plan_threads(n: int, k: int, *, threads_per_block: int = 128, max_blocks: in
 
 
 class SearchLauncher:
-    """Holds the device inputs and scratch of one search and launches chunks.
+    """Holds the device inputs of one search and launches chunks.
 
-    Arrays live on the device on a real GPU (numba device arrays), on the host in the simulator.
+    ``xp`` is the backend's array namespace: CuPy on a real GPU (inputs, per-thread top-k rows
+    and their merge all stay on the device; only k results come back per chunk), NumPy in the
+    CUDA simulator. ``merge(xp, scores, index, k)`` merges the per-thread rows.
     """
 
-    def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, *,
-                 threads_per_block=128, simulator=False):
+    def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, *, xp, merge,
+                 threads_per_block=128):
         A = mu.shape[0]
         if A > MAX_ASSETS:
             raise ValueError(f"the GPU search supports at most {MAX_ASSETS} assets (got {A}); "
@@ -87,25 +89,22 @@ class SearchLauncher:
         Saug[:A] = cov
         Saug[A] = ann * mu
         self.blocks, self.tpb = plan_threads(chunk, k, threads_per_block=threads_per_block)
-        T = self.blocks * self.tpb
-        put = (lambda a: a) if simulator else cuda.to_device
-        self.simulator = simulator
-        self.args = (np.uint64(key), int(code), float(alpha), put(np.ascontiguousarray(lo)),
-                     put(np.ascontiguousarray(hi)), float(np.sum(lo)), put(Saug), float(ann),
-                     float(rf))
-        self.k = k
-        self.T = T
-        self.put = put
+        self.T = self.blocks * self.tpb
+        self.xp, self.merge, self.k = xp, merge, k
+        self.args = (np.uint64(key), int(code), float(alpha), xp.asarray(lo, dtype=np.float64),
+                     xp.asarray(hi, dtype=np.float64), float(np.sum(lo)), xp.asarray(Saug),
+                     float(ann), float(rf))
 
     def run(self, start: int, n: int):
-        """Launch over candidates start..start+n-1; return host (scores (T*k,), index, n_ok)."""
-        top_s = np.full((self.T, self.k), -np.inf)
-        top_i = np.full((self.T, self.k), -1, dtype=np.int64)
-        n_ok = np.zeros(self.T, dtype=np.int64)
-        d_s, d_i, d_ok = self.put(top_s), self.put(top_i), self.put(n_ok)
+        """Launch over candidates start..start+n-1; return host (scores (k,), index (k,), n_ok)."""
+        xp = self.xp
+        top_s = xp.full((self.T, self.k), -np.inf)
+        top_i = xp.full((self.T, self.k), -1, dtype=np.int64)
+        n_ok = xp.zeros(self.T, dtype=np.int64)
         key, code, alpha, lo, hi, lo_sum, Saug, ann, rf = self.args
         search_cuda[self.blocks, self.tpb](key, np.int64(start), np.int64(n), code, alpha, lo,
-                                           hi, lo_sum, Saug, ann, rf, d_s, d_i, d_ok)
-        if self.simulator:
-            return d_s.ravel(), d_i.ravel(), int(d_ok.sum())
-        return d_s.copy_to_host().ravel(), d_i.copy_to_host().ravel(), int(d_ok.copy_to_host().sum())
+                                           hi, lo_sum, Saug, ann, rf, top_s, top_i, n_ok)
+        s, i = self.merge(xp, top_s.ravel(), top_i.ravel(), self.k)
+        if xp is np:
+            return s, i, int(n_ok.sum())
+        return xp.asnumpy(s), xp.asnumpy(i), int(n_ok.sum())
