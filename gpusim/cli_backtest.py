@@ -208,6 +208,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
               file=sys.stderr)
         return 2
+    except BrokenPipeError:          # stdout closed early (e.g. piped into head): not an error
+        import os  # noqa: PLC0415
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
