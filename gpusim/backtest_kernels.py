@@ -9,15 +9,27 @@ ever stored and prices are never tiled per combination: each (combination, bar) 
 The per-combination step functions below are plain Python bodies over scalars and 2-D scratch
 arrays indexed ``[asset, col]``; :func:`compile_bodies` compiles them with ``numba.njit`` here
 (the ``*_nb`` names) and with ``numba.cuda.jit(device=True)`` in
-:mod:`gpusim.kernels.backtest_cuda`, so the CPU fast path and the GPU kernel run the same source
-(the same idiom as :mod:`cpu_ref.rng`). They share nothing with :mod:`cpu_ref.backtest`, the
-independent oracle they are tested against.
+:mod:`gpusim.kernels.backtest_cuda`, where :func:`simulate_one` is the whole work of one GPU
+thread (the same idiom as :mod:`cpu_ref.rng`). They share nothing with :mod:`cpu_ref.backtest`,
+the independent oracle they are tested against.
 
-Scratch layout: ``h`` (holdings, units), ``oval`` (order values) and ``order`` (processing order)
-are ``(A, ncols)`` arrays and a combination uses column ``col``. The CPU path allocates one
-``(A, 1)`` set per parallel chunk (not per bar, not per combination); the GPU path allocates one
+CPU fast path (:func:`backtest_cpu_nb`): prange over chunks of blocks of up to ``LANES``
+combinations simulated in lockstep (:func:`_simulate_block`): per bar, the portfolio values, a
+division-free screen of the drift band and the online metric updates are loops over the lanes
+that LLVM vectorises (SIMD across combinations; ``error_model="numpy"`` is what lets divisions
+vectorise); lanes that rebalance, or whose drift is within a rounding margin of the band, go
+through the scalar step bodies. The result is bit-identical to running :func:`simulate_one` per
+combination (:func:`backtest_scalar_nb`, the GPU thread's code path), which the tests check.
+
+Scratch: holdings ``h``, order values ``oval`` and processing order ``order`` are ``(A, ncols)``
+arrays and a combination uses column ``col``. The CPU path allocates one ``(A, LANES)`` set (plus
+the lane state) per parallel chunk, never per bar or per combination; the GPU path allocates one
 ``(A, C)`` set in global memory and thread ``c`` uses column ``c`` (coalesced across a warp, and
 no compile-time cap on the number of assets).
+
+Floating point: the threshold test is exact to the letter of the contract (a_j = h_j p_j / V,
+``>=``); the Welford mean update multiplies by 1/(t+1) instead of dividing (a last-ulp
+difference from a two-pass mean, far inside the 1e-10 tolerance of the tests).
 """
 
 from __future__ import annotations
@@ -39,6 +51,14 @@ except ImportError:  # pragma: no cover - only while cpu_ref/backtest.py is bein
 N_METRICS = 11
 SKIP_RTOL = 1e-9  # order sizes within this relative distance of zero are skipped (DESIGN §6)
 _NAN = float("nan")
+_INF = float("inf")
+_BAND_MARGIN = 1e-12  # >> the gap between |h p (1/v) - w| and |h p / v - w| (a few ulp of |a|+|w|)
+# CPU lockstep blocks (SIMD across combinations): LANES combinations per block (64 measured
+# best for A = 5; narrower blocks pay more loop overhead per lane), narrowed down to MIN_LANES
+# for small C so that there are at least MIN_BLOCKS blocks to spread over the cores.
+LANES = 64
+MIN_LANES = 16
+MIN_BLOCKS = 64
 _MAX_CHUNKS = 1024  # CPU work items (each allocates its scratch once); many per core balances
 # the load (threshold combinations differ in cost). A constant, not numba.get_num_threads(), which
 # would make the kernel uncacheable.
@@ -58,17 +78,22 @@ def portfolio_value(close, t, cash, h, col):
 
 def band_breached(close, t, v, W, wi, h, col, threshold, relative):
     """True when some |a_j - w_j| >= threshold (or >= threshold * w_j when ``relative``),
-    with current weights a_j = h_j p_{t,j} / v. Never true when v <= 0."""
+    with current weights a_j = h_j p_{t,j} / v. Never true when v <= 0.
+
+    Screened with one reciprocal (a_j ~ h_j p_j * (1/v)); only an asset within a tiny margin
+    of its band is re-tested with the exact division, so the decision is the exact one.
+    """
     if not v > 0.0:
         return False
+    inv = 1.0 / v
     for j in range(close.shape[1]):
         w = W[wi, j]
-        d = abs(h[j, col] * close[t, j] / v - w)
-        if relative:
-            if d >= threshold * w:
+        lim = threshold * w if relative else threshold
+        hp = h[j, col] * close[t, j]
+        a = hp * inv
+        if abs(a - w) + _BAND_MARGIN * (1.0 + abs(a) + abs(w)) >= lim:
+            if abs(hp / v - w) >= lim:
                 return True
-        elif d >= threshold:
-            return True
     return False
 
 
@@ -142,7 +167,7 @@ def simulate_one(close, W, wi, masks, mi, threshold, relative, fee, init_cash, a
     mean = 0.0
     m2 = 0.0
     down = 0.0
-    peak = 0.0
+    peak = -_INF
     mdd = 0.0
     sum_v = 0.0
     traded = 0.0
@@ -161,19 +186,31 @@ def simulate_one(close, W, wi, masks, mi, threshold, relative, fee, init_cash, a
             v = portfolio_value(close, t, cash, h, col)
         r = v / v_prev - 1.0
         d = r - mean
-        mean += d / (t + 1)
+        mean += d * (1.0 / (t + 1))
         m2 += d * (r - mean)
         x = r - rf_bar
         if x < 0.0:
             down += x * x
-        if t == 0 or v > peak:
-            peak = v
+        peak = max(v, peak)
         dd = v / peak - 1.0
-        if dd < mdd:
-            mdd = dd
+        mdd = min(dd, mdd)
         sum_v += v
         v_prev = v
 
+    write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, traded, fees,
+                  nreb)
+
+
+def write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, traded, fees,
+                  nreb):
+    """Finish the online metrics of one combination into ``out[c, :]`` (order of ``METRICS``).
+
+    ``v`` final value; ``mean``/``m2`` Welford mean and sum of squared deviations of the T
+    per-bar returns; ``down`` sum of min(R - rf/ann, 0)^2; ``mdd`` max drawdown (<= 0);
+    ``sum_v`` sum of the T values; ``traded``/``fees`` totals; ``nreb`` rebalance bars.
+    A ratio with a zero (or undefined) denominator is NaN.
+    """
+    rf_bar = rf / ann
     sq_ann = math.sqrt(ann)
     growth = v / init_cash
     ann_ret = growth ** (ann / T) - 1.0
@@ -194,7 +231,7 @@ def simulate_one(close, W, wi, masks, mi, threshold, relative, fee, init_cash, a
     out[c, 10] = v
 
 
-BODIES = ("portfolio_value", "band_breached", "rebalance", "simulate_one")
+BODIES = ("portfolio_value", "band_breached", "rebalance", "write_metrics", "simulate_one")
 
 
 def compile_bodies(jit):
@@ -210,15 +247,147 @@ def compile_bodies(jit):
     return out
 
 
-_nb = compile_bodies(njit(cache=True))
+_nb = compile_bodies(njit(cache=True, error_model="numpy"))
+portfolio_value_nb = _nb["portfolio_value"]
+band_breached_nb = _nb["band_breached"]
+rebalance_nb = _nb["rebalance"]
+write_metrics_nb = _nb["write_metrics"]
 simulate_one_nb = _nb["simulate_one"]
 
 
 # --------------------------------------------------------------------------------------------
-# CPU population kernel
+# CPU population kernel: LANES combinations in lockstep, so the per-bar work vectorises
 # --------------------------------------------------------------------------------------------
 
-@njit(parallel=True, cache=True)
+# Lane state rows of the (NSTATE, LANES) per-chunk array
+(_CASH, _V, _VPREV, _MEAN, _M2, _DOWN, _PEAK, _MDD, _SUMV, _TRADED, _FEES, _NREB, _DO, _INV,
+ _CAND) = range(15)
+_NSTATE = 15
+
+
+@njit(cache=True, error_model="numpy")
+def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf,
+                    c0, nb, h, oval, order, wt, lim, st, out):
+    """Simulate combinations c0 .. c0+nb-1 (nb <= LANES) in lockstep; lane b uses column b of
+    the (A, LANES) scratch ``h``/``oval``/``order``/``wt``/``lim`` and of the (NSTATE, LANES)
+    lane state ``st``.
+
+    Per bar, the value, the band screen and the metric updates are branch-free loops over the
+    lanes (SIMD across combinations; ``error_model="numpy"`` keeps divisions vectorisable);
+    the exact band test and the rebalances run lane by lane with the scalar step bodies. Every
+    lane performs the same floating-point operations in the same order as :func:`simulate_one`
+    (the band screen only decides which lanes get the exact test), so the results are
+    bit-identical to it.
+    """
+    T = close.shape[0]
+    A = close.shape[1]
+    rf_bar = rf / ann
+    has_band = False
+    m0 = mid[c0]
+    same_mask = True
+    for b in range(nb):
+        c = c0 + b
+        th = thresholds[c]
+        wi = wid[c]
+        for j in range(A):
+            h[j, b] = 0.0
+            wt[j, b] = W[wi, j]
+            if th > 0.0:
+                lim[j, b] = th * W[wi, j] if relative else th
+            else:
+                lim[j, b] = _INF
+        if th > 0.0:
+            has_band = True
+        if mid[c] != m0:
+            same_mask = False
+        for k in range(_NSTATE):
+            st[k, b] = 0.0
+        st[_CASH, b] = init_cash
+        st[_VPREV, b] = init_cash
+        st[_PEAK, b] = -_INF
+    cash = st[_CASH]
+    v = st[_V]
+    v_prev = st[_VPREV]
+    mean = st[_MEAN]
+    m2 = st[_M2]
+    down = st[_DOWN]
+    peak = st[_PEAK]
+    mdd = st[_MDD]
+    sum_v = st[_SUMV]
+    do = st[_DO]
+    inv = st[_INV]
+    cand = st[_CAND]
+    for t in range(T):
+        for b in range(nb):
+            v[b] = cash[b]
+        for j in range(A):
+            p = close[t, j]
+            hj = h[j]
+            for b in range(nb):
+                v[b] += hj[b] * p
+        if t == 0:
+            for b in range(nb):
+                do[b] = 1.0
+        elif same_mask:
+            m = 1.0 if masks[m0, t] else 0.0
+            for b in range(nb):
+                do[b] = m
+        else:
+            for b in range(nb):
+                do[b] = 1.0 if masks[mid[c0 + b], t] else 0.0
+        if has_band and t > 0:
+            # screen: a_j ~ h_j p_j (1/v) within a margin that covers the rounding gap to
+            # h_j p_j / v; lanes that may breach get the exact test of band_breached
+            for b in range(nb):
+                inv[b] = 1.0 / v[b]
+                cand[b] = -_INF
+            for j in range(A):
+                p = close[t, j]
+                hj = h[j]
+                wj = wt[j]
+                lj = lim[j]
+                for b in range(nb):
+                    a = hj[b] * p * inv[b]
+                    w = wj[b]
+                    e = abs(a - w) + _BAND_MARGIN * (1.0 + abs(a) + abs(w))
+                    cand[b] = max(cand[b], e - lj[b])  # max, not a select: vectorises
+            for b in range(nb):
+                if cand[b] >= 0.0 and do[b] == 0.0:
+                    c = c0 + b
+                    if band_breached_nb(close, t, v[b], W, wid[c], h, b, thresholds[c],
+                                        relative):
+                        do[b] = 1.0
+        for b in range(nb):
+            if do[b] != 0.0:
+                c = c0 + b
+                cash[b], tr, fe = rebalance_nb(close, t, v[b], cash[b], W, wid[c], h, oval,
+                                               order, b, fees[c])
+                st[_TRADED, b] += tr
+                st[_FEES, b] += fe
+                st[_NREB, b] += 1.0
+                v[b] = portfolio_value_nb(close, t, cash[b], h, b)
+        inv_n = 1.0 / (t + 1)
+        for b in range(nb):
+            vb = v[b]
+            r = vb / v_prev[b] - 1.0
+            d = r - mean[b]
+            mb = mean[b] + d * inv_n
+            mean[b] = mb
+            m2[b] += d * (r - mb)
+            x = r - rf_bar
+            down[b] += x * x if x < 0.0 else 0.0
+            pk = max(vb, peak[b])
+            peak[b] = pk
+            dd = vb / pk - 1.0
+            mdd[b] = min(dd, mdd[b])
+            sum_v[b] += vb
+            v_prev[b] = vb
+    for b in range(nb):
+        write_metrics_nb(out, c0 + b, T, init_cash, ann, rf, v[b], mean[b], m2[b], down[b],
+                         mdd[b], sum_v[b], st[_TRADED, b], st[_FEES, b], int(st[_NREB, b]))
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
 def backtest_cpu_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf):
     """Metrics of C combinations, parallel over combinations (numba prange over chunks).
 
@@ -236,8 +405,41 @@ def backtest_cpu_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_
     Returns
     -------
     (C, 11) float64 host array, columns in the order of ``METRICS``.
+
+    Each parallel chunk allocates its scratch once and runs blocks of ``LANES`` combinations in
+    lockstep (:func:`_simulate_block`); results are bit-identical to :func:`simulate_one`.
     """
-    T, A = close.shape
+    A = close.shape[1]
+    C = wid.shape[0]
+    out = np.empty((C, N_METRICS))
+    if C == 0:
+        return out
+    # block width: LANES, narrowed (down to MIN_LANES) so that there are >= MIN_BLOCKS blocks
+    lanes = min(LANES, max(MIN_LANES, (C + MIN_BLOCKS - 1) // MIN_BLOCKS))
+    nblocks = (C + lanes - 1) // lanes
+    nchunks = min(nblocks, _MAX_CHUNKS)
+    per = (nblocks + nchunks - 1) // nchunks
+    nchunks = (nblocks + per - 1) // per
+    for k in prange(nchunks):
+        h = np.empty((A, LANES))
+        oval = np.empty((A, LANES))
+        order = np.empty((A, LANES), dtype=np.int64)
+        wt = np.empty((A, LANES))
+        lim = np.empty((A, LANES))
+        st = np.empty((_NSTATE, LANES))
+        for blk in range(k * per, min(nblocks, (k + 1) * per)):
+            c0 = blk * lanes
+            _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, init_cash,
+                            ann, rf, c0, min(lanes, C - c0), h, oval, order, wt, lim, st, out)
+    return out
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def backtest_scalar_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann,
+                       rf):
+    """Same result as :func:`backtest_cpu_nb`, one combination at a time with
+    :func:`simulate_one` (the GPU thread's code path); kept for tests and benchmarks."""
+    A = close.shape[1]
     C = wid.shape[0]
     out = np.empty((C, N_METRICS))
     nchunks = min(C, _MAX_CHUNKS)
@@ -249,8 +451,7 @@ def backtest_cpu_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_
         h = np.empty((A, 1))
         oval = np.empty((A, 1))
         order = np.empty((A, 1), dtype=np.int64)
-        stop = min(C, (k + 1) * size)
-        for c in range(k * size, stop):
+        for c in range(k * size, min(C, (k + 1) * size)):
             simulate_one_nb(close, W, wid[c], masks, mid[c], thresholds[c], relative, fees[c],
                             init_cash, ann, rf, h, oval, order, 0, out, c)
     return out

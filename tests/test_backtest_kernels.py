@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpusim.backtest_kernels import METRICS, backtest_cpu, backtest_cpu_nb, prepare_inputs
+from gpusim.backtest_kernels import (
+    LANES,
+    METRICS,
+    backtest_cpu,
+    backtest_cpu_nb,
+    backtest_scalar_nb,
+    prepare_inputs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 M = {name: k for k, name in enumerate(METRICS)}
@@ -41,8 +48,10 @@ def test_metric_names_follow_the_contract():
 # A slow, readable simulator kept in the test (stores the path, numpy metrics at the end)
 # ---------------------------------------------------------------------------------------------
 
-def _oracle_1d(close, w, mask, threshold, relative, fee, init_cash=1.0, ann=252.0, rf=0.0):
-    """Returns (metrics dict, values (T,), list of (bar, asset) partial fills)."""
+def _oracle_1d(close, w, mask, threshold, relative, fee, init_cash=1.0, ann=252.0, rf=0.0,
+               info=None):
+    """Returns (metrics dict, values (T,), list of (bar, asset) partial fills). When ``info`` is
+    a dict it receives ``rebal_bars`` and ``drift`` {bar: |a - w| (A,) before the orders}."""
     T, A = close.shape
     cash = float(init_cash)
     h = np.zeros(A)
@@ -61,11 +70,15 @@ def _oracle_1d(close, w, mask, threshold, relative, fee, init_cash=1.0, ann=252.
         p = close[t]
         V = value(p)
         rebal = t == 0 or bool(mask[t])
+        if info is not None and t > 0:
+            info.setdefault("drift", {})[t] = np.abs(h * p / V - w)
         if not rebal and threshold > 0:
             dev = np.abs(h * p / V - w)
             rebal = bool(np.any(dev >= threshold * w)) if relative else dev.max() >= threshold
         if rebal:
             nreb += 1
+            if info is not None:
+                info.setdefault("rebal_bars", []).append(t)
             o = w * V - h * p
             for j in np.argsort(o, kind="stable"):
                 target = w[j] * V / p[j]
@@ -356,6 +369,76 @@ def test_cpu_fast_path_vs_reference_1d_and_path():
         ora, ora_values, _ = _oracle_1d(close, W[wid[c]], masks[mid[c]], ths[c], False,
                                         fees[c], 100.0, 252.0, 0.01)
         np.testing.assert_allclose(values, ora_values, rtol=RTOL)
+
+
+def _boundary_thresholds(close, w, fee, relative):
+    """Thresholds exactly at, and one ulp above, the band edge at bar 1 of buy-and-hold."""
+    info = {}
+    _oracle_1d(close, w, np.zeros(close.shape[0], bool), 0.0, relative, fee, info=info)
+    dev = info["drift"][1]
+    if not relative:
+        hit = dev.max()
+    else:  # smallest th with fl(th * w_j) >= dev_j for the binding asset j
+        j = int(np.argmax(dev / w))
+        hit = dev[j] / w[j]
+        while hit * w[j] < dev[j]:
+            hit = np.nextafter(hit, np.inf)
+        while np.nextafter(hit, 0.0) * w[j] >= dev[j]:
+            hit = np.nextafter(hit, 0.0)
+    return hit, np.nextafter(hit, np.inf)
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_band_edge_is_exact(relative):
+    # a threshold equal to the drift (>=) breaches, one ulp more does not: the fast paths screen
+    # with a reciprocal and must still take exactly the decision of the literal definition
+    rng = np.random.default_rng(61 + relative)
+    T, A = 30, 4
+    close = _market(rng, T, A)
+    W = rng.dirichlet(np.ones(A), size=3)
+    never = np.zeros((1, T), bool)
+    wid, ths = [], []
+    for k in range(3):
+        hit, miss = _boundary_thresholds(close, W[k], 0.005, relative)
+        wid += [k, k]
+        ths += [hit, miss]
+    wid = np.array(wid)
+    ths = np.array(ths)
+    n = wid.size
+    args = (close, W, wid, never, np.zeros(n, np.int64), ths, relative, np.full(n, 0.005),
+            1.0, 252.0, 0.0)
+    fast = backtest_cpu_nb(*args)
+    np.testing.assert_array_equal(fast, backtest_scalar_nb(*args))
+    for c in range(n):
+        info = {}
+        met, _, _ = _oracle_1d(close, W[wid[c]], never[0], ths[c], relative, 0.005, info=info)
+        assert (1 in info["rebal_bars"]) == (c % 2 == 0)
+        _assert_metrics_close(fast[c], _row(met), f"combination {c}")
+    if HAVE_REF:
+        from cpu_ref.backtest import simulate_nb
+
+        _assert_metrics_close(fast, simulate_nb(*args), "vs cpu_ref")
+    gpu = _gpu().backtest_gpu(*args, threads_per_block=4)
+    np.testing.assert_array_equal(gpu[:, M["n_rebalances"]], fast[:, M["n_rebalances"]])
+    _assert_metrics_close(gpu, fast, "gpu")
+
+
+@pytest.mark.parametrize("C", [1, 7, LANES - 1, LANES + 3, 5 * LANES + 11])
+def test_lockstep_blocks_bit_identical_to_scalar_path(C):
+    # backtest_cpu_nb runs blocks of combinations in lockstep (SIMD across combinations);
+    # backtest_scalar_nb runs the GPU thread's code one combination at a time: same bits
+    rng = np.random.default_rng(70 + C)
+    T, A = 90, 5
+    close = _market(rng, T, A)
+    W = rng.dirichlet(np.ones(A), size=20)
+    masks = _masks(rng, T)
+    wid = rng.integers(0, 20, C)
+    mid = rng.integers(0, masks.shape[0], C) if C % 2 else np.full(C, 2)  # mixed or shared
+    ths = rng.choice([0.0, np.nan, 0.01, 0.02, 0.05, 0.3], C)
+    fees = rng.choice([0.0, 0.001, 0.005, 0.05], C)
+    for relative in (False, True):
+        args = (close, W, wid, masks, mid, ths, relative, fees, 10.0, 252.0, 0.02)
+        np.testing.assert_array_equal(backtest_cpu_nb(*args), backtest_scalar_nb(*args))
 
 
 def test_chunking_many_combinations_matches_one_by_one():
