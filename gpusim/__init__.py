@@ -21,6 +21,11 @@ _EXPORTS = {
     "load_prices": "market",
     "synthetic_market": "market",
     "SearchResult": "search",
+    "BacktestResult": "backtest",
+    "Records": "backtest",
+    "Param": "grid",
+    "RandomWeights": "grid",
+    "product_grid": "grid",
     "max_sharpe": "mvo",
     "min_variance": "mvo",
     "efficient_frontier": "mvo",
@@ -29,9 +34,10 @@ _EXPORTS = {
 # Public functions that share their module's name are bound eagerly: a lazy attribute would be
 # shadowed by the submodule as soon as anything imports it. These modules import only numpy,
 # pandas and numba at their top (CuPy, numba.cuda and cvxpy stay lazy).
+from .backtest import backtest  # noqa: E402
 from .search import search, verify  # noqa: E402
 
-__all__ = sorted([*_EXPORTS, "search", "verify"]) + ["__version__"]
+__all__ = sorted([*_EXPORTS, "backtest", "search", "verify"]) + ["__version__"]
 
 
 def __getattr__(name: str):
