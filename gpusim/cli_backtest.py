@@ -172,21 +172,9 @@ def parse_weights(spec: str, symbols: list[str]):
 
 
 def _market(args):
-    from .market import load_prices, synthetic_market  # noqa: PLC0415
+    from .market import market_from_spec  # noqa: PLC0415
 
-    spec = args.prices
-    if spec is None or str(spec).lower().startswith("synthetic"):
-        parts = [] if spec is None else str(spec).split(":")[1:]
-        if len(parts) > 3 or not all(p.isdigit() for p in parts):
-            raise GpusimError(f"--prices: {spec!r} is not synthetic[:ASSETS[:BARS[:SEED]]]")
-        kw = dict(zip(("n_assets", "n_bars", "seed"), map(int, parts)))
-        if args.ann is not None:
-            kw["ann"] = args.ann
-        return synthetic_market(**kw)
-    if not Path(spec).is_file():
-        raise GpusimError(f"--prices: file {spec!r} not found; give a CSV/Parquet file of "
-                          "close prices, or omit --prices for the synthetic market")
-    return load_prices(spec, ann=args.ann)
+    return market_from_spec(args.prices, ann=args.ann)
 
 
 # --------------------------------------------------------------------------------------------
