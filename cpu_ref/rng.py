@@ -46,6 +46,17 @@ MAX_CANDIDATES = 2 ** 40
 MAX_ASSETS = 2 ** 16
 
 
+def fmul(a, b):
+    """a * b, rounded once. On the GPU this is bound to ``__dmul_rn``, which the compiler never
+    fuses into a multiply-add, so the float steps of the samplers round the same everywhere."""
+    return a * b
+
+
+def fadd(a, b):
+    """a + b, rounded once (``__dadd_rn`` on the GPU; see :func:`fmul`)."""
+    return a + b
+
+
 def mix64(z):
     """SplitMix64 output function (a bijection of uint64)."""
     z = np.uint64(z)
@@ -107,19 +118,19 @@ def neg_log_uniform(x):
         f = f * 0.5
         e += 1.0
     s = (f - 1.0) / (f + 1.0)
-    z = s * s
+    z = fmul(s, s)
     p = 1.0 / 21.0
-    p = p * z + 1.0 / 19.0
-    p = p * z + 1.0 / 17.0
-    p = p * z + 1.0 / 15.0
-    p = p * z + 1.0 / 13.0
-    p = p * z + 1.0 / 11.0
-    p = p * z + 1.0 / 9.0
-    p = p * z + 1.0 / 7.0
-    p = p * z + 1.0 / 5.0
-    p = p * z + 1.0 / 3.0
-    p = p * z + 1.0
-    return (53.0 - e) * _LN2 - 2.0 * s * p
+    p = fadd(fmul(p, z), 1.0 / 19.0)
+    p = fadd(fmul(p, z), 1.0 / 17.0)
+    p = fadd(fmul(p, z), 1.0 / 15.0)
+    p = fadd(fmul(p, z), 1.0 / 13.0)
+    p = fadd(fmul(p, z), 1.0 / 11.0)
+    p = fadd(fmul(p, z), 1.0 / 9.0)
+    p = fadd(fmul(p, z), 1.0 / 7.0)
+    p = fadd(fmul(p, z), 1.0 / 5.0)
+    p = fadd(fmul(p, z), 1.0 / 3.0)
+    p = fadd(fmul(p, z), 1.0)
+    return fadd(fmul(53.0 - e, _LN2), -fmul(fmul(2.0, s), p))
 
 
 def std_gamma(key, i, j, alpha):
@@ -167,24 +178,28 @@ def sample(key, i, code, alpha, lo, hi, lo_sum, out):
     scale = (1.0 - lo_sum) / s
     ok = True
     for j in range(A):
-        w = lo[j] + out[j] * scale
+        w = fadd(lo[j], fmul(out[j], scale))
         out[j] = w
         if w > hi[j]:
             ok = False
     return ok
 
 
-BODIES = ("mix64", "seed_key", "bits", "odd53", "uniform", "neg_log_uniform", "std_gamma",
+BODIES = ("fmul", "fadd", "mix64", "seed_key", "bits", "odd53", "uniform", "neg_log_uniform", "std_gamma",
           "sample")
 
 
-def compile_bodies(jit):
+def compile_bodies(jit, overrides=None):
     """Compile the bodies above with ``jit`` so that their calls to each other resolve to the
     compiled versions; returns ``{name: compiled}``. Used with ``njit`` here and with
-    ``cuda.jit(device=True)`` in ``gpusim.kernels``."""
+    ``cuda.jit(device=True)`` in ``gpusim.kernels``; ``overrides`` binds names to ready-made
+    functions instead (the GPU binds ``fmul``/``fadd`` to libdevice's ``dmul_rn``/``dadd_rn``)."""
     g = dict(globals())
-    out = {}
+    g.update(overrides or {})
+    out = dict(overrides or {})
     for name in BODIES:
+        if name in out:
+            continue
         f = g[name]
         out[name] = jit(types.FunctionType(f.__code__, g, name, f.__defaults__))
         g[name] = out[name]

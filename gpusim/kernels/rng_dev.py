@@ -20,7 +20,14 @@ if simulator_requested():
     warnings.filterwarnings("ignore", message="overflow encountered in scalar",
                             category=RuntimeWarning)
 
-_dev = _rng.compile_bodies(cuda.jit(device=True))
+if simulator_requested():
+    _exact = None  # the simulator runs Python: no multiply-add fusion to prevent
+else:
+    from numba.cuda import libdevice
+
+    # never fused into FMA: the sampler rounds exactly as on the CPU (identical populations)
+    _exact = {"fmul": libdevice.dmul_rn, "fadd": libdevice.dadd_rn}
+_dev = _rng.compile_bodies(cuda.jit(device=True), _exact)
 bits_dev = _dev["bits"]
 uniform_dev = _dev["uniform"]
 neg_log_uniform_dev = _dev["neg_log_uniform"]

@@ -1,0 +1,87 @@
+"""Compile every numba.cuda kernel to PTX for a real GPU target, on a machine without a GPU.
+
+The CUDA simulator (used by the tests) runs kernels as Python, so it cannot show that a kernel
+types and lowers for the real CUDA target. This script does that part: it compiles each kernel
+with NVVM for a compute capability (default 8.0) and checks that the sampler's float steps
+(-log u) contain no fused multiply-add, so GPU populations round exactly as on the CPU.
+
+    python scripts/check_ptx.py [--cc 8.0] [--json]
+
+Needs libNVVM and NVRTC (a CUDA toolkit, or the nvidia-cuda-nvrtc wheel beside a toolkit's
+libnvvm) and must run WITHOUT NUMBA_ENABLE_CUDASIM. Exit status 0 when every check passes,
+1 when one fails, 3 when the compiler is not available here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import types as pytypes
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cc", default="8.0", help="compute capability, e.g. 7.0, 8.0, 9.0")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        print("error: unset NUMBA_ENABLE_CUDASIM (the simulator has no compiler)", file=sys.stderr)
+        return 3
+    cc = tuple(int(x) for x in a.cc.split("."))
+
+    import numba.cuda.dispatcher as disp
+
+    # Device functions are compiled for "the current device": pretend one with this CC.
+    disp.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=cc)
+    from numba import cuda, types as t
+
+    f8, i8, u8, b1 = t.float64, t.int64, t.uint64, t.boolean
+    v, m = f8[::1], f8[:, ::1]
+
+    def kernels():
+        from gpusim.kernels import backtest_cuda, rng_dev, search_cuda
+
+        def neglog_probe(key, out):
+            i = cuda.grid(1)
+            if i < out.shape[0]:
+                out[i] = rng_dev.neg_log_uniform_dev(rng_dev.bits_dev(key, i, 0, 0))
+
+        yield "search_cuda", search_cuda.search_cuda.py_func, (
+            u8, i8, i8, i8, f8, v, v, f8, m, f8, f8, m, i8[:, ::1], i8[::1]), None
+        yield "backtest_cuda", backtest_cuda.backtest_cuda.py_func, (
+            m, m, i8[::1], b1[:, ::1], i8[::1], v, b1, v, f8, f8, f8, m, m, i8[:, ::1], m), None
+        yield "rng -log(u) probe", neglog_probe, (u8, v), "no-fma"
+
+    results, ok = [], True
+    try:
+        for name, fn, sig, check in kernels():
+            t0 = time.perf_counter()
+            ptx, _ = cuda.compile_ptx(fn, sig, cc=cc)
+            r = {"kernel": name, "ptx_chars": len(ptx), "fma": ptx.count("fma.rn.f64"),
+                 "seconds": round(time.perf_counter() - t0, 2), "ok": True}
+            if check == "no-fma" and r["fma"]:
+                r["ok"] = ok = False
+            results.append(r)
+    except Exception as exc:  # compiler missing: say so, distinctly from a failed check
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "nvvm" in msg.lower() or "nvrtc" in msg.lower() or "libNVVM" in msg:
+            print(f"unavailable: {msg}", file=sys.stderr)
+            return 3
+        raise
+    if a.json:
+        print(json.dumps({"cc": a.cc, "ok": ok, "kernels": results}, indent=2))
+    else:
+        for r in results:
+            print(f"{r['kernel']:20s} {'ok  ' if r['ok'] else 'FAIL'} {r['ptx_chars']:7d} chars "
+                  f"{r['fma']:4d} fma  {r['seconds']:.2f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
