@@ -52,6 +52,7 @@ N_METRICS = 11
 SKIP_RTOL = 1e-9  # order sizes within this relative distance of zero are skipped (DESIGN §6)
 _NAN = float("nan")
 _INF = float("inf")
+_TINY_V = 1e-300
 _BAND_MARGIN = 1e-12  # >> the gap between |h p (1/v) - w| and |h p / v - w| (a few ulp of |a|+|w|)
 # CPU lockstep blocks (SIMD across combinations): LANES combinations per block (64 measured
 # best for A = 5; narrower blocks pay more loop overhead per lane), narrowed down to MIN_LANES
@@ -91,7 +92,7 @@ def band_breached(close, t, v, W, wi, h, col, threshold, relative):
         lim = threshold * w if relative else threshold
         hp = h[j, col] * close[t, j]
         a = hp * inv
-        if abs(a - w) + _BAND_MARGIN * (1.0 + abs(a) + abs(w)) >= lim:
+        if not abs(a - w) + _BAND_MARGIN * (1.0 + abs(a) + abs(w)) < lim:  # NaN: exact test
             if abs(hp / v - w) >= lim:
                 return True
     return False
@@ -340,7 +341,7 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, init_
             # h_j p_j / v; lanes that may breach get the exact test of band_breached
             for b in range(nb):
                 inv[b] = 1.0 / v[b]
-                cand[b] = -_INF
+                cand[b] = -_INF if v[b] > _TINY_V else 0.0  # 1/v may overflow: exact test
             for j in range(A):
                 p = close[t, j]
                 hj = h[j]
