@@ -69,11 +69,23 @@ _MAX_CHUNKS = 1024  # CPU work items (each allocates its scratch once); many per
 # Step bodies (plain Python; compiled for the CPU below and for the GPU in kernels/backtest_cuda)
 # --------------------------------------------------------------------------------------------
 
+def fmul(a, b):
+    """a * b rounded once. The GPU binds this to libdevice ``dmul_rn``, which the compiler never
+    fuses into a multiply-add: the GPU then rounds every step exactly as the CPU does (numba's
+    CPU code is never contracted without fastmath), so CPU and GPU results are bit-identical."""
+    return a * b
+
+
+def fadd(a, b):
+    """a + b rounded once (``dadd_rn`` on the GPU; see :func:`fmul`)."""
+    return a + b
+
+
 def portfolio_value(close, t, cash, h, col):
     """V = C + sum_j h_j p_{t,j} (summed from the cash, assets in index order)."""
     v = cash
     for j in range(close.shape[1]):
-        v += h[j, col] * close[t, j]
+        v = fadd(v, fmul(h[j, col], close[t, j]))
     return v
 
 
@@ -91,8 +103,9 @@ def band_breached(close, t, v, W, wi, h, col, threshold, relative):
         w = W[wi, j]
         lim = threshold * w if relative else threshold
         hp = h[j, col] * close[t, j]
-        a = hp * inv
-        if not abs(a - w) + _BAND_MARGIN * (1.0 + abs(a) + abs(w)) < lim:  # NaN: exact test
+        a = fmul(hp, inv)
+        e = fadd(abs(a - w), fmul(_BAND_MARGIN, 1.0 + abs(a) + abs(w)))
+        if not e < lim:  # NaN: exact test too
             if abs(hp / v - w) >= lim:
                 return True
     return False
@@ -107,7 +120,7 @@ def rebalance(close, t, v, cash, W, wi, h, oval, order, col, fee):
     """
     A = close.shape[1]
     for j in range(A):
-        oval[j, col] = W[wi, j] * v - h[j, col] * close[t, j]
+        oval[j, col] = fadd(fmul(W[wi, j], v), -fmul(h[j, col], close[t, j]))
         order[j, col] = j
     for i in range(1, A):
         k = order[i, col]
@@ -128,21 +141,21 @@ def rebalance(close, t, v, cash, W, wi, h, oval, order, col, fee):
         if s == 0.0 or abs(s) <= SKIP_RTOL * max(abs(target), abs(hj)):
             continue
         if s < 0.0:
-            val = -s * p
-            cash += val * (1.0 - fee)
-            fees += fee * val
+            val = fmul(-s, p)
+            cash = fadd(cash, fmul(val, 1.0 - fee))
+            fees = fadd(fees, fmul(fee, val))
             h[j, col] = target
             traded += val
         else:
-            cost = s * p * (1.0 + fee)
+            cost = fmul(fmul(s, p), 1.0 + fee)
             if cost > cash:
                 if cash <= 0.0:
                     continue
-                s = cash / (p * (1.0 + fee))
-                cost = s * p * (1.0 + fee)
-            val = s * p
+                s = cash / fmul(p, 1.0 + fee)
+                cost = fmul(fmul(s, p), 1.0 + fee)
+            val = fmul(s, p)
             cash -= cost
-            fees += fee * val
+            fees = fadd(fees, fmul(fee, val))
             h[j, col] = hj + s
             traded += val
     return cash, traded, fees
@@ -187,11 +200,11 @@ def simulate_one(close, W, wi, masks, mi, threshold, relative, fee, init_cash, a
             v = portfolio_value(close, t, cash, h, col)
         r = v / v_prev - 1.0
         d = r - mean
-        mean += d * (1.0 / (t + 1))
-        m2 += d * (r - mean)
+        mean = fadd(mean, fmul(d, 1.0 / (t + 1)))
+        m2 = fadd(m2, fmul(d, r - mean))
         x = r - rf_bar
         if x < 0.0:
-            down += x * x
+            down = fadd(down, fmul(x, x))
         peak = max(v, peak)
         dd = v / peak - 1.0
         mdd = min(dd, mdd)
@@ -232,18 +245,23 @@ def write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, 
     out[c, 10] = v
 
 
-BODIES = ("portfolio_value", "band_breached", "rebalance", "write_metrics", "simulate_one")
+BODIES = ("fmul", "fadd", "portfolio_value", "band_breached", "rebalance", "write_metrics",
+          "simulate_one")
 
 
-def compile_bodies(jit):
+def compile_bodies(jit, overrides=None):
     """Compile the step bodies with ``jit`` so that their calls to each other resolve to the
     compiled versions; returns ``{name: compiled}``. Used with ``njit`` here and with
-    ``cuda.jit(device=True)`` in :mod:`gpusim.kernels.backtest_cuda`."""
+    ``cuda.jit(device=True)`` in :mod:`gpusim.kernels.backtest_cuda`; ``overrides`` binds names
+    to ready-made functions instead (the GPU binds ``fmul``/``fadd`` to ``dmul_rn``/``dadd_rn``)."""
     g = dict(globals())
     out = {}
     for name in BODIES:
-        f = g[name]
-        out[name] = jit(types.FunctionType(f.__code__, g, name, f.__defaults__))
+        if overrides and name in overrides:
+            out[name] = overrides[name]
+        else:
+            f = g[name]
+            out[name] = jit(types.FunctionType(f.__code__, g, name, f.__defaults__))
         g[name] = out[name]
     return out
 

@@ -5,7 +5,14 @@ from ``import gpusim``.
 
 The device functions are the step bodies of :mod:`gpusim.backtest_kernels` compiled with
 ``cuda.jit(device=True)`` (same source as the CPU fast path, like the shared RNG of DESIGN §4);
-both are checked against the independent reference :mod:`cpu_ref.backtest`.
+both are checked against the independent reference :mod:`cpu_ref.backtest`. Their products and
+sums go through ``fmul``/``fadd``, bound here to libdevice ``dmul_rn``/``dadd_rn`` so that NVVM
+never contracts them into fused multiply-adds: every step rounds as on the CPU, so the metrics
+(and every rebalance decision, including exact ties at a band edge) are bit-identical to
+:func:`~gpusim.backtest_kernels.backtest_cpu_nb`, except that ``annual_return`` (and so
+``calmar``) comes from libdevice's ``pow`` rather than the CPU's libm and may differ in the last
+ulp. ``scripts/check_ptx.py`` compiles this kernel for a real GPU target without a GPU (the
+kernel body has no ``fma``; the ones in the PTX are inside ``pow``).
 
 Memory: prices ``close`` (T, A) are read from global memory by every thread (the same address
 across a warp at each bar: a broadcast, cached) and never tiled per combination. Per-thread
@@ -21,9 +28,17 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from ..backend import simulator_requested
 from ..backtest_kernels import N_METRICS, compile_bodies, prepare_inputs
 
-_dev = compile_bodies(cuda.jit(device=True))
+if simulator_requested():
+    _exact = None  # the simulator runs Python: no multiply-add fusion to prevent
+else:
+    from numba.cuda import libdevice
+
+    # never fused into FMA: every step rounds as on the CPU (bit-identical results)
+    _exact = {"fmul": libdevice.dmul_rn, "fadd": libdevice.dadd_rn}
+_dev = compile_bodies(cuda.jit(device=True), _exact)
 simulate_one_dev = _dev["simulate_one"]
 
 
