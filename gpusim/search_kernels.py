@@ -38,10 +38,14 @@ _topk_insert = njit(cache=True, inline="always", error_model="numpy")(topk_inser
 
 
 @njit(cache=True, error_model="numpy")
-def _generate_block(key, i0, nb, code, alpha, lo, hi, lo_sum, Wt, ok):
-    """Fill Wt[:, :nb] (A, BLOCK) with candidates i0..i0+nb-1; ok[b] False when over ``hi``."""
+def _generate_block(key, i0, nb, code, alpha, lo, hi, lo_sum, Wt, ok, ssum):
+    """Fill Wt[:, :nb] (A, BLOCK) with candidates i0..i0+nb-1; ok[b] False when over ``hi``.
+
+    ``ssum`` (BLOCK,) is scratch for the row sums.
+    """
     A = Wt.shape[0]
-    ssum = np.zeros(BLOCK)
+    for b in range(BLOCK):
+        ssum[b] = 0.0
     for j in range(A):
         for b in range(nb):
             if code == 0:
@@ -64,15 +68,17 @@ def _generate_block(key, i0, nb, code, alpha, lo, hi, lo_sum, Wt, ok):
 
 
 @njit(cache=True, error_model="numpy")
-def _score_block(Wt, nb, Saug, ann, rf, out):
+def _score_block(Wt, nb, Saug, ann, rf, Y, q, out):
     """Ex-ante Sharpe (ann mu.w - rf) / sqrt(ann w'Sw) of the first nb candidates in Wt.
 
     ``Saug`` is (A+1, A): the covariance with the row ``ann * mu`` appended, so one BLAS
     matrix product ``Saug @ Wt`` gives both S w and the annual return for the whole block.
+    ``Y`` (A+1, BLOCK) and ``q`` (BLOCK,) are the caller's scratch (no allocation per block).
     """
     A = Wt.shape[0]
-    Y = np.dot(Saug, Wt)
-    q = np.zeros(BLOCK)
+    np.dot(Saug, Wt, Y)
+    for b in range(BLOCK):
+        q[b] = 0.0
     for j in range(A):
         for b in range(BLOCK):
             q[b] += Wt[j, b] * Y[j, b]
@@ -112,13 +118,16 @@ def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k, n_tas
         Wt = np.zeros((A, BLOCK))
         ok = np.zeros(BLOCK, dtype=np.bool_)
         sc = np.empty(BLOCK)
+        Y = np.empty((A + 1, BLOCK))
+        q = np.empty(BLOCK)
+        ssum = np.empty(BLOCK)
         ts = top_s[task]
         ti = top_i[task]
         for blk in range(task * per, min((task + 1) * per, nblocks)):
             i0 = start + blk * BLOCK
             nb = min(BLOCK, start + n - i0)
-            _generate_block(key, i0, nb, code, alpha, lo, hi, lo_sum, Wt, ok)
-            _score_block(Wt, nb, Saug, ann, rf, sc)
+            _generate_block(key, i0, nb, code, alpha, lo, hi, lo_sum, Wt, ok, ssum)
+            _score_block(Wt, nb, Saug, ann, rf, Y, q, sc)
             for b in range(nb):
                 s = sc[b]
                 if ok[b]:
