@@ -22,10 +22,11 @@ upper bounds by rejection (a candidate over any ``hi`` is invalid and never sele
 from __future__ import annotations
 
 import math
-import types
 
 import numpy as np
 from numba import njit
+
+from .jitting import compile_bodies as _compile_bodies
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -190,20 +191,9 @@ BODIES = ("fmul", "fadd", "mix64", "seed_key", "bits", "odd53", "uniform", "neg_
 
 
 def compile_bodies(jit, overrides=None):
-    """Compile the bodies above with ``jit`` so that their calls to each other resolve to the
-    compiled versions; returns ``{name: compiled}``. Used with ``njit`` here and with
-    ``cuda.jit(device=True)`` in ``gpusim.kernels``; ``overrides`` binds names to ready-made
-    functions instead (the GPU binds ``fmul``/``fadd`` to libdevice's ``dmul_rn``/``dadd_rn``)."""
-    g = dict(globals())
-    g.update(overrides or {})
-    out = dict(overrides or {})
-    for name in BODIES:
-        if name in out:
-            continue
-        f = g[name]
-        out[name] = jit(types.FunctionType(f.__code__, g, name, f.__defaults__))
-        g[name] = out[name]
-    return out
+    """Compile the bodies above with ``jit`` (``njit`` here, ``cuda.jit(device=True)`` in
+    ``gpusim.kernels``); see :func:`cpu_ref.jitting.compile_bodies`."""
+    return _compile_bodies(jit, globals(), BODIES, overrides)
 
 
 _nb = compile_bodies(njit(cache=True, inline="always", error_model="numpy"))

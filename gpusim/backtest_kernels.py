@@ -35,20 +35,14 @@ difference from a two-pass mean, far inside the 1e-10 tolerance of the tests).
 from __future__ import annotations
 
 import math
-import types
 
 import numpy as np
 from numba import njit, prange
 
-try:  # the tuple of names is owned by the reference (contract); fall back until it lands
-    from cpu_ref.backtest import METRICS
-except ImportError:  # pragma: no cover - only while cpu_ref/backtest.py is being written
-    METRICS = (
-        "total_return", "annual_return", "annual_volatility", "sharpe", "sortino",
-        "max_drawdown", "calmar", "turnover", "fees_paid", "n_rebalances", "final_value",
-    )
+from cpu_ref.backtest import METRICS  # the reference owns the names and their order
+from cpu_ref.jitting import compile_bodies as _compile_bodies
 
-N_METRICS = 11
+N_METRICS = len(METRICS)
 SKIP_RTOL = 1e-9  # order sizes within this relative distance of zero are skipped (DESIGN §6)
 _NAN = float("nan")
 _INF = float("inf")
@@ -250,20 +244,9 @@ BODIES = ("fmul", "fadd", "portfolio_value", "band_breached", "rebalance", "writ
 
 
 def compile_bodies(jit, overrides=None):
-    """Compile the step bodies with ``jit`` so that their calls to each other resolve to the
-    compiled versions; returns ``{name: compiled}``. Used with ``njit`` here and with
-    ``cuda.jit(device=True)`` in :mod:`gpusim.kernels.backtest_cuda`; ``overrides`` binds names
-    to ready-made functions instead (the GPU binds ``fmul``/``fadd`` to ``dmul_rn``/``dadd_rn``)."""
-    g = dict(globals())
-    out = {}
-    for name in BODIES:
-        if overrides and name in overrides:
-            out[name] = overrides[name]
-        else:
-            f = g[name]
-            out[name] = jit(types.FunctionType(f.__code__, g, name, f.__defaults__))
-        g[name] = out[name]
-    return out
+    """Compile the step bodies with ``jit`` (``njit`` here, ``cuda.jit(device=True)`` in
+    :mod:`gpusim.kernels.backtest_cuda`); see :func:`cpu_ref.jitting.compile_bodies`."""
+    return _compile_bodies(jit, globals(), BODIES, overrides)
 
 
 _nb = compile_bodies(njit(cache=True, error_model="numpy"))

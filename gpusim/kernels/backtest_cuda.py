@@ -28,17 +28,11 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from ..backend import simulator_requested
 from ..backtest_kernels import N_METRICS, compile_bodies, prepare_inputs
+from .rng_dev import exact_arith
 
-if simulator_requested():
-    _exact = None  # the simulator runs Python: no multiply-add fusion to prevent
-else:
-    from numba.cuda import libdevice
-
-    # never fused into FMA: every step rounds as on the CPU (bit-identical results)
-    _exact = {"fmul": libdevice.dmul_rn, "fadd": libdevice.dadd_rn}
-_dev = compile_bodies(cuda.jit(device=True), _exact)
+# fmul/fadd never fused into FMA: every step rounds as on the CPU (bit-identical results)
+_dev = compile_bodies(cuda.jit(device=True), exact_arith())
 simulate_one_dev = _dev["simulate_one"]
 
 

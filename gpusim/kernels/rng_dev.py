@@ -20,14 +20,19 @@ if simulator_requested():
     warnings.filterwarnings("ignore", message="overflow encountered in scalar",
                             category=RuntimeWarning)
 
-if simulator_requested():
-    _exact = None  # the simulator runs Python: no multiply-add fusion to prevent
-else:
-    from numba.cuda import libdevice
 
-    # never fused into FMA: the sampler rounds exactly as on the CPU (identical populations)
-    _exact = {"fmul": libdevice.dmul_rn, "fadd": libdevice.dadd_rn}
-_dev = _rng.compile_bodies(cuda.jit(device=True), _exact)
+def exact_arith():
+    """Overrides binding ``fmul``/``fadd`` to libdevice's ``dmul_rn``/``dadd_rn``, which the
+    compiler never fuses into FMA, so device code rounds exactly as on the CPU (None in the
+    simulator, which runs Python and fuses nothing)."""
+    if simulator_requested():
+        return None
+    from numba.cuda import libdevice  # noqa: PLC0415
+
+    return {"fmul": libdevice.dmul_rn, "fadd": libdevice.dadd_rn}
+
+
+_dev = _rng.compile_bodies(cuda.jit(device=True), exact_arith())
 bits_dev = _dev["bits"]
 uniform_dev = _dev["uniform"]
 neg_log_uniform_dev = _dev["neg_log_uniform"]
