@@ -150,8 +150,9 @@ def _check_inputs(mu, cov, ann, rf, repair):
     return mu, cov, ann, rf
 
 
-def _bounds(bounds, n, long_only):
-    """Per-asset (lo, hi) arrays (A,), +-inf where unbounded; checks feasibility."""
+def check_bounds(bounds, n, long_only, names=None):
+    """Per-asset (lo, hi) arrays (A,), +-inf where unbounded; checks that some weights summing
+    to 1 fit (also used by the search). ``names`` (A,) labels assets in messages."""
     try:
         lo, hi = (None, None) if bounds is None else bounds
     except (TypeError, ValueError):
@@ -172,14 +173,15 @@ def _bounds(bounds, n, long_only):
     bad = np.flatnonzero(lo > hi)
     if bad.size:
         i = int(bad[0])
-        raise SolverError(f"infeasible bounds: lower bound {lo[i]:g} > upper bound {hi[i]:g} "
-                          f"for asset {i}; make lo <= hi")
+        who = names[i] if names is not None else f"asset {i}"
+        raise SolverError(f"bounds make the simplex empty: lower bound {lo[i]:g} > upper bound "
+                          f"{hi[i]:g} for {who}; make lo <= hi")
     if lo.sum() > 1 + 1e-12:
-        raise SolverError(f"infeasible bounds: the lower bounds sum to {lo.sum():g} > 1; "
-                          "lower them so weights can sum to 1")
+        raise SolverError(f"bounds make the simplex empty: the lower bounds sum to {lo.sum():g} "
+                          "> 1; lower them so weights can sum to 1")
     if hi.sum() < 1 - 1e-12:
-        raise SolverError(f"infeasible bounds: the upper bounds sum to {hi.sum():g} < 1; "
-                          "raise them so weights can sum to 1")
+        raise SolverError(f"bounds make the simplex empty: the upper bounds sum to {hi.sum():g} "
+                          "< 1; raise them so weights can sum to 1")
     return lo, hi
 
 
@@ -349,7 +351,7 @@ def max_sharpe(mu, cov, *, ann=1.0, rf=0.0, bounds=None, long_only=True, solver=
         ``weights`` (A,) on the host plus annualised ``ret``, ``vol``, ``sharpe``.
     """
     mu, cov, ann, rf = _check_inputs(mu, cov, ann, rf, repair)
-    lo, hi = _bounds(bounds, mu.size, long_only)
+    lo, hi = check_bounds(bounds, mu.size, long_only)
     ex = mu - rf / ann
     if _max_linear(ex, lo, hi, solver) <= 0:
         raise SolverError(f"no portfolio within the bounds has an expected return above the "
@@ -391,7 +393,7 @@ def min_variance(mu, cov, *, ann=1.0, rf=0.0, bounds=None, long_only=True, solve
     Parameters and returns are as in :func:`max_sharpe` (``rf`` only enters the Sharpe ratio).
     """
     mu, cov, ann, rf = _check_inputs(mu, cov, ann, rf, repair)
-    lo, hi = _bounds(bounds, mu.size, long_only)
+    lo, hi = check_bounds(bounds, mu.size, long_only)
     x, status, used = _min_var_qp(mu, cov, lo, hi)[0].solve(solver, "min variance")
     if x is None:
         raise SolverError(f"min variance problem is {status}; check the bounds")
@@ -428,7 +430,7 @@ def efficient_frontier(mu, cov, *, n_points=50, ann=1.0, rf=0.0, bounds=None, lo
     import pandas as pd
 
     mu, cov, ann, rf = _check_inputs(mu, cov, ann, rf, repair)
-    lo, hi = _bounds(bounds, mu.size, long_only)
+    lo, hi = check_bounds(bounds, mu.size, long_only)
     names = _labels(symbols, mu.size)
     if not isinstance(n_points, (int, np.integer)) or n_points < 2:
         raise SolverError(f"n_points must be an integer >= 2, got {n_points!r}")

@@ -83,6 +83,8 @@ def _stats_from(market, ann, symbols):
 
 def _bounds(bounds, A: int, symbols) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) arrays from None, (lo, hi) scalars/arrays or dicts keyed by symbol."""
+    from .mvo import check_bounds  # noqa: PLC0415  (cheap: cvxpy stays lazy)
+
     if bounds is None:
         return np.zeros(A), np.ones(A)
     try:
@@ -90,35 +92,18 @@ def _bounds(bounds, A: int, symbols) -> tuple[np.ndarray, np.ndarray]:
     except (TypeError, ValueError):
         raise GpusimError("bounds must be a pair (lo, hi) of numbers or per-asset arrays") from None
 
-    def arr(v, default, name):
+    def by_symbol(v, default, name):
         if v is None:
-            return np.full(A, default)
+            return default
         if isinstance(v, dict):
             bad = sorted(set(v) - set(symbols))
             if bad:
                 raise GpusimError(f"bounds {name} names unknown symbols {bad}; known: {symbols}")
-            return np.array([float(v.get(s, default)) for s in symbols])
-        a = np.broadcast_to(np.asarray(v, dtype=np.float64), (A,)).copy() if np.ndim(v) == 0 \
-            else np.asarray(v, dtype=np.float64)
-        if a.shape != (A,):
-            raise GpusimError(f"bounds {name} has {a.size} values for {A} assets")
-        return a
+            return [float(v.get(s, default)) for s in symbols]
+        return v
 
-    lo, hi = arr(lo, 0.0, "lo"), arr(hi, 1.0, "hi")
-    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-        raise GpusimError("bounds must be finite numbers")
-    if (lo < 0).any():
-        raise GpusimError(f"bounds lo must be >= 0 for a long-only search (got min {lo.min():g})")
-    if (lo > hi).any():
-        j = int(np.argmax(lo > hi))
-        raise GpusimError(f"bounds make the simplex empty: lo > hi for {symbols[j]} "
-                          f"({lo[j]:g} > {hi[j]:g}); lower lo or raise hi")
-    if lo.sum() > 1 + 1e-12:
-        raise GpusimError(f"bounds make the simplex empty: sum(lo) = {lo.sum():g} > 1; "
-                          "lower the lower bounds")
-    if hi.sum() < 1 - 1e-12:
-        raise GpusimError(f"bounds make the simplex empty: sum(hi) = {hi.sum():g} < 1; "
-                          "raise the upper bounds")
+    lo, hi = check_bounds((by_symbol(lo, 0.0, "lo"), by_symbol(hi, 1.0, "hi")), A, True,
+                          names=symbols)
     return lo, np.minimum(hi, 1.0)
 
 

@@ -180,9 +180,10 @@ def test_interrupt_returns_partial(monkeypatch):
     (dict(sampler="sobol"), "sampler='sobol' is unknown"),
     (dict(alpha=0), "alpha=0.0 must be a positive"),
     (dict(backend="tpu"), "backend='tpu' is not a backend"),
-    (dict(bounds=(0.3, 1.0)), r"sum\(lo\) = 1.2 > 1"),
-    (dict(bounds=(0.0, 0.2)), r"sum\(hi\) = 0.8 < 1"),
-    (dict(bounds=([0.5, 0, 0, 0], [0.4, 1, 1, 1])), "lo > hi for A00"),
+    (dict(bounds=(0.3, 1.0)), "simplex empty: the lower bounds sum to 1.2 > 1"),
+    (dict(bounds=(0.0, 0.2)), "simplex empty: the upper bounds sum to 0.8 < 1"),
+    (dict(bounds=([0.5, 0, 0, 0], [0.4, 1, 1, 1])), "lower bound 0.5 > upper bound 0.4 for A00"),
+    (dict(bounds=(-0.1, 1.0)), "negative weights"),
     (dict(top_k=0), "top_k=0"),
     (dict(dtype="float32"), "float32"),
 ])
