@@ -1,0 +1,194 @@
+"""The sweep folder: atomic files, chunk tables with their records, and the manifest.
+
+Every file of a sweep folder is written under a temporary name and renamed into place
+(``os.replace``), so a crash or a SIGKILL never leaves a half-written file: a chunk's Parquet
+file exists only once it is complete, and carries its own record (chunk id, job hash, timing,
+run) in the Parquet schema metadata, so a resume can trust it even when the manifest missed it
+(:func:`recover`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+META_KEY = b"gpusim.sweep"
+MANIFEST, RESULTS, SUMMARY, CHUNKS = "manifest.json", "results.parquet", "summary.json", "chunks"
+SAVE_EVERY_S = 0.5
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def chunk_name(cid: int) -> str:
+    return f"c{cid:06d}.parquet"
+
+
+# ----------------------------------------------------------------------------- files
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = _tmp_name(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _arrow(table: pd.DataFrame, meta: dict | None = None):
+    import pyarrow as pa  # noqa: PLC0415
+
+    t = pa.Table.from_pandas(table, preserve_index=False)
+    if meta is not None:
+        t = t.replace_schema_metadata({**(t.schema.metadata or {}),
+                                       META_KEY: json.dumps(meta, default=str).encode()})
+    return t
+
+
+def write_chunk(path: Path, table: pd.DataFrame, meta: dict) -> None:
+    """Write one chunk's table and record as Parquet, atomically."""
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    tmp = _tmp_name(path)
+    try:
+        pq.write_table(_arrow(table, meta), tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_chunk(path: Path) -> tuple[pd.DataFrame, dict]:
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    t = pq.read_table(path)
+    meta = json.loads((t.schema.metadata or {}).get(META_KEY, b"{}"))
+    return t.to_pandas(), meta
+
+
+def chunk_meta(path: Path) -> dict | None:
+    """The record stored in a chunk file (None when unreadable)."""
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    try:
+        md = pq.read_schema(path).metadata or {}
+        return json.loads(md.get(META_KEY, b"null"))
+    except Exception:  # a foreign or damaged file: recompute the chunk
+        return None
+
+
+def remove_tmp(folder: Path) -> int:
+    """Delete temporary files left by a killed run; returns how many."""
+    n = 0
+    for d in (folder, folder / "chunks"):
+        if d.is_dir():
+            for f in d.glob(".*.tmp-*"):
+                f.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
+class TableWriter:
+    """Stream DataFrames with one schema into a Parquet file, atomically at :meth:`close`."""
+
+    def __init__(self, path: Path):
+        self.path, self.tmp = path, _tmp_name(path)
+        self.writer = self.schema = None
+        self.rows = 0
+
+    def write(self, df: pd.DataFrame) -> None:
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        t = _arrow(df)
+        if self.writer is None:
+            self.schema = t.schema
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        elif not t.schema.equals(self.schema, check_metadata=False):
+            t = t.cast(self.schema)
+        self.writer.write_table(t)
+        self.rows += len(df)
+
+    def close(self, empty: pd.DataFrame) -> None:
+        """Finish (``empty``, the table's columns without rows, is written when no rows came)."""
+        try:
+            if self.writer is None:
+                import pyarrow.parquet as pq  # noqa: PLC0415
+
+                pq.write_table(_arrow(empty), self.tmp)
+            else:
+                self.writer.close()
+            os.replace(self.tmp, self.path)
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- folder
+class Manifest:
+    """``manifest.json`` in memory, saved atomically (at most every SAVE_EVERY_S seconds
+    unless forced; the chunk files themselves are the record of what is done)."""
+
+    def __init__(self, path: Path, data: dict):
+        self.path, self.data, self.saved = path, data, 0.0
+
+    def save(self, force: bool = False) -> None:
+        if force or time.monotonic() - self.saved >= SAVE_EVERY_S:
+            self.data["updated"] = now()
+            write_json_atomic(self.path, self.data)
+            self.saved = time.monotonic()
+
+
+def ours(out: Path) -> bool:
+    """True when ``out`` holds only files a sweep writes (or nothing)."""
+    known = {MANIFEST, RESULTS, SUMMARY, CHUNKS}
+    return all(f.name in known or ".tmp-" in f.name for f in out.iterdir())
+
+
+def wipe(out: Path) -> None:
+    """Delete a previous sweep's files (only the names a sweep writes)."""
+    for name in (MANIFEST, RESULTS, SUMMARY):
+        (out / name).unlink(missing_ok=True)
+    ch = out / CHUNKS
+    if ch.is_dir():
+        for f in ch.iterdir():
+            if f.name.startswith(("c", ".c")) and (f.suffix == ".parquet" or ".tmp-" in f.name):
+                f.unlink()
+        try:
+            ch.rmdir()
+        except OSError:
+            pass
+    remove_tmp(out)
+
+
+def recover(man: Manifest, out: Path, job_hash: str) -> None:
+    """Reconcile the manifest with the chunk files (the truth after a kill)."""
+    done, n = man.data["done"], man.data["plan"]["n_chunks"]
+    for cid in list(done):
+        if not (out / CHUNKS / chunk_name(int(cid))).exists():
+            del done[cid]                                   # file gone: compute it again
+    for f in sorted((out / CHUNKS).glob("c*.parquet")):
+        try:
+            cid = int(f.stem[1:])
+        except ValueError:
+            continue
+        if str(cid) in done:
+            continue
+        meta = chunk_meta(f)
+        if meta is None or meta.get("job_hash") != job_hash or not 0 <= cid < n:
+            f.unlink()
+            continue
+        done[str(cid)] = {**meta.get("record", {}), "recovered": True}
+        man.data["failed"].pop(str(cid), None)
