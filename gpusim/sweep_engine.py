@@ -33,6 +33,14 @@ def execute_chunk(runner, ctx, point: dict, part: dict):
     return table, info
 
 
+def cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def _error(exc: BaseException) -> tuple[str, str]:
     msg = f"{type(exc).__name__}: {exc}".strip().splitlines()
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -87,9 +95,13 @@ class DaskEngine:
             n = 2 if workers is None else int(workers)
             if n < 1:
                 raise GpusimError(f"workers={workers!r} must be >= 1")
+            # one chunk at a time per worker; Numba's threads share the cores between workers
+            # (results do not depend on the thread count)
+            env = {} if "NUMBA_NUM_THREADS" in os.environ else {
+                "NUMBA_NUM_THREADS": str(max(1, cores() // n))}
             self.cluster = distributed.LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR)
+                silence_logs=logging.ERROR, env=env)
             self.client = distributed.Client(self.cluster)
         elif isinstance(scheduler, str):
             try:

@@ -22,7 +22,6 @@ Runners must be picklable (the Dask engine ships them and their context to the w
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import GpusimError
+from .sweep_engine import cores as _cores
 
 __all__ = ["TaskRunner", "register_task", "get_task", "available_tasks", "BacktestTask",
            "SearchTask", "level_kind", "coerce_levels"]
@@ -71,13 +71,6 @@ def coerce_levels(df: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
         else:
             df[name] = col.map(str).astype(str)
     return df
-
-
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def _available_bytes() -> int:
