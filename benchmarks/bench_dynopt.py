@@ -148,14 +148,15 @@ def main() -> None:
           f"{numba.config.NUMBA_NUM_THREADS} Numba threads on {os.cpu_count()} CPUs")
 
     res = {"instruments": N, "days": T, "combinations": C, "start": str(inp.index[0].date()),
-           "end": str(inp.index[-1].date()), "idm": a.idm, "threads": numba.config.NUMBA_NUM_THREADS,
-           "machine": platform.platform(), "processor": platform.processor(), "timings": {}}
+           "end": str(inp.index[-1].date()), "idm": a.idm,
+           "threads": numba.config.NUMBA_NUM_THREADS, "machine": platform.platform(),
+           "processor": platform.processor(), "timings": {}}
     cd = C * T
 
     def fast():
         return dynopt_cpu(*args, masks, mid, caps, shs, bus, inp.ann)
 
-    metrics, rec = dynopt_cpu(*args, masks, mid, caps, shs, bus, inp.ann, record=True)  # warm-up
+    _, rec = dynopt_cpu(*args, masks, mid, caps, shs, bus, inp.ann, record=True)  # warm-up
     t_cpu = median_time(fast, a.repeat)
     res["timings"]["cpu"] = {"seconds": t_cpu, "combination_days_per_s": cd / t_cpu}
     contracts = np.abs(rec).sum(axis=2).mean()

@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import shared_file
+
 from cpu_ref.dynopt import dynopt_1d_nb
 from gpusim.backend import simulator_requested
 from gpusim.dynopt import METRICS, dynopt, prepare
@@ -105,10 +105,9 @@ def test_kernels_reproduce_the_hand_computed_days(name):
                   np.array([0.05, 0.078125, 0.0]), 252.0, record=True)
     assert pos[:, 0, 0].tolist() == [3.0, 2.0, 5.0]
     np.testing.assert_allclose(m[:, M["avg_adjustment_factor"]], [0.68, 0.5, 1.0], rtol=1e-12)
-    # shadow cost: 10 keeps nothing traded... from flat the cost pushes towards 0:
-    # k = 0.1 per unit weight, w0 = 0; objective at n: 0.2 |0.1 n - 0.26| + s 0.1 * 0.1 n
-    #   s = 10: n=0: 0.052; n=1: 0.032 + 0.1 -> stop at 0;  s = 1: n=3 (0.008 + 0.03 = 0.038
-    #   vs n=2: 0.012 + 0.02 = 0.032) -> stop at 2
+    # shadow cost from flat (w0 = 0): k = 0.01 / 0.1 = 0.1 per unit of weight; objective at n
+    # contracts 0.2 |0.1 n - 0.26| + s 0.1 (0.1 n).  s = 10: n=0 0.052, n=1 0.032 + 0.1 -> stay
+    # at 0;  s = 1: n=1 0.042, n=2 0.032, n=3 0.008 + 0.03 = 0.038 -> stop at 2
     args = one_day([0.1], [0.26], [[0.04]], cost=[0.01])
     _, pos = kern(*args, one, np.zeros(2, np.int64), 1.0, np.array([10.0, 1.0]), 0.0, 252.0,
                   record=True)

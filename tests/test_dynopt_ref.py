@@ -87,7 +87,8 @@ def test_greedy_stops_at_a_local_optimum_not_the_integer_optimum():
 
 def test_shadow_cost_keeps_the_previous_position():
     # one instrument: vol 20%, one contract = 0.1, w* = 0.26, previously 2 contracts (w0 = 0.2);
-    # k = 0.01 per unit of weight. Objective at n contracts: 0.2 |0.1 n - 0.26| + s 0.01 |0.1 n - 0.2|
+    # k = 0.01 per unit of weight. Objective at n contracts:
+    #   0.2 |0.1 n - 0.26| + s 0.01 |0.1 n - 0.2|
     #   n=2: 0.012 + 0;  n=3: 0.008 + s 0.001.  s = 10 -> 0.018 > 0.012: stop at 2;
     #   s = 1 -> 0.009 < 0.012: go on to 3 (n=4: 0.028 + 0.002, worse).
     c, w_star, w0, k, cov = (np.array([0.1]), np.array([0.26]), np.array([0.2]),

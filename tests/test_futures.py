@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import shared_file
+
 from gpusim.errors import GpusimError
 from gpusim.futures import load_futures, read_daily, synthetic_futures
 
