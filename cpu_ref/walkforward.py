@@ -1,0 +1,340 @@
+"""Reference walk-forward re-optimisation (DESIGN §7): the oracle for gpusim's fast paths.
+
+Everything here is written to be read: one window, one period, one portfolio at a time, plain
+loops, two-pass statistics. It never imports ``gpusim`` and shares no step function with
+gpusim's kernels; the only shared code is the counter-based RNG of :mod:`cpu_ref.rng` (the
+candidate streams must be identical) and the execution building blocks of
+:mod:`cpu_ref.backtest` (``rebalance_bar_nb``, ``portfolio_value_nb``,
+``metrics_from_path_nb``), which this module drives with time-varying targets.
+
+Definitions (the contract the fast paths are tested against)
+-------------------------------------------------------------
+Estimation window of a rebalance at bar ``t`` with lookback ``L``: the simple returns
+``r_s = p_s / p_{s-1} - 1`` of bars ``s = a .. t-1`` with ``a = max(1, t - L)`` (``L = None``:
+``a = 1``). The close of bar ``t`` itself is not used: the weights traded at the close of ``t``
+come from information up to the close of ``t - 1``. ``mu = mean(r)``, ``cov = cov(r, ddof=1)``,
+and the beta of asset ``j`` to a benchmark ``b`` is ``cov(r_j, r_b) / var(r_b)`` on the same
+window.
+
+Candidate stream of the period at bar ``t`` (an index into the full price table):
+``period_seed(seed, t) = mix64(seed_key(seed) + (t + 1) * GOLDEN)`` (uint64 arithmetic, the
+functions of :mod:`cpu_ref.rng`); candidate ``i`` of that period is
+``cpu_ref.rng.population_nb(period_seed(seed, t), i, 1, A, code, alpha, lo, hi_any)``. The stream
+depends on the date only: every lookback, rule and ``num_tests`` that rebalances at ``t`` sees
+the same candidates (common random numbers), and ``num_tests = n`` uses candidates ``0 .. n-1``.
+
+Constraints of one period, as arrays: per-asset bounds ``lo <= w <= hi`` (lo is applied by the
+sampler's affine map, see :func:`cpu_ref.rng.sample`), and ``M`` linear rows
+``gl_m <= G_m . w <= gu_m`` (groups, portfolio beta, budget). A row with ``gl_m == gu_m`` is an
+equality, which the random search accepts within ``eqtol_m``.
+
+``cash=False`` (fully invested): a candidate ``w`` (sums to 1) is accepted when every bound holds.
+``cash=True`` (weights may sum to less than 1; the rest is cash): the candidate is a direction
+``y`` and its weights are ``w = s y`` with ``s`` the largest scale in (0, 1] allowed by the
+upper-type limits (``y_j s <= hi_j``, ``G_m y s <= gu_m`` when ``G_m y > 0``, ``G_m y s >= gl_m``
+when ``G_m y < 0``); it is accepted when every bound holds at that ``s`` (to a rounding slack of
+``SLACK * (1 + |bound|)``). Ex-ante Sharpe ``ann (mu - rf/ann) . w / sqrt(ann w' cov w)`` is
+scale-free, so it is scored on ``y``; with ``sum(w) = 1`` it is DESIGN §5's Sharpe.
+
+Public API
+----------
+period_seed_nb, period_seeds        seeds of the per-period candidate streams
+window_stats_1d_nb                  mu, cov (and betas) of one window, two-pass
+excess_sharpe_1d_nb                 ex-ante Sharpe (cash earns rf)
+constrain_1d_nb                     acceptance rule and scale of one candidate
+search_period_1d_nb                 best of n candidates of one period, all scored
+simulate_1d_nb                      one portfolio with a target vector per rebalance bar
+simulate_nb                         many portfolios in parallel (prange): metrics (C, 11)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .backtest import N_METRICS, metrics_from_path_nb, portfolio_value_nb, rebalance_bar_nb
+from .rng import GOLDEN, mix64_nb, sample_nb, seed_key_nb
+
+SLACK = 1e-12
+"""Relative rounding slack of the bound checks after scaling (cash mode)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Streams
+# --------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def period_seed_nb(seed, t):
+    """Seed of the candidate stream of the rebalance at bar ``t``: SplitMix64's stream of
+    ``seed_key(seed)`` read at position ``t`` (a uint64)."""
+    return mix64_nb(seed_key_nb(np.uint64(seed)) + np.uint64(t + 1) * GOLDEN)
+
+
+@njit(cache=True)
+def _period_seeds_nb(seed, bars):
+    out = np.empty(bars.shape[0], dtype=np.uint64)
+    for k in range(bars.shape[0]):
+        out[k] = period_seed_nb(seed, bars[k])
+    return out
+
+
+def period_seeds(seed, bars) -> np.ndarray:
+    """uint64 seeds of the periods at ``bars`` (array of bar indices)."""
+    return _period_seeds_nb(np.uint64(seed), np.ascontiguousarray(bars, dtype=np.int64))
+
+
+# --------------------------------------------------------------------------------------------
+# Window statistics
+# --------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def window_stats_1d_nb(close, a, t):
+    """Mean and covariance (ddof=1) of the simple returns of bars ``a .. t-1``.
+
+    Parameters
+    ----------
+    close : (T, K) float64 prices (assets and, optionally, benchmark columns after them).
+    a, t : int, 1 <= a, a + 2 <= t <= T (at least two returns).
+
+    Returns
+    -------
+    mu : (K,) float64; cov : (K, K) float64. Host arrays.
+    """
+    K = close.shape[1]
+    n = t - a
+    r = np.empty((n, K))
+    for s in range(a, t):
+        for j in range(K):
+            r[s - a, j] = close[s, j] / close[s - 1, j] - 1.0
+    mu = np.zeros(K)
+    for i in range(n):
+        for j in range(K):
+            mu[j] += r[i, j]
+    for j in range(K):
+        mu[j] /= n
+    cov = np.zeros((K, K))
+    for j in range(K):
+        for k in range(K):
+            acc = 0.0
+            for i in range(n):
+                acc += (r[i, j] - mu[j]) * (r[i, k] - mu[k])
+            cov[j, k] = acc / (n - 1)
+    return mu, cov
+
+
+@njit(cache=True)
+def betas_1d_nb(close, bench, a, t):
+    """(B, A) betas cov(r_j, r_b) / var(r_b) of every asset to every benchmark column of
+    ``bench`` (T, B) on the window of bars ``a .. t-1``."""
+    A = close.shape[1]
+    B = bench.shape[1]
+    both = np.empty((close.shape[0], A + B))
+    both[:, :A] = close
+    both[:, A:] = bench
+    _, cov = window_stats_1d_nb(both, a, t)
+    out = np.empty((B, A))
+    for b in range(B):
+        vb = cov[A + b, A + b]
+        for j in range(A):
+            out[b, j] = cov[j, A + b] / vb
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring and constraints of one candidate
+# --------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def excess_sharpe_1d_nb(w, mu, cov, ann, rf):
+    """``ann * sum_j (mu_j - rf/ann) w_j / sqrt(ann * w' cov w)``; -inf when the variance is not
+    positive. Equals DESIGN §5's ``(ann mu.w - rf) / vol`` when ``sum(w) = 1``."""
+    A = w.shape[0]
+    ret = 0.0
+    for j in range(A):
+        ret += (ann * mu[j] - rf) * w[j]
+    var = 0.0
+    for j in range(A):
+        for k in range(A):
+            var += w[j] * cov[j, k] * w[k]
+    var *= ann
+    if var > 0.0:
+        return ret / math.sqrt(var)
+    return -np.inf
+
+
+@njit(cache=True)
+def constrain_1d_nb(y, lo, hi, G, gl, gu, eqtol, cash):
+    """Acceptance of one candidate ``y`` (A,) and the scale of its weights (module docstring).
+
+    Returns (accepted, scale): the weights are ``scale * y`` (scale 1 when ``cash`` is False).
+    """
+    A = y.shape[0]
+    M = G.shape[0]
+    vals = np.empty(M)
+    for m in range(M):
+        acc = 0.0
+        for j in range(A):
+            acc += G[m, j] * y[j]
+        vals[m] = acc
+    s = 1.0
+    if cash:
+        for j in range(A):
+            if y[j] > 0.0:
+                s = min(s, hi[j] / y[j])
+        for m in range(M):
+            v = vals[m]
+            if v > 0.0 and gu[m] < np.inf:
+                s = min(s, gu[m] / v)
+            elif v < 0.0 and gl[m] > -np.inf:
+                s = min(s, gl[m] / v)
+        if not s > 0.0:
+            return False, s
+    for j in range(A):
+        w = y[j] * s
+        if w < lo[j] - SLACK * (1.0 + abs(lo[j])) or w > hi[j] + SLACK * (1.0 + abs(hi[j])):
+            return False, s
+    for m in range(M):
+        v = vals[m] * s
+        if gl[m] == gu[m]:
+            if abs(v - gu[m]) > eqtol[m] + SLACK * (1.0 + abs(gu[m])):
+                return False, s
+        else:
+            if v < gl[m] - SLACK * (1.0 + abs(gl[m])) or v > gu[m] + SLACK * (1.0 + abs(gu[m])):
+                return False, s
+    return True, s
+
+
+@njit(cache=True)
+def search_period_1d_nb(pseed, n, code, alpha, lo, hi, G, gl, gu, eqtol, cash, mu, cov, ann,
+                        rf):
+    """Score candidates ``0 .. n-1`` of the stream ``pseed`` one by one, keep the best.
+
+    Candidates are drawn with lower bounds ``lo`` (the sampler's affine map) and no upper bound
+    (``hi`` is checked by :func:`constrain_1d_nb`). Ties go to the smaller index.
+
+    Returns
+    -------
+    best : int (index of the best accepted candidate, -1 when none)
+    best_sharpe, best_scale : float
+    n_accepted : int
+    best_any : int (index of the best candidate ignoring every constraint but ``lo``)
+    best_any_sharpe : float
+    """
+    A = mu.shape[0]
+    key = seed_key_nb(np.uint64(pseed))
+    lo_sum = 0.0
+    for j in range(A):
+        lo_sum += lo[j]
+    no_hi = np.full(A, np.inf)
+    y = np.empty(A)
+    best, best_s, best_scale = -1, -np.inf, 0.0
+    best_any, best_any_s = -1, -np.inf
+    n_acc = 0
+    for i in range(n):
+        sample_nb(key, i, code, alpha, lo, no_hi, lo_sum, y)
+        sh = excess_sharpe_1d_nb(y, mu, cov, ann, rf)
+        if sh > best_any_s:
+            best_any, best_any_s = i, sh
+        ok, s = constrain_1d_nb(y, lo, hi, G, gl, gu, eqtol, cash)
+        if ok:
+            n_acc += 1
+            if sh > best_s:
+                best, best_s, best_scale = i, sh, s
+    return best, best_s, best_scale, n_acc, best_any, best_any_s
+
+
+# --------------------------------------------------------------------------------------------
+# Execution with a target vector per rebalance bar
+# --------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def simulate_1d_nb(close, targets, mask, fee, init_cash, ann, rf):
+    """One portfolio over all bars of ``close``; the k-th rebalance trades to ``targets[k]``.
+
+    Parameters
+    ----------
+    close : (T, A) float64 prices; bar 0 is the first bar of the simulation.
+    targets : (K, A) float64, one row per rebalance bar (K = 1 + number of True in mask[1:]).
+    mask : (T,) bool rebalance bars (bar 0 always rebalances).
+    fee, init_cash, ann, rf : as in :func:`cpu_ref.backtest.simulate_1d_nb`.
+
+    Returns
+    -------
+    metrics (11,), value (T,), rebalance bars (K,) int64, realised allocations (K, A)
+    (h_j p_j / V after that bar's orders). Host arrays.
+    """
+    T, A = close.shape
+    cash = init_cash
+    h = np.zeros(A)
+    value = np.empty(T)
+    bars = np.empty(T, dtype=np.int64)
+    realised = np.empty((T, A))
+    traded_total = 0.0
+    fees_total = 0.0
+    k = 0
+    for t in range(T):
+        p = close[t]
+        rebalance = t == 0 or mask[t]
+        if rebalance:
+            cash, traded, paid = rebalance_bar_nb(cash, h, p, targets[k], fee)
+            traded_total += traded
+            fees_total += paid
+        V = portfolio_value_nb(cash, h, p)
+        value[t] = V
+        if rebalance:
+            bars[k] = t
+            for j in range(A):
+                realised[k, j] = h[j] * p[j] / V
+            k += 1
+    metrics = metrics_from_path_nb(value, init_cash, ann, rf, traded_total, fees_total, float(k))
+    return metrics, value, bars[:k].copy(), realised[:k].copy()
+
+
+@njit(parallel=True, cache=True)
+def simulate_nb(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf):
+    """Metrics of C walk-forward portfolios in parallel (prange over portfolios).
+
+    Portfolio ``c`` rebalances on ``masks[mid[c]]`` and its k-th rebalance trades to
+    ``W[woff[wsid[c]] + k]``. Returns a (C, 11) float64 host array (``cpu_ref.backtest.METRICS``).
+    """
+    C = wsid.shape[0]
+    out = np.empty((C, N_METRICS))
+    for c in prange(C):
+        mask = masks[mid[c]]
+        K = 1
+        for t in range(1, mask.shape[0]):
+            if mask[t]:
+                K += 1
+        o = woff[wsid[c]]
+        res = simulate_1d_nb(close, W[o:o + K], mask, fees[c], init_cash, ann, rf)
+        out[c, :] = res[0]
+    return out
+
+
+def reference_choice(close, bench, t, lookback, seed, n, code, alpha, lo, hi, static_G,
+                     beta_rows, gl, gu, eqtol, cash, ann, rf):
+    """The random-search choice of the rebalance at bar ``t``, recomputed from scratch.
+
+    Window statistics and betas by :func:`window_stats_1d_nb` / :func:`betas_1d_nb`, the rows
+    ``static_G`` (M, A) with the beta rows ``[(row, benchmark column)]`` filled in, the period's
+    seed by :func:`period_seed_nb`, then every candidate scored by :func:`search_period_1d_nb`.
+
+    Returns ``(period seed, search_period_1d_nb's tuple, mu, cov, G)``.
+    """
+    a = 1 if lookback is None else max(1, t - lookback)
+    mu, cov = window_stats_1d_nb(close, a, t)
+    G = np.array(static_G, dtype=np.float64).copy()
+    if bench is not None and len(beta_rows):
+        betas = betas_1d_nb(close, np.ascontiguousarray(bench, dtype=np.float64), a, t)
+        for row, col in beta_rows:
+            G[row] = betas[col]
+    pseed = period_seed_nb(np.uint64(seed), t)
+    res = search_period_1d_nb(np.uint64(pseed), n, code, alpha, lo, hi, G, gl, gu, eqtol, cash,
+                              mu, cov, ann, rf)
+    return pseed, res, mu, cov, G
