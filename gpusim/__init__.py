@@ -26,6 +26,10 @@ _EXPORTS = {
     "Param": "grid",
     "RandomWeights": "grid",
     "product_grid": "grid",
+    "DynoptResult": "dynopt",
+    "FuturesData": "futures",
+    "load_futures": "futures",
+    "synthetic_futures": "futures",
     "max_sharpe": "mvo",
     "min_variance": "mvo",
     "efficient_frontier": "mvo",
@@ -35,9 +39,10 @@ _EXPORTS = {
 # shadowed by the submodule as soon as anything imports it. These modules import only numpy,
 # pandas and numba at their top (CuPy, numba.cuda and cvxpy stay lazy).
 from .backtest import backtest  # noqa: E402
+from .dynopt import dynopt  # noqa: E402
 from .search import search, verify  # noqa: E402
 
-__all__ = sorted([*_EXPORTS, "backtest", "search", "verify"]) + ["__version__"]
+__all__ = sorted([*_EXPORTS, "backtest", "dynopt", "search", "verify"]) + ["__version__"]
 
 
 def __getattr__(name: str):

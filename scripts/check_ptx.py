@@ -45,7 +45,7 @@ def main() -> int:
     v, m = f8[::1], f8[:, ::1]
 
     def kernels():
-        from gpusim.kernels import backtest_cuda, rng_dev, search_cuda
+        from gpusim.kernels import backtest_cuda, dynopt_cuda, rng_dev, search_cuda
 
         def neglog_probe(key, out):
             i = cuda.grid(1)
@@ -56,6 +56,9 @@ def main() -> int:
             u8, i8, i8, i8, f8, v, v, f8, m, f8, f8, m, i8[:, ::1], i8[::1]), None
         yield "backtest_cuda", backtest_cuda.backtest_cuda.py_func, (
             m, m, i8[::1], b1[:, ::1], i8[::1], v, b1, v, f8, f8, f8, m, m, i8[:, ::1], m), None
+        yield "dynopt_cuda", dynopt_cuda.dynopt_cuda.py_func, (
+            m, m, m, m, m, f8[:, :, ::1], i8[::1], b1[:, ::1], i8[::1], v, v, v, f8, i8,
+            m, m, m, m, m, m, m, f8[:, :, ::1], b1), None
         yield "rng -log(u) probe", neglog_probe, (u8, v), "no-fma"
 
     results, ok = [], True
