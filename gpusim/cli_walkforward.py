@@ -1,0 +1,231 @@
+"""``gpusim walkforward``: walk-forward re-optimisation over grids from the shell.
+
+    gpusim walkforward --prices prices.csv --every D,W,M --lookback none,63,252 \\
+        --num-tests 30,100,10000 --fees 0.001 --out runs/wf
+    gpusim walkforward --method exact --beta spy.csv:SPY<=0.1 --cash --every M --lookback 126
+
+Wiring: ``add_parser(subparsers)`` adds the sub-command (and sets ``func=run``);
+``run(args) -> int`` executes it; ``python -m gpusim.cli_walkforward ...`` runs it standalone.
+Errors print one line ``error: ...`` on stderr and return exit code 2 (never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from .errors import GpusimError
+
+__all__ = ["add_parser", "build_parser", "main", "parse_beta", "run"]
+
+DESCRIPTION = (
+    "At each rebalance date, estimate mean and covariance on the lookback window, choose weights "
+    "(best ex-ante Sharpe of num-tests random candidates, or the exact cvxpy optimum) under the "
+    "constraints, and trade to them with fees; over the grid of every every x lookback x "
+    "num-tests x fees combination. Prints the best combinations; --out writes metrics, report "
+    "(constraint binding rates, acceptance, fallbacks, in-sample gap), allocations.csv and "
+    "summary.json.")
+
+EPILOG = """value lists: one value, a comma list (0,0.001) or start:stop:step. --every: D, W, M,
+Q, Y, k (bars) or never. --lookback: returns per window, or none (all past returns).
+--beta FILE[:COLUMN]OP VALUE with OP one of <=, >=, = (e.g. spy.csv:SPY<=0.1): portfolio beta to
+that price series (dates must cover the prices'). --cash allows cash (weights sum <= 1), which a
+low beta usually needs. --groups FILE: CSV of symbol,group rows, with --group-lo/--group-hi
+bounds for every group."""
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prices", default=None, metavar="FILE",
+                   help="close prices file, or synthetic[:ASSETS[:BARS[:SEED]]] (default)")
+    p.add_argument("--ann", type=float, default=None, help="periods per year (default: inferred)")
+    p.add_argument("--every", default="M", metavar="RULES", help="rebalance rule(s) (default M)")
+    p.add_argument("--lookback", default="none", metavar="VALUES",
+                   help="window length(s) in returns, or none (default none)")
+    p.add_argument("--num-tests", default="1000", metavar="VALUES",
+                   help="random candidates per rebalance (default 1000)")
+    p.add_argument("--fees", default="0", metavar="VALUES", help="proportional fee(s)")
+    p.add_argument("--method", default="random", choices=("random", "exact"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", default=None, help="first simulated bar (index or date)")
+    p.add_argument("--sampler", default="dirichlet", help="dirichlet (default) or uniform")
+    p.add_argument("--weight-bounds", default=None, metavar="LO,HI",
+                   help="per-asset weight bounds, e.g. 0,0.3")
+    p.add_argument("--beta", action="append", default=[], metavar="FILE[:COL]OPVALUE",
+                   help="portfolio beta bound to a benchmark price file (repeatable)")
+    p.add_argument("--cash", nargs="?", const=0.0, type=float, default=None, metavar="MIN",
+                   help="allow cash: invest between MIN (default 0) and 100%%")
+    p.add_argument("--groups", default=None, metavar="FILE", help="CSV of symbol,group")
+    p.add_argument("--group-lo", type=float, default=None, help="lower bound of every group")
+    p.add_argument("--group-hi", type=float, default=None, help="upper bound of every group")
+    p.add_argument("--gap", dest="gap", action="store_true", default=None,
+                   help="always solve the exact problems for the in-sample gap report")
+    p.add_argument("--no-gap", dest="gap", action="store_false",
+                   help="never solve them (default: only for <= 500 problems)")
+    p.add_argument("--solver", default=None, help="cvxpy solver (default Clarabel)")
+    p.add_argument("--init-cash", type=float, default=1.0)
+    p.add_argument("--rf", type=float, default=0.0, help="annual risk-free rate")
+    p.add_argument("--backend", default="auto", help="auto | cpu | gpu")
+    p.add_argument("--out", default=None, metavar="DIR", help="write the results here")
+    p.add_argument("--format", default="parquet", choices=("parquet", "csv"))
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--sort-by", default="sharpe", metavar="METRIC")
+    p.add_argument("--json", action="store_true", help="print a JSON summary with the best rows")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``walkforward`` sub-command to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser("walkforward", help="walk-forward re-optimisation over grids",
+                              description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gpusim walkforward", description=DESCRIPTION,
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p)
+    return p
+
+
+def parse_beta(spec: str):
+    """``FILE[:COLUMN]OP VALUE`` -> a :class:`gpusim.constraints.Beta`."""
+    import pandas as pd  # noqa: PLC0415
+
+    from .constraints import Beta  # noqa: PLC0415
+
+    m = re.fullmatch(r"\s*(.+?)\s*(<=|>=|==|=)\s*([-+0-9.eE]+)\s*", str(spec))
+    if not m:
+        raise GpusimError(f"--beta {spec!r} is not FILE[:COLUMN]OPVALUE (e.g. spy.csv:SPY<=0.1)")
+    src, op, val = m.groups()
+    path, _, col = src.partition(":") if not Path(src).is_file() else (src, "", "")
+    if not Path(path).is_file():
+        raise GpusimError(f"--beta: file {path!r} not found")
+    try:
+        df = pd.read_csv(path, index_col=0, parse_dates=[0])
+    except Exception as exc:  # noqa: BLE001 - any read error becomes one line
+        raise GpusimError(f"--beta: cannot read {path!r}: {exc}".splitlines()[0]) from None
+    if col and col not in df.columns:
+        raise GpusimError(f"--beta: column {col!r} not in {path!r} (columns: "
+                          f"{', '.join(map(str, df.columns[:8]))})")
+    if not col and df.shape[1] != 1:
+        raise GpusimError(f"--beta: {path!r} has {df.shape[1]} columns; name one with "
+                          "FILE:COLUMN")
+    s = df[col] if col else df.iloc[:, 0]
+    return Beta(s.rename(col or s.name), op, float(val))
+
+
+def _constraints(args, symbols):
+    import pandas as pd  # noqa: PLC0415
+
+    from .cli_backtest import parse_values  # noqa: PLC0415
+    from .constraints import Budget, GroupBounds, WeightBounds  # noqa: PLC0415
+
+    out = []
+    if args.weight_bounds:
+        v = parse_values(args.weight_bounds, "--weight-bounds")
+        if len(v) != 2:
+            raise GpusimError(f"--weight-bounds {args.weight_bounds!r} must be LO,HI")
+        out.append(WeightBounds(lo=v[0], hi=v[1]))
+    if args.groups:
+        if not Path(args.groups).is_file():
+            raise GpusimError(f"--groups: file {args.groups!r} not found")
+        g = pd.read_csv(args.groups)
+        if g.shape[1] < 2:
+            raise GpusimError("--groups needs a CSV with columns symbol,group")
+        out.append(GroupBounds(dict(zip(g.iloc[:, 0].astype(str), g.iloc[:, 1])),
+                               lo=args.group_lo, hi=args.group_hi))
+    elif args.group_lo is not None or args.group_hi is not None:
+        raise GpusimError("--group-lo/--group-hi need --groups FILE")
+    out += [parse_beta(b) for b in args.beta]
+    if args.cash is not None:
+        out.append(Budget(min=args.cash))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``gpusim walkforward``; returns the exit code (0 ok, 2 bad input)."""
+    try:
+        return _run(args)
+    except GpusimError as exc:
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
+        return 2
+    except BrokenPipeError:          # stdout closed early (e.g. piped into head): not an error
+        import os  # noqa: PLC0415
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
+    import pandas as pd  # noqa: PLC0415
+
+    from .cli_backtest import _as_axis, parse_rebalance, parse_values  # noqa: PLC0415
+    from .market import market_from_spec  # noqa: PLC0415
+    from .walkforward import METRICS, walkforward  # noqa: PLC0415
+
+    if args.sort_by not in METRICS:
+        raise GpusimError(f"--sort-by {args.sort_by!r} is not a metric; use one of "
+                          f"{', '.join(METRICS)}")
+    if args.top_k < 1:
+        raise GpusimError(f"--top-k {args.top_k} must be >= 1")
+    market = market_from_spec(args.prices, ann=args.ann)
+    lookbacks = [None if t.strip().lower() in ("none", "all") else t.strip()
+                 for t in str(args.lookback).split(",")]
+    lookbacks = [x if x is None else parse_values(x, "--lookback")[0] for x in lookbacks]
+    num_tests = parse_values(str(args.num_tests).replace("_", ""), "--num-tests")
+    start = args.start
+    if start is not None and str(start).lstrip("-").isdigit():
+        start = int(start)
+    res = walkforward(
+        market, every=_as_axis(parse_rebalance(args.every), "every"),
+        lookback=_as_axis(lookbacks, "lookback"), num_tests=_as_axis(num_tests, "num_tests"),
+        fees=_as_axis(parse_values(args.fees, "--fees"), "fees"), method=args.method,
+        constraints=_constraints(args, market.symbols), seed=args.seed,
+        init_cash=args.init_cash, rf=args.rf, start=start, sampler=args.sampler, gap=args.gap,
+        solver=args.solver, backend=args.backend, progress=not args.no_progress)
+    best = res.best(args.sort_by, args.top_k)
+    rep = res.report
+    table = best.join(rep[[c for c in rep.columns if c not in best.columns]], how="left")
+    out = None
+    if args.out:
+        out = str(res.save(args.out, fmt=None if args.format == "parquet" else "csv"))
+    s = res.summary
+    if args.json:
+        rows = json.loads(table.reset_index().to_json(orient="records"))
+        print(json.dumps({**s, "out": out, "sort_by": args.sort_by, "best": rows}, indent=2,
+                         default=str))
+        return 0
+    t = s["timings_s"]
+    print(f"{s['n_combinations']} combinations ({s['method']}), {s['n_dates']} rebalance dates, "
+          f"{s['n_assets']} assets, bars {s['start']} .. {s['end']} on {s['backend']} in "
+          f"{t['total']:.3f} s")
+    bad = {k: v for k, v in s["statuses"].items() if k != "ok"}
+    if bad:
+        print(f"dates that kept the previous weights: {bad}")
+    print(f"best {len(best)} by {args.sort_by}:")
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table.to_string(float_format=lambda x: f"{x:.6g}"))
+    if out:
+        print(f"wrote {out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

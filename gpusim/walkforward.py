@@ -1,0 +1,704 @@
+"""Walk-forward re-optimisation over parameter grids (DESIGN §7, issue 5).
+
+At each rebalance date ``t`` of a rule (``every``), estimate mu and cov on the lookback window
+(returns of bars ``t - lookback .. t-1``; all earlier bars with ``lookback=None``), choose
+weights - the best ex-ante Sharpe of ``num_tests`` random candidates, or the exact cvxpy
+optimum - subject to the constraints in force at ``t``, and trade to them at the close of ``t``
+with the execution model of DESIGN §6. Every combination of the grid
+``every x lookback x num_tests x fees`` (each may be a :class:`~gpusim.grid.Param`) is
+simulated on the same bars ``start .. T-1`` so that their metrics compare.
+
+Batching: the windows' statistics of every (date, lookback) are computed at once
+(:func:`gpusim.walkforward_kernels.window_stats`, NumPy or CuPy); the random search runs every
+(date, lookback) task of the grid in one fused kernel, candidates shared by all tasks of a date
+(the period's stream depends on (seed, date) only, see :mod:`cpu_ref.walkforward`) and every
+``num_tests`` value read from one pass as a checkpoint; fees do not change the weights, so each
+(every, lookback, num_tests) weight set is chosen once and executed for every fee.
+
+Callable constraints see the weights chosen at the previous rebalance, so with a callable the
+dates are processed in order (still batched across the weight sets rebalancing that day).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cpu_ref.backtest import METRICS
+
+from . import walkforward_kernels as wk
+from .backend import resolve_backend
+from .constraints import WalkState, compile_constraints
+from .errors import GpusimError
+from .grid import Param, axis_values, build_grid, fee_value, rebalance_mask
+
+__all__ = ["DEFAULT_HISTORY", "METHODS", "METRICS", "WalkForwardResult", "walkforward"]
+
+METHODS = ("random", "exact")
+DEFAULT_HISTORY = 63
+"""Returns before the first rebalance when every lookback is None and ``start`` is not given."""
+GAP_AUTO_MAX = 500
+"""``gap=None`` runs the exact solver for the in-sample gap when there are at most this many
+(date, lookback) problems."""
+
+
+def _as_market(market):
+    if isinstance(market, pd.DataFrame):
+        from .market import load_prices  # noqa: PLC0415
+
+        return load_prices(market)
+    if hasattr(market, "prices") and hasattr(market, "ann"):
+        return market
+    raise GpusimError(f"market must be a gpusim Market or a prices DataFrame, got "
+                      f"{type(market).__name__}; see gpusim.load_prices")
+
+
+def _lookback(x):
+    if x is None or (isinstance(x, str) and x.lower() in ("none", "all")):
+        return None
+    if isinstance(x, (bool, np.bool_)) or not float(x) == int(x) or int(x) < 2:
+        raise GpusimError(f"lookback={x!r} must be None (all past bars) or an int >= 2")
+    return int(x)
+
+
+def _num_tests(x):
+    from cpu_ref.rng import MAX_CANDIDATES  # noqa: PLC0415
+
+    try:
+        ok = not isinstance(x, (bool, np.bool_)) and float(x) == int(x) and 1 <= int(
+            x) <= MAX_CANDIDATES
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise GpusimError(f"num_tests={x!r} must be a whole number from 1 to 2**40")
+    return int(x)
+
+
+def _axis(arg, conv, name):
+    """(grid entry, values) for an argument that may be a Param of values."""
+    if isinstance(arg, Param):
+        vals = [conv(v) for v in arg.values]
+        return Param(vals, arg.name, arg.level), vals
+    return conv(arg), [conv(arg)]
+
+
+def _start(start, index, lookbacks) -> int:
+    T = len(index)
+    finite = [L for L in lookbacks if L is not None]
+    if start is None:
+        s = 1 + (max(finite) if finite else DEFAULT_HISTORY)
+    elif isinstance(start, (int, np.integer)) and not isinstance(start, (bool, np.bool_)):
+        s = int(start)
+    else:
+        try:
+            s = int(index.searchsorted(pd.Timestamp(start)))
+        except (TypeError, ValueError):
+            raise GpusimError(f"start={start!r} is not a bar index or a date") from None
+    if not 3 <= s <= T - 2:
+        raise GpusimError(f"start={start!r} gives bar {s} of {T}: the first rebalance needs at "
+                          f"least 2 returns before it and 2 bars after it; use a start from 3 to "
+                          f"{T - 2} (or fewer/shorter lookbacks)")
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any = 1000,
+                fees: Any = 0.0, method: str = "random", constraints=None, seed: int = 0,
+                init_cash: float = 1.0, rf: float = 0.0, start: Any = None,
+                sampler: str = "dirichlet", alpha: float = 1.0, gap: bool | None = None,
+                solver: str | None = None, bind_tol: float = 1e-6, backend: str = "auto",
+                progress: bool = True) -> WalkForwardResult:
+    """Walk-forward re-optimisation over the grid every x lookback x num_tests x fees.
+
+    Parameters
+    ----------
+    market : Market or prices DataFrame.
+    every : rebalance rule ("D", "W", "M", "Q", "Y", an int k, "never" or a bool mask) or a Param.
+    lookback : estimation window in returns (int >= 2) or None (all past returns), or a Param.
+    num_tests : random candidates per rebalance (int >= 1), or a Param (read as checkpoints of
+        one pass: ``num_tests=n`` is candidates 0..n-1 of the period's stream). Ignored by
+        ``method="exact"`` (the level is kept so that tables of both methods align).
+    fees : proportional fee in [0, 1), or a Param.
+    method : "random" (best of num_tests candidates) or "exact" (cvxpy max Sharpe).
+    constraints : a list of :mod:`gpusim.constraints` objects (WeightBounds, GroupBounds, Beta,
+        Budget), or None (long-only, fully invested).
+    seed : candidate streams are seeded per period by (seed, date), see :mod:`cpu_ref.walkforward`.
+    init_cash, rf : starting cash; annual risk-free rate (ex-ante Sharpe and metrics).
+    start : first simulated bar (int bar index or date; bar 0 of the execution). Default: the
+        first bar with a full window for every finite lookback (1 + max lookback), or
+        1 + DEFAULT_HISTORY when every lookback is None.
+    sampler, alpha : candidate sampler ("dirichlet" default, or "uniform") and concentration.
+    gap : solve the exact problem too and report how far random search fell short in-sample:
+        True, False, or None (only when there are <= GAP_AUTO_MAX problems).
+    solver : cvxpy solver for the exact problems (default Clarabel, then OSQP, SCS, ECOS).
+    bind_tol : a bound is active at weights within this distance of it (reports).
+    backend : "auto", "cpu" or "gpu".
+    progress : tqdm bar on a TTY.
+
+    Returns
+    -------
+    WalkForwardResult
+        ``metrics`` (one row per combination, :data:`METRICS`), ``report`` (constraint binding
+        rates, acceptance, fallbacks, in-sample gap), ``allocations(**levels)``,
+        ``decisions(**levels)``, ``records(**levels)``, ``verify()``, ``save(out)``.
+    """
+    t_all = time.perf_counter()
+    mkt = _as_market(market)
+    prices = mkt.prices
+    index = prices.index
+    symbols = [str(s) for s in prices.columns]
+    close = np.ascontiguousarray(prices.to_numpy(dtype=np.float64))
+    T, A = close.shape
+    ann = float(mkt.ann)
+    if method not in METHODS:
+        raise GpusimError(f"method={method!r} is unknown; use 'random' or 'exact'")
+    from cpu_ref.rng import sampler_code  # noqa: PLC0415
+
+    try:
+        code = sampler_code(sampler, float(alpha))
+    except ValueError as exc:
+        raise GpusimError(str(exc)) from None
+    if not (float(alpha) > 0 and math.isfinite(alpha)):
+        raise GpusimError(f"alpha={alpha!r} must be > 0")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not (
+            0 <= seed < 2 ** 64):
+        raise GpusimError(f"seed={seed!r} must be an int >= 0")
+    try:
+        init_cash, rf, bind_tol = float(init_cash), float(rf), float(bind_tol)
+    except (TypeError, ValueError):
+        raise GpusimError("init_cash, rf and bind_tol must be numbers") from None
+    if not (init_cash > 0 and math.isfinite(init_cash)):
+        raise GpusimError(f"init_cash={init_cash!r} must be a finite number > 0")
+    if not math.isfinite(rf):
+        raise GpusimError(f"rf={rf!r} must be a finite annual rate")
+    if gap not in (None, True, False):
+        raise GpusimError(f"gap={gap!r} must be True, False or None (auto)")
+
+    if isinstance(every, Param):
+        rl = [rebalance_mask(r, index, "every") for r in every.values]
+        labels = [lab if lab != "mask" else f"mask{i}" for i, (lab, _) in enumerate(rl)]
+        every_entry: Any = Param(labels, every.name, every.level)
+        masks_full = np.stack([m for _, m in rl])
+    else:
+        lab, m = rebalance_mask(every, index, "every")
+        every_entry, labels, masks_full = lab, [lab], m[None, :]
+    lb_entry, lb_vals = _axis(lookback, _lookback, "lookback")
+    nt_entry, nt_vals = _axis(num_tests, _num_tests, "num_tests")
+    fee_entry, fee_vals = axis_values(fees, fee_value)
+    if not any(isinstance(e, Param) for e in (every_entry, lb_entry, nt_entry, fee_entry)):
+        every_entry = Param(labels)
+    entries = {"every": every_entry, "lookback": lb_entry, "num_tests": nt_entry,
+               "fees": fee_entry}
+    grid = build_grid(entries, {"lookback": pd.Index(lb_vals, dtype=object)}
+                      if isinstance(lb_entry, Param) else None)
+    axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
+    s0 = _start(start, index, lb_vals)
+    plan = compile_constraints(constraints, symbols, index)
+    be = resolve_backend(backend)
+    xp = be.xp
+
+    # ---- weight sets, dates and windows ------------------------------------------------------
+    C = grid.size
+    codes = grid.codes(0, C)
+    z = np.zeros(C, dtype=np.int64)
+    cc = {k: codes[axis_of[k]] if k in axis_of else z for k in entries}
+    ws_keys, wsid = np.unique(np.stack([cc["every"], cc["lookback"], cc["num_tests"]], 1),
+                              axis=0, return_inverse=True)
+    wsid = wsid.reshape(-1).astype(np.int64)
+    masks = np.ascontiguousarray(masks_full[:, s0:])
+    masks[:, 0] = True
+    ws_bars = [s0 + np.flatnonzero(masks[e]) for e, _, _ in ws_keys]
+    U = np.unique(np.concatenate(ws_bars))
+    nL = len(lb_vals)
+    pair_key = np.unique(np.concatenate([np.searchsorted(U, b) * nL + lk
+                                         for b, (_, lk, _) in zip(ws_bars, ws_keys)]))
+    pair_d, pair_l = pair_key // nL, pair_key % nL
+    t_end = U[pair_d]
+    t_beg = np.array([1 if lb_vals[lk] is None else max(1, t - lb_vals[lk])
+                      for t, lk in zip(t_end, pair_l)], dtype=np.int64)
+    chk = np.array(sorted(set(nt_vals)), dtype=np.int64)
+
+    tc = time.perf_counter()
+    allp = close if plan.bench_close is None else np.hstack([close, plan.bench_close])
+    mu_all, cov_all = wk.window_stats(xp, xp.asarray(allp), t_beg, t_end)
+    mu, cov = mu_all[:, :A], xp.ascontiguousarray(cov_all[:, :A, :A])
+    nb = len(plan.bench_names)
+    betas = (xp.stack([cov_all[:, :A, A + b] / cov_all[:, A + b, A + b][:, None]
+                       for b in range(nb)], axis=1) if nb else None)
+    mex = xp.ascontiguousarray(ann * mu - rf)
+    F, tri = wk.factorize(xp, cov)
+    G = plan.G(xp, betas, len(pair_key))
+    H = {k: (v if xp is np or v is None else xp.asnumpy(v)) for k, v in (
+        ("mu", mu), ("cov", cov), ("F", F), ("mex", mex), ("G", G), ("betas", betas))}
+    lo, hi, gl, gu = plan.bounds(index[U])
+    t_stats = time.perf_counter() - tc
+
+    ctx = _Ctx(be=be, xp=xp, plan=plan, code=code, alpha=float(alpha), seed=int(seed), ann=ann,
+               rf=rf, solver=solver, bind_tol=bind_tol, U=U, index=index, symbols=symbols,
+               dev={"F": F, "tri": tri, "mex": mex, "G": G}, H=H, chk=chk,
+               sid_of=dict(zip(pair_key.tolist(), range(len(pair_key)))), nL=nL,
+               bounds=[lo, hi, gl, gu], progress=progress)
+    n_exact = len(pair_key) if not plan.has_callable else sum(len(b) for b in ws_bars)
+    do_gap = method == "random" and (gap is True or (gap is None and n_exact <= GAP_AUTO_MAX))
+    ws_info = [{"every": labels[e], "lookback": lb_vals[lk], "num_tests": nt_vals[n]}
+               for e, lk, n in ws_keys]
+    tc = time.perf_counter()
+    dec = _choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap)
+    t_choose = time.perf_counter() - tc
+
+    # ---- execution -------------------------------------------------------------------------
+    counts = np.array([len(b) for b in ws_bars], dtype=np.int64)
+    woff = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    Wall = np.ascontiguousarray(np.concatenate([d["weights"] for d in dec]))
+    mid = np.ascontiguousarray(ws_keys[wsid, 0].astype(np.int64))
+    fee_c = np.ascontiguousarray(fee_vals[cc["fees"]])
+    close_sim = np.ascontiguousarray(close[s0:])
+    tc = time.perf_counter()
+    if be.name == "gpu":
+        from .kernels.walkforward_cuda import execute_gpu  # noqa: PLC0415
+
+        out = execute_gpu(close_sim, Wall, woff, wsid, masks, mid, fee_c, init_cash, ann, rf)
+    else:
+        out = wk.execute_cpu_nb(close_sim, Wall, woff, wsid, masks, mid, fee_c, init_cash, ann,
+                                rf)
+    t_exec = time.perf_counter() - tc
+
+    idx = grid.index_block(0, C)
+    metrics = pd.DataFrame(out, index=idx, columns=list(METRICS))
+    report = _report(dec, wsid, idx, plan, method, do_gap)
+    statuses: dict[str, int] = {}
+    for d in dec:
+        for s in d["status"]:
+            statuses[s] = statuses.get(s, 0) + 1
+    summary = {
+        "command": "walkforward", "method": method, "backend": be.label, "n_combinations": C,
+        "n_weight_sets": len(ws_keys), "n_dates": len(U), "n_windows": len(pair_key),
+        "n_bars": T, "start": str(index[s0]), "start_bar": s0, "end": str(index[-1]),
+        "n_simulated_bars": T - s0, "n_assets": A, "symbols": symbols, "ann": ann,
+        "ann_source": getattr(mkt, "ann_source", ""), "seed": int(seed), "sampler": sampler,
+        "alpha": float(alpha), "num_tests": [int(x) for x in chk], "init_cash": init_cash,
+        "rf": rf, "constraints": [repr(c) for c in plan.constraints], "cash_allowed": plan.cash,
+        "gap": do_gap, "statuses": statuses, "levels": {a.name: len(a.labels) for a in grid.axes},
+        "fixed": {k: _jsonable(v) for k, v in grid.fixed.items()},
+        "timings_s": {"statistics": round(t_stats, 6), "choose": round(t_choose, 6),
+                      "execution": round(t_exec, 6),
+                      "total": round(time.perf_counter() - t_all, 6)},
+        "candidates_scored": ctx.H["scored"], "candidates_generated": ctx.H["generated"],
+    }
+    st = _State(close=close, s0=s0, masks=masks, Wall=Wall, woff=woff, counts=counts,
+                wsid=wsid, fee_c=fee_c, dec=dec, ws_info=ws_info, grid=grid, ctx=ctx,
+                init_cash=init_cash, mid=mid)
+    return WalkForwardResult(metrics, report, summary, st)
+
+
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing the weights
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Ctx:
+    be: Any
+    xp: Any
+    plan: Any
+    code: int
+    alpha: float
+    seed: int
+    ann: float
+    rf: float
+    solver: Any
+    bind_tol: float
+    U: np.ndarray
+    index: pd.DatetimeIndex
+    symbols: list
+    dev: dict
+    H: dict
+    chk: np.ndarray
+    sid_of: dict
+    nL: int
+    bounds: list
+    progress: bool
+
+    def sid(self, d, lk) -> int:
+        return self.sid_of[int(d) * self.nL + int(lk)]
+
+    def sharpe(self, sid, w) -> float:
+        v = self.ann * float(w @ self.H["cov"][sid] @ w)
+        return float(self.H["mex"][sid] @ w) / math.sqrt(v) if v > 0 else -math.inf
+
+
+def _bar(ctx, total, desc):
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    return tqdm(total=total, desc=desc, leave=False,
+                disable=not ctx.progress or not sys.stderr.isatty())
+
+
+def _choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
+    """Choose the weights of every weight set at each of its rebalance dates.
+
+    Decisions (weight set, k-th date) are processed in batches: one batch with every decision
+    when no constraint is a callable (bounds per date: ``cid`` = date index), else one batch per
+    date in order (bounds per decision, from the callables, which see the previous weights).
+    Within a batch, identical (window, bounds) problems are solved once: one random-search task
+    with the largest ``num_tests`` (the others are checkpoints), or one exact solve.
+    Returns one dict of (K,)-arrays per weight set (weights (K, A), status, candidate, ...).
+    """
+    plan, A, nC = ctx.plan, len(ctx.symbols), len(ctx.plan.constraints)
+    dec = []
+    for w_i, b in enumerate(ws_bars):
+        K = len(b)
+        dec.append({"bars": b, "weights": np.zeros((K, A)), "status": np.full(K, "ok", object),
+                    "candidate": np.full(K, -1, np.int64), "scale": np.ones(K),
+                    "seed": np.zeros(K, np.uint64), "n_accepted": np.zeros(K, np.int64),
+                    "sharpe": np.full(K, np.nan), "exact_sharpe": np.full(K, np.nan),
+                    "fallback": np.zeros(K, bool), "bound": np.zeros((K, nC), bool),
+                    "n": nt_vals[ws_keys[w_i][2]]})
+    allb = [(w_i, k, int(np.searchsorted(ctx.U, t))) for w_i, b in enumerate(ws_bars)
+            for k, t in enumerate(b)]
+    if plan.has_callable:
+        by_d: dict[int, list] = {}
+        for x in allb:
+            by_d.setdefault(x[2], []).append(x)
+        batches = [by_d[d] for d in sorted(by_d)]
+    else:
+        batches = [allb]
+    cache: dict = {}
+    prev: list = [None] * len(ws_keys)
+    ctx.H["scored"] = ctx.H["generated"] = 0
+    pbar = _bar(ctx, len(allb), f"walkforward {method}")
+    for batch in batches:
+        if plan.has_callable:   # bounds per decision, from the callables
+            rows = []
+            for w_i, k, d in batch:
+                sid = ctx.sid(d, ws_keys[w_i][1])
+                H = ctx.H
+                state = WalkState(date=ctx.index[ctx.U[d]], bar=int(ctx.U[d]),
+                                  symbols=ctx.symbols, params=ws_info[w_i],
+                                  prev_weights=prev[w_i], mu=H["mu"][sid], cov=H["cov"][sid],
+                                  betas={} if H["betas"] is None else {
+                                      n: H["betas"][sid, i] for i, n in
+                                      enumerate(plan.bench_names)})
+                r = [x[d].copy() for x in ctx.bounds]
+                plan.apply_callables(state, *r)
+                rows.append(r)
+                dec[w_i].setdefault("cbounds", {})[k] = r
+            bounds = [np.ascontiguousarray(np.stack([r[i] for r in rows])) for i in range(4)]
+            cids = np.arange(len(batch))
+        else:
+            bounds = ctx.bounds
+            cids = np.array([d for _, _, d in batch])
+        sids = np.array([ctx.sid(d, ws_keys[w_i][1]) for w_i, _, d in batch], dtype=np.int64)
+        dd = np.array([d for _, _, d in batch], dtype=np.int64)
+        tkey, tinv = np.unique(np.stack([dd, sids, cids], 1), axis=0, return_inverse=True)
+        tinv = tinv.reshape(-1)
+        if method == "random":
+            t_n = np.zeros(len(tkey), np.int64)
+            np.maximum.at(t_n, tinv, [dec[w_i]["n"] for w_i, _, _ in batch])
+            res = wk.run_search(ctx.be, ctx.xp, ctx.seed, ctx.U, tkey[:, 1], tkey[:, 2], t_n,
+                                tkey[:, 0], ctx.code, ctx.alpha, ctx.dev, *bounds,
+                                ctx.plan.eqtol, plan.cash, ctx.ann, ctx.chk)
+            ctx.H["scored"] += int(t_n.sum())
+            ctx.H["generated"] += int(sum(t_n[tkey[:, 0] == d].max() for d in np.unique(
+                tkey[:, 0])))
+            _fill_random(ctx, dec, batch, res, tinv, tkey, bounds)
+        if method == "exact" or do_gap:
+            sol = {}
+            for ti, (d, sid, cid) in enumerate(tkey):
+                b = [x[cid] for x in bounds]
+                w, status = _solver(ctx, cache, b[2], b[3]).solve(
+                    ctx.H["F"][sid], ctx.H["mex"][sid], *b[:2], ctx.H["G"][sid], *b[2:])
+                sol[ti] = (w, status, ctx.sharpe(sid, w) if w is not None else np.nan, b)
+            for j, (w_i, k, d) in enumerate(batch):
+                w, status, sh, b = sol[tinv[j]]
+                D = dec[w_i]
+                D["exact_sharpe"][k] = sh
+                if method == "exact":
+                    D["status"][k] = "ok" if status == "optimal" else status
+                    if w is not None:
+                        D["weights"][k], D["sharpe"][k] = w, sh
+                        D["bound"][k] = plan.activity(w, ctx.H["G"][sids[j]], *b, ctx.bind_tol)
+        for w_i, k, _ in batch:   # fallbacks, in date order within each weight set
+            D = dec[w_i]
+            ok = D["status"][k] in ("ok", "optimal_inaccurate")
+            D["fallback"][k] = not ok
+            if not ok:
+                D["weights"][k] = 0.0 if prev[w_i] is None else prev[w_i]
+                D["bound"][k] = False
+            prev[w_i] = D["weights"][k]
+        pbar.update(len(batch))
+    pbar.close()
+    for D in dec:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            D["gap"] = np.where(~D["fallback"] & (D["exact_sharpe"] > 0),
+                                1.0 - D["sharpe"] / D["exact_sharpe"], np.nan)
+    return dec
+
+
+def _solver(ctx, cache, gl, gu):
+    """The cvxpy problem for this structure of equality rows (built once, then re-used)."""
+    from .mvo_constrained import ExactMaxSharpe  # noqa: PLC0415
+
+    eq = tuple(bool(x) for x in (gl == gu) & np.isfinite(gu))
+    if eq not in cache:
+        cache[eq] = ExactMaxSharpe(len(ctx.symbols), np.array(eq, bool), ctx.plan.cash,
+                                   ctx.solver)
+    return cache[eq]
+
+
+def _fill_random(ctx, dec, batch, res, tinv, tkey, bounds):
+    """Copy each decision's search result (its task, its checkpoint) into ``dec``: candidate,
+    scale, weights = scale x the regenerated candidate, and which constraints bound."""
+    n = len(batch)
+    c = np.array([np.searchsorted(ctx.chk, dec[w_i]["n"]) for w_i, _, _ in batch])
+    t = tinv
+    get = {k: res[k][t, c] for k in ("best", "scale", "n_accepted", "sharpe", "best_any")}
+    d = tkey[t, 0]
+    cid = tkey[t, 2]
+    seeds, _ = wk.period_keys_nb(np.uint64(ctx.seed), ctx.U[d])
+    lo = np.ascontiguousarray(bounds[0][cid])
+    Y = wk.regenerate_nb(seeds, get["best"], ctx.code, ctx.alpha, lo)
+    Ya = wk.regenerate_nb(seeds, get["best_any"], ctx.code, ctx.alpha, lo)
+    for j in range(n):
+        w_i, k, _ = batch[j]
+        D = dec[w_i]
+        D["candidate"][k], D["scale"][k] = get["best"][j], get["scale"][j]
+        D["n_accepted"][k], D["sharpe"][k], D["seed"][k] = (get["n_accepted"][j],
+                                                            get["sharpe"][j], seeds[j])
+        if get["best"][j] < 0:
+            D["status"][k] = "no_candidate"
+            continue
+        D["weights"][k] = Y[j] * get["scale"][j]
+        b = [x[cid[j]] for x in bounds]
+        D["bound"][k] = ctx.plan.violations(Ya[j], ctx.H["G"][tkey[t[j], 1]], *b)
+
+
+def _report(dec, wsid, idx, plan, method, do_gap):
+    rows = []
+    for D in dec:
+        ok = ~D["fallback"]
+        r = {"n_rebalances": len(ok), "n_fallback": int((~ok).sum()),
+             "insample_sharpe": float(np.mean(D["sharpe"][ok])) if ok.any() else np.nan}
+        if method == "random":
+            r["acceptance"] = float(np.mean(D["n_accepted"] / D["n"]))
+        if do_gap or method == "exact":
+            es = D["exact_sharpe"][np.isfinite(D["exact_sharpe"])]
+            r["exact_sharpe"] = float(es.mean()) if es.size else np.nan
+        if do_gap:
+            g = D["gap"][np.isfinite(D["gap"])]
+            r["gap_mean"] = float(g.mean()) if g.size else np.nan
+            r["gap_max"] = float(g.max()) if g.size else np.nan
+        for i, name in enumerate(plan.names):
+            r[f"bound_{name}"] = float(D["bound"][ok, i].mean()) if ok.any() else np.nan
+        rows.append(r)
+    return pd.DataFrame([rows[w] for w in wsid], index=idx)
+
+
+# --------------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _State:
+    close: np.ndarray
+    s0: int
+    masks: np.ndarray
+    Wall: np.ndarray
+    woff: np.ndarray
+    counts: np.ndarray
+    wsid: np.ndarray
+    fee_c: np.ndarray
+    dec: list
+    ws_info: list
+    grid: Any
+    ctx: Any
+    init_cash: float
+    mid: np.ndarray
+
+
+class WalkForwardResult:
+    """Result of :func:`walkforward`.
+
+    Attributes
+    ----------
+    metrics : DataFrame (combination x :data:`METRICS`), host.
+    report : DataFrame (combination x ...): ``n_rebalances``; ``n_fallback`` (dates where the
+        previous weights were kept: no accepted candidate or a failed solve); ``insample_sharpe``
+        (mean ex-ante Sharpe of the chosen weights on their windows); ``acceptance`` (random:
+        mean fraction of candidates accepted); ``exact_sharpe``, ``gap_mean``, ``gap_max``
+        (when the gap was computed: shortfall 1 - Sharpe_random / Sharpe_exact per date);
+        ``bound_<constraint>``: fraction of dates at which the constraint bound - exact method:
+        a non-trivial bound is active at the solution (within ``bind_tol``); random search: the
+        best candidate ignoring the constraints breaks it.
+    summary : dict (backend, timings, statuses, ...).
+    """
+
+    def __init__(self, metrics, report, summary, state: _State):
+        self.metrics, self.report, self.summary, self._s = metrics, report, summary, state
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"WalkForwardResult({s['n_combinations']} combinations, method={s['method']!r}, "
+                f"levels={list(self.metrics.index.names)}, backend={s['backend']!r})")
+
+    def _ws(self, key, level_values) -> tuple[int, int]:
+        flat = self._s.grid.locate(key, **level_values)
+        return flat, int(self._s.wsid[flat])
+
+    def allocations(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
+        """Target weights chosen at each rebalance date of one combination (dates x symbols,
+        plus ``cash`` when a Budget allows it). Pick it by level values or a full index key."""
+        _, w = self._ws(key, level_values)
+        D = self._s.dec[w]
+        df = pd.DataFrame(D["weights"], index=self._s.ctx.index[D["bars"]],
+                          columns=self._s.ctx.symbols)
+        df.index.name = "date"
+        if self._s.ctx.plan.cash:
+            df["cash"] = 1.0 - df.sum(axis=1)
+        return df
+
+    def decisions(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
+        """Per rebalance date of one combination: bar, status, fallback, candidate index and
+        period seed (random; regenerate with ``cpu_ref.rng.population_nb(seed, candidate, 1,
+        ...)``), scale, n_accepted, ex-ante Sharpe on the window, exact Sharpe and gap."""
+        _, w = self._ws(key, level_values)
+        D = self._s.dec[w]
+        cols = {"bar": D["bars"], "status": D["status"], "fallback": D["fallback"],
+                "candidate": D["candidate"], "seed": D.get("seed", np.zeros(len(D["bars"]),
+                                                                            np.uint64)),
+                "scale": D["scale"], "n_accepted": D["n_accepted"], "sharpe": D["sharpe"],
+                "exact_sharpe": D["exact_sharpe"], "gap": D["gap"]}
+        for i, name in enumerate(self._s.ctx.plan.names):
+            cols[f"bound_{name}"] = D["bound"][:, i]
+        df = pd.DataFrame(cols, index=self._s.ctx.index[D["bars"]])
+        df.index.name = "date"
+        return df
+
+    def records(self, key: tuple | None = None, **level_values) -> dict:
+        """Re-run one combination through the reference ``cpu_ref.walkforward.simulate_1d_nb``:
+        ``{"metrics": Series, "value": Series, "target": DataFrame, "realised": DataFrame}``."""
+        from cpu_ref.walkforward import simulate_1d_nb  # noqa: PLC0415
+
+        flat, w = self._ws(key, level_values)
+        s = self._s
+        o, K = s.woff[w], s.counts[w]
+        m, value, bars, real = simulate_1d_nb(np.ascontiguousarray(s.close[s.s0:]),
+                                              s.Wall[o:o + K], s.masks[s.mid[flat]],
+                                              float(s.fee_c[flat]), s.init_cash, s.ctx.ann,
+                                              s.ctx.rf)
+        dates = s.ctx.index[s.s0:]
+        sym = s.ctx.symbols
+        return {"metrics": pd.Series(m, index=list(METRICS), name="reference"),
+                "value": pd.Series(value, index=dates, name="value"),
+                "target": pd.DataFrame(s.Wall[o:o + K], index=dates[bars], columns=sym),
+                "realised": pd.DataFrame(real, index=dates[bars], columns=sym)}
+
+    def best(self, metric: str = "sharpe", k: int = 10) -> pd.DataFrame:
+        """The k best combinations by ``metric`` (largest first; NaN last)."""
+        if metric not in METRICS:
+            raise GpusimError(f"metric={metric!r} is unknown; use one of {', '.join(METRICS)}")
+        asc = metric in ("annual_volatility", "turnover", "fees_paid", "n_rebalances")
+        return self.metrics.sort_values(metric, ascending=asc, na_position="last",
+                                        kind="stable").head(int(k))
+
+    def verify(self, n_combinations: int = 3, n_dates: int = 4) -> dict:
+        """Re-check on the CPU reference (:mod:`cpu_ref.walkforward`): the metrics of up to
+        ``n_combinations`` combinations, and (random method) the choice at up to ``n_dates``
+        dates of each: reference window statistics and betas, every candidate re-generated and
+        re-scored one by one - the same best index must come out, with the same Sharpe and
+        weights. Returns ``{"max_rel_diff", "same_choices", "n_checked", "ok"}``."""
+        from cpu_ref.walkforward import reference_choice  # noqa: PLC0415
+
+        s, ctx = self._s, self._s.ctx
+        plan = ctx.plan
+        C = len(self.metrics)
+        picks = sorted(set(np.linspace(0, C - 1, min(C, n_combinations)).astype(int).tolist()))
+        worst, same, n = 0.0, True, 0
+        for flat in picks:
+            ref = self.records(self.metrics.index[flat])["metrics"].to_numpy()
+            got = self.metrics.iloc[flat].to_numpy()
+            fin = np.isfinite(ref)
+            same &= bool(np.array_equal(fin, np.isfinite(got)))
+            worst = max(worst, float(np.max(np.abs(got[fin] - ref[fin]) / np.maximum(
+                np.abs(ref[fin]), 1e-300), initial=0.0)))
+            n += 1
+            D = s.dec[s.wsid[flat]]
+            if self.summary["method"] != "random":
+                continue
+            info = s.ws_info[s.wsid[flat]]
+            ks = np.unique(np.linspace(0, len(D["bars"]) - 1, min(len(D["bars"]), n_dates)
+                                       ).astype(int))
+            for k in ks:
+                d = int(np.searchsorted(ctx.U, D["bars"][k]))
+                lo, hi, gl, gu = (D["cbounds"][k] if plan.has_callable else
+                                  [x[d] for x in ctx.bounds])
+                _, (bi, bsh, bsc, nacc, _, _), _, _, _ = reference_choice(
+                    s.close, plan.bench_close, int(D["bars"][k]), info["lookback"], ctx.seed,
+                    int(D["n"]), ctx.code, ctx.alpha, lo, hi, plan.static_G,
+                    plan.beta_rows, gl, gu, plan.eqtol, plan.cash, ctx.ann, ctx.rf)
+                same &= bool(bi == D["candidate"][k] and nacc == D["n_accepted"][k])
+                if bi >= 0 and D["candidate"][k] >= 0:
+                    worst = max(worst, abs(bsh - D["sharpe"][k]) / abs(bsh),
+                                abs(bsc - D["scale"][k]) / abs(bsc))
+                n += 1
+        return {"max_rel_diff": worst, "same_choices": same, "n_checked": n,
+                "ok": bool(same and worst < 1e-9)}
+
+    def save(self, out_dir, fmt: str | None = None) -> os.PathLike:
+        """Write metrics, report (Parquet, CSV fallback or ``fmt="csv"``), ``allocations.csv``
+        (long table: combination levels, date, weights) and ``summary.json`` atomically."""
+        from pathlib import Path  # noqa: PLC0415
+
+        from .backtest import _write_table  # noqa: PLC0415
+
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise GpusimError(f"out_dir={str(out)!r} is a file; give a folder path")
+        if fmt not in (None, "parquet", "csv"):
+            raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            f1 = _write_table(self.metrics, tmp / "metrics", fmt)
+            f2 = _write_table(self.report, tmp / "report", fmt)
+            parts = []
+            seen = set()
+            for flat, w in enumerate(self._s.wsid):
+                if w in seen:
+                    continue
+                seen.add(w)
+                a = self.allocations(self.metrics.index[flat]).reset_index()
+                for k, v in self._s.ws_info[w].items():
+                    a.insert(0, k, v)
+                parts.append(a)
+            pd.concat(parts).to_csv(tmp / "allocations.csv", index=False)
+            summary = {**self.summary, "metrics_file": f"metrics.{f1}", "report_file":
+                       f"report.{f2}"}
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
+            out.mkdir(exist_ok=True)
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, out / f.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
