@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import GpusimError
-from .sweep_engine import ENGINES, open_engine
+from .sweep_engine import ENGINES, BackgroundWriter, open_engine
 from .sweep_job import (
     Axis,
     Job,
@@ -63,6 +63,7 @@ from .sweep_store import (
     read_chunk,
     recover,
     remove_tmp,
+    to_arrow,
     wipe,
     write_chunk,
     write_json_atomic,
@@ -372,79 +373,232 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=len(plan), initial=len(plan) - len(todo), unit="chunk",
                desc=f"sweep {job.task} [{engine}]", disable=not show, smoothing=0.1)
-    compute_s = write_s = 0.0
+    rec = _Recorder(s, out, man, run, bar,
+                    _Streamer(s, out) if _passthrough(s.runner) and not d["done"] else None)
+    bg = BackgroundWriter()
     interrupted = False
     try:
         with open_engine(engine, scheduler, workers) as eng:
             run.update(eng.describe())
             man.save(force=True)
             for ev in eng.events(s.runner, s.ctx, todo, retries):
-                kind, c, attempt = ev[0], ev[1], ev[2]
-                cid = str(c["id"])
-                if kind == "done":
-                    table, info = ev[3]
-                    tw = time.perf_counter()
-                    rec = {"run": run_no, "attempts": attempt, "rows": len(table),
-                           "elapsed_s": round(info.get("elapsed_s", 0.0), 6),
-                           "worker": info.get("worker"), "finished": now(),
-                           "info": {k: v for k, v in info.items()
-                                    if k not in ("elapsed_s", "worker")}}
-                    write_chunk(out / CHUNKS / chunk_name(c["id"]), table,
-                                {"id": c["id"], "job_hash": s.fp["job_hash"], "record": rec})
-                    d["done"][cid] = rec
-                    d["failed"].pop(cid, None)
-                    run["computed"] += 1
-                    compute_s += info.get("elapsed_s", 0.0)
-                    man.save()
-                    write_s += time.perf_counter() - tw
-                    bar.update(1)
+                if ev[0] == "done":
+                    bg.submit(lambda ev=ev: rec.done(ev[1], ev[2], *ev[3]))
                 else:
-                    (msg, tb), final = ev[3], ev[4]
-                    if len(run["errors"]) < 100:
-                        run["errors"].append({"chunk": c["id"], "attempt": attempt,
-                                              "error": msg})
-                    if not final:
-                        run["retried"] += 1
-                        continue
-                    params = {**{k: _label(v) for k, v in c["point_values"].items()},
-                              **s.runner.describe(s.ctx, c["point_values"], c["part"])}
-                    d["failed"][cid] = {"run": run_no, "attempts": attempt, "error": msg,
-                                        "params": params, "traceback": tb}
-                    run["failed"] += 1
-                    bar.set_postfix(failed=len(d["failed"]))
-                    man.save(force=True)
+                    bg.submit(lambda ev=ev: rec.error(ev[1], ev[2], *ev[3], ev[4]))
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        bar.close()
+        try:
+            bg.close()                  # what finished is recorded, even when interrupted
+        finally:
+            bar.close()
+            if rec.streamer is not None and (interrupted or sys.exc_info()[0] is not None):
+                rec.streamer.abort()
     elapsed = time.perf_counter() - t0
     complete = len(d["done"]) == len(plan)
     status = "interrupted" if interrupted else ("complete" if complete else "incomplete")
-    table = None
     assemble_s = 0.0
     extra: dict = {}
     if not interrupted:
         ta = time.perf_counter()
-        extra = _assemble(s, out, d)
+        extra = (rec.streamer.finish(len(plan)) if rec.streamer is not None else None) or \
+            _assemble(s, out, d)
         assemble_s = time.perf_counter() - ta
     d["status"] = status
     run.update(ended=now(), status=status, elapsed_s=round(elapsed, 6))
     man.save(force=True)
-    summary = _summary(s, out, d, run, status, engine, elapsed, compute_s, write_s, assemble_s,
-                       recovered, extra)
+    summary = _summary(s, out, d, run, status, engine, elapsed, rec.compute_s, rec.write_s,
+                       assemble_s, recovered, extra)
     if not interrupted:
-        write_json_atomic(out / SUMMARY, summary)
-    return SweepResult(out, summary, table)
+        write_json_atomic(out / SUMMARY, summary, indent=2)
+    return SweepResult(out, summary)
+
+
+class _Recorder:
+    """Bookkeeping of finished and failed chunks (run on the background writer thread, in
+    completion order): chunk file, streamed results, manifest, progress bar."""
+
+    def __init__(self, s: _Setup, out: Path, man: Manifest, run: dict, bar, streamer):
+        self.s, self.out, self.man, self.run, self.bar = s, out, man, run, bar
+        self.streamer = streamer
+        self.compute_s = self.write_s = 0.0
+
+    def done(self, c: dict, attempt: int, table, info: dict) -> None:
+        tw = time.perf_counter()
+        d, cid = self.man.data, str(c["id"])
+        table = to_arrow(table)
+        rec = {"run": self.run["run"], "attempts": attempt, "rows": table.num_rows,
+               "elapsed_s": round(info.get("elapsed_s", 0.0), 6),
+               "worker": info.get("worker"), "finished": now(),
+               "info": {k: v for k, v in info.items() if k not in ("elapsed_s", "worker")}}
+        write_chunk(self.out / CHUNKS / chunk_name(c["id"]), table,
+                    {"id": c["id"], "job_hash": self.s.fp["job_hash"], "record": rec})
+        if self.streamer is not None:
+            self.streamer.done(c, table)
+        d["done"][cid] = rec
+        d["failed"].pop(cid, None)
+        self.run["computed"] += 1
+        self.compute_s += info.get("elapsed_s", 0.0)
+        self.man.save()
+        self.write_s += time.perf_counter() - tw
+        self.bar.update(1)
+
+    def error(self, c: dict, attempt: int, msg: str, tb: str, final: bool) -> None:
+        d, run = self.man.data, self.run
+        if len(run["errors"]) < 100:
+            run["errors"].append({"chunk": c["id"], "attempt": attempt, "error": msg})
+        if not final:
+            run["retried"] += 1
+            return
+        params = {**{k: _label(v) for k, v in c["point_values"].items()},
+                  **self.s.runner.describe(self.s.ctx, c["point_values"], c["part"])}
+        d["failed"][str(c["id"])] = {"run": run["run"], "attempts": attempt, "error": msg,
+                                     "params": params, "traceback": tb}
+        if self.streamer is not None:
+            self.streamer.failed(c)
+        run["failed"] += 1
+        self.bar.set_postfix(failed=len(d["failed"]))
+        self.man.save(force=True)
+
+
+def _const_column(label, kind: str, n: int):
+    """An Arrow column repeating one call-level label (as ``coerce_levels`` would type it)."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    if kind == "str":
+        return pa.array([str(label)] * n, type=pa.string())
+    typ = {"float": pa.float64(), "int": pa.int64(), "bool": pa.bool_()}[kind]
+    if kind == "float" and label is None:
+        label = float("nan")
+    return pa.array([label] * n, type=typ)
+
+
+def _with_levels(s: _Setup, pv: dict, t):
+    """Arrow table ``t`` of a pass-through chunk with its point's call levels in front."""
+    for i, name in enumerate([n for a in s.call_axes for n in a.names]):
+        t = t.add_column(i, name, _const_column(_label(pv[name]), s.call_kinds[name],
+                                                t.num_rows))
+    return t
+
+
+def _passthrough(runner: TaskRunner) -> bool:
+    """True when the task's final rows are its chunks' rows (the default ``reduce``)."""
+    return type(runner).reduce is TaskRunner.reduce
+
+
+def _point_tables(s: _Setup, out: Path, p: int, have: list[dict], info: dict):
+    """The final rows of point ``p`` (Arrow tables or DataFrames) with the call levels."""
+    pv = s.point(p)
+    if _passthrough(s.runner):                      # rows pass through: stay in Arrow
+        for c in have:
+            yield _with_levels(s, pv, read_chunk(out / CHUNKS / chunk_name(c["id"]),
+                                                 arrow=True)[0])
+        return
+    items = (read_chunk(out / CHUNKS / chunk_name(c["id"])) for c in have)
+    items = ((t, m.get("record", {}).get("info", {})) for t, m in items)
+    for df in s.runner.reduce(s.ctx, pv, items, info):
+        for i, name in enumerate([n for a in s.call_axes for n in a.names]):
+            df.insert(i, name, [_label(pv[name])] * len(df))
+        yield coerce_levels(df, s.call_kinds)
+
+
+class _Best:
+    """The BEST_K best rows seen, by the task's ``rank_by`` column (NaN last; ties: first
+    seen). Keeps the best few rows of every table and ranks them at the end."""
+
+    def __init__(self, rank):
+        self.rank, self.pieces = rank, []
+
+    def add(self, t) -> None:
+        if self.rank is None or not len(t):
+            return
+        col, ascending = self.rank
+        cols = t.columns if isinstance(t, pd.DataFrame) else t.column_names
+        if col in cols:
+            self.pieces.append(self._top(t, col, ascending))
+            if len(self.pieces) > 64:
+                self.pieces = [self.rows]
+
+    @staticmethod
+    def _top(t, col, ascending):
+        v = np.asarray(t[col].to_numpy() if isinstance(t, pd.DataFrame) else
+                       t.column(col).to_numpy(zero_copy_only=False), dtype=np.float64)
+        key = v if ascending else -v
+        nan = np.isnan(key)
+        cand = np.arange(key.size)
+        if key.size > 4 * BEST_K:                  # O(n) pre-selection, ties kept
+            kth = np.partition(np.where(nan, np.inf, key), BEST_K - 1)[BEST_K - 1]
+            cand = np.flatnonzero((key <= kth) | (nan if np.isinf(kth) else False))
+        order = cand[np.lexsort((cand, key[cand], nan[cand]))][:BEST_K]
+        return t.iloc[order] if isinstance(t, pd.DataFrame) else t.take(order)
+
+    @property
+    def rows(self) -> pd.DataFrame | None:
+        if not self.pieces:
+            return None
+        frames = [p if isinstance(p, pd.DataFrame) else p.to_pandas() for p in self.pieces]
+        return self._top(pd.concat(frames, ignore_index=True), *self.rank)
+
+    def summary(self):
+        if self.rank is None:
+            return None
+        rows = self.rows
+        return {"by": self.rank[0],
+                "rows": [] if rows is None else json.loads(rows.to_json(orient="records"))}
+
+
+class _Streamer:
+    """Writes results.parquet while the chunks of a pass-through task finish in plan order,
+    so a sweep that is never interrupted writes every row once more, not twice more. Any
+    other order (a resume, Dask) abandons it: the rows are then merged from the chunk files,
+    which gives the same file."""
+
+    def __init__(self, s: _Setup, out: Path):
+        self.s, self.out, self.next = s, out, 0
+        self.writer = TableWriter(out / RESULTS)
+        self.best = _Best(s.runner.rank_by)
+
+    def done(self, c: dict, table) -> None:
+        if self.writer is None:
+            return
+        if c["id"] != self.next:
+            return self.abort()
+        t = _with_levels(self.s, c["point_values"], table)
+        self.writer.write(t)
+        self.best.add(t)
+        self.next += 1
+
+    def failed(self, c: dict) -> None:
+        if self.writer is not None and c["id"] == self.next:
+            self.next += 1
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+
+    def finish(self, n_chunks: int) -> dict | None:
+        """The assembly facts, or None when the file could not be streamed to the end."""
+        if self.writer is None or self.next != n_chunks:
+            self.abort()
+            return None
+        self.writer.close(pd.DataFrame(columns=self.s.levels))
+        return {"n_rows": self.writer.rows, "columns": list(self.writer.schema.names)
+                if self.writer.schema is not None else [], "incomplete_points": 0,
+                "best": self.best.summary(), "points": [], "streamed": True}
 
 
 def _assemble(s: _Setup, out: Path, d: dict) -> dict:
-    """Merge the done chunks, point by point in plan order, into results.parquet."""
+    """Merge the done chunks, point by point in plan order, into results.parquet (streamed:
+    one chunk, or one point's merge, in memory at a time)."""
     by_point: dict[int, list[dict]] = {}
     for c in d["plan"]["chunks"]:
         by_point.setdefault(c["point"], []).append(c)
     writer = TableWriter(out / RESULTS)
-    best = None
-    rank = s.runner.rank_by
+    best = _Best(s.runner.rank_by)
     points, skipped = [], 0
     try:
         for p in range(s.n_points):
@@ -453,33 +607,21 @@ def _assemble(s: _Setup, out: Path, d: dict) -> dict:
             if not have or (len(have) < len(chunks) and not s.runner.partial_points):
                 skipped += len(have) < len(chunks)
                 continue
-            pv = s.point(p)
-            items = (read_chunk(out / CHUNKS / chunk_name(c["id"])) for c in have)
-            items = ((t, m.get("record", {}).get("info", {})) for t, m in items)
             info: dict = {}
-            for df in s.runner.reduce(s.ctx, pv, items, info):
-                for i, name in enumerate([n for a in s.call_axes for n in a.names]):
-                    df.insert(i, name, [_label(pv[name])] * len(df))
-                df = coerce_levels(df, s.call_kinds)
-                writer.write(df)
-                if rank is not None and rank[0] in df.columns and len(df):
-                    top = df.sort_values(rank[0], ascending=rank[1], kind="stable",
-                                         na_position="last").head(BEST_K)
-                    best = top if best is None else pd.concat([best, top]).sort_values(
-                        rank[0], ascending=rank[1], kind="stable",
-                        na_position="last").head(BEST_K)
+            for t in _point_tables(s, out, p, have, info):
+                writer.write(t)
+                best.add(t)
             if info and len(points) < 1000:
-                points.append({**{k: _label(v) for k, v in pv.items()}, **info})
-        cols = s.levels + (list(best.columns.difference(s.levels)) if best is not None else [])
+                points.append({**{k: _label(v) for k, v in s.point(p).items()}, **info})
+        rows = best.rows
+        cols = s.levels + (list(rows.columns.difference(s.levels)) if rows is not None else [])
         writer.close(pd.DataFrame(columns=cols))
     except BaseException:
         writer.abort()
         raise
-    rows = [] if best is None else json.loads(best.to_json(orient="records"))
     return {"n_rows": writer.rows, "columns": [] if writer.schema is None else
-            [n for n in writer.schema.names], "incomplete_points": skipped,
-            "best": None if rank is None else {"by": rank[0], "rows": rows},
-            "points": points}
+            list(writer.schema.names), "incomplete_points": skipped,
+            "best": best.summary(), "points": points, "streamed": False}
 
 
 def _summary(s, out, d, run, status, engine, elapsed, compute_s, write_s, assemble_s,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
+import threading
 import time
 import traceback
 import uuid
@@ -45,6 +47,46 @@ def _error(exc: BaseException) -> tuple[str, str]:
     msg = f"{type(exc).__name__}: {exc}".strip().splitlines()
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return (msg[0] if msg else type(exc).__name__)[:500], tb[-4000:]
+
+
+class BackgroundWriter:
+    """One thread that runs the bookkeeping of finished chunks (files, manifest) in order,
+    while the next chunk computes. The queue is bounded (at most ``depth`` finished chunks
+    wait in memory); an error in the thread is raised in the caller at the next call."""
+
+    def __init__(self, depth: int = 2):
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.exc: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="gpusim-sweep-writer",
+                                       daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            fn = self.q.get()
+            if fn is None:
+                return
+            if self.exc is None:
+                try:
+                    fn()
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                    self.exc = exc
+
+    def _check(self) -> None:
+        if self.exc is not None:
+            exc, self.exc = self.exc, None
+            raise exc
+
+    def submit(self, fn) -> None:
+        self._check()
+        self.q.put(fn)
+
+    def close(self) -> None:
+        """Wait for everything submitted, then stop; raises the thread's error if any."""
+        if self.thread.is_alive():
+            self.q.put(None)
+            self.thread.join()
+        self._check()
 
 
 # ----------------------------------------------------------------------------- engines

@@ -36,43 +36,51 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def write_json_atomic(path: Path, obj) -> None:
+def write_json_atomic(path: Path, obj, indent: int | None = None) -> None:
     tmp = _tmp_name(path)
     try:
-        tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
+        tmp.write_text(json.dumps(obj, indent=indent, default=str) + "\n")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _arrow(table: pd.DataFrame, meta: dict | None = None):
+def to_arrow(table):
+    """An Arrow table from a DataFrame (or an Arrow table), without a chunk record."""
     import pyarrow as pa  # noqa: PLC0415
 
-    t = pa.Table.from_pandas(table, preserve_index=False)
-    if meta is not None:
-        t = t.replace_schema_metadata({**(t.schema.metadata or {}),
-                                       META_KEY: json.dumps(meta, default=str).encode()})
+    t = table if isinstance(table, pa.Table) else pa.Table.from_pandas(
+        table, preserve_index=False, nthreads=1)   # no thread pool: chunks are small
+    md = t.schema.metadata
+    if md and META_KEY in md:
+        t = t.replace_schema_metadata({k: v for k, v in md.items() if k != META_KEY})
     return t
 
 
-def write_chunk(path: Path, table: pd.DataFrame, meta: dict) -> None:
-    """Write one chunk's table and record as Parquet, atomically."""
+def write_chunk(path: Path, table, meta: dict) -> None:
+    """Write one chunk's table (DataFrame or Arrow) and its record as Parquet, atomically."""
     import pyarrow.parquet as pq  # noqa: PLC0415
 
+    t = to_arrow(table)
+    t = t.replace_schema_metadata({**(t.schema.metadata or {}),
+                                   META_KEY: json.dumps(meta, default=str).encode()})
     tmp = _tmp_name(path)
-    try:
-        pq.write_table(_arrow(table, meta), tmp)
+    try:   # plain encoding: dictionaries and statistics cost more than they save here
+        pq.write_table(t, tmp, use_dictionary=False, write_statistics=False,
+                       compression="none")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def read_chunk(path: Path) -> tuple[pd.DataFrame, dict]:
+def read_chunk(path: Path, arrow: bool = False):
+    """(table, record) of a chunk file; the table as an Arrow table with ``arrow=True``."""
     import pyarrow.parquet as pq  # noqa: PLC0415
 
-    t = pq.read_table(path)
+    t = pq.read_table(path, use_threads=False)
     meta = json.loads((t.schema.metadata or {}).get(META_KEY, b"{}"))
-    return t.to_pandas(), meta
+    t = to_arrow(t)
+    return (t if arrow else t.to_pandas(use_threads=False)), meta
 
 
 def chunk_meta(path: Path) -> dict | None:
@@ -98,24 +106,25 @@ def remove_tmp(folder: Path) -> int:
 
 
 class TableWriter:
-    """Stream DataFrames with one schema into a Parquet file, atomically at :meth:`close`."""
+    """Stream tables (DataFrames or Arrow tables) with one schema into a Parquet file,
+    atomically at :meth:`close`."""
 
     def __init__(self, path: Path):
         self.path, self.tmp = path, _tmp_name(path)
         self.writer = self.schema = None
         self.rows = 0
 
-    def write(self, df: pd.DataFrame) -> None:
+    def write(self, table) -> None:
         import pyarrow.parquet as pq  # noqa: PLC0415
 
-        t = _arrow(df)
+        t = to_arrow(table)
         if self.writer is None:
             self.schema = t.schema
-            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, use_dictionary=False)
         elif not t.schema.equals(self.schema, check_metadata=False):
             t = t.cast(self.schema)
         self.writer.write_table(t)
-        self.rows += len(df)
+        self.rows += t.num_rows
 
     def close(self, empty: pd.DataFrame) -> None:
         """Finish (``empty``, the table's columns without rows, is written when no rows came)."""
@@ -123,7 +132,7 @@ class TableWriter:
             if self.writer is None:
                 import pyarrow.parquet as pq  # noqa: PLC0415
 
-                pq.write_table(_arrow(empty), self.tmp)
+                pq.write_table(to_arrow(empty), self.tmp)
             else:
                 self.writer.close()
             os.replace(self.tmp, self.path)

@@ -43,6 +43,13 @@ PLANNED = {"walkforward": "walk-forward re-optimisation", "dynopt": "dynamic opt
 def level_kind(labels: Iterable) -> str:
     """Column kind of a level, from all its labels: ``bool``, ``int``, ``float`` (numbers with
     None as NaN) or ``str`` (strings, or mixed types written as text)."""
+    if isinstance(labels, pd.Index) and len(labels):      # e.g. 10^8 random-weight labels
+        if pd.api.types.is_bool_dtype(labels.dtype):
+            return "bool"
+        if pd.api.types.is_integer_dtype(labels.dtype):
+            return "int"
+        if pd.api.types.is_float_dtype(labels.dtype):
+            return "float"
     vals = list(labels)
     if vals and all(isinstance(x, (bool, np.bool_)) for x in vals):
         return "bool"
@@ -57,10 +64,13 @@ def level_kind(labels: Iterable) -> str:
 
 def coerce_levels(df: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
     """Give the level columns of ``df`` their kinds, so every chunk writes the same schema."""
+    ok = {"float": np.float64, "int": np.int64, "bool": np.bool_}
     for name, kind in kinds.items():
         if name not in df.columns:
             continue
         col = df[name]
+        if kind in ok and col.dtype == ok[kind]:
+            continue
         if kind == "float":
             df[name] = pd.to_numeric(col.astype(object).where(col.notna(), np.nan),
                                      errors="raise").astype(np.float64)
@@ -130,8 +140,9 @@ class TaskRunner:
         """Parameters of one chunk beyond the point's, for failure reports."""
         return {}
 
-    def run(self, ctx, point: dict, part: dict) -> tuple[pd.DataFrame, dict]:
-        """Compute one chunk: a flat table (host) and a JSON-ready info dict."""
+    def run(self, ctx, point: dict, part: dict) -> tuple[Any, dict]:
+        """Compute one chunk: a flat table (a host DataFrame or ``pyarrow.Table``, the same
+        columns and types for every chunk) and a JSON-ready info dict."""
         raise NotImplementedError
 
     def reduce(self, ctx, point: dict, items: Iterator[tuple[pd.DataFrame, dict]],
@@ -197,6 +208,10 @@ class _BtCtx:
     default_chunk: int
 
 
+def _py(x):
+    return x.item() if isinstance(x, np.generic) else x
+
+
 def _weights_arg(v, symbols: list[str]):
     """A backtest ``weights=`` value from a job-file value."""
     from .grid import RandomWeights  # noqa: PLC0415
@@ -254,14 +269,14 @@ class BacktestTask(TaskRunner):
             w = _weights_arg(fixed.get("weights", "equal"), symbols)
             ws, _, _ = resolve_weights(w, symbols)
             groups.append(_Group(["weights"], len(ws.labels), weights=ws,
-                                 labels={"weights": list(ws.labels)}))
+                                 labels={"weights": ws.labels}))
         for a in native_axes:
             g = _Group(sorted(a.names, key=BT_ORDER.index), a.size)
             for m in g.members:
                 col = a.column(m)
                 if m == "weights":
                     ws, _, _ = resolve_weights(Param(col, name="weights"), symbols)
-                    g.weights, g.labels[m] = ws, list(ws.labels)
+                    g.weights, g.labels[m] = ws, ws.labels
                 elif m == "rebalance":
                     labs = []
                     for r in col:
@@ -328,10 +343,11 @@ class BacktestTask(TaskRunner):
         inner = [math.prod(sizes[i + 1:]) for i in range(len(sizes))]
         d = next(i for i in range(len(sizes)) if inner[i] <= target)
         step = max(1, target // inner[d])
+        k = -(-sizes[d] // step)                  # pieces of near-equal size, each <= step
+        cuts = [(i * sizes[d]) // k for i in range(k + 1)]
         parts = []
         for outer in np.ndindex(*sizes[:d]):
-            for lo in range(0, sizes[d], step):
-                hi = min(sizes[d], lo + step)
+            for lo, hi in zip(cuts[:-1], cuts[1:]):
                 parts.append({"fix": [int(x) for x in outer], "split": d, "lo": lo, "hi": hi,
                               "size": (hi - lo) * inner[d]})
         return parts
@@ -353,8 +369,8 @@ class BacktestTask(TaskRunner):
         for g, pos in zip(ctx.groups, self._positions(ctx, part)):
             for m in g.members:
                 labs = g.labels[m]
-                d[m] = (labs[pos.start] if len(pos) == 1 else
-                        f"{labs[pos.start]}..{labs[pos.stop - 1]} ({len(pos)} values)")
+                first, last = _py(labs[pos.start]), _py(labs[pos.stop - 1])
+                d[m] = first if len(pos) == 1 else f"{first}..{last} ({len(pos)} values)"
         return d
 
     def run(self, ctx, point, part):
@@ -376,8 +392,25 @@ class BacktestTask(TaskRunner):
         res = backtest(ctx.market, backend=ctx.backend, progress=False, **kw)
         if res.partial:
             raise KeyboardInterrupt
-        table = coerce_levels(res.metrics.reset_index(), ctx.kinds)
-        return table, {"compute_s": res.summary["elapsed_s"]}
+        return _metrics_table(res.metrics, ctx.kinds), {"compute_s": res.summary["elapsed_s"]}
+
+
+def _metrics_table(metrics: pd.DataFrame, kinds: Mapping[str, str]):
+    """Flat Arrow table of a metrics frame: its index levels (typed by ``kinds``, as
+    :func:`coerce_levels` would) then its columns (float64, zero-copy where contiguous)."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    cols = {}
+    for name in metrics.index.names:
+        v, kind = metrics.index.get_level_values(name), kinds.get(name, "str")
+        if kind in ("float", "int", "bool"):
+            dt = {"float": np.float64, "int": np.int64, "bool": np.bool_}[kind]
+            cols[name] = pa.array(np.asarray(v, dtype=dt))
+        else:
+            cols[name] = pa.array([str(x) for x in v], type=pa.string())
+    for c in metrics.columns:
+        cols[c] = pa.array(np.ascontiguousarray(metrics[c].to_numpy(dtype=np.float64)))
+    return pa.table(cols)
 
 
 # ----------------------------------------------------------------------------- search

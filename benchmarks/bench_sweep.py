@@ -1,0 +1,159 @@
+"""Overhead of checkpointed sweeps: chunking + atomic Parquet writes + manifest + final merge.
+
+Workload (issue 4): 10^5 backtest combinations x 756 business-day bars on the CPU, 5 assets:
+5000 random target vectors x 5 drift thresholds x 4 fee levels, monthly rebalancing.
+
+1. Baseline: one ``gpusim.backtest()`` call over the whole grid (metrics in memory, nothing
+   written), after a warm-up call (compilation).
+2. ``gpusim.sweep`` of the same job, with the default chunk plan and with the chunk sizes given
+   by ``--chunks``: wall time, the sum of the chunks' compute time, the time spent writing chunk
+   files and the manifest, and the final merge into ``results.parquet``. The overhead is
+   ``(sweep wall - baseline wall) / baseline wall``; the target is < 10 %.
+3. Memory: the process's resident set size is sampled every 20 ms during each sweep; it must
+   stay flat (no growth with the number of chunks finished).
+
+The sweep's table is checked to equal the baseline's metrics exactly. A tqdm bar over chunks is
+shown (stderr). Results are outputs of this machine, not truth::
+
+    python benchmarks/bench_sweep.py                     # 10^5 combinations
+    python benchmarks/bench_sweep.py --weights 500       # 10^4 (quick)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gpusim  # noqa: E402
+from gpusim import Param, RandomWeights  # noqa: E402
+from gpusim.sweep import sweep  # noqa: E402
+
+THRESHOLDS = [0.02, 0.04, 0.06, 0.08, 0.10]
+FEES = [0.0, 0.0005, 0.001, 0.002]
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, every=0.02):
+        super().__init__(daemon=True)
+        self.every, self.samples, self.stop = every, [], threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.samples.append((time.perf_counter(), rss_mib()))
+            time.sleep(self.every)
+
+    def halt(self):
+        self.stop.set()
+        self.join()
+        return self.samples
+
+
+def run_sweep(market, weights, chunk_size, out, progress):
+    s = RssSampler()
+    s.start()
+    t0 = time.perf_counter()
+    res = sweep("backtest", {"threshold": THRESHOLDS, "fees": FEES}, market=market,
+                weights=weights, rebalance="M", backend="cpu", chunk_size=chunk_size, out=out,
+                progress=progress)
+    wall = time.perf_counter() - t0
+    samples = s.halt()
+    return res, wall, samples
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", type=int, default=5000,
+                    help="random target vectors (x 20 = combinations; default 5000 -> 10^5)")
+    ap.add_argument("--bars", type=int, default=756)
+    ap.add_argument("--assets", type=int, default=5)
+    ap.add_argument("--chunks", default="5000,20000",
+                    help="extra chunk sizes (combinations) to time besides the default plan")
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+
+    mkt = gpusim.synthetic_market(args.assets, args.bars, seed=0)
+    rw = RandomWeights(args.weights, seed=1)
+    n = args.weights * len(THRESHOLDS) * len(FEES)
+    print(f"gpusim {gpusim.__version__}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, python {platform.python_version()}")
+    print(f"workload: {n:,} combinations x {args.bars} bars x {args.assets} assets "
+          f"= {n * args.bars:.3g} combination-bars (CPU)")
+
+    def baseline():
+        t = time.perf_counter()
+        r = gpusim.backtest(mkt, weights=rw, rebalance="M", threshold=Param(THRESHOLDS),
+                            fees=Param(FEES), backend="cpu", progress=False)
+        return r, time.perf_counter() - t
+
+    baseline()                                     # warm-up: compile / load the kernels
+    sizes = [None] + [int(x) for x in args.chunks.split(",") if x.strip()]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    rows, all_base = [], []
+    try:
+        for cs in sizes:
+            # baseline and sweep alternate, so that load from other processes hits both alike
+            walls, bases, last = [], [], None
+            for r in range(args.repeats):
+                ref, t = baseline()
+                bases.append(t)
+                res, wall, samples = run_sweep(mkt, rw, cs, tmp / f"cs{cs}-{r}",
+                                               progress=not args.no_progress and r == 0)
+                walls.append(wall)
+                last = (res, samples)
+                assert np.array_equal(res.table.to_numpy(), ref.metrics.to_numpy()), \
+                    "sweep table differs from the single backtest() call"
+                shutil.rmtree(tmp / f"cs{cs}-{r}", ignore_errors=True)
+            res, samples = last
+            s = res.summary
+            t_sweep, t_base = statistics.median(walls), statistics.median(bases)
+            all_base += bases
+            rss = [m for _, m in samples]
+            tail = rss[len(rss) // 5:] or rss          # after the first fifth of the run
+            rows.append({
+                "chunk_size": s["chunk_size"], "chunks": s["n_chunks"], "wall_s": t_sweep,
+                "base_s": t_base, "overhead": (t_sweep - t_base) / t_base,
+                "compute_s": s["compute_s"], "write_s": s["write_s"],
+                "assemble_s": s["assemble_s"],
+                "io_frac": (s["write_s"] + s["assemble_s"]) / s["compute_s"],
+                "rss_start": rss[0], "rss_max": max(rss), "rss_tail_spread": max(tail) - min(tail),
+            })
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    t_base = statistics.median(all_base)
+    print(f"\nbaseline: one backtest() call, no files: {t_base:.3f} s "
+          f"({n * args.bars / t_base:.3g} combination-bars/s; median of {len(all_base)})")
+
+    print(f"\n{'chunk size':>10} {'chunks':>6} {'sweep s':>8} {'base s':>7} {'overhead':>9} "
+          f"{'compute s':>9} {'write s':>8} {'merge s':>8} {'I/O/compute':>11} "
+          f"{'RSS MiB start/max':>18} {'spread':>8}")
+    for r in rows:
+        print(f"{r['chunk_size']:>10,} {r['chunks']:>6} {r['wall_s']:>8.3f} {r['base_s']:>7.3f} "
+              f"{100 * r['overhead']:>8.1f}% {r['compute_s']:>9.3f} {r['write_s']:>8.3f} "
+              f"{r['assemble_s']:>8.3f} {100 * r['io_frac']:>10.1f}% {r['rss_start']:>8.0f} /"
+              f"{r['rss_max']:>7.0f} {r['rss_tail_spread']:>6.1f}")
+    print("\noverhead = median sweep wall / median baseline wall - 1 (runs alternate); "
+          "I/O/compute = (chunk + manifest + results writing + merge) / chunk compute, within "
+          "the sweep. The first row is the default chunk plan. Every sweep's table equals the "
+          "baseline's metrics exactly. RSS spread: max - min after the first fifth of the run.")
+
+
+if __name__ == "__main__":
+    main()
