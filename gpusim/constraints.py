@@ -30,7 +30,8 @@ other bounds by rejection. With a :class:`Budget` (cash allowed) a candidate is 
 ``y`` and is scaled to ``w = s y`` with the largest ``s`` in (0, 1] that the upper-type limits
 allow ("projection by scaling" toward cash: Sharpe is scale-free, so the scaling changes no
 score); it is accepted when every bound holds at that ``s``. Equality rows (``lo == hi`` or
-``Beta(op="=")``) are accepted within the constraint's ``tol``. Exact method: every bound as a
+``Beta(op="=")``) are accepted within the constraint's ``tol`` (a per-asset ``lo == hi`` is
+never met by a random candidate: use the exact method). Exact method: every bound as a
 convex constraint of the max-Sharpe problem (equalities exactly); with a Budget the optimal
 direction is scaled the same way (as invested as the constraints allow).
 """

@@ -66,8 +66,12 @@ def _as_market(market):
 def _lookback(x):
     if x is None or (isinstance(x, str) and x.lower() in ("none", "all")):
         return None
-    if isinstance(x, (bool, np.bool_)) or not float(x) == int(x) or int(x) < 2:
-        raise GpusimError(f"lookback={x!r} must be None (all past bars) or an int >= 2")
+    try:
+        ok = not isinstance(x, (bool, np.bool_)) and float(x) == int(x) and int(x) >= 2
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise GpusimError(f"lookback={x!r} must be None (all past returns) or an int >= 2")
     return int(x)
 
 
@@ -77,14 +81,14 @@ def _num_tests(x):
     try:
         ok = not isinstance(x, (bool, np.bool_)) and float(x) == int(x) and 1 <= int(
             x) <= MAX_CANDIDATES
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
         raise GpusimError(f"num_tests={x!r} must be a whole number from 1 to 2**40")
     return int(x)
 
 
-def _axis(arg, conv, name):
+def _axis(arg, conv):
     """(grid entry, values) for an argument that may be a Param of values."""
     if isinstance(arg, Param):
         vals = [conv(v) for v in arg.values]
@@ -195,8 +199,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     else:
         lab, m = rebalance_mask(every, index, "every")
         every_entry, labels, masks_full = lab, [lab], m[None, :]
-    lb_entry, lb_vals = _axis(lookback, _lookback, "lookback")
-    nt_entry, nt_vals = _axis(num_tests, _num_tests, "num_tests")
+    lb_entry, lb_vals = _axis(lookback, _lookback)
+    nt_entry, nt_vals = _axis(num_tests, _num_tests)
     fee_entry, fee_vals = axis_values(fees, fee_value)
     if not any(isinstance(e, Param) for e in (every_entry, lb_entry, nt_entry, fee_entry)):
         every_entry = Param(labels)
@@ -249,7 +253,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     ctx = _Ctx(be=be, xp=xp, plan=plan, code=code, alpha=float(alpha), seed=int(seed), ann=ann,
                rf=rf, solver=solver, bind_tol=bind_tol, U=U, index=index, symbols=symbols,
                dev={"F": F, "tri": tri, "mex": mex, "G": G}, H=H, chk=chk,
-               sid_of=dict(zip(pair_key.tolist(), range(len(pair_key)))), nL=nL,
+               pair_key=pair_key, nL=nL,
                bounds=[lo, hi, gl, gu], progress=progress)
     n_exact = len(pair_key) if not plan.has_callable else sum(len(b) for b in ws_bars)
     do_gap = method == "random" and (gap is True or (gap is None and n_exact <= GAP_AUTO_MAX))
@@ -334,13 +338,10 @@ class _Ctx:
     dev: dict
     H: dict
     chk: np.ndarray
-    sid_of: dict
+    pair_key: np.ndarray
     nL: int
     bounds: list
     progress: bool
-
-    def sid(self, d, lk) -> int:
-        return self.sid_of[int(d) * self.nL + int(lk)]
 
     def sharpe(self, sid, w) -> float:
         v = self.ann * float(w @ self.H["cov"][sid] @ w)
@@ -357,12 +358,13 @@ def _bar(ctx, total, desc):
 def _choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
     """Choose the weights of every weight set at each of its rebalance dates.
 
-    Decisions (weight set, k-th date) are processed in batches: one batch with every decision
-    when no constraint is a callable (bounds per date: ``cid`` = date index), else one batch per
-    date in order (bounds per decision, from the callables, which see the previous weights).
-    Within a batch, identical (window, bounds) problems are solved once: one random-search task
-    with the largest ``num_tests`` (the others are checkpoints), or one exact solve.
-    Returns one dict of (K,)-arrays per weight set (weights (K, A), status, candidate, ...).
+    Decisions (weight set ``w``, its k-th date ``d``) are processed in batches: one batch with
+    every decision when no constraint is a callable (bounds per date: ``cid`` = date index),
+    else one batch per date in order (bounds per decision, from the callables, which see the
+    previous weights). Within a batch, identical (date, window, bounds) problems are solved
+    once: one random-search task with the largest ``num_tests`` (the others are checkpoints),
+    or one exact solve. Returns one dict of (K,)-arrays per weight set (weights (K, A),
+    status, candidate, ...).
     """
     plan, A, nC = ctx.plan, len(ctx.symbols), len(ctx.plan.constraints)
     dec = []
@@ -374,24 +376,26 @@ def _choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
                     "sharpe": np.full(K, np.nan), "exact_sharpe": np.full(K, np.nan),
                     "fallback": np.zeros(K, bool), "bound": np.zeros((K, nC), bool),
                     "n": nt_vals[ws_keys[w_i][2]]})
-    allb = [(w_i, k, int(np.searchsorted(ctx.U, t))) for w_i, b in enumerate(ws_bars)
-            for k, t in enumerate(b)]
+    bw = np.concatenate([np.full(len(b), w_i) for w_i, b in enumerate(ws_bars)])
+    bk = np.concatenate([np.arange(len(b)) for b in ws_bars])
+    bd = np.searchsorted(ctx.U, np.concatenate(ws_bars))
     if plan.has_callable:
-        by_d: dict[int, list] = {}
-        for x in allb:
-            by_d.setdefault(x[2], []).append(x)
-        batches = [by_d[d] for d in sorted(by_d)]
+        order = np.lexsort((bw, bd))
+        batches = np.split(order, np.flatnonzero(np.diff(bd[order])) + 1)
     else:
-        batches = [allb]
+        batches = [np.arange(len(bw))]
     cache: dict = {}
     prev: list = [None] * len(ws_keys)
+    lk_of = np.array([k[1] for k in ws_keys], dtype=np.int64)
+    n_of = np.array([D["n"] for D in dec], dtype=np.int64)
     ctx.H["scored"] = ctx.H["generated"] = 0
-    pbar = _bar(ctx, len(allb), f"walkforward {method}")
-    for batch in batches:
+    pbar = _bar(ctx, len(bw), f"walkforward {method}")
+    for sel in batches:
+        w_b, k_b, d_b = bw[sel], bk[sel], bd[sel]
+        sids = np.searchsorted(ctx.pair_key, d_b * ctx.nL + lk_of[w_b]).astype(np.int64)
         if plan.has_callable:   # bounds per decision, from the callables
             rows = []
-            for w_i, k, d in batch:
-                sid = ctx.sid(d, ws_keys[w_i][1])
+            for w_i, k, d, sid in zip(w_b, k_b, d_b, sids):
                 H = ctx.H
                 state = WalkState(date=ctx.index[ctx.U[d]], bar=int(ctx.U[d]),
                                   symbols=ctx.symbols, params=ws_info[w_i],
@@ -404,32 +408,28 @@ def _choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
                 rows.append(r)
                 dec[w_i].setdefault("cbounds", {})[k] = r
             bounds = [np.ascontiguousarray(np.stack([r[i] for r in rows])) for i in range(4)]
-            cids = np.arange(len(batch))
+            cids = np.arange(len(sel))
         else:
-            bounds = ctx.bounds
-            cids = np.array([d for _, _, d in batch])
-        sids = np.array([ctx.sid(d, ws_keys[w_i][1]) for w_i, _, d in batch], dtype=np.int64)
-        dd = np.array([d for _, _, d in batch], dtype=np.int64)
-        tkey, tinv = np.unique(np.stack([dd, sids, cids], 1), axis=0, return_inverse=True)
+            bounds, cids = ctx.bounds, d_b
+        tkey, tinv = np.unique(np.stack([d_b, sids, cids], 1), axis=0, return_inverse=True)
         tinv = tinv.reshape(-1)
         if method == "random":
             t_n = np.zeros(len(tkey), np.int64)
-            np.maximum.at(t_n, tinv, [dec[w_i]["n"] for w_i, _, _ in batch])
+            np.maximum.at(t_n, tinv, n_of[w_b])
             res = wk.run_search(ctx.be, ctx.xp, ctx.seed, ctx.U, tkey[:, 1], tkey[:, 2], t_n,
                                 tkey[:, 0], ctx.code, ctx.alpha, ctx.dev, *bounds,
                                 ctx.plan.eqtol, plan.cash, ctx.ann, ctx.chk)
             ctx.H["scored"] += int(t_n.sum())
-            ctx.H["generated"] += int(sum(t_n[tkey[:, 0] == d].max() for d in np.unique(
-                tkey[:, 0])))
-            _fill_random(ctx, dec, batch, res, tinv, tkey, bounds)
+            ctx.H["generated"] += int(pd.Series(t_n).groupby(tkey[:, 0]).max().sum())
+            _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of)
         if method == "exact" or do_gap:
-            sol = {}
-            for ti, (d, sid, cid) in enumerate(tkey):
+            sol = []
+            for d, sid, cid in tkey:
                 b = [x[cid] for x in bounds]
                 w, status = _solver(ctx, cache, b[2], b[3]).solve(
                     ctx.H["F"][sid], ctx.H["mex"][sid], *b[:2], ctx.H["G"][sid], *b[2:])
-                sol[ti] = (w, status, ctx.sharpe(sid, w) if w is not None else np.nan, b)
-            for j, (w_i, k, d) in enumerate(batch):
+                sol.append((w, status, ctx.sharpe(sid, w) if w is not None else np.nan, b))
+            for j, (w_i, k) in enumerate(zip(w_b, k_b)):
                 w, status, sh, b = sol[tinv[j]]
                 D = dec[w_i]
                 D["exact_sharpe"][k] = sh
@@ -438,15 +438,18 @@ def _choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
                     if w is not None:
                         D["weights"][k], D["sharpe"][k] = w, sh
                         D["bound"][k] = plan.activity(w, ctx.H["G"][sids[j]], *b, ctx.bind_tol)
-        for w_i, k, _ in batch:   # fallbacks, in date order within each weight set
+        for w_i in np.unique(w_b):   # fallbacks: keep the last good weights (cash before any)
             D = dec[w_i]
-            ok = D["status"][k] in ("ok", "optimal_inaccurate")
-            D["fallback"][k] = not ok
-            if not ok:
-                D["weights"][k] = 0.0 if prev[w_i] is None else prev[w_i]
-                D["bound"][k] = False
-            prev[w_i] = D["weights"][k]
-        pbar.update(len(batch))
+            ks = np.sort(k_b[w_b == w_i])
+            ok = np.isin(D["status"][ks], ("ok", "optimal_inaccurate"))
+            last = np.maximum.accumulate(np.where(ok, np.arange(len(ks)), -1))
+            Wk = D["weights"][ks]
+            fill = np.zeros(A) if prev[w_i] is None else prev[w_i]
+            D["weights"][ks] = np.where(last[:, None] >= 0, Wk[np.maximum(last, 0)], fill)
+            D["fallback"][ks] = ~ok
+            D["bound"][ks[~ok]] = False
+            prev[w_i] = D["weights"][ks[-1]].copy()
+        pbar.update(len(sel))
     pbar.close()
     for D in dec:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -466,31 +469,29 @@ def _solver(ctx, cache, gl, gu):
     return cache[eq]
 
 
-def _fill_random(ctx, dec, batch, res, tinv, tkey, bounds):
+def _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of):
     """Copy each decision's search result (its task, its checkpoint) into ``dec``: candidate,
-    scale, weights = scale x the regenerated candidate, and which constraints bound."""
-    n = len(batch)
-    c = np.array([np.searchsorted(ctx.chk, dec[w_i]["n"]) for w_i, _, _ in batch])
-    t = tinv
-    get = {k: res[k][t, c] for k in ("best", "scale", "n_accepted", "sharpe", "best_any")}
-    d = tkey[t, 0]
-    cid = tkey[t, 2]
+    scale, weights = scale x the regenerated candidate, and which constraints bound (the best
+    candidate ignoring the constraints breaks them)."""
+    c = np.searchsorted(ctx.chk, n_of[w_b])
+    get = {k: res[k][tinv, c] for k in ("best", "scale", "n_accepted", "sharpe", "best_any")}
+    d, sid, cid = tkey[tinv, 0], tkey[tinv, 1], tkey[tinv, 2]
     seeds, _ = wk.period_keys_nb(np.uint64(ctx.seed), ctx.U[d])
     lo = np.ascontiguousarray(bounds[0][cid])
-    Y = wk.regenerate_nb(seeds, get["best"], ctx.code, ctx.alpha, lo)
-    Ya = wk.regenerate_nb(seeds, get["best_any"], ctx.code, ctx.alpha, lo)
-    for j in range(n):
-        w_i, k, _ = batch[j]
-        D = dec[w_i]
-        D["candidate"][k], D["scale"][k] = get["best"][j], get["scale"][j]
-        D["n_accepted"][k], D["sharpe"][k], D["seed"][k] = (get["n_accepted"][j],
-                                                            get["sharpe"][j], seeds[j])
-        if get["best"][j] < 0:
-            D["status"][k] = "no_candidate"
-            continue
-        D["weights"][k] = Y[j] * get["scale"][j]
-        b = [x[cid[j]] for x in bounds]
-        D["bound"][k] = ctx.plan.violations(Ya[j], ctx.H["G"][tkey[t[j], 1]], *b)
+    Y = wk.regenerate_nb(seeds, get["best"], ctx.code, ctx.alpha, lo) * get["scale"][:, None]
+    bound = np.zeros((len(w_b), len(ctx.plan.constraints)), bool)
+    if bound.shape[1]:
+        Ya = wk.regenerate_nb(seeds, get["best_any"], ctx.code, ctx.alpha, lo)
+        for j in range(len(w_b)):
+            bound[j] = ctx.plan.violations(Ya[j], ctx.H["G"][sid[j]],
+                                           *[x[cid[j]] for x in bounds])
+    for w_i in np.unique(w_b):
+        sel = w_b == w_i
+        D, ks = dec[w_i], k_b[sel]
+        D["candidate"][ks], D["scale"][ks] = get["best"][sel], get["scale"][sel]
+        D["n_accepted"][ks], D["sharpe"][ks] = get["n_accepted"][sel], get["sharpe"][sel]
+        D["seed"][ks], D["weights"][ks], D["bound"][ks] = seeds[sel], Y[sel], bound[sel]
+        D["status"][ks[get["best"][sel] < 0]] = "no_candidate"
 
 
 def _report(dec, wsid, idx, plan, method, do_gap):
@@ -702,3 +703,15 @@ class WalkForwardResult:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return out
+
+
+def _register_sweep_task() -> None:
+    """Make ``task = "walkforward"`` available to :mod:`gpusim.sweep` (its registration hook)."""
+    from .cli_walkforward import WalkforwardTask  # noqa: PLC0415
+    from .sweep_tasks import available_tasks, register_task  # noqa: PLC0415
+
+    if "walkforward" not in available_tasks():
+        register_task(WalkforwardTask())
+
+
+_register_sweep_task()

@@ -27,11 +27,11 @@ k-th rebalance bar; compiled for the CPU here and for the GPU in
 from __future__ import annotations
 
 import math
-import types
 
 import numpy as np
 from numba import njit, prange
 
+from cpu_ref.jitting import compile_bodies as _compile_bodies
 from cpu_ref.rng import (
     GOLDEN,
     bits_nb,
@@ -43,7 +43,13 @@ from cpu_ref.rng import (
 )
 
 from . import backtest_kernels as _bk
-from .backtest_kernels import portfolio_value, rebalance, write_metrics  # bodies for simulate_wf
+from .backtest_kernels import (  # noqa: F401 - bodies that simulate_wf calls by name
+    fadd,
+    fmul,
+    portfolio_value,
+    rebalance,
+    write_metrics,
+)
 
 BLOCK = 128
 """Candidates generated and scored together on the CPU (lanes of the inner loops)."""
@@ -196,12 +202,9 @@ def _raw_block(key, i0, code, alpha, A, E, fbuf, ebuf):
 
 
 @njit(cache=True, error_model="numpy")
-def _score_task(E, esum, nb, i0, lo, hi, F, tri, mex, G, gl, gu, eqtol, cash, ann, chk,
-                W, y, q, r, RV, smp, scl, sc, acc, bs, bi, bsc, as_, ai, nacc):
-    """Weights, Sharpe and acceptance of one block for one task; update the task's per-segment
-    bests ``bs/bi/bsc`` (accepted: score, index, scale), ``as_/ai`` (any) and counts ``nacc``."""
+def _weights(E, esum, lo, smp, W):
+    """W = lo + E (1 - sum lo) / sum E, column by column: ``cpu_ref.rng.sample``'s map."""
     A = E.shape[0]
-    M = G.shape[0]
     lo_sum = 0.0
     for j in range(A):
         lo_sum += lo[j]
@@ -211,23 +214,56 @@ def _score_task(E, esum, nb, i0, lo, hi, F, tri, mex, G, gl, gu, eqtol, cash, an
         lj = lo[j]
         for b in range(BLOCK):
             W[j, b] = lj + E[j, b] * smp[b]
+
+
+@njit(cache=True, error_model="numpy")
+def _sharpe_block(W, F, tri, mex, ann, y, q, r, sc):
+    """sc[b] = r / sqrt(ann q) with r = mex . w and q = |F w|² for the BLOCK columns of W.
+    Sums run in index order (four terms per pass, to save stores): the GPU kernel's order."""
+    A = W.shape[0]
     for b in range(BLOCK):
         q[b] = 0.0
         r[b] = 0.0
     for i in range(A):
         for b in range(BLOCK):
             y[b] = 0.0
-        for j in range(i if tri else 0, A):
+        j = i if tri else 0
+        while j + 4 <= A:
+            f0, f1, f2, f3 = F[i, j], F[i, j + 1], F[i, j + 2], F[i, j + 3]
+            w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
+            for b in range(BLOCK):
+                y[b] = (((y[b] + f0 * w0[b]) + f1 * w1[b]) + f2 * w2[b]) + f3 * w3[b]
+            j += 4
+        while j < A:
             f = F[i, j]
             for b in range(BLOCK):
                 y[b] += f * W[j, b]
-        mi = mex[i]
+            j += 1
         for b in range(BLOCK):
             q[b] += y[b] * y[b]
-            r[b] += mi * W[i, b]
+    j = 0
+    while j + 4 <= A:
+        m0, m1, m2, m3 = mex[j], mex[j + 1], mex[j + 2], mex[j + 3]
+        w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
+        for b in range(BLOCK):
+            r[b] = (((r[b] + m0 * w0[b]) + m1 * w1[b]) + m2 * w2[b]) + m3 * w3[b]
+        j += 4
+    while j < A:
+        mj = mex[j]
+        for b in range(BLOCK):
+            r[b] += mj * W[j, b]
+        j += 1
     for b in range(BLOCK):
         v = ann * q[b]
         sc[b] = r[b] / math.sqrt(v) if v > 0.0 else -_INF
+
+
+@njit(cache=True, error_model="numpy")
+def _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc):
+    """Scale (cash mode) and acceptance of the BLOCK columns of W (the rule of
+    :func:`cpu_ref.walkforward.constrain_1d_nb`)."""
+    A = W.shape[0]
+    M = G.shape[0]
     for m in range(M):
         for b in range(BLOCK):
             RV[m, b] = 0.0
@@ -237,6 +273,7 @@ def _score_task(E, esum, nb, i0, lo, hi, F, tri, mex, G, gl, gu, eqtol, cash, an
                 RV[m, b] += g * W[j, b]
     for b in range(BLOCK):
         scl[b] = 1.0
+        acc[b] = True
     if cash:
         for j in range(A):
             h = hi[j]
@@ -253,8 +290,8 @@ def _score_task(E, esum, nb, i0, lo, hi, F, tri, mex, G, gl, gu, eqtol, cash, an
                     scl[b] = min(scl[b], u / v)
                 elif v < 0.0 and lw > -_INF:
                     scl[b] = min(scl[b], lw / v)
-    for b in range(BLOCK):
-        acc[b] = scl[b] > 0.0
+        for b in range(BLOCK):
+            acc[b] = scl[b] > 0.0
     for j in range(A):
         lj = lo[j] - SLACK * (1.0 + abs(lo[j]))
         hj = hi[j] + SLACK * (1.0 + abs(hi[j]))
@@ -276,6 +313,25 @@ def _score_task(E, esum, nb, i0, lo, hi, F, tri, mex, G, gl, gu, eqtol, cash, an
                 v = RV[m, b] * scl[b]
                 if v < lw or v > u:
                     acc[b] = False
+
+
+@njit(cache=True, error_model="numpy")
+def _score_task(W, nb, i0, lo, hi, F, tri, mex, G, gl, gu, eqtol, cash, ann, chk,
+                y, q, r, RV, scl, sc, acc, bs, bi, bsc, as_, ai, nacc):
+    """Sharpe and acceptance of one block of weights ``W`` (A, BLOCK) for one task; update the
+    task's per-segment bests ``bs/bi/bsc`` (accepted: score, index, scale), ``as_/ai`` (any)
+    and counts ``nacc``."""
+    _sharpe_block(W, F, tri, mex, ann, y, q, r, sc)
+    free = not cash and G.shape[0] == 0      # then only upper weight bounds < 1 can reject
+    for j in range(W.shape[0]):
+        if hi[j] < 1.0:
+            free = False
+    if free:
+        for b in range(BLOCK):
+            scl[b] = 1.0
+            acc[b] = True
+    else:
+        _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc)
     seg = 0
     while i0 >= chk[seg]:
         seg += 1
@@ -340,16 +396,20 @@ def search_cpu_nb(item_grp, item_split, item_c0, item_c1, grp_key, grp_t0, grp_t
             for j in range(A):
                 for b in range(BLOCK):
                     esum[b] += E[j, b]
+            last = -1
             for task in range(grp_t0[g], grp_t1[g]):
                 nt = min(nb, task_n[task] - i0)
                 if nt <= 0:
                     continue
                 sid = task_sid[task]
                 cid = task_cid[task]
-                _score_task(E, esum, nt, i0, lo[cid], hi[cid], F[sid], tri[sid], mex[sid],
-                            G[sid], gl[cid], gu[cid], eqtol, cash, ann, chk, W, y, q, r, RV,
-                            smp, scl, sc, acc, bs[task, sp], bi[task, sp], bsc[task, sp],
-                            as_[task, sp], ai[task, sp], nacc[task, sp])
+                if cid != last:            # tasks sharing bounds share the weights
+                    _weights(E, esum, lo[cid], smp, W)
+                    last = cid
+                _score_task(W, nt, i0, lo[cid], hi[cid], F[sid], tri[sid], mex[sid], G[sid],
+                            gl[cid], gu[cid], eqtol, cash, ann, chk, y, q, r, RV, scl, sc, acc,
+                            bs[task, sp], bi[task, sp], bsc[task, sp], as_[task, sp],
+                            ai[task, sp], nacc[task, sp])
 
 
 def plan_items(grp_n, n_threads: int, min_per_item: int = 4 * BLOCK):
@@ -468,11 +528,11 @@ def simulate_wf(close, W, row0, masks, mi, fee, init_cash, ann, rf, h, oval, ord
             v = portfolio_value(close, t, cash, h, col)
         r = v / v_prev - 1.0
         d = r - mean
-        mean += d * (1.0 / (t + 1))
-        m2 += d * (r - mean)
+        mean = fadd(mean, fmul(d, 1.0 / (t + 1)))
+        m2 = fadd(m2, fmul(d, r - mean))
         x = r - rf_bar
         if x < 0.0:
-            down += x * x
+            down = fadd(down, fmul(x, x))
         peak = max(v, peak)
         dd = v / peak - 1.0
         mdd = min(dd, mdd)
@@ -482,13 +542,12 @@ def simulate_wf(close, W, row0, masks, mi, fee, init_cash, ann, rf, h, oval, ord
                   nreb)
 
 
-def compile_simulate(jit, deps):
-    """Compile :func:`simulate_wf` with ``jit`` against ``deps`` = {"rebalance",
-    "portfolio_value", "write_metrics": compiled step bodies of gpusim.backtest_kernels}."""
-    g = dict(globals())
-    g.update(deps)
-    f = simulate_wf
-    return jit(types.FunctionType(f.__code__, g, f.__name__, f.__defaults__))
+def compile_simulate(jit, overrides):
+    """Compile :func:`simulate_wf` (and ``fmul``/``fadd`` unless given) with ``jit``; the
+    ``overrides`` bind ``rebalance``, ``portfolio_value``, ``write_metrics`` (and on the GPU
+    ``fmul``/``fadd``) to compiled step bodies of :mod:`gpusim.backtest_kernels`."""
+    return _compile_bodies(jit, globals(), ("fmul", "fadd", "simulate_wf"), overrides)[
+        "simulate_wf"]
 
 
 simulate_wf_nb = compile_simulate(njit(cache=True, error_model="numpy"), {

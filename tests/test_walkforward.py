@@ -221,6 +221,12 @@ def test_gpu_simulator_matches_cpu_and_reference():
                                    atol=1e-15)
     _ref_metrics_close(gpu)
     assert gpu.verify(n_combinations=4, n_dates=2)["ok"]
+    # unconstrained (no rows) and the exact method's execution on the GPU path too
+    kw2 = dict(every=20, lookback=25, num_tests=40, start=30, progress=False)
+    a = walkforward(m, backend="cpu", **kw2)
+    b = walkforward(m, backend="gpu", **kw2)
+    assert a.decisions()["candidate"].equals(b.decisions()["candidate"])
+    np.testing.assert_allclose(b.metrics.to_numpy(), a.metrics.to_numpy(), rtol=RTOL)
     rep = cpu.report
     assert ((rep["acceptance"] > 0.05) & (rep["acceptance"] < 0.95)).all()
     np.testing.assert_allclose(gpu.report.to_numpy(float), rep.to_numpy(float), rtol=1e-12)
@@ -486,3 +492,22 @@ def test_save_and_cli(tmp_path, mkt, capsys):
                "--json", "--no-progress", "--backend", "cpu"])
     payload = json.loads(capsys.readouterr().out)
     assert rc == 0 and payload["method"] == "exact" and math.isfinite(payload["best"][0]["sharpe"])
+
+
+def test_sweep_task_equals_single_calls(mkt, tmp_path):
+    from gpusim.sweep import sweep
+
+    res = sweep("walkforward", {"every": ["W", "M"], "lookback": [None, 60], "seed": [0, 5]},
+                market=mkt, num_tests=300, fees=0.002, weight_bounds=[0.0, 0.6], cash=True,
+                out=tmp_path / "sw", backend="cpu", progress=False)
+    t = res.table
+    assert t.index.names == ["seed", "every", "lookback"] and len(t) == 8
+    assert res.summary["n_chunks"] == 2                      # one chunk per seed (point)
+    for seed in (0, 5):
+        one = walkforward(mkt, every=Param(["W", "M"]), lookback=Param([None, 60]),
+                          num_tests=300, fees=0.002, seed=seed, **KW,
+                          constraints=[WeightBounds(0.0, 0.6), Budget()])
+        got = t.xs(seed, level="seed")
+        np.testing.assert_array_equal(got[list(METRICS)].to_numpy(), one.metrics.to_numpy())
+        np.testing.assert_array_equal(got["acceptance"].to_numpy(),
+                                      one.report["acceptance"].to_numpy())

@@ -23,16 +23,17 @@ from numba import cuda, float64
 
 from .. import backtest_kernels as _bk
 from .. import walkforward_kernels as _wk
-from .rng_dev import sample_dev
+from .rng_dev import exact_arith, sample_dev
 
 MAX_ASSETS = 256
 MAX_ROWS = 64
 _SLACK = _wk.SLACK
 
-_bdev = _bk.compile_bodies(cuda.jit(device=True))
-simulate_wf_dev = _wk.compile_simulate(cuda.jit(device=True), {
-    "rebalance": _bdev["rebalance"], "portfolio_value": _bdev["portfolio_value"],
-    "write_metrics": _bdev["write_metrics"]})
+# fmul/fadd never fused into FMA (exact_arith): every step rounds as on the CPU
+_bdev = _bk.compile_bodies(cuda.jit(device=True), exact_arith())
+simulate_wf_dev = _wk.compile_simulate(cuda.jit(device=True), _bdev)
+fmul = _bdev["fmul"]
+fadd = _bdev["fadd"]
 
 
 @cuda.jit
@@ -70,15 +71,15 @@ def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, 
         for ii in range(A):
             yy = 0.0
             for j in range(ii if j_tri else 0, A):
-                yy += F[sid, ii, j] * w[j]
-            q += yy * yy
-            r += mex[sid, ii] * w[ii]
+                yy = fadd(yy, fmul(F[sid, ii, j], w[j]))
+            q = fadd(q, fmul(yy, yy))
+            r = fadd(r, fmul(mex[sid, ii], w[ii]))
         v = ann * q
         score = r / math.sqrt(v) if v > 0.0 else -math.inf
         for m in range(M):
             acc = 0.0
             for j in range(A):
-                acc += G[sid, m, j] * w[j]
+                acc = fadd(acc, fmul(G[sid, m, j], w[j]))
             rv[m] = acc
         s = 1.0
         if cash:
@@ -93,17 +94,18 @@ def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, 
         ok = s > 0.0
         for j in range(A):
             x = w[j] * s
-            if x < lo_t[j] - _SLACK * (1.0 + abs(lo_t[j])) or \
-                    x > hi_t[j] + _SLACK * (1.0 + abs(hi_t[j])):
+            if x < fadd(lo_t[j], -fmul(_SLACK, 1.0 + abs(lo_t[j]))) or \
+                    x > fadd(hi_t[j], fmul(_SLACK, 1.0 + abs(hi_t[j]))):
                 ok = False
         for m in range(M):
-            x = rv[m] * s
+            x = fmul(rv[m], s)
             lw = gl[cid, m]
             u = gu[cid, m]
             if lw == u:
-                if abs(x - u) > eqtol[m] + _SLACK * (1.0 + abs(u)):
+                if abs(x - u) > fadd(eqtol[m], fmul(_SLACK, 1.0 + abs(u))):
                     ok = False
-            elif x < lw - _SLACK * (1.0 + abs(lw)) or x > u + _SLACK * (1.0 + abs(u)):
+            elif x < fadd(lw, -fmul(_SLACK, 1.0 + abs(lw))) or \
+                    x > fadd(u, fmul(_SLACK, 1.0 + abs(u))):
                 ok = False
         if score > as_[task, sl, seg]:
             as_[task, sl, seg] = score
