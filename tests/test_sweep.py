@@ -89,6 +89,24 @@ def test_search_sweep_merges_ranges_bit_identically(mkt, tmp_path):
     assert 0 < pts[(3, "dirichlet")]["n_valid"] < 30_011
 
 
+def test_gpu_backend_in_the_cuda_simulator_matches_single_gpu_calls(mkt, tmp_path):
+    """The GPU paths of both tasks (numba.cuda kernels, run here in the CUDA simulator)."""
+    res = run_sweep("search", {"seed": [1, 2]}, market=mkt, n=1500, top_k=4, chunk_size=700,
+                    out=tmp_path / "s", backend="gpu", progress=False)
+    assert res.summary["backend"] in ("gpu-simulator", "gpu") and res.summary["n_chunks"] == 6
+    for seed in (1, 2):
+        ref = gpusim.search(mkt, n=1500, top_k=4, seed=seed, backend="gpu", chunk_size=700,
+                            baselines=False, progress=False).top
+        pd.testing.assert_frame_equal(res.table.xs(seed, level="seed"), ref, check_exact=True,
+                                      check_index_type=False)
+    res = run_sweep("backtest", {"fees": [0.0, 0.001]}, market=mkt, weights=RandomWeights(30),
+                    rebalance="M", threshold=0.05, chunk_size=20, out=tmp_path / "b",
+                    backend="gpu", progress=False)
+    ref = gpusim.backtest(mkt, weights=RandomWeights(30), rebalance="M", threshold=0.05,
+                          fees=Param([0.0, 0.001]), backend="gpu", progress=False).metrics
+    np.testing.assert_array_equal(res.table.to_numpy(), ref.to_numpy())
+
+
 def test_sweep_without_out_keeps_nothing(mkt):
     res = run_sweep("backtest", {"fees": [0.0, 0.01]}, market=mkt, backend="cpu",
                     progress=False)
@@ -307,17 +325,20 @@ def test_resume_refuses_changed_job_or_data_then_force(tmp_path, capsys):
 
 def test_resume_recovers_chunks_the_manifest_missed(mkt, tmp_path):
     out = tmp_path / "o"
-    kw = dict(market=mkt, weights=RandomWeights(20), out=out, chunk_size=5, backend="cpu",
-              progress=False)
-    full = run_sweep("backtest", {"fees": [0.0, 0.001]}, **kw)
+    kw = {"market": mkt, "weights": RandomWeights(20), "out": out, "chunk_size": 5,
+          "backend": "cpu", "progress": False}
+    grid = {"init_cash": [1.0, 100.0], "fees": [0.0, 0.001]}
+    full = run_sweep("backtest", grid, **kw)       # results.parquet streamed as chunks finish
+    assert full.summary["streamed"] and full.summary["n_chunks"] == 20
     m = _manifest(out)
     for k in ("1", "4"):                       # as if killed before the manifest was saved
         del m["done"][k]
     (out / "chunks" / "c000006.parquet").unlink()     # and as if chunk 6 never finished
     del m["done"]["6"]
     (out / "manifest.json").write_text(json.dumps(m))
-    res = run_sweep("backtest", {"fees": [0.0, 0.001]}, resume=True, **kw)
+    res = run_sweep("backtest", grid, resume=True, **kw)   # merged from the chunk files
     m = _manifest(out)
+    assert not res.summary["streamed"]
     assert res.summary["computed_this_run"] == 1 and res.summary["recovered"] == 2
     assert m["done"]["1"]["recovered"] and m["done"]["1"]["run"] == 0
     assert m["done"]["6"]["run"] == 1
@@ -400,12 +421,14 @@ def test_failing_chunk_is_retried_once_and_reported(flaky, tmp_path, capsys):
 
 def test_ctrl_c_keeps_finished_chunks(flaky, tmp_path):
     FlakyTask.always, FlakyTask.once, FlakyTask.interrupt_at = set(), set(), 4
-    kw = dict(market="synthetic:2:10", out=tmp_path / "o", progress=False)
+    kw = {"market": "synthetic:2:10", "out": tmp_path / "o", "progress": False}
     res = run_sweep("flaky_test", {"x": range(8)}, **kw)
     assert res.status == "interrupted" and res.table.empty
     m = _manifest(tmp_path / "o")
     assert m["status"] == "interrupted" and sorted(m["done"], key=int) == ["0", "1", "2", "3"]
     assert not (tmp_path / "o" / "summary.json").exists()
+    assert not (tmp_path / "o" / "results.parquet").exists()
+    assert not list((tmp_path / "o").rglob(".*.tmp-*"))
     FlakyTask.interrupt_at = None
     res = run_sweep("flaky_test", {"x": range(8)}, resume=True, **kw)
     assert res.ok and res.summary["computed_this_run"] == 4 and len(res.table) == 8
