@@ -61,6 +61,8 @@ def _add_search(sub) -> None:
     p.add_argument("--hi", type=_floats, default=None, help="upper bound(s): one or A numbers")
     p.add_argument("--rf", type=float, default=0.0, help="annual risk-free rate")
     p.add_argument("--backend", default=None, help="auto (default), gpu or cpu")
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                   help="scoring precision (float32: GPU only)")
     p.add_argument("--chunk-size", type=_count, default=None)
     p.add_argument("--solver", default=None, help="cvxpy solver (default Clarabel)")
     p.add_argument("--no-baselines", action="store_true", help="skip the cvxpy baselines")
@@ -83,7 +85,7 @@ def _cmd_search(args) -> int:
     say(market.describe())
     res = search(market, n=args.n, sampler=args.sampler, alpha=args.alpha, seed=args.seed,
                  top_k=args.top_k, bounds=bounds, rf=args.rf, backend=args.backend,
-                 chunk_size=args.chunk_size, progress=False if args.no_progress else None,
+                 dtype=args.dtype, chunk_size=args.chunk_size, progress=False if args.no_progress else None,
                  baselines=not args.no_baselines, solver=args.solver)
     if res.top.empty:
         say("no candidate satisfied the upper bounds: widen --hi or raise --n")

@@ -54,6 +54,8 @@ def main() -> int:
 
         yield "search_cuda", search_cuda.search_cuda.py_func, (
             u8, i8, i8, i8, f8, v, v, f8, m, f8, f8, m, i8[:, ::1], i8[::1]), None
+        yield "search_cuda_f32", search_cuda.search_cuda_f32.py_func, (
+            u8, i8, i8, i8, f8, v, v, f8, t.float32[:, ::1], f8, f8, m, i8[:, ::1], i8[::1]), None
         yield "backtest_cuda", backtest_cuda.backtest_cuda.py_func, (
             m, m, i8[::1], b1[:, ::1], i8[::1], v, b1, v, f8, f8, f8, m, m, i8[:, ::1], m), None
         yield "dynopt_cuda", dynopt_cuda.dynopt_cuda.py_func, (

@@ -185,7 +185,8 @@ def test_interrupt_returns_partial(monkeypatch):
     (dict(bounds=([0.5, 0, 0, 0], [0.4, 1, 1, 1])), "lower bound 0.5 > upper bound 0.4 for A00"),
     (dict(bounds=(-0.1, 1.0)), "negative weights"),
     (dict(top_k=0), "top_k=0"),
-    (dict(dtype="float32"), "float32"),
+    (dict(dtype="float16"), "dtype=.float16. is unknown"),
+    (dict(dtype="float32", backend="cpu"), "GPU-only"),
 ])
 def test_bad_input_one_line_errors(kwargs, match):
     mu, cov = _stats(4)
@@ -207,3 +208,26 @@ def test_gpu_required_without_device_is_clear(monkeypatch):
     monkeypatch.setenv("GPUSIM_BACKEND", "fast")
     with pytest.raises(gpusim.BackendError, match="GPUSIM_BACKEND='fast'"):
         backend.resolve_backend(None)
+
+
+def test_gpu_float32_scoring_in_simulator():
+    """dtype='float32' (GPU only): same population, Sharpe within 1e-5 of float64."""
+    A, n, k = 6, 1_200, 5
+    mu, cov = _stats(A, seed=4)
+    kw = dict(n=n, seed=9, top_k=k, ann=252, progress=False, baselines=False)
+    f64 = gpusim.search((mu, cov), backend="gpu", **kw)
+    f32 = gpusim.search((mu, cov), backend="gpu", dtype="float32", **kw)
+    assert f32.summary["dtype"] == "float32"
+    np.testing.assert_allclose(f32.top["sharpe"], f64.top["sharpe"], rtol=1e-5)
+    assert f32.top["candidate"].iloc[0] == f64.top["candidate"].iloc[0]
+    assert not np.array_equal(f32.top["sharpe"].to_numpy(), f64.top["sharpe"].to_numpy())
+    # weights in the table are regenerated in float64: identical populations
+    for c in f32.top["candidate"]:
+        if c in set(f64.top["candidate"]):
+            row32 = f32.top.set_index("candidate").loc[c, f32.symbols].to_numpy()
+            row64 = f64.top.set_index("candidate").loc[c, f64.symbols].to_numpy()
+            assert np.array_equal(row32, row64)
+    v = gpusim.verify(f32, sample=600)
+    assert v["ok"] and v["tolerance"] == 1e-4 and v["max_rel_diff"] < 1e-5
+    with pytest.raises(GpusimError, match="float32' is GPU-only"):
+        gpusim.search((mu, cov), backend="cpu", dtype="float32", **kw)

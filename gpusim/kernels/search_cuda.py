@@ -23,43 +23,60 @@ MAX_ASSETS = 256  # per-thread local weight buffer (compile-time size)
 topk_insert_dev = cuda.jit(device=True)(topk_insert)
 
 
-@cuda.jit
-def search_cuda(key, start, n, code, alpha, lo, hi, lo_sum, Saug, ann, rf, top_s, top_i, n_ok):
-    """One launch over candidates ``start .. start+n-1``.
+def _make_search_kernel(ft):
+    """The fused kernel, scoring in precision ``ft`` (np.float64 or np.float32).
 
-    Device arrays: lo, hi (A,); Saug (A+1, A) = covariance with the row ``ann * mu`` appended;
-    top_s (T, k) float64 and top_i (T, k) int64 initialised to -inf / -1 (T = threads in the
-    grid); n_ok (T,) int64 counts the candidates within the upper bounds per thread.
+    Weights are always generated in float64 (identical populations on every backend and dtype);
+    a float32 kernel scores a float32 copy against a float32 ``Saug`` and returns float64
+    Sharpe values computed from its float32 sums.
     """
-    tid = cuda.grid(1)
-    nthreads = cuda.gridsize(1)
-    if tid >= top_s.shape[0]:
-        return
-    A = lo.shape[0]
-    buf = cuda.local.array(MAX_ASSETS, float64)
-    w = buf[:A]
-    ts = top_s[tid]
-    ti = top_i[tid]
-    count = 0
-    for r in range(tid, n, nthreads):
-        i = start + r
-        if not sample_dev(key, i, code, alpha, lo, hi, lo_sum, w):
-            continue
-        count += 1
-        ret = 0.0
-        q = 0.0
-        for j in range(A):
-            sj = 0.0
-            for kk in range(A):
-                sj += Saug[j, kk] * w[kk]
-            q += w[j] * sj
-            ret += Saug[A, j] * w[j]
-        v = ann * q
-        if v > 0.0:
-            s = (ret - rf) / math.sqrt(v)
-            if s == s:
-                topk_insert_dev(ts, ti, s, i)
-    n_ok[tid] += count
+
+    @cuda.jit
+    def kernel(key, start, n, code, alpha, lo, hi, lo_sum, Saug, ann, rf, top_s, top_i, n_ok):
+        tid = cuda.grid(1)
+        nthreads = cuda.gridsize(1)
+        if tid >= top_s.shape[0]:
+            return
+        A = lo.shape[0]
+        buf = cuda.local.array(MAX_ASSETS, float64)
+        w = buf[:A]
+        wf = cuda.local.array(MAX_ASSETS, ft)  # the weights in the scoring precision
+        ts = top_s[tid]
+        ti = top_i[tid]
+        count = 0
+        for r in range(tid, n, nthreads):
+            i = start + r
+            if not sample_dev(key, i, code, alpha, lo, hi, lo_sum, w):
+                continue
+            count += 1
+            for j in range(A):
+                wf[j] = ft(w[j])
+            ret = ft(0.0)
+            q = ft(0.0)
+            for j in range(A):
+                sj = ft(0.0)
+                for kk in range(A):
+                    sj += Saug[j, kk] * wf[kk]
+                q += wf[j] * sj
+                ret += Saug[A, j] * wf[j]
+            v = ann * np.float64(q)
+            if v > 0.0:
+                s = (np.float64(ret) - rf) / math.sqrt(v)
+                if s == s:
+                    topk_insert_dev(ts, ti, s, i)
+        n_ok[tid] += count
+
+    return kernel
+
+
+search_cuda = _make_search_kernel(np.float64)
+search_cuda.__doc__ = """One launch over candidates ``start .. start+n-1`` (float64 scoring).
+
+Device arrays: lo, hi (A,); Saug (A+1, A) = covariance with the row ``ann * mu`` appended;
+top_s (T, k) float64 and top_i (T, k) int64 initialised to -inf / -1 (T = threads in the
+grid); n_ok (T,) int64 counts the candidates within the upper bounds per thread.
+"""
+search_cuda_f32 = _make_search_kernel(np.float32)  # same, Saug float32: scoring in float32
 
 
 def plan_threads(n: int, k: int, *, threads_per_block: int = 128, max_blocks: int = 1024,
@@ -80,7 +97,7 @@ class SearchLauncher:
     """
 
     def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, *, xp, merge,
-                 threads_per_block=128):
+                 threads_per_block=128, dtype="float64"):
         A = mu.shape[0]
         if A > MAX_ASSETS:
             raise ValueError(f"the GPU search supports at most {MAX_ASSETS} assets (got {A}); "
@@ -91,9 +108,10 @@ class SearchLauncher:
         self.blocks, self.tpb = plan_threads(chunk, k, threads_per_block=threads_per_block)
         self.T = self.blocks * self.tpb
         self.xp, self.merge, self.k = xp, merge, k
+        self.kernel = search_cuda_f32 if dtype == "float32" else search_cuda
         self.args = (np.uint64(key), int(code), float(alpha), xp.asarray(lo, dtype=np.float64),
-                     xp.asarray(hi, dtype=np.float64), float(np.sum(lo)), xp.asarray(Saug),
-                     float(ann), float(rf))
+                     xp.asarray(hi, dtype=np.float64), float(np.sum(lo)),
+                     xp.asarray(Saug, dtype=np.dtype(dtype)), float(ann), float(rf))
 
     def run(self, start: int, n: int):
         """Launch over candidates start..start+n-1; return host (scores (k,), index (k,), n_ok)."""
@@ -102,7 +120,7 @@ class SearchLauncher:
         top_i = xp.full((self.T, self.k), -1, dtype=np.int64)
         n_ok = xp.zeros(self.T, dtype=np.int64)
         key, code, alpha, lo, hi, lo_sum, Saug, ann, rf = self.args
-        search_cuda[self.blocks, self.tpb](key, np.int64(start), np.int64(n), code, alpha, lo,
+        self.kernel[self.blocks, self.tpb](key, np.int64(start), np.int64(n), code, alpha, lo,
                                            hi, lo_sum, Saug, ann, rf, top_s, top_i, n_ok)
         s, i = self.merge(xp, top_s.ravel(), top_i.ravel(), self.k)
         if xp is np:
