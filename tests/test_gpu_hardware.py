@@ -60,3 +60,13 @@ def test_backtest_gpu_equals_cpu():
     cpu = gpusim.backtest(m, backend="cpu", **kw).metrics
     gpu = gpusim.backtest(m, backend="gpu", **kw).metrics
     np.testing.assert_allclose(gpu.to_numpy(), cpu.to_numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_search_gpu_float32_close_to_float64():
+    mu, cov = _stats(20)
+    kw = dict(n=2_000_000, seed=8, top_k=10, ann=252, progress=False, baselines=False,
+              backend="gpu")
+    f64 = gpusim.search((mu, cov), **kw)
+    f32 = gpusim.search((mu, cov), dtype="float32", **kw)
+    np.testing.assert_allclose(f32.top["sharpe"], f64.top["sharpe"], rtol=1e-4)
+    assert gpusim.verify(f32, sample=50_000)["ok"]
