@@ -68,13 +68,13 @@ class RssSampler(threading.Thread):
 def run_sweep(market, weights, chunk_size, out, progress):
     s = RssSampler()
     s.start()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = sweep("backtest", {"threshold": THRESHOLDS, "fees": FEES}, market=market,
                 weights=weights, rebalance="M", backend="cpu", chunk_size=chunk_size, out=out,
                 progress=progress)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     samples = s.halt()
-    return res, wall, samples
+    return res, wall, cpu, samples
 
 
 def main(argv=None):
@@ -98,25 +98,27 @@ def main(argv=None):
           f"= {n * args.bars:.3g} combination-bars (CPU)")
 
     def baseline():
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         r = gpusim.backtest(mkt, weights=rw, rebalance="M", threshold=Param(THRESHOLDS),
                             fees=Param(FEES), backend="cpu", progress=False)
-        return r, time.perf_counter() - t
+        return r, time.perf_counter() - t, time.process_time() - c
 
     baseline()                                     # warm-up: compile / load the kernels
     sizes = [None] + [int(x) for x in args.chunks.split(",") if x.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
-    rows, all_base = [], []
+    rows, all_base, all_base_cpu = [], [], []
     try:
         for cs in sizes:
             # baseline and sweep alternate, so that load from other processes hits both alike
-            walls, bases, last = [], [], None
+            walls, bases, cpus, base_cpus, last = [], [], [], [], None
             for r in range(args.repeats):
-                ref, t = baseline()
+                ref, t, c = baseline()
                 bases.append(t)
-                res, wall, samples = run_sweep(mkt, rw, cs, tmp / f"cs{cs}-{r}",
-                                               progress=not args.no_progress and r == 0)
+                base_cpus.append(c)
+                res, wall, cpu, samples = run_sweep(mkt, rw, cs, tmp / f"cs{cs}-{r}",
+                                                    progress=not args.no_progress and r == 0)
                 walls.append(wall)
+                cpus.append(cpu)
                 last = (res, samples)
                 assert np.array_equal(res.table.to_numpy(), ref.metrics.to_numpy()), \
                     "sweep table differs from the single backtest() call"
@@ -124,12 +126,15 @@ def main(argv=None):
             res, samples = last
             s = res.summary
             t_sweep, t_base = statistics.median(walls), statistics.median(bases)
+            c_sweep, c_base = statistics.median(cpus), statistics.median(base_cpus)
             all_base += bases
+            all_base_cpu += base_cpus
             rss = [m for _, m in samples]
             tail = rss[len(rss) // 5:] or rss          # after the first fifth of the run
             rows.append({
                 "chunk_size": s["chunk_size"], "chunks": s["n_chunks"], "wall_s": t_sweep,
                 "base_s": t_base, "overhead": (t_sweep - t_base) / t_base,
+                "cpu_overhead": (c_sweep - c_base) / c_base,
                 "compute_s": s["compute_s"], "write_s": s["write_s"],
                 "assemble_s": s["assemble_s"],
                 "io_frac": (s["write_s"] + s["assemble_s"]) / s["compute_s"],
@@ -141,15 +146,18 @@ def main(argv=None):
     print(f"\nbaseline: one backtest() call, no files: {t_base:.3f} s "
           f"({n * args.bars / t_base:.3g} combination-bars/s; median of {len(all_base)})")
 
+    print(f"baseline CPU time {statistics.median(all_base_cpu):.3f} s")
     print(f"\n{'chunk size':>10} {'chunks':>6} {'sweep s':>8} {'base s':>7} {'overhead':>9} "
-          f"{'compute s':>9} {'write s':>8} {'merge s':>8} {'I/O/compute':>11} "
+          f"{'CPU ovh':>8} {'compute s':>9} {'write s':>8} {'merge s':>8} {'I/O/compute':>11} "
           f"{'RSS MiB start/max':>18} {'spread':>8}")
     for r in rows:
         print(f"{r['chunk_size']:>10,} {r['chunks']:>6} {r['wall_s']:>8.3f} {r['base_s']:>7.3f} "
-              f"{100 * r['overhead']:>8.1f}% {r['compute_s']:>9.3f} {r['write_s']:>8.3f} "
+              f"{100 * r['overhead']:>8.1f}% {100 * r['cpu_overhead']:>7.1f}% "
+              f"{r['compute_s']:>9.3f} {r['write_s']:>8.3f} "
               f"{r['assemble_s']:>8.3f} {100 * r['io_frac']:>10.1f}% {r['rss_start']:>8.0f} /"
               f"{r['rss_max']:>7.0f} {r['rss_tail_spread']:>6.1f}")
-    print("\noverhead = median sweep wall / median baseline wall - 1 (runs alternate); "
+    print("\noverhead = median sweep wall / median baseline wall - 1 (runs alternate); CPU ovh: "
+          "the same with the process's CPU time (less sensitive to other load); "
           "I/O/compute = (chunk + manifest + results writing + merge) / chunk compute, within "
           "the sweep. The first row is the default chunk plan. Every sweep's table equals the "
           "baseline's metrics exactly. RSS spread: max - min after the first fifth of the run.")
