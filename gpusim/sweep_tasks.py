@@ -437,7 +437,8 @@ class SearchTask(TaskRunner):
     params = {"n": "candidates per search", "top_k": "best candidates kept",
               "sampler": "dirichlet | uniform", "alpha": "Dirichlet concentration",
               "seed": "stream seed", "lo": "lower bound(s)", "hi": "upper bound(s)",
-              "bounds": "(lo, hi) pair", "rf": "annual risk-free rate", "dtype": "float64"}
+              "bounds": "(lo, hi) pair", "rf": "annual risk-free rate",
+              "dtype": "float64 | float32 (GPU only)"}
     unit = "candidates"
     rank_by = ("sharpe", False)
     partial_points = False
@@ -458,7 +459,7 @@ class SearchTask(TaskRunner):
     def _params(self, ctx, point) -> dict:
         from cpu_ref import rng  # noqa: PLC0415
 
-        from .search import SAMPLERS, _as_int, _bounds  # noqa: PLC0415
+        from .search import DTYPES, SAMPLERS, _as_int, _bounds  # noqa: PLC0415
 
         kw = {**SEARCH_DEFAULTS, **ctx.fixed, **point}
         n = _as_int(kw["n"], "n", 1, rng.MAX_CANDIDATES)
@@ -475,8 +476,12 @@ class SearchTask(TaskRunner):
             raise GpusimError(f"alpha={alpha!r} must be a positive concentration (1 = flat)")
         if not math.isfinite(rf):
             raise GpusimError(f"rf={rf!r} must be a finite annual rate")
-        if kw["dtype"] != "float64":
-            raise GpusimError(f"dtype={kw['dtype']!r} is not implemented yet; use float64")
+        if kw["dtype"] not in DTYPES:
+            raise GpusimError(f"dtype={kw['dtype']!r} is unknown; use 'float64' (default) or "
+                              "'float32' (GPU only)")
+        if kw["dtype"] == "float32" and ctx.backend != "gpu":
+            raise GpusimError("dtype='float32' is GPU-only (the CPU path scores in float64); "
+                              "use backend='gpu' or dtype='float64'")
         if "bounds" in kw and ("lo" in kw or "hi" in kw):
             raise GpusimError("give bounds or lo/hi, not both")
         bounds = kw.get("bounds")
@@ -485,7 +490,8 @@ class SearchTask(TaskRunner):
         lo, hi = _bounds(bounds, ctx.mu.size, ctx.symbols)
         code = rng.sampler_code(kw["sampler"], alpha)
         return {"n": n, "k": min(top_k, n), "seed": seed, "key": np.uint64(rng.seed_key_nb(seed)),
-                "code": code, "alpha": alpha, "lo": lo, "hi": hi, "rf": rf}
+                "code": code, "alpha": alpha, "lo": lo, "hi": hi, "rf": rf,
+                "dtype": kw["dtype"]}
 
     def check_point(self, ctx, point):
         self._params(ctx, point)
@@ -510,7 +516,8 @@ class SearchTask(TaskRunner):
                 p["rf"], p["k"])
         t0 = time.perf_counter()
         runner = (_CpuRunner(*args) if ctx.backend == "cpu" else
-                  _GpuRunner(resolve_backend("gpu"), *args, min(part["n"], ctx.default_chunk)))
+                  _GpuRunner(resolve_backend("gpu"), *args, min(part["n"], ctx.default_chunk),
+                             p["dtype"]))
         try:
             s, i, n_ok = runner.run(part["start"], part["n"])
         finally:

@@ -99,6 +99,15 @@ def test_gpu_backend_in_the_cuda_simulator_matches_single_gpu_calls(mkt, tmp_pat
                             baselines=False, progress=False).top
         pd.testing.assert_frame_equal(res.table.xs(seed, level="seed"), ref, check_exact=True,
                                       check_index_type=False)
+    res = run_sweep("search", {"dtype": ["float32"]}, market=mkt, n=900, top_k=3,
+                    chunk_size=400, out=tmp_path / "s32", backend="gpu", progress=False)
+    ref = gpusim.search(mkt, n=900, top_k=3, dtype="float32", backend="gpu", chunk_size=400,
+                        baselines=False, progress=False).top
+    pd.testing.assert_frame_equal(res.table.xs("float32", level="dtype"), ref,
+                                  check_exact=True, check_index_type=False)
+    with pytest.raises(GpusimError, match="dtype='float32' is GPU-only"):
+        run_sweep("search", None, market=mkt, n=10, dtype="float32", backend="cpu",
+                  out=tmp_path / "bad")
     res = run_sweep("backtest", {"fees": [0.0, 0.001]}, market=mkt, weights=RandomWeights(30),
                     rebalance="M", threshold=0.05, chunk_size=20, out=tmp_path / "b",
                     backend="gpu", progress=False)
