@@ -217,30 +217,55 @@ def _weights(E, esum, lo, smp, W):
 
 
 @njit(cache=True, error_model="numpy")
-def _sharpe_block(W, F, tri, mex, ann, y, q, r, sc):
+def _sharpe_block(W, F, tri, mex, ann, Y, q, r, sc):
     """sc[b] = r / sqrt(ann q) with r = mex . w and q = |F w|² for the BLOCK columns of W.
-    Sums run in index order (four terms per pass, to save stores): the GPU kernel's order."""
+
+    Rows of ``F w`` are built four at a time (scratch ``Y`` (4, BLOCK)) over column pairs, so
+    each weight is loaded once for four rows; every sum still runs in index order (row i of a
+    triangular F from column i), the order of the GPU kernel, so the scores are identical.
+    """
     A = W.shape[0]
     for b in range(BLOCK):
         q[b] = 0.0
         r[b] = 0.0
-    for i in range(A):
-        for b in range(BLOCK):
-            y[b] = 0.0
-        j = i if tri else 0
-        while j + 4 <= A:
-            f0, f1, f2, f3 = F[i, j], F[i, j + 1], F[i, j + 2], F[i, j + 3]
-            w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
+    i = 0
+    while i < A:
+        nr = min(4, A - i)
+        for k in range(nr):                    # the head: columns before i + 4
             for b in range(BLOCK):
-                y[b] = (((y[b] + f0 * w0[b]) + f1 * w1[b]) + f2 * w2[b]) + f3 * w3[b]
-            j += 4
-        while j < A:
-            f = F[i, j]
+                Y[k, b] = 0.0
+            for j in range(i + k if tri else 0, min(i + 4, A)):
+                f = F[i + k, j]
+                for b in range(BLOCK):
+                    Y[k, b] += f * W[j, b]
+        if nr == 4:
+            y0, y1, y2, y3 = Y[0], Y[1], Y[2], Y[3]
+            j = i + 4
+            while j + 2 <= A:
+                f00, f01, f10, f11 = F[i, j], F[i, j + 1], F[i + 1, j], F[i + 1, j + 1]
+                f20, f21, f30, f31 = F[i + 2, j], F[i + 2, j + 1], F[i + 3, j], F[i + 3, j + 1]
+                w0, w1 = W[j], W[j + 1]
+                for b in range(BLOCK):
+                    a0 = w0[b]
+                    a1 = w1[b]
+                    y0[b] = (y0[b] + f00 * a0) + f01 * a1
+                    y1[b] = (y1[b] + f10 * a0) + f11 * a1
+                    y2[b] = (y2[b] + f20 * a0) + f21 * a1
+                    y3[b] = (y3[b] + f30 * a0) + f31 * a1
+                j += 2
+            if j < A:
+                f0, f1, f2, f3 = F[i, j], F[i + 1, j], F[i + 2, j], F[i + 3, j]
+                wj = W[j]
+                for b in range(BLOCK):
+                    a0 = wj[b]
+                    y0[b] += f0 * a0
+                    y1[b] += f1 * a0
+                    y2[b] += f2 * a0
+                    y3[b] += f3 * a0
+        for k in range(nr):
             for b in range(BLOCK):
-                y[b] += f * W[j, b]
-            j += 1
-        for b in range(BLOCK):
-            q[b] += y[b] * y[b]
+                q[b] += Y[k, b] * Y[k, b]
+        i += 4
     j = 0
     while j + 4 <= A:
         m0, m1, m2, m3 = mex[j], mex[j + 1], mex[j + 2], mex[j + 3]
@@ -335,6 +360,31 @@ def _score_task(W, nb, i0, lo, hi, F, tri, mex, G, gl, gu, eqtol, cash, ann, chk
     seg = 0
     while i0 >= chk[seg]:
         seg += 1
+    if i0 + nb <= chk[seg]:     # the whole block is in one segment: reduce, then update
+        top = -_INF
+        top_ok = -_INF
+        cnt = 0
+        for b in range(nb):
+            v = sc[b]
+            top = max(top, v)
+            ok = acc[b]
+            cnt += 1 if ok else 0
+            top_ok = max(top_ok, v if ok else -_INF)
+        nacc[seg] += cnt
+        if top > as_[seg]:
+            for b in range(nb):
+                if sc[b] == top:            # the first one: ties go to the smaller index
+                    as_[seg] = top
+                    ai[seg] = i0 + b
+                    break
+        if top_ok > bs[seg]:
+            for b in range(nb):
+                if acc[b] and sc[b] == top_ok:
+                    bs[seg] = top_ok
+                    bi[seg] = i0 + b
+                    bsc[seg] = scl[b]
+                    break
+        return
     for b in range(nb):
         i = i0 + b
         while i >= chk[seg]:
@@ -380,7 +430,7 @@ def search_cpu_nb(item_grp, item_split, item_c0, item_c1, grp_key, grp_t0, grp_t
         esum = np.empty(BLOCK)
         fbuf = np.empty(BLOCK)
         ebuf = np.empty(BLOCK)
-        y = np.empty(BLOCK)
+        y = np.empty((4, BLOCK))
         q = np.empty(BLOCK)
         r = np.empty(BLOCK)
         smp = np.empty(BLOCK)
