@@ -17,14 +17,10 @@ level). Scalars are fixed and recorded in ``summary["fixed"]``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import platform
-import shutil
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +32,7 @@ from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
 
 from .backend import resolve_backend
 from .errors import GpusimError
+from .results import flat_table, jsonable, save_metrics, versions, write_table
 from .grid import (
     CALENDAR_RULES,
     VALID_RULES,
@@ -219,14 +216,14 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
         "start": str(prices.index[0]), "end": str(prices.index[-1]),
         "ann": float(mkt.ann), "ann_source": getattr(mkt, "ann_source", ""),
         "levels": {a.name: len(a.labels) for a in grid.axes},
-        "fixed": {k: _jsonable(v) for k, v in grid.fixed.items()},
+        "fixed": {k: jsonable(v) for k, v in grid.fixed.items()},
         "weights": repr(weights) if isinstance(weights, RandomWeights) else (
             f"{len(wsrc.labels)} vector(s)"),
         "relative": bool(relative), "init_cash": init_cash, "rf": rf,
         "chunk_size": cs, "n_chunks": n_chunks, "compile_s": round(t0 - tc, 6),
         "elapsed_s": round(elapsed, 6),
         "combination_bars_per_s": float(done * T / elapsed) if elapsed > 0 else None,
-        "versions": _versions(),
+        "versions": versions(),
     }
     return BacktestResult(metrics, summary, partial, ctx)
 
@@ -265,24 +262,6 @@ class _Context:
                 "mid": c["rebalance"],
                 "thresholds": np.ascontiguousarray(self.thresholds[c["threshold"]]),
                 "fees": np.ascontiguousarray(self.fees[c["fees"]])}
-
-
-def _jsonable(v):
-    if isinstance(v, (np.generic,)):
-        return v.item()
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
-
-
-def _versions() -> dict[str, str]:
-    import numba  # noqa: PLC0415
-
-    from . import __version__  # noqa: PLC0415
-
-    return {"gpusim": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "pandas": pd.__version__, "numba": numba.__version__,
-            "platform": platform.platform(), "cpu_count": os.cpu_count()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,7 +365,7 @@ class BacktestResult:
         daily = pd.DataFrame(alloc, index=dates, columns=sym)
         daily["cash"] = 1.0 - alloc.sum(axis=1)
         params = {**ctx.grid.labels_of(flat),
-                  **{k: _jsonable(v) for k, v in ctx.grid.fixed.items()},
+                  **{k: jsonable(v) for k, v in ctx.grid.fixed.items()},
                   "relative": ctx.relative, "init_cash": ctx.init_cash}
         return Records(params=params, rebalance_bars=pd.DatetimeIndex(rb), rebalance_idx=bars,
                        target=pd.DataFrame(tgt, index=rb, columns=sym),
@@ -438,58 +417,16 @@ class BacktestResult:
         renamed into place (file by file when ``out_dir`` already holds files), so a failure
         leaves nothing half-written.
         """
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise GpusimError(f"out_dir={str(out)!r} is a file; give a folder path")
         if fmt not in (None, "parquet", "csv"):
             raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")
         best = self.best(sort_by, best_k)  # validates sort_by before anything is written
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()   # not mkdtemp: the folder renamed into place keeps the umask's mode
-        try:
-            fmt = _write_table(self.metrics, tmp / "metrics", fmt)
-            _table(best).to_csv(tmp / "best.csv", index=False)
-            summary = {**self.summary, "metrics_file": f"metrics.{fmt}",
-                       "best": {"sort_by": sort_by, "k": int(best_k)}}
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
-            if out.exists() and any(out.iterdir()):
-                for f in sorted(tmp.iterdir()):
-                    os.replace(f, out / f.name)
-                stale = out / ("metrics.csv" if fmt == "parquet" else "metrics.parquet")
-                stale.unlink(missing_ok=True)
-            else:
-                if out.exists():
-                    out.rmdir()
-                os.rename(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return out
+        return save_metrics(out_dir, self.metrics, best, self.summary, sort_by=sort_by,
+                            best_k=best_k, fmt=fmt)
 
     to_parquet = save
 
 
-def _table(df: pd.DataFrame) -> pd.DataFrame:
-    """Flat table (index levels as columns); mixed-type object columns become strings."""
-    t = df.reset_index()
-    for c in t.columns[: df.index.nlevels]:
-        if t[c].dtype == object and len({type(x) for x in t[c] if x is not None}) > 1:
-            t[c] = t[c].map(lambda x: None if x is None else str(x))
-    return t
 
 
-def _write_table(df: pd.DataFrame, stem: Path, fmt: str | None = None) -> str:
-    """Write ``stem.parquet`` (or ``stem.csv``: when asked, or when Parquet fails with
-    ``fmt=None``); returns the format written."""
-    t = _table(df)
-    try:
-        if fmt == "csv":
-            raise ImportError
-        t.to_parquet(stem.with_suffix(".parquet"), index=False)
-        return "parquet"
-    except Exception:  # pyarrow missing or a column it cannot store
-        if fmt == "parquet":
-            raise
-        stem.with_suffix(".parquet").unlink(missing_ok=True)
-        t.to_csv(stem.with_suffix(".csv"), index=False)
-        return "csv"
+# Former private names, still imported by other modules (to be switched to gpusim.results).
+_table, _write_table, _jsonable = flat_table, write_table, jsonable

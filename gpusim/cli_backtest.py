@@ -240,10 +240,10 @@ def _run(args) -> int:
         out = str(res.save(args.out, best_k=args.top_k, sort_by=args.sort_by, fmt=fmt))
     s = res.summary
     if args.json:
-        from .backtest import _table  # noqa: PLC0415
+        from .results import flat_table  # noqa: PLC0415
 
         payload = {**s, "out": out, "sort_by": args.sort_by,
-                   "best": json.loads(_table(best).to_json(orient="records"))}
+                   "best": json.loads(flat_table(best).to_json(orient="records"))}
         print(json.dumps(payload, indent=2, default=str))
     else:
         rate = s["combination_bars_per_s"]

@@ -203,10 +203,10 @@ def _run(args) -> int:
                            positions=args.positions))
     s = res.summary
     if args.json:
-        from .backtest import _table  # noqa: PLC0415
+        from .results import flat_table  # noqa: PLC0415
 
         payload = {**s, "out": out,
-                   "metrics": json.loads(_table(res.metrics).to_json(orient="records"))}
+                   "metrics": json.loads(flat_table(res.metrics).to_json(orient="records"))}
         print(json.dumps(payload, indent=2, default=str))
     else:
         rate = s["combination_days_per_s"]

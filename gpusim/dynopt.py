@@ -195,7 +195,7 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
         bar.close()
     elapsed = time.perf_counter() - t0
 
-    from .backtest import _jsonable, _versions  # noqa: PLC0415
+    from .results import jsonable, versions  # noqa: PLC0415
 
     metrics = pd.DataFrame(out[:done], index=grid.index_block(0, done), columns=list(METRICS))
     risk = inp.optimal_risk()
@@ -204,13 +204,13 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
         "partial": partial, "n_days": T, "n_instruments": N, "instruments": inp.symbols,
         "start": str(inp.index[0].date()), "end": str(inp.index[-1].date()), "ann": inp.ann,
         "levels": {ax.name: len(ax.labels) for ax in grid.axes},
-        "fixed": {k: _jsonable(v) for k, v in grid.fixed.items()},
-        **{k: _jsonable(v) for k, v in inp.info.items()},
+        "fixed": {k: jsonable(v) for k, v in grid.fixed.items()},
+        **{k: jsonable(v) for k, v in inp.info.items()},
         "avg_optimal_risk": float(np.nanmean(risk)) if np.isfinite(risk).any() else None,
         "chunk_size": cs, "n_chunks": n_chunks, "compile_s": round(t0 - tc, 6),
         "elapsed_s": round(elapsed, 6),
         "combination_days_per_s": float(done * T / elapsed) if elapsed > 0 else None,
-        "versions": _versions(),
+        "versions": versions(),
     }
     return DynoptResult(metrics, summary, partial, ctx)
 
@@ -337,41 +337,13 @@ class DynoptResult:
         ``best.csv`` (top ``best_k`` by ``sort_by``), ``summary.json`` and, with
         ``positions=True``, ``positions_best.csv`` (daily contracts of the best combination)
         into ``out_dir``, atomically (a temporary folder renamed into place)."""
-        import json  # noqa: PLC0415
-        import os  # noqa: PLC0415
-        import shutil  # noqa: PLC0415
-        import uuid  # noqa: PLC0415
-        from pathlib import Path  # noqa: PLC0415
+        from .results import save_metrics  # noqa: PLC0415
 
-        from .backtest import _jsonable, _table, _write_table  # noqa: PLC0415
-
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise GpusimError(f"out_dir={str(out)!r} is a file; give a folder path")
         if fmt not in (None, "parquet", "csv"):
             raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")
         best = self.best(sort_by, best_k)
         pos = self.positions(best.index[0]) if positions and len(best) else None
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            fmt = _write_table(self.metrics, tmp / "metrics", fmt)
-            _table(best).to_csv(tmp / "best.csv", index=False)
-            if pos is not None:
-                pos.to_csv(tmp / "positions_best.csv", index_label="date")
-            summary = {**self.summary, "metrics_file": f"metrics.{fmt}",
-                       "best": {"sort_by": sort_by, "k": int(best_k)}}
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
-            if out.exists() and any(out.iterdir()):
-                for f in sorted(tmp.iterdir()):
-                    os.replace(f, out / f.name)
-                stale = out / ("metrics.csv" if fmt == "parquet" else "metrics.parquet")
-                stale.unlink(missing_ok=True)
-            else:
-                if out.exists():
-                    out.rmdir()
-                os.rename(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return out
+        extra = ({} if pos is None else
+                 {"positions_best.csv": lambda path: pos.to_csv(path, index_label="date")})
+        return save_metrics(out_dir, self.metrics, best, self.summary, sort_by=sort_by,
+                            best_k=best_k, fmt=fmt, extra=extra)

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +24,7 @@ from cpu_ref.search import score_nb, search_ref
 
 from .backend import Backend, resolve_backend
 from .errors import GpusimError
+from .results import atomic_dir, versions
 
 SAMPLERS = tuple(_rng.SAMPLERS)
 DTYPES = ("float64", "float32")
@@ -266,41 +263,16 @@ class SearchResult:
         """
         if fmt not in OUTPUT_FORMATS:
             raise GpusimError(f"format {fmt!r} is unknown; use one of {OUTPUT_FORMATS}")
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
-            name = f"top_k.{fmt}"
+        with atomic_dir(out, stale=("top_k.parquet", "top_k.csv")) as tmp:
             if fmt == "parquet":
-                self.top.to_parquet(tmp / name)
+                self.top.to_parquet(tmp / "top_k.parquet")
             else:
-                self.top.to_csv(tmp / name)
+                self.top.to_csv(tmp / "top_k.csv")
             (tmp / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
-            out.mkdir(exist_ok=True)
-            for f in tmp.iterdir():
-                os.replace(f, out / f.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return out
+        return Path(out)
 
 
 # ----------------------------------------------------------------------------- search
-def versions() -> dict:
-    """Versions of gpusim and its main dependencies (for summaries)."""
-    import numba  # noqa: PLC0415
-
-    from . import __version__  # noqa: PLC0415
-
-    v = {"gpusim": __version__, "python": platform.python_version(), "numpy": np.__version__,
-         "pandas": pd.__version__, "numba": numba.__version__,
-         "platform": platform.platform(), "cpu_count": os.cpu_count()}
-    for mod in ("cvxpy", "cupy"):
-        m = sys.modules.get(mod)
-        if m is not None:
-            v[mod] = getattr(m, "__version__", "?")
-    return v
-
-
 class _CpuRunner:
     """Fused CPU kernel over chunks, BLAS pinned to one thread (the cores run tasks)."""
 

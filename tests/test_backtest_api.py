@@ -346,7 +346,9 @@ def test_save_writes_parquet_best_and_summary(mkt, tmp_path):
 def test_failed_save_leaves_nothing_half_written(mkt, tmp_path, monkeypatch):
     res = backtest(mkt, fees=Param([0.0, 0.002]), backend="cpu", progress=False)
 
-    real_table, calls = bt_mod._table, []
+    import gpusim.results as results_mod
+
+    real_table, calls = results_mod.flat_table, []
 
     def boom(df):                                   # 1st call: metrics file; 2nd: best.csv
         calls.append(1)
@@ -354,7 +356,7 @@ def test_failed_save_leaves_nothing_half_written(mkt, tmp_path, monkeypatch):
             raise OSError("disk full")
         return real_table(df)
 
-    monkeypatch.setattr(bt_mod, "_table", boom)     # fails after metrics were written
+    monkeypatch.setattr(results_mod, "flat_table", boom)  # fails after metrics were written
     with pytest.raises(OSError, match="disk full"):
         res.save(tmp_path / "new")
     assert list(tmp_path.iterdir()) == []                # no folder, no temp left over
