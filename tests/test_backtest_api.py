@@ -1,7 +1,6 @@
 """gpusim.backtest API and `gpusim backtest` CLI: labels, parameter mapping, records, validation,
 outputs. The numbers are checked against the reference cpu_ref.backtest.simulate_1d_nb."""
 
-import importlib
 import json
 from pathlib import Path
 
@@ -16,8 +15,6 @@ from gpusim.cli_backtest import build_parser, parse_values, run
 from gpusim.errors import GpusimError
 from gpusim.grid import Param, RandomWeights
 from gpusim.market import synthetic_market
-
-bt_mod = importlib.import_module("gpusim.backtest")  # the module (gpusim.backtest is the function)
 
 RTOL = 1e-10
 
