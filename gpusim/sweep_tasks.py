@@ -15,8 +15,10 @@ backtest kernel's levels). Built in:
   :func:`gpusim.search` call, bit for bit. All its parameters are call-level (seeds, samplers,
   bounds, ...).
 
-Later tasks (``walkforward``, ``dynopt``) add a runner class and ``register_task(Runner())``.
-Runners must be picklable (the Dask engine ships them and their context to the workers).
+Later tasks (``walkforward``, ``dynopt``) add a runner class and call
+``register_task(Runner())`` when their module is imported; :data:`PROVIDERS` names the module
+so that ``get_task`` imports it on demand. Runners must be picklable (the Dask engine ships
+them and their context to the workers).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from .sweep_engine import cores as _cores
 __all__ = ["TaskRunner", "register_task", "get_task", "available_tasks", "BacktestTask",
            "SearchTask", "level_kind", "coerce_levels"]
 
-PLANNED = {"walkforward": "walk-forward re-optimisation", "dynopt": "dynamic optimisation"}
+PROVIDERS = {"walkforward": ("gpusim.walkforward", "walk-forward re-optimisation"),
+             "dynopt": ("gpusim.dynopt", "dynamic optimisation")}
+"""Tasks whose module registers them when imported: ``get_task`` imports it on demand."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -171,12 +175,20 @@ def available_tasks() -> list[str]:
 
 
 def get_task(name: str) -> TaskRunner:
+    """The runner registered as ``name`` (importing its provider module when needed)."""
+    if name not in _TASKS and name in PROVIDERS:
+        import importlib  # noqa: PLC0415
+
+        try:
+            importlib.import_module(PROVIDERS[name][0])
+        except ImportError:
+            pass
     if name in _TASKS:
         return _TASKS[name]
     known = ", ".join(available_tasks())
-    if name in PLANNED:
-        raise GpusimError(f"task {name!r} ({PLANNED[name]}) cannot be swept yet; available "
-                          f"tasks: {known}")
+    if name in PROVIDERS:
+        raise GpusimError(f"task {name!r} ({PROVIDERS[name][1]}) cannot be swept yet; "
+                          f"available tasks: {known}")
     raise GpusimError(f"task {name!r} is unknown; available tasks: {known}")
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import gpusim
-from gpusim import Param, RandomWeights
+from gpusim import Param, RandomWeights, sweep_tasks
 from gpusim.cli_sweep import main as sweep_main
 from gpusim.errors import GpusimError
 from gpusim.sweep import SweepResult, load_job, plan_job, run_job
@@ -176,12 +176,17 @@ def test_grid_python_forms():
     assert axes[2].values == [(0.5,), (1.5,)] and isinstance(axes[2].values[0][0], float)
 
 
-def test_unknown_and_planned_tasks_and_params(tmp_path, capsys):
-    job = _write(tmp_path / "j.toml", "task = 'walkforward'\nout = 'o'\n")
+def test_unknown_and_planned_tasks_and_params(tmp_path, capsys, monkeypatch):
+    job = _write(tmp_path / "j.toml", "task = 'nosuchtask'\nout = 'o'\n")
     assert sweep_main([str(job)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: task 'walkforward'") and "cannot be swept yet" in err
+    assert err.startswith("error: task 'nosuchtask' is unknown; available tasks: backtest")
     assert err.count("\n") == 1
+    # a task whose provider module does not (yet) register it
+    monkeypatch.setitem(sweep_tasks.PROVIDERS, "later", ("gpusim.no_such_module", "a plan"))
+    job = _write(tmp_path / "j.toml", "task = 'later'\nout = 'o'\n")
+    assert sweep_main([str(job)]) == 2
+    assert "task 'later' (a plan) cannot be swept yet" in capsys.readouterr().err
     job = _write(tmp_path / "j.toml", "task = 'backtest'\nout = 'o'\n[grid]\nfee = [0.1, 0.2]\n")
     assert sweep_main([str(job)]) == 2
     assert "has no parameter 'fee'; use weights, rebalance" in capsys.readouterr().err
