@@ -456,7 +456,7 @@ class _Recorder:
 
 def _summary(s, out, d, run, status, engine, elapsed, compute_s, write_s, assemble_s,
              recovered, extra) -> dict:
-    from .search import versions  # noqa: PLC0415
+    from .results import versions  # noqa: PLC0415
 
     failures = [{"chunk": int(k), **{x: v for x, v in f.items() if x != "traceback"}}
                 for k, f in sorted(d["failed"].items(), key=lambda kv: int(kv[0]))]
