@@ -244,6 +244,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                        for b in range(nb)], axis=1) if nb else None)
     mex = xp.ascontiguousarray(ann * mu - rf)
     F, tri = wk.factorize(xp, cov)
+    gb = wk.bound_vectors(xp, cov)
     G = plan.G(xp, betas, len(pair_key))
     H = {k: (v if xp is np or v is None else xp.asnumpy(v)) for k, v in (
         ("mu", mu), ("cov", cov), ("F", F), ("mex", mex), ("G", G), ("betas", betas))}
@@ -252,7 +253,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
 
     ctx = _Ctx(be=be, xp=xp, plan=plan, code=code, alpha=float(alpha), seed=int(seed), ann=ann,
                rf=rf, solver=solver, bind_tol=bind_tol, U=U, index=index, symbols=symbols,
-               dev={"F": F, "tri": tri, "mex": mex, "G": G}, H=H, chk=chk,
+               dev={"F": F, "tri": tri, "mex": mex, "gb": gb, "G": G}, H=H, chk=chk,
                pair_key=pair_key, nL=nL,
                bounds=[lo, hi, gl, gu], progress=progress)
     n_exact = len(pair_key) if not plan.has_callable else sum(len(b) for b in ws_bars)

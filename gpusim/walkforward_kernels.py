@@ -147,6 +147,23 @@ def factorize(xp, cov):
     return xp.ascontiguousarray(F), xp.asarray(tri)
 
 
+def bound_vectors(xp, cov, iters: int = 12):
+    """(S, A) vectors ``g = cov u / sqrt(u' cov u)`` with ``u`` near the top eigenvector of each
+    covariance (power iterations). For any weights, ``w' cov w >= (g . w)²`` (Cauchy-Schwarz in
+    the cov inner product), whatever ``u`` is; with the top eigenvector the bound is tight for
+    most portfolios, which lets the search skip candidates that cannot win. Arrays in ``xp``."""
+    S, A, _ = cov.shape
+    u = xp.full((S, A), 1.0 / math.sqrt(max(A, 1)))
+    for _ in range(iters):
+        u = xp.einsum("sij,sj->si", cov, u)
+        n = xp.sqrt(xp.sum(u * u, axis=1))
+        u = u / xp.where(n > 0, n, 1.0)[:, None]
+    cu = xp.einsum("sij,sj->si", cov, u)
+    d = xp.sum(u * cu, axis=1)
+    return xp.ascontiguousarray(xp.where((d > 0)[:, None], cu / xp.sqrt(xp.where(d > 0, d, 1.0))
+                                         [:, None], 0.0))
+
+
 # --------------------------------------------------------------------------------------------
 # CPU random search
 # --------------------------------------------------------------------------------------------
@@ -217,17 +234,37 @@ def _weights(E, esum, lo, smp, W):
 
 
 @njit(cache=True, error_model="numpy")
-def _sharpe_block(W, F, tri, mex, ann, Y, q, r, sc):
-    """sc[b] = r / sqrt(ann q) with r = mex . w and q = |F w|² for the BLOCK columns of W.
+def _lin_block(W, v, out):
+    """out[b] = sum_j v_j W[j, b] for the BLOCK columns, summed in index order (four terms
+    per pass; the order of the GPU kernel, so the results are identical)."""
+    A = W.shape[0]
+    for b in range(BLOCK):
+        out[b] = 0.0
+    j = 0
+    while j + 4 <= A:
+        m0, m1, m2, m3 = v[j], v[j + 1], v[j + 2], v[j + 3]
+        w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
+        for b in range(BLOCK):
+            out[b] = (((out[b] + m0 * w0[b]) + m1 * w1[b]) + m2 * w2[b]) + m3 * w3[b]
+        j += 4
+    while j < A:
+        mj = v[j]
+        for b in range(BLOCK):
+            out[b] += mj * W[j, b]
+        j += 1
+
+
+@njit(cache=True, error_model="numpy")
+def _variance_block(W, F, tri, Y, q):
+    """q[b] = |F w|² for the BLOCK columns of W (row i of a triangular F from column i).
 
     Rows of ``F w`` are built four at a time (scratch ``Y`` (4, BLOCK)) over column pairs, so
-    each weight is loaded once for four rows; every sum still runs in index order (row i of a
-    triangular F from column i), the order of the GPU kernel, so the scores are identical.
+    each weight is loaded once for four rows; every sum still runs in index order, as in
+    :func:`_variance_one` and the GPU kernel, so the results are identical.
     """
     A = W.shape[0]
     for b in range(BLOCK):
         q[b] = 0.0
-        r[b] = 0.0
     i = 0
     while i < A:
         nr = min(4, A - i)
@@ -266,21 +303,19 @@ def _sharpe_block(W, F, tri, mex, ann, Y, q, r, sc):
             for b in range(BLOCK):
                 q[b] += Y[k, b] * Y[k, b]
         i += 4
-    j = 0
-    while j + 4 <= A:
-        m0, m1, m2, m3 = mex[j], mex[j + 1], mex[j + 2], mex[j + 3]
-        w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
-        for b in range(BLOCK):
-            r[b] = (((r[b] + m0 * w0[b]) + m1 * w1[b]) + m2 * w2[b]) + m3 * w3[b]
-        j += 4
-    while j < A:
-        mj = mex[j]
-        for b in range(BLOCK):
-            r[b] += mj * W[j, b]
-        j += 1
-    for b in range(BLOCK):
-        v = ann * q[b]
-        sc[b] = r[b] / math.sqrt(v) if v > 0.0 else -_INF
+
+
+@njit(cache=True, error_model="numpy")
+def _variance_one(W, b, F, tri):
+    """|F w|² of column b alone, with the summation order of :func:`_variance_block`."""
+    A = W.shape[0]
+    q = 0.0
+    for i in range(A):
+        y = 0.0
+        for j in range(i if tri else 0, A):
+            y += F[i, j] * W[j, b]
+        q += y * y
+    return q
 
 
 @njit(cache=True, error_model="numpy")
@@ -341,12 +376,17 @@ def _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc):
 
 
 @njit(cache=True, error_model="numpy")
-def _score_task(W, nb, i0, lo, hi, F, tri, mex, G, gl, gu, eqtol, cash, ann, chk,
+def _score_task(W, nb, i0, lo, hi, F, tri, mex, gb, G, gl, gu, eqtol, cash, ann, chk,
                 y, q, r, RV, scl, sc, acc, bs, bi, bsc, as_, ai, nacc):
-    """Sharpe and acceptance of one block of weights ``W`` (A, BLOCK) for one task; update the
+    """Acceptance and Sharpe of one block of weights ``W`` (A, BLOCK) for one task; update the
     task's per-segment bests ``bs/bi/bsc`` (accepted: score, index, scale), ``as_/ai`` (any)
-    and counts ``nacc``."""
-    _sharpe_block(W, F, tri, mex, ann, y, q, r, sc)
+    and counts ``nacc``.
+
+    Pruning (exact): ``w' cov w >= (gb . w)²`` (Cauchy-Schwarz, see :func:`bound_vectors`), so
+    ``r / sqrt(ann (gb . w)²)`` bounds the Sharpe from above. A candidate whose bound is below
+    the best of its segment (the accepted best when it is accepted) cannot be selected and is
+    not scored (score -inf); the others are scored exactly.
+    """
     free = not cash and G.shape[0] == 0      # then only upper weight bounds < 1 can reject
     for j in range(W.shape[0]):
         if hi[j] < 1.0:
@@ -357,6 +397,37 @@ def _score_task(W, nb, i0, lo, hi, F, tri, mex, G, gl, gu, eqtol, cash, ann, chk
             acc[b] = True
     else:
         _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc)
+    _lin_block(W, mex, r)
+    _lin_block(W, gb, q)                     # q holds gb . w until the variances
+    sq = math.sqrt(ann)
+    seg = 0
+    while i0 >= chk[seg]:
+        seg += 1
+    n_live = 0
+    for b in range(nb):
+        while i0 + b >= chk[seg]:
+            seg += 1
+        thr = bs[seg] if acc[b] else as_[seg]
+        rb = r[b]
+        if rb > 0.0:
+            z = abs(q[b]) * sq
+            ub = rb / z if z > 0.0 else _INF
+        else:
+            ub = 0.0
+        live = not (thr > 0.0 and ub < thr * (1.0 - 1e-9))
+        sc[b] = 1.0 if live else -_INF      # marks the live lanes
+        n_live += 1 if live else 0
+    if n_live > BLOCK // 8:
+        _variance_block(W, F, tri, y, q)
+        for b in range(nb):
+            if sc[b] == 1.0:
+                v = ann * q[b]
+                sc[b] = r[b] / math.sqrt(v) if v > 0.0 else -_INF
+    else:
+        for b in range(nb):
+            if sc[b] == 1.0:
+                v = ann * _variance_one(W, b, F, tri)
+                sc[b] = r[b] / math.sqrt(v) if v > 0.0 else -_INF
     seg = 0
     while i0 >= chk[seg]:
         seg += 1
@@ -403,15 +474,16 @@ def _score_task(W, nb, i0, lo, hi, F, tri, mex, G, gl, gu, eqtol, cash, ann, chk
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def search_cpu_nb(item_grp, item_split, item_c0, item_c1, grp_key, grp_t0, grp_t1, task_sid,
-                  task_cid, task_n, code, alpha, F, tri, mex, G, lo, hi, gl, gu, eqtol, cash,
-                  ann, chk, bs, bi, bsc, as_, ai, nacc):
+                  task_cid, task_n, code, alpha, F, tri, mex, gb, G, lo, hi, gl, gu, eqtol,
+                  cash, ann, chk, bs, bi, bsc, as_, ai, nacc):
     """Fused per-period random search on the CPU (prange over work items).
 
     Work item ``it`` scores candidates ``item_c0[it] .. item_c1[it]-1`` of group
     ``item_grp[it]`` (stream key ``grp_key[g]``, tasks ``grp_t0[g] .. grp_t1[g]-1``) for every
     task of the group, candidates beyond a task's ``task_n`` excepted, and writes split
     ``item_split[it]`` of the outputs. Task inputs: ``F[sid]`` (A, A) factor, ``tri[sid]``,
-    ``mex[sid]`` (A,) annual excess means ``ann mu - rf``, ``G[sid]`` (M, A) rows,
+    ``mex[sid]`` (A,) annual excess means ``ann mu - rf``, ``gb[sid]`` (A,) variance bound
+    vector (:func:`bound_vectors`), ``G[sid]`` (M, A) rows,
     ``lo/hi[cid]`` (A,), ``gl/gu[cid]`` (M,); ``eqtol`` (M,); ``chk`` (n_seg,) checkpoints.
 
     Outputs (host arrays, shape (n_tasks, n_split, n_seg), filled in place; initialise to
@@ -456,8 +528,9 @@ def search_cpu_nb(item_grp, item_split, item_c0, item_c1, grp_key, grp_t0, grp_t
                 if cid != last:            # tasks sharing bounds share the weights
                     _weights(E, esum, lo[cid], smp, W)
                     last = cid
-                _score_task(W, nt, i0, lo[cid], hi[cid], F[sid], tri[sid], mex[sid], G[sid],
-                            gl[cid], gu[cid], eqtol, cash, ann, chk, y, q, r, RV, scl, sc, acc,
+                _score_task(W, nt, i0, lo[cid], hi[cid], F[sid], tri[sid], mex[sid], gb[sid],
+                            G[sid], gl[cid], gu[cid], eqtol, cash, ann, chk, y, q, r, RV, scl,
+                            sc, acc,
                             bs[task, sp], bi[task, sp], bsc[task, sp], as_[task, sp],
                             ai[task, sp], nacc[task, sp])
 
@@ -651,15 +724,15 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
 
     Tasks are sorted by their date index ``t_d`` (into the bar array ``dates``); tasks of one
     date form a group sharing the period's stream. ``dev`` holds the window arrays ``F``,
-    ``tri``, ``mex``, ``G`` (in ``xp``); ``lo, hi, gl, gu`` are the host bounds indexed by
+    ``tri``, ``mex``, ``gb``, ``G`` (in ``xp``); ``lo, hi, gl, gu`` are the host bounds indexed by
     ``t_cid``. Returns the dict of :func:`reduce_segments` ((n_tasks, n_seg) host arrays).
     """
     gd, first = np.unique(t_d, return_index=True)
     _, keys = period_keys_nb(np.uint64(seed), dates[gd])
     last = np.append(first[1:], len(t_d))
     grp_n = np.array([t_n[a:b].max() for a, b in zip(first, last)], dtype=np.int64)
-    args = (dev["F"], dev["tri"], dev["mex"], dev["G"], lo, hi, gl, gu, eqtol, bool(cash),
-            float(ann), chk)
+    args = (dev["F"], dev["tri"], dev["mex"], dev["gb"], dev["G"], lo, hi, gl, gu, eqtol,
+            bool(cash), float(ann), chk)
     if be.name == "gpu":
         from .kernels.walkforward_cuda import search_gpu  # noqa: PLC0415
 

@@ -110,6 +110,7 @@ def test_cpu_search_invariant_to_work_splitting(mkt):
     a, t = np.array([1, 100]), np.array([150, 250])
     mu, cov = wk.window_stats(np, close, a, t)
     F, tri = wk.factorize(np, cov)
+    gb = wk.bound_vectors(np, cov)
     mex = np.ascontiguousarray(252 * mu)
     G = np.zeros((2, 0, 4))
     lo, hi = np.zeros((2, 4)), np.full((2, 4), 0.45)
@@ -122,7 +123,7 @@ def test_cpu_search_invariant_to_work_splitting(mkt):
         ig, isp, c0, c1, ns = wk.plan_items(tn, threads)
         outs = wk.new_outputs(2, ns, 3)
         wk.search_cpu_nb(ig, isp, c0, c1, keys, np.array([0, 1]), np.array([1, 2]),
-                         np.array([0, 1]), np.array([0, 1]), tn, 1, 1.0, F, tri, mex, G, lo,
+                         np.array([0, 1]), np.array([0, 1]), tn, 1, 1.0, F, tri, mex, gb, G, lo,
                          hi, gl, gu, np.zeros(0), False, 252.0, chk, *outs)
         res.append((ns, wk.reduce_segments(*outs)))
     assert res[0][0] == 1 and res[1][0] > 1

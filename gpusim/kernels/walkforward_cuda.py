@@ -4,8 +4,9 @@ targets. Import only after the backend chose the GPU (this imports numba.cuda).
 Search (:func:`search_cuda`): thread ``tid`` serves task ``tid // n_slices`` and scores its
 candidates ``slice, slice + n_slices, ...`` (``slice = tid % n_slices``): each candidate is built
 by the shared counter-based sampler (:mod:`gpusim.kernels.rng_dev`, the same stream as the CPU),
-scored (``|F w|²`` with the window's covariance factor), scaled and checked against the
-constraints exactly as :mod:`gpusim.walkforward_kernels` does, and the thread keeps the best of
+scaled and checked against the constraints, bounded (``r / sqrt(ann (g.w)²)``) and, unless the
+bound shows it cannot beat the thread's best, scored (``|F w|²`` with the window's covariance
+factor), exactly as :mod:`gpusim.walkforward_kernels` does, and the thread keeps the best of
 each checkpoint segment in the (n_tasks, n_slices, n_seg) outputs, reduced on the host by
 :func:`gpusim.walkforward_kernels.reduce_segments`. No population is stored.
 
@@ -37,8 +38,8 @@ fadd = _bdev["fadd"]
 
 
 @cuda.jit
-def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, tri, mex, G, lo,
-                hi, gl, gu, eqtol, cash, ann, chk, bs, bi, bsc, as_, ai, nacc):
+def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, tri, mex, gb, G,
+                lo, hi, gl, gu, eqtol, cash, ann, chk, bs, bi, bsc, as_, ai, nacc):
     """One thread per (task, slice); arrays as in
     :func:`gpusim.walkforward_kernels.search_cpu_nb` with per-task stream keys ``task_key`` and
     outputs of shape (n_tasks, n_slices, n_seg)."""
@@ -61,21 +62,12 @@ def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, 
     for j in range(A):
         lo_sum += lo_t[j]
     j_tri = tri[sid]
+    sq_ann = math.sqrt(ann)
     seg = 0
     for i in range(sl, task_n[task], n_slices):
         while i >= chk[seg]:
             seg += 1
         sample_dev(key, i, code, alpha, lo_t, hi_t, lo_sum, w)  # hi is checked below
-        q = 0.0
-        r = 0.0
-        for ii in range(A):
-            yy = 0.0
-            for j in range(ii if j_tri else 0, A):
-                yy = fadd(yy, fmul(F[sid, ii, j], w[j]))
-            q = fadd(q, fmul(yy, yy))
-            r = fadd(r, fmul(mex[sid, ii], w[ii]))
-        v = ann * q
-        score = r / math.sqrt(v) if v > 0.0 else -math.inf
         for m in range(M):
             acc = 0.0
             for j in range(A):
@@ -107,19 +99,42 @@ def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, 
             elif x < fadd(lw, -fmul(_SLACK, 1.0 + abs(lw))) or \
                     x > fadd(u, fmul(_SLACK, 1.0 + abs(u))):
                 ok = False
+        if ok:
+            nacc[task, sl, seg] += 1
+        r = 0.0
+        z = 0.0
+        for j in range(A):
+            r = fadd(r, fmul(mex[sid, j], w[j]))
+            z = fadd(z, fmul(gb[sid, j], w[j]))
+        # prune (exact): r / sqrt(ann z²) bounds the Sharpe from above, see bound_vectors
+        thr = bs[task, sl, seg] if ok else as_[task, sl, seg]
+        if r > 0.0:
+            zz = abs(z) * sq_ann
+            ub = r / zz if zz > 0.0 else math.inf
+        else:
+            ub = 0.0
+        if thr > 0.0 and ub < thr * (1.0 - 1e-9):
+            continue
+        q = 0.0
+        for ii in range(A):
+            yy = 0.0
+            for j in range(ii if j_tri else 0, A):
+                yy = fadd(yy, fmul(F[sid, ii, j], w[j]))
+            q = fadd(q, fmul(yy, yy))
+        v = ann * q
+        score = r / math.sqrt(v) if v > 0.0 else -math.inf
         if score > as_[task, sl, seg]:
             as_[task, sl, seg] = score
             ai[task, sl, seg] = i
         if ok:
-            nacc[task, sl, seg] += 1
             if score > bs[task, sl, seg]:
                 bs[task, sl, seg] = score
                 bi[task, sl, seg] = i
                 bsc[task, sl, seg] = s
 
 
-def search_gpu(xp, task_key, task_sid, task_cid, task_n, code, alpha, F, tri, mex, G, lo, hi,
-               gl, gu, eqtol, cash, ann, chk, *, n_slices=None, threads_per_block=128):
+def search_gpu(xp, task_key, task_sid, task_cid, task_n, code, alpha, F, tri, mex, gb, G, lo,
+               hi, gl, gu, eqtol, cash, ann, chk, *, n_slices=None, threads_per_block=128):
     """Launch :func:`search_cuda`; inputs are host or ``xp`` arrays, outputs the host arrays of
     :func:`gpusim.walkforward_kernels.new_outputs` shape (n_tasks, n_slices, n_seg)."""
     A = F.shape[1]
@@ -130,14 +145,15 @@ def search_gpu(xp, task_key, task_sid, task_cid, task_n, code, alpha, F, tri, me
     if n_slices is None:   # ~1e5 threads in all, at most one slice per 64 candidates
         n_slices = int(max(1, min(max(1, 100_000 // max(nt, 1)), int(max(task_n)) // 64)))
     outs = _wk.new_outputs(nt, n_slices, len(chk), xp)
-    (k, sid, cid, n, F, tri, mex, G, lo, hi, gl, gu, eqtol, chk) = (
+    (k, sid, cid, n, F, tri, mex, gb, G, lo, hi, gl, gu, eqtol, chk) = (
         xp.ascontiguousarray(xp.asarray(x)) for x in (task_key, task_sid, task_cid, task_n, F,
-                                                      tri, mex, G, lo, hi, gl, gu, eqtol, chk))
+                                                      tri, mex, gb, G, lo, hi, gl, gu, eqtol,
+                                                      chk))
     threads = nt * n_slices
     blocks = max(1, -(-threads // threads_per_block))
     search_cuda[blocks, threads_per_block](k, sid, cid, n, np.int64(n_slices), int(code),
-                                           float(alpha), F, tri, mex, G, lo, hi, gl, gu, eqtol,
-                                           bool(cash), float(ann), chk, *outs)
+                                           float(alpha), F, tri, mex, gb, G, lo, hi, gl, gu,
+                                           eqtol, bool(cash), float(ann), chk, *outs)
     if xp is np:
         return outs
     return tuple(xp.asnumpy(o) for o in outs)
