@@ -30,6 +30,9 @@ _EXPORTS = {
     "FuturesData": "futures",
     "load_futures": "futures",
     "synthetic_futures": "futures",
+    "SweepResult": "sweep",
+    "TaskRunner": "sweep_tasks",
+    "register_task": "sweep_tasks",
     "max_sharpe": "mvo",
     "min_variance": "mvo",
     "efficient_frontier": "mvo",
@@ -41,8 +44,9 @@ _EXPORTS = {
 from .backtest import backtest  # noqa: E402
 from .dynopt import dynopt  # noqa: E402
 from .search import search, verify  # noqa: E402
+from .sweep import sweep  # noqa: E402
 
-__all__ = sorted([*_EXPORTS, "backtest", "dynopt", "search", "verify"]) + ["__version__"]
+__all__ = sorted([*_EXPORTS, "backtest", "dynopt", "search", "sweep", "verify"]) + ["__version__"]
 
 
 def __getattr__(name: str):

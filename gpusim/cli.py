@@ -1,4 +1,4 @@
-"""The ``gpusim`` command line: search, backtest, dynopt, verify, bench, info.
+"""The ``gpusim`` command line: search, backtest, dynopt, sweep, verify, bench, info.
 
 Every command prints one line ``error: ...`` on stderr and exits with status 2 on bad input
 (never a traceback); Ctrl-C exits with 130 (a search interrupted mid-way still prints and saves
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__  # noqa: PLC0415
     from .cli_backtest import add_parser as add_backtest  # noqa: PLC0415
     from .cli_dynopt import add_parser as add_dynopt  # noqa: PLC0415
+    from .cli_sweep import add_parser as add_sweep  # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog="gpusim", description="Batch simulator for portfolio "
                                 "research on CUDA GPUs, with a CPU fallback.")
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     add_backtest(sub)
     add_dynopt(sub)
+    add_sweep(sub)
     _add_verify(sub)
     _add_bench(sub)
     _add_info(sub)

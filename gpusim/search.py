@@ -45,7 +45,7 @@ def _as_int(value, name: str, lo: int, hi: int) -> int:
     return int(f)
 
 
-def _stats_from(market, ann, symbols):
+def stats_from(market, ann, symbols):
     """(mu, cov, ann, ann_source, symbols, name) from a Market, a price frame or (mu, cov)."""
     from .market import Market, load_prices  # noqa: PLC0415
 
@@ -81,7 +81,7 @@ def _stats_from(market, ann, symbols):
                       "load files with gpusim.load_prices(path)")
 
 
-def _bounds(bounds, A: int, symbols) -> tuple[np.ndarray, np.ndarray]:
+def resolve_bounds(bounds, A: int, symbols) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) arrays from None, (lo, hi) scalars/arrays or dicts keyed by symbol."""
     from .mvo import check_bounds  # noqa: PLC0415  (cheap: cvxpy stays lazy)
 
@@ -316,11 +316,43 @@ class _GpuRunner:
         pass
 
 
+def check_args(*, n, top_k, seed, sampler, alpha, rf, dtype, backend_name, start=0) -> dict:
+    """Validate and normalise search arguments (one-line :class:`GpusimError` on bad input).
+
+    Returns ``{n, start, top_k, k, seed, alpha, rf, code, key}`` (``k = min(top_k, n)``,
+    ``code`` the sampler code, ``key`` the stream key as uint64).
+    """
+    n = _as_int(n, "n", 1, _rng.MAX_CANDIDATES)
+    start = _as_int(start, "start", 0, _rng.MAX_CANDIDATES - n)
+    top_k = _as_int(top_k, "top_k", 1, 100_000)
+    seed = _as_int(seed, "seed", 0, 2**63 - 1)
+    if sampler not in SAMPLERS:
+        raise GpusimError(f"sampler={sampler!r} is unknown; use one of {', '.join(SAMPLERS)}")
+    try:
+        alpha, rf = float(alpha), float(rf)
+    except (TypeError, ValueError):
+        raise GpusimError("alpha and rf must be numbers") from None
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise GpusimError(f"alpha={alpha!r} must be a positive concentration (1 = flat)")
+    if not math.isfinite(rf):
+        raise GpusimError(f"rf={rf!r} must be a finite annual rate")
+    if dtype not in DTYPES:
+        raise GpusimError(f"dtype={dtype!r} is unknown; use 'float64' (default) or 'float32' "
+                          "(GPU only)")
+    if dtype == "float32" and backend_name != "gpu":
+        raise GpusimError("dtype='float32' is GPU-only (the CPU path scores in float64); "
+                          "use backend='gpu' or dtype='float64'")
+    return {"n": n, "start": start, "top_k": top_k, "k": min(top_k, n), "seed": seed,
+            "alpha": alpha, "rf": rf, "code": _rng.sampler_code(sampler, alpha),
+            "key": np.uint64(_rng.seed_key_nb(seed))}
+
+
 def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.0,
            seed: int = 0, top_k: int = 10, bounds=None, rf: float = 0.0, ann=None,
            symbols=None, backend="auto", dtype: str = "float64", chunk_size=None,
-           progress=None, baselines: bool = True, solver=None) -> SearchResult:
-    """Score candidates ``0 .. n-1`` of the stream ``seed`` by ex-ante Sharpe; keep the top k.
+           progress=None, baselines: bool = True, solver=None, start: int = 0) -> SearchResult:
+    """Score candidates ``start .. start+n-1`` of the stream ``seed`` by ex-ante Sharpe; keep
+    the top k.
 
     Parameters
     ----------
@@ -339,36 +371,24 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     chunk_size : candidates per kernel call (default: adaptive, ~0.5 s per chunk on the CPU).
     progress : show a tqdm bar (default: when stderr is a terminal).
     baselines : also solve the exact max-Sharpe and min-variance portfolios with cvxpy.
+    start : first candidate index (default 0): ranges of one stream searched separately merge
+        (:func:`merge_topk`) into exactly the top-k of one search over their union.
 
     Returns
     -------
     SearchResult (host memory). Interrupted with Ctrl-C, it holds the best of the candidates
     evaluated so far and ``summary["partial"]`` is True.
     """
-    n = _as_int(n, "n", 1, _rng.MAX_CANDIDATES)
-    top_k = _as_int(top_k, "top_k", 1, 100_000)
-    seed = _as_int(seed, "seed", 0, 2**63 - 1)
-    if sampler not in SAMPLERS:
-        raise GpusimError(f"sampler={sampler!r} is unknown; use one of {', '.join(SAMPLERS)}")
-    alpha = float(alpha)
-    if not (math.isfinite(alpha) and alpha > 0):
-        raise GpusimError(f"alpha={alpha!r} must be a positive concentration (1 = flat)")
-    rf = float(rf)
     be = resolve_backend(backend)
-    if dtype not in DTYPES:
-        raise GpusimError(f"dtype={dtype!r} is unknown; use 'float64' (default) or 'float32' "
-                          "(GPU only)")
-    if dtype == "float32" and be.name != "gpu":
-        raise GpusimError("dtype='float32' is GPU-only (the CPU path scores in float64); "
-                          "use backend='gpu' or dtype='float64'")
-    mu, cov, ann_v, ann_src, syms, name = _stats_from(market, ann, symbols)
+    a = check_args(n=n, top_k=top_k, seed=seed, sampler=sampler, alpha=alpha, rf=rf,
+                   dtype=dtype, backend_name=be.name, start=start)
+    n, start, seed, alpha, rf, code, key, k = (a["n"], a["start"], a["seed"], a["alpha"],
+                                               a["rf"], a["code"], a["key"], a["k"])
+    mu, cov, ann_v, ann_src, syms, name = stats_from(market, ann, symbols)
     A = mu.size
     if A > _rng.MAX_ASSETS:
         raise GpusimError(f"{A} assets exceed the generator's limit of {_rng.MAX_ASSETS}")
-    lo, hi = _bounds(bounds, A, syms)
-    code = _rng.sampler_code(sampler, alpha)
-    key = np.uint64(_rng.seed_key_nb(seed))
-    k = min(top_k, n)
+    lo, hi = resolve_bounds(bounds, A, syms)
 
     if chunk_size is not None:
         chunk = _as_int(chunk_size, "chunk_size", 1, _rng.MAX_CANDIDATES)
@@ -389,13 +409,13 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     best_i = np.empty(0, dtype=np.int64)
     done = n_valid = 0
     partial = False
-    runner.run(0, 1)  # compile (or load from cache) before the clock starts; result discarded
+    runner.run(start, 1)  # compile (or load from cache) before the clock starts; discarded
     t0 = time.perf_counter()
     try:
         while done < n:
             m = min(chunk, n - done)
             tc = time.perf_counter()
-            s, i, ok = runner.run(done, m)
+            s, i, ok = runner.run(start + done, m)
             dt = time.perf_counter() - tc
             best_s, best_i = merge_topk(np, np.concatenate([best_s, s]),
                                         np.concatenate([best_i, i]), k)
@@ -424,7 +444,7 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
         "task": "search", "market": name, "symbols": syms, "n_assets": A, "ann": ann_v,
         "ann_source": ann_src, "rf": rf, "seed": seed, "sampler": sampler,
         "sampler_code": code, "alpha": alpha, "bounds": None if bounds is None else
-        {"lo": lo.tolist(), "hi": hi.tolist()}, "n": n, "n_evaluated": done,
+        {"lo": lo.tolist(), "hi": hi.tolist()}, "start": start, "n": n, "n_evaluated": done,
         "n_valid": n_valid, "top_k": k, "backend": be.label, "dtype": dtype,
         "elapsed_s": elapsed, "candidates_per_s": done / elapsed if elapsed > 0 else float("nan"),
         "partial": partial, "best_sharpe": float(best_s[0]) if best_s.size else None,

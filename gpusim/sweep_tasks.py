@@ -456,9 +456,9 @@ class SearchTask(TaskRunner):
     partial_points = False
 
     def prepare(self, market, fixed, native_axes, backend):
-        from .search import _stats_from  # noqa: PLC0415
+        from .search import stats_from  # noqa: PLC0415
 
-        mu, cov, ann, _, syms, _ = _stats_from(market, None, None)
+        mu, cov, ann, _, syms, _ = stats_from(market, None, None)
         if backend.name == "gpu":
             default = 2 ** 12 if backend.simulator else 2 ** 28
         else:
@@ -469,41 +469,22 @@ class SearchTask(TaskRunner):
         return ctx
 
     def _params(self, ctx, point) -> dict:
-        from cpu_ref import rng  # noqa: PLC0415
 
-        from .search import DTYPES, SAMPLERS, _as_int, _bounds  # noqa: PLC0415
+        from .search import check_args, resolve_bounds  # noqa: PLC0415
 
         kw = {**SEARCH_DEFAULTS, **ctx.fixed, **point}
-        n = _as_int(kw["n"], "n", 1, rng.MAX_CANDIDATES)
-        top_k = _as_int(kw["top_k"], "top_k", 1, 100_000)
-        seed = _as_int(kw["seed"], "seed", 0, 2 ** 63 - 1)
-        if kw["sampler"] not in SAMPLERS:
-            raise GpusimError(f"sampler={kw['sampler']!r} is unknown; use one of "
-                              f"{', '.join(SAMPLERS)}")
-        try:
-            alpha, rf = float(kw["alpha"]), float(kw["rf"])
-        except (TypeError, ValueError):
-            raise GpusimError("alpha and rf must be numbers") from None
-        if not (math.isfinite(alpha) and alpha > 0):
-            raise GpusimError(f"alpha={alpha!r} must be a positive concentration (1 = flat)")
-        if not math.isfinite(rf):
-            raise GpusimError(f"rf={rf!r} must be a finite annual rate")
-        if kw["dtype"] not in DTYPES:
-            raise GpusimError(f"dtype={kw['dtype']!r} is unknown; use 'float64' (default) or "
-                              "'float32' (GPU only)")
-        if kw["dtype"] == "float32" and ctx.backend != "gpu":
-            raise GpusimError("dtype='float32' is GPU-only (the CPU path scores in float64); "
-                              "use backend='gpu' or dtype='float64'")
+        a = check_args(n=kw["n"], top_k=kw["top_k"], seed=kw["seed"], sampler=kw["sampler"],
+                       alpha=kw["alpha"], rf=kw["rf"], dtype=kw["dtype"],
+                       backend_name=ctx.backend)
         if "bounds" in kw and ("lo" in kw or "hi" in kw):
             raise GpusimError("give bounds or lo/hi, not both")
         bounds = kw.get("bounds")
         if bounds is None and ("lo" in kw or "hi" in kw):
             bounds = (kw.get("lo"), kw.get("hi"))
-        lo, hi = _bounds(bounds, ctx.mu.size, ctx.symbols)
-        code = rng.sampler_code(kw["sampler"], alpha)
-        return {"n": n, "k": min(top_k, n), "seed": seed, "key": np.uint64(rng.seed_key_nb(seed)),
-                "code": code, "alpha": alpha, "lo": lo, "hi": hi, "rf": rf,
-                "dtype": kw["dtype"]}
+        lo, hi = resolve_bounds(bounds, ctx.mu.size, ctx.symbols)
+        return {"n": a["n"], "k": a["k"], "seed": a["seed"], "key": a["key"], "code": a["code"],
+                "alpha": a["alpha"], "lo": lo, "hi": hi, "rf": a["rf"], "dtype": kw["dtype"],
+                "sampler": kw["sampler"], "bounds": None if bounds is None else (lo, hi)}
 
     def check_point(self, ctx, point):
         self._params(ctx, point)
@@ -520,24 +501,18 @@ class SearchTask(TaskRunner):
         return {"candidates": f"{part['start']}..{part['start'] + part['n'] - 1}"}
 
     def run(self, ctx, point, part):
-        from .backend import resolve_backend  # noqa: PLC0415
-        from .search import _CpuRunner, _GpuRunner, merge_topk  # noqa: PLC0415
+        from .search import search  # noqa: PLC0415
 
         p = self._params(ctx, point)
-        args = (p["key"], p["code"], p["alpha"], p["lo"], p["hi"], ctx.mu, ctx.cov, ctx.ann,
-                p["rf"], p["k"])
         t0 = time.perf_counter()
-        runner = (_CpuRunner(*args) if ctx.backend == "cpu" else
-                  _GpuRunner(resolve_backend("gpu"), *args, min(part["n"], ctx.default_chunk),
-                             p["dtype"]))
-        try:
-            s, i, n_ok = runner.run(part["start"], part["n"])
-        finally:
-            runner.close()
-        s, i = merge_topk(np, np.asarray(s), np.asarray(i), p["k"])
-        table = pd.DataFrame({"candidate": np.asarray(i, dtype=np.int64),
-                              "sharpe": np.asarray(s, dtype=np.float64)})
-        return table, {"n_valid": int(n_ok), "compute_s": time.perf_counter() - t0}
+        res = search((ctx.mu, ctx.cov), n=part["n"], start=part["start"], sampler=p["sampler"],
+                     alpha=p["alpha"], seed=p["seed"], top_k=p["k"], bounds=p["bounds"],
+                     rf=p["rf"], ann=ctx.ann, symbols=ctx.symbols, backend=ctx.backend,
+                     dtype=p["dtype"], chunk_size=min(part["n"], ctx.default_chunk),
+                     progress=False, baselines=False)
+        table = res.top[["candidate", "sharpe"]].reset_index(drop=True)
+        return table, {"n_valid": int(res.summary["n_valid"]),
+                       "compute_s": time.perf_counter() - t0}
 
     def reduce(self, ctx, point, items, info):
         from cpu_ref.search import score_nb  # noqa: PLC0415
