@@ -43,6 +43,11 @@ SUM_TOL = 1e-8
 """Weight vectors must sum to 1 within this tolerance."""
 
 
+def _label(x) -> str:
+    """A row label for messages: NumPy scalars shown as plain Python values."""
+    return repr(x.item() if isinstance(x, np.generic) else x)
+
+
 class Param:
     """A sweep axis: the values one argument takes across the grid.
 
@@ -441,17 +446,17 @@ def _check_vectors(W: np.ndarray, labels, symbols: list[str]) -> np.ndarray:
                           f"({_names(symbols)}); give one weight per symbol")
     if not np.all(np.isfinite(W)):
         r = int(np.flatnonzero(~np.isfinite(W).all(axis=1))[0])
-        raise GpusimError(f"weights: row {labels[r]!r} has a NaN or inf weight; give finite "
+        raise GpusimError(f"weights: row {_label(labels[r])} has a NaN or inf weight; give finite "
                           "weights")
     if np.any(W < 0):
         r, j = map(int, np.argwhere(W < 0)[0])
-        raise GpusimError(f"weights: row {labels[r]!r} has weight {W[r, j]:g} for {symbols[j]!r}; "
+        raise GpusimError(f"weights: row {_label(labels[r])} has weight {W[r, j]:g} for {symbols[j]!r}; "
                           "weights are long-only: use values >= 0")
     s = W.sum(axis=1)
     bad = np.flatnonzero(np.abs(s - 1.0) > SUM_TOL)
     if bad.size:
         r = int(bad[0])
-        raise GpusimError(f"weights: row {labels[r]!r} sums to {s[r]:.10g}, not 1 (tolerance "
+        raise GpusimError(f"weights: row {_label(labels[r])} sums to {s[r]:.10g}, not 1 (tolerance "
                           f"{SUM_TOL:g}); normalise it, e.g. w / w.sum()")
     return np.ascontiguousarray(W, dtype=np.float64)
 
