@@ -327,11 +327,12 @@ def reference_choice(close, bench, t, lookback, seed, n, code, alpha, lo, hi, st
 
     Returns ``(period seed, search_period_1d_nb's tuple, mu, cov, G)``.
     """
+    close = np.array(close, dtype=np.float64, order="C")   # writable C arrays: one signature
     a = 1 if lookback is None else max(1, t - lookback)
     mu, cov = window_stats_1d_nb(close, a, t)
     G = np.array(static_G, dtype=np.float64).copy()
     if bench is not None and len(beta_rows):
-        betas = betas_1d_nb(close, np.ascontiguousarray(bench, dtype=np.float64), a, t)
+        betas = betas_1d_nb(close, np.array(bench, dtype=np.float64, order="C"), a, t)
         for row, col in beta_rows:
             G[row] = betas[col]
     pseed = period_seed_nb(np.uint64(seed), t)

@@ -164,7 +164,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     prices = mkt.prices
     index = prices.index
     symbols = [str(s) for s in prices.columns]
-    close = np.ascontiguousarray(prices.to_numpy(dtype=np.float64))
+    close = np.array(prices.to_numpy(dtype=np.float64), order="C")  # writable C copy
     T, A = close.shape
     ann = float(mkt.ann)
     if method not in METHODS:

@@ -731,6 +731,10 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
     ``tri``, ``mex``, ``gb``, ``G`` (in ``xp``); ``lo, hi, gl, gu`` are the host bounds indexed by
     ``t_cid``. Returns the dict of :func:`reduce_segments` ((n_tasks, n_seg) host arrays).
     """
+    # contiguous int64 / float64 only: one compiled signature of the kernel
+    t_sid, t_cid, t_n, t_d = (np.ascontiguousarray(v, dtype=np.int64) for v in (
+        t_sid, t_cid, t_n, t_d))
+    lo, hi, gl, gu = (np.ascontiguousarray(v, dtype=np.float64) for v in (lo, hi, gl, gu))
     gd, first = np.unique(t_d, return_index=True)
     _, keys = period_keys_nb(np.uint64(seed), dates[gd])
     last = np.append(first[1:], len(t_d))

@@ -48,6 +48,12 @@ def _ref_metrics_close(res):
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-13, equal_nan=True)
 
 
+def _c(x):
+    """A writable C-ordered float64 copy (pandas hands out read-only Fortran views; one layout
+    keeps one compiled signature of each kernel)."""
+    return np.array(x, dtype=np.float64, order="C")
+
+
 def _beta(close, bench, t, lookback):
     a = 1 if lookback is None else max(1, t - lookback)
     return ref.betas_1d_nb(close, bench[:, None], a, t)[0]
@@ -84,7 +90,7 @@ def test_fast_exponentials_bit_identical_to_shared_rng():
 
 
 def test_window_stats_xp_match_reference_two_pass():
-    close = gpusim.synthetic_market(n_assets=5, n_bars=300, seed=2).prices.to_numpy()
+    close = _c(gpusim.synthetic_market(n_assets=5, n_bars=300, seed=2).prices.to_numpy())
     a = np.array([1, 1, 40, 200, 297])
     t = np.array([3, 300, 103, 300, 300])
     mu, cov = wk.window_stats(np, close, a, t)
@@ -106,12 +112,12 @@ def test_period_keys_match_reference_seeds():
 
 def test_cpu_search_invariant_to_work_splitting(mkt):
     """Items split the candidates of a date differently; the reduced result is identical."""
-    close = mkt.prices.to_numpy()
+    close = _c(mkt.prices.to_numpy())
     a, t = np.array([1, 100]), np.array([150, 250])
     mu, cov = wk.window_stats(np, close, a, t)
     F, tri = wk.factorize(np, cov)
     gb = wk.bound_vectors(np, cov)
-    mex = np.ascontiguousarray(252 * mu)
+    mex = 252 * mu
     G = np.zeros((2, 0, 4))
     lo, hi = np.zeros((2, 4)), np.full((2, 4), 0.45)
     gl, gu = np.zeros((2, 0)), np.zeros((2, 0))
@@ -177,7 +183,7 @@ def test_cpu_matches_reference_on_every_metric_and_choice(mkt):
 def test_chosen_weights_regenerate_and_rescore(mkt):
     res = walkforward(mkt, every="M", lookback=60, num_tests=Param([30, 2000]), seed=9,
                       constraints=[WeightBounds(lo=0.05, hi=0.6)], **KW)
-    close = mkt.prices.to_numpy()
+    close = _c(mkt.prices.to_numpy())
     for n in (30, 2000):
         alloc = res.allocations(num_tests=n)
         dec = res.decisions(num_tests=n)
@@ -279,7 +285,7 @@ def test_random_converges_to_exact_on_three_assets():
 
 
 def test_exact_weights_equal_a_direct_cvxpy_solve(mkt):
-    close = mkt.prices.to_numpy()
+    close = _c(mkt.prices.to_numpy())
     cons = [WeightBounds(lo=0.02, hi=0.5), GroupBounds({"A00": "x", "A01": "x"}, hi=0.4)]
     res = walkforward(mkt, every="M", lookback=Param([None, 80]), method="exact",
                       constraints=cons, **KW)
@@ -314,8 +320,8 @@ def test_exact_weights_equal_a_direct_cvxpy_solve(mkt):
 
 def test_beta_to_spy_holds_at_every_rebalance(spy_market):
     m, spy = spy_market
-    close = m.prices.to_numpy()
-    bench = spy.reindex(m.prices.index).to_numpy()
+    close = _c(m.prices.to_numpy())
+    bench = _c(spy.reindex(m.prices.index).to_numpy())
     cons = [Beta(spy, "<=", 0.1), Budget()]
     kw = dict(every="M", lookback=126, constraints=cons, **KW)
     ex = walkforward(m, method="exact", **kw)
@@ -385,7 +391,7 @@ def test_time_series_bounds_and_partial_fallback(mkt):
 
 
 def test_callable_constraint_sees_state_and_limits_turnover(mkt):
-    close = mkt.prices.to_numpy()
+    close = _c(mkt.prices.to_numpy())
     seen = []
 
     def cap(state, t):
@@ -427,10 +433,10 @@ def test_group_bounds_and_equality_beta(mkt):
         assert ok.sum() >= 5
         W = alloc[["A00", "A01", "A02", "A03"]].to_numpy()[ok]
         assert (W[:, :2].sum(1) <= 0.3 + 1e-7).all() and (W[:, 2] >= 0.1 - 1e-7).all()
-        close = mkt.prices.to_numpy()
+        close = _c(mkt.prices.to_numpy())
         for date, w in zip(alloc.index[ok], W):
             t = mkt.prices.index.get_loc(date)
-            b = _beta(close[:, :4], close[:, 3], t, 60)
+            b = _beta(close, _c(close[:, 3]), t, 60)
             assert abs(b @ w - 0.5) <= (1e-6 if method == "exact" else 0.01 + 1e-12)
 
 

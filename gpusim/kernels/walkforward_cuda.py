@@ -24,10 +24,13 @@ from numba import cuda, float64
 
 from .. import backtest_kernels as _bk
 from .. import walkforward_kernels as _wk
+from ..backend import simulator_requested
 from .rng_dev import exact_arith, sample_dev
 
 MAX_ASSETS = 256
 MAX_ROWS = 64
+TPB = 32 if simulator_requested() else 128
+"""Threads per block: the simulator runs one Python thread per CUDA thread, so small blocks."""
 _SLACK = _wk.SLACK
 
 # fmul/fadd never fused into FMA (exact_arith): every step rounds as on the CPU
@@ -134,7 +137,7 @@ def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, 
 
 
 def search_gpu(xp, task_key, task_sid, task_cid, task_n, code, alpha, F, tri, mex, gb, G, lo,
-               hi, gl, gu, eqtol, cash, ann, chk, *, n_slices=None, threads_per_block=128):
+               hi, gl, gu, eqtol, cash, ann, chk, *, n_slices=None, threads_per_block=TPB):
     """Launch :func:`search_cuda`; inputs are host or ``xp`` arrays, outputs the host arrays of
     :func:`gpusim.walkforward_kernels.new_outputs` shape (n_tasks, n_slices, n_seg)."""
     A = F.shape[1]
@@ -170,7 +173,7 @@ def execute_cuda(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, h, 
 
 
 def execute_gpu(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, *,
-                threads_per_block=128):
+                threads_per_block=TPB):
     """Metrics (C, 11) host array of C walk-forward portfolios on the GPU (or the simulator);
     arguments as :func:`gpusim.walkforward_kernels.execute_cpu_nb` (host arrays)."""
     C = len(wsid)
