@@ -31,6 +31,11 @@ _EXPORTS = {
     "load_futures": "futures",
     "synthetic_futures": "futures",
     "SweepResult": "sweep",
+    "WalkForwardResult": "walkforward",
+    "WeightBounds": "constraints",
+    "GroupBounds": "constraints",
+    "Beta": "constraints",
+    "Budget": "constraints",
     "TaskRunner": "sweep_tasks",
     "register_task": "sweep_tasks",
     "max_sharpe": "mvo",
@@ -45,8 +50,10 @@ from .backtest import backtest  # noqa: E402
 from .dynopt import dynopt  # noqa: E402
 from .search import search, verify  # noqa: E402
 from .sweep import sweep  # noqa: E402
+from .walkforward import walkforward  # noqa: E402
 
-__all__ = sorted([*_EXPORTS, "backtest", "dynopt", "search", "sweep", "verify"]) + ["__version__"]
+_FUNCTIONS = ["backtest", "dynopt", "search", "sweep", "verify", "walkforward"]
+__all__ = sorted([*_EXPORTS, *_FUNCTIONS]) + ["__version__"]
 
 
 def __getattr__(name: str):

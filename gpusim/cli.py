@@ -1,4 +1,5 @@
-"""The ``gpusim`` command line: search, backtest, dynopt, sweep, verify, bench, info.
+"""The ``gpusim`` command line: search, backtest, walkforward, dynopt, sweep, verify, bench,
+info.
 
 Every command prints one line ``error: ...`` on stderr and exits with status 2 on bad input
 (never a traceback); Ctrl-C exits with 130 (a search interrupted mid-way still prints and saves
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_backtest import add_parser as add_backtest  # noqa: PLC0415
     from .cli_dynopt import add_parser as add_dynopt  # noqa: PLC0415
     from .cli_sweep import add_parser as add_sweep  # noqa: PLC0415
+    from .cli_walkforward import add_parser as add_walkforward  # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog="gpusim", description="Batch simulator for portfolio "
                                 "research on CUDA GPUs, with a CPU fallback.")
@@ -167,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     _add_search(sub)
     add_backtest(sub)
+    add_walkforward(sub)
     add_dynopt(sub)
     add_sweep(sub)
     _add_verify(sub)
