@@ -291,7 +291,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     summary = {
         "command": "walkforward", "method": method, "backend": be.label, "n_combinations": C,
         "n_weight_sets": len(ws_keys), "n_dates": len(U), "n_windows": len(pair_key),
-        "n_bars": T, "start": str(index[s0]), "start_bar": s0, "end": str(index[-1]),
+        "n_bars": T, "start": _day(index[s0]), "start_bar": s0, "end": _day(index[-1]),
         "n_simulated_bars": T - s0, "n_assets": A, "symbols": symbols, "ann": ann,
         "ann_source": getattr(mkt, "ann_source", ""), "seed": int(seed), "sampler": sampler,
         "alpha": float(alpha), "num_tests": [int(x) for x in chk], "init_cash": init_cash,
@@ -307,6 +307,12 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                 wsid=wsid, fee_c=fee_c, dec=dec, ws_info=ws_info, grid=grid, ctx=ctx,
                 init_cash=init_cash, mid=mid)
     return WalkForwardResult(metrics, report, summary, st)
+
+
+def _day(ts) -> str:
+    """A date as text: the day alone when the time is midnight."""
+    ts = pd.Timestamp(ts)
+    return ts.date().isoformat() if ts == ts.normalize() else ts.isoformat(sep=" ")
 
 
 def _jsonable(v):
