@@ -25,6 +25,51 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+_RECORD = r"""
+import json, numba, numpy as np
+import gpusim
+from gpusim.kernels import walkforward_cuda as wc
+
+def spec(a):
+    t = numba.typeof(a)
+    if isinstance(t, numba.types.Array):
+        dims = [":"] * t.ndim
+        if t.layout == "C":
+            dims[-1] = "::1"
+        return f"{t.dtype}[{', '.join(dims)}]"
+    return str(t)
+
+seen = {}
+class Rec:
+    def __init__(self, name, k):
+        self.name, self.k = name, k
+    def __getitem__(self, cfg):
+        def launch(*args):
+            seen.setdefault(self.name, [spec(a) for a in args])
+            return self.k[cfg](*args)
+        return launch
+for name in ("search_cuda", "execute_cuda"):
+    setattr(wc, name, Rec(name, getattr(wc, name)))
+m = gpusim.synthetic_market(n_assets=3, n_bars=60, seed=1)
+gpusim.walkforward(m, every=20, lookback=25, num_tests=8, start=30, backend="gpu",
+                   constraints=[gpusim.WeightBounds(hi=0.8)], progress=False)
+print(json.dumps(seen))
+"""
+
+
+def walkforward_signatures() -> dict:
+    """Argument types of the walk-forward kernels, recorded from a tiny run in the simulator."""
+    import subprocess  # noqa: PLC0415
+
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-c", _RECORD], env=env, capture_output=True, text=True,
+                       timeout=600)
+    if r.returncode:
+        raise RuntimeError(f"recording the walk-forward kernel signatures failed: {r.stderr[-500:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cc", default="8.0", help="compute capability, e.g. 7.0, 8.0, 9.0")
@@ -61,6 +106,12 @@ def main() -> int:
         yield "dynopt_cuda", dynopt_cuda.dynopt_cuda.py_func, (
             m, m, m, m, m, f8[:, :, ::1], i8[::1], b1[:, ::1], i8[::1], v, v, v, f8, i8,
             m, m, m, m, m, m, m, f8[:, :, ::1], b1), None
+        from gpusim.kernels import walkforward_cuda
+        from numba.core import sigutils
+
+        for name, specs in walkforward_signatures().items():
+            sig = sigutils.normalize_signature(f"void({', '.join(specs)})")[0]
+            yield f"walkforward.{name}", getattr(walkforward_cuda, name).py_func, sig, None
         yield "rng -log(u) probe", neglog_probe, (u8, v), "no-fma"
 
     results, ok = [], True
@@ -83,7 +134,7 @@ def main() -> int:
         print(json.dumps({"cc": a.cc, "ok": ok, "kernels": results}, indent=2))
     else:
         for r in results:
-            print(f"{r['kernel']:20s} {'ok  ' if r['ok'] else 'FAIL'} {r['ptx_chars']:7d} chars "
+            print(f"{r['kernel']:25s} {'ok  ' if r['ok'] else 'FAIL'} {r['ptx_chars']:7d} chars "
                   f"{r['fma']:4d} fma  {r['seconds']:.2f} s")
     return 0 if ok else 1
 

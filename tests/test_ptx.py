@@ -27,6 +27,8 @@ def test_kernels_compile_to_ptx_and_sampler_is_fma_free(cc):
     assert r.returncode == 0, r.stderr[-2000:] + r.stdout[-2000:]
     res = json.loads(r.stdout)
     names = {k["kernel"]: k for k in res["kernels"]}
-    assert {"search_cuda", "search_cuda_f32", "backtest_cuda", "dynopt_cuda", "rng -log(u) probe"} <= set(names)
+    assert {"search_cuda", "search_cuda_f32", "backtest_cuda", "dynopt_cuda",
+            "walkforward.search_cuda", "walkforward.execute_cuda",
+            "rng -log(u) probe"} <= set(names)
     assert names["rng -log(u) probe"]["fma"] == 0
     assert all(k["ptx_chars"] > 1000 for k in res["kernels"])
