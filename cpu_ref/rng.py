@@ -87,6 +87,25 @@ def uniform(key, i, j, t):
     return float(np.int64(odd53(bits(key, i, j, t)))) * _TWO_M53
 
 
+def neg_log_reduced(f, e):
+    """-log(u) for u = f 2**(e - 53), f in [sqrt(1/2), sqrt(2)] (the tail of
+    :func:`neg_log_uniform`, shared with the CPU fast path that reduces u by bit operations)."""
+    s = (f - 1.0) / (f + 1.0)
+    z = fmul(s, s)
+    p = 1.0 / 21.0
+    p = fadd(fmul(p, z), 1.0 / 19.0)
+    p = fadd(fmul(p, z), 1.0 / 17.0)
+    p = fadd(fmul(p, z), 1.0 / 15.0)
+    p = fadd(fmul(p, z), 1.0 / 13.0)
+    p = fadd(fmul(p, z), 1.0 / 11.0)
+    p = fadd(fmul(p, z), 1.0 / 9.0)
+    p = fadd(fmul(p, z), 1.0 / 7.0)
+    p = fadd(fmul(p, z), 1.0 / 5.0)
+    p = fadd(fmul(p, z), 1.0 / 3.0)
+    p = fadd(fmul(p, z), 1.0)
+    return fadd(fmul(53.0 - e, _LN2), -fmul(fmul(2.0, s), p))
+
+
 def neg_log_uniform(x):
     """-log(u) for the uniform u = odd53(x) 2**-53 of the bits x: an Exp(1) variate.
 
@@ -118,20 +137,7 @@ def neg_log_uniform(x):
     if f > _SQRT2:
         f = f * 0.5
         e += 1.0
-    s = (f - 1.0) / (f + 1.0)
-    z = fmul(s, s)
-    p = 1.0 / 21.0
-    p = fadd(fmul(p, z), 1.0 / 19.0)
-    p = fadd(fmul(p, z), 1.0 / 17.0)
-    p = fadd(fmul(p, z), 1.0 / 15.0)
-    p = fadd(fmul(p, z), 1.0 / 13.0)
-    p = fadd(fmul(p, z), 1.0 / 11.0)
-    p = fadd(fmul(p, z), 1.0 / 9.0)
-    p = fadd(fmul(p, z), 1.0 / 7.0)
-    p = fadd(fmul(p, z), 1.0 / 5.0)
-    p = fadd(fmul(p, z), 1.0 / 3.0)
-    p = fadd(fmul(p, z), 1.0)
-    return fadd(fmul(53.0 - e, _LN2), -fmul(fmul(2.0, s), p))
+    return neg_log_reduced(f, e)
 
 
 def std_gamma(key, i, j, alpha):
@@ -186,8 +192,8 @@ def sample(key, i, code, alpha, lo, hi, lo_sum, out):
     return ok
 
 
-BODIES = ("fmul", "fadd", "mix64", "seed_key", "bits", "odd53", "uniform", "neg_log_uniform", "std_gamma",
-          "sample")
+BODIES = ("fmul", "fadd", "mix64", "seed_key", "bits", "odd53", "uniform", "neg_log_reduced",
+          "neg_log_uniform", "std_gamma", "sample")
 
 
 def compile_bodies(jit, overrides=None):
@@ -202,6 +208,8 @@ seed_key_nb = _nb["seed_key"]
 bits_nb = _nb["bits"]
 uniform_nb = _nb["uniform"]
 neg_log_uniform_nb = _nb["neg_log_uniform"]
+neg_log_reduced_nb = _nb["neg_log_reduced"]
+odd53_nb = _nb["odd53"]
 std_gamma_nb = _nb["std_gamma"]
 sample_nb = _nb["sample"]
 

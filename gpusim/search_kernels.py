@@ -13,9 +13,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from cpu_ref.rng import bits_nb, neg_log_uniform_nb, std_gamma_nb, uniform_nb
+from cpu_ref.rng import bits_nb, neg_log_reduced_nb, odd53_nb, std_gamma_nb, uniform_nb
 
 BLOCK = 256
+_MANT = np.int64((1 << 52) - 1)
+_EXP1 = np.int64(1023 << 52)
+_SQRT2 = 1.4142135623730951
 
 
 def topk_insert(ts, ti, s, i):
@@ -47,15 +50,31 @@ def _generate_block(key, i0, nb, code, alpha, lo, hi, lo_sum, Wt, ok, ssum):
     for b in range(BLOCK):
         ssum[b] = 0.0
     for j in range(A):
-        for b in range(nb):
-            if code == 0:
-                e = uniform_nb(key, i0 + b, j, 0)
-            elif code == 1:
-                e = neg_log_uniform_nb(bits_nb(key, i0 + b, j, 0))
-            else:
-                e = std_gamma_nb(key, i0 + b, j, alpha)
-            Wt[j, b] = e
-            ssum[b] += e
+        row = Wt[j]
+        if code == 1:
+            # -log(u) with the reduction u = f 2**(e-53) read off the float's bits (vectorises;
+            # the same (f, e) as the compare chain of cpu_ref.rng.neg_log_uniform, exactly)
+            for b in range(nb):
+                row[b] = float(np.int64(odd53_nb(bits_nb(key, i0 + b, j, 0))))
+            ib = row.view(np.int64)
+            for b in range(nb):
+                v = ib[b]
+                ex = (v >> 52) - 1023
+                ib[b] = (v & _MANT) | _EXP1  # the same float scaled to [1, 2)
+                f = row[b]
+                if f > _SQRT2:
+                    f = f * 0.5
+                    ex += 1
+                row[b] = neg_log_reduced_nb(f, float(ex))
+                ssum[b] += row[b]
+        else:
+            for b in range(nb):
+                if code == 0:
+                    e = uniform_nb(key, i0 + b, j, 0)
+                else:
+                    e = std_gamma_nb(key, i0 + b, j, alpha)
+                row[b] = e
+                ssum[b] += e
     for b in range(nb):
         ssum[b] = (1.0 - lo_sum) / ssum[b]
         ok[b] = True

@@ -231,3 +231,18 @@ def test_gpu_float32_scoring_in_simulator():
     assert v["ok"] and v["tolerance"] == 1e-4 and v["max_rel_diff"] < 1e-5
     with pytest.raises(GpusimError, match="float32' is GPU-only"):
         gpusim.search((mu, cov), backend="cpu", dtype="float32", **kw)
+
+
+@pytest.mark.parametrize("code,alpha", [(0, 1.0), (1, 1.0), (2, 0.7)])
+def test_fast_generator_bit_identical_to_reference_population(code, alpha):
+    """The CPU kernel's blocked generator (bit-level -log reduction) == cpu_ref, bit for bit."""
+    from gpusim.search_kernels import BLOCK, _generate_block
+
+    A, i0, nb = 7, 12_345, BLOCK - 3
+    lo, hi = np.full(A, 0.01), np.full(A, 0.25)
+    Wt, ok, ssum = np.zeros((A, BLOCK)), np.zeros(BLOCK, dtype=np.bool_), np.zeros(BLOCK)
+    key = np.uint64(rng.seed_key_nb(21))
+    _generate_block(key, i0, nb, code, alpha, lo, hi, lo.sum(), Wt, ok, ssum)
+    W, ok_ref = rng.population_nb(21, i0, nb, A, code, alpha, lo, hi)
+    assert np.array_equal(Wt[:, :nb].T, W)
+    assert np.array_equal(ok[:nb], ok_ref) and 0 < ok_ref.sum() < nb
