@@ -16,6 +16,9 @@ from numba import njit, prange
 from cpu_ref.rng import bits_nb, neg_log_reduced_nb, odd53_nb, std_gamma_nb, uniform_nb
 
 BLOCK = 256
+# Up to this many assets the block is scored by the hand-written symmetric kernel
+# (_score_block_sym: half the flops of S @ W, register-friendly); above, by a BLAS product.
+SYM_MAX_A = 512
 _MANT = np.int64((1 << 52) - 1)
 _EXP1 = np.int64(1023 << 52)
 _SQRT2 = 1.4142135623730951
@@ -106,14 +109,65 @@ def _score_block(Wt, nb, Saug, ann, rf, Y, q, out):
         out[b] = (Y[A, b] - rf) / math.sqrt(v) if v > 0.0 else -np.inf
 
 
+@njit(cache=True, error_model="numpy")
+def _score_block_sym(Wt, nb, U, amu, ann, rf, y, q, r, out):
+    """The same Sharpe as :func:`_score_block`, by the symmetric quadratic form
+    ``w'Sw = sum_j w_j (S_jj w_j + 2 sum_{k>j} S_jk w_k)``: ``U`` is the upper triangle of S
+    with doubled off-diagonal entries, ``amu = ann * mu``. About A**2 + 4A flops per candidate
+    instead of 2 A**2 + 4A; the inner loops run over the block's candidates (vectorised), eight
+    rows of U at a time so each pass over ``y`` does eight multiply-adds.
+    ``y``, ``q``, ``r`` (BLOCK,) are the caller's scratch.
+    """
+    A = Wt.shape[0]
+    for b in range(BLOCK):
+        q[b] = 0.0
+        r[b] = 0.0
+    for j in range(A):
+        wj = Wt[j]
+        d = U[j, j]
+        for b in range(BLOCK):
+            y[b] = d * wj[b]
+        k = j + 1
+        while k + 7 < A:
+            u0, u1, u2, u3 = U[j, k], U[j, k + 1], U[j, k + 2], U[j, k + 3]
+            u4, u5, u6, u7 = U[j, k + 4], U[j, k + 5], U[j, k + 6], U[j, k + 7]
+            w0, w1, w2, w3 = Wt[k], Wt[k + 1], Wt[k + 2], Wt[k + 3]
+            w4, w5, w6, w7 = Wt[k + 4], Wt[k + 5], Wt[k + 6], Wt[k + 7]
+            for b in range(BLOCK):
+                y[b] += (((u0 * w0[b] + u1 * w1[b]) + (u2 * w2[b] + u3 * w3[b]))
+                         + ((u4 * w4[b] + u5 * w5[b]) + (u6 * w6[b] + u7 * w7[b])))
+            k += 8
+        while k + 3 < A:
+            u0, u1, u2, u3 = U[j, k], U[j, k + 1], U[j, k + 2], U[j, k + 3]
+            w0, w1, w2, w3 = Wt[k], Wt[k + 1], Wt[k + 2], Wt[k + 3]
+            for b in range(BLOCK):
+                y[b] += (u0 * w0[b] + u1 * w1[b]) + (u2 * w2[b] + u3 * w3[b])
+            k += 4
+        while k < A:
+            u0 = U[j, k]
+            w0 = Wt[k]
+            for b in range(BLOCK):
+                y[b] += u0 * w0[b]
+            k += 1
+        m = amu[j]
+        for b in range(BLOCK):
+            q[b] += wj[b] * y[b]
+            r[b] += m * wj[b]
+    for b in range(nb):
+        v = ann * q[b]
+        out[b] = (r[b] - rf) / math.sqrt(v) if v > 0.0 else -np.inf
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
-def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k, n_tasks):
+def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k, n_tasks, sym):
     """Score candidates ``start .. start+n-1`` and return each task's top-k.
 
     Parameters
     ----------
     key : uint64 stream key (``cpu_ref.rng.seed_key_nb(seed)``).
     lo, hi : (A,) bounds; mu : (A,) per-bar mean; cov : (A, A) per-bar covariance.
+    sym : score with :func:`_score_block_sym` (True; callers pass ``A <= SYM_MAX_A``) or by
+        a BLAS product (:func:`_score_block`).
 
     Returns
     -------
@@ -128,6 +182,12 @@ def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k, n_tas
     Saug = np.empty((A + 1, A))
     Saug[:A] = cov
     Saug[A] = ann * mu
+    U = np.zeros((A, A))
+    for j in range(A):
+        U[j, j] = cov[j, j]
+        for c in range(j + 1, A):
+            U[j, c] = 2.0 * cov[j, c]
+    amu = ann * mu
     top_s = np.full((n_tasks, k), -np.inf)
     top_i = np.full((n_tasks, k), -1, dtype=np.int64)
     n_ok = np.zeros(n_tasks, dtype=np.int64)
@@ -140,13 +200,18 @@ def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k, n_tas
         Y = np.empty((A + 1, BLOCK))
         q = np.empty(BLOCK)
         ssum = np.empty(BLOCK)
+        r = np.empty(BLOCK)
+        y = np.empty(BLOCK)
         ts = top_s[task]
         ti = top_i[task]
         for blk in range(task * per, min((task + 1) * per, nblocks)):
             i0 = start + blk * BLOCK
             nb = min(BLOCK, start + n - i0)
             _generate_block(key, i0, nb, code, alpha, lo, hi, lo_sum, Wt, ok, ssum)
-            _score_block(Wt, nb, Saug, ann, rf, Y, q, sc)
+            if sym:
+                _score_block_sym(Wt, nb, U, amu, ann, rf, y, q, r, sc)
+            else:
+                _score_block(Wt, nb, Saug, ann, rf, Y, q, sc)
             for b in range(nb):
                 s = sc[b]
                 if ok[b]:

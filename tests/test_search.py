@@ -75,6 +75,27 @@ def test_cpu_fast_path_matches_reference(A, sampler, alpha, bounds):
         assert (res.weights().to_numpy() <= hi + 1e-15).all()
 
 
+@pytest.mark.parametrize("A", [13, 20])
+@pytest.mark.parametrize("sym", [True, False])
+def test_cpu_kernel_both_scorers_match_reference(A, sym):
+    """The symmetric block scorer (8- and 4-row steps and the remainder, at A = 13 and 20) and
+    the BLAS scorer give the reference's top-k and Sharpe."""
+    from threadpoolctl import threadpool_limits
+
+    from gpusim.search_kernels import search_cpu_nb
+
+    mu, cov = _stats(A, seed=A)
+    n, k = 5_000, 10
+    lo, hi = np.zeros(A), np.ones(A)
+    key = np.uint64(rng.seed_key_nb(5))
+    with threadpool_limits(1, user_api="blas"):
+        s, i, n_ok = search_cpu_nb(key, 3, n, 1, 1.0, lo, hi, mu, cov, 252.0, 0.01, k, 3, sym)
+    ms, mi = merge_topk(np, s.ravel(), i.ravel(), k)
+    ref_i, ref_s = search_ref(5, 3, n, 1, 1.0, lo, hi, mu, cov, 252.0, 0.01, k)
+    assert mi.tolist() == ref_i.tolist() and int(n_ok.sum()) == n
+    np.testing.assert_allclose(ms, ref_s, rtol=1e-12, atol=0)
+
+
 def _gen_kernel():
     """A kernel writing candidate i's weights to out[i] (globals: the simulator patches cuda)."""
     global cuda, sample_dev
