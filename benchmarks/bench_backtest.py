@@ -260,7 +260,7 @@ def main(argv=None):
         if have_vbt:
             sec_v, n_v, diff = bench_vectorbt(w, vbt_n, args.repeats, funcs)
             vbt_rate = n_v * T / sec_v
-            rows.append((f"vectorbt (1 thr)", n_v, sec_v))
+            rows.append(("vectorbt (1 thr)", n_v, sec_v))
             note = f"   vectorbt final values vs ours: max rel diff {diff:.1e}"
         for engine, n, s in rows:
             rate = n * T / s

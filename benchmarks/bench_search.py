@@ -1,7 +1,7 @@
 """Search throughput: gpusim backends vs the plain-NumPy way vs the measured matmul ceiling.
 
     python benchmarks/bench_search.py                 # A = 5, 20, 100; ~3 s per measurement
-    python benchmarks/bench_search.py --big           # also 10^8 candidates at A = 20: time, peak RSS
+    python benchmarks/bench_search.py --big           # + 10^8 candidates at A = 20: time, RSS
     python benchmarks/bench_search.py --json out.json # machine-readable figures
 
 Figures are medians of 3 runs measured side by side in one process. They are outputs, not truth:
@@ -48,7 +48,8 @@ def main() -> None:
         res["big"] = big_run()
         b = res["big"]
         print(f"\n10^8 candidates, A = 20, CPU: {b['seconds']:.1f} s "
-              f"({b['candidates_per_s']:,.0f}/s); peak RSS {b['peak_rss_mb_before']:.0f} MB before, "
+              f"({b['candidates_per_s']:,.0f}/s); "
+              f"peak RSS {b['peak_rss_mb_before']:.0f} MB before, "
               f"{b['peak_rss_mb_after']:.0f} MB after")
     if a.json:
         with open(a.json, "w") as f:

@@ -2,8 +2,9 @@
 
 The uniform for (seed, candidate i, asset j, draw t) is a pure function of those integers:
 SplitMix64's output function applied to ``key(seed) + (counter + 1) * GOLDEN`` with
-``counter = (i << 24) | (j << 8) | t``, turned into u = (2 (x >> 12) + 1) 2**-53. That is exactly SplitMix64's stream read at position
-``counter``, so any candidate can be regenerated alone, in any order, on any backend.
+``counter = (i << 24) | (j << 8) | t``, turned into u = (2 (x >> 12) + 1) 2**-53. That is
+exactly SplitMix64's stream read at position ``counter``, so any candidate
+can be regenerated alone, in any order, on any backend.
 
 The function bodies here are plain Python over ``np.uint64`` so that the same source is
 compiled by ``numba.njit`` (CPU) and ``numba.cuda.jit(device=True)`` (GPU): the plain

@@ -169,7 +169,8 @@ def info() -> dict:
             import cupy  # noqa: PLC0415
 
             props = cupy.cuda.runtime.getDeviceProperties(0)
-            gpu["detail"] = f"{props['name'].decode()} (device 0 of {cupy.cuda.runtime.getDeviceCount()})"
+            n_dev = cupy.cuda.runtime.getDeviceCount()
+            gpu["detail"] = f"{props['name'].decode()} (device 0 of {n_dev})"
         except Exception as exc:  # pragma: no cover - needs hardware
             gpu["detail"] = f"device found, properties unreadable: {exc}"
     out["gpu"] = gpu

@@ -32,7 +32,6 @@ from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
 
 from .backend import resolve_backend
 from .errors import GpusimError
-from .results import flat_table, jsonable, save_metrics, versions, write_table
 from .grid import (
     CALENDAR_RULES,
     VALID_RULES,
@@ -48,6 +47,7 @@ from .grid import (
     resolve_weights,
     threshold_value,
 )
+from .results import flat_table, jsonable, save_metrics, versions, write_table
 
 __all__ = ["backtest", "BacktestResult", "Records", "Param", "RandomWeights",
            "rebalance_mask", "calendar_mask", "METRICS", "CALENDAR_RULES", "VALID_RULES"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from .errors import GpusimError
 
@@ -86,7 +85,8 @@ def _cmd_search(args) -> int:
     say(market.describe())
     res = search(market, n=args.n, sampler=args.sampler, alpha=args.alpha, seed=args.seed,
                  top_k=args.top_k, bounds=bounds, rf=args.rf, backend=args.backend,
-                 dtype=args.dtype, chunk_size=args.chunk_size, progress=False if args.no_progress else None,
+                 dtype=args.dtype, chunk_size=args.chunk_size,
+                 progress=False if args.no_progress else None,
                  baselines=not args.no_baselines, solver=args.solver)
     if res.top.empty:
         say("no candidate satisfied the upper bounds: widen --hi or raise --n")

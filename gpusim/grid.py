@@ -450,7 +450,8 @@ def _check_vectors(W: np.ndarray, labels, symbols: list[str]) -> np.ndarray:
                           "weights")
     if np.any(W < 0):
         r, j = map(int, np.argwhere(W < 0)[0])
-        raise GpusimError(f"weights: row {_label(labels[r])} has weight {W[r, j]:g} for {symbols[j]!r}; "
+        raise GpusimError(f"weights: row {_label(labels[r])} has weight {W[r, j]:g} for "
+                          f"{symbols[j]!r}; "
                           "weights are long-only: use values >= 0")
     s = W.sum(axis=1)
     bad = np.flatnonzero(np.abs(s - 1.0) > SUM_TOL)

@@ -566,8 +566,9 @@ def synthetic_market(
 
 
 def market_from_spec(spec=None, *, ann=None, symbols=None) -> Market:
-    """A Market from a command-line spec: a CSV/Parquet path, or ``synthetic[:ASSETS[:BARS[:SEED]]]``
-    (``None`` = the built-in synthetic market: 5 assets x 756 business days, seed 0)."""
+    """A Market from a command-line spec: a CSV/Parquet path, or
+    ``synthetic[:ASSETS[:BARS[:SEED]]]`` (``None`` = the built-in synthetic market: 5 assets x
+    756 business days, seed 0)."""
     from pathlib import Path  # noqa: PLC0415
 
     if spec is None or str(spec).lower().startswith("synthetic"):

@@ -193,7 +193,10 @@ class SearchResult:
                                               bounds=(self.lo, self.hi))
             except GpusimError:
                 frontier = None
-        pt = (lambda b: None if b is None else (b.vol, b.ret))
+
+        def pt(b):
+            return None if b is None else (b.vol, b.ret)
+
         best = None if self.top.empty else (self.best["annual_volatility"],
                                              self.best["annual_return"])
         return plot_search(path, cloud_vol=c["vol"].to_numpy(), cloud_ret=c["ret"].to_numpy(),

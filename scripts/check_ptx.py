@@ -66,7 +66,8 @@ def walkforward_signatures() -> dict:
     r = subprocess.run([sys.executable, "-c", _RECORD], env=env, capture_output=True, text=True,
                        timeout=600)
     if r.returncode:
-        raise RuntimeError(f"recording the walk-forward kernel signatures failed: {r.stderr[-500:]}")
+        raise RuntimeError("recording the walk-forward kernel signatures failed: "
+                           f"{r.stderr[-500:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -84,7 +85,8 @@ def main() -> int:
 
     # Device functions are compiled for "the current device": pretend one with this CC.
     disp.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=cc)
-    from numba import cuda, types as t
+    from numba import cuda
+    from numba import types as t
 
     f8, i8, u8, b1 = t.float64, t.int64, t.uint64, t.boolean
     v, m = f8[::1], f8[:, ::1]
@@ -106,8 +108,9 @@ def main() -> int:
         yield "dynopt_cuda", dynopt_cuda.dynopt_cuda.py_func, (
             m, m, m, m, m, f8[:, :, ::1], i8[::1], b1[:, ::1], i8[::1], v, v, v, f8, i8,
             m, m, m, m, m, m, m, f8[:, :, ::1], b1), None
-        from gpusim.kernels import walkforward_cuda
         from numba.core import sigutils
+
+        from gpusim.kernels import walkforward_cuda
 
         for name, specs in walkforward_signatures().items():
             sig = sigutils.normalize_signature(f"void({', '.join(specs)})")[0]

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import shared_file
 
 import gpusim
-from conftest import shared_file
 
 FIVE = ["GOOG", "AAPL", "FB", "BABA", "AMZN"]
 
