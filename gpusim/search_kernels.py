@@ -24,6 +24,13 @@ _EXP1 = np.int64(1023 << 52)
 _SQRT2 = 1.4142135623730951
 
 
+def upper_doubled(cov: np.ndarray) -> np.ndarray:
+    """The upper triangle of ``cov`` with its off-diagonal entries doubled (zeros below), so
+    that ``w'Sw = sum_j w_j sum_{k>=j} U_jk w_k`` (the symmetric scorers of both backends)."""
+    cov = np.asarray(cov, dtype=np.float64)
+    return np.triu(cov, 1) * 2.0 + np.diag(np.diag(cov))
+
+
 def topk_insert(ts, ti, s, i):
     """Insert (s, i) into the descending list (ts, ti) ordered by (score desc, index asc)."""
     k = ts.shape[0]
@@ -182,7 +189,7 @@ def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k, n_tas
     Saug = np.empty((A + 1, A))
     Saug[:A] = cov
     Saug[A] = ann * mu
-    U = np.zeros((A, A))
+    U = np.zeros((A, A))   # upper_doubled(cov)
     for j in range(A):
         U[j, j] = cov[j, j]
         for c in range(j + 1, A):

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from ..search_kernels import topk_insert
+from ..search_kernels import topk_insert, upper_doubled
 from .rng_dev import sample_dev
 
 MAX_ASSETS = 256  # per-thread local weight buffer (compile-time size)
@@ -27,12 +27,13 @@ def _make_search_kernel(ft):
     """The fused kernel, scoring in precision ``ft`` (np.float64 or np.float32).
 
     Weights are always generated in float64 (identical populations on every backend and dtype);
-    a float32 kernel scores a float32 copy against a float32 ``Saug`` and returns float64
-    Sharpe values computed from its float32 sums.
+    a float32 kernel scores a float32 copy against a float32 ``Uaug`` and returns float64
+    Sharpe values computed from its float32 sums. The quadratic form runs over the upper
+    triangle (A (A + 1) / 2 multiply-adds per candidate, not A**2).
     """
 
     @cuda.jit
-    def kernel(key, start, n, code, alpha, lo, hi, lo_sum, Saug, ann, rf, top_s, top_i, n_ok):
+    def kernel(key, start, n, code, alpha, lo, hi, lo_sum, Uaug, ann, rf, top_s, top_i, n_ok):
         tid = cuda.grid(1)
         nthreads = cuda.gridsize(1)
         if tid >= top_s.shape[0]:
@@ -53,12 +54,12 @@ def _make_search_kernel(ft):
                 wf[j] = ft(w[j])
             ret = ft(0.0)
             q = ft(0.0)
-            for j in range(A):
-                sj = ft(0.0)
-                for kk in range(A):
-                    sj += Saug[j, kk] * wf[kk]
+            for j in range(A):   # w'Sw = sum_j w_j (S_jj w_j + 2 sum_{k>j} S_jk w_k)
+                sj = Uaug[j, j] * wf[j]
+                for kk in range(j + 1, A):
+                    sj += Uaug[j, kk] * wf[kk]
                 q += wf[j] * sj
-                ret += Saug[A, j] * wf[j]
+                ret += Uaug[A, j] * wf[j]
             v = ann * np.float64(q)
             if v > 0.0:
                 s = (np.float64(ret) - rf) / math.sqrt(v)
@@ -72,11 +73,12 @@ def _make_search_kernel(ft):
 search_cuda = _make_search_kernel(np.float64)
 search_cuda.__doc__ = """One launch over candidates ``start .. start+n-1`` (float64 scoring).
 
-Device arrays: lo, hi (A,); Saug (A+1, A) = covariance with the row ``ann * mu`` appended;
+Device arrays: lo, hi (A,); Uaug (A+1, A) = :func:`gpusim.search_kernels.upper_doubled` of
+the covariance (upper triangle, off-diagonal entries doubled) with the row ``ann * mu`` appended;
 top_s (T, k) float64 and top_i (T, k) int64 initialised to -inf / -1 (T = threads in the
 grid); n_ok (T,) int64 counts the candidates within the upper bounds per thread.
 """
-search_cuda_f32 = _make_search_kernel(np.float32)  # same, Saug float32: scoring in float32
+search_cuda_f32 = _make_search_kernel(np.float32)  # same, Uaug float32: scoring in float32
 
 
 def plan_threads(n: int, k: int, *, threads_per_block: int = 128, max_blocks: int = 1024,
@@ -102,16 +104,16 @@ class SearchLauncher:
         if A > MAX_ASSETS:
             raise ValueError(f"the GPU search supports at most {MAX_ASSETS} assets (got {A}); "
                              "use backend='cpu' for larger universes")
-        Saug = np.empty((A + 1, A))
-        Saug[:A] = cov
-        Saug[A] = ann * mu
+        Uaug = np.empty((A + 1, A))
+        Uaug[:A] = upper_doubled(cov)
+        Uaug[A] = ann * mu
         self.blocks, self.tpb = plan_threads(chunk, k, threads_per_block=threads_per_block)
         self.T = self.blocks * self.tpb
         self.xp, self.merge, self.k = xp, merge, k
         self.kernel = search_cuda_f32 if dtype == "float32" else search_cuda
         self.args = (np.uint64(key), int(code), float(alpha), xp.asarray(lo, dtype=np.float64),
                      xp.asarray(hi, dtype=np.float64), float(np.sum(lo)),
-                     xp.asarray(Saug, dtype=np.dtype(dtype)), float(ann), float(rf))
+                     xp.asarray(Uaug, dtype=np.dtype(dtype)), float(ann), float(rf))
 
     def run(self, start: int, n: int):
         """Launch over candidates start..start+n-1; return host (scores (k,), index (k,), n_ok)."""
@@ -119,9 +121,9 @@ class SearchLauncher:
         top_s = xp.full((self.T, self.k), -np.inf)
         top_i = xp.full((self.T, self.k), -1, dtype=np.int64)
         n_ok = xp.zeros(self.T, dtype=np.int64)
-        key, code, alpha, lo, hi, lo_sum, Saug, ann, rf = self.args
+        key, code, alpha, lo, hi, lo_sum, Uaug, ann, rf = self.args
         self.kernel[self.blocks, self.tpb](key, np.int64(start), np.int64(n), code, alpha, lo,
-                                           hi, lo_sum, Saug, ann, rf, top_s, top_i, n_ok)
+                                           hi, lo_sum, Uaug, ann, rf, top_s, top_i, n_ok)
         s, i = self.merge(xp, top_s.ravel(), top_i.ravel(), self.k)
         if xp is np:
             return s, i, int(n_ok.sum())
