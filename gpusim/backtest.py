@@ -132,6 +132,55 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
         Ctrl-C stops after the current chunk and returns the finished rows with
         ``partial=True``.
     """
+    r = _run(market, weights, rebalance, threshold, relative, fees, init_cash, rf, backend,
+             chunk_size, progress)
+    ctx = r.ctx
+    metrics = pd.DataFrame(r.out[:r.done], index=ctx.grid.index_block(0, r.done),
+                           columns=list(METRICS))
+    return BacktestResult(metrics, r.summary(weights), r.partial, ctx)
+
+
+@dataclass
+class _Run:
+    """The raw outcome of :func:`_run`: the metrics rows (host array) before any frame."""
+
+    ctx: Any
+    out: np.ndarray            # (C, len(METRICS)); rows [0, done) are computed
+    done: int
+    partial: bool
+    backend_label: str
+    chunk_size: int
+    n_chunks: int
+    compile_s: float
+    elapsed: float
+
+    def summary(self, weights) -> dict:
+        ctx, grid, prices = self.ctx, self.ctx.grid, self.ctx.market.prices
+        T, A = ctx.close.shape
+        done, elapsed = self.done, self.elapsed
+        return {
+            "command": "backtest", "backend": self.backend_label, "n_combinations": grid.size,
+            "n_done": done, "partial": self.partial, "n_bars": T, "n_assets": A,
+            "symbols": ctx.symbols, "start": str(prices.index[0]),
+            "end": str(prices.index[-1]), "ann": ctx.ann,
+            "ann_source": getattr(ctx.market, "ann_source", ""),
+            "levels": {a.name: len(a.labels) for a in grid.axes},
+            "fixed": {k: jsonable(v) for k, v in grid.fixed.items()},
+            "weights": repr(weights) if isinstance(weights, RandomWeights) else (
+                f"{len(ctx.wsrc.labels)} vector(s)"),
+            "relative": ctx.relative, "init_cash": ctx.init_cash, "rf": ctx.rf,
+            "chunk_size": self.chunk_size, "n_chunks": self.n_chunks,
+            "compile_s": round(self.compile_s, 6), "elapsed_s": round(elapsed, 6),
+            "combination_bars_per_s": float(done * T / elapsed) if elapsed > 0 else None,
+            "versions": versions(),
+        }
+
+
+def _run(market, weights="equal", rebalance="never", threshold=None, relative=False, fees=0.0,
+         init_cash=1.0, rf=0.0, backend="auto", chunk_size=None, progress=True) -> _Run:
+    """Validate the arguments, build the grid and run every combination through the kernel
+    (chunked; a Ctrl-C keeps the finished rows). :func:`backtest` turns the rows into its
+    metrics frame; sweeps turn them into Arrow tables directly."""
     mkt = _as_market(market)
     prices = mkt.prices
     symbols = [str(s) for s in prices.columns]
@@ -209,23 +258,7 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
         bar.close()
     elapsed = time.perf_counter() - t0
 
-    metrics = pd.DataFrame(out[:done], index=grid.index_block(0, done), columns=list(METRICS))
-    summary = {
-        "command": "backtest", "backend": be.label, "n_combinations": C, "n_done": done,
-        "partial": partial, "n_bars": T, "n_assets": A, "symbols": symbols,
-        "start": str(prices.index[0]), "end": str(prices.index[-1]),
-        "ann": float(mkt.ann), "ann_source": getattr(mkt, "ann_source", ""),
-        "levels": {a.name: len(a.labels) for a in grid.axes},
-        "fixed": {k: jsonable(v) for k, v in grid.fixed.items()},
-        "weights": repr(weights) if isinstance(weights, RandomWeights) else (
-            f"{len(wsrc.labels)} vector(s)"),
-        "relative": bool(relative), "init_cash": init_cash, "rf": rf,
-        "chunk_size": cs, "n_chunks": n_chunks, "compile_s": round(t0 - tc, 6),
-        "elapsed_s": round(elapsed, 6),
-        "combination_bars_per_s": float(done * T / elapsed) if elapsed > 0 else None,
-        "versions": versions(),
-    }
-    return BacktestResult(metrics, summary, partial, ctx)
+    return _Run(ctx, out, done, partial, be.label, cs, n_chunks, t0 - tc, elapsed)
 
 
 @dataclass

@@ -389,7 +389,7 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, init_
                          mdd[b], sum_v[b], st[_TRADED, b], st[_FEES, b], int(st[_NREB, b]))
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def backtest_cpu_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf):
     """Metrics of C combinations, parallel over combinations (numba prange over chunks).
 
@@ -436,7 +436,7 @@ def backtest_cpu_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_
     return out
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def backtest_scalar_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann,
                        rf):
     """Same result as :func:`backtest_cpu_nb`, one combination at a time with

@@ -45,7 +45,8 @@ EPILOG = """job file (TOML; relative paths are relative to the job file):
   init_cash = [1.0, 100.0]
   rf = [0.0, 0.02]
 
-outputs: OUT/results.parquet (one row per result, parameter levels as columns),
+outputs: OUT/results.parquet/ (the final table, one row per result, parameter levels as
+columns: a folder of Parquet parts; pandas.read_parquet reads it as one table),
 OUT/summary.json, OUT/manifest.json, OUT/chunks/*.parquet.
 exit codes: 0 complete, 1 some chunks failed, 2 bad input or refused resume, 130 interrupted."""
 
@@ -144,8 +145,8 @@ def _run(args) -> int:
     else:
         print(res.to_text())
         if s["status"] != "interrupted":
-            print(f"wrote {s['out']}/results.parquet ({s['n_rows']:,} rows), summary.json, "
-                  "manifest.json")
+            print(f"wrote {s['out']}/results.parquet ({s['n_rows']:,} rows; a Parquet folder), "
+                  "summary.json, manifest.json")
     if s["status"] == "interrupted":
         print(f"error: interrupted: {s['n_done']} of {s['n_chunks']} chunks done in {s['out']};"
               " run again with --resume to finish", file=sys.stderr)

@@ -228,7 +228,7 @@ simulate_one_nb = _nb["simulate_one"]
 # CPU population kernel
 # --------------------------------------------------------------------------------------------
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, nogil=True, cache=True)
 def dynopt_cpu_nb(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capitals,
                   shadow_costs, buffers, ann, max_steps, order, rec, record):
     """Metrics of C combinations, parallel over combinations (numba prange).

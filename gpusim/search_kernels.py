@@ -165,7 +165,7 @@ def _score_block_sym(Wt, nb, U, amu, ann, rf, y, q, r, out):
         out[b] = (r[b] - rf) / math.sqrt(v) if v > 0.0 else -np.inf
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k, n_tasks, sym):
     """Score candidates ``start .. start+n-1`` and return each task's top-k.
 

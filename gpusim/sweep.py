@@ -6,8 +6,10 @@ combinations, or candidate-index ranges of a search), runs the chunks on an engi
 each chunk's table atomically as Parquet into ``out/chunks/``, recording progress in
 ``out/manifest.json``: the normalised job, its hash and the data's hash, the grid, the chunk
 plan, the chunks done (run, attempts, timing, worker) and the failures. When every chunk is
-done the chunks are merged, in plan order, into ``out/results.parquet`` (one row per result,
-parameter levels as columns) and ``out/summary.json``.
+done the final table is published as ``out/results.parquet`` (one row per result, parameter
+levels as columns): a folder of Parquet parts read as one table in plan order, whose parts are
+the chunk files themselves (hard links) for pass-through tasks like ``backtest``, so every row
+is written once; and ``out/summary.json``.
 
 ``resume=True`` (``--resume``) checks that the job and the data hash as before (else it refuses
 and says what changed), keeps the finished chunks and runs only the missing ones: the final
@@ -20,7 +22,8 @@ Layout of ``out``::
 
     manifest.json      job, hashes, grid, plan, done/failed chunks, runs
     chunks/c000000.parquet ...   one table per chunk (its record in the Parquet metadata)
-    results.parquet    the final table (levels as columns)
+    results.parquet/   the final table (levels as columns): part-000000.parquet ...;
+                       read it with pandas.read_parquet(path) or SweepResult.load(out).table
     summary.json       the JSON summary (as printed by ``gpusim sweep --json``)
 """
 
@@ -50,7 +53,7 @@ from .sweep_job import (
     load_market,
     make_job,
 )
-from .sweep_results import Streamer, assemble, label, passthrough
+from .sweep_results import Best, assemble, label, passthrough, with_levels
 from .sweep_store import (
     CHUNKS,
     MANIFEST,
@@ -78,7 +81,7 @@ from .sweep_tasks import (
 __all__ = ["sweep", "run_job", "plan_job", "load_job", "make_job", "SweepResult", "Job",
            "Axis", "TaskRunner", "register_task", "available_tasks", "ENGINES"]
 
-FORMAT = "gpusim-sweep/1"
+FORMAT = "gpusim-sweep/2"
 
 # ----------------------------------------------------------------------------- set-up
 @dataclass
@@ -365,8 +368,7 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=len(plan), initial=len(plan) - len(todo), unit="chunk",
                desc=f"sweep {job.task} [{engine}]", disable=not show, smoothing=0.1)
-    rec = _Recorder(s, out, man, run, bar,
-                    Streamer(s, out) if passthrough(s.runner) and not d["done"] else None)
+    rec = _Recorder(s, out, man, run, bar)
     bg = BackgroundWriter()
     interrupted = False
     try:
@@ -385,8 +387,6 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
             bg.close()                  # what finished is recorded, even when interrupted
         finally:
             bar.close()
-            if rec.streamer is not None and (interrupted or sys.exc_info()[0] is not None):
-                rec.streamer.abort()
     elapsed = time.perf_counter() - t0
     complete = len(d["done"]) == len(plan)
     status = "interrupted" if interrupted else ("complete" if complete else "incomplete")
@@ -394,8 +394,7 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
     extra: dict = {}
     if not interrupted:
         ta = time.perf_counter()
-        extra = (rec.streamer.finish(len(plan)) if rec.streamer is not None else None) or \
-            assemble(s, out, d)
+        extra = assemble(s, out, d, rec.best, frozenset(rec.best_ids))
         assemble_s = time.perf_counter() - ta
     d["status"] = status
     run.update(ended=now(), status=status, elapsed_s=round(elapsed, 6))
@@ -409,25 +408,30 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
 
 class _Recorder:
     """Bookkeeping of finished and failed chunks (run on the background writer thread, in
-    completion order): chunk file, streamed results, manifest, progress bar."""
+    completion order): chunk file, best rows, manifest, progress bar."""
 
-    def __init__(self, s: _Setup, out: Path, man: Manifest, run: dict, bar, streamer):
+    def __init__(self, s: _Setup, out: Path, man: Manifest, run: dict, bar):
         self.s, self.out, self.man, self.run, self.bar = s, out, man, run, bar
-        self.streamer = streamer
+        self.passthrough = passthrough(s.runner)
+        self.best, self.best_ids = Best(s.runner.rank_by), set()   # of pass-through chunks
         self.compute_s = self.write_s = 0.0
 
     def done(self, c: dict, attempt: int, table, info: dict) -> None:
         tw = time.perf_counter()
         d, cid = self.man.data, str(c["id"])
         table = to_arrow(table)
+        if self.passthrough:       # the chunk file holds the final rows: levels in front
+            table = with_levels(self.s, c["point_values"], table)
         rec = {"run": self.run["run"], "attempts": attempt, "rows": table.num_rows,
                "elapsed_s": round(info.get("elapsed_s", 0.0), 6),
                "worker": info.get("worker"), "finished": now(),
                "info": {k: v for k, v in info.items() if k not in ("elapsed_s", "worker")}}
         write_chunk(self.out / CHUNKS / chunk_name(c["id"]), table,
-                    {"id": c["id"], "job_hash": self.s.fp["job_hash"], "record": rec})
-        if self.streamer is not None:
-            self.streamer.done(c, table)
+                    {"id": c["id"], "job_hash": self.s.fp["job_hash"], "record": rec},
+                    self.s.levels)
+        if self.passthrough:
+            self.best.add(table)
+            self.best_ids.add(cid)
         d["done"][cid] = rec
         d["failed"].pop(cid, None)
         self.run["computed"] += 1
@@ -447,8 +451,6 @@ class _Recorder:
                   **self.s.runner.describe(self.s.ctx, c["point_values"], c["part"])}
         d["failed"][str(c["id"])] = {"run": run["run"], "attempts": attempt, "error": msg,
                                      "params": params, "traceback": tb}
-        if self.streamer is not None:
-            self.streamer.failed(c)
         run["failed"] += 1
         self.bar.set_postfix(failed=len(d["failed"]))
         self.man.save(force=True)

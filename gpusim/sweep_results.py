@@ -1,23 +1,35 @@
-"""The final table of a sweep: its chunks merged, in plan order, into ``results.parquet``.
+"""The final table of a sweep: ``results.parquet``, a folder of Parquet parts in plan order.
 
-Pass-through tasks (whose rows are their chunks' rows, like ``backtest``) stay in Arrow: the
-call-level levels are added as constant columns. While the chunks of a fresh local run finish
-in plan order, :class:`Streamer` appends them to ``results.parquet`` as they come, so the rows
-are written once more, not twice more; any other case (a resume, failures in the way, Dask's
-completion order) merges the chunk files at the end with :func:`assemble`, which writes the
-same file. Other tasks (``search``) merge each point's chunks with their ``reduce``.
+Pass-through tasks (whose rows are their chunks' rows, like ``backtest``) write each chunk's
+final rows, call-level levels included as constant columns, into its chunk file; the results
+folder then links those files as its parts, so every row is written to disk once, whatever the
+engine and however many resumes. Other tasks (``search``) merge each point's chunks with their
+``reduce`` into a part of their own.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .sweep_store import CHUNKS, RESULTS, TableWriter, chunk_name, read_chunk
+from .errors import GpusimError
+from .sweep_store import (
+    CHUNKS,
+    RESULTS,
+    TableWriter,
+    chunk_name,
+    part_name,
+    read_chunk,
+    swap_dir,
+    tmp_name,
+    write_chunk,
+)
 from .sweep_tasks import TaskRunner, coerce_levels
 
 BEST_K = 5
@@ -42,8 +54,9 @@ def _const_column(value, kind: str, n: int):
     return pa.array([value] * n, type=typ)
 
 
-def _with_levels(s, pv: dict, t):
-    """Arrow table ``t`` of a pass-through chunk with its point's call levels in front."""
+def with_levels(s, pv: dict, t):
+    """Arrow table ``t`` of a pass-through chunk with its point's call levels in front (the
+    chunk file holds the chunk's final rows)."""
     for i, name in enumerate([n for a in s.call_axes for n in a.names]):
         t = t.add_column(i, name, _const_column(label(pv[name]), s.call_kinds[name],
                                                 t.num_rows))
@@ -56,13 +69,8 @@ def passthrough(runner: TaskRunner) -> bool:
 
 
 def _point_tables(s, out: Path, p: int, have: list[dict], info: dict):
-    """The final rows of point ``p`` (Arrow tables or DataFrames) with the call levels."""
+    """The final rows of point ``p`` of a reducing task (DataFrames) with the call levels."""
     pv = s.point(p)
-    if passthrough(s.runner):                      # rows pass through: stay in Arrow
-        for c in have:
-            yield _with_levels(s, pv, read_chunk(out / CHUNKS / chunk_name(c["id"]),
-                                                 arrow=True)[0])
-        return
     items = (read_chunk(out / CHUNKS / chunk_name(c["id"])) for c in have)
     items = ((t, m.get("record", {}).get("info", {})) for t, m in items)
     for df in s.runner.reduce(s.ctx, pv, items, info):
@@ -116,64 +124,39 @@ class Best:
                 "rows": [] if rows is None else json.loads(rows.to_json(orient="records"))}
 
 
-class Streamer:
-    """Writes results.parquet while the chunks of a pass-through task finish in plan order,
-    so a sweep that is never interrupted writes every row once more, not twice more. Any
-    other order (a resume, Dask) abandons it: the rows are then merged from the chunk files,
-    which gives the same file."""
+def assemble(s, out: Path, d: dict, best: Best | None = None,
+             best_ids: frozenset = frozenset()) -> dict:
+    """Publish the final table ``results.parquet``: a folder of Parquet parts, read as one
+    table in plan order (``pandas.read_parquet(folder)``, pyarrow datasets, DuckDB, ...).
 
-    def __init__(self, s, out: Path):
-        self.s, self.out, self.next = s, out, 0
-        self.writer = TableWriter(out / RESULTS)
-        self.best = Best(s.runner.rank_by)
-
-    def done(self, c: dict, table) -> None:
-        if self.writer is None:
-            return
-        if c["id"] != self.next:
-            return self.abort()
-        t = _with_levels(self.s, c["point_values"], table)
-        self.writer.write(t)
-        self.best.add(t)
-        self.next += 1
-
-    def failed(self, c: dict) -> None:
-        if self.writer is not None and c["id"] == self.next:
-            self.next += 1
-        else:
-            self.abort()
-
-    def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.abort()
-            self.writer = None
-
-    def finish(self, n_chunks: int) -> dict | None:
-        """The assembly facts, or None when the file could not be streamed to the end."""
-        if self.writer is None or self.next != n_chunks:
-            self.abort()
-            return None
-        self.writer.close(pd.DataFrame(columns=self.s.levels))
-        return {"n_rows": self.writer.rows, "columns": list(self.writer.schema.names)
-                if self.writer.schema is not None else [], "incomplete_points": 0,
-                "best": self.best.summary(), "points": [], "streamed": True}
-
-
-def assemble(s, out: Path, d: dict) -> dict:
-    """Merge the done chunks, point by point in plan order, into results.parquet (streamed:
-    one chunk, or one point's merge, in memory at a time)."""
+    Pass-through tasks: the parts are the done chunk files themselves (hard links, copies where
+    links are impossible), since each chunk file already holds the chunk's final rows; so the
+    rows are written once. Other tasks: each point's chunks merged by ``reduce`` into one part.
+    ``best``/``best_ids``: the best rows of the chunks already seen this run (other chunks are
+    read for them). The folder is built under a temporary name and swapped in.
+    """
     by_point: dict[int, list[dict]] = {}
     for c in d["plan"]["chunks"]:
         by_point.setdefault(c["point"], []).append(c)
-    writer = TableWriter(out / RESULTS)
-    best = Best(s.runner.rank_by)
-    points, skipped = [], 0
+    best = best if best is not None else Best(s.runner.rank_by)
+    tmp = tmp_name(out / RESULTS)
+    tmp.mkdir()
+    points, skipped, n_rows, schema, linked = [], 0, 0, None, []
     try:
+        writer = None if passthrough(s.runner) else TableWriter(tmp / part_name(0), s.levels)
         for p in range(s.n_points):
             chunks = by_point.get(p, [])
             have = [c for c in chunks if str(c["id"]) in d["done"]]
             if not have or (len(have) < len(chunks) and not s.runner.partial_points):
                 skipped += len(have) < len(chunks)
+                continue
+            if writer is None:
+                for c in have:
+                    src = out / CHUNKS / chunk_name(c["id"])
+                    linked.append((src, tmp / part_name(c["id"])))
+                    n_rows += int(d["done"][str(c["id"])].get("rows", 0))
+                    if str(c["id"]) not in best_ids:
+                        best.add(read_chunk(src, arrow=True)[0])
                 continue
             info: dict = {}
             for t in _point_tables(s, out, p, have, info):
@@ -181,12 +164,48 @@ def assemble(s, out: Path, d: dict) -> dict:
                 best.add(t)
             if info and len(points) < 1000:
                 points.append({**{k: label(v) for k, v in s.point(p).items()}, **info})
-        rows = best.rows
-        cols = s.levels + (list(rows.columns.difference(s.levels)) if rows is not None else [])
-        writer.close(pd.DataFrame(columns=cols))
+        if writer is not None:
+            rows = best.rows
+            cols = s.levels + (list(rows.columns.difference(s.levels)) if rows is not None
+                               else [])
+            writer.close(pd.DataFrame(columns=cols))
+            n_rows, schema = writer.rows, writer.schema
+        elif linked:
+            schema = _publish_parts(linked, s.levels)
+        else:                                     # nothing done: an empty table
+            TableWriter(tmp / part_name(0), s.levels).close(pd.DataFrame(columns=s.levels))
+        swap_dir(tmp, out / RESULTS)
     except BaseException:
-        writer.abort()
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"n_rows": writer.rows, "columns": [] if writer.schema is None else
-            list(writer.schema.names), "incomplete_points": skipped,
-            "best": best.summary(), "points": points, "streamed": False}
+    return {"n_rows": n_rows, "columns": [] if schema is None else
+            [n for n in schema.names], "incomplete_points": skipped,
+            "best": best.summary(), "points": points}
+
+
+def _publish_parts(parts: list[tuple[Path, Path]], levels):
+    """Make each chunk file ``src`` part ``dst`` of the results folder: a hard link (a copy
+    where linking fails); when the chunks' column types differ (a task returning ints in one
+    chunk and floats in another), the parts that differ from the common schema are rewritten
+    cast to it. Returns the parts' schema."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    schemas = [pq.read_schema(src).remove_metadata() for src, _ in parts]
+    target = schemas[0]
+    if any(not sc.equals(target) for sc in schemas[1:]):
+        try:
+            target = pa.unify_schemas(schemas, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise GpusimError(f"the chunks' tables have incompatible columns ({exc}); a task "
+                              "must return the same columns and types for every chunk") from None
+    for (src, dst), sc in zip(parts, schemas):
+        if not sc.equals(target):
+            t = read_chunk(src, arrow=True)[0]
+            write_chunk(dst, t.select(target.names).cast(target), {}, levels)
+            continue
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+    return target

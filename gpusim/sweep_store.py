@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -31,13 +32,32 @@ def chunk_name(cid: int) -> str:
     return f"c{cid:06d}.parquet"
 
 
+def part_name(i: int) -> str:
+    """Name of a part of the results folder (sorted names = plan order)."""
+    return f"part-{i:06d}.parquet"
+
+
 # ----------------------------------------------------------------------------- files
-def _tmp_name(path: Path) -> Path:
+def tmp_name(path: Path) -> Path:
+    """A hidden temporary name next to ``path`` (Parquet datasets skip names starting '.')."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def swap_dir(tmp: Path, path: Path) -> None:
+    """Put the finished folder ``tmp`` at ``path`` (replacing a file or folder there)."""
+    if path.is_dir():
+        old = tmp_name(path)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        if path.exists():
+            path.unlink()
+        os.replace(tmp, path)
+
+
 def write_json_atomic(path: Path, obj, indent: int | None = None) -> None:
-    tmp = _tmp_name(path)
+    tmp = tmp_name(path)
     try:
         tmp.write_text(json.dumps(obj, indent=indent, default=str) + "\n")
         os.replace(tmp, path)
@@ -57,16 +77,24 @@ def to_arrow(table):
     return t
 
 
-def write_chunk(path: Path, table, meta: dict) -> None:
-    """Write one chunk's table (DataFrame or Arrow) and its record as Parquet, atomically."""
+def _dictionary(t, levels) -> list[str] | bool:
+    """Columns to dictionary-encode: the parameter levels (few distinct values, repeated, so
+    they shrink to run lengths); the metric columns are written plain."""
+    cols = [n for n in t.schema.names if n in set(levels or ())]
+    return cols or False
+
+
+def write_chunk(path: Path, table, meta: dict, levels=()) -> None:
+    """Write one chunk's table (DataFrame or Arrow) and its record as Parquet, atomically
+    (the ``levels`` columns dictionary-encoded, the rest plain and uncompressed)."""
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     t = to_arrow(table)
     t = t.replace_schema_metadata({**(t.schema.metadata or {}),
                                    META_KEY: json.dumps(meta, default=str).encode()})
-    tmp = _tmp_name(path)
-    try:   # plain encoding: dictionaries and statistics cost more than they save here
-        pq.write_table(t, tmp, use_dictionary=False, write_statistics=False,
+    tmp = tmp_name(path)
+    try:   # statistics and compressing random floats cost more than they save here
+        pq.write_table(t, tmp, use_dictionary=_dictionary(t, levels), write_statistics=False,
                        compression="none")
         os.replace(tmp, path)
     finally:
@@ -95,12 +123,15 @@ def chunk_meta(path: Path) -> dict | None:
 
 
 def remove_tmp(folder: Path) -> int:
-    """Delete temporary files left by a killed run; returns how many."""
+    """Delete temporary files (and results folders) left by a killed run; returns how many."""
     n = 0
     for d in (folder, folder / "chunks"):
         if d.is_dir():
             for f in d.glob(".*.tmp-*"):
-                f.unlink(missing_ok=True)
+                if f.is_dir():
+                    shutil.rmtree(f, ignore_errors=True)
+                else:
+                    f.unlink(missing_ok=True)
                 n += 1
     return n
 
@@ -109,8 +140,8 @@ class TableWriter:
     """Stream tables (DataFrames or Arrow tables) with one schema into a Parquet file,
     atomically at :meth:`close`."""
 
-    def __init__(self, path: Path):
-        self.path, self.tmp = path, _tmp_name(path)
+    def __init__(self, path: Path, levels=()):
+        self.path, self.tmp, self.levels = path, tmp_name(path), levels
         self.writer = self.schema = None
         self.rows = 0
 
@@ -120,7 +151,8 @@ class TableWriter:
         t = to_arrow(table)
         if self.writer is None:
             self.schema = t.schema
-            self.writer = pq.ParquetWriter(self.tmp, self.schema, use_dictionary=False)
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="none",
+                                           use_dictionary=_dictionary(t, self.levels))
         elif not t.schema.equals(self.schema, check_metadata=False):
             t = t.cast(self.schema)
         self.writer.write_table(t)
@@ -169,7 +201,10 @@ def ours(out: Path) -> bool:
 def wipe(out: Path) -> None:
     """Delete a previous sweep's files (only the names a sweep writes)."""
     for name in (MANIFEST, RESULTS, SUMMARY):
-        (out / name).unlink(missing_ok=True)
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+        else:
+            (out / name).unlink(missing_ok=True)
     ch = out / CHUNKS
     if ch.is_dir():
         for f in ch.iterdir():

@@ -386,7 +386,7 @@ class BacktestTask(TaskRunner):
         return d
 
     def run(self, ctx, point, part):
-        from .backtest import backtest  # noqa: PLC0415
+        from .backtest import _run  # noqa: PLC0415
         from .grid import Param  # noqa: PLC0415
 
         kw = {**ctx.call_fixed, **point, **ctx.fixed_native}
@@ -401,27 +401,32 @@ class BacktestTask(TaskRunner):
                 else:
                     val = [g.values[m][i] for i in pos]
                 kw[m] = Param(val, name=m, level=level)
-        res = backtest(ctx.market, backend=ctx.backend, progress=False, **kw)
-        if res.partial:
+        # the rows as arrays (no metrics frame and MultiIndex to build and take apart again)
+        r = _run(ctx.market, backend=ctx.backend, progress=False, **kw)
+        if r.partial:
             raise KeyboardInterrupt
-        return _metrics_table(res.metrics, ctx.kinds), {"compute_s": res.summary["elapsed_s"]}
+        return _rows_table(r.ctx.grid, r.out, ctx.kinds), {"compute_s": round(r.elapsed, 6)}
 
 
-def _metrics_table(metrics: pd.DataFrame, kinds: Mapping[str, str]):
-    """Flat Arrow table of a metrics frame: its index levels (typed by ``kinds``, as
-    :func:`coerce_levels` would) then its columns (float64, zero-copy where contiguous)."""
+def _rows_table(grid, out: np.ndarray, kinds: Mapping[str, str]):
+    """Flat Arrow table of a backtest's rows: the grid's levels (typed by ``kinds``, as
+    :func:`coerce_levels` would), then the metric columns (float64) of ``out``."""
     import pyarrow as pa  # noqa: PLC0415
 
+    from .backtest import METRICS  # noqa: PLC0415
+
+    pos = grid.group_positions(0, out.shape[0])
     cols = {}
-    for name in metrics.index.names:
-        v, kind = metrics.index.get_level_values(name), kinds.get(name, "str")
+    for a in grid.axes:
+        labels, kind = np.asarray(a.labels, dtype=object), kinds.get(a.name, "str")
         if kind in ("float", "int", "bool"):
             dt = {"float": np.float64, "int": np.int64, "bool": np.bool_}[kind]
-            cols[name] = pa.array(np.asarray(v, dtype=dt))
+            cols[a.name] = pa.array(labels.astype(dt)[pos[a.group]])
         else:
-            cols[name] = pa.array([str(x) for x in v], type=pa.string())
-    for c in metrics.columns:
-        cols[c] = pa.array(np.ascontiguousarray(metrics[c].to_numpy(dtype=np.float64)))
+            cols[a.name] = pa.array([str(x) for x in labels], type=pa.string()).take(
+                pa.array(pos[a.group]))
+    for j, c in enumerate(METRICS):
+        cols[c] = pa.array(np.ascontiguousarray(out[:, j]))
     return pa.table(cols)
 
 

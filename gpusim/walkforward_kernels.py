@@ -476,7 +476,7 @@ def _score_task(W, nb, i0, lo, hi, F, tri, mex, gb, G, gl, gu, eqtol, cash, ann,
                 bsc[seg] = scl[b]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def search_cpu_nb(item_grp, item_split, item_c0, item_c1, grp_key, grp_t0, grp_t1, task_sid,
                   task_cid, task_n, code, alpha, F, tri, mex, gb, G, lo, hi, gl, gu, eqtol,
                   cash, ann, chk, bs, bi, bsc, as_, ai, nacc):
@@ -682,7 +682,7 @@ simulate_wf_nb = compile_simulate(njit(cache=True, error_model="numpy"), {
     "write_metrics": _bk.write_metrics_nb})
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def execute_cpu_nb(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf):
     """Metrics (C, 11) of C walk-forward portfolios, parallel over portfolios.
 

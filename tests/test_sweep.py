@@ -342,8 +342,12 @@ def test_resume_recovers_chunks_the_manifest_missed(mkt, tmp_path):
     kw = {"market": mkt, "weights": RandomWeights(20), "out": out, "chunk_size": 5,
           "backend": "cpu", "progress": False}
     grid = {"init_cash": [1.0, 100.0], "fees": [0.0, 0.001]}
-    full = run_sweep("backtest", grid, **kw)       # results.parquet streamed as chunks finish
-    assert full.summary["streamed"] and full.summary["n_chunks"] == 20
+    full = run_sweep("backtest", grid, **kw)       # results.parquet: the chunk files, linked
+    assert full.summary["n_chunks"] == 20
+    parts = sorted((out / "results.parquet").iterdir())
+    assert [p.name for p in parts] == [f"part-{i:06d}.parquet" for i in range(20)]
+    assert all(p.stat().st_ino == (out / "chunks" / f"c{i:06d}.parquet").stat().st_ino
+               for i, p in enumerate(parts))            # written once: hard links
     m = _manifest(out)
     for k in ("1", "4"):                       # as if killed before the manifest was saved
         del m["done"][k]
@@ -352,7 +356,6 @@ def test_resume_recovers_chunks_the_manifest_missed(mkt, tmp_path):
     (out / "manifest.json").write_text(json.dumps(m))
     res = run_sweep("backtest", grid, resume=True, **kw)   # merged from the chunk files
     m = _manifest(out)
-    assert not res.summary["streamed"]
     assert res.summary["computed_this_run"] == 1 and res.summary["recovered"] == 2
     assert m["done"]["1"]["recovered"] and m["done"]["1"]["run"] == 0
     assert m["done"]["6"]["run"] == 1
@@ -455,3 +458,38 @@ def test_import_stays_light():
     out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+class MixedTypesTask(TaskRunner):
+    """One row per x: an int column for x = 0, a float one after (types differ by chunk)."""
+
+    name = "mixed_types_test"
+    params = {"x": "a number"}
+
+    def prepare(self, market, fixed, native_axes, backend):
+        return {}
+
+    def run(self, ctx, point, part):
+        x = point["x"]
+        return pd.DataFrame({"y": [x] if x == 0 else [x + 0.5]}), {}
+
+
+def test_results_folder_links_chunks_or_casts_mixed_types(tmp_path, monkeypatch):
+    """results.parquet is a folder of parts: the chunk files hard-linked; a part whose column
+    types differ is rewritten cast to the common schema; a copy where linking fails."""
+    register_task(MixedTypesTask(), replace=True)
+    calls = []
+
+    def no_link(src, dst):
+        calls.append(Path(dst).name)
+        raise OSError("links not supported here")
+
+    monkeypatch.setattr(os, "link", no_link)
+    res = run_sweep("mixed_types_test", {"x": [0, 1, 2]}, market=gpusim.synthetic_market(2, 10),
+                    out=tmp_path / "o", backend="cpu", progress=False)
+    parts = sorted(p.name for p in (tmp_path / "o" / "results.parquet").iterdir())
+    assert parts == ["part-000000.parquet", "part-000001.parquet", "part-000002.parquet"]
+    assert calls == ["part-000001.parquet", "part-000002.parquet"]   # part 0 was cast
+    back = pd.read_parquet(tmp_path / "o" / "results.parquet")
+    assert back["y"].dtype == np.float64 and back["y"].tolist() == [0.0, 1.5, 2.5]
+    assert res.table["y"].tolist() == [0.0, 1.5, 2.5]
