@@ -192,21 +192,27 @@ def simulate_one(close, W, wi, masks, mi, threshold, relative, fee, init_cash, a
             fees += fe
             nreb += 1
             v = portfolio_value(close, t, cash, h, col)
-        r = v / v_prev - 1.0
-        d = r - mean
-        mean = fadd(mean, fmul(d, 1.0 / (t + 1)))
-        m2 = fadd(m2, fmul(d, r - mean))
-        x = r - rf_bar
-        if x < 0.0:
-            down = fadd(down, fmul(x, x))
-        peak = max(v, peak)
-        dd = v / peak - 1.0
-        mdd = min(dd, mdd)
-        sum_v += v
+        mean, m2, down, peak, mdd, sum_v = bar_update(t, v / v_prev - 1.0, v, rf_bar, mean,
+                                                      m2, down, peak, mdd, sum_v)
         v_prev = v
 
     write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, traded, fees,
                   nreb)
+
+
+def bar_update(t, r, v, rf_bar, mean, m2, down, peak, mdd, sum_v):
+    """The online metrics after bar ``t`` (return ``r``, value ``v``): Welford ``mean``/``m2``,
+    downside sum of squares below ``rf_bar``, running ``peak`` and max drawdown ``mdd``, sum of
+    values. Returns the updated (mean, m2, down, peak, mdd, sum_v)."""
+    d = r - mean
+    mean = fadd(mean, fmul(d, 1.0 / (t + 1)))
+    m2 = fadd(m2, fmul(d, r - mean))
+    x = r - rf_bar
+    if x < 0.0:
+        down = fadd(down, fmul(x, x))
+    peak = max(v, peak)
+    mdd = min(v / peak - 1.0, mdd)
+    return mean, m2, down, peak, mdd, sum_v + v
 
 
 def write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, traded, fees,
@@ -239,8 +245,8 @@ def write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, 
     out[c, 10] = v
 
 
-BODIES = ("fmul", "fadd", "portfolio_value", "band_breached", "rebalance", "write_metrics",
-          "simulate_one")
+BODIES = ("fmul", "fadd", "portfolio_value", "band_breached", "rebalance", "bar_update",
+          "write_metrics", "simulate_one")
 
 
 def compile_bodies(jit, overrides=None):
@@ -253,6 +259,7 @@ _nb = compile_bodies(njit(cache=True, error_model="numpy"))
 portfolio_value_nb = _nb["portfolio_value"]
 band_breached_nb = _nb["band_breached"]
 rebalance_nb = _nb["rebalance"]
+bar_update_nb = _nb["bar_update"]
 write_metrics_nb = _nb["write_metrics"]
 simulate_one_nb = _nb["simulate_one"]
 

@@ -48,6 +48,7 @@ from cpu_ref.rng import (
 
 from . import backtest_kernels as _bk
 from .backtest_kernels import (  # noqa: F401 - bodies that simulate_wf calls by name
+    bar_update,
     fadd,
     fmul,
     portfolio_value,
@@ -653,17 +654,8 @@ def simulate_wf(close, W, row0, masks, mi, fee, init_cash, ann, rf, h, oval, ord
             fees += fe
             nreb += 1
             v = portfolio_value(close, t, cash, h, col)
-        r = v / v_prev - 1.0
-        d = r - mean
-        mean = fadd(mean, fmul(d, 1.0 / (t + 1)))
-        m2 = fadd(m2, fmul(d, r - mean))
-        x = r - rf_bar
-        if x < 0.0:
-            down = fadd(down, fmul(x, x))
-        peak = max(v, peak)
-        dd = v / peak - 1.0
-        mdd = min(dd, mdd)
-        sum_v += v
+        mean, m2, down, peak, mdd, sum_v = bar_update(t, v / v_prev - 1.0, v, rf_bar, mean,
+                                                      m2, down, peak, mdd, sum_v)
         v_prev = v
     write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, traded, fees,
                   nreb)
@@ -671,15 +663,16 @@ def simulate_wf(close, W, row0, masks, mi, fee, init_cash, ann, rf, h, oval, ord
 
 def compile_simulate(jit, overrides):
     """Compile :func:`simulate_wf` (and ``fmul``/``fadd`` unless given) with ``jit``; the
-    ``overrides`` bind ``rebalance``, ``portfolio_value``, ``write_metrics`` (and on the GPU
-    ``fmul``/``fadd``) to compiled step bodies of :mod:`gpusim.backtest_kernels`."""
+    ``overrides`` bind ``rebalance``, ``portfolio_value``, ``bar_update``, ``write_metrics``
+    (and on the GPU ``fmul``/``fadd``) to compiled step bodies of
+    :mod:`gpusim.backtest_kernels`."""
     return _compile_bodies(jit, globals(), ("fmul", "fadd", "simulate_wf"), overrides)[
         "simulate_wf"]
 
 
 simulate_wf_nb = compile_simulate(njit(cache=True, error_model="numpy"), {
     "rebalance": _bk.rebalance_nb, "portfolio_value": _bk.portfolio_value_nb,
-    "write_metrics": _bk.write_metrics_nb})
+    "bar_update": _bk.bar_update_nb, "write_metrics": _bk.write_metrics_nb})
 
 
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")
