@@ -16,6 +16,7 @@ import math
 import sys
 from pathlib import Path
 
+from .cli_common import add_subcommand, check_ranking, guarded, partial_exit, standalone_parser
 from .errors import GpusimError
 
 __all__ = ["add_parser", "run", "main", "parse_values", "parse_rebalance", "parse_weights"]
@@ -71,19 +72,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``backtest`` sub-command to an ``argparse`` subparsers object."""
-    p = subparsers.add_parser("backtest", help="rebalancing backtests over parameter grids",
-                              description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+    return add_subcommand(subparsers, "backtest", "rebalancing backtests over parameter grids",
+                          DESCRIPTION, EPILOG, _add_arguments, run)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpusim backtest", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
-    return p
+    return standalone_parser("backtest", DESCRIPTION, EPILOG, _add_arguments)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,23 +184,7 @@ def _as_axis(values: list, name: str):
 def run(args: argparse.Namespace) -> int:
     """Execute ``gpusim backtest`` with parsed ``args``; returns the exit code (0 ok, 2 bad
     input, 130 interrupted: partial results are still printed and written)."""
-    try:
-        return _run(args)
-    except GpusimError as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-              file=sys.stderr)
-        return 2
-    except BrokenPipeError:          # stdout closed early (e.g. piped into head): not an error
-        import os  # noqa: PLC0415
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return guarded(_run, args)
 
 
 def _run(args) -> int:
@@ -214,11 +192,7 @@ def _run(args) -> int:
 
     from .backtest import METRICS, backtest  # noqa: PLC0415
 
-    if args.sort_by not in METRICS:
-        raise GpusimError(f"--sort-by {args.sort_by!r} is not a metric; use one of "
-                          f"{', '.join(METRICS)}")
-    if args.top_k < 1:
-        raise GpusimError(f"--top-k {args.top_k} must be >= 1")
+    check_ranking(args.sort_by, args.top_k, METRICS)
     if args.init_cash is not None and not args.init_cash > 0:
         raise GpusimError(f"--init-cash {args.init_cash:g} must be > 0")
     market = _market(args)
@@ -255,11 +229,7 @@ def _run(args) -> int:
             print(best.to_string(float_format=lambda x: f"{x:.6g}"))
         if out:
             print(f"wrote {out}")
-    if res.partial:
-        print(f"warning: interrupted; {s['n_done']} of {s['n_combinations']} combinations done "
-              "(partial results)", file=sys.stderr)
-        return 130
-    return 0
+    return partial_exit(s, res.partial)
 
 
 def main(argv=None) -> int:

@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 
+from .cli_common import add_subcommand, check_ranking, guarded, partial_exit, standalone_parser
 from .errors import GpusimError
 
 __all__ = ["add_parser", "run", "main", "load_data"]
@@ -89,19 +90,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``dynopt`` sub-command to an ``argparse`` subparsers object."""
-    p = subparsers.add_parser("dynopt", help="integer-position dynamic optimisation (Carver) "
-                              "over parameter grids", description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+    return add_subcommand(subparsers, "dynopt",
+                          "integer-position dynamic optimisation (Carver) over parameter grids",
+                          DESCRIPTION, EPILOG, _add_arguments, run)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpusim dynopt", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
-    return p
+    return standalone_parser("dynopt", DESCRIPTION, EPILOG, _add_arguments)
 
 
 def load_data(args):
@@ -143,23 +138,7 @@ def load_data(args):
 def run(args: argparse.Namespace) -> int:
     """Execute ``gpusim dynopt`` with parsed ``args``; returns the exit code (0 ok, 2 bad
     input, 130 interrupted: partial results are still printed and written)."""
-    try:
-        return _run(args)
-    except GpusimError as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-              file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        import os  # noqa: PLC0415
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return guarded(_run, args)
 
 
 def _axis(values: list, name: str):
@@ -174,11 +153,7 @@ def _run(args) -> int:
     from .cli_backtest import parse_rebalance, parse_values  # noqa: PLC0415
     from .dynopt import METRICS, dynopt  # noqa: PLC0415
 
-    if args.sort_by not in METRICS:
-        raise GpusimError(f"--sort-by {args.sort_by!r} is not a metric; use one of "
-                          f"{', '.join(METRICS)}")
-    if args.top_k < 1:
-        raise GpusimError(f"--top-k {args.top_k} must be >= 1")
+    check_ranking(args.sort_by, args.top_k, METRICS)
     capital = _axis(parse_values(args.capital, "--capital"), "capital")
     shadow = _axis(parse_values(args.shadow_cost, "--shadow-cost"), "shadow_cost")
     buffer = _axis(parse_values(args.buffer, "--buffer"), "buffer")
@@ -225,11 +200,7 @@ def _run(args) -> int:
             print(table.to_string(float_format=lambda x: f"{x:.6g}"))
         if out:
             print(f"wrote {out}")
-    if res.partial:
-        print(f"warning: interrupted; {s['n_done']} of {s['n_combinations']} combinations done "
-              "(partial results)", file=sys.stderr)
-        return 130
-    return 0
+    return partial_exit(s, res.partial)
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 
+from .cli_common import add_subcommand, guarded, standalone_parser
 from .errors import GpusimError
 
 __all__ = ["add_parser", "run", "main", "build_parser"]
@@ -78,40 +79,17 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``sweep`` sub-command to an ``argparse`` subparsers object."""
-    p = subparsers.add_parser("sweep", help="run a job file in resumable chunks (local or Dask)",
-                              description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+    return add_subcommand(subparsers, "sweep", "run a job file in resumable chunks (local or Dask)",
+                          DESCRIPTION, EPILOG, _add_arguments, run)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpusim sweep", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
-    return p
+    return standalone_parser("sweep", DESCRIPTION, EPILOG, _add_arguments)
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``gpusim sweep`` with parsed ``args``; returns the exit code."""
-    try:
-        return _run(args)
-    except GpusimError as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-              file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        import os  # noqa: PLC0415
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; run again with --resume to finish", file=sys.stderr)
-        return 130
+    return guarded(_run, args, "error: interrupted; run again with --resume to finish")
 
 
 def _run(args) -> int:

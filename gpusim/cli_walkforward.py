@@ -17,6 +17,7 @@ import re
 import sys
 from pathlib import Path
 
+from .cli_common import add_subcommand, check_ranking, guarded, standalone_parser
 from .errors import GpusimError
 
 __all__ = ["add_parser", "build_parser", "main", "parse_beta", "run"]
@@ -78,19 +79,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``walkforward`` sub-command to an ``argparse`` subparsers object."""
-    p = subparsers.add_parser("walkforward", help="walk-forward re-optimisation over grids",
-                              description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+    return add_subcommand(subparsers, "walkforward", "walk-forward re-optimisation over grids",
+                          DESCRIPTION, EPILOG, _add_arguments, run)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpusim walkforward", description=DESCRIPTION,
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
-    return p
+    return standalone_parser("walkforward", DESCRIPTION, EPILOG, _add_arguments)
 
 
 def parse_beta(spec: str):
@@ -150,23 +144,7 @@ def _constraints(args, symbols):
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``gpusim walkforward``; returns the exit code (0 ok, 2 bad input)."""
-    try:
-        return _run(args)
-    except GpusimError as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-              file=sys.stderr)
-        return 2
-    except BrokenPipeError:          # stdout closed early (e.g. piped into head): not an error
-        import os  # noqa: PLC0415
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return guarded(_run, args)
 
 
 def _run(args) -> int:
@@ -176,11 +154,7 @@ def _run(args) -> int:
     from .market import market_from_spec  # noqa: PLC0415
     from .walkforward import METRICS, walkforward  # noqa: PLC0415
 
-    if args.sort_by not in METRICS:
-        raise GpusimError(f"--sort-by {args.sort_by!r} is not a metric; use one of "
-                          f"{', '.join(METRICS)}")
-    if args.top_k < 1:
-        raise GpusimError(f"--top-k {args.top_k} must be >= 1")
+    check_ranking(args.sort_by, args.top_k, METRICS)
     market = market_from_spec(args.prices, ann=args.ann)
     lookbacks = [None if t.strip().lower() in ("none", "all") else t.strip()
                  for t in str(args.lookback).split(",")]
