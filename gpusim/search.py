@@ -284,18 +284,19 @@ class _CpuRunner:
         import numba  # noqa: PLC0415
         from threadpoolctl import threadpool_limits  # noqa: PLC0415
 
-        from .search_kernels import SYM_MAX_A, search_cpu_nb  # noqa: PLC0415
+        from .search_kernels import SYM_MAX_A, search_cpu_nb, upper_doubled  # noqa: PLC0415
 
         self.kernel = search_cpu_nb
         self.args = (key, code, alpha, lo, hi, mu, cov, ann, rf, k)
         self.n_tasks = 4 * numba.get_num_threads()
         self.sym = mu.shape[0] <= SYM_MAX_A
+        self.U = upper_doubled(cov)
         self.limits = threadpool_limits(1, user_api="blas")
 
     def run(self, start, n):
         key, code, alpha, lo, hi, mu, cov, ann, rf, k = self.args
-        s, i, n_ok = self.kernel(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k,
-                                 self.n_tasks, self.sym)
+        s, i, n_ok = self.kernel(key, start, n, code, alpha, lo, hi, mu, cov, self.U, ann, rf,
+                                 k, self.n_tasks, self.sym)
         return s.ravel(), i.ravel(), int(n_ok.sum())
 
     def close(self):

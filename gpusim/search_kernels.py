@@ -166,13 +166,14 @@ def _score_block_sym(Wt, nb, U, amu, ann, rf, y, q, r, out):
 
 
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")
-def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k, n_tasks, sym):
+def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, U, ann, rf, k, n_tasks, sym):
     """Score candidates ``start .. start+n-1`` and return each task's top-k.
 
     Parameters
     ----------
     key : uint64 stream key (``cpu_ref.rng.seed_key_nb(seed)``).
-    lo, hi : (A,) bounds; mu : (A,) per-bar mean; cov : (A, A) per-bar covariance.
+    lo, hi : (A,) bounds; mu : (A,) per-bar mean; cov : (A, A) per-bar covariance;
+    U : :func:`upper_doubled` of ``cov`` (for the symmetric scorer).
     sym : score with :func:`_score_block_sym` (True; callers pass ``A <= SYM_MAX_A``) or by
         a BLAS product (:func:`_score_block`).
 
@@ -189,11 +190,6 @@ def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, ann, rf, k, n_tas
     Saug = np.empty((A + 1, A))
     Saug[:A] = cov
     Saug[A] = ann * mu
-    U = np.zeros((A, A))   # upper_doubled(cov)
-    for j in range(A):
-        U[j, j] = cov[j, j]
-        for c in range(j + 1, A):
-            U[j, c] = 2.0 * cov[j, c]
     amu = ann * mu
     top_s = np.full((n_tasks, k), -np.inf)
     top_i = np.full((n_tasks, k), -1, dtype=np.int64)

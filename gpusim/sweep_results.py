@@ -179,7 +179,7 @@ def assemble(s, out: Path, d: dict, best: Best | None = None,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"n_rows": n_rows, "columns": [] if schema is None else
-            [n for n in schema.names], "incomplete_points": skipped,
+            list(schema.names), "incomplete_points": skipped,
             "best": best.summary(), "points": points}
 
 
