@@ -47,6 +47,7 @@ from .grid import (
     resolve_weights,
     threshold_value,
 )
+from .market import as_market
 from .results import flat_table, jsonable, save_metrics, versions, write_table
 
 __all__ = ["backtest", "BacktestResult", "Records", "Param", "RandomWeights",
@@ -57,17 +58,6 @@ LOWER_IS_BETTER = frozenset({"annual_volatility", "turnover", "fees_paid", "n_re
 closest to 0 is best) the largest is best."""
 CPU_CHUNK_CAP = 2 ** 16
 GPU_CHUNK_CAP = 2 ** 20
-
-
-def _as_market(market):
-    if isinstance(market, pd.DataFrame):
-        from .market import load_prices  # noqa: PLC0415
-
-        return load_prices(market)
-    if hasattr(market, "prices") and hasattr(market, "ann"):
-        return market
-    raise GpusimError(f"market must be a gpusim Market or a prices DataFrame, got "
-                      f"{type(market).__name__}; see gpusim.load_prices")
 
 
 def _available_bytes() -> int:
@@ -181,7 +171,7 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     """Validate the arguments, build the grid and run every combination through the kernel
     (chunked; a Ctrl-C keeps the finished rows). :func:`backtest` turns the rows into its
     metrics frame; sweeps turn them into Arrow tables directly."""
-    mkt = _as_market(market)
+    mkt = as_market(market)
     prices = mkt.prices
     symbols = [str(s) for s in prices.columns]
     close = np.ascontiguousarray(prices.to_numpy(dtype=np.float64))

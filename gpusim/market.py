@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import DataError, GpusimError
 
 __all__ = ["Market", "load_prices", "infer_ann", "synthetic_market"]
 
@@ -583,3 +583,13 @@ def market_from_spec(spec=None, *, ann=None, symbols=None) -> Market:
                             "close prices, or omit --prices for the synthetic market")
         m = load_prices(spec, ann=ann)
     return m if symbols is None else m.subset(list(symbols))
+
+
+def as_market(market) -> Market:
+    """A Market from a Market (returned as is) or a prices DataFrame (:func:`load_prices`)."""
+    if isinstance(market, pd.DataFrame):
+        return load_prices(market)
+    if hasattr(market, "prices") and hasattr(market, "ann"):
+        return market
+    raise GpusimError(f"market must be a gpusim Market or a prices DataFrame, got "
+                      f"{type(market).__name__}; see gpusim.load_prices")

@@ -37,6 +37,7 @@ from .backend import resolve_backend
 from .constraints import WalkState, compile_constraints
 from .errors import GpusimError
 from .grid import Param, axis_values, build_grid, fee_value, rebalance_mask
+from .market import as_market
 from .walkforward_result import WalkForwardResult, _day, _jsonable, _State
 
 __all__ = ["DEFAULT_HISTORY", "METHODS", "METRICS", "WalkForwardResult", "walkforward"]
@@ -47,17 +48,6 @@ DEFAULT_HISTORY = 63
 GAP_AUTO_MAX = 500
 """``gap=None`` runs the exact solver for the in-sample gap when there are at most this many
 (date, lookback) problems."""
-
-
-def _as_market(market):
-    if isinstance(market, pd.DataFrame):
-        from .market import load_prices  # noqa: PLC0415
-
-        return load_prices(market)
-    if hasattr(market, "prices") and hasattr(market, "ann"):
-        return market
-    raise GpusimError(f"market must be a gpusim Market or a prices DataFrame, got "
-                      f"{type(market).__name__}; see gpusim.load_prices")
 
 
 def _lookback(x):
@@ -157,7 +147,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
         ``decisions(**levels)``, ``records(**levels)``, ``verify()``, ``save(out)``.
     """
     t_all = time.perf_counter()
-    mkt = _as_market(market)
+    mkt = as_market(market)
     prices = mkt.prices
     index = prices.index
     symbols = [str(s) for s in prices.columns]
