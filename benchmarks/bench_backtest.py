@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numba  # noqa: E402
 
-from gpusim.backtest_kernels import backtest_cpu_nb, backtest_scalar_nb  # noqa: E402
+from gpusim.backtest.cpu import backtest_cpu_nb, backtest_scalar_nb  # noqa: E402
 
 FEE = 0.001
 INIT_CASH = 100.0  # vectorbt's default, so final values compare directly
@@ -227,7 +227,7 @@ def main(argv=None):
         from gpusim.backend import gpu_status
 
         if gpu_status()[0]:
-            from gpusim.kernels.backtest_cuda import backtest_gpu as gpu
+            from gpusim.backtest.cuda import backtest_gpu as gpu
     except Exception:  # pragma: no cover - hardware only
         gpu = None
 

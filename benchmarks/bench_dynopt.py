@@ -11,8 +11,8 @@ absent), optimal positions by vol targeting (equal weights, risk target 20%, idm
 Measured side by side in one process (medians of ``--repeat`` runs, after a warm-up run that
 compiles/loads the kernels):
 
-- ``cpu``: :func:`gpusim.dynopt_kernels.dynopt_cpu` (Numba, parallel over combinations);
-- ``gpu``: :func:`gpusim.kernels.dynopt_cuda.dynopt_gpu` when a CUDA device is present;
+- ``cpu``: :func:`gpusim.dynopt.cpu.dynopt_cpu` (Numba, parallel over combinations);
+- ``gpu``: :func:`gpusim.dynopt.cuda.dynopt_gpu` when a CUDA device is present;
 - ``cpu_ref``: the readable reference :func:`cpu_ref.dynopt.dynopt_nb` (Numba, objective from
   scratch), for context;
 - ``python``: :func:`python_loop` below — the same daily loop in plain Python + NumPy (one
@@ -100,8 +100,8 @@ def python_loop(dprice, notional, cost, k, w_star, covs, cov_id, mask, capital, 
 
 
 def load_inputs(years: float, idm: float):
-    from gpusim.dynopt import prepare
-    from gpusim.futures import default_data_dir, load_futures, synthetic_futures
+    from gpusim.data.futures import default_data_dir, load_futures, synthetic_futures
+    from gpusim.dynopt.api import prepare
 
     if default_data_dir() is not None:
         data = load_futures().last_years(years)
@@ -134,7 +134,7 @@ def main() -> None:
 
     from cpu_ref.dynopt import dynopt_nb
     from gpusim.backend import gpu_status
-    from gpusim.dynopt_kernels import dynopt_cpu
+    from gpusim.dynopt.cpu import dynopt_cpu
 
     data, inp = load_inputs(a.years, a.idm)
     T, N = inp.dprice.shape
@@ -168,7 +168,7 @@ def main() -> None:
 
     ok, why = gpu_status()
     if ok:
-        from gpusim.kernels.dynopt_cuda import dynopt_gpu
+        from gpusim.dynopt.cuda import dynopt_gpu
 
         dynopt_gpu(*args, masks, mid, caps, shs, bus, inp.ann)
         t_gpu = median_time(lambda: dynopt_gpu(*args, masks, mid, caps, shs, bus, inp.ann),

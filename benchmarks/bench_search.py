@@ -17,7 +17,7 @@ import time
 import warnings
 
 import gpusim
-from gpusim.bench import bench_search, format_table
+from gpusim.search.bench import bench_search, format_table
 
 
 def big_run(n: int = 10**8, A: int = 20) -> dict:

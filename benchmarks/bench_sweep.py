@@ -5,7 +5,7 @@ Workload (issue 4): 10^5 backtest combinations x 756 business-day bars on the CP
 
 1. Baseline: one ``gpusim.backtest()`` call over the whole grid (metrics in memory, nothing
    written), after a warm-up call (compilation).
-2. ``gpusim.sweep`` of the same job, with the default chunk plan and with the chunk sizes given
+2. ``gpusim.sweep.api`` of the same job, with the default chunk plan and with the chunk sizes given
    by ``--chunks``: wall time, the sum of the chunks' compute time, the time spent writing chunk
    files and the manifest, and publishing ``results.parquet`` (the chunk files linked as its
    parts, plus the best rows). The overhead is ``(sweep wall - baseline wall) / baseline
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gpusim  # noqa: E402
 from gpusim import Param, RandomWeights  # noqa: E402
-from gpusim.sweep import sweep  # noqa: E402
+from gpusim.sweep.api import sweep  # noqa: E402
 
 THRESHOLDS = [0.02, 0.04, 0.06, 0.08, 0.10]
 FEES = [0.0, 0.0005, 0.001, 0.002]

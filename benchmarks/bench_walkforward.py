@@ -95,7 +95,7 @@ def main(argv=None) -> int:
 
     import gpusim
     from gpusim.grid import Param
-    from gpusim.walkforward import walkforward
+    from gpusim.walkforward.api import walkforward
 
     m = gpusim.synthetic_market(n_assets=args.assets, n_bars=args.bars, seed=7)
     close = m.prices.to_numpy()

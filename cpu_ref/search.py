@@ -1,6 +1,6 @@
 """Reference ex-ante scoring (DESIGN §5): plain loops, one candidate at a time.
 
-The oracle for the fused CPU search (``gpusim.search_kernels``) and the GPU kernel: it
+The oracle for the fused CPU search (``gpusim.search.cpu``) and the GPU kernel: it
 regenerates candidates from (seed, index) with :mod:`cpu_ref.rng` and scores them with the
 textbook formulas, with no blocking, no symmetry tricks and no BLAS.
 """

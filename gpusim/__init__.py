@@ -17,27 +17,27 @@ _EXPORTS = {
     "SolverError": "errors",
     "resolve_backend": "backend",
     "info": "backend",
-    "Market": "market",
-    "load_prices": "market",
-    "synthetic_market": "market",
-    "SearchResult": "search",
-    "BacktestResult": "backtest",
-    "Records": "backtest",
+    "Market": "data.market",
+    "load_prices": "data.market",
+    "synthetic_market": "data.market",
+    "SearchResult": "search.api",
+    "BacktestResult": "backtest.api",
+    "Records": "backtest.api",
     "Param": "grid",
     "RandomWeights": "grid",
     "product_grid": "grid",
-    "DynoptResult": "dynopt",
-    "FuturesData": "futures",
-    "load_futures": "futures",
-    "synthetic_futures": "futures",
-    "SweepResult": "sweep",
-    "WalkForwardResult": "walkforward",
-    "WeightBounds": "constraints",
-    "GroupBounds": "constraints",
-    "Beta": "constraints",
-    "Budget": "constraints",
-    "TaskRunner": "sweep_tasks",
-    "register_task": "sweep_tasks",
+    "DynoptResult": "dynopt.api",
+    "FuturesData": "data.futures",
+    "load_futures": "data.futures",
+    "synthetic_futures": "data.futures",
+    "SweepResult": "sweep.api",
+    "WalkForwardResult": "walkforward.api",
+    "WeightBounds": "walkforward.constraints",
+    "GroupBounds": "walkforward.constraints",
+    "Beta": "walkforward.constraints",
+    "Budget": "walkforward.constraints",
+    "TaskRunner": "sweep.tasks",
+    "register_task": "sweep.tasks",
     "max_sharpe": "mvo",
     "min_variance": "mvo",
     "efficient_frontier": "mvo",
@@ -46,11 +46,11 @@ _EXPORTS = {
 # Public functions that share their module's name are bound eagerly: a lazy attribute would be
 # shadowed by the submodule as soon as anything imports it. These modules import only numpy,
 # pandas and numba at their top (CuPy, numba.cuda and cvxpy stay lazy).
-from .backtest import backtest  # noqa: E402
-from .dynopt import dynopt  # noqa: E402
-from .search import search, verify  # noqa: E402
-from .sweep import sweep  # noqa: E402
-from .walkforward import walkforward  # noqa: E402
+from gpusim.backtest.api import backtest  # noqa: E402
+from gpusim.dynopt.api import dynopt  # noqa: E402
+from gpusim.search.api import search, verify  # noqa: E402
+from gpusim.sweep.api import sweep  # noqa: E402
+from gpusim.walkforward.api import walkforward  # noqa: E402
 
 _FUNCTIONS = ["backtest", "dynopt", "search", "sweep", "verify", "walkforward"]
 __all__ = sorted([*_EXPORTS, *_FUNCTIONS]) + ["__version__"]

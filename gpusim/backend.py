@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 from types import ModuleType
 
-from .errors import BackendError
+from gpusim.errors import BackendError
 
 VALID_BACKENDS = ("auto", "gpu", "cpu")
 _INSTALL_HINT = "install the GPU extra: pip install 'gpusim[cuda12]' (or [cuda13])"

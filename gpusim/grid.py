@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import GpusimError
+from gpusim.errors import GpusimError
 
 __all__ = ["Param", "Grid", "build_grid", "product_grid", "RandomWeights", "calendar_mask",
            "rebalance_mask", "resolve_weights", "Weights", "CALENDAR_RULES", "VALID_RULES"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SolverError
+from gpusim.errors import SolverError
 
 __all__ = ["Baseline", "max_sharpe", "min_variance", "efficient_frontier"]
 

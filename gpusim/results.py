@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import GpusimError
+from gpusim.errors import GpusimError
 
 TABLE_FORMATS = (None, "parquet", "csv")  # None: Parquet, falling back to CSV
 
@@ -29,7 +29,7 @@ def versions() -> dict:
     """Versions of gpusim, Python and the main dependencies loaded (for summaries)."""
     import numba  # noqa: PLC0415
 
-    from . import __version__  # noqa: PLC0415
+    from gpusim import __version__  # noqa: PLC0415
 
     v = {"gpusim": __version__, "python": platform.python_version(), "numpy": np.__version__,
          "pandas": pd.__version__, "numba": numba.__version__,

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 _RECORD = r"""
 import json, numba, numpy as np
 import gpusim
-from gpusim.kernels import walkforward_cuda as wc
+from gpusim.walkforward import cuda as wc
 
 def spec(a):
     t = numba.typeof(a)
@@ -92,7 +92,10 @@ def main() -> int:
     v, m = f8[::1], f8[:, ::1]
 
     def kernels():
-        from gpusim.kernels import backtest_cuda, dynopt_cuda, rng_dev, search_cuda
+        from gpusim._cuda import rng as rng_dev
+        from gpusim.backtest import cuda as backtest_cuda
+        from gpusim.dynopt import cuda as dynopt_cuda
+        from gpusim.search import cuda as search_cuda
 
         def neglog_probe(key, out):
             i = cuda.grid(1)
@@ -110,7 +113,7 @@ def main() -> int:
             m, m, m, m, m, m, m, f8[:, :, ::1], b1), None
         from numba.core import sigutils
 
-        from gpusim.kernels import walkforward_cuda
+        from gpusim.walkforward import cuda as walkforward_cuda
 
         for name, specs in walkforward_signatures().items():
             sig = sigutils.normalize_signature(f"void({', '.join(specs)})")[0]

@@ -1,0 +1,84 @@
+"""GPU rebalancing backtest: one CUDA thread per combination (DESIGN §6, contract of issue 3).
+
+Imported lazily by the backend dispatch only (it imports ``numba.cuda`` at module level), never
+from ``import gpusim``.
+
+The device functions are the step bodies of :mod:`gpusim.backtest.cpu` compiled with
+``cuda.jit(device=True)`` (same source as the CPU fast path, like the shared RNG of DESIGN §4);
+both are checked against the independent reference :mod:`cpu_ref.backtest`. Their products and
+sums go through ``fmul``/``fadd``, bound here to libdevice ``dmul_rn``/``dadd_rn`` so that NVVM
+never contracts them into fused multiply-adds: every step rounds as on the CPU, so the metrics
+(and every rebalance decision, including exact ties at a band edge) are bit-identical to
+:func:`~gpusim.backtest.cpu.backtest_cpu_nb`, except that ``annual_return`` (and so
+``calmar``) comes from libdevice's ``pow`` rather than the CPU's libm and may differ in the last
+ulp. ``scripts/check_ptx.py`` compiles this kernel for a real GPU target without a GPU (the
+kernel body has no ``fma``; the ones in the PTX are inside ``pow``).
+
+Memory: prices ``close`` (T, A) are read from global memory by every thread (the same address
+across a warp at each bar: a broadcast, cached) and never tiled per combination. Per-thread
+holdings, order values and processing order live in global scratch arrays of shape (A, C) —
+thread c owns column c, so a warp's accesses to asset j are contiguous (coalesced) — allocated
+by :func:`backtest_gpu`. There is therefore no compile-time cap on the number of assets (a
+``cuda.local.array`` would need one); the cost is 3 * 8 * A * C bytes of device memory
+(e.g. 120 MB for A = 5, C = 1e6).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from gpusim._cuda.rng import exact_arith
+from gpusim.backtest.cpu import N_METRICS, compile_bodies, prepare_inputs
+
+# fmul/fadd never fused into FMA: every step rounds as on the CPU (bit-identical results)
+_dev = compile_bodies(cuda.jit(device=True), exact_arith())
+simulate_one_dev = _dev["simulate_one"]
+
+
+@cuda.jit
+def backtest_cuda(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf,
+                  h, oval, order, out):
+    """One thread per combination c < C = out.shape[0]; writes ``out[c, :]`` (11 metrics).
+
+    Device arrays: close (T, A) f8, W (K, A) f8, wid (C,) i8, masks (M, T) bool, mid (C,) i8,
+    thresholds (C,) f8, fees (C,) f8; scratch h, oval (A, C) f8 and order (A, C) i8;
+    out (C, 11) f8. Scalars: relative (bool), init_cash, ann, rf (float).
+    """
+    c = cuda.grid(1)
+    if c < out.shape[0]:
+        simulate_one_dev(close, W, wid[c], masks, mid[c], thresholds[c], relative, fees[c],
+                         init_cash, ann, rf, h, oval, order, c, out, c)
+
+
+def backtest_gpu(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf, *,
+                 threads_per_block=128):
+    """Metrics of C combinations on the GPU (or in Numba's CUDA simulator).
+
+    Takes the arguments of :func:`gpusim.backtest.cpu.backtest_cpu_nb` as host arrays
+    (checked and coerced by :func:`~gpusim.backtest.cpu.prepare_inputs`; scalar
+    ``mid``/``thresholds``/``fees`` broadcast over C = len(wid)), copies them to the device with
+    ``numba.cuda.to_device``, allocates the (A, C) scratch and the (C, 11) output on the device,
+    launches :func:`backtest_cuda` with ``threads_per_block`` threads per block, and returns the
+    metrics as a host ``np.ndarray`` of shape (C, 11), columns in the order of ``METRICS``.
+    """
+    (close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann,
+     rf) = prepare_inputs(close, W, wid, masks, mid, thresholds, relative, fees, init_cash,
+                          ann, rf)
+    threads_per_block = int(threads_per_block)
+    if threads_per_block < 1:
+        raise ValueError(f"threads_per_block must be >= 1, got {threads_per_block}")
+    C = wid.shape[0]
+    A = close.shape[1]
+    if C == 0:
+        return np.empty((0, N_METRICS))
+    d_args = [cuda.to_device(a) for a in (close, W, wid, masks, mid, thresholds)]
+    d_fees = cuda.to_device(fees)
+    d_h = cuda.device_array((A, C), dtype=np.float64)
+    d_oval = cuda.device_array((A, C), dtype=np.float64)
+    d_order = cuda.device_array((A, C), dtype=np.int64)
+    d_out = cuda.device_array((C, N_METRICS), dtype=np.float64)
+    blocks = (C + threads_per_block - 1) // threads_per_block
+    backtest_cuda[blocks, threads_per_block](*d_args, relative, d_fees, init_cash, ann, rf,
+                                             d_h, d_oval, d_order, d_out)
+    return d_out.copy_to_host()

@@ -1,0 +1,246 @@
+"""``gpusim backtest``: rebalancing backtests over grids from the shell.
+
+    gpusim backtest --prices prices.csv --weights random:2000:7 --rebalance M --fees 0.001
+    gpusim backtest --threshold 0.01:0.15:0.01 --fees 0.005 --out runs/thr --top-k 5
+
+Wiring: ``add_parser(subparsers)`` adds the sub-command (and sets ``func=run``);
+``run(args) -> int`` executes it. ``python -m gpusim.cli.backtest ...`` runs it standalone.
+Errors print one line ``error: ...`` on stderr and return exit code 2 (never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from gpusim.cli.common import (
+    add_subcommand,
+    check_ranking,
+    guarded,
+    partial_exit,
+    standalone_parser,
+)
+from gpusim.errors import GpusimError
+
+__all__ = ["add_parser", "run", "main", "parse_values", "parse_rebalance", "parse_weights"]
+
+DESCRIPTION = (
+    "Simulate portfolios that start from target weights and rebalance by a rule (never, every k "
+    "bars, calendar D/W/M/Q/Y, or when an asset drifts past a threshold), with proportional "
+    "fees, over the grid of every weights x rebalance x threshold x fees combination. Prints "
+    "the best combinations; --out writes metrics (Parquet, CSV fallback), best.csv and "
+    "summary.json.")
+
+EPILOG = """value lists: a single value (0.005), a comma list (0,0.001,0.005) or an inclusive
+range start:stop:step (0.01:0.15:0.01). --weights: equal | random:N[:seed] | a CSV or Parquet
+file with one column per symbol and one row per weight vector (an optional first column of
+labels). --prices: a CSV/Parquet file of close prices (dates x symbols), or
+synthetic[:ASSETS[:BARS[:SEED]]] (default: the built-in synthetic market, 5 assets x 756 bars)."""
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prices", default=None, metavar="FILE",
+                   help="close prices file, or synthetic[:ASSETS[:BARS[:SEED]]] (default)")
+    p.add_argument("--ann", type=float, default=None,
+                   help="periods per year (default: inferred from the dates)")
+    p.add_argument("--weights", default="equal", metavar="SPEC",
+                   help="equal | random:N[:seed] | weights.csv (default: equal)")
+    p.add_argument("--rebalance", default="never", metavar="RULES",
+                   help="never | D | W | M | Q | Y | k (every k bars); a comma list sweeps "
+                        "them (default: never)")
+    p.add_argument("--threshold", default=None, metavar="VALUES",
+                   help="drift band(s) that trigger a rebalance, e.g. 0.05 or 0.01:0.15:0.01 "
+                        "(default: none)")
+    p.add_argument("--relative", action="store_true",
+                   help="relative band |a - w| >= threshold * w instead of absolute")
+    p.add_argument("--fees", default="0", metavar="VALUES",
+                   help="proportional fee(s), e.g. 0.001 or 0,0.001,0.005 (default: 0)")
+    p.add_argument("--init-cash", type=float, default=1.0, help="starting cash (default: 1)")
+    p.add_argument("--rf", type=float, default=0.0, help="annual risk-free rate (default: 0)")
+    p.add_argument("--backend", default="auto", help="auto | cpu | gpu (default: auto)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="combinations per kernel launch (default: planned from memory)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write metrics, best.csv and summary.json to this folder")
+    p.add_argument("--format", default="parquet", choices=("parquet", "csv"),
+                   help="metrics file format under --out (default: parquet, CSV if pyarrow "
+                        "is missing)")
+    p.add_argument("--top-k", type=int, default=10, help="rows of the best table (default: 10)")
+    p.add_argument("--sort-by", default="sharpe", metavar="METRIC",
+                   help="metric that ranks the best table (default: sharpe)")
+    p.add_argument("--json", action="store_true",
+                   help="print the JSON summary (with the best rows) instead of the table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``backtest`` sub-command to an ``argparse`` subparsers object."""
+    return add_subcommand(subparsers, "backtest", "rebalancing backtests over parameter grids",
+                          DESCRIPTION, EPILOG, _add_arguments, run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return standalone_parser("backtest", DESCRIPTION, EPILOG, _add_arguments)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing of value specs
+# --------------------------------------------------------------------------------------------
+
+def _num(tok: str, opt: str) -> float:
+    try:
+        v = float(tok)
+    except ValueError:
+        raise GpusimError(f"{opt}: {tok!r} is not a number") from None
+    if not math.isfinite(v):
+        raise GpusimError(f"{opt}: {tok!r} is not a finite number")
+    return v
+
+
+def parse_values(spec: str, opt: str, allow_none: bool = False) -> list:
+    """``"0.005"`` -> [0.005]; ``"0,0.001"`` -> [0.0, 0.001]; ``"0.01:0.15:0.01"`` -> the
+    inclusive range (rounded to 12 decimals so labels are clean). ``"none"`` -> None when
+    ``allow_none``."""
+    spec = str(spec).strip()
+    if not spec:
+        raise GpusimError(f"{opt}: empty value; give a number, a comma list or start:stop:step")
+    if ":" in spec:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise GpusimError(f"{opt}: {spec!r} is not start:stop:step (e.g. 0.01:0.15:0.01)")
+        start, stop, step = (_num(x, opt) for x in parts)
+        if step <= 0 or stop < start:
+            raise GpusimError(f"{opt}: {spec!r} needs step > 0 and stop >= start")
+        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        if n > 10_000_000:
+            raise GpusimError(f"{opt}: {spec!r} gives {n} values; use a coarser step")
+        return [round(start + i * step, 12) for i in range(n)]
+    out = []
+    for tok in spec.split(","):
+        tok = tok.strip()
+        if allow_none and tok.lower() in ("none", "off"):
+            out.append(None)
+        else:
+            out.append(_num(tok, opt))
+    return out
+
+
+def parse_rebalance(spec: str) -> list:
+    """``"never,M,21"`` -> ["never", "M", 21] (rules are checked by the backtest)."""
+    out = []
+    for tok in str(spec).split(","):
+        tok = tok.strip()
+        if not tok:
+            raise GpusimError(f"--rebalance: empty rule in {spec!r}; use never, D, W, M, Q, Y or k")
+        out.append(int(tok) if tok.lstrip("-").isdigit() else tok)
+    return out
+
+
+def parse_weights(spec: str, symbols: list[str]):
+    """``equal`` | ``random:N[:seed]`` | a CSV/Parquet file (columns = symbols)."""
+    import pandas as pd  # noqa: PLC0415
+
+    from gpusim.grid import RandomWeights  # noqa: PLC0415
+
+    spec = str(spec).strip()
+    if spec.lower() == "equal":
+        return "equal"
+    if spec.lower().startswith("random:"):
+        parts = spec.split(":")[1:]
+        if not 1 <= len(parts) <= 2 or not all(p.strip().isdigit() for p in parts):
+            raise GpusimError(f"--weights: {spec!r} is not random:N[:seed] with integers "
+                              "(e.g. random:100000:7)")
+        return RandomWeights(int(parts[0]), seed=int(parts[1]) if len(parts) == 2 else 0)
+    path = Path(spec)
+    if not path.is_file():
+        raise GpusimError(f"--weights: {spec!r} is not a file; use equal, random:N[:seed] or a "
+                          "CSV/Parquet file of weights (one column per symbol)")
+    try:
+        df = (pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq")
+              else pd.read_csv(path))
+    except Exception as exc:
+        raise GpusimError(f"--weights: cannot read {spec!r}: {exc}".splitlines()[0]) from None
+    if len(df.columns) and str(df.columns[0]) not in symbols:
+        df = df.set_index(df.columns[0])
+    df.columns = [str(c) for c in df.columns]
+    if len(df) == 0:
+        raise GpusimError(f"--weights: {spec!r} has no rows; give one weight vector per row")
+    return df
+
+
+def _market(args):
+    from gpusim.data.market import market_from_spec  # noqa: PLC0415
+
+    return market_from_spec(args.prices, ann=args.ann)
+
+
+# --------------------------------------------------------------------------------------------
+# Run
+# --------------------------------------------------------------------------------------------
+
+def _as_axis(values: list, name: str):
+    from gpusim.grid import Param  # noqa: PLC0415
+
+    return values[0] if len(values) == 1 else Param(values, name=name)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``gpusim backtest`` with parsed ``args``; returns the exit code (0 ok, 2 bad
+    input, 130 interrupted: partial results are still printed and written)."""
+    return guarded(_run, args)
+
+
+def _run(args) -> int:
+    import pandas as pd  # noqa: PLC0415
+
+    from gpusim.backtest.api import METRICS, backtest  # noqa: PLC0415
+
+    check_ranking(args.sort_by, args.top_k, METRICS)
+    if args.init_cash is not None and not args.init_cash > 0:
+        raise GpusimError(f"--init-cash {args.init_cash:g} must be > 0")
+    market = _market(args)
+    weights = parse_weights(args.weights, list(market.symbols))
+    rebalance = _as_axis(parse_rebalance(args.rebalance), "rebalance")
+    threshold = (None if args.threshold is None else
+                 _as_axis(parse_values(args.threshold, "--threshold", allow_none=True),
+                          "threshold"))
+    fees = _as_axis(parse_values(args.fees, "--fees"), "fees")
+
+    res = backtest(market, weights=weights, rebalance=rebalance, threshold=threshold,
+                   relative=args.relative, fees=fees, init_cash=args.init_cash, rf=args.rf,
+                   backend=args.backend, chunk_size=args.chunk_size,
+                   progress=not args.no_progress)
+    best = res.best(args.sort_by, args.top_k)
+    out = None
+    if args.out:
+        fmt = None if args.format == "parquet" else args.format
+        out = str(res.save(args.out, best_k=args.top_k, sort_by=args.sort_by, fmt=fmt))
+    s = res.summary
+    if args.json:
+        from gpusim.results import flat_table  # noqa: PLC0415
+
+        payload = {**s, "out": out, "sort_by": args.sort_by,
+                   "best": json.loads(flat_table(best).to_json(orient="records"))}
+        print(json.dumps(payload, indent=2, default=str))
+    else:
+        rate = s["combination_bars_per_s"]
+        print(f"{s['n_done']} of {s['n_combinations']} combinations x {s['n_bars']} bars x "
+              f"{s['n_assets']} assets on {s['backend']} in {s['elapsed_s']:.3f} s"
+              + (f" ({rate:.3g} combination-bars/s)" if rate else ""))
+        print(f"best {len(best)} by {args.sort_by}:")
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(best.to_string(float_format=lambda x: f"{x:.6g}"))
+        if out:
+            print(f"wrote {out}")
+    return partial_exit(s, res.partial)
+
+
+def main(argv=None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""``gpusim dynopt``: Carver's integer-position dynamic optimisation over a grid, from the shell.
+
+    gpusim dynopt                                   # pysystemtrade data, last 10 years, 36 combos
+    gpusim dynopt --instruments SP500_micro,US10,GOLD_micro --capital 5e4,1e5 --buffer 0.0125
+    gpusim dynopt --synthetic 8:1260:0 --out runs/dynopt --positions
+
+Wiring: ``add_parser(subparsers)`` adds the sub-command (and sets ``func=run``);
+``run(args) -> int`` executes it. ``python -m gpusim.cli.dynopt ...`` runs it standalone.
+Errors print one line ``error: ...`` on stderr and return exit code 2 (never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gpusim.cli.common import (
+    add_subcommand,
+    check_ranking,
+    guarded,
+    partial_exit,
+    standalone_parser,
+)
+from gpusim.errors import GpusimError
+
+__all__ = ["add_parser", "run", "main", "load_data"]
+
+DESCRIPTION = (
+    "Greedy integer-position dynamic optimisation (Carver, Advanced Futures Trading Strategies "
+    "ch. 25): each rebalance day, whole-contract positions that minimise tracking error to the "
+    "optimal unrounded portfolio plus a shadow-cost penalty on trading, with a tracking-error "
+    "buffer; swept over capital x shadow cost x buffer (x rebalance). Optimal positions come "
+    "from vol targeting (equal or given weights, risk target, IDM). Prints the metrics table; "
+    "--out writes metrics (Parquet, CSV fallback), best.csv and summary.json.")
+
+EPILOG = """data: --data DIR (pysystemtrade layout: adjusted_prices_csv/, fx_prices_csv/,
+csvconfig/); default ../shared/data/pysystemtrade when present, else the synthetic futures
+(--synthetic N:DAYS:SEED forces them). value lists: a single value (0.0125), a comma list
+(0,0.01,0.02) or an inclusive range start:stop:step."""
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="pysystemtrade data folder (default: ../shared/data/pysystemtrade when "
+                        "present, else synthetic futures)")
+    p.add_argument("--synthetic", default=None, metavar="N[:DAYS[:SEED]]", nargs="?",
+                   const="8", help="use synthetic futures (default 8 instruments x 1260 days)")
+    p.add_argument("--instruments", default=None, metavar="LIST",
+                   help="comma list of instruments (default: all)")
+    p.add_argument("--start", default=None, help="first date (default: --years before the end)")
+    p.add_argument("--end", default=None, help="last date (default: the last date of the data)")
+    p.add_argument("--years", type=float, default=10.0,
+                   help="years of data when --start is not given (default: 10)")
+    p.add_argument("--capital", default="1e5,5e5,1e6", metavar="VALUES",
+                   help="account value(s), base currency (default: 1e5,5e5,1e6)")
+    p.add_argument("--shadow-cost", default="10,50,100", metavar="VALUES",
+                   help="shadow cost(s) (default: 10,50,100)")
+    p.add_argument("--buffer", default="0,0.01,0.0125,0.02", metavar="VALUES",
+                   help="tracking-error buffer(s) (default: 0,0.01,0.0125,0.02)")
+    p.add_argument("--rebalance", default="D", metavar="RULES",
+                   help="D | W | M | k (every k days); a comma list sweeps them (default: D)")
+    p.add_argument("--risk-target", type=float, default=0.2,
+                   help="annual risk target of the vol targeting (default: 0.2)")
+    p.add_argument("--idm", type=float, default=1.0,
+                   help="instrument diversification multiplier (default: 1; ~2-2.5 is typical "
+                        "for a diversified futures portfolio)")
+    p.add_argument("--cov-every", default="W", help="covariance re-estimation: D|W|M|k "
+                   "(default: W)")
+    p.add_argument("--lookback", type=int, default=250, help="covariance window, days "
+                   "(default: 250)")
+    p.add_argument("--min-periods", type=int, default=20,
+                   help="returns needed for a risk estimate (default: 20)")
+    p.add_argument("--shrinkage", type=float, default=0.5,
+                   help="shrink correlations toward zero by this factor (default: 0.5)")
+    p.add_argument("--backend", default="auto", help="auto | cpu | gpu (default: auto)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="combinations per kernel launch (default: planned)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write metrics, best.csv and summary.json to this folder")
+    p.add_argument("--format", default="parquet", choices=("parquet", "csv"),
+                   help="metrics file format under --out (default: parquet)")
+    p.add_argument("--positions", action="store_true",
+                   help="with --out, also write positions_best.csv (daily contracts of the best "
+                        "combination)")
+    p.add_argument("--top-k", type=int, default=10, help="rows of best.csv (default: 10)")
+    p.add_argument("--sort-by", default="sharpe", metavar="METRIC",
+                   help="metric that ranks best.csv (default: sharpe)")
+    p.add_argument("--max-rows", type=int, default=60,
+                   help="print the whole metrics table up to this many rows, else the best "
+                        "--top-k (default: 60)")
+    p.add_argument("--json", action="store_true",
+                   help="print the JSON summary (with the metrics rows) instead of the table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``dynopt`` sub-command to an ``argparse`` subparsers object."""
+    return add_subcommand(subparsers, "dynopt",
+                          "integer-position dynamic optimisation (Carver) over parameter grids",
+                          DESCRIPTION, EPILOG, _add_arguments, run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return standalone_parser("dynopt", DESCRIPTION, EPILOG, _add_arguments)
+
+
+def load_data(args):
+    """The FuturesData chosen by ``--data`` / ``--synthetic`` / ``--instruments`` and the window
+    options; returns (data, note) where ``note`` says where it came from."""
+    from gpusim.data.futures import default_data_dir, load_futures, synthetic_futures  # noqa: PLC0415
+
+    names = ([s.strip() for s in args.instruments.split(",") if s.strip()]
+             if args.instruments else None)
+    if args.synthetic is not None and args.data is not None:
+        raise GpusimError("give --data or --synthetic, not both")
+    folder = args.data if args.data is not None else (
+        None if args.synthetic is not None else default_data_dir())
+    if folder is None:
+        spec = args.synthetic or "8"
+        parts = str(spec).split(":")
+        if len(parts) > 3 or not all(x.strip().isdigit() for x in parts):
+            raise GpusimError(f"--synthetic {spec!r} is not N[:DAYS[:SEED]] with integers")
+        kw = dict(zip(("n_instruments", "n_days", "seed"), map(int, parts)))
+        data = synthetic_futures(**kw)
+        note = ("" if args.synthetic is not None else
+                "note: no pysystemtrade data found (../shared/data/pysystemtrade); using "
+                "synthetic futures\n")
+        if names:
+            data = data.subset(names)
+        if args.start or args.end:
+            data = data.window(args.start, args.end)
+        return data, note
+    data = load_futures(folder, instruments=names)
+    if args.start or args.end:
+        data = data.window(args.start, args.end)
+    else:
+        if not args.years > 0:
+            raise GpusimError(f"--years {args.years:g} must be > 0")
+        data = data.last_years(args.years)
+    return data, ""
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``gpusim dynopt`` with parsed ``args``; returns the exit code (0 ok, 2 bad
+    input, 130 interrupted: partial results are still printed and written)."""
+    return guarded(_run, args)
+
+
+def _axis(values: list, name: str):
+    from gpusim.grid import Param  # noqa: PLC0415
+
+    return values[0] if len(values) == 1 else Param(values, name=name)
+
+
+def _run(args) -> int:
+    import pandas as pd  # noqa: PLC0415
+
+    from gpusim.cli.backtest import parse_rebalance, parse_values  # noqa: PLC0415
+    from gpusim.dynopt.api import METRICS, dynopt  # noqa: PLC0415
+
+    check_ranking(args.sort_by, args.top_k, METRICS)
+    capital = _axis(parse_values(args.capital, "--capital"), "capital")
+    shadow = _axis(parse_values(args.shadow_cost, "--shadow-cost"), "shadow_cost")
+    buffer = _axis(parse_values(args.buffer, "--buffer"), "buffer")
+    rebalance = _axis(parse_rebalance(args.rebalance), "rebalance")
+    cov_every = parse_rebalance(args.cov_every)
+    if len(cov_every) != 1:
+        raise GpusimError("--cov-every takes one rule (D, W, M or k)")
+    data, note = load_data(args)
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    if note:
+        say(note.rstrip())
+    say(data.describe())
+    res = dynopt(data, risk_target=args.risk_target, idm=args.idm, capital=capital,
+                 shadow_cost=shadow, buffer=buffer, rebalance=rebalance,
+                 cov_every=cov_every[0], lookback=args.lookback, min_periods=args.min_periods,
+                 shrinkage=args.shrinkage, backend=args.backend, chunk_size=args.chunk_size,
+                 progress=not args.no_progress)
+    out = None
+    if args.out:
+        fmt = None if args.format == "parquet" else args.format
+        out = str(res.save(args.out, best_k=args.top_k, sort_by=args.sort_by, fmt=fmt,
+                           positions=args.positions))
+    s = res.summary
+    if args.json:
+        from gpusim.results import flat_table  # noqa: PLC0415
+
+        payload = {**s, "out": out,
+                   "metrics": json.loads(flat_table(res.metrics).to_json(orient="records"))}
+        print(json.dumps(payload, indent=2, default=str))
+    else:
+        rate = s["combination_days_per_s"]
+        print(f"{s['n_done']} of {s['n_combinations']} combinations x {s['n_days']} days x "
+              f"{s['n_instruments']} instruments on {s['backend']} in {s['elapsed_s']:.3f} s"
+              + (f" ({rate:.3g} combination-days/s)" if rate else ""))
+        print(f"optimal positions: {s['optimal']}, risk target {s['risk_target']:g}, idm "
+              f"{s['idm']:g}; average risk of the optimal portfolio "
+              f"{(s['avg_optimal_risk'] or float('nan')):.4f}")
+        table = res.metrics if len(res.metrics) <= args.max_rows else res.best(
+            args.sort_by, args.top_k)
+        if table is not res.metrics:
+            print(f"best {len(table)} of {len(res.metrics)} by {args.sort_by}:")
+        with pd.option_context("display.width", 250, "display.max_columns", 20,
+                               "display.max_rows", max(args.max_rows, args.top_k) + 5):
+            print(table.to_string(float_format=lambda x: f"{x:.6g}"))
+        if out:
+            print(f"wrote {out}")
+    return partial_exit(s, res.partial)
+
+
+def main(argv=None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

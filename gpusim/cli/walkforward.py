@@ -1,0 +1,309 @@
+"""``gpusim walkforward``: walk-forward re-optimisation over grids from the shell.
+
+    gpusim walkforward --prices prices.csv --every D,W,M --lookback none,63,252 \\
+        --num-tests 30,100,10000 --fees 0.001 --out runs/wf
+    gpusim walkforward --method exact --beta spy.csv:SPY<=0.1 --cash --every M --lookback 126
+
+Wiring: ``add_parser(subparsers)`` adds the sub-command (and sets ``func=run``);
+``run(args) -> int`` executes it; ``python -m gpusim.cli.walkforward ...`` runs it standalone.
+Errors print one line ``error: ...`` on stderr and return exit code 2 (never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from gpusim.cli.common import add_subcommand, check_ranking, guarded, standalone_parser
+from gpusim.errors import GpusimError
+
+__all__ = ["add_parser", "build_parser", "main", "parse_beta", "run"]
+
+DESCRIPTION = (
+    "At each rebalance date, estimate mean and covariance on the lookback window, choose weights "
+    "(best ex-ante Sharpe of num-tests random candidates, or the exact cvxpy optimum) under the "
+    "constraints, and trade to them with fees; over the grid of every every x lookback x "
+    "num-tests x fees combination. Prints the best combinations; --out writes metrics, report "
+    "(constraint binding rates, acceptance, fallbacks, in-sample gap), allocations.csv and "
+    "summary.json.")
+
+EPILOG = """value lists: one value, a comma list (0,0.001) or start:stop:step. --every: D, W, M,
+Q, Y, k (bars) or never. --lookback: returns per window, or none (all past returns).
+--beta FILE[:COLUMN]OP VALUE with OP one of <=, >=, = (e.g. spy.csv:SPY<=0.1): portfolio beta to
+that price series (dates must cover the prices'). --cash allows cash (weights sum <= 1), which a
+low beta usually needs. --groups FILE: CSV of symbol,group rows, with --group-lo/--group-hi
+bounds for every group."""
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prices", default=None, metavar="FILE",
+                   help="close prices file, or synthetic[:ASSETS[:BARS[:SEED]]] (default)")
+    p.add_argument("--ann", type=float, default=None, help="periods per year (default: inferred)")
+    p.add_argument("--every", default="M", metavar="RULES", help="rebalance rule(s) (default M)")
+    p.add_argument("--lookback", default="none", metavar="VALUES",
+                   help="window length(s) in returns, or none (default none)")
+    p.add_argument("--num-tests", default="1000", metavar="VALUES",
+                   help="random candidates per rebalance (default 1000)")
+    p.add_argument("--fees", default="0", metavar="VALUES", help="proportional fee(s)")
+    p.add_argument("--method", default="random", choices=("random", "exact"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", default=None, help="first simulated bar (index or date)")
+    p.add_argument("--sampler", default="dirichlet", help="dirichlet (default) or uniform")
+    p.add_argument("--weight-bounds", default=None, metavar="LO,HI",
+                   help="per-asset weight bounds, e.g. 0,0.3")
+    p.add_argument("--beta", action="append", default=[], metavar="FILE[:COL]OPVALUE",
+                   help="portfolio beta bound to a benchmark price file (repeatable)")
+    p.add_argument("--cash", nargs="?", const=0.0, type=float, default=None, metavar="MIN",
+                   help="allow cash: invest between MIN (default 0) and 100%%")
+    p.add_argument("--groups", default=None, metavar="FILE", help="CSV of symbol,group")
+    p.add_argument("--group-lo", type=float, default=None, help="lower bound of every group")
+    p.add_argument("--group-hi", type=float, default=None, help="upper bound of every group")
+    p.add_argument("--gap", dest="gap", action="store_true", default=None,
+                   help="always solve the exact problems for the in-sample gap report")
+    p.add_argument("--no-gap", dest="gap", action="store_false",
+                   help="never solve them (default: only for <= 500 problems)")
+    p.add_argument("--solver", default=None, help="cvxpy solver (default Clarabel)")
+    p.add_argument("--init-cash", type=float, default=1.0)
+    p.add_argument("--rf", type=float, default=0.0, help="annual risk-free rate")
+    p.add_argument("--backend", default="auto", help="auto | cpu | gpu")
+    p.add_argument("--out", default=None, metavar="DIR", help="write the results here")
+    p.add_argument("--format", default="parquet", choices=("parquet", "csv"))
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--sort-by", default="sharpe", metavar="METRIC")
+    p.add_argument("--json", action="store_true", help="print a JSON summary with the best rows")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``walkforward`` sub-command to an ``argparse`` subparsers object."""
+    return add_subcommand(subparsers, "walkforward", "walk-forward re-optimisation over grids",
+                          DESCRIPTION, EPILOG, _add_arguments, run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return standalone_parser("walkforward", DESCRIPTION, EPILOG, _add_arguments)
+
+
+def parse_beta(spec: str):
+    """``FILE[:COLUMN]OP VALUE`` -> a :class:`gpusim.walkforward.constraints.Beta`."""
+    import pandas as pd  # noqa: PLC0415
+
+    from gpusim.walkforward.constraints import Beta  # noqa: PLC0415
+
+    m = re.fullmatch(r"\s*(.+?)\s*(<=|>=|==|=)\s*([-+0-9.eE]+)\s*", str(spec))
+    if not m:
+        raise GpusimError(f"--beta {spec!r} is not FILE[:COLUMN]OPVALUE (e.g. spy.csv:SPY<=0.1)")
+    src, op, val = m.groups()
+    path, _, col = src.partition(":") if not Path(src).is_file() else (src, "", "")
+    if not Path(path).is_file():
+        raise GpusimError(f"--beta: file {path!r} not found")
+    try:
+        df = pd.read_csv(path, index_col=0, parse_dates=[0])
+    except Exception as exc:  # noqa: BLE001 - any read error becomes one line
+        raise GpusimError(f"--beta: cannot read {path!r}: {exc}".splitlines()[0]) from None
+    if col and col not in df.columns:
+        raise GpusimError(f"--beta: column {col!r} not in {path!r} (columns: "
+                          f"{', '.join(map(str, df.columns[:8]))})")
+    if not col and df.shape[1] != 1:
+        raise GpusimError(f"--beta: {path!r} has {df.shape[1]} columns; name one with "
+                          "FILE:COLUMN")
+    s = df[col] if col else df.iloc[:, 0]
+    return Beta(s.rename(col or s.name), op, float(val))
+
+
+def _constraints(args, symbols):
+    import pandas as pd  # noqa: PLC0415
+
+    from gpusim.cli.backtest import parse_values  # noqa: PLC0415
+    from gpusim.walkforward.constraints import Budget, GroupBounds, WeightBounds  # noqa: PLC0415
+
+    out = []
+    if args.weight_bounds:
+        v = parse_values(args.weight_bounds, "--weight-bounds")
+        if len(v) != 2:
+            raise GpusimError(f"--weight-bounds {args.weight_bounds!r} must be LO,HI")
+        out.append(WeightBounds(lo=v[0], hi=v[1]))
+    if args.groups:
+        if not Path(args.groups).is_file():
+            raise GpusimError(f"--groups: file {args.groups!r} not found")
+        g = pd.read_csv(args.groups)
+        if g.shape[1] < 2:
+            raise GpusimError("--groups needs a CSV with columns symbol,group")
+        out.append(GroupBounds(dict(zip(g.iloc[:, 0].astype(str), g.iloc[:, 1])),
+                               lo=args.group_lo, hi=args.group_hi))
+    elif args.group_lo is not None or args.group_hi is not None:
+        raise GpusimError("--group-lo/--group-hi need --groups FILE")
+    out += [parse_beta(b) for b in args.beta]
+    if args.cash is not None:
+        out.append(Budget(min=args.cash))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``gpusim walkforward``; returns the exit code (0 ok, 2 bad input)."""
+    return guarded(_run, args)
+
+
+def _run(args) -> int:
+    import pandas as pd  # noqa: PLC0415
+
+    from gpusim.cli.backtest import _as_axis, parse_rebalance, parse_values  # noqa: PLC0415
+    from gpusim.data.market import market_from_spec  # noqa: PLC0415
+    from gpusim.walkforward.api import METRICS, walkforward  # noqa: PLC0415
+
+    check_ranking(args.sort_by, args.top_k, METRICS)
+    market = market_from_spec(args.prices, ann=args.ann)
+    lookbacks = [None if t.strip().lower() in ("none", "all") else t.strip()
+                 for t in str(args.lookback).split(",")]
+    lookbacks = [x if x is None else parse_values(x, "--lookback")[0] for x in lookbacks]
+    num_tests = parse_values(str(args.num_tests).replace("_", ""), "--num-tests")
+    start = args.start
+    if start is not None and str(start).lstrip("-").isdigit():
+        start = int(start)
+    res = walkforward(
+        market, every=_as_axis(parse_rebalance(args.every), "every"),
+        lookback=_as_axis(lookbacks, "lookback"), num_tests=_as_axis(num_tests, "num_tests"),
+        fees=_as_axis(parse_values(args.fees, "--fees"), "fees"), method=args.method,
+        constraints=_constraints(args, market.symbols), seed=args.seed,
+        init_cash=args.init_cash, rf=args.rf, start=start, sampler=args.sampler, gap=args.gap,
+        solver=args.solver, backend=args.backend, progress=not args.no_progress)
+    best = res.best(args.sort_by, args.top_k)
+    rep = res.report
+    table = best.join(rep[[c for c in rep.columns if c not in best.columns]], how="left")
+    out = None
+    if args.out:
+        out = str(res.save(args.out, fmt=None if args.format == "parquet" else "csv"))
+    s = res.summary
+    if args.json:
+        rows = json.loads(table.reset_index().to_json(orient="records"))
+        print(json.dumps({**s, "out": out, "sort_by": args.sort_by, "best": rows}, indent=2,
+                         default=str))
+        return 0
+    t = s["timings_s"]
+    print(f"{s['n_combinations']} combinations ({s['method']}), {s['n_dates']} rebalance dates, "
+          f"{s['n_assets']} assets, bars {s['start']} .. {s['end']} on {s['backend']} in "
+          f"{t['total']:.3f} s")
+    bad = {k: v for k, v in s["statuses"].items() if k != "ok"}
+    if bad:
+        print(f"dates that kept the previous weights: {bad}")
+    print(f"best {len(best)} by {args.sort_by}:")
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table.to_string(float_format=lambda x: f"{x:.6g}"))
+    if out:
+        print(f"wrote {out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+# --------------------------------------------------------------------------------------------
+# Sweep task (gpusim.sweep.api / `gpusim sweep job.toml` with task = "walkforward")
+# --------------------------------------------------------------------------------------------
+
+from gpusim.sweep.tasks import TaskRunner, coerce_levels, level_kind  # noqa: E402
+
+WF_ORDER = ("every", "lookback", "num_tests", "fees")
+WF_CALL = ("method", "seed", "init_cash", "rf", "start", "sampler", "alpha", "gap", "solver",
+           "weight_bounds", "beta", "cash")
+
+
+class WalkforwardTask(TaskRunner):
+    """Walk-forward grids (:func:`gpusim.walkforward`) as a sweep task: every, lookback,
+    num_tests and fees are swept inside one call (the searches of a date are shared by its
+    lookbacks and num_tests, so a point is one chunk); the rest are call-level. Constraints in
+    job files: ``weight_bounds = [lo, hi]``, ``cash = true`` (or a minimum investment),
+    ``beta = "spy.csv:SPY<=0.1"`` (a list for several; paths relative to the working folder).
+    Rows: the levels, :data:`gpusim.walkforward.api.METRICS` and the report columns."""
+
+    name = "walkforward"
+    params = {"every": "rebalance rule: D | W | M | Q | Y | k", "lookback": "returns per window "
+              "(none = all)", "num_tests": "random candidates per rebalance", "fees":
+              "proportional fee", "method": "random | exact", "seed": "stream seed",
+              "init_cash": "starting cash", "rf": "annual risk-free rate", "start":
+              "first simulated bar (index or date)", "sampler": "dirichlet | uniform", "alpha":
+              "Dirichlet concentration", "gap": "solve the exact problems for the gap report",
+              "solver": "cvxpy solver", "weight_bounds": "[lo, hi] per asset",
+              "beta": "FILE[:COLUMN]OPVALUE (or a list)", "cash": "allow cash: true or min"}
+    native = frozenset(WF_ORDER)
+    unit = "combinations"
+    rank_by = ("sharpe", False)
+
+    def prepare(self, market, fixed, native_axes, backend):
+        from gpusim.grid import Param  # noqa: PLC0415
+
+        native = {}
+        for gi, a in enumerate(native_axes):
+            level = f"zip{gi}" if len(a.names) > 1 else None
+            for n in a.names:
+                col = [None if isinstance(v, str) and v.lower() in ("none", "all") else v
+                       for v in a.column(n)]
+                native[n] = Param(col, name=n, level=level)
+        for n in WF_ORDER:
+            if n in fixed and n not in native:
+                native[n] = fixed[n]
+        call = {k: fixed[k] for k in WF_CALL if k in fixed}
+        levels = [n for n in WF_ORDER if isinstance(native.get(n), Param)]
+        kinds = {n: level_kind(list(native[n].values)) for n in levels}
+        ctx = {"market": market, "native": native, "call": call, "backend": backend.name,
+               "levels": levels, "kinds": kinds}
+        self.check_point(ctx, {})
+        return ctx
+
+    def _kwargs(self, ctx, point) -> dict:
+        from gpusim.walkforward.constraints import Budget, WeightBounds  # noqa: PLC0415
+
+        kw = {**ctx["call"], **point}
+        cons = []
+        wb = kw.pop("weight_bounds", None)
+        if wb is not None:
+            if not isinstance(wb, (list, tuple)) or len(wb) != 2:
+                raise GpusimError(f"weight_bounds={wb!r} must be [lo, hi]")
+            cons.append(WeightBounds(lo=wb[0], hi=wb[1]))
+        beta = kw.pop("beta", None)
+        for spec in ([] if beta is None else [beta] if isinstance(beta, str) else beta):
+            cons.append(parse_beta(spec))
+        cash = kw.pop("cash", None)
+        if cash is not None and cash is not False:
+            cons.append(Budget(min=0.0 if cash is True else float(cash)))
+        return {**kw, "constraints": cons}
+
+    def check_point(self, ctx, point):
+        kw = self._kwargs(ctx, point)
+        if kw.get("method", "random") not in ("random", "exact"):
+            raise GpusimError(f"method={kw['method']!r} is unknown; use 'random' or 'exact'")
+
+    def levels(self, ctx):
+        return list(ctx["levels"])
+
+    def level_kinds(self, ctx):
+        return dict(ctx["kinds"])
+
+    def split(self, ctx, point, chunk_size):
+        import math  # noqa: PLC0415
+
+        from gpusim.grid import Param  # noqa: PLC0415
+
+        size = math.prod(len(v) for v in ctx["native"].values() if isinstance(v, Param))
+        return [{"size": int(size)}]
+
+    def run(self, ctx, point, part):
+        from gpusim.walkforward.api import walkforward  # noqa: PLC0415
+
+        res = walkforward(ctx["market"], **ctx["native"], **self._kwargs(ctx, point),
+                          backend=ctx["backend"], progress=False)
+        rep = res.report
+        table = res.metrics.join(rep[[c for c in rep.columns if c not in res.metrics.columns]])
+        table = table.reset_index()
+        if not ctx["levels"]:
+            table = table.drop(columns=[c for c in WF_ORDER if c in table.columns])
+        return coerce_levels(table, ctx["kinds"]), {"compute_s": res.summary["timings_s"][
+            "total"], "statuses": res.summary["statuses"]}

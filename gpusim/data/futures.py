@@ -1,0 +1,577 @@
+"""Futures data for the dynamic optimisation: pysystemtrade CSVs or a synthetic stand-in, and
+the per-contract inputs built from them (:func:`prepare` -> :class:`DynoptInputs`).
+
+:func:`load_futures` reads Rob Carver's pysystemtrade layout (``../shared/data/pysystemtrade`` by
+default, see that folder's README):
+
+- ``adjusted_prices_csv/<INSTRUMENT>.csv`` (``DATETIME``, ``price``): back-adjusted prices with
+  daily 23:00 rows and, later, intraday rows and empty prices. Daily resampling takes the
+  **last valid price of each calendar date** (rows sorted by time first).
+- ``fx_prices_csv/<CCY>USD.csv`` (``DATETIME``, ``PRICE``): US dollars per unit of ``CCY``, the
+  same daily resampling; instruments quoted in USD get FX = 1.
+- ``csvconfig/instrumentconfig*.csv``: ``Pointsize`` (the contract multiplier), ``Currency``,
+  ``AssetClass`` and the commission columns ``PerBlock``, ``Percentage``, ``PerTrade``;
+  ``csvconfig/spreadcosts*.csv``: ``SpreadCost`` (slippage in price units), else the config's
+  ``Slippage`` column.
+
+Alignment: the dates are the union of the instruments' dates, weekdays only by default (some
+markets post Sunday-evening rows). Each instrument's price is forward-filled after its first
+valid date (holidays, and a series that ends a day early); before it the price is NaN (not
+listed yet: the dynamic optimisation holds no position). FX series are forward-filled onto the
+same dates. The base currency is USD.
+
+Cost of trading one contract, in the instrument's currency (pysystemtrade's formula for one
+contract): ``Slippage x Pointsize + max(PerBlock, PerTrade, Percentage x |price| x Pointsize)``.
+It varies with the price when ``Percentage`` > 0 (KOSPI), so costs are a (dates x instruments)
+table. (pysystemtrade's ``PerTrade`` is per order, not per contract; it is 0 for every instrument
+of the shipped subset.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpusim.errors import DataError, GpusimError
+from gpusim.grid import rebalance_mask
+
+__all__ = ["FuturesData", "load_futures", "synthetic_futures", "default_data_dir",
+           "read_daily", "contract_costs", "DynoptInputs", "prepare"]
+
+BASE_CURRENCY = "USD"
+
+
+def default_data_dir() -> Path | None:
+    """``../shared/data/pysystemtrade`` next to the working directory or to this repository,
+    when it exists (the first found), else None."""
+    here = Path(__file__).resolve().parents[1]
+    for root in (Path.cwd(), here):
+        p = (root.parent / "shared" / "data" / "pysystemtrade").resolve()
+        if (p / "adjusted_prices_csv").is_dir():
+            return p
+    return None
+
+
+def read_daily(path, column: str | None = None) -> pd.Series:
+    """One value per calendar date: the last valid (non-NaN) value of the date, rows taken in
+    time order. ``column`` defaults to the second column of the CSV; dates are the first."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise DataError(f"{str(path)!r} not found; check the data folder (--data DIR)") from None
+    except Exception as exc:
+        raise DataError(f"cannot read {str(path)!r}: {exc}".splitlines()[0]) from None
+    if df.shape[1] < 2:
+        raise DataError(f"{path.name}: needs a date column and a value column")
+    col = column if column is not None else df.columns[1]
+    if col not in df.columns:
+        raise DataError(f"{path.name}: no column {col!r}; columns are {list(df.columns)}")
+    ts = pd.to_datetime(df.iloc[:, 0], errors="coerce")
+    if ts.isna().any():
+        bad = df.iloc[int(np.flatnonzero(ts.isna())[0]), 0]
+        raise DataError(f"{path.name}: {bad!r} is not a date; fix or drop that row")
+    val = pd.to_numeric(df[col], errors="coerce").astype(np.float64)
+    s = pd.Series(val.to_numpy(), index=pd.DatetimeIndex(ts)).sort_index(kind="stable")
+    s = s[np.isfinite(s.to_numpy())]
+    daily = s.groupby(s.index.normalize()).last()
+    daily.index = pd.DatetimeIndex(daily.index, name="date")
+    daily.name = path.stem
+    return daily
+
+
+@dataclass
+class FuturesData:
+    """Daily futures inputs of :func:`gpusim.dynopt` (host pandas objects).
+
+    Attributes
+    ----------
+    prices : (T, N) DataFrame of back-adjusted prices (DatetimeIndex, one column per
+        instrument); NaN before an instrument's first price.
+    multipliers : (N,) Series, currency value of a 1.0 price move (pysystemtrade ``Pointsize``).
+    fx : (T, N) DataFrame, base currency (USD) per unit of each instrument's currency.
+    costs : (T, N) DataFrame, cost of trading one contract in the instrument's currency.
+    currencies, asset_classes : (N,) Series of str.
+    source : where the data came from.
+    """
+
+    prices: pd.DataFrame
+    multipliers: pd.Series
+    fx: pd.DataFrame
+    costs: pd.DataFrame
+    currencies: pd.Series
+    asset_classes: pd.Series = field(default=None)
+    source: str = ""
+
+    @property
+    def instruments(self) -> list[str]:
+        return list(self.prices.columns)
+
+    def subset(self, instruments) -> FuturesData:
+        """The same data restricted to ``instruments`` (a name or a list), in the order given;
+        dates on which none of them has a price are dropped."""
+        names = [instruments] if isinstance(instruments, str) else list(instruments)
+        missing = [n for n in names if n not in self.prices.columns]
+        if missing:
+            raise DataError(f"instrument(s) {missing} not in the data; available: "
+                            f"{', '.join(self.instruments)}")
+        keep = self.prices[names].notna().any(axis=1).to_numpy()
+        return FuturesData(self.prices.loc[keep, names], self.multipliers[names],
+                           self.fx.loc[keep, names], self.costs.loc[keep, names],
+                           self.currencies[names],
+                           None if self.asset_classes is None else self.asset_classes[names],
+                           self.source)
+
+    def window(self, start=None, end=None) -> FuturesData:
+        """Dates with ``start <= date <= end`` (inclusive; either may be None)."""
+        sl = slice(None if start is None else pd.Timestamp(start),
+                   None if end is None else pd.Timestamp(end))
+        p = self.prices.loc[sl]
+        if len(p) < 2:
+            raise DataError(f"window {start}..{end} holds {len(p)} date(s) of data from "
+                            f"{_d(self.prices.index[0])} to {_d(self.prices.index[-1])}; "
+                            "widen it")
+        return FuturesData(p, self.multipliers, self.fx.loc[sl], self.costs.loc[sl],
+                           self.currencies, self.asset_classes, self.source)
+
+    def last_years(self, years: float) -> FuturesData:
+        """The last ``years`` calendar years of dates."""
+        end = self.prices.index[-1]
+        return self.window(end - pd.DateOffset(days=int(round(365.25 * float(years)))), end)
+
+    def describe(self) -> str:
+        idx = self.prices.index
+        return (f"{self.source or 'futures'}: {len(self.instruments)} instruments x {len(idx)} "
+                f"days, {_d(idx[0])} .. {_d(idx[-1])}")
+
+
+def _d(ts) -> str:
+    return pd.Timestamp(ts).strftime("%Y-%m-%d")
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    """``stem.csv``, else the first ``stem*.csv`` (e.g. ``instrumentconfig_subset.csv``)."""
+    exact = folder / f"{stem}.csv"
+    if exact.is_file():
+        return exact
+    hits = sorted(folder.glob(f"{stem}*.csv"))
+    return hits[0] if hits else None
+
+
+def contract_costs(config: pd.DataFrame, prices: pd.DataFrame, slippage: pd.Series) -> pd.DataFrame:
+    """(T, N) cost of one contract in instrument currency:
+    ``slippage x Pointsize + max(PerBlock, PerTrade, Percentage x |price| x Pointsize)``."""
+    cols = prices.columns
+    ps = config.loc[cols, "Pointsize"].to_numpy(np.float64)
+
+    def get(c):
+        if c not in config.columns:
+            return np.zeros(len(cols))
+        return config.loc[cols, c].fillna(0.0).to_numpy(np.float64)
+
+    per_block, per_trade, pct = get("PerBlock"), get("PerTrade"), get("Percentage")
+    slip = slippage.reindex(cols).fillna(0.0).to_numpy(np.float64)
+    p = np.abs(prices.to_numpy(np.float64))
+    commission = np.maximum(np.maximum(per_block, per_trade), pct * p * ps)
+    return pd.DataFrame(slip * ps + commission, index=prices.index, columns=cols)
+
+
+def load_futures(data_dir=None, instruments=None, start=None, end=None, *,
+                 slippage: str = "spreadcosts", weekdays_only: bool = True) -> FuturesData:
+    """Load pysystemtrade futures data as a :class:`FuturesData` (see the module docstring).
+
+    Parameters
+    ----------
+    data_dir : folder holding ``adjusted_prices_csv/``, ``fx_prices_csv/`` and ``csvconfig/``
+        (default: :func:`default_data_dir`).
+    instruments : names to load (default: every instrument that has both a price file and a
+        config row), in the order given.
+    start, end : optional date window (inclusive), applied after forward-filling.
+    slippage : ``"spreadcosts"`` (the ``SpreadCost`` file, default; falls back to the config's
+        ``Slippage`` for instruments it lacks) or ``"config"`` (the ``Slippage`` column).
+    weekdays_only : drop Saturday/Sunday dates (default True).
+    """
+    folder = Path(data_dir) if data_dir is not None else default_data_dir()
+    if folder is None or not (folder / "adjusted_prices_csv").is_dir():
+        where = "../shared/data/pysystemtrade" if folder is None else str(folder)
+        raise DataError(f"no pysystemtrade data at {where} (needs adjusted_prices_csv/); pass "
+                        "data_dir=, or use gpusim.data.futures.synthetic_futures()")
+    if slippage not in ("spreadcosts", "config"):
+        raise DataError(f"slippage={slippage!r} is unknown; use 'spreadcosts' or 'config'")
+    cfg_path = _find(folder / "csvconfig", "instrumentconfig")
+    if cfg_path is None:
+        raise DataError(f"no csvconfig/instrumentconfig*.csv under {folder}; it gives the "
+                        "multipliers (Pointsize) and currencies")
+    cfg = pd.read_csv(cfg_path).set_index("Instrument")
+    for col in ("Pointsize", "Currency"):
+        if col not in cfg.columns:
+            raise DataError(f"{cfg_path.name} has no {col!r} column")
+    price_files = {p.stem: p for p in sorted((folder / "adjusted_prices_csv").glob("*.csv"))}
+    if instruments is None:
+        names = [n for n in price_files if n in cfg.index]
+    else:
+        names = [instruments] if isinstance(instruments, str) else list(instruments)
+        for n in names:
+            if n not in price_files:
+                raise DataError(f"instrument {n!r} has no adjusted_prices_csv/{n}.csv; "
+                                f"available: {', '.join(price_files)}")
+            if n not in cfg.index:
+                raise DataError(f"instrument {n!r} has no row in {cfg_path.name}")
+    if not names:
+        raise DataError(f"no instrument under {folder} has both a price file and a config row")
+
+    series = {n: read_daily(price_files[n]) for n in names}
+    dates = series[names[0]].index
+    for n in names[1:]:
+        dates = dates.union(series[n].index)
+    if weekdays_only:
+        dates = dates[dates.day_of_week < 5]
+    prices = pd.DataFrame({n: series[n].reindex(series[n].index.union(dates)).ffill()
+                          .reindex(dates) for n in names}, index=dates)
+
+    currencies = cfg.loc[names, "Currency"].astype(str).str.strip().str.upper()
+    fx = pd.DataFrame(1.0, index=dates, columns=names)
+    for ccy in sorted(set(currencies) - {BASE_CURRENCY}):
+        f = _find(folder / "fx_prices_csv", f"{ccy}{BASE_CURRENCY}")
+        if f is None:
+            users = [n for n in names if currencies[n] == ccy]
+            raise DataError(f"no fx_prices_csv/{ccy}{BASE_CURRENCY}.csv for {users}; add it or "
+                            "leave those instruments out")
+        s = read_daily(f)
+        s = s[s > 0]
+        rate = s.reindex(s.index.union(dates)).ffill().reindex(dates)
+        for n in names:
+            if currencies[n] == ccy:
+                fx[n] = rate.to_numpy()
+
+    mult = cfg.loc[names, "Pointsize"].astype(np.float64)
+    bad = [n for n in names if not (math.isfinite(mult[n]) and mult[n] > 0)]
+    if bad:
+        raise DataError(f"Pointsize of {bad} in {cfg_path.name} must be a number > 0")
+    slip = cfg["Slippage"] if "Slippage" in cfg.columns else pd.Series(0.0, index=cfg.index)
+    if slippage == "spreadcosts":
+        sp = _find(folder / "csvconfig", "spreadcosts")
+        if sp is not None:
+            sc = pd.read_csv(sp).set_index("Instrument")["SpreadCost"].astype(np.float64)
+            slip = sc.combine_first(slip.astype(np.float64))
+    costs = contract_costs(cfg, prices, slip.astype(np.float64))
+    data = FuturesData(prices, mult.rename("multiplier"), fx, costs, currencies.rename("currency"),
+                       cfg.loc[names, "AssetClass"].astype(str) if "AssetClass" in cfg.columns
+                       else None, source=f"pysystemtrade ({folder})")
+    if start is not None or end is not None:
+        data = data.window(start, end)
+    return data
+
+
+def synthetic_futures(n_instruments: int = 8, n_days: int = 1260, seed: int = 0,
+                      start: str = "2019-01-01") -> FuturesData:
+    """A seeded stand-in for the futures data (for demos and tests without the data folder).
+
+    Correlated random-walk prices (annual vols 8%..40%, one-factor correlation) on business days;
+    multipliers, price levels and costs chosen so that one contract is worth 10k..300k USD;
+    every fourth instrument is quoted in EUR (a random-walk EURUSD rate), and the second one
+    lists only after 20% of the days (NaN before). Same arguments, same data.
+    """
+    if int(n_instruments) != n_instruments or n_instruments < 1:
+        raise DataError(f"n_instruments={n_instruments!r} must be an integer >= 1")
+    if int(n_days) != n_days or n_days < 30:
+        raise DataError(f"n_days={n_days!r} must be an integer >= 30")
+    N, T = int(n_instruments), int(n_days)
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range(start, periods=T, name="date")
+    vol = np.linspace(0.08, 0.40, N)
+    load = np.linspace(0.1, 0.6, N) * rng.choice([-1.0, 1.0], N)
+    corr = np.outer(load, load)
+    np.fill_diagonal(corr, 1.0)
+    z = rng.standard_normal((T, N)) @ np.linalg.cholesky(corr).T
+    level = rng.choice([20.0, 100.0, 1000.0, 4000.0], N)
+    prices = level * np.exp(np.cumsum(vol / math.sqrt(252) * z, axis=0))
+    value = rng.uniform(1e4, 3e5, N)                          # USD per contract at the start
+    mult = np.array([float(f"{x:.1g}") for x in value / level])
+    names = [f"F{i:02d}" for i in range(N)]
+    p = pd.DataFrame(prices, index=dates, columns=names)
+    if N > 1:
+        p.iloc[: T // 5, 1] = np.nan
+    ccy = pd.Series(["EUR" if i % 4 == 3 else "USD" for i in range(N)], index=names,
+                    name="currency")
+    eurusd = 1.1 * np.exp(np.cumsum(0.07 / math.sqrt(252) * rng.standard_normal(T)))
+    fx = pd.DataFrame(np.where(ccy.to_numpy() == "EUR", eurusd[:, None], 1.0), index=dates,
+                      columns=names)
+    tick_cost = level * 2e-4 * mult                           # half-spread in currency
+    costs = pd.DataFrame(np.broadcast_to(tick_cost + 2.0, (T, N)).copy(), index=dates,
+                         columns=names)
+    return FuturesData(p, pd.Series(mult, index=names, name="multiplier"), fx, costs, ccy,
+                       pd.Series("synthetic", index=names),
+                       source=f"synthetic futures (n={N}, days={T}, seed={seed})")
+
+
+# --------------------------------------------------------------------------------------------
+# Per-contract inputs of the dynamic optimisation (gpusim.dynopt.api)
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class DynoptInputs:
+    """Host arrays shared by every combination (T days, N instruments, P covariance estimates).
+
+    ``dprice`` P&L per contract held from t-1 to t (base ccy; 0 where unknown), ``notional``
+    value of one contract (0 outside the optimisation), ``cost`` cost per contract traded (base
+    ccy), ``k`` cost per unit of weight, ``w_star`` optimal weights — all (T, N) float64;
+    ``covs`` (P, N, N), ``vols`` (P, N) (NaN = no estimate), ``cov_id`` (T,) int64; ``active``
+    (T, N) bool; ``index`` dates; ``symbols``; ``ann``.
+    """
+
+    dprice: np.ndarray
+    notional: np.ndarray
+    cost: np.ndarray
+    k: np.ndarray
+    w_star: np.ndarray
+    covs: np.ndarray
+    vols: np.ndarray
+    cov_id: np.ndarray
+    active: np.ndarray
+    index: pd.DatetimeIndex
+    symbols: list
+    ann: float
+    info: dict
+
+    def kernel_args(self) -> tuple:
+        return (self.dprice, self.notional, self.cost, self.k, self.w_star, self.covs,
+                self.cov_id)
+
+    def optimal_risk(self) -> np.ndarray:
+        """(T,) sqrt(w*' Σ w*): the TE of holding nothing (NaN on days with no instrument)."""
+        S = self.covs[self.cov_id]
+        q = np.einsum("ti,tij,tj->t", self.w_star, S, self.w_star)
+        out = np.sqrt(np.maximum(q, 0.0))
+        out[~self.active.any(axis=1)] = np.nan
+        return out
+
+
+def _frame(x, what: str, index: pd.DatetimeIndex | None = None,
+           columns: list | None = None) -> pd.DataFrame:
+    if isinstance(x, pd.Series) and index is None:
+        x = x.to_frame()
+    if not isinstance(x, pd.DataFrame):
+        raise DataError(f"{what} must be a DataFrame (dates x instruments), got "
+                        f"{type(x).__name__}")
+    df = x.copy()
+    df.columns = [str(c) for c in df.columns]
+    if index is None:
+        try:
+            idx = pd.DatetimeIndex(df.index)
+        except (TypeError, ValueError):
+            raise DataError(f"{what} needs a DatetimeIndex of dates") from None
+        if idx.has_duplicates:
+            raise DataError(f"{what}: date {idx[idx.duplicated()][0]} appears twice; keep one "
+                            "row per date")
+        if not idx.is_monotonic_increasing:
+            raise DataError(f"{what}: dates are not sorted; sort the rows by date")
+        df.index = idx
+    if columns is not None:
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise DataError(f"{what} has no column for {missing}; give one per instrument")
+        df = df[columns]
+    try:
+        df = df.astype(np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must hold numbers") from None
+    if index is not None:
+        idx = pd.DatetimeIndex(df.index)
+        df = df.reindex(idx.union(index)).ffill().reindex(index)
+    return df
+
+
+def _per_instrument(x, what: str, symbols: list, default: float | None = None) -> np.ndarray:
+    """(N,) values from a scalar, dict, Series or sequence (by instrument name)."""
+    if x is None:
+        if default is None:
+            raise DataError(f"{what} is required: one value per instrument (dict or Series by "
+                            "name)")
+        return np.full(len(symbols), float(default))
+    if np.isscalar(x):
+        return np.full(len(symbols), float(x))
+    if isinstance(x, dict):
+        x = pd.Series(x)
+    if isinstance(x, pd.Series):
+        x.index = [str(i) for i in x.index]
+        missing = [s for s in symbols if s not in x.index]
+        if missing:
+            raise DataError(f"{what} has no value for {missing}; give one per instrument")
+        return x[symbols].to_numpy(np.float64)
+    a = np.asarray(x, dtype=np.float64).reshape(-1)
+    if a.shape != (len(symbols),):
+        raise DataError(f"{what} has {a.size} values for {len(symbols)} instruments")
+    return a
+
+
+def _py(x):
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _positive(x: Any, what: str, allow_zero: bool = False) -> float:
+    x = _py(x)
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise GpusimError(f"{what}={x!r} must be a number") from None
+    ok = v >= 0 if allow_zero else v > 0
+    if not (ok and math.isfinite(v)):
+        raise GpusimError(f"{what}={x!r} must be a finite number {'>= 0' if allow_zero else '> 0'}")
+    return v
+
+
+def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=None,
+            weights=None, *, risk_target: float = 0.2, idm: float = 1.0,
+            optimal_capital: float | None = None, notional_prices=None, cov_every: Any = "W",
+            lookback: int = 250, min_periods: int = 20, shrinkage: float = 0.5,
+            ann: float | None = None) -> DynoptInputs:
+    """Build the :class:`DynoptInputs` of :func:`gpusim.dynopt` (host; the conventions are
+    in the docstring of :mod:`gpusim.dynopt.api`).
+
+    ``prices`` may be a :class:`gpusim.data.futures.FuturesData`, whose multipliers, FX and costs
+    are used unless given.
+    """
+    from cpu_ref.dynopt import estimate_covariances_nb  # noqa: PLC0415
+
+    if isinstance(prices, FuturesData):
+        fd = prices
+        prices = fd.prices
+        multipliers = fd.multipliers if multipliers is None else multipliers
+        fx = fd.fx if fx is None else fx
+        costs = fd.costs if costs is None else costs
+    P = _frame(prices, "prices")
+    if P.shape[1] == 0:
+        raise DataError("prices have no columns; pass one column per instrument")
+    if P.shape[0] < 2:
+        raise DataError(f"prices have {P.shape[0]} row(s); need at least 2 dates")
+    if P.columns.has_duplicates:
+        raise DataError(f"instrument {P.columns[P.columns.duplicated()][0]!r} appears twice")
+    symbols = list(P.columns)
+    idx = pd.DatetimeIndex(P.index)
+    vals = P.to_numpy()
+    if np.isinf(vals).any():
+        i, j = np.argwhere(np.isinf(vals))[0]
+        raise DataError(f"prices[{symbols[j]!r}] is infinite on {idx[i].date()}; fix that row")
+    empty = [s for s in symbols if P[s].isna().all()]
+    if empty:
+        raise DataError(f"prices[{empty[0]!r}] has no valid price; drop that column")
+    P = P.ffill()
+    NP = P if notional_prices is None else _frame(notional_prices, "notional_prices", idx,
+                                                   symbols)
+    mult = _per_instrument(multipliers, "multipliers", symbols)
+    if not (np.all(np.isfinite(mult)) and np.all(mult > 0)):
+        j = int(np.flatnonzero(~(np.isfinite(mult) & (mult > 0)))[0])
+        raise DataError(f"multipliers[{symbols[j]!r}]={float(mult[j])!r} must be a number > 0")
+    T, N = P.shape
+    if fx is None or np.isscalar(fx):
+        FX = np.full((T, N), 1.0 if fx is None else _positive(fx, "fx"))
+    elif isinstance(fx, dict) and all(np.isscalar(v) for v in fx.values()):
+        fxs = pd.Series({str(kk): float(v) for kk, v in fx.items()}).reindex(symbols)
+        FX = np.broadcast_to(fxs.fillna(1.0).to_numpy(), (T, N)).copy()
+    elif isinstance(fx, (dict, pd.DataFrame)):
+        FXdf = pd.DataFrame(fx).copy() if isinstance(fx, dict) else fx.copy()
+        FXdf.columns = [str(c) for c in FXdf.columns]
+        for s in symbols:       # instruments without a column are in the base currency
+            if s not in FXdf.columns:
+                FXdf[s] = 1.0
+        FX = _frame(FXdf, "fx", idx, symbols).to_numpy()
+    else:
+        raise DataError("fx must be None (base currency), a number, or a DataFrame/dict of "
+                        "Series by instrument (base currency per unit of its currency)")
+    if np.any(FX <= 0):
+        raise DataError("fx must be > 0 (base currency per unit of the instrument's currency)")
+    if isinstance(costs, (pd.DataFrame, dict)) and not (
+            isinstance(costs, dict) and all(np.isscalar(v) for v in costs.values())):
+        CO = _frame(pd.DataFrame(costs), "costs", idx, symbols).to_numpy()
+    else:
+        CO = np.broadcast_to(_per_instrument(costs, "costs", symbols, default=0.0), (T, N))
+    if np.any(CO < 0):
+        raise DataError("costs must be >= 0 (cost per contract traded, instrument currency)")
+
+    risk_target = _positive(risk_target, "risk_target")
+    idm = _positive(idm, "idm")
+    if not (isinstance(lookback, (int, np.integer)) and lookback >= 2):
+        raise GpusimError(f"lookback={lookback!r} must be an int >= 2 (days)")
+    if not (isinstance(min_periods, (int, np.integer)) and 2 <= min_periods <= lookback):
+        raise GpusimError(f"min_periods={min_periods!r} must be an int in 2..lookback")
+    shrinkage = float(shrinkage)
+    if not 0.0 <= shrinkage <= 1.0:
+        raise GpusimError(f"shrinkage={shrinkage!r} must be in [0, 1] (0 keeps the "
+                          "correlations, 1 sets them to zero)")
+    if ann is None:
+        from gpusim.data.market import infer_ann  # noqa: PLC0415
+
+        ann, ann_src = infer_ann(idx)
+        ann_src = f"inferred: {ann_src}"
+    else:
+        ann, ann_src = _positive(ann, "ann"), "given"
+    if isinstance(cov_every, str) and cov_every.strip().lower() == "never":
+        raise GpusimError("cov_every='never' is not a schedule; use 'D', 'W', 'M', an int k "
+                          "or a bool mask")
+    _, update = rebalance_mask(cov_every, idx, "cov_every")
+
+    p = P.to_numpy()
+    npx = NP.to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ret = np.full((T, N), np.nan)
+        prev = npx[:-1]
+        ret[1:] = np.where(prev > 0, (p[1:] - p[:-1]) / np.where(prev > 0, prev, 1.0), np.nan)
+    vols, covs, cov_id = estimate_covariances_nb(np.ascontiguousarray(ret),
+                                                 np.ascontiguousarray(update), int(lookback),
+                                                 int(min_periods), shrinkage, float(ann))
+    vol_t = vols[cov_id]
+    notional = npx * mult * FX
+    cost_base = CO * FX
+    with np.errstate(invalid="ignore"):
+        active = (np.isfinite(notional) & (notional > 0) & np.isfinite(vol_t) & (vol_t > 0)
+                  & np.isfinite(cost_base))
+
+    if optimal_positions is not None and weights is not None:
+        raise GpusimError("give optimal_positions or weights (+ risk_target), not both")
+    if optimal_positions is not None:
+        if optimal_capital is None:
+            raise GpusimError("optimal_positions are contracts for one capital: pass "
+                              "optimal_capital= (they scale linearly with capital)")
+        oc = _positive(optimal_capital, "optimal_capital")
+        OP = _frame(optimal_positions, "optimal_positions", idx, symbols).to_numpy()
+        if np.isinf(OP).any():
+            raise DataError("optimal_positions must be finite (NaN means no position)")
+        with np.errstate(invalid="ignore"):
+            w_star = np.nan_to_num(OP) * notional / oc
+        source = f"optimal_positions (contracts for capital {oc:g})"
+    else:
+        if weights is None:
+            W = np.full((T, N), 1.0 / N)
+            source = "vol targeting, equal weights"
+        elif isinstance(weights, pd.DataFrame):
+            W = np.nan_to_num(_frame(weights, "weights", idx, symbols).to_numpy())
+            source = "vol targeting, weights table"
+        else:
+            W = np.broadcast_to(_per_instrument(weights, "weights", symbols), (T, N))
+            source = "vol targeting, fixed weights"
+        if not np.all(np.isfinite(W)):
+            raise DataError("weights must be finite")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w_star = idm * W * risk_target / vol_t
+    w_star = np.where(active, w_star, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dprice = np.zeros((T, N))
+        dprice[1:] = (p[1:] - p[:-1]) * mult * FX[1:]
+        k = np.where(active, cost_base / np.where(active, notional, 1.0), 0.0)
+    dprice = np.nan_to_num(dprice, nan=0.0, posinf=0.0, neginf=0.0)
+    info = {"optimal": source, "risk_target": risk_target, "idm": idm,
+            "optimal_capital": optimal_capital, "cov_every": str(cov_every),
+            "lookback": int(lookback), "min_periods": int(min_periods), "shrinkage": shrinkage,
+            "ann_source": ann_src, "n_cov_estimates": int(covs.shape[0]),
+            "notional_prices": "prices" if notional_prices is None else "given"}
+    c = np.ascontiguousarray
+    return DynoptInputs(c(dprice), c(np.where(active, notional, 0.0)),
+                        c(np.nan_to_num(np.where(np.isfinite(p), cost_base, 0.0))), c(k),
+                        c(w_star), c(covs), vols, c(cov_id), active, idx, symbols, float(ann),
+                        info)

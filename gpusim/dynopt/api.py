@@ -1,0 +1,349 @@
+"""Integer-position dynamic optimisation (Carver, AFTS ch. 25) over parameter grids (DESIGN §8,
+issue 6).
+
+:func:`dynopt` prepares the inputs shared by every combination on the host
+(:func:`~gpusim.data.futures.prepare`: per-contract notional values, costs, optimal unrounded
+weights, covariances on a schedule), runs
+the grid of capital x shadow cost x buffer (x rebalance frequency) through the fast path of the
+chosen backend — :func:`gpusim.dynopt.cpu.dynopt_cpu_nb` or
+:func:`gpusim.dynopt.cuda.dynopt_gpu` — in chunks (metrics only), and returns a
+:class:`DynoptResult`. Positions and daily series of chosen combinations are re-computed by the
+reference :func:`cpu_ref.dynopt.dynopt_1d_nb`.
+
+Inputs and conventions (all on the dates of ``prices``; N instruments)
+--------------------------------------------------------------------------
+- ``prices``: back-adjusted prices; NaN before an instrument's first price (not listed yet),
+  forward-filled after it. P&L of holding n contracts from day t-1 to t:
+  ``n (p_t - p_{t-1}) x multiplier x fx_t`` (base currency).
+- ``notional_prices`` (default ``prices``): the price used for the value of one contract,
+  ``notional = notional_price x multiplier x fx`` (Carver uses the current contract's price
+  here; back-adjusted prices can approach or cross 0). Per-contract weight
+  ``c = notional / capital``.
+- Risk: percentage returns ``r_t = (p_t - p_{t-1}) / notional_price_{t-1}``; on the days of the
+  ``cov_every`` schedule the annualised vols and the correlations (shrunk toward zero by
+  ``shrinkage``) are re-estimated over the last ``lookback`` days
+  (:func:`cpu_ref.dynopt.estimate_covariances_nb`); each day uses the latest estimate.
+- Costs per contract (instrument currency) are converted with the day's FX; the cost per unit
+  of weight traded is ``k = cost x fx / notional``.
+- Optimal unrounded positions: either given (``optimal_positions``, contracts for
+  ``optimal_capital``; weights ``w* = contracts x notional / optimal_capital``, so they scale
+  linearly with capital), or by **vol targeting** from instrument ``weights`` and a
+  ``risk_target``: ``w*_i = idm x weight_i x risk_target / vol_i`` — i.e. Carver's
+  ``contracts = capital x idm x weight x risk_target / (multiplier x price x fx x vol)``.
+  ``weights`` may be a (T, N) table (e.g. instrument weight x forecast / 10) for time-varying
+  targets; the default is equal weights 1/N.
+- An instrument is *outside the optimisation* on a day when it has no price or FX, no risk
+  estimate yet, a notional <= 0, or no cost: its w* is 0 and any position in it is closed on the
+  next rebalance day.
+
+Index levels, in this order: ``capital``, ``shadow_cost``, ``buffer`` (always, a scalar is a
+one-value level) and ``rebalance`` when it is a Param.
+
+Tracking error: every TE here is annualised and in units of capital (a TE of 0.02 is 2% a
+year). **Documented range**: the average TE of a combination lies between 0 and the average risk
+of the optimal portfolio itself, ``summary["avg_optimal_risk"]`` (the TE of holding nothing);
+it falls as capital grows and rises with the shadow cost and the buffer. On the pysystemtrade
+data (18 instruments, 2014-03 .. 2024-03, equal weights, risk target 20%, idm 2; average
+optimal risk 0.116) the 36 combinations of capital 1e5/5e5/1e6 x shadow cost 10/50/100 x
+buffer 0/0.01/0.0125/0.02 give average TEs from 0.014 (1e6, 10, 0) to 0.093 (1e5, 100, 0.02).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpusim.backend import resolve_backend
+from gpusim.data.futures import DynoptInputs, _positive, prepare
+from gpusim.errors import GpusimError
+from gpusim.grid import Grid, Param, build_grid, rebalance_mask
+
+__all__ = ["dynopt", "DynoptResult", "DynoptInputs", "prepare", "METRICS"]
+
+METRICS = ("annual_return", "annual_volatility", "sharpe", "annual_turnover",
+           "avg_tracking_error", "avg_adjustment_factor", "costs_paid", "annual_cost")
+"""Metric columns (the order of :data:`cpu_ref.dynopt.METRICS`; read its docstring)."""
+LOWER_IS_BETTER = frozenset({"annual_volatility", "annual_turnover", "avg_tracking_error",
+                             "costs_paid", "annual_cost"})
+CPU_CHUNK_CAP = 4096
+GPU_CHUNK_CAP = 2 ** 17
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+def _axis(x, name: str, allow_zero: bool) -> tuple[Param, np.ndarray]:
+    vals = list(x.values) if isinstance(x, Param) else [x]
+    conv = np.array([_positive(v, name, allow_zero) for v in vals])
+    pname = x.name if isinstance(x, Param) else None
+    level = x.level if isinstance(x, Param) else None
+    return Param([float(v) for v in conv], pname, level), conv
+
+
+def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None, weights=None,
+           *, risk_target: float = 0.2, idm: float = 1.0, optimal_capital: float | None = None,
+           capital: Any = 1e6, shadow_cost: Any = 10.0, buffer: Any = 0.0125,
+           rebalance: Any = "D", cov_every: Any = "W", lookback: int = 250,
+           min_periods: int = 20, shrinkage: float = 0.5, notional_prices=None,
+           ann: float | None = None, backend: str = "auto", chunk_size: int | None = None,
+           progress: bool = True) -> DynoptResult:
+    """Greedy integer-position dynamic optimisation over a grid of parameters.
+
+    Parameters
+    ----------
+    prices : (T, N) DataFrame of daily (back-adjusted) prices, dates x instruments (NaN before
+        listing), or a :class:`gpusim.data.futures.FuturesData` (then ``multipliers``, ``fx`` and
+        ``costs`` default to its own).
+    multipliers : per-instrument contract multipliers (dict/Series by name, or (N,) array).
+    fx : None (all in the base currency), a number, or a DataFrame/dict of Series by instrument:
+        base currency per unit of the instrument's currency (forward-filled onto the dates).
+    costs : cost of trading one contract, instrument currency: per instrument (dict/Series/(N,))
+        or a (T, N) DataFrame; default 0.
+    optimal_positions : (T, N) DataFrame of optimal unrounded contracts for ``optimal_capital``.
+    weights : instrument weights for vol targeting (dict/Series/(N,), or a (T, N) DataFrame);
+        default equal weights when ``optimal_positions`` is None.
+    risk_target, idm : annual risk target and instrument diversification multiplier of the vol
+        targeting (``w* = idm x weight x risk_target / vol``).
+    capital, shadow_cost, buffer : float or :class:`~gpusim.grid.Param` (sweep axes): account
+        value (base currency, > 0), shadow cost (>= 0; multiplies the cost penalty) and
+        tracking-error buffer B (>= 0, annualised TE units).
+    rebalance : ``"D"``, ``"W"``, ``"M"``, ``"Q"``, ``"Y"`` (first day of each period), an int k
+        (every k days), a (T,) bool mask, or a Param of those: the days the optimisation runs.
+    cov_every, lookback, min_periods, shrinkage : covariance schedule (a rule like
+        ``rebalance``), window length in days, minimum returns for an estimate, and the
+        shrinkage of correlations toward zero (R_ij = (1 - shrinkage) rho_ij).
+    notional_prices : optional (T, N) prices for the contract values (default ``prices``).
+    ann : days per year (default: inferred from the dates, 252 for business days).
+    backend : ``"auto"``, ``"cpu"`` or ``"gpu"``.
+    chunk_size : combinations per kernel launch (default: planned).
+    progress : tqdm bar over combinations (only when stderr is a TTY).
+
+    Returns
+    -------
+    DynoptResult
+        ``metrics`` (host DataFrame, one row per combination, columns :data:`METRICS`);
+        ``positions(...)``; ``daily(...)``; ``save(...)``. Ctrl-C stops after the current chunk
+        and returns the finished rows with ``partial=True``.
+    """
+    inp = prepare(prices, multipliers, fx, costs, optimal_positions, weights,
+                  risk_target=risk_target, idm=idm, optimal_capital=optimal_capital,
+                  notional_prices=notional_prices, cov_every=cov_every, lookback=lookback,
+                  min_periods=min_periods, shrinkage=shrinkage, ann=ann)
+    T, N = inp.dprice.shape
+    cap_e, caps = _axis(capital, "capital", False)
+    sh_e, shs = _axis(shadow_cost, "shadow_cost", True)
+    bu_e, bus = _axis(buffer, "buffer", True)
+
+    def reb_rule(r):
+        if isinstance(r, str) and r.strip().lower() == "never":
+            raise GpusimError("rebalance='never' would never trade; use 'D', 'W', 'M', an int "
+                              "k or a bool mask")
+        return rebalance_mask(r, inp.index)
+
+    if isinstance(rebalance, Param):
+        rl = [reb_rule(r) for r in rebalance.values]
+        labels = [lab if lab != "mask" else f"mask{i}" for i, (lab, _) in enumerate(rl)]
+        reb_entry: Any = Param(labels, rebalance.name, rebalance.level)
+        masks = np.ascontiguousarray(np.stack([m for _, m in rl]))
+    else:
+        lab, m = reb_rule(rebalance)
+        reb_entry, masks = lab, np.ascontiguousarray(m.reshape(1, T))
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(
+            chunk_size, (int, np.integer)) or chunk_size < 1):
+        raise GpusimError(f"chunk_size={chunk_size!r} must be an int >= 1 (or None to plan it)")
+
+    entries = {"capital": cap_e, "shadow_cost": sh_e, "buffer": bu_e, "rebalance": reb_entry}
+    grid = build_grid(entries)
+    axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
+    ctx = _Context(inp, grid, axis_of, masks, caps, shs, bus)
+    be = resolve_backend(backend)
+    if be.name == "gpu":
+        from gpusim.dynopt.cuda import dynopt_gpu as kernel  # noqa: PLC0415
+    else:
+        from gpusim.dynopt.cpu import dynopt_cpu as kernel  # noqa: PLC0415
+    C = grid.size
+    cap = GPU_CHUNK_CAP if be.name == "gpu" else CPU_CHUNK_CAP
+    cs = int(chunk_size) if chunk_size else max(1, min(C, cap, (2 ** 28) // (48 * N + 64)))
+    out = np.empty((C, len(METRICS)))
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    tc = time.perf_counter()   # compile / load the kernel on a 2-day slice, outside the timing
+    a = ctx.chunk_args(0, 1)
+    kernel(*(x[:2] for x in inp.kernel_args()[:5]), inp.covs, inp.cov_id[:2], masks[:, :2],
+           a["mid"], a["capitals"], a["shadow_costs"], a["buffers"], inp.ann)
+    t0 = time.perf_counter()
+    done, partial, n_chunks = 0, False, 0
+    bar = tqdm(total=C, unit="comb", desc=f"dynopt [{be.label}]",
+               disable=not progress or not sys.stderr.isatty(), leave=False)
+    try:
+        for start in range(0, C, cs):
+            stop = min(C, start + cs)
+            a = ctx.chunk_args(start, stop)
+            out[start:stop] = kernel(*inp.kernel_args(), masks, a["mid"], a["capitals"],
+                                     a["shadow_costs"], a["buffers"], inp.ann)
+            done, n_chunks = stop, n_chunks + 1
+            bar.update(stop - start)
+    except KeyboardInterrupt:
+        partial = True
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+
+    from gpusim.results import jsonable, versions  # noqa: PLC0415
+
+    metrics = pd.DataFrame(out[:done], index=grid.index_block(0, done), columns=list(METRICS))
+    risk = inp.optimal_risk()
+    summary = {
+        "command": "dynopt", "backend": be.label, "n_combinations": C, "n_done": done,
+        "partial": partial, "n_days": T, "n_instruments": N, "instruments": inp.symbols,
+        "start": str(inp.index[0].date()), "end": str(inp.index[-1].date()), "ann": inp.ann,
+        "levels": {ax.name: len(ax.labels) for ax in grid.axes},
+        "fixed": {k: jsonable(v) for k, v in grid.fixed.items()},
+        **{k: jsonable(v) for k, v in inp.info.items()},
+        "avg_optimal_risk": float(np.nanmean(risk)) if np.isfinite(risk).any() else None,
+        "chunk_size": cs, "n_chunks": n_chunks, "compile_s": round(t0 - tc, 6),
+        "elapsed_s": round(elapsed, 6),
+        "combination_days_per_s": float(done * T / elapsed) if elapsed > 0 else None,
+        "versions": versions(),
+    }
+    return DynoptResult(metrics, summary, partial, ctx)
+
+
+@dataclass
+class _Context:
+    inputs: DynoptInputs
+    grid: Grid
+    axis_of: dict
+    masks: np.ndarray
+    capitals: np.ndarray
+    shadow_costs: np.ndarray
+    buffers: np.ndarray
+
+    def chunk_args(self, start: int, stop: int) -> dict:
+        codes = self.grid.codes(start, stop)
+        zeros = np.zeros(stop - start, dtype=np.int64)
+        pos = {k: codes[self.axis_of[k]] if k in self.axis_of else zeros
+               for k in ("capital", "shadow_cost", "buffer", "rebalance")}
+        c = np.ascontiguousarray
+        return {"mid": c(pos["rebalance"]), "capitals": c(self.capitals[pos["capital"]]),
+                "shadow_costs": c(self.shadow_costs[pos["shadow_cost"]]),
+                "buffers": c(self.buffers[pos["buffer"]])}
+
+
+# --------------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------------
+
+class DynoptResult:
+    """Result of :func:`dynopt`.
+
+    Attributes
+    ----------
+    metrics : DataFrame, one row per combination (levels ``capital``, ``shadow_cost``,
+        ``buffer`` and ``rebalance`` when swept), columns :data:`METRICS`. Host memory.
+    summary : dict (backend, sizes, dates, settings, avg_optimal_risk, timing, versions).
+    partial : True when the run was interrupted (only the finished rows are in ``metrics``).
+    """
+
+    def __init__(self, metrics: pd.DataFrame, summary: dict, partial: bool, ctx: _Context):
+        self.metrics = metrics
+        self.summary = summary
+        self.partial = partial
+        self._ctx = ctx
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"DynoptResult({len(self.metrics)} of {s['n_combinations']} combinations, "
+                f"{s['n_instruments']} instruments x {s['n_days']} days, "
+                f"backend={s['backend']!r}{', partial' if self.partial else ''})")
+
+    def best(self, metric: str = "sharpe", k: int = 10, ascending: bool | None = None
+             ) -> pd.DataFrame:
+        """The ``k`` best rows by ``metric`` (NaN last); smallest is best for volatility,
+        turnover, tracking error and costs, largest otherwise."""
+        if metric not in METRICS:
+            raise GpusimError(f"metric={metric!r} is unknown; use one of {', '.join(METRICS)}")
+        if ascending is None:
+            ascending = metric in LOWER_IS_BETTER
+        return self.metrics.sort_values(metric, ascending=ascending, na_position="last",
+                                        kind="stable").head(int(k))
+
+    def _locate(self, key, level_values) -> int:
+        g = self._ctx.grid
+        lv = dict(level_values)
+        for name, val in list(lv.items()):
+            if name in g.fixed and name not in g.names:
+                if str(g.fixed[name]) != str(val):
+                    raise GpusimError(f"{name}={val!r} was not run: it was fixed at "
+                                      f"{g.fixed[name]!r}")
+                del lv[name]
+        flat = g.locate(key, **lv)
+        if flat >= len(self.metrics):
+            raise GpusimError("that combination was not run (the run was interrupted); run again")
+        return flat
+
+    def _run_ref(self, key, level_values):
+        from cpu_ref.dynopt import dynopt_1d_nb  # noqa: PLC0415
+
+        ctx = self._ctx
+        flat = self._locate(key, level_values)
+        a = ctx.chunk_args(flat, flat + 1)
+        inp = ctx.inputs
+        res = dynopt_1d_nb(*inp.kernel_args(), ctx.masks[a["mid"][0]], float(a["capitals"][0]),
+                           float(a["shadow_costs"][0]), float(a["buffers"][0]), inp.ann)
+        return flat, res
+
+    def positions(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
+        """Contracts held after each day's trades (dates x instruments, int64) for one
+        combination, re-computed by the reference ``cpu_ref.dynopt.dynopt_1d_nb``.
+
+        Pick it by level values (``positions(capital=1e5, shadow_cost=50, buffer=0.0125)``;
+        levels with one value may be omitted) or by a row label of ``metrics``.
+        """
+        _, (_, pos, _, _, _) = self._run_ref(key, level_values)
+        inp = self._ctx.inputs
+        return pd.DataFrame(pos.astype(np.int64), index=inp.index, columns=inp.symbols)
+
+    def daily(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
+        """Daily series of one combination (reference re-run): ``return`` ((P&L - costs) /
+        capital), ``tracking_error`` (held vs optimal, annualised), ``adjustment_factor``
+        (alpha on rebalance days with TE_prior > 0, else NaN), ``optimal_risk`` (TE of
+        holding nothing) and ``contracts`` (sum of |positions|)."""
+        _, (_, pos, te, alpha, ret) = self._run_ref(key, level_values)
+        inp = self._ctx.inputs
+        return pd.DataFrame({"return": ret, "tracking_error": te, "adjustment_factor": alpha,
+                             "optimal_risk": inp.optimal_risk(),
+                             "contracts": np.abs(pos).sum(axis=1)}, index=inp.index)
+
+    def optimal_positions(self, capital: float) -> pd.DataFrame:
+        """Optimal unrounded contracts ``w* x capital / notional`` (0 outside the
+        optimisation), dates x instruments."""
+        cap = _positive(capital, "capital")
+        inp = self._ctx.inputs
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = np.where(inp.notional > 0, inp.w_star * cap / np.where(
+                inp.notional > 0, inp.notional, 1.0), 0.0)
+        return pd.DataFrame(x, index=inp.index, columns=inp.symbols)
+
+    def save(self, out_dir, best_k: int = 10, sort_by: str = "sharpe",
+             fmt: str | None = None, positions: bool = False):
+        """Write ``metrics.parquet`` (``.csv`` when Parquet is unavailable or ``fmt="csv"``),
+        ``best.csv`` (top ``best_k`` by ``sort_by``), ``summary.json`` and, with
+        ``positions=True``, ``positions_best.csv`` (daily contracts of the best combination)
+        into ``out_dir``, atomically (a temporary folder renamed into place)."""
+        from gpusim.results import save_metrics  # noqa: PLC0415
+
+        if fmt not in (None, "parquet", "csv"):
+            raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")
+        best = self.best(sort_by, best_k)
+        pos = self.positions(best.index[0]) if positions and len(best) else None
+        extra = ({} if pos is None else
+                 {"positions_best.csv": lambda path: pos.to_csv(path, index_label="date")})
+        return save_metrics(out_dir, self.metrics, best, self.summary, sort_by=sort_by,
+                            best_k=best_k, fmt=fmt, extra=extra)

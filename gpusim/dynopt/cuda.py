@@ -1,0 +1,86 @@
+"""GPU dynamic optimisation: one CUDA thread per combination, the day loop inside (DESIGN §8,
+issue 6).
+
+Imported lazily by the backend dispatch only (it imports ``numba.cuda`` at module level), never
+from ``import gpusim``.
+
+The device functions are the step bodies of :mod:`gpusim.dynopt.cpu` compiled with
+``cuda.jit(device=True)`` (the same source as the CPU fast path); both are checked against the
+independent reference :mod:`cpu_ref.dynopt`.
+
+Memory: the shared inputs (``dprice``, ``notional``, ``cost``, ``k``, ``w_star`` (T, N),
+``covs`` (P, N, N), ``cov_id`` (T,), ``masks`` (M, T)) are copied to the device once per call and
+read by every thread (at day t every thread reads the same row: a broadcast, cached); they are
+never tiled per combination. Per-thread state lives in six global scratch arrays of shape
+(N, C) — thread j owns column j, so a warp's accesses to instrument i are contiguous
+(coalesced). There is therefore no compile-time cap on the number of instruments (a
+``cuda.local.array`` would need one); the cost is 6 * 8 * N * C bytes of device memory (e.g.
+86 MB for N = 18, C = 100 000), which the caller bounds by chunking.
+
+Floating point: on real hardware NVVM may contract a*b+c into FMA, which changes the last bit of
+some objective values; positions still agree with the reference unless two greedy trials tie to
+within that last bit. The CUDA simulator (used by the tests) evaluates the same bodies in
+IEEE float64 on the host, exactly like the CPU fast path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from gpusim.dynopt.cpu import MAX_STEPS, N_METRICS, compile_bodies, prepare_inputs
+
+_dev = compile_bodies(cuda.jit(device=True))
+simulate_one_dev = _dev["simulate_one"]
+
+
+@cuda.jit
+def dynopt_cuda(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capitals,
+                shadow_costs, buffers, ann, max_steps, n, ng, c, w0, g, d, out, rec, record):
+    """One thread per combination j < C = out.shape[0]; writes ``out[j, :]`` and, when
+    ``record``, ``rec[:, :, j]``.
+
+    Device arrays: dprice, notional, cost, k, w_star (T, N) f8; covs (P, N, N) f8; cov_id (T,)
+    i8; masks (M, T) bool; mid (C,) i8; capitals, shadow_costs, buffers (C,) f8; scratch n, ng,
+    c, w0, g, d (N, C) f8; out (C, len(METRICS)) f8; rec (T, N, C) f8 or (1, 1, 1).
+    """
+    j = cuda.grid(1)
+    if j < out.shape[0]:
+        simulate_one_dev(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid[j],
+                         capitals[j], shadow_costs[j], buffers[j], ann, max_steps, n, ng, c, w0,
+                         g, d, j, out, j, rec, record)
+
+
+def dynopt_gpu(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capitals,
+               shadow_costs, buffers, ann, *, record=False, max_steps=MAX_STEPS,
+               threads_per_block=64):
+    """Metrics of C combinations on the GPU (or in Numba's CUDA simulator).
+
+    Takes the arguments of :func:`gpusim.dynopt.cpu.dynopt_cpu` as host arrays (checked by
+    :func:`~gpusim.dynopt.cpu.prepare_inputs`), copies them to the device with
+    ``numba.cuda.to_device``, allocates the (N, C) scratch and the outputs on the device,
+    launches :func:`dynopt_cuda`, and returns host ``np.ndarray`` s: the (C, len(METRICS))
+    metrics and, with ``record=True``, the (C, T, N) contracts held after each day's trades.
+    """
+    a = prepare_inputs(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capitals,
+                       shadow_costs, buffers, ann)
+    threads_per_block = int(threads_per_block)
+    if threads_per_block < 1:
+        raise ValueError(f"threads_per_block must be >= 1, got {threads_per_block}")
+    T, N = a[0].shape
+    C = a[8].shape[0]
+    if C == 0:
+        out = np.empty((0, N_METRICS))
+        return (out, np.empty((0, T, N))) if record else out
+    d_in = [cuda.to_device(x) for x in a[:12]]
+    scratch = [cuda.device_array((N, C), dtype=np.float64) for _ in range(6)]
+    d_out = cuda.device_array((C, N_METRICS), dtype=np.float64)
+    d_rec = (cuda.device_array((T, N, C), dtype=np.float64) if record
+             else cuda.to_device(np.zeros((1, 1, 1))))
+    blocks = (C + threads_per_block - 1) // threads_per_block
+    dynopt_cuda[blocks, threads_per_block](*d_in, a[12], int(max_steps), *scratch, d_out, d_rec,
+                                           bool(record))
+    out = d_out.copy_to_host()
+    if record:
+        return out, np.ascontiguousarray(d_rec.copy_to_host().transpose(2, 0, 1))
+    return out

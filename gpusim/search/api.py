@@ -1,0 +1,532 @@
+"""Massive weight search: score huge random populations by ex-ante Sharpe, keep the best k.
+
+``search(market, n=...)`` streams candidates ``0 .. n-1`` of a counter-based stream (DESIGN §4)
+through a fused generate -> score -> top-k kernel on the chosen backend, in chunks (progress
+bar; Ctrl-C returns the best so far, marked partial), then compares the best with the exact
+max-Sharpe and min-variance portfolios from cvxpy. ``verify(result)`` re-checks a result on
+the CPU reference.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cpu_ref import rng as _rng
+from cpu_ref.search import score_nb, search_ref
+from gpusim.backend import Backend, resolve_backend
+from gpusim.errors import GpusimError
+from gpusim.results import atomic_dir, versions
+
+SAMPLERS = tuple(_rng.SAMPLERS)
+DTYPES = ("float64", "float32")
+# verify(): largest relative Sharpe difference accepted against the float64 reference
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+OUTPUT_FORMATS = ("parquet", "csv")
+
+
+# ----------------------------------------------------------------------------- inputs
+def _as_int(value, name: str, lo: int, hi: int) -> int:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise GpusimError(f"{name}={value!r} is not a number; pass a whole number "
+                          f">= {lo}") from None
+    if not math.isfinite(f) or f != int(f) or f < lo or f > hi:
+        raise GpusimError(f"{name}={value!r} must be a whole number from {lo} to {hi:.3g}")
+    return int(f)
+
+
+def stats_from(market, ann, symbols):
+    """(mu, cov, ann, ann_source, symbols, name) from a Market, a price frame or (mu, cov)."""
+    from gpusim.data.market import Market, load_prices  # noqa: PLC0415
+
+    if isinstance(market, pd.DataFrame):
+        market = load_prices(market, ann=ann)
+    if isinstance(market, Market):
+        if symbols is not None:
+            market = market.subset(list(symbols))
+        mu, cov = market.stats()
+        return mu, cov, float(market.ann), market.ann_source, list(market.symbols), market.name
+    if isinstance(market, tuple) and len(market) == 2:
+        mu, cov = market
+        names = list(mu.index) if isinstance(mu, pd.Series) else None
+        mu = np.asarray(mu, dtype=np.float64)
+        cov = np.asarray(cov, dtype=np.float64)
+        if mu.ndim != 1 or cov.shape != (mu.size, mu.size):
+            raise GpusimError(f"(mu, cov) must have shapes (A,) and (A, A); got {mu.shape} and "
+                              f"{cov.shape}")
+        if not (np.isfinite(mu).all() and np.isfinite(cov).all()):
+            raise GpusimError("mu and cov must be finite; remove NaN/inf before searching")
+        if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-14):
+            raise GpusimError("cov is not symmetric; pass (cov + cov.T) / 2")
+        a = 1.0 if ann is None else float(ann)
+        if not a > 0:
+            raise GpusimError(f"ann={ann!r} must be > 0 (periods per year)")
+        src = "given" if ann is not None else "default 1 (mu, cov taken as annual)"
+        names = list(symbols) if symbols is not None else names
+        names = names or [f"A{j:02d}" for j in range(mu.size)]
+        if len(names) != mu.size:
+            raise GpusimError(f"symbols has {len(names)} names for {mu.size} assets")
+        return mu, cov, a, src, [str(s) for s in names], ""
+    raise GpusimError("market must be a gpusim.Market, a price DataFrame or a (mu, cov) tuple; "
+                      "load files with gpusim.load_prices(path)")
+
+
+def resolve_bounds(bounds, A: int, symbols) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) arrays from None, (lo, hi) scalars/arrays or dicts keyed by symbol."""
+    from gpusim.mvo import check_bounds  # noqa: PLC0415  (cheap: cvxpy stays lazy)
+
+    if bounds is None:
+        return np.zeros(A), np.ones(A)
+    try:
+        lo, hi = bounds
+    except (TypeError, ValueError):
+        raise GpusimError("bounds must be a pair (lo, hi) of numbers or per-asset arrays") from None
+
+    def by_symbol(v, default, name):
+        if v is None:
+            return default
+        if isinstance(v, dict):
+            bad = sorted(set(v) - set(symbols))
+            if bad:
+                raise GpusimError(f"bounds {name} names unknown symbols {bad}; known: {symbols}")
+            return [float(v.get(s, default)) for s in symbols]
+        return v
+
+    lo, hi = check_bounds((by_symbol(lo, 0.0, "lo"), by_symbol(hi, 1.0, "hi")), A, True,
+                          names=symbols)
+    return lo, np.minimum(hi, 1.0)
+
+
+def merge_topk(xp, scores, index, k: int):
+    """Top-k of (scores, index) by Sharpe descending then index ascending; drops empty slots.
+
+    Works on NumPy or CuPy arrays (``xp``) and returns arrays of the same namespace. Large
+    inputs are first cut to the entries scoring at least the k-th best (a partition, O(N)), so
+    ties at the boundary are still resolved by index.
+    """
+    keep = index >= 0
+    scores, index = scores[keep], index[keep]
+    if scores.size > 4 * k:
+        kth = xp.partition(scores, scores.size - k)[scores.size - k]
+        sel = scores >= kth
+        scores, index = scores[sel], index[sel]
+    order = xp.lexsort(xp.stack([index.astype(xp.float64), -scores]))[:k]
+    return scores[order], index[order]
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass
+class SearchResult:
+    """Outcome of :func:`search`.
+
+    Attributes
+    ----------
+    top : DataFrame indexed by rank (1..k): candidate index, sharpe, annual_return,
+        annual_volatility and the weights by symbol (host memory).
+    baselines : dict with ``"max_sharpe"`` / ``"min_variance"`` :class:`gpusim.mvo.Baseline`
+        (or ``"max_sharpe_error"`` / ``"min_variance_error"`` messages), empty when skipped.
+    summary : JSON-ready dict: seed, sampler, n, n_evaluated, backend, dtype, elapsed_s,
+        candidates_per_s, partial, gap, versions, ...
+    """
+
+    top: pd.DataFrame
+    baselines: dict
+    summary: dict
+    mu: np.ndarray = field(repr=False)
+    cov: np.ndarray = field(repr=False)
+    lo: np.ndarray = field(repr=False)
+    hi: np.ndarray = field(repr=False)
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.summary["symbols"])
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.summary["partial"])
+
+    @property
+    def best(self) -> pd.Series:
+        """The best candidate found (a row of ``top``)."""
+        return self.top.iloc[0]
+
+    @property
+    def gap(self) -> float | None:
+        """Best found Sharpe / exact max Sharpe (None without a baseline)."""
+        return self.summary.get("gap")
+
+    def weights(self) -> pd.DataFrame:
+        """Top-k weights only (rank x symbol)."""
+        return self.top[self.symbols]
+
+    def cloud(self, n: int = 4000) -> pd.DataFrame:
+        """Annual return, volatility and Sharpe of candidates 0..n-1 (for plots)."""
+        s = self.summary
+        n = int(min(n, s["n"]))
+        _, st, ok = score_nb(s["seed"], np.arange(n, dtype=np.int64), s["sampler_code"],
+                             s["alpha"], self.lo, self.hi, self.mu, self.cov, s["ann"], s["rf"])
+        st = st[ok]
+        return pd.DataFrame({"ret": st[:, 0], "vol": st[:, 1], "sharpe": st[:, 2]})
+
+    def plot(self, path, *, n_cloud: int = 4000, n_frontier: int = 40) -> Path:
+        """PNG of the candidate cloud, the exact frontier, the best found and exact points."""
+        from gpusim.plots.search import plot_search  # noqa: PLC0415
+
+        c = self.cloud(n_cloud)
+        frontier = None
+        if self.baselines.get("max_sharpe") is not None:
+            from gpusim.mvo import efficient_frontier  # noqa: PLC0415
+
+            try:
+                frontier = efficient_frontier(self.mu, self.cov, n_points=n_frontier,
+                                              ann=self.summary["ann"], rf=self.summary["rf"],
+                                              bounds=(self.lo, self.hi))
+            except GpusimError:
+                frontier = None
+
+        def pt(b):
+            return None if b is None else (b.vol, b.ret)
+
+        best = None if self.top.empty else (self.best["annual_volatility"],
+                                             self.best["annual_return"])
+        return plot_search(path, cloud_vol=c["vol"].to_numpy(), cloud_ret=c["ret"].to_numpy(),
+                           cloud_sharpe=c["sharpe"].to_numpy(), frontier=frontier, best=best,
+                           exact=pt(self.baselines.get("max_sharpe")),
+                           min_var=pt(self.baselines.get("min_variance")),
+                           title=f"gpusim search: {self.summary['n_evaluated']:,} candidates")
+
+    def to_text(self, max_symbols: int = 12) -> str:
+        """Human-readable report: the top-k table, the exact baselines and the gap."""
+        s = self.summary
+        lines = [f"{s['n_evaluated']:,} candidates ({s['sampler']}, seed {s['seed']}) on "
+                 f"{s['backend']} in {s['elapsed_s']:.2f} s: {s['candidates_per_s']:,.0f} "
+                 f"candidates/s" + ("  [PARTIAL: interrupted]" if s["partial"] else "")]
+        if s.get("n_valid") is not None and s["n_valid"] < s["n_evaluated"]:
+            lines.append(f"{s['n_valid']:,} candidates were within the upper bounds")
+        cols = ["candidate", "sharpe", "annual_return", "annual_volatility"]
+        syms = self.symbols[:max_symbols]
+        table = self.top[cols + syms].copy()
+        with pd.option_context("display.width", 200, "display.max_columns", 40,
+                               "display.float_format", "{:.4f}".format):
+            lines += [f"\nTop {len(table)} by ex-ante Sharpe (weights by symbol"
+                      + (f", first {max_symbols} of {len(self.symbols)}" if
+                         len(self.symbols) > max_symbols else "") + "):", table.to_string()]
+            rows = {}
+            for name in ("max_sharpe", "min_variance"):
+                b = self.baselines.get(name)
+                if b is not None:
+                    rows[f"exact {name.replace('_', ' ')}"] = pd.Series(
+                        [b.sharpe, b.ret, b.vol, *b.weights[:max_symbols]],
+                        index=cols[1:] + syms)
+            if rows:
+                lines += ["\nExact baselines (cvxpy):", pd.DataFrame(rows).T.to_string()]
+        for name in ("max_sharpe_error", "min_variance_error"):
+            if name in self.baselines:
+                lines.append(f"{name.replace('_error', '')}: not available: "
+                             f"{self.baselines[name]}")
+        if s.get("gap") is not None:
+            lines.append(f"\nGap: best found Sharpe / exact max Sharpe = {s['gap']:.6f}")
+        return "\n".join(lines)
+
+    @classmethod
+    def load(cls, out) -> SearchResult:
+        """Read a folder written by :meth:`save` (for ``gpusim verify``)."""
+        out = Path(out)
+        try:
+            summary = json.loads((out / "summary.json").read_text())
+        except FileNotFoundError:
+            raise GpusimError(f"{out}/summary.json not found; pass a folder written by "
+                              "`gpusim search --out`") from None
+        if summary.get("task") != "search":
+            raise GpusimError(f"{out} holds a {summary.get('task')!r} result, not a search")
+        if (out / "top_k.parquet").exists():
+            top = pd.read_parquet(out / "top_k.parquet")
+        else:
+            top = pd.read_csv(out / "top_k.csv", index_col="rank")
+        A = summary["n_assets"]
+        b = summary.get("bounds") or {"lo": [0.0] * A, "hi": [1.0] * A}
+        return cls(top=top, baselines={}, summary=summary, mu=np.array(summary["mu"]),
+                   cov=np.array(summary["cov"]), lo=np.array(b["lo"]), hi=np.array(b["hi"]))
+
+    def save(self, out, fmt: str = "parquet") -> Path:
+        """Write ``top_k.<fmt>`` and ``summary.json`` into ``out`` atomically.
+
+        Files are written to a temporary folder beside ``out`` and moved in only when all of
+        them succeeded, so a failure never leaves half-written results.
+        """
+        if fmt not in OUTPUT_FORMATS:
+            raise GpusimError(f"format {fmt!r} is unknown; use one of {OUTPUT_FORMATS}")
+        with atomic_dir(out, stale=("top_k.parquet", "top_k.csv")) as tmp:
+            if fmt == "parquet":
+                self.top.to_parquet(tmp / "top_k.parquet")
+            else:
+                self.top.to_csv(tmp / "top_k.csv")
+            (tmp / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
+        return Path(out)
+
+
+# ----------------------------------------------------------------------------- search
+class _CpuRunner:
+    """Fused CPU kernel over chunks (symmetric scoring up to SYM_MAX_A assets, BLAS above,
+    pinned to one thread: the cores run tasks)."""
+
+    def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k):
+        import numba  # noqa: PLC0415
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+        from gpusim.search.cpu import SYM_MAX_A, search_cpu_nb, upper_doubled  # noqa: PLC0415
+
+        self.kernel = search_cpu_nb
+        self.args = (key, code, alpha, lo, hi, mu, cov, ann, rf, k)
+        self.n_tasks = 4 * numba.get_num_threads()
+        self.sym = mu.shape[0] <= SYM_MAX_A
+        self.U = upper_doubled(cov)
+        self.limits = threadpool_limits(1, user_api="blas")
+
+    def run(self, start, n):
+        key, code, alpha, lo, hi, mu, cov, ann, rf, k = self.args
+        s, i, n_ok = self.kernel(key, start, n, code, alpha, lo, hi, mu, cov, self.U, ann, rf,
+                                 k, self.n_tasks, self.sym)
+        return s.ravel(), i.ravel(), int(n_ok.sum())
+
+    def close(self):
+        self.limits.restore_original_limits()
+
+
+class _GpuRunner:
+    """numba.cuda kernel over chunks (device arrays on hardware, host in the simulator)."""
+
+    def __init__(self, be: Backend, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, dtype):
+        from gpusim.search.cuda import SearchLauncher  # noqa: PLC0415
+
+        try:
+            self.launcher = SearchLauncher(key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk,
+                                           xp=be.xp, merge=merge_topk, dtype=dtype)
+        except ValueError as exc:
+            raise GpusimError(str(exc)) from None
+
+    def run(self, start, n):
+        return self.launcher.run(start, n)
+
+    def close(self):
+        pass
+
+
+def check_args(*, n, top_k, seed, sampler, alpha, rf, dtype, backend_name, start=0) -> dict:
+    """Validate and normalise search arguments (one-line :class:`GpusimError` on bad input).
+
+    Returns ``{n, start, top_k, k, seed, alpha, rf, code, key}`` (``k = min(top_k, n)``,
+    ``code`` the sampler code, ``key`` the stream key as uint64).
+    """
+    n = _as_int(n, "n", 1, _rng.MAX_CANDIDATES)
+    start = _as_int(start, "start", 0, _rng.MAX_CANDIDATES - n)
+    top_k = _as_int(top_k, "top_k", 1, 100_000)
+    seed = _as_int(seed, "seed", 0, 2**63 - 1)
+    if sampler not in SAMPLERS:
+        raise GpusimError(f"sampler={sampler!r} is unknown; use one of {', '.join(SAMPLERS)}")
+    try:
+        alpha, rf = float(alpha), float(rf)
+    except (TypeError, ValueError):
+        raise GpusimError("alpha and rf must be numbers") from None
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise GpusimError(f"alpha={alpha!r} must be a positive concentration (1 = flat)")
+    if not math.isfinite(rf):
+        raise GpusimError(f"rf={rf!r} must be a finite annual rate")
+    if dtype not in DTYPES:
+        raise GpusimError(f"dtype={dtype!r} is unknown; use 'float64' (default) or 'float32' "
+                          "(GPU only)")
+    if dtype == "float32" and backend_name != "gpu":
+        raise GpusimError("dtype='float32' is GPU-only (the CPU path scores in float64); "
+                          "use backend='gpu' or dtype='float64'")
+    return {"n": n, "start": start, "top_k": top_k, "k": min(top_k, n), "seed": seed,
+            "alpha": alpha, "rf": rf, "code": _rng.sampler_code(sampler, alpha),
+            "key": np.uint64(_rng.seed_key_nb(seed))}
+
+
+def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.0,
+           seed: int = 0, top_k: int = 10, bounds=None, rf: float = 0.0, ann=None,
+           symbols=None, backend="auto", dtype: str = "float64", chunk_size=None,
+           progress=None, baselines: bool = True, solver=None, start: int = 0) -> SearchResult:
+    """Score candidates ``start .. start+n-1`` of the stream ``seed`` by ex-ante Sharpe; keep
+    the top k.
+
+    Parameters
+    ----------
+    market : :class:`gpusim.Market`, a price DataFrame, or ``(mu, cov)`` per-bar arrays
+        (then ``ann`` annualises them; default 1 = already annual).
+    n : number of candidates (up to 2**40); never held in memory.
+    sampler : ``"dirichlet"`` (flat Dirichlet, uniform on the simplex; ``alpha`` = its
+        concentration) or ``"uniform"`` (normalised uniforms, as the vectorbt notebook).
+    bounds : optional ``(lo, hi)``: scalars, (A,) arrays or dicts by symbol. Lower bounds are
+        exact (affine map of the simplex), upper bounds by rejection.
+    rf : annual risk-free rate; Sharpe = (ann mu.w - rf) / sqrt(ann w'Σw).
+    backend : ``"auto"`` | ``"gpu"`` | ``"cpu"`` (``GPUSIM_BACKEND`` in the environment).
+    dtype : ``"float64"`` (default, every backend) or ``"float32"`` (GPU only: weights are still
+        generated in float64, so populations are identical; scoring runs in float32, Sharpe to
+        ~1e-5 relative, so candidates closer than that may swap ranks).
+    chunk_size : candidates per kernel call (default: adaptive, ~0.5 s per chunk on the CPU).
+    progress : show a tqdm bar (default: when stderr is a terminal).
+    baselines : also solve the exact max-Sharpe and min-variance portfolios with cvxpy.
+    start : first candidate index (default 0): ranges of one stream searched separately merge
+        (:func:`merge_topk`) into exactly the top-k of one search over their union.
+
+    Returns
+    -------
+    SearchResult (host memory). Interrupted with Ctrl-C, it holds the best of the candidates
+    evaluated so far and ``summary["partial"]`` is True.
+    """
+    be = resolve_backend(backend)
+    a = check_args(n=n, top_k=top_k, seed=seed, sampler=sampler, alpha=alpha, rf=rf,
+                   dtype=dtype, backend_name=be.name, start=start)
+    n, start, seed, alpha, rf, code, key, k = (a["n"], a["start"], a["seed"], a["alpha"],
+                                               a["rf"], a["code"], a["key"], a["k"])
+    mu, cov, ann_v, ann_src, syms, name = stats_from(market, ann, symbols)
+    A = mu.size
+    if A > _rng.MAX_ASSETS:
+        raise GpusimError(f"{A} assets exceed the generator's limit of {_rng.MAX_ASSETS}")
+    lo, hi = resolve_bounds(bounds, A, syms)
+
+    if chunk_size is not None:
+        chunk = _as_int(chunk_size, "chunk_size", 1, _rng.MAX_CANDIDATES)
+    elif be.name == "gpu":
+        chunk = min(n, 1 << 12) if be.simulator else min(n, 1 << 24)
+    else:
+        chunk = min(n, 1 << 16)
+    adaptive = chunk_size is None and be.name == "cpu"
+
+    runner = (_CpuRunner(key, code, alpha, lo, hi, mu, cov, ann_v, rf, k) if be.name == "cpu"
+              else _GpuRunner(be, key, code, alpha, lo, hi, mu, cov, ann_v, rf, k, chunk, dtype))
+    show = progress if progress is not None else sys.stderr.isatty()
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    bar = tqdm(total=n, unit="cand", unit_scale=True, disable=not show, desc="search",
+               smoothing=0.1)
+    best_s = np.empty(0)
+    best_i = np.empty(0, dtype=np.int64)
+    done = n_valid = 0
+    partial = False
+    runner.run(start, 1)  # compile (or load from cache) before the clock starts; discarded
+    t0 = time.perf_counter()
+    try:
+        while done < n:
+            m = min(chunk, n - done)
+            tc = time.perf_counter()
+            s, i, ok = runner.run(start + done, m)
+            dt = time.perf_counter() - tc
+            best_s, best_i = merge_topk(np, np.concatenate([best_s, s]),
+                                        np.concatenate([best_i, i]), k)
+            done += m
+            n_valid += ok
+            bar.update(m)
+            if adaptive and dt > 0:
+                chunk = int(min(max(chunk * min(4.0, 0.5 / dt), 1 << 14), 1 << 26))
+    except KeyboardInterrupt:
+        partial = True
+    finally:
+        bar.close()
+        runner.close()
+    elapsed = time.perf_counter() - t0
+
+    W, stats, _ = score_nb(seed, best_i.astype(np.int64), code, alpha, lo, hi, mu, cov, ann_v, rf)
+    top = pd.DataFrame(W, columns=syms)
+    top.insert(0, "annual_volatility", stats[:, 1])
+    top.insert(0, "annual_return", stats[:, 0])
+    top.insert(0, "sharpe", best_s)
+    top.insert(0, "candidate", best_i.astype(np.int64))
+    top.index = pd.RangeIndex(1, len(top) + 1, name="rank")
+
+    base = _baselines(mu, cov, ann_v, rf, lo, hi, bounds is not None, solver) if baselines else {}
+    summary = {
+        "task": "search", "market": name, "symbols": syms, "n_assets": A, "ann": ann_v,
+        "ann_source": ann_src, "rf": rf, "seed": seed, "sampler": sampler,
+        "sampler_code": code, "alpha": alpha, "bounds": None if bounds is None else
+        {"lo": lo.tolist(), "hi": hi.tolist()}, "start": start, "n": n, "n_evaluated": done,
+        "n_valid": n_valid, "top_k": k, "backend": be.label, "dtype": dtype,
+        "elapsed_s": elapsed, "candidates_per_s": done / elapsed if elapsed > 0 else float("nan"),
+        "partial": partial, "best_sharpe": float(best_s[0]) if best_s.size else None,
+        "mu": mu.tolist(), "cov": cov.tolist(),
+    }
+    ms = base.get("max_sharpe")
+    summary["exact_max_sharpe"] = None if ms is None else ms.sharpe
+    summary["gap"] = (float(best_s[0]) / ms.sharpe if ms is not None and best_s.size
+                      and ms.sharpe > 0 else None)
+    mv = base.get("min_variance")
+    summary["exact_min_variance_vol"] = None if mv is None else mv.vol
+    summary["versions"] = versions()
+    return SearchResult(top=top, baselines=base, summary=summary, mu=mu, cov=cov, lo=lo, hi=hi)
+
+
+def _baselines(mu, cov, ann, rf, lo, hi, bounded, solver) -> dict:
+    from gpusim.mvo import max_sharpe, min_variance  # noqa: PLC0415
+
+    out = {}
+    b = (lo, hi) if bounded else None
+    for name, fn in (("max_sharpe", max_sharpe), ("min_variance", min_variance)):
+        try:
+            out[name] = fn(mu, cov, ann=ann, rf=rf, bounds=b, solver=solver)
+        except GpusimError as exc:
+            out[f"{name}_error"] = str(exc)
+    return out
+
+
+# ----------------------------------------------------------------------------- verify
+def verify(result: SearchResult, *, sample: int = 20_000, backend=None) -> dict:
+    """Re-check a search result on the CPU reference (:mod:`cpu_ref`).
+
+    1. Regenerates every top-k candidate from (seed, index) and re-scores it in float64: the
+       weights must be identical and the Sharpe equal within the dtype's tolerance
+       (``TOLERANCE``: 1e-10 for float64, 1e-4 for float32).
+    2. Re-runs candidates ``0 .. sample-1`` through the reference search and through the
+       result's backend and dtype (or ``backend``; the CPU when that backend is not available
+       here): float64 must find the same top-k indices; float32 may swap candidates whose
+       Sharpe differ by less than its tolerance, so its top-k must match the reference's
+       values within that tolerance.
+
+    Returns a dict with ``max_rel_diff`` (Sharpe), ``weights_identical``, ``same_topk``,
+    ``tolerance``, ``backend`` (of the re-run), ``n_checked`` and ``ok``.
+    """
+    from gpusim.errors import BackendError  # noqa: PLC0415
+
+    s = result.summary
+    dtype = s.get("dtype", "float64")
+    tol = TOLERANCE[dtype]
+    args = (s["sampler_code"], s["alpha"], result.lo, result.hi, result.mu, result.cov,
+            s["ann"], s["rf"])
+    idx = result.top["candidate"].to_numpy(np.int64)
+    W, stats, ok = score_nb(s["seed"], idx, *args)
+    rel = (np.abs(stats[:, 2] - result.top["sharpe"].to_numpy())
+           / np.maximum(np.abs(stats[:, 2]), 1e-300) if idx.size else np.zeros(0))
+    same_w = bool(np.array_equal(W, result.weights().to_numpy()))
+    m = int(min(sample, s["n"]))
+    k = int(min(s["top_k"], m))
+    ref_i, ref_s = search_ref(s["seed"], 0, m, *args, k)
+    kw = dict(n=m, sampler=s["sampler"], alpha=s["alpha"], seed=s["seed"], top_k=k,
+              bounds=(result.lo, result.hi), rf=s["rf"], ann=s["ann"], symbols=result.symbols,
+              progress=False, baselines=False)
+    try:
+        again = search((result.mu, result.cov), backend=backend or (
+            "gpu" if s["backend"].startswith("gpu") else "cpu"), dtype=dtype, **kw)
+    except BackendError:
+        again = search((result.mu, result.cov), backend="cpu", **kw)
+    got_i = again.top["candidate"].to_numpy(np.int64)
+    same = bool(np.array_equal(got_i, ref_i))
+    # the re-run's top-k re-scored in float64, against the reference's top-k values
+    got_s = np.sort(score_nb(s["seed"], got_i, *args)[1][:, 2])[::-1]
+    rel2 = np.abs(got_s - ref_s) / np.abs(ref_s) if got_s.size == ref_s.size else [np.inf]
+    rel3 = np.abs(again.top["sharpe"].to_numpy() - ref_s) / np.abs(ref_s) if same else []
+    worst = float(max(np.max(rel, initial=0.0), np.max(rel2, initial=0.0),
+                      np.max(rel3, initial=0.0)))
+    topk_ok = same if dtype == "float64" else bool(np.max(rel2, initial=0.0) < tol)
+    return {"n_checked": int(idx.size) + m, "max_rel_diff": worst, "tolerance": tol,
+            "weights_identical": same_w, "same_topk": same,
+            "backend": again.summary["backend"],
+            "ok": bool(same_w and topk_ok and worst < tol and ok.all())}

@@ -1,0 +1,532 @@
+"""Sweeps that outgrow one run: chunked, checkpointed, resumable, local or on Dask (issue 4).
+
+``sweep(task, grid, market=..., out=..., **fixed)`` (or ``gpusim sweep job.toml``) crosses the
+grid's call-level levels into points, splits every point into chunks (blocks of backtest
+combinations, or candidate-index ranges of a search), runs the chunks on an engine and writes
+each chunk's table atomically as Parquet into ``out/chunks/``, recording progress in
+``out/manifest.json``: the normalised job, its hash and the data's hash, the grid, the chunk
+plan, the chunks done (run, attempts, timing, worker) and the failures. When every chunk is
+done the final table is published as ``out/results.parquet`` (one row per result, parameter
+levels as columns): a folder of Parquet parts read as one table in plan order, whose parts are
+the chunk files themselves (hard links) for pass-through tasks like ``backtest``, so every row
+is written once; and ``out/summary.json``.
+
+``resume=True`` (``--resume``) checks that the job and the data hash as before (else it refuses
+and says what changed), keeps the finished chunks and runs only the missing ones: the final
+table equals an uninterrupted run's bit for bit, because every chunk is a pure function of the
+job (the counter-based RNG of DESIGN §4 makes random populations so) and the merge follows the
+stored plan. A chunk that raises is retried once, then reported with its parameters while the
+rest of the sweep finishes.
+
+Layout of ``out``::
+
+    manifest.json      job, hashes, grid, plan, done/failed chunks, runs
+    chunks/c000000.parquet ...   one table per chunk (its record in the Parquet metadata)
+    results.parquet/   the final table (levels as columns): part-000000.parquet ...;
+                       read it with pandas.read_parquet(path) or SweepResult.load(out).table
+    summary.json       the JSON summary (as printed by ``gpusim sweep --json``)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpusim.errors import GpusimError
+from gpusim.sweep.engine import ENGINES, BackgroundWriter, open_engine
+from gpusim.sweep.job import (
+    Axis,
+    Job,
+    describe_changes,
+    fingerprint,
+    load_job,
+    load_market,
+    make_job,
+)
+from gpusim.sweep.results import Best, assemble, label, passthrough, with_levels
+from gpusim.sweep.store import (
+    CHUNKS,
+    MANIFEST,
+    RESULTS,
+    SUMMARY,
+    Manifest,
+    chunk_name,
+    now,
+    ours,
+    recover,
+    remove_tmp,
+    to_arrow,
+    wipe,
+    write_chunk,
+    write_json_atomic,
+)
+from gpusim.sweep.tasks import (
+    TaskRunner,
+    available_tasks,
+    get_task,
+    level_kind,
+    register_task,
+)
+
+__all__ = ["sweep", "run_job", "plan_job", "load_job", "make_job", "SweepResult", "Job",
+           "Axis", "TaskRunner", "register_task", "available_tasks", "ENGINES"]
+
+FORMAT = "gpusim-sweep/2"
+
+# ----------------------------------------------------------------------------- set-up
+@dataclass
+class _Setup:
+    job: Job
+    runner: TaskRunner
+    backend: Any
+    market: Any
+    ctx: Any
+    call_axes: list[Axis]
+    levels: list[str]
+    call_kinds: dict[str, str]
+    fp: dict
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.call_axes)
+
+    @property
+    def n_points(self) -> int:
+        return int(math.prod(self.shape))
+
+    def point(self, p: int) -> dict:
+        pos = np.unravel_index(p, self.shape) if self.call_axes else ()
+        return {n: v for a, i in zip(self.call_axes, pos) for n, v in zip(a.names,
+                                                                          a.values[int(i)])}
+
+
+def _setup(job: Job) -> _Setup:
+    from gpusim.backend import resolve_backend  # noqa: PLC0415
+
+    runner = get_task(job.task)
+    for where, names in (("fixed", list(job.fixed)), ("grid", job.level_names)):
+        bad = [n for n in names if n not in runner.params]
+        if bad:
+            raise GpusimError(f"{where}: task {job.task!r} has no parameter "
+                              f"{', '.join(map(repr, bad))}; use {', '.join(runner.params)}")
+    be = resolve_backend(job.backend)
+    market = load_market(job.data, job.base_dir)
+    native = [a for a in job.grid if set(a.names) <= runner.native]
+    call = [a for a in job.grid if not set(a.names) <= runner.native]
+    ctx = runner.prepare(market, dict(job.fixed), native, be)
+    call_names = [n for a in call for n in a.names]
+    levels = call_names + list(runner.levels(ctx))
+    if len(set(levels)) != len(levels):
+        raise GpusimError(f"grid levels {levels} repeat a name the task uses for its own level")
+    kinds = {n: level_kind([label(v) for v in a.column(n)]) for a in call for n in a.names}
+    s = _Setup(job, runner, be, market, ctx, call, levels, kinds,
+               fingerprint(job, market, be.name))
+    for p in range(s.n_points):
+        runner.check_point(ctx, s.point(p))
+    return s
+
+
+def _plan(s: _Setup) -> list[dict]:
+    chunks = []
+    for p in range(s.n_points):
+        for part in s.runner.split(s.ctx, s.point(p), s.job.chunk_size):
+            chunks.append({"id": len(chunks), "point": p, "size": int(part["size"]),
+                           "part": part})
+    return chunks
+
+
+def plan_job(job: Job | str | Path) -> dict:
+    """The chunk plan of a job without running it (``gpusim sweep --dry-run``)."""
+    job = job if isinstance(job, Job) else load_job(job)
+    s = _setup(job)
+    plan = _plan(s)
+    sizes = [c["size"] for c in plan]
+    return {"task": job.task, "out": str(job.out), "backend": s.backend.label,
+            "data": s.market.describe(), "levels": s.levels, "n_points": s.n_points,
+            "n_chunks": len(plan), "unit": s.runner.unit, "size": int(sum(sizes)),
+            "chunk_size": job.chunk_size or getattr(s.ctx, "default_chunk", None),
+            "largest_chunk": max(sizes, default=0), "job_hash": s.fp["job_hash"],
+            "data_hash": s.fp["data_hash"]}
+
+
+# ----------------------------------------------------------------------------- the folder
+def _refusal(out: Path, old: dict, s: _Setup) -> str | None:
+    if old.get("format") != FORMAT:
+        return (f"cannot resume {out}: its manifest has format {old.get('format')!r}, not "
+                f"{FORMAT!r}")
+    why = []
+    if old.get("data_hash") != s.fp["data_hash"]:
+        why.append(f"the data changed (prices hash {str(old.get('data_hash'))[:12]} -> "
+                   f"{s.fp['data_hash'][:12]}; now {s.market.describe()})")
+    changes = describe_changes(old.get("job") or {}, s.fp["job"])
+    if changes:
+        more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+        why.append(f"the job changed ({'; '.join(changes[:3])}{more})")
+    if not why and old.get("job_hash") != s.fp["job_hash"]:
+        why.append("the job hash changed")
+    if not why:
+        return None
+    n = len(old.get("done") or {})
+    return (f"cannot resume {out}: {' and '.join(why)} since the sweep started; use a new "
+            f"output folder, or --force (force=True) to discard its {n} finished chunk(s) "
+            "and start over")
+
+
+def _open(s: _Setup, out: Path, resume: bool, force: bool) -> Manifest:
+    """Create or reopen the sweep folder; returns the manifest (saved)."""
+    if out.exists() and not out.is_dir():
+        raise GpusimError(f"out={str(out)!r} is a file; give a folder path")
+    mpath = out / MANIFEST
+    old = None
+    if mpath.exists():
+        try:
+            old = json.loads(mpath.read_text())
+        except (OSError, ValueError) as exc:
+            raise GpusimError(f"{mpath} cannot be read ({exc}); use a new output folder or "
+                              "--force") from None
+        if not resume and not force:
+            n, total = len(old.get("done") or {}), old.get("plan", {}).get("n_chunks", "?")
+            raise GpusimError(f"{out} already holds a sweep ({n} of {total} chunks done); pass "
+                              "--resume to finish it, --force to start over, or use a new "
+                              "output folder")
+        reason = _refusal(out, old, s) if resume else "restart"
+        if reason and not force:
+            raise GpusimError(reason)
+        if reason:
+            wipe(out)
+            old = None
+    elif out.exists() and any(out.iterdir()) and not ours(out):
+        raise GpusimError(f"{out} is not empty and holds no sweep; give a new or empty output "
+                          "folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CHUNKS).mkdir(exist_ok=True)
+    remove_tmp(out)
+    if old is not None:
+        man = Manifest(mpath, old)
+        recover(man, out, s.fp["job_hash"])
+    else:
+        plan = _plan(s)
+        man = Manifest(mpath, {
+            "format": FORMAT, "task": s.job.task, "name": s.job.name,
+            "job_file": None if s.job.source is None else str(s.job.source),
+            "job_hash": s.fp["job_hash"], "data_hash": s.fp["data_hash"], "job": s.fp["job"],
+            "data": {"describe": s.market.describe(), "n_bars": s.market.n_bars,
+                     "n_assets": s.market.n_assets, "symbols": list(s.market.symbols)},
+            "grid": {"levels": s.levels, "call_levels": [n for a in s.call_axes
+                                                         for n in a.names],
+                     "call_axes": [a.to_json() for a in s.call_axes],
+                     "n_points": s.n_points, "unit": s.runner.unit,
+                     "size": int(sum(c["size"] for c in plan))},
+            "plan": {"chunk_size": s.job.chunk_size or getattr(s.ctx, "default_chunk", None),
+                     "n_chunks": len(plan), "chunks": plan},
+            "done": {}, "failed": {}, "runs": [], "status": "running", "created": now()})
+    man.save(force=True)
+    return man
+
+
+# ----------------------------------------------------------------------------- result
+class SweepResult:
+    """Outcome of a sweep.
+
+    Attributes
+    ----------
+    out : the sweep folder (None for a sweep run without ``out``; its table is then in memory).
+    summary : JSON-ready dict (status, chunks done/failed, failures with their parameters,
+        timing, best rows, hashes, ...), as written to ``summary.json``.
+    table : the final DataFrame (host): one row per result, a (Multi)Index of the parameter
+        levels; read from ``results.parquet`` on first use. Empty when interrupted.
+    """
+
+    def __init__(self, out: Path | None, summary: dict, table: pd.DataFrame | None = None):
+        self.out, self.summary, self._table = out, summary, table
+
+    @property
+    def table(self) -> pd.DataFrame:
+        if self._table is None:
+            path = None if self.out is None else self.out / RESULTS
+            if path is None or not path.exists():
+                return pd.DataFrame()
+            self._table = _indexed(pd.read_parquet(path), self.summary["levels"])
+        return self._table
+
+    @property
+    def status(self) -> str:
+        return self.summary["status"]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def failures(self) -> list[dict]:
+        return list(self.summary.get("failures", []))
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"SweepResult({s['task']}: {s['n_done']} of {s['n_chunks']} chunks, "
+                f"{s['n_failed']} failed, status={s['status']!r}, out={str(self.out)!r})")
+
+    def to_text(self) -> str:
+        s = self.summary
+        lines = [f"sweep {s['task']} [{s['engine']}, {s['backend']}]: {s['size']:,} "
+                 f"{s['unit']} in {s['n_points']} point(s), {s['n_chunks']} chunk(s) -> "
+                 f"{s['out']}",
+                 f"{s['status']}: {s['n_done']} of {s['n_chunks']} chunks done "
+                 f"({s['computed_this_run']} this run, {s['n_failed']} failed) in "
+                 f"{s['elapsed_s']:.2f} s; chunk compute {s['compute_s']:.2f} s"]
+        for f in s.get("failures", [])[:20]:
+            lines.append(f"  failed chunk {f['chunk']} ({_params_text(f['params'])}) after "
+                         f"{f['attempts']} attempts: {f['error']}")
+        best = s.get("best")
+        if best and best.get("rows"):
+            with pd.option_context("display.width", 200, "display.max_columns", 24):
+                t = pd.DataFrame(best["rows"]).to_string(
+                    index=False, float_format=lambda x: f"{x:.6g}")
+            lines += [f"best {len(best['rows'])} by {best['by']}:", t]
+        return "\n".join(lines)
+
+    @classmethod
+    def load(cls, out) -> SweepResult:
+        """Read a finished sweep folder."""
+        out = Path(out)
+        try:
+            summary = json.loads((out / SUMMARY).read_text())
+        except FileNotFoundError:
+            raise GpusimError(f"{out}/{SUMMARY} not found; pass a folder written by a sweep "
+                              "(run it to the end, or --resume it)") from None
+        return cls(out, summary)
+
+
+def _params_text(p: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in p.items())
+
+
+def _indexed(df: pd.DataFrame, levels: list[str]) -> pd.DataFrame:
+    levels = [x for x in levels if x in df.columns]
+    return df.set_index(levels) if levels else df
+
+
+# ----------------------------------------------------------------------------- run
+def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
+            engine: str = "local", scheduler=None, workers: int | None = None,
+            progress: bool | None = None, retries: int = 1, out=None) -> SweepResult:
+    """Run (or resume) a sweep job: a :class:`Job` or the path of a TOML job file.
+
+    Parameters
+    ----------
+    resume : keep the chunks an earlier run of the same job finished in ``out`` and run the
+        rest; refuses (GpusimError naming what changed) when the job or the data differ.
+    force : start over in an ``out`` that holds another sweep (its files are deleted).
+    engine : ``"local"`` (in-process, default) or ``"dask"``.
+    scheduler : with ``engine="dask"``: a scheduler address (``"tcp://host:8786"``) or a
+        ``distributed.Client``; default: a new LocalCluster of ``workers`` (2) processes.
+    progress : tqdm bar over chunks (default: when stderr is a terminal).
+    retries : extra attempts for a chunk that raises (default 1).
+    out : overrides the job's output folder.
+
+    Returns
+    -------
+    SweepResult. A Ctrl-C stops after saving what is finished (``status="interrupted"``).
+    """
+    job = job if isinstance(job, Job) else load_job(job)
+    if out is not None:
+        job.out = Path(out)
+    if job.out is None:
+        raise GpusimError("the job has no output folder: set out = \"...\" in the job file, "
+                          "pass --out DIR, or out=... in Python")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise GpusimError(f"retries={retries!r} must be an int >= 0")
+    if engine not in ENGINES:
+        raise GpusimError(f"engine={engine!r} is unknown; use one of {', '.join(ENGINES)}")
+    s = _setup(job)
+    out = Path(job.out)
+    t0 = time.perf_counter()
+    man = _open(s, out, resume, force)
+    d = man.data
+    plan = d["plan"]["chunks"]
+    run_no = len(d["runs"])
+    run = {"run": run_no, "started": now(), "resumed": bool(run_no) and resume,
+           "engine": engine, "computed": 0, "failed": 0, "retried": 0, "errors": []}
+    d["runs"].append(run)
+    d["status"] = "running"
+    todo = [{**c, "point_values": s.point(c["point"])} for c in plan
+            if str(c["id"]) not in d["done"]]
+    recovered = sum(1 for r in d["done"].values() if r.get("recovered"))
+    run["skipped"] = len(plan) - len(todo)
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    show = progress if progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=len(plan), initial=len(plan) - len(todo), unit="chunk",
+               desc=f"sweep {job.task} [{engine}]", disable=not show, smoothing=0.1)
+    rec = _Recorder(s, out, man, run, bar)
+    bg = BackgroundWriter()
+    interrupted = False
+    try:
+        with open_engine(engine, scheduler, workers) as eng:
+            run.update(eng.describe())
+            man.save(force=True)
+            for ev in eng.events(s.runner, s.ctx, todo, retries):
+                if ev[0] == "done":
+                    bg.submit(lambda ev=ev: rec.done(ev[1], ev[2], *ev[3]))
+                else:
+                    bg.submit(lambda ev=ev: rec.error(ev[1], ev[2], *ev[3], ev[4]))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        try:
+            bg.close()                  # what finished is recorded, even when interrupted
+        finally:
+            bar.close()
+    elapsed = time.perf_counter() - t0
+    complete = len(d["done"]) == len(plan)
+    status = "interrupted" if interrupted else ("complete" if complete else "incomplete")
+    assemble_s = 0.0
+    extra: dict = {}
+    if not interrupted:
+        ta = time.perf_counter()
+        extra = assemble(s, out, d, rec.best, frozenset(rec.best_ids))
+        assemble_s = time.perf_counter() - ta
+    d["status"] = status
+    run.update(ended=now(), status=status, elapsed_s=round(elapsed, 6))
+    man.save(force=True)
+    summary = _summary(s, out, d, run, status, engine, elapsed, rec.compute_s, rec.write_s,
+                       assemble_s, recovered, extra)
+    if not interrupted:
+        write_json_atomic(out / SUMMARY, summary, indent=2)
+    return SweepResult(out, summary)
+
+
+class _Recorder:
+    """Bookkeeping of finished and failed chunks (run on the background writer thread, in
+    completion order): chunk file, best rows, manifest, progress bar."""
+
+    def __init__(self, s: _Setup, out: Path, man: Manifest, run: dict, bar):
+        self.s, self.out, self.man, self.run, self.bar = s, out, man, run, bar
+        self.passthrough = passthrough(s.runner)
+        self.best, self.best_ids = Best(s.runner.rank_by), set()   # of pass-through chunks
+        self.compute_s = self.write_s = 0.0
+
+    def done(self, c: dict, attempt: int, table, info: dict) -> None:
+        tw = time.perf_counter()
+        d, cid = self.man.data, str(c["id"])
+        table = to_arrow(table)
+        if self.passthrough:       # the chunk file holds the final rows: levels in front
+            table = with_levels(self.s, c["point_values"], table)
+        rec = {"run": self.run["run"], "attempts": attempt, "rows": table.num_rows,
+               "elapsed_s": round(info.get("elapsed_s", 0.0), 6),
+               "worker": info.get("worker"), "finished": now(),
+               "info": {k: v for k, v in info.items() if k not in ("elapsed_s", "worker")}}
+        write_chunk(self.out / CHUNKS / chunk_name(c["id"]), table,
+                    {"id": c["id"], "job_hash": self.s.fp["job_hash"], "record": rec},
+                    self.s.levels)
+        if self.passthrough:
+            self.best.add(table)
+            self.best_ids.add(cid)
+        d["done"][cid] = rec
+        d["failed"].pop(cid, None)
+        self.run["computed"] += 1
+        self.compute_s += info.get("elapsed_s", 0.0)
+        self.man.save()
+        self.write_s += time.perf_counter() - tw
+        self.bar.update(1)
+
+    def error(self, c: dict, attempt: int, msg: str, tb: str, final: bool) -> None:
+        d, run = self.man.data, self.run
+        if len(run["errors"]) < 100:
+            run["errors"].append({"chunk": c["id"], "attempt": attempt, "error": msg})
+        if not final:
+            run["retried"] += 1
+            return
+        params = {**{k: label(v) for k, v in c["point_values"].items()},
+                  **self.s.runner.describe(self.s.ctx, c["point_values"], c["part"])}
+        d["failed"][str(c["id"])] = {"run": run["run"], "attempts": attempt, "error": msg,
+                                     "params": params, "traceback": tb}
+        run["failed"] += 1
+        self.bar.set_postfix(failed=len(d["failed"]))
+        self.man.save(force=True)
+
+
+def _summary(s, out, d, run, status, engine, elapsed, compute_s, write_s, assemble_s,
+             recovered, extra) -> dict:
+    from gpusim.results import versions  # noqa: PLC0415
+
+    failures = [{"chunk": int(k), **{x: v for x, v in f.items() if x != "traceback"}}
+                for k, f in sorted(d["failed"].items(), key=lambda kv: int(kv[0]))]
+    return {
+        "command": "sweep", "task": s.job.task, "name": s.job.name,
+        "job_file": d.get("job_file"), "out": str(out), "status": status,
+        "engine": engine, "workers": run.get("workers"), "scheduler": run.get("scheduler"),
+        "backend": s.backend.label, "n_points": s.n_points, "unit": s.runner.unit,
+        "size": d["grid"]["size"], "n_chunks": d["plan"]["n_chunks"],
+        "chunk_size": d["plan"]["chunk_size"], "n_done": len(d["done"]),
+        "n_failed": len(d["failed"]), "computed_this_run": run["computed"],
+        "retried_this_run": run["retried"], "recovered": recovered, "runs": len(d["runs"]),
+        "failures": failures, "levels": s.levels, "data": s.market.describe(),
+        "job_hash": d["job_hash"], "data_hash": d["data_hash"],
+        "elapsed_s": round(elapsed, 6), "compute_s": round(compute_s, 6),
+        "write_s": round(write_s, 6), "assemble_s": round(assemble_s, 6),
+        "results_file": RESULTS if status != "interrupted" else None, **extra,
+        "versions": versions(),
+    }
+
+
+# ----------------------------------------------------------------------------- public API
+def sweep(task: str, grid=None, *, market=None, out=None, engine: str = "local",
+          scheduler=None, workers: int | None = None, backend: str = "auto",
+          chunk_size: int | None = None, resume: bool = False, force: bool = False,
+          progress: bool | None = None, retries: int = 1, **fixed) -> SweepResult:
+    """Run ``task`` over ``grid`` in checkpointed chunks, locally or on Dask.
+
+    Parameters
+    ----------
+    task : ``"backtest"`` or ``"search"`` (or a task added with :func:`register_task`).
+    grid : ``{parameter: values}`` — a list, range, array or ``{start, stop, step|num}`` range
+        (inclusive); a tuple key ``("a", "b")`` with a list of pairs, or ``"zip": [{a: [...],
+        b: [...]}]``, gives zipped levels that vary together. Each parameter is a level of the
+        result's index.
+    market : a Market, a price DataFrame, a file path, ``"synthetic[:A[:T[:SEED]]]"``, a data
+        spec dict as in a job file's ``[data]``, or None (the built-in synthetic market).
+    out : the sweep folder (checkpoints, results). None: a temporary folder, removed after the
+        table is loaded (no resume).
+    engine, scheduler, workers : ``"local"`` (default) or ``"dask"`` (a LocalCluster of
+        ``workers`` processes, default 2, or the scheduler at ``scheduler``).
+    backend : ``"auto"`` | ``"cpu"`` | ``"gpu"`` for every chunk.
+    chunk_size : combinations (backtest) or candidates (search) per chunk (default: planned
+        from the device's speed and memory).
+    resume, force, progress, retries : see :func:`run_job`.
+    **fixed : the task's fixed arguments (e.g. ``weights=RandomWeights(1000)``, ``n=10**8``).
+
+    Returns
+    -------
+    SweepResult: ``.table`` (levels as a MultiIndex), ``.summary``, ``.failures``.
+
+    Examples
+    --------
+    >>> res = gpusim.sweep("backtest", {"fees": [0, 0.001], "threshold": [0.02, 0.05]},
+    ...                    weights=gpusim.RandomWeights(1000), out="runs/bands")
+    >>> res = gpusim.sweep("search", {"seed": range(4)}, n=10**8, out="runs/seeds")
+    """
+    job = make_job(task, grid, market=market, fixed=fixed, backend=backend, out=out,
+                   chunk_size=chunk_size)
+    if out is not None:
+        return run_job(job, resume=resume, force=force, engine=engine, scheduler=scheduler,
+                       workers=workers, progress=progress, retries=retries)
+    tmp = Path(tempfile.mkdtemp(prefix="gpusim-sweep-"))
+    try:
+        res = run_job(job, engine=engine, scheduler=scheduler, workers=workers,
+                      progress=progress, retries=retries, out=tmp / "sweep")
+        res.table  # noqa: B018 - load before the folder goes
+        res.out = None
+        return res
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,459 @@
+"""Sweep jobs: the TOML job file, grids of parameters, the data spec, and their fingerprints.
+
+A job names the data, the task, its fixed arguments, the grid of parameters it sweeps, the
+backend and the output folder. :func:`load_job` reads one from TOML; :func:`make_job` builds one
+from Python values. :func:`fingerprint` reduces a job and its loaded data to the JSON-ready
+normalised form and the two hashes (job, data) recorded in a sweep's manifest, so that a resume
+can refuse to mix results of different jobs.
+
+Job file (relative paths are relative to the job file's folder)::
+
+    task = "backtest"              # or "search" (more tasks register with gpusim.sweep.tasks)
+    out = "runs/fees-x-bands"      # output folder
+    backend = "cpu"                # auto | cpu | gpu
+    chunk_size = 20000             # optional: combinations (backtest) / candidates (search)
+
+    [data]                         # path = "prices.csv" (+ symbols, ann, align, fill, start,
+    synthetic = { n_assets = 5, n_bars = 756, seed = 0 }   # end) or a synthetic spec
+
+    [fixed]                        # arguments that do not vary
+    weights = { random = 2000, seed = 7 }
+    rebalance = "M"
+
+    [grid]                         # one level per key: a list, or an inclusive range table
+    fees = [0.0, 0.0005, 0.001]
+    threshold = { start = 0.02, stop = 0.10, step = 0.02 }
+
+    [[grid.zip]]                   # levels that vary together (same length), not crossed
+    init_cash = [1.0, 100.0]
+    rf = [0.0, 0.02]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpusim.errors import GpusimError
+
+__all__ = ["Axis", "Job", "load_job", "make_job", "parse_grid", "fingerprint", "data_hash",
+           "load_market", "describe_changes"]
+
+JOB_KEYS = ("task", "out", "backend", "chunk_size", "name", "data", "fixed", "grid")
+DATA_KEYS = ("path", "synthetic", "ann", "symbols", "align", "fill", "date_col", "start", "end",
+             "name")
+MAX_LEVEL_VALUES = 10_000_000
+
+
+@dataclass
+class Axis:
+    """One sweep axis: a single level, or several zipped levels that vary together.
+
+    Attributes
+    ----------
+    names : the level names (one, or several when zipped).
+    values : one tuple per position, with one value per name (plain Python values).
+    """
+
+    names: tuple[str, ...]
+    values: list[tuple]
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+    def column(self, name: str) -> list:
+        i = self.names.index(name)
+        return [v[i] for v in self.values]
+
+    def to_json(self) -> dict:
+        return {"names": list(self.names), "values": [list(v) for v in self.values]}
+
+
+@dataclass
+class Job:
+    """A sweep: task, data, fixed arguments, grid, backend, output folder.
+
+    ``data`` is a spec dict (as in the job file's ``[data]``), a spec string (a price file or
+    ``synthetic[:ASSETS[:BARS[:SEED]]]``), a :class:`gpusim.Market`, a price DataFrame or None
+    (the built-in synthetic market).
+    """
+
+    task: str
+    data: Any = None
+    fixed: dict = field(default_factory=dict)
+    grid: list[Axis] = field(default_factory=list)
+    backend: str = "auto"
+    out: Path | None = None
+    chunk_size: int | None = None
+    name: str = ""
+    source: Path | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source is not None else Path.cwd()
+
+    @property
+    def level_names(self) -> list[str]:
+        return [n for a in self.grid for n in a.names]
+
+
+# ----------------------------------------------------------------------------- values
+def plain(v: Any) -> Any:
+    """A JSON-ready copy of ``v`` (numpy scalars and arrays become Python values and lists)."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, np.ndarray):
+        return [plain(x) for x in v.tolist()]
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, Mapping):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def _range(spec: Mapping, where: str) -> list:
+    """Inclusive range from ``{start, stop, step}`` or ``{start, stop, num}``."""
+    bad = sorted(set(spec) - {"start", "stop", "step", "num"})
+    if bad or "start" not in spec or "stop" not in spec:
+        raise GpusimError(f"{where}: a range table needs start and stop, and step or num "
+                          f"(got keys {sorted(spec)}); e.g. {{ start = 0.01, stop = 0.1, "
+                          "step = 0.01 }")
+    start, stop = spec["start"], spec["stop"]
+    nums = [x for x in (start, stop, spec.get("step"), spec.get("num")) if x is not None]
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in nums):
+        raise GpusimError(f"{where}: range bounds must be numbers")
+    if "num" in spec:
+        num = spec["num"]
+        if "step" in spec or not isinstance(num, int) or num < 1:
+            raise GpusimError(f"{where}: num must be an int >= 1 (and not given with step)")
+        if num == 1:
+            return [start]
+        return [round(float(v), 12) for v in np.linspace(start, stop, num)]
+    step = spec.get("step", 1)
+    if not step > 0 or stop < start:
+        raise GpusimError(f"{where}: a range needs step > 0 and stop >= start")
+    n = int(math.floor((stop - start) / step + 1e-9)) + 1
+    if n > MAX_LEVEL_VALUES:
+        raise GpusimError(f"{where}: the range gives {n} values; use a coarser step")
+    if all(isinstance(x, int) for x in (start, stop, step)):
+        return list(range(start, stop + 1, step))
+    return [round(start + i * step, 12) for i in range(n)]
+
+
+def _values(v: Any, where: str) -> list:
+    """The list of values of one grid level."""
+    if isinstance(v, Mapping):
+        return _range(v, where)
+    from gpusim.grid import Param  # noqa: PLC0415
+
+    if isinstance(v, Param):
+        v = v.values
+    if isinstance(v, pd.DataFrame):
+        return [plain(r) for r in v.to_numpy()]
+    if isinstance(v, (str, bytes)) or not isinstance(v, (Iterable, np.ndarray)):
+        raise GpusimError(f"{where} = {v!r} is a single value; put it under [fixed] or give a "
+                          f"list of values, e.g. [{v!r}]")
+    vals = [plain(x) for x in (v.tolist() if isinstance(v, (np.ndarray, pd.Index)) else v)]
+    if not vals:
+        raise GpusimError(f"{where} has no values; give at least one")
+    return vals
+
+
+def _check_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise GpusimError(f"{where}: {name!r} is not a parameter name (use letters, digits, _)")
+    return name
+
+
+def parse_grid(grid: Mapping | None) -> list[Axis]:
+    """Axes from a grid mapping, in order.
+
+    Keys are level names with a list (or an inclusive ``{start, stop, step|num}`` range) of
+    values; a tuple key ``("a", "b")`` with a list of pairs, or a ``"zip"`` entry holding
+    tables of equal-length lists, gives zipped levels that vary together.
+    """
+    axes: list[Axis] = []
+    if grid is None:
+        return axes
+    if not isinstance(grid, Mapping):
+        raise GpusimError(f"grid must be a table/dict of parameter -> values, got "
+                          f"{type(grid).__name__}")
+    for key, v in grid.items():
+        if key == "zip":
+            groups = [v] if isinstance(v, Mapping) else v
+            if not isinstance(groups, list) or not all(isinstance(g, Mapping) for g in groups):
+                raise GpusimError("grid.zip must be tables of equal-length lists ([[grid.zip]])")
+            for g in groups:
+                if not g:
+                    raise GpusimError("grid.zip: an empty zip table; give two or more levels")
+                names = tuple(_check_name(k, "grid.zip") for k in g)
+                cols = [_values(g[k], f"grid.zip.{k}") for k in names]
+                if len({len(c) for c in cols}) > 1:
+                    sizes = ", ".join(f"{k}: {len(c)}" for k, c in zip(names, cols))
+                    raise GpusimError(f"grid.zip: zipped levels need the same number of values "
+                                      f"({sizes})")
+                axes.append(Axis(names, [tuple(t) for t in zip(*cols)]))
+        elif isinstance(key, tuple):
+            names = tuple(_check_name(k, "grid") for k in key)
+            rows = _values(v, f"grid{list(names)}")
+            if not all(isinstance(r, list) and len(r) == len(names) for r in rows):
+                raise GpusimError(f"grid{list(names)}: zipped levels need one tuple of "
+                                  f"{len(names)} values per position")
+            axes.append(Axis(names, [tuple(r) for r in rows]))
+        else:
+            name = _check_name(key, "grid")
+            axes.append(Axis((name,), [(x,) for x in _values(v, f"grid.{name}")]))
+    seen: set[str] = set()
+    for a in axes:
+        for n in a.names:
+            if n in seen:
+                raise GpusimError(f"grid: level {n!r} appears twice; give each parameter once")
+            seen.add(n)
+        labels = [json.dumps(list(v), sort_keys=True, default=str) for v in a.values]
+        if len(set(labels)) != len(labels):
+            dup = next(x for x in labels if labels.count(x) > 1)
+            raise GpusimError(f"grid: level {'/'.join(a.names)} repeats the value {dup}; give "
+                              "each value once")
+    return axes
+
+
+# ----------------------------------------------------------------------------- jobs
+def _check_job(job: Job) -> Job:
+    if not isinstance(job.task, str) or not job.task:
+        raise GpusimError("the job needs a task, e.g. task = \"backtest\"")
+    if not isinstance(job.fixed, Mapping):
+        raise GpusimError("fixed must be a table/dict of parameter -> value")
+    for k in job.fixed:
+        _check_name(k, "fixed")
+    both = sorted(set(job.fixed) & set(job.level_names))
+    if both:
+        raise GpusimError(f"{', '.join(both)} is both fixed and in the grid; keep it in one "
+                          "place")
+    if job.chunk_size is not None and (isinstance(job.chunk_size, bool) or not isinstance(
+            job.chunk_size, (int, np.integer)) or job.chunk_size < 1):
+        raise GpusimError(f"chunk_size={job.chunk_size!r} must be an int >= 1")
+    if not isinstance(job.backend, str):
+        raise GpusimError(f"backend={job.backend!r} must be auto, cpu or gpu")
+    return job
+
+
+def make_job(task: str, grid=None, *, market=None, fixed: Mapping | None = None,
+             backend: str = "auto", out=None, chunk_size=None, name: str = "") -> Job:
+    """A :class:`Job` from Python values (see :func:`gpusim.sweep.api.sweep`)."""
+    return _check_job(Job(task=task, data=market, fixed=dict(fixed or {}),
+                          grid=parse_grid(grid), backend=backend or "auto",
+                          out=None if out is None else Path(out), chunk_size=chunk_size,
+                          name=name))
+
+
+def load_job(path, *, out=None) -> Job:
+    """Read a TOML job file (see the module docstring); ``out`` overrides its output folder."""
+    import tomllib  # noqa: PLC0415
+
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise GpusimError(f"job file {str(path)!r} not found") from None
+    except OSError as exc:
+        raise GpusimError(f"cannot read job file {str(path)!r}: {exc.strerror}") from None
+    try:
+        doc = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise GpusimError(f"{path.name} is not valid TOML: {exc}") from None
+    unknown = sorted(set(doc) - set(JOB_KEYS))
+    if unknown:
+        raise GpusimError(f"{path.name}: unknown key(s) {', '.join(unknown)}; a job has "
+                          f"{', '.join(JOB_KEYS)}")
+    if "task" not in doc:
+        raise GpusimError(f"{path.name} names no task; add e.g. task = \"backtest\"")
+    base = path.resolve().parent
+    data = doc.get("data")
+    if data is not None and not isinstance(data, Mapping):
+        raise GpusimError(f"{path.name}: [data] must be a table (path = ... or synthetic = ...)")
+    if data is not None and "path" in data:
+        data = {**data, "path": str(base / str(data["path"]))}
+    fixed = dict(doc.get("fixed") or {})
+    w = fixed.get("weights")
+    if isinstance(w, Mapping) and "file" in w:
+        fixed["weights"] = {**w, "file": str(base / str(w["file"]))}
+    elif isinstance(w, str) and w.strip().lower() != "equal" and not w.lower().startswith(
+            "random:"):
+        fixed["weights"] = {"file": str(base / w)}
+    o = out if out is not None else doc.get("out")
+    if o is not None:
+        o = Path(o) if out is not None else (base / str(o)).resolve()
+    job = Job(task=doc["task"], data=data, fixed=fixed, grid=parse_grid(doc.get("grid")),
+              backend=doc.get("backend", "auto"), out=o, chunk_size=doc.get("chunk_size"),
+              name=str(doc.get("name", path.stem)), source=path.resolve())
+    return _check_job(job)
+
+
+# ----------------------------------------------------------------------------- data
+def load_market(spec, base_dir: Path | None = None):
+    """A :class:`gpusim.Market` from a job's data spec (dict, string, Market, DataFrame, None)."""
+    from gpusim.data.market import Market, load_prices, market_from_spec, synthetic_market  # noqa: PLC0415
+
+    if isinstance(spec, Market):
+        return spec
+    if isinstance(spec, pd.DataFrame):
+        return load_prices(spec)
+    if spec is None or isinstance(spec, (str, Path)):
+        if spec is not None and not str(spec).lower().startswith("synthetic"):
+            spec = str(Path(base_dir or ".") / str(spec))   # an absolute path stays as it is
+        return market_from_spec(None if spec is None else str(spec))
+    if not isinstance(spec, Mapping):
+        raise GpusimError(f"data must be a table with path = ... or synthetic = ..., got "
+                          f"{type(spec).__name__}")
+    unknown = sorted(set(spec) - set(DATA_KEYS))
+    if unknown:
+        raise GpusimError(f"[data]: unknown key(s) {', '.join(unknown)}; use "
+                          f"{', '.join(DATA_KEYS)}")
+    if ("path" in spec) == ("synthetic" in spec):
+        raise GpusimError("[data] needs exactly one of path = \"prices.csv\" or synthetic = "
+                          "{ n_assets = 5, n_bars = 756, seed = 0 }")
+    ann = spec.get("ann")
+    if "path" in spec:
+        p = Path(str(spec["path"]))
+        if base_dir is not None and not p.is_absolute():
+            p = base_dir / p
+        if not p.is_file():
+            raise GpusimError(f"[data] path {str(p)!r} not found; give a CSV/Parquet file of "
+                              "close prices")
+        m = load_prices(p, align=spec.get("align", "common"), fill=spec.get("fill"), ann=ann,
+                        date_col=spec.get("date_col"), symbols=spec.get("symbols"),
+                        name=spec.get("name"))
+    else:
+        syn = spec["synthetic"]
+        if syn is True:
+            syn = {}
+        if not isinstance(syn, Mapping):
+            raise GpusimError("[data] synthetic must be true or a table of synthetic_market "
+                              "arguments (n_assets, n_bars, freq, seed, start, mu, vol)")
+        try:
+            m = synthetic_market(**syn, ann=ann, name=spec.get("name"))
+        except TypeError as exc:
+            raise GpusimError(f"[data] synthetic: {exc}") from None
+        if spec.get("symbols") is not None:
+            m = m.subset(list(spec["symbols"]))
+    if spec.get("start") is not None or spec.get("end") is not None:
+        m = m.window(spec.get("start"), spec.get("end"))
+    return m
+
+
+def data_hash(market) -> str:
+    """sha256 of the prices (values, dates, symbols) and ``ann`` of a Market."""
+    p = market.prices
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(p.to_numpy(dtype=np.float64)).tobytes())
+    h.update(np.asarray(p.index.asi8, dtype=np.int64).tobytes())
+    h.update(json.dumps([str(c) for c in p.columns] + [str(p.index.dtype),
+                                                        repr(float(market.ann))]).encode())
+    return h.hexdigest()
+
+
+def _file_sha(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def norm_value(v: Any) -> Any:
+    """JSON-ready, hashable description of a fixed argument value."""
+    from gpusim.grid import RandomWeights  # noqa: PLC0415
+
+    if isinstance(v, RandomWeights):
+        return {"random": int(v.n), "seed": int(v.seed), "sampler": v.sampler,
+                "alpha": float(v.alpha)}
+    if isinstance(v, (pd.DataFrame, pd.Series)):
+        h = hashlib.sha256(pd.util.hash_pandas_object(v, index=True).to_numpy().tobytes())
+        cols = [str(c) for c in v.columns] if isinstance(v, pd.DataFrame) else [str(v.name)]
+        return {"frame": list(v.shape), "columns": cols, "sha256": h.hexdigest()}
+    if isinstance(v, np.ndarray) and v.size > 64:
+        return {"array": list(v.shape), "sha256": hashlib.sha256(
+            np.ascontiguousarray(v).tobytes()).hexdigest()}
+    if isinstance(v, Mapping) and "file" in v:
+        return {**plain(v), "sha256": _file_sha(str(v["file"]))}
+    p = plain(v)
+    try:
+        json.dumps(p)
+    except TypeError:
+        return {"repr": repr(v)}
+    return p
+
+
+def _norm_data(spec) -> Any:
+    from gpusim.data.market import Market  # noqa: PLC0415
+
+    if spec is None:
+        return {"kind": "synthetic", "spec": "default"}
+    if isinstance(spec, (Market, pd.DataFrame)):
+        return {"kind": "frame"}
+    if isinstance(spec, (str, Path)):
+        s = str(spec)
+        return {"kind": "synthetic", "spec": s} if s.lower().startswith("synthetic") else {
+            "kind": "file"}
+    d = {k: plain(v) for k, v in spec.items() if k not in ("path", "name")}
+    d["kind"] = "file" if "path" in spec else "synthetic"
+    return d
+
+
+def fingerprint(job: Job, market, backend_name: str) -> dict:
+    """The normalised job and its hashes: ``{"job": ..., "job_hash": ..., "data_hash": ...}``.
+
+    The normalised job holds what decides the results: task, data options (not the file's
+    path: its content is in ``data_hash``), fixed arguments, grid, resolved backend and the
+    chunk size. The engine, the output folder and the progress bar are not part of it.
+    """
+    norm = {"task": job.task, "data": _norm_data(job.data),
+            "fixed": {k: norm_value(v) for k, v in sorted(job.fixed.items())},
+            "grid": [a.to_json() for a in job.grid], "backend": backend_name,
+            "chunk_size": None if job.chunk_size is None else int(job.chunk_size)}
+    dh = data_hash(market)
+    blob = json.dumps(norm, sort_keys=True, default=str) + dh
+    return {"job": norm, "data_hash": dh,
+            "job_hash": hashlib.sha256(blob.encode()).hexdigest()}
+
+
+def _short(v: Any, n: int = 60) -> str:
+    s = json.dumps(v, sort_keys=True, default=str)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def describe_changes(old: dict, new: dict) -> list[str]:
+    """Human-readable differences between two normalised jobs (``fingerprint()["job"]``)."""
+    out = []
+    for key in ("task", "backend", "chunk_size"):
+        if old.get(key) != new.get(key):
+            out.append(f"{key}: {_short(old.get(key))} -> {_short(new.get(key))}")
+    for sec in ("data", "fixed"):
+        a, b = old.get(sec) or {}, new.get(sec) or {}
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                out.append(f"{sec}.{k}: {_short(a.get(k, '(unset)'))} -> "
+                           f"{_short(b.get(k, '(unset)'))}")
+    ga = {"/".join(x["names"]): x["values"] for x in old.get("grid") or []}
+    gb = {"/".join(x["names"]): x["values"] for x in new.get("grid") or []}
+    for k in list(dict.fromkeys([*ga, *gb])):
+        if ga.get(k) != gb.get(k):
+            out.append(f"grid.{k}: {_short(ga.get(k, '(unset)'))} -> "
+                       f"{_short(gb.get(k, '(unset)'))}")
+    if not out and list(ga) != list(gb):
+        out.append(f"grid order: {list(ga)} -> {list(gb)}")
+    return out

@@ -1,0 +1,211 @@
+"""The final table of a sweep: ``results.parquet``, a folder of Parquet parts in plan order.
+
+Pass-through tasks (whose rows are their chunks' rows, like ``backtest``) write each chunk's
+final rows, call-level levels included as constant columns, into its chunk file; the results
+folder then links those files as its parts, so every row is written to disk once, whatever the
+engine and however many resumes. Other tasks (``search``) merge each point's chunks with their
+``reduce`` into a part of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpusim.errors import GpusimError
+from gpusim.sweep.store import (
+    CHUNKS,
+    RESULTS,
+    TableWriter,
+    chunk_name,
+    part_name,
+    read_chunk,
+    swap_dir,
+    tmp_name,
+    write_chunk,
+)
+from gpusim.sweep.tasks import TaskRunner, coerce_levels
+
+BEST_K = 5
+# ``s`` below is the sweep's set-up (gpusim.sweep.api._Setup): runner, ctx, call_axes,
+# call_kinds, levels, n_points and point(p).
+
+
+def label(v: Any) -> Any:
+    """Index label of a call-level value (lists and tables become JSON text)."""
+    return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
+
+
+def _const_column(value, kind: str, n: int):
+    """An Arrow column repeating one call-level label (as ``coerce_levels`` would type it)."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    if kind == "str":
+        return pa.array([str(value)] * n, type=pa.string())
+    typ = {"float": pa.float64(), "int": pa.int64(), "bool": pa.bool_()}[kind]
+    if kind == "float" and value is None:
+        value = float("nan")
+    return pa.array([value] * n, type=typ)
+
+
+def with_levels(s, pv: dict, t):
+    """Arrow table ``t`` of a pass-through chunk with its point's call levels in front (the
+    chunk file holds the chunk's final rows)."""
+    for i, name in enumerate([n for a in s.call_axes for n in a.names]):
+        t = t.add_column(i, name, _const_column(label(pv[name]), s.call_kinds[name],
+                                                t.num_rows))
+    return t
+
+
+def passthrough(runner: TaskRunner) -> bool:
+    """True when the task's final rows are its chunks' rows (the default ``reduce``)."""
+    return type(runner).reduce is TaskRunner.reduce
+
+
+def _point_tables(s, out: Path, p: int, have: list[dict], info: dict):
+    """The final rows of point ``p`` of a reducing task (DataFrames) with the call levels."""
+    pv = s.point(p)
+    items = (read_chunk(out / CHUNKS / chunk_name(c["id"])) for c in have)
+    items = ((t, m.get("record", {}).get("info", {})) for t, m in items)
+    for df in s.runner.reduce(s.ctx, pv, items, info):
+        for i, name in enumerate([n for a in s.call_axes for n in a.names]):
+            df.insert(i, name, [label(pv[name])] * len(df))
+        yield coerce_levels(df, s.call_kinds)
+
+
+class Best:
+    """The BEST_K best rows seen, by the task's ``rank_by`` column (NaN last; ties: first
+    seen). Keeps the best few rows of every table and ranks them at the end."""
+
+    def __init__(self, rank):
+        self.rank, self.pieces = rank, []
+
+    def add(self, t) -> None:
+        if self.rank is None or not len(t):
+            return
+        col, ascending = self.rank
+        cols = t.columns if isinstance(t, pd.DataFrame) else t.column_names
+        if col in cols:
+            self.pieces.append(self._top(t, col, ascending))
+            if len(self.pieces) > 64:
+                self.pieces = [self.rows]
+
+    @staticmethod
+    def _top(t, col, ascending):
+        v = np.asarray(t[col].to_numpy() if isinstance(t, pd.DataFrame) else
+                       t.column(col).to_numpy(zero_copy_only=False), dtype=np.float64)
+        key = v if ascending else -v
+        nan = np.isnan(key)
+        cand = np.arange(key.size)
+        if key.size > 4 * BEST_K:                  # O(n) pre-selection, ties kept
+            kth = np.partition(np.where(nan, np.inf, key), BEST_K - 1)[BEST_K - 1]
+            cand = np.flatnonzero((key <= kth) | (nan if np.isinf(kth) else False))
+        order = cand[np.lexsort((cand, key[cand], nan[cand]))][:BEST_K]
+        return t.iloc[order] if isinstance(t, pd.DataFrame) else t.take(order)
+
+    @property
+    def rows(self) -> pd.DataFrame | None:
+        if not self.pieces:
+            return None
+        frames = [p if isinstance(p, pd.DataFrame) else p.to_pandas() for p in self.pieces]
+        return self._top(pd.concat(frames, ignore_index=True), *self.rank)
+
+    def summary(self):
+        if self.rank is None:
+            return None
+        rows = self.rows
+        return {"by": self.rank[0],
+                "rows": [] if rows is None else json.loads(rows.to_json(orient="records"))}
+
+
+def assemble(s, out: Path, d: dict, best: Best | None = None,
+             best_ids: frozenset = frozenset()) -> dict:
+    """Publish the final table ``results.parquet``: a folder of Parquet parts, read as one
+    table in plan order (``pandas.read_parquet(folder)``, pyarrow datasets, DuckDB, ...).
+
+    Pass-through tasks: the parts are the done chunk files themselves (hard links, copies where
+    links are impossible), since each chunk file already holds the chunk's final rows; so the
+    rows are written once. Other tasks: each point's chunks merged by ``reduce`` into one part.
+    ``best``/``best_ids``: the best rows of the chunks already seen this run (other chunks are
+    read for them). The folder is built under a temporary name and swapped in.
+    """
+    by_point: dict[int, list[dict]] = {}
+    for c in d["plan"]["chunks"]:
+        by_point.setdefault(c["point"], []).append(c)
+    best = best if best is not None else Best(s.runner.rank_by)
+    tmp = tmp_name(out / RESULTS)
+    tmp.mkdir()
+    points, skipped, n_rows, schema, linked = [], 0, 0, None, []
+    try:
+        writer = None if passthrough(s.runner) else TableWriter(tmp / part_name(0), s.levels)
+        for p in range(s.n_points):
+            chunks = by_point.get(p, [])
+            have = [c for c in chunks if str(c["id"]) in d["done"]]
+            if not have or (len(have) < len(chunks) and not s.runner.partial_points):
+                skipped += len(have) < len(chunks)
+                continue
+            if writer is None:
+                for c in have:
+                    src = out / CHUNKS / chunk_name(c["id"])
+                    linked.append((src, tmp / part_name(c["id"])))
+                    n_rows += int(d["done"][str(c["id"])].get("rows", 0))
+                    if str(c["id"]) not in best_ids:
+                        best.add(read_chunk(src, arrow=True)[0])
+                continue
+            info: dict = {}
+            for t in _point_tables(s, out, p, have, info):
+                writer.write(t)
+                best.add(t)
+            if info and len(points) < 1000:
+                points.append({**{k: label(v) for k, v in s.point(p).items()}, **info})
+        if writer is not None:
+            rows = best.rows
+            cols = s.levels + (list(rows.columns.difference(s.levels)) if rows is not None
+                               else [])
+            writer.close(pd.DataFrame(columns=cols))
+            n_rows, schema = writer.rows, writer.schema
+        elif linked:
+            schema = _publish_parts(linked, s.levels)
+        else:                                     # nothing done: an empty table
+            TableWriter(tmp / part_name(0), s.levels).close(pd.DataFrame(columns=s.levels))
+        swap_dir(tmp, out / RESULTS)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"n_rows": n_rows, "columns": [] if schema is None else
+            list(schema.names), "incomplete_points": skipped,
+            "best": best.summary(), "points": points}
+
+
+def _publish_parts(parts: list[tuple[Path, Path]], levels):
+    """Make each chunk file ``src`` part ``dst`` of the results folder: a hard link (a copy
+    where linking fails); when the chunks' column types differ (a task returning ints in one
+    chunk and floats in another), the parts that differ from the common schema are rewritten
+    cast to it. Returns the parts' schema."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    schemas = [pq.read_schema(src).remove_metadata() for src, _ in parts]
+    target = schemas[0]
+    if any(not sc.equals(target) for sc in schemas[1:]):
+        try:
+            target = pa.unify_schemas(schemas, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise GpusimError(f"the chunks' tables have incompatible columns ({exc}); a task "
+                              "must return the same columns and types for every chunk") from None
+    for (src, dst), sc in zip(parts, schemas):
+        if not sc.equals(target):
+            t = read_chunk(src, arrow=True)[0]
+            write_chunk(dst, t.select(target.names).cast(target), {}, levels)
+            continue
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+    return target

@@ -1,0 +1,506 @@
+"""Walk-forward re-optimisation over parameter grids (DESIGN §7, issue 5).
+
+At each rebalance date ``t`` of a rule (``every``), estimate mu and cov on the lookback window
+(returns of bars ``t - lookback .. t-1``; all earlier bars with ``lookback=None``), choose
+weights - the best ex-ante Sharpe of ``num_tests`` random candidates, or the exact cvxpy
+optimum - subject to the constraints in force at ``t``, and trade to them at the close of ``t``
+with the execution model of DESIGN §6. Every combination of the grid
+``every x lookback x num_tests x fees`` (each may be a :class:`~gpusim.grid.Param`) is
+simulated on the same bars ``start .. T-1`` so that their metrics compare.
+
+Batching: the windows' statistics of every (date, lookback) are computed at once
+(:func:`gpusim.walkforward.search_cpu.window_stats`, NumPy or CuPy); the random search runs every
+(date, lookback) task of the grid in one fused kernel, candidates shared by all tasks of a date
+(the period's stream depends on (seed, date) only, see :mod:`cpu_ref.walkforward`) and every
+``num_tests`` value read from one pass as a checkpoint; fees do not change the weights, so each
+(every, lookback, num_tests) weight set is chosen once and executed for every fee.
+
+Callable constraints see the weights chosen at the previous rebalance, so with a callable the
+dates are processed in order (still batched across the weight sets rebalancing that day).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cpu_ref.backtest import METRICS
+from gpusim.backend import resolve_backend
+from gpusim.data.market import as_market
+from gpusim.errors import GpusimError
+from gpusim.grid import Param, axis_values, build_grid, fee_value, rebalance_mask
+from gpusim.walkforward import search_cpu as wk
+from gpusim.walkforward.constraints import WalkState, compile_constraints
+from gpusim.walkforward.result import WalkForwardResult, _day, _jsonable, _State
+
+__all__ = ["DEFAULT_HISTORY", "METHODS", "METRICS", "WalkForwardResult", "walkforward"]
+
+METHODS = ("random", "exact")
+DEFAULT_HISTORY = 63
+"""Returns before the first rebalance when every lookback is None and ``start`` is not given."""
+GAP_AUTO_MAX = 500
+"""``gap=None`` runs the exact solver for the in-sample gap when there are at most this many
+(date, lookback) problems."""
+
+
+def _lookback(x):
+    if x is None or (isinstance(x, str) and x.lower() in ("none", "all")):
+        return None
+    try:
+        ok = not isinstance(x, (bool, np.bool_)) and float(x) == int(x) and int(x) >= 2
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise GpusimError(f"lookback={x!r} must be None (all past returns) or an int >= 2")
+    return int(x)
+
+
+def _num_tests(x):
+    from cpu_ref.rng import MAX_CANDIDATES  # noqa: PLC0415
+
+    try:
+        ok = not isinstance(x, (bool, np.bool_)) and float(x) == int(x) and 1 <= int(
+            x) <= MAX_CANDIDATES
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise GpusimError(f"num_tests={x!r} must be a whole number from 1 to 2**40")
+    return int(x)
+
+
+def _axis(arg, conv):
+    """(grid entry, values) for an argument that may be a Param of values."""
+    if isinstance(arg, Param):
+        vals = [conv(v) for v in arg.values]
+        return Param(vals, arg.name, arg.level), vals
+    return conv(arg), [conv(arg)]
+
+
+def _start(start, index, lookbacks) -> int:
+    T = len(index)
+    finite = [L for L in lookbacks if L is not None]
+    if start is None:
+        s = 1 + (max(finite) if finite else DEFAULT_HISTORY)
+    elif isinstance(start, (int, np.integer)) and not isinstance(start, (bool, np.bool_)):
+        s = int(start)
+    else:
+        try:
+            s = int(index.searchsorted(pd.Timestamp(start)))
+        except (TypeError, ValueError):
+            raise GpusimError(f"start={start!r} is not a bar index or a date") from None
+    if not 3 <= s <= T - 2:
+        raise GpusimError(f"start={start!r} gives bar {s} of {T}: the first rebalance needs at "
+                          f"least 2 returns before it and 2 bars after it; use a start from 3 to "
+                          f"{T - 2} (or fewer/shorter lookbacks)")
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any = 1000,
+                fees: Any = 0.0, method: str = "random", constraints=None, seed: int = 0,
+                init_cash: float = 1.0, rf: float = 0.0, start: Any = None,
+                sampler: str = "dirichlet", alpha: float = 1.0, gap: bool | None = None,
+                solver: str | None = None, bind_tol: float = 1e-6, backend: str = "auto",
+                progress: bool = True) -> WalkForwardResult:
+    """Walk-forward re-optimisation over the grid every x lookback x num_tests x fees.
+
+    Parameters
+    ----------
+    market : Market or prices DataFrame.
+    every : rebalance rule ("D", "W", "M", "Q", "Y", an int k, "never" or a bool mask) or a Param.
+    lookback : estimation window in returns (int >= 2) or None (all past returns), or a Param.
+    num_tests : random candidates per rebalance (int >= 1), or a Param (read as checkpoints of
+        one pass: ``num_tests=n`` is candidates 0..n-1 of the period's stream). Ignored by
+        ``method="exact"`` (the level is kept so that tables of both methods align).
+    fees : proportional fee in [0, 1), or a Param.
+    method : "random" (best of num_tests candidates) or "exact" (cvxpy max Sharpe).
+    constraints : a list of :mod:`gpusim.walkforward.constraints` objects (WeightBounds,
+        GroupBounds, Beta, Budget), or None (long-only, fully invested).
+    seed : candidate streams are seeded per period by (seed, date), see :mod:`cpu_ref.walkforward`.
+    init_cash, rf : starting cash; annual risk-free rate (ex-ante Sharpe and metrics).
+    start : first simulated bar (int bar index or date; bar 0 of the execution). Default: the
+        first bar with a full window for every finite lookback (1 + max lookback), or
+        1 + DEFAULT_HISTORY when every lookback is None.
+    sampler, alpha : candidate sampler ("dirichlet" default, or "uniform") and concentration.
+    gap : solve the exact problem too and report how far random search fell short in-sample:
+        True, False, or None (only when there are <= GAP_AUTO_MAX problems).
+    solver : cvxpy solver for the exact problems (default Clarabel, then OSQP, SCS, ECOS).
+    bind_tol : a bound is active at weights within this distance of it (reports).
+    backend : "auto", "cpu" or "gpu".
+    progress : tqdm bar on a TTY.
+
+    Returns
+    -------
+    WalkForwardResult
+        ``metrics`` (one row per combination, :data:`METRICS`), ``report`` (constraint binding
+        rates, acceptance, fallbacks, in-sample gap), ``allocations(**levels)``,
+        ``decisions(**levels)``, ``records(**levels)``, ``verify()``, ``save(out)``.
+    """
+    t_all = time.perf_counter()
+    mkt = as_market(market)
+    prices = mkt.prices
+    index = prices.index
+    symbols = [str(s) for s in prices.columns]
+    close = np.array(prices.to_numpy(dtype=np.float64), order="C")  # writable C copy
+    T, A = close.shape
+    ann = float(mkt.ann)
+    if method not in METHODS:
+        raise GpusimError(f"method={method!r} is unknown; use 'random' or 'exact'")
+    from cpu_ref.rng import sampler_code  # noqa: PLC0415
+
+    try:
+        code = sampler_code(sampler, float(alpha))
+    except ValueError as exc:
+        raise GpusimError(str(exc)) from None
+    if not (float(alpha) > 0 and math.isfinite(alpha)):
+        raise GpusimError(f"alpha={alpha!r} must be > 0")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not (
+            0 <= seed < 2 ** 64):
+        raise GpusimError(f"seed={seed!r} must be an int >= 0")
+    try:
+        init_cash, rf, bind_tol = float(init_cash), float(rf), float(bind_tol)
+    except (TypeError, ValueError):
+        raise GpusimError("init_cash, rf and bind_tol must be numbers") from None
+    if not (init_cash > 0 and math.isfinite(init_cash)):
+        raise GpusimError(f"init_cash={init_cash!r} must be a finite number > 0")
+    if not math.isfinite(rf):
+        raise GpusimError(f"rf={rf!r} must be a finite annual rate")
+    if gap not in (None, True, False):
+        raise GpusimError(f"gap={gap!r} must be True, False or None (auto)")
+
+    if isinstance(every, Param):
+        rl = [rebalance_mask(r, index, "every") for r in every.values]
+        labels = [lab if lab != "mask" else f"mask{i}" for i, (lab, _) in enumerate(rl)]
+        every_entry: Any = Param(labels, every.name, every.level)
+        masks_full = np.stack([m for _, m in rl])
+    else:
+        lab, m = rebalance_mask(every, index, "every")
+        every_entry, labels, masks_full = lab, [lab], m[None, :]
+    lb_entry, lb_vals = _axis(lookback, _lookback)
+    nt_entry, nt_vals = _axis(num_tests, _num_tests)
+    fee_entry, fee_vals = axis_values(fees, fee_value)
+    if not any(isinstance(e, Param) for e in (every_entry, lb_entry, nt_entry, fee_entry)):
+        every_entry = Param(labels)
+    entries = {"every": every_entry, "lookback": lb_entry, "num_tests": nt_entry,
+               "fees": fee_entry}
+    grid = build_grid(entries, {"lookback": pd.Index(lb_vals, dtype=object)}
+                      if isinstance(lb_entry, Param) else None)
+    axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
+    s0 = _start(start, index, lb_vals)
+    plan = compile_constraints(constraints, symbols, index)
+    be = resolve_backend(backend)
+    xp = be.xp
+
+    # ---- weight sets, dates and windows ------------------------------------------------------
+    C = grid.size
+    codes = grid.codes(0, C)
+    z = np.zeros(C, dtype=np.int64)
+    cc = {k: codes[axis_of[k]] if k in axis_of else z for k in entries}
+    ws_keys, wsid = np.unique(np.stack([cc["every"], cc["lookback"], cc["num_tests"]], 1),
+                              axis=0, return_inverse=True)
+    wsid = wsid.reshape(-1).astype(np.int64)
+    masks = np.ascontiguousarray(masks_full[:, s0:])
+    masks[:, 0] = True
+    ws_bars = [s0 + np.flatnonzero(masks[e]) for e, _, _ in ws_keys]
+    U = np.unique(np.concatenate(ws_bars))
+    nL = len(lb_vals)
+    pair_key = np.unique(np.concatenate([np.searchsorted(U, b) * nL + lk
+                                         for b, (_, lk, _) in zip(ws_bars, ws_keys)]))
+    pair_d, pair_l = pair_key // nL, pair_key % nL
+    t_end = U[pair_d]
+    t_beg = np.array([1 if lb_vals[lk] is None else max(1, t - lb_vals[lk])
+                      for t, lk in zip(t_end, pair_l)], dtype=np.int64)
+    chk = np.array(sorted(set(nt_vals)), dtype=np.int64)
+
+    tc = time.perf_counter()
+    allp = close if plan.bench_close is None else np.hstack([close, plan.bench_close])
+    mu_all, cov_all = wk.window_stats(xp, xp.asarray(allp), t_beg, t_end)
+    mu, cov = mu_all[:, :A], xp.ascontiguousarray(cov_all[:, :A, :A])
+    nb = len(plan.bench_names)
+    betas = (xp.stack([cov_all[:, :A, A + b] / cov_all[:, A + b, A + b][:, None]
+                       for b in range(nb)], axis=1) if nb else None)
+    mex = xp.ascontiguousarray(ann * mu - rf)
+    F, tri = wk.factorize(xp, cov)
+    gb = wk.bound_vectors(xp, cov)
+    G = plan.G(xp, betas, len(pair_key))
+    H = {k: (v if xp is np or v is None else xp.asnumpy(v)) for k, v in (
+        ("mu", mu), ("cov", cov), ("F", F), ("mex", mex), ("G", G), ("betas", betas))}
+    lo, hi, gl, gu = plan.bounds(index[U])
+    t_stats = time.perf_counter() - tc
+
+    ctx = _Ctx(be=be, xp=xp, plan=plan, code=code, alpha=float(alpha), seed=int(seed), ann=ann,
+               rf=rf, solver=solver, bind_tol=bind_tol, U=U, index=index, symbols=symbols,
+               dev={"F": F, "tri": tri, "mex": mex, "gb": gb, "G": G}, H=H, chk=chk,
+               pair_key=pair_key, nL=nL,
+               bounds=[lo, hi, gl, gu], progress=progress)
+    n_exact = len(pair_key) if not plan.has_callable else sum(len(b) for b in ws_bars)
+    do_gap = method == "random" and (gap is True or (gap is None and n_exact <= GAP_AUTO_MAX))
+    ws_info = [{"every": labels[e], "lookback": lb_vals[lk], "num_tests": nt_vals[n]}
+               for e, lk, n in ws_keys]
+    tc = time.perf_counter()
+    dec = _choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap)
+    t_choose = time.perf_counter() - tc
+
+    # ---- execution -------------------------------------------------------------------------
+    counts = np.array([len(b) for b in ws_bars], dtype=np.int64)
+    woff = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    Wall = np.ascontiguousarray(np.concatenate([d["weights"] for d in dec]))
+    mid = np.ascontiguousarray(ws_keys[wsid, 0].astype(np.int64))
+    fee_c = np.ascontiguousarray(fee_vals[cc["fees"]])
+    close_sim = np.ascontiguousarray(close[s0:])
+    tc = time.perf_counter()
+    if be.name == "gpu":
+        from gpusim.walkforward.cuda import execute_gpu  # noqa: PLC0415
+
+        out = execute_gpu(close_sim, Wall, woff, wsid, masks, mid, fee_c, init_cash, ann, rf)
+    else:
+        out = wk.execute_cpu_nb(close_sim, Wall, woff, wsid, masks, mid, fee_c, init_cash, ann,
+                                rf)
+    t_exec = time.perf_counter() - tc
+
+    idx = grid.index_block(0, C)
+    metrics = pd.DataFrame(out, index=idx, columns=list(METRICS))
+    report = _report(dec, wsid, idx, plan, method, do_gap)
+    statuses: dict[str, int] = {}
+    for d in dec:
+        for s in d["status"]:
+            statuses[s] = statuses.get(s, 0) + 1
+    summary = {
+        "command": "walkforward", "method": method, "backend": be.label, "n_combinations": C,
+        "n_weight_sets": len(ws_keys), "n_dates": len(U), "n_windows": len(pair_key),
+        "n_bars": T, "start": _day(index[s0]), "start_bar": s0, "end": _day(index[-1]),
+        "n_simulated_bars": T - s0, "n_assets": A, "symbols": symbols, "ann": ann,
+        "ann_source": getattr(mkt, "ann_source", ""), "seed": int(seed), "sampler": sampler,
+        "alpha": float(alpha), "num_tests": [int(x) for x in chk], "init_cash": init_cash,
+        "rf": rf, "constraints": [repr(c) for c in plan.constraints], "cash_allowed": plan.cash,
+        "gap": do_gap, "statuses": statuses, "levels": {a.name: len(a.labels) for a in grid.axes},
+        "fixed": {k: _jsonable(v) for k, v in grid.fixed.items()},
+        "timings_s": {"statistics": round(t_stats, 6), "choose": round(t_choose, 6),
+                      "execution": round(t_exec, 6),
+                      "total": round(time.perf_counter() - t_all, 6)},
+        "candidates_scored": ctx.H["scored"], "candidates_generated": ctx.H["generated"],
+    }
+    st = _State(close=close, s0=s0, masks=masks, Wall=Wall, woff=woff, counts=counts,
+                wsid=wsid, fee_c=fee_c, dec=dec, ws_info=ws_info, grid=grid, ctx=ctx,
+                init_cash=init_cash, mid=mid)
+    return WalkForwardResult(metrics, report, summary, st)
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing the weights
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Ctx:
+    be: Any
+    xp: Any
+    plan: Any
+    code: int
+    alpha: float
+    seed: int
+    ann: float
+    rf: float
+    solver: Any
+    bind_tol: float
+    U: np.ndarray
+    index: pd.DatetimeIndex
+    symbols: list
+    dev: dict
+    H: dict
+    chk: np.ndarray
+    pair_key: np.ndarray
+    nL: int
+    bounds: list
+    progress: bool
+
+    def sharpe(self, sid, w) -> float:
+        v = self.ann * float(w @ self.H["cov"][sid] @ w)
+        return float(self.H["mex"][sid] @ w) / math.sqrt(v) if v > 0 else -math.inf
+
+
+def _bar(ctx, total, desc):
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    return tqdm(total=total, desc=desc, leave=False,
+                disable=not ctx.progress or not sys.stderr.isatty())
+
+
+def _choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
+    """Choose the weights of every weight set at each of its rebalance dates.
+
+    Decisions (weight set ``w``, its k-th date ``d``) are processed in batches: one batch with
+    every decision when no constraint is a callable (bounds per date: ``cid`` = date index),
+    else one batch per date in order (bounds per decision, from the callables, which see the
+    previous weights). Within a batch, identical (date, window, bounds) problems are solved
+    once: one random-search task with the largest ``num_tests`` (the others are checkpoints),
+    or one exact solve. Returns one dict of (K,)-arrays per weight set (weights (K, A),
+    status, candidate, ...).
+    """
+    plan, A, nC = ctx.plan, len(ctx.symbols), len(ctx.plan.constraints)
+    dec = []
+    for w_i, b in enumerate(ws_bars):
+        K = len(b)
+        dec.append({"bars": b, "weights": np.zeros((K, A)), "status": np.full(K, "ok", object),
+                    "candidate": np.full(K, -1, np.int64), "scale": np.ones(K),
+                    "seed": np.zeros(K, np.uint64), "n_accepted": np.zeros(K, np.int64),
+                    "sharpe": np.full(K, np.nan), "exact_sharpe": np.full(K, np.nan),
+                    "fallback": np.zeros(K, bool), "bound": np.zeros((K, nC), bool),
+                    "n": nt_vals[ws_keys[w_i][2]]})
+    bw = np.concatenate([np.full(len(b), w_i) for w_i, b in enumerate(ws_bars)])
+    bk = np.concatenate([np.arange(len(b)) for b in ws_bars])
+    bd = np.searchsorted(ctx.U, np.concatenate(ws_bars))
+    if plan.has_callable:
+        order = np.lexsort((bw, bd))
+        batches = np.split(order, np.flatnonzero(np.diff(bd[order])) + 1)
+    else:
+        batches = [np.arange(len(bw))]
+    cache: dict = {}
+    prev: list = [None] * len(ws_keys)
+    lk_of = np.array([k[1] for k in ws_keys], dtype=np.int64)
+    n_of = np.array([D["n"] for D in dec], dtype=np.int64)
+    ctx.H["scored"] = ctx.H["generated"] = 0
+    pbar = _bar(ctx, len(bw), f"walkforward {method}")
+    for sel in batches:
+        w_b, k_b, d_b = bw[sel], bk[sel], bd[sel]
+        sids = np.searchsorted(ctx.pair_key, d_b * ctx.nL + lk_of[w_b]).astype(np.int64)
+        if plan.has_callable:   # bounds per decision, from the callables
+            rows = []
+            for w_i, k, d, sid in zip(w_b, k_b, d_b, sids):
+                H = ctx.H
+                state = WalkState(date=ctx.index[ctx.U[d]], bar=int(ctx.U[d]),
+                                  symbols=ctx.symbols, params=ws_info[w_i],
+                                  prev_weights=prev[w_i], mu=H["mu"][sid], cov=H["cov"][sid],
+                                  betas={} if H["betas"] is None else {
+                                      n: H["betas"][sid, i] for i, n in
+                                      enumerate(plan.bench_names)})
+                r = [x[d].copy() for x in ctx.bounds]
+                plan.apply_callables(state, *r)
+                rows.append(r)
+                dec[w_i].setdefault("cbounds", {})[k] = r
+            bounds = [np.ascontiguousarray(np.stack([r[i] for r in rows])) for i in range(4)]
+            cids = np.arange(len(sel))
+        else:
+            bounds, cids = ctx.bounds, d_b
+        tkey, tinv = np.unique(np.stack([d_b, sids, cids], 1), axis=0, return_inverse=True)
+        tinv = tinv.reshape(-1)
+        if method == "random":
+            t_n = np.zeros(len(tkey), np.int64)
+            np.maximum.at(t_n, tinv, n_of[w_b])
+            res = wk.run_search(ctx.be, ctx.xp, ctx.seed, ctx.U, tkey[:, 1], tkey[:, 2], t_n,
+                                tkey[:, 0], ctx.code, ctx.alpha, ctx.dev, *bounds,
+                                ctx.plan.eqtol, plan.cash, ctx.ann, ctx.chk)
+            ctx.H["scored"] += int(t_n.sum())
+            ctx.H["generated"] += int(pd.Series(t_n).groupby(tkey[:, 0]).max().sum())
+            _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of)
+        if method == "exact" or do_gap:
+            sol = []
+            for d, sid, cid in tkey:
+                b = [x[cid] for x in bounds]
+                w, status = _solver(ctx, cache, b[2], b[3]).solve(
+                    ctx.H["F"][sid], ctx.H["mex"][sid], *b[:2], ctx.H["G"][sid], *b[2:])
+                sol.append((w, status, ctx.sharpe(sid, w) if w is not None else np.nan, b))
+            for j, (w_i, k) in enumerate(zip(w_b, k_b)):
+                w, status, sh, b = sol[tinv[j]]
+                D = dec[w_i]
+                D["exact_sharpe"][k] = sh
+                if method == "exact":
+                    D["status"][k] = "ok" if status == "optimal" else status
+                    if w is not None:
+                        D["weights"][k], D["sharpe"][k] = w, sh
+                        D["bound"][k] = plan.activity(w, ctx.H["G"][sids[j]], *b, ctx.bind_tol)
+        for w_i in np.unique(w_b):   # fallbacks: keep the last good weights (cash before any)
+            D = dec[w_i]
+            ks = np.sort(k_b[w_b == w_i])
+            ok = np.isin(D["status"][ks], ("ok", "optimal_inaccurate"))
+            last = np.maximum.accumulate(np.where(ok, np.arange(len(ks)), -1))
+            Wk = D["weights"][ks]
+            fill = np.zeros(A) if prev[w_i] is None else prev[w_i]
+            D["weights"][ks] = np.where(last[:, None] >= 0, Wk[np.maximum(last, 0)], fill)
+            D["fallback"][ks] = ~ok
+            D["bound"][ks[~ok]] = False
+            prev[w_i] = D["weights"][ks[-1]].copy()
+        pbar.update(len(sel))
+    pbar.close()
+    for D in dec:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            D["gap"] = np.where(~D["fallback"] & (D["exact_sharpe"] > 0),
+                                1.0 - D["sharpe"] / D["exact_sharpe"], np.nan)
+    return dec
+
+
+def _solver(ctx, cache, gl, gu):
+    """The cvxpy problem for this structure of equality rows (built once, then re-used)."""
+    from gpusim.walkforward.exact import ExactMaxSharpe  # noqa: PLC0415
+
+    eq = tuple(bool(x) for x in (gl == gu) & np.isfinite(gu))
+    if eq not in cache:
+        cache[eq] = ExactMaxSharpe(len(ctx.symbols), np.array(eq, bool), ctx.plan.cash,
+                                   ctx.solver)
+    return cache[eq]
+
+
+def _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of):
+    """Copy each decision's search result (its task, its checkpoint) into ``dec``: candidate,
+    scale, weights = scale x the regenerated candidate, and which constraints bound (the best
+    candidate ignoring the constraints breaks them)."""
+    c = np.searchsorted(ctx.chk, n_of[w_b])
+    get = {k: res[k][tinv, c] for k in ("best", "scale", "n_accepted", "sharpe", "best_any")}
+    d, sid, cid = tkey[tinv, 0], tkey[tinv, 1], tkey[tinv, 2]
+    seeds, _ = wk.period_keys_nb(np.uint64(ctx.seed), ctx.U[d])
+    lo = np.ascontiguousarray(bounds[0][cid])
+    Y = wk.regenerate_nb(seeds, get["best"], ctx.code, ctx.alpha, lo) * get["scale"][:, None]
+    bound = np.zeros((len(w_b), len(ctx.plan.constraints)), bool)
+    if bound.shape[1]:
+        Ya = wk.regenerate_nb(seeds, get["best_any"], ctx.code, ctx.alpha, lo)
+        for j in range(len(w_b)):
+            bound[j] = ctx.plan.violations(Ya[j], ctx.H["G"][sid[j]],
+                                           *[x[cid[j]] for x in bounds])
+    for w_i in np.unique(w_b):
+        sel = w_b == w_i
+        D, ks = dec[w_i], k_b[sel]
+        D["candidate"][ks], D["scale"][ks] = get["best"][sel], get["scale"][sel]
+        D["n_accepted"][ks], D["sharpe"][ks] = get["n_accepted"][sel], get["sharpe"][sel]
+        D["seed"][ks], D["weights"][ks], D["bound"][ks] = seeds[sel], Y[sel], bound[sel]
+        D["status"][ks[get["best"][sel] < 0]] = "no_candidate"
+
+
+def _report(dec, wsid, idx, plan, method, do_gap):
+    rows = []
+    for D in dec:
+        ok = ~D["fallback"]
+        r = {"n_rebalances": len(ok), "n_fallback": int((~ok).sum()),
+             "insample_sharpe": float(np.mean(D["sharpe"][ok])) if ok.any() else np.nan}
+        if method == "random":
+            r["acceptance"] = float(np.mean(D["n_accepted"] / D["n"]))
+        if do_gap or method == "exact":
+            es = D["exact_sharpe"][np.isfinite(D["exact_sharpe"])]
+            r["exact_sharpe"] = float(es.mean()) if es.size else np.nan
+        if do_gap:
+            g = D["gap"][np.isfinite(D["gap"])]
+            r["gap_mean"] = float(g.mean()) if g.size else np.nan
+            r["gap_max"] = float(g.max()) if g.size else np.nan
+        for i, name in enumerate(plan.names):
+            r[f"bound_{name}"] = float(D["bound"][ok, i].mean()) if ok.any() else np.nan
+        rows.append(r)
+    return pd.DataFrame([rows[w] for w in wsid], index=idx)
+
+
+def _register_sweep_task() -> None:
+    """Make ``task = "walkforward"`` available to :mod:`gpusim.sweep` (its registration hook)."""
+    from gpusim.cli.walkforward import WalkforwardTask  # noqa: PLC0415
+    from gpusim.sweep.tasks import available_tasks, register_task  # noqa: PLC0415
+
+    if "walkforward" not in available_tasks():
+        register_task(WalkforwardTask())
+
+
+_register_sweep_task()

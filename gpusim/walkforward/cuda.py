@@ -1,0 +1,192 @@
+"""numba.cuda walk-forward kernels: per-period random search and execution of time-varying
+targets. Import only after the backend chose the GPU (this imports numba.cuda).
+
+Search (:func:`search_cuda`): thread ``tid`` serves task ``tid // n_slices`` and scores its
+candidates ``slice, slice + n_slices, ...`` (``slice = tid % n_slices``): each candidate is built
+by the shared counter-based sampler (:mod:`gpusim._cuda.rng`, the same stream as the CPU),
+scaled and checked against the constraints, bounded (``r / sqrt(ann (g.w)²)``) and, unless the
+bound shows it cannot beat the thread's best, scored (``|F w|²`` with the window's covariance
+factor), exactly as :mod:`gpusim.walkforward.search_cpu` does, and the thread keeps the best of
+each checkpoint segment in the (n_tasks, n_slices, n_seg) outputs, reduced on the host by
+:func:`gpusim.walkforward.search_cpu.reduce_segments`. No population is stored.
+
+Execution (:func:`execute_cuda`): one thread per portfolio running
+:func:`gpusim.walkforward.search_cpu.simulate_wf` compiled as a device function against the device
+step bodies of :mod:`gpusim.backtest.cpu`; per-thread scratch in (A, C) global arrays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float64
+
+from gpusim._cuda.rng import exact_arith, sample_dev
+from gpusim.backend import simulator_requested
+from gpusim.backtest import cpu as _bk
+from gpusim.walkforward import search_cpu as _wk
+
+MAX_ASSETS = 256
+MAX_ROWS = 64
+TPB = 32 if simulator_requested() else 128
+"""Threads per block: the simulator runs one Python thread per CUDA thread, so small blocks."""
+_SLACK = _wk.SLACK
+
+# fmul/fadd never fused into FMA (exact_arith): every step rounds as on the CPU
+_bdev = _bk.compile_bodies(cuda.jit(device=True), exact_arith())
+simulate_wf_dev = _wk.compile_simulate(cuda.jit(device=True), _bdev)
+fmul = _bdev["fmul"]
+fadd = _bdev["fadd"]
+
+
+@cuda.jit
+def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, tri, mex, gb, G,
+                lo, hi, gl, gu, eqtol, cash, ann, chk, bs, bi, bsc, as_, ai, nacc):
+    """One thread per (task, slice); arrays as in
+    :func:`gpusim.walkforward.search_cpu.search_cpu_nb` with per-task stream keys ``task_key`` and
+    outputs of shape (n_tasks, n_slices, n_seg)."""
+    tid = cuda.grid(1)
+    task = tid // n_slices
+    sl = tid - task * n_slices
+    if task >= task_n.shape[0]:
+        return
+    A = mex.shape[1]
+    M = G.shape[1]
+    wbuf = cuda.local.array(MAX_ASSETS, float64)
+    rv = cuda.local.array(MAX_ROWS, float64)
+    w = wbuf[:A]
+    key = task_key[task]
+    sid = task_sid[task]
+    cid = task_cid[task]
+    lo_t = lo[cid]
+    hi_t = hi[cid]
+    lo_sum = 0.0
+    for j in range(A):
+        lo_sum += lo_t[j]
+    j_tri = tri[sid]
+    sq_ann = math.sqrt(ann)
+    seg = 0
+    for i in range(sl, task_n[task], n_slices):
+        while i >= chk[seg]:
+            seg += 1
+        sample_dev(key, i, code, alpha, lo_t, hi_t, lo_sum, w)  # hi is checked below
+        for m in range(M):
+            acc = 0.0
+            for j in range(A):
+                acc = fadd(acc, fmul(G[sid, m, j], w[j]))
+            rv[m] = acc
+        s = 1.0
+        if cash:
+            for j in range(A):
+                if w[j] > 0.0:
+                    s = min(s, hi_t[j] / w[j])
+            for m in range(M):
+                if rv[m] > 0.0 and gu[cid, m] < math.inf:
+                    s = min(s, gu[cid, m] / rv[m])
+                elif rv[m] < 0.0 and gl[cid, m] > -math.inf:
+                    s = min(s, gl[cid, m] / rv[m])
+        ok = s > 0.0
+        for j in range(A):
+            x = w[j] * s
+            if x < fadd(lo_t[j], -fmul(_SLACK, 1.0 + abs(lo_t[j]))) or \
+                    x > fadd(hi_t[j], fmul(_SLACK, 1.0 + abs(hi_t[j]))):
+                ok = False
+        for m in range(M):
+            x = fmul(rv[m], s)
+            lw = gl[cid, m]
+            u = gu[cid, m]
+            if lw == u:
+                if abs(x - u) > fadd(eqtol[m], fmul(_SLACK, 1.0 + abs(u))):
+                    ok = False
+            elif x < fadd(lw, -fmul(_SLACK, 1.0 + abs(lw))) or \
+                    x > fadd(u, fmul(_SLACK, 1.0 + abs(u))):
+                ok = False
+        if ok:
+            nacc[task, sl, seg] += 1
+        r = 0.0
+        z = 0.0
+        for j in range(A):
+            r = fadd(r, fmul(mex[sid, j], w[j]))
+            z = fadd(z, fmul(gb[sid, j], w[j]))
+        # prune (exact): r / sqrt(ann z²) bounds the Sharpe from above, see bound_vectors
+        thr = bs[task, sl, seg] if ok else as_[task, sl, seg]
+        if r > 0.0:
+            zz = abs(z) * sq_ann
+            ub = r / zz if zz > 0.0 else math.inf
+        else:
+            ub = 0.0
+        if thr > 0.0 and ub < thr * (1.0 - 1e-9):
+            continue
+        q = 0.0
+        for ii in range(A):
+            yy = 0.0
+            for j in range(ii if j_tri else 0, A):
+                yy = fadd(yy, fmul(F[sid, ii, j], w[j]))
+            q = fadd(q, fmul(yy, yy))
+        v = ann * q
+        score = r / math.sqrt(v) if v > 0.0 else -math.inf
+        if score > as_[task, sl, seg]:
+            as_[task, sl, seg] = score
+            ai[task, sl, seg] = i
+        if ok:
+            if score > bs[task, sl, seg]:
+                bs[task, sl, seg] = score
+                bi[task, sl, seg] = i
+                bsc[task, sl, seg] = s
+
+
+def search_gpu(xp, task_key, task_sid, task_cid, task_n, code, alpha, F, tri, mex, gb, G, lo,
+               hi, gl, gu, eqtol, cash, ann, chk, *, n_slices=None, threads_per_block=TPB):
+    """Launch :func:`search_cuda`; inputs are host or ``xp`` arrays, outputs the host arrays of
+    :func:`gpusim.walkforward.search_cpu.new_outputs` shape (n_tasks, n_slices, n_seg)."""
+    A = F.shape[1]
+    if A > MAX_ASSETS or G.shape[1] > MAX_ROWS:
+        raise ValueError(f"the GPU walk-forward search supports at most {MAX_ASSETS} assets and "
+                         f"{MAX_ROWS} constraint rows; use backend='cpu'")
+    nt = len(task_n)
+    if n_slices is None:   # ~1e5 threads in all, at most one slice per 64 candidates
+        n_slices = int(max(1, min(max(1, 100_000 // max(nt, 1)), int(max(task_n)) // 64)))
+    outs = _wk.new_outputs(nt, n_slices, len(chk), xp)
+    (k, sid, cid, n, F, tri, mex, gb, G, lo, hi, gl, gu, eqtol, chk) = (
+        xp.ascontiguousarray(xp.asarray(x)) for x in (task_key, task_sid, task_cid, task_n, F,
+                                                      tri, mex, gb, G, lo, hi, gl, gu, eqtol,
+                                                      chk))
+    threads = nt * n_slices
+    blocks = max(1, -(-threads // threads_per_block))
+    search_cuda[blocks, threads_per_block](k, sid, cid, n, np.int64(n_slices), int(code),
+                                           float(alpha), F, tri, mex, gb, G, lo, hi, gl, gu,
+                                           eqtol, bool(cash), float(ann), chk, *outs)
+    if xp is np:
+        return outs
+    return tuple(xp.asnumpy(o) for o in outs)
+
+
+@cuda.jit
+def execute_cuda(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, h, oval, order,
+                 out):
+    """One thread per portfolio c < C = out.shape[0]; writes ``out[c, :]`` (11 metrics)."""
+    c = cuda.grid(1)
+    if c < out.shape[0]:
+        simulate_wf_dev(close, W, woff[wsid[c]], masks, mid[c], fees[c], init_cash, ann, rf, h,
+                        oval, order, c, out, c)
+
+
+def execute_gpu(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, *,
+                threads_per_block=TPB):
+    """Metrics (C, 11) host array of C walk-forward portfolios on the GPU (or the simulator);
+    arguments as :func:`gpusim.walkforward.search_cpu.execute_cpu_nb` (host arrays)."""
+    C = len(wsid)
+    A = close.shape[1]
+    if C == 0:
+        return np.empty((0, _bk.N_METRICS))
+    d = [cuda.to_device(np.ascontiguousarray(x)) for x in (close, W, woff, wsid, masks, mid,
+                                                           fees)]
+    h = cuda.device_array((A, C), dtype=np.float64)
+    oval = cuda.device_array((A, C), dtype=np.float64)
+    order = cuda.device_array((A, C), dtype=np.int64)
+    out = cuda.device_array((C, _bk.N_METRICS), dtype=np.float64)
+    blocks = -(-C // threads_per_block)
+    execute_cuda[blocks, threads_per_block](*d, float(init_cash), float(ann), float(rf), h, oval,
+                                            order, out)
+    return out.copy_to_host()

@@ -1,0 +1,155 @@
+"""Exact max-Sharpe with weight bounds, linear rows (groups, beta, budget) and optional cash, as
+ONE parametrised cvxpy problem re-solved date after date (the walk-forward's exact method).
+
+Formulation (homogeneous, as :func:`gpusim.mvo.max_sharpe`): with ``m = ann mu - rf`` (annual
+excess means) and a factor ``F`` of the covariance (``w' cov w = |F w|²``), minimise ``|F y|²``
+subject to ``m' y = 1``, ``kappa >= 0``, ``lo kappa <= y <= hi kappa``,
+``gl kappa <= G y <= gu kappa`` (equality rows: ``G y = g kappa``) and ``sum(y) = kappa`` (fully
+invested) or ``sum(y) <= kappa`` (cash allowed); the weights are ``w = y / kappa``. Every input
+is a ``cp.Parameter`` (DPP), so cvxpy compiles the problem once per structure and each date only
+updates values; solves pass ``warm_start=True`` (used by solvers that support it). Infinite row
+bounds become finite values that cannot bind (``|G_m w| <= sum |G_m|`` for weights in the
+simplex). With cash allowed the optimal direction is scaled to the largest investment the
+constraints allow (:func:`gpusim.walkforward.constraints.max_scale`), as the random search does.
+
+A date that cannot be solved (infeasible constraints, no positive expected excess return, solver
+failure) returns ``(None, status)``; the caller keeps the previous weights. cvxpy is imported
+lazily, inside :class:`ExactMaxSharpe`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from gpusim.errors import SolverError
+from gpusim.walkforward.constraints import max_scale
+
+__all__ = ["SOLVER_PREFERENCE", "ExactMaxSharpe"]
+
+SOLVER_PREFERENCE = ("CLARABEL", "OSQP", "SCS", "ECOS")
+_OPTIONS = {
+    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10, "max_iter": 500},
+    "OSQP": {"eps_abs": 1e-10, "eps_rel": 1e-10, "max_iter": 200_000},
+    "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000},
+    "ECOS": {"abstol": 1e-10, "reltol": 1e-10, "feastol": 1e-10, "max_iters": 500},
+}
+_OK = ("optimal", "optimal_inaccurate")
+
+
+class ExactMaxSharpe:
+    """A max-Sharpe problem for ``A`` assets and fixed row structure.
+
+    Parameters
+    ----------
+    A : number of assets.
+    eq_rows : (M,) bool, which linear rows are equalities (the structure of the problem).
+    cash : weights may sum to less than 1.
+    solver : cvxpy solver name, or None for Clarabel with fallback to OSQP, SCS, ECOS.
+    """
+
+    def __init__(self, A: int, eq_rows, cash: bool, solver: str | None = None):
+        import cvxpy as cp  # noqa: PLC0415
+
+        eq_rows = np.asarray(eq_rows, dtype=bool)
+        self.A, self.eq, self.cash = int(A), eq_rows, bool(cash)
+        installed = cp.installed_solvers()
+        if solver is None:
+            self.solvers = [s for s in SOLVER_PREFERENCE if s in installed]
+        else:
+            if str(solver).upper() not in installed:
+                raise SolverError(f"solver={solver!r} is not installed; installed cvxpy solvers: "
+                                  f"{', '.join(installed)}")
+            self.solvers = [str(solver).upper()]
+        if not self.solvers:
+            raise SolverError("no QP-capable cvxpy solver is installed; pip install clarabel")
+        Mi, Me = int((~eq_rows).sum()), int(eq_rows.sum())
+        self.y = cp.Variable(A)
+        self.k = cp.Variable()
+        self.F = cp.Parameter((A, A))
+        self.m = cp.Parameter(A)
+        self.lo = cp.Parameter(A)
+        self.hi = cp.Parameter(A)
+        cons = [self.m @ self.y == 1, self.k >= 0, self.y >= cp.multiply(self.lo, self.k),
+                self.y <= cp.multiply(self.hi, self.k),
+                (cp.sum(self.y) <= self.k) if cash else (cp.sum(self.y) == self.k)]
+        if Mi:
+            self.Gi = cp.Parameter((Mi, A))
+            self.gli = cp.Parameter(Mi)
+            self.gui = cp.Parameter(Mi)
+            cons += [self.Gi @ self.y >= cp.multiply(self.gli, self.k),
+                     self.Gi @ self.y <= cp.multiply(self.gui, self.k)]
+        if Me:
+            self.Ge = cp.Parameter((Me, A))
+            self.ge = cp.Parameter(Me)
+            cons += [self.Ge @ self.y == cp.multiply(self.ge, self.k)]
+        self.prob = cp.Problem(cp.Minimize(cp.sum_squares(self.F @ self.y)), cons)
+        self.Mi, self.Me = Mi, Me
+
+    def solve(self, F, mex, lo, hi, G, gl, gu):
+        """Max-Sharpe weights for one date.
+
+        Parameters
+        ----------
+        F : (A, A) covariance factor (``w' cov w = |F w|²``, any scale).
+        mex : (A,) annual excess means ``ann mu - rf``.
+        lo, hi : (A,) weight bounds; G (M, A), gl, gu (M,) rows (``+-inf``: no bound).
+
+        Returns
+        -------
+        (weights (A,) host array, status) on success; (None, status) otherwise, status one of
+        ``"no_positive_excess_return"``, ``"infeasible"``, ``"unbounded"``, ``"not_attained"``,
+        ``"solver_error: ..."``.
+        """
+        mex = np.asarray(mex, dtype=float)
+        if not np.max(mex) > 0:
+            return None, "no_positive_excess_return"
+        lo = np.asarray(lo, dtype=float)
+        hi = np.minimum(np.asarray(hi, dtype=float), 1.0)
+        self.F.value = F / max(np.abs(F).max(), 1e-300)
+        self.m.value = mex / np.abs(mex).max()
+        self.lo.value = lo
+        self.hi.value = hi
+        if self.M:
+            big = np.abs(G).sum(axis=1) + 1.0
+            if self.Mi:
+                ii = ~self.eq
+                self.Gi.value = G[ii]
+                self.gli.value = np.where(np.isfinite(gl[ii]), gl[ii], -big[ii])
+                self.gui.value = np.where(np.isfinite(gu[ii]), gu[ii], big[ii])
+            if self.Me:
+                self.Ge.value = G[self.eq]
+                self.ge.value = gu[self.eq]
+        status, tried = None, []
+        for name in self.solvers:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self.prob.solve(solver=name, warm_start=True, **_OPTIONS.get(name, {}))
+                status = str(self.prob.status)
+            except Exception as exc:  # cvxpy.error.SolverError and solver-specific failures
+                tried.append(f"{name} raised {type(exc).__name__}")
+                continue
+            if status in _OK or status.startswith(("infeasible", "unbounded")):
+                break
+            tried.append(f"{name} returned {status}")
+        if status is None or status not in _OK:
+            if status is not None and status.startswith(("infeasible", "unbounded")):
+                return None, status.split("_")[0]
+            return None, "solver_error: " + "; ".join(tried)
+        y, k = np.asarray(self.y.value, dtype=float), float(self.k.value)
+        if not (np.isfinite(y).all() and k > 1e-12 * max(np.abs(y).sum(), 1e-300)):
+            return None, "not_attained"
+        w = np.clip(y / k, lo, hi)
+        tot = w.sum()
+        if not tot > 0:
+            return None, "not_attained"
+        w = w / tot
+        if self.cash:
+            w = w * max_scale(w, lo, hi, G, gl, gu)
+        return w, status
+
+    @property
+    def M(self) -> int:
+        return self.Mi + self.Me

@@ -1,0 +1,221 @@
+"""The result of :func:`gpusim.walkforward.api.walkforward`: metrics, report, allocations and
+decisions per combination, re-runs on the CPU reference, plots and saving."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cpu_ref.backtest import METRICS
+from gpusim.errors import GpusimError
+
+
+def _day(ts) -> str:
+    """A date as text: the day alone when the time is midnight."""
+    ts = pd.Timestamp(ts)
+    return ts.date().isoformat() if ts == ts.normalize() else ts.isoformat(sep=" ")
+
+
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+
+
+
+@dataclass
+class _State:
+    close: np.ndarray
+    s0: int
+    masks: np.ndarray
+    Wall: np.ndarray
+    woff: np.ndarray
+    counts: np.ndarray
+    wsid: np.ndarray
+    fee_c: np.ndarray
+    dec: list
+    ws_info: list
+    grid: Any
+    ctx: Any
+    init_cash: float
+    mid: np.ndarray
+
+
+class WalkForwardResult:
+    """Result of :func:`walkforward`.
+
+    Attributes
+    ----------
+    metrics : DataFrame (combination x :data:`METRICS`), host.
+    report : DataFrame (combination x ...): ``n_rebalances``; ``n_fallback`` (dates where the
+        previous weights were kept: no accepted candidate or a failed solve); ``insample_sharpe``
+        (mean ex-ante Sharpe of the chosen weights on their windows); ``acceptance`` (random:
+        mean fraction of candidates accepted); ``exact_sharpe``, ``gap_mean``, ``gap_max``
+        (when the gap was computed: shortfall 1 - Sharpe_random / Sharpe_exact per date);
+        ``bound_<constraint>``: fraction of dates at which the constraint bound - exact method:
+        a non-trivial bound is active at the solution (within ``bind_tol``); random search: the
+        best candidate ignoring the constraints breaks it.
+    summary : dict (backend, timings, statuses, ...).
+    """
+
+    def __init__(self, metrics, report, summary, state: _State):
+        self.metrics, self.report, self.summary, self._s = metrics, report, summary, state
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"WalkForwardResult({s['n_combinations']} combinations, method={s['method']!r}, "
+                f"levels={list(self.metrics.index.names)}, backend={s['backend']!r})")
+
+    def _ws(self, key, level_values) -> tuple[int, int]:
+        flat = self._s.grid.locate(key, **level_values)
+        return flat, int(self._s.wsid[flat])
+
+    def allocations(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
+        """Target weights chosen at each rebalance date of one combination (dates x symbols,
+        plus ``cash`` when a Budget allows it). Pick it by level values or a full index key."""
+        _, w = self._ws(key, level_values)
+        D = self._s.dec[w]
+        df = pd.DataFrame(D["weights"], index=self._s.ctx.index[D["bars"]],
+                          columns=self._s.ctx.symbols)
+        df.index.name = "date"
+        if self._s.ctx.plan.cash:
+            df["cash"] = 1.0 - df.sum(axis=1)
+        return df
+
+    def decisions(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
+        """Per rebalance date of one combination: bar, status, fallback, candidate index and
+        period seed (random; regenerate with ``cpu_ref.rng.population_nb(seed, candidate, 1,
+        ...)``), scale, n_accepted, ex-ante Sharpe on the window, exact Sharpe and gap."""
+        _, w = self._ws(key, level_values)
+        D = self._s.dec[w]
+        cols = {"bar": D["bars"], "status": D["status"], "fallback": D["fallback"],
+                "candidate": D["candidate"], "seed": D.get("seed", np.zeros(len(D["bars"]),
+                                                                            np.uint64)),
+                "scale": D["scale"], "n_accepted": D["n_accepted"], "sharpe": D["sharpe"],
+                "exact_sharpe": D["exact_sharpe"], "gap": D["gap"]}
+        for i, name in enumerate(self._s.ctx.plan.names):
+            cols[f"bound_{name}"] = D["bound"][:, i]
+        df = pd.DataFrame(cols, index=self._s.ctx.index[D["bars"]])
+        df.index.name = "date"
+        return df
+
+    def records(self, key: tuple | None = None, **level_values) -> dict:
+        """Re-run one combination through the reference ``cpu_ref.walkforward.simulate_1d_nb``:
+        ``{"metrics": Series, "value": Series, "target": DataFrame, "realised": DataFrame}``."""
+        from cpu_ref.walkforward import simulate_1d_nb  # noqa: PLC0415
+
+        flat, w = self._ws(key, level_values)
+        s = self._s
+        o, K = s.woff[w], s.counts[w]
+        m, value, bars, real = simulate_1d_nb(np.ascontiguousarray(s.close[s.s0:]),
+                                              s.Wall[o:o + K], s.masks[s.mid[flat]],
+                                              float(s.fee_c[flat]), s.init_cash, s.ctx.ann,
+                                              s.ctx.rf)
+        dates = s.ctx.index[s.s0:]
+        sym = s.ctx.symbols
+        return {"metrics": pd.Series(m, index=list(METRICS), name="reference"),
+                "value": pd.Series(value, index=dates, name="value"),
+                "target": pd.DataFrame(s.Wall[o:o + K], index=dates[bars], columns=sym),
+                "realised": pd.DataFrame(real, index=dates[bars], columns=sym)}
+
+    def best(self, metric: str = "sharpe", k: int = 10) -> pd.DataFrame:
+        """The k best combinations by ``metric`` (largest first; NaN last)."""
+        if metric not in METRICS:
+            raise GpusimError(f"metric={metric!r} is unknown; use one of {', '.join(METRICS)}")
+        asc = metric in ("annual_volatility", "turnover", "fees_paid", "n_rebalances")
+        return self.metrics.sort_values(metric, ascending=asc, na_position="last",
+                                        kind="stable").head(int(k))
+
+    def verify(self, n_combinations: int = 3, n_dates: int = 4) -> dict:
+        """Re-check on the CPU reference (:mod:`cpu_ref.walkforward`): the metrics of up to
+        ``n_combinations`` combinations, and (random method) the choice at up to ``n_dates``
+        dates of each: reference window statistics and betas, every candidate re-generated and
+        re-scored one by one - the same best index must come out, with the same Sharpe and
+        weights. Returns ``{"max_rel_diff", "same_choices", "n_checked", "ok"}``."""
+        from cpu_ref.walkforward import reference_choice  # noqa: PLC0415
+
+        s, ctx = self._s, self._s.ctx
+        plan = ctx.plan
+        C = len(self.metrics)
+        picks = sorted(set(np.linspace(0, C - 1, min(C, n_combinations)).astype(int).tolist()))
+        worst, same, n = 0.0, True, 0
+        for flat in picks:
+            ref = self.records(self.metrics.index[flat])["metrics"].to_numpy()
+            got = self.metrics.iloc[flat].to_numpy()
+            fin = np.isfinite(ref)
+            same &= bool(np.array_equal(fin, np.isfinite(got)))
+            worst = max(worst, float(np.max(np.abs(got[fin] - ref[fin]) / np.maximum(
+                np.abs(ref[fin]), 1e-300), initial=0.0)))
+            n += 1
+            D = s.dec[s.wsid[flat]]
+            if self.summary["method"] != "random":
+                continue
+            info = s.ws_info[s.wsid[flat]]
+            ks = np.unique(np.linspace(0, len(D["bars"]) - 1, min(len(D["bars"]), n_dates)
+                                       ).astype(int))
+            for k in ks:
+                d = int(np.searchsorted(ctx.U, D["bars"][k]))
+                lo, hi, gl, gu = (D["cbounds"][k] if plan.has_callable else
+                                  [x[d] for x in ctx.bounds])
+                _, (bi, bsh, bsc, nacc, _, _), _, _, _ = reference_choice(
+                    s.close, plan.bench_close, int(D["bars"][k]), info["lookback"], ctx.seed,
+                    int(D["n"]), ctx.code, ctx.alpha, lo, hi, plan.static_G,
+                    plan.beta_rows, gl, gu, plan.eqtol, plan.cash, ctx.ann, ctx.rf)
+                same &= bool(bi == D["candidate"][k] and nacc == D["n_accepted"][k])
+                if bi >= 0 and D["candidate"][k] >= 0:
+                    worst = max(worst, abs(bsh - D["sharpe"][k]) / abs(bsh),
+                                abs(bsc - D["scale"][k]) / abs(bsc))
+                n += 1
+        return {"max_rel_diff": worst, "same_choices": same, "n_checked": n,
+                "ok": bool(same and worst < 1e-9)}
+
+    def save(self, out_dir, fmt: str | None = None) -> os.PathLike:
+        """Write metrics, report (Parquet, CSV fallback or ``fmt="csv"``), ``allocations.csv``
+        (long table: combination levels, date, weights) and ``summary.json`` atomically."""
+        from pathlib import Path  # noqa: PLC0415
+
+        from gpusim.backtest.api import _write_table  # noqa: PLC0415
+
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise GpusimError(f"out_dir={str(out)!r} is a file; give a folder path")
+        if fmt not in (None, "parquet", "csv"):
+            raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            f1 = _write_table(self.metrics, tmp / "metrics", fmt)
+            f2 = _write_table(self.report, tmp / "report", fmt)
+            parts = []
+            seen = set()
+            for flat, w in enumerate(self._s.wsid):
+                if w in seen:
+                    continue
+                seen.add(w)
+                a = self.allocations(self.metrics.index[flat]).reset_index()
+                for k, v in self._s.ws_info[w].items():
+                    a.insert(0, k, v)
+                parts.append(a)
+            pd.concat(parts).to_csv(tmp / "allocations.csv", index=False)
+            summary = {**self.summary, "metrics_file": f"metrics.{f1}", "report_file":
+                       f"report.{f2}"}
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
+            out.mkdir(exist_ok=True)
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, out / f.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
+
+

@@ -1,0 +1,748 @@
+"""Walk-forward fast paths (DESIGN §7): batched window statistics, the fused per-period random
+search on the CPU, and the execution of time-varying targets with online metrics.
+
+Window statistics (:func:`window_stats`, written once against an array namespace ``xp`` so NumPy
+and CuPy share it): the returns are centred by their overall mean ``c`` (covariances are
+shift-free; centring keeps the sums small), prefix sums ``P1[u] = sum_{s<u} x_s`` and prefix sums
+of outer products ``P2[u] = sum_{s<u} x_s x_s'`` are taken only at the window ends that are
+needed (chunked cumulative sums, bounded memory), and every window ``[a, t)`` is
+``n = t - a``, ``mean = (P1[t] - P1[a]) / n + c``,
+``cov = (P2[t] - P2[a] - n m m') / (n - 1)`` with ``m = (P1[t] - P1[a]) / n``.
+
+Search tasks: one task = (window ``sid``, bounds ``cid``, number of candidates ``n``); tasks of the
+same rebalance date form a group that shares the candidate stream, so each block of candidates
+is generated once and scored for every task of the group (every lookback, every constraint set).
+``num_tests`` values are checkpoints: candidate ``i`` falls in segment ``c`` when
+``checkpoints[c-1] <= i < checkpoints[c]``; each work item keeps the best candidate of each
+segment, so one pass gives the best of the first 30, 100 and 10 000 candidates together
+(:func:`reduce_segments`). Scoring uses a factor ``F`` of the covariance (``w'Σw = |F w|²``;
+upper-triangular Cholesky when Σ is positive definite, else a square root from the
+eigendecomposition). Exact pruning: ``w'Σw >= (g.w)²`` for the window's bound vector ``g``
+(:func:`bound_vectors`), so a candidate whose Sharpe bound ``r / sqrt(ann (g.w)²)`` is below its
+segment's current best is not scored (on the benchmark data ~96% of candidates); the choice is
+the same as scoring everyone, since a pruned candidate could not have been selected.
+
+Execution (:func:`simulate_wf`): the step bodies of :mod:`gpusim.backtest.cpu`
+(``rebalance``, ``portfolio_value``, ``write_metrics``) driven with the k-th target row at the
+k-th rebalance bar; compiled for the CPU here and for the GPU in
+:mod:`gpusim.walkforward.cuda` from the same source.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from cpu_ref.jitting import compile_bodies as _compile_bodies
+from cpu_ref.rng import (
+    GOLDEN,
+    bits_nb,
+    mix64_nb,
+    sample_nb,
+    seed_key_nb,
+    std_gamma_nb,
+    uniform_nb,
+)
+from gpusim.backtest import cpu as _bk
+from gpusim.backtest.cpu import (  # noqa: F401 - bodies that simulate_wf calls by name
+    bar_update,
+    fadd,
+    fmul,
+    portfolio_value,
+    rebalance,
+    write_metrics,
+)
+
+BLOCK = 128
+"""Candidates generated and scored together on the CPU (lanes of the inner loops)."""
+SLACK = 1e-12
+_MANT = np.int64((1 << 52) - 1)
+_EXP1 = np.int64(1023 << 52)
+_LN2 = 0.6931471805599453
+_SQRT2 = 1.4142135623730951
+_NAN = float("nan")
+_INF = float("inf")
+
+
+# --------------------------------------------------------------------------------------------
+# Window statistics (xp-generic: NumPy or CuPy)
+# --------------------------------------------------------------------------------------------
+
+def _prefix_outer(xp, X, counts, max_bytes=1 << 26):
+    """``out[i] = sum of X[:counts[i]] row outer products`` for sorted host ``counts``."""
+    N, K = X.shape
+    out = xp.zeros((len(counts), K, K))
+    carry = xp.zeros((K, K))
+    chunk = int(max(1, min(N, max_bytes // (8 * K * K))))
+    for r0 in range(0, N, chunk):
+        r1 = min(N, r0 + chunk)
+        Xc = X[r0:r1]
+        i0 = int(np.searchsorted(counts, r0, side="right"))
+        i1 = int(np.searchsorted(counts, r1, side="right"))
+        if i1 > i0:
+            cs = xp.cumsum(Xc[:, :, None] * Xc[:, None, :], axis=0)
+            sel = xp.asarray(counts[i0:i1] - r0 - 1)
+            out[i0:i1] = cs[sel] + carry
+            carry = carry + cs[-1]
+        else:
+            carry = carry + Xc.T @ Xc
+    return out
+
+
+def window_stats(xp, close, a, t):
+    """Mean and covariance (ddof=1) of the simple returns of bars ``a[s] .. t[s]-1`` for every
+    window s at once.
+
+    Parameters
+    ----------
+    xp : numpy or cupy.
+    close : (T, K) float64 prices in ``xp`` (assets, then benchmark columns).
+    a, t : (S,) host int arrays with ``1 <= a < t - 1``, ``t <= T``.
+
+    Returns
+    -------
+    mu : (S, K), cov : (S, K, K) float64 arrays in ``xp`` (device arrays with CuPy).
+    """
+    a = np.asarray(a, dtype=np.int64)
+    t = np.asarray(t, dtype=np.int64)
+    R = close[1:] / close[:-1] - 1.0           # row s-1 is the return of bar s
+    c = R.mean(axis=0)
+    X = R - c
+    P1 = xp.concatenate([xp.zeros((1, X.shape[1])), xp.cumsum(X, axis=0)])  # P1[k]: first k rows
+    ends = np.unique(np.concatenate([a, t]) - 1)
+    P2 = _prefix_outer(xp, X, ends)
+    ia = xp.asarray(np.searchsorted(ends, a - 1))
+    it = xp.asarray(np.searchsorted(ends, t - 1))
+    n = xp.asarray((t - a).astype(np.float64))
+    s1 = P1[xp.asarray(t - 1)] - P1[xp.asarray(a - 1)]
+    m = s1 / n[:, None]
+    s2 = P2[it] - P2[ia]
+    cov = (s2 - n[:, None, None] * m[:, :, None] * m[:, None, :]) / (n - 1.0)[:, None, None]
+    cov = 0.5 * (cov + xp.swapaxes(cov, 1, 2))
+    return m + c, cov
+
+
+def factorize(xp, cov):
+    """(F (S, A, A), tri (S,) bool) with ``w' cov w = |F w|²``: ``F = L'`` (upper-triangular
+    Cholesky factor) where cov is positive definite, else ``diag(sqrt(max(λ, 0))) V'`` from the
+    eigendecomposition (``tri`` False). Arrays in ``xp``."""
+    S, _A, _ = cov.shape
+    tri = np.ones(S, dtype=np.bool_)
+    try:
+        L = xp.linalg.cholesky(cov)
+        ok = bool(xp.isfinite(L).all()) if S else True
+    except Exception:  # numpy.linalg.LinAlgError / cupy's, for any matrix of the batch
+        ok = False
+    if ok:
+        return xp.ascontiguousarray(xp.swapaxes(L, 1, 2)), xp.asarray(tri)
+    F = xp.empty_like(cov)
+    for s in range(S):
+        try:
+            L = xp.linalg.cholesky(cov[s])
+            if not bool(xp.isfinite(L).all()):
+                raise ValueError
+            F[s] = L.T
+        except Exception:
+            lam, V = xp.linalg.eigh(cov[s])
+            F[s] = xp.sqrt(xp.maximum(lam, 0.0))[:, None] * V.T
+            tri[s] = False
+    return xp.ascontiguousarray(F), xp.asarray(tri)
+
+
+def bound_vectors(xp, cov, iters: int = 12):
+    """(S, A) vectors ``g = cov u / sqrt(u' cov u)`` with ``u`` near the top eigenvector of each
+    covariance (power iterations). For any weights, ``w' cov w >= (g . w)²`` (Cauchy-Schwarz in
+    the cov inner product), whatever ``u`` is; with the top eigenvector the bound is tight for
+    most portfolios, which lets the search skip candidates that cannot win. Arrays in ``xp``."""
+    S, A, _ = cov.shape
+    u = xp.full((S, A), 1.0 / math.sqrt(max(A, 1)))
+    for _ in range(iters):
+        u = xp.einsum("sij,sj->si", cov, u)
+        n = xp.sqrt(xp.sum(u * u, axis=1))
+        u = u / xp.where(n > 0, n, 1.0)[:, None]
+    cu = xp.einsum("sij,sj->si", cov, u)
+    d = xp.sum(u * cu, axis=1)
+    return xp.ascontiguousarray(xp.where((d > 0)[:, None], cu / xp.sqrt(xp.where(d > 0, d, 1.0))
+                                         [:, None], 0.0))
+
+
+# --------------------------------------------------------------------------------------------
+# CPU random search
+# --------------------------------------------------------------------------------------------
+
+@njit(cache=True, error_model="numpy")
+def _exp_block(key, i0, A, E, fbuf, ebuf):
+    """E[j, b] = -log(u) for candidate i0 + b, asset j: bit-identical to
+    ``cpu_ref.rng.neg_log_uniform(bits(key, i0 + b, j, 0))`` (the same float operations; the
+    power-of-two normalisation is read from the exponent field instead of seven compares)."""
+    fi = fbuf.view(np.int64)
+    for j in range(A):
+        for b in range(BLOCK):
+            x = bits_nb(key, i0 + b, j, 0)
+            fbuf[b] = float(np.int64(((x >> np.uint64(12)) << np.uint64(1)) | np.uint64(1)))
+        for b in range(BLOCK):
+            ib = fi[b]
+            ebuf[b] = float((ib >> 52) - 1023)
+            fi[b] = (ib & _MANT) | _EXP1
+        for b in range(BLOCK):
+            f = fbuf[b]
+            e = ebuf[b]
+            if f > _SQRT2:
+                f = f * 0.5
+                e += 1.0
+            s = (f - 1.0) / (f + 1.0)
+            z = s * s
+            p = 1.0 / 21.0
+            p = p * z + 1.0 / 19.0
+            p = p * z + 1.0 / 17.0
+            p = p * z + 1.0 / 15.0
+            p = p * z + 1.0 / 13.0
+            p = p * z + 1.0 / 11.0
+            p = p * z + 1.0 / 9.0
+            p = p * z + 1.0 / 7.0
+            p = p * z + 1.0 / 5.0
+            p = p * z + 1.0 / 3.0
+            p = p * z + 1.0
+            E[j, b] = (53.0 - e) * _LN2 - 2.0 * s * p
+
+
+@njit(cache=True, error_model="numpy")
+def _raw_block(key, i0, code, alpha, A, E, fbuf, ebuf):
+    """Raw variates of candidates i0 .. i0+BLOCK-1 (before normalisation), (A, BLOCK)."""
+    if code == 1:
+        _exp_block(key, i0, A, E, fbuf, ebuf)
+    else:
+        for j in range(A):
+            for b in range(BLOCK):
+                if code == 0:
+                    E[j, b] = uniform_nb(key, i0 + b, j, 0)
+                else:
+                    E[j, b] = std_gamma_nb(key, i0 + b, j, alpha)
+
+
+@njit(cache=True, error_model="numpy")
+def _weights(E, esum, lo, smp, W):
+    """W = lo + E (1 - sum lo) / sum E, column by column: ``cpu_ref.rng.sample``'s map."""
+    A = E.shape[0]
+    lo_sum = 0.0
+    for j in range(A):
+        lo_sum += lo[j]
+    for b in range(BLOCK):
+        smp[b] = (1.0 - lo_sum) / esum[b]
+    for j in range(A):
+        lj = lo[j]
+        for b in range(BLOCK):
+            W[j, b] = lj + E[j, b] * smp[b]
+
+
+@njit(cache=True, error_model="numpy")
+def _lin_block(W, v, out):
+    """out[b] = sum_j v_j W[j, b] for the BLOCK columns, summed in index order (four terms
+    per pass; the order of the GPU kernel, so the results are identical)."""
+    A = W.shape[0]
+    for b in range(BLOCK):
+        out[b] = 0.0
+    j = 0
+    while j + 4 <= A:
+        m0, m1, m2, m3 = v[j], v[j + 1], v[j + 2], v[j + 3]
+        w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
+        for b in range(BLOCK):
+            out[b] = (((out[b] + m0 * w0[b]) + m1 * w1[b]) + m2 * w2[b]) + m3 * w3[b]
+        j += 4
+    while j < A:
+        mj = v[j]
+        for b in range(BLOCK):
+            out[b] += mj * W[j, b]
+        j += 1
+
+
+@njit(cache=True, error_model="numpy")
+def _variance_block(W, F, tri, Y, q):
+    """q[b] = |F w|² for the BLOCK columns of W (row i of a triangular F from column i).
+
+    Rows of ``F w`` are built four at a time (scratch ``Y`` (4, BLOCK)) over column pairs, so
+    each weight is loaded once for four rows; every sum still runs in index order, as in
+    :func:`_variance_one` and the GPU kernel, so the results are identical.
+    """
+    A = W.shape[0]
+    for b in range(BLOCK):
+        q[b] = 0.0
+    i = 0
+    while i < A:
+        nr = min(4, A - i)
+        for k in range(nr):                    # the head: columns before i + 4
+            for b in range(BLOCK):
+                Y[k, b] = 0.0
+            for j in range(i + k if tri else 0, min(i + 4, A)):
+                f = F[i + k, j]
+                for b in range(BLOCK):
+                    Y[k, b] += f * W[j, b]
+        if nr == 4:
+            y0, y1, y2, y3 = Y[0], Y[1], Y[2], Y[3]
+            j = i + 4
+            while j + 2 <= A:
+                f00, f01, f10, f11 = F[i, j], F[i, j + 1], F[i + 1, j], F[i + 1, j + 1]
+                f20, f21, f30, f31 = F[i + 2, j], F[i + 2, j + 1], F[i + 3, j], F[i + 3, j + 1]
+                w0, w1 = W[j], W[j + 1]
+                for b in range(BLOCK):
+                    a0 = w0[b]
+                    a1 = w1[b]
+                    y0[b] = (y0[b] + f00 * a0) + f01 * a1
+                    y1[b] = (y1[b] + f10 * a0) + f11 * a1
+                    y2[b] = (y2[b] + f20 * a0) + f21 * a1
+                    y3[b] = (y3[b] + f30 * a0) + f31 * a1
+                j += 2
+            if j < A:
+                f0, f1, f2, f3 = F[i, j], F[i + 1, j], F[i + 2, j], F[i + 3, j]
+                wj = W[j]
+                for b in range(BLOCK):
+                    a0 = wj[b]
+                    y0[b] += f0 * a0
+                    y1[b] += f1 * a0
+                    y2[b] += f2 * a0
+                    y3[b] += f3 * a0
+        for k in range(nr):
+            for b in range(BLOCK):
+                q[b] += Y[k, b] * Y[k, b]
+        i += 4
+
+
+@njit(cache=True, error_model="numpy")
+def _variance_one(W, b, F, tri):
+    """|F w|² of column b alone, with the summation order of :func:`_variance_block`."""
+    A = W.shape[0]
+    q = 0.0
+    for i in range(A):
+        y = 0.0
+        for j in range(i if tri else 0, A):
+            y += F[i, j] * W[j, b]
+        q += y * y
+    return q
+
+
+@njit(cache=True, error_model="numpy")
+def _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc):
+    """Scale (cash mode) and acceptance of the BLOCK columns of W (the rule of
+    :func:`cpu_ref.walkforward.constrain_1d_nb`)."""
+    A = W.shape[0]
+    M = G.shape[0]
+    for m in range(M):
+        for b in range(BLOCK):
+            RV[m, b] = 0.0
+        for j in range(A):
+            g = G[m, j]
+            for b in range(BLOCK):
+                RV[m, b] += g * W[j, b]
+    for b in range(BLOCK):
+        scl[b] = 1.0
+        acc[b] = True
+    if cash:
+        for j in range(A):
+            h = hi[j]
+            for b in range(BLOCK):
+                w = W[j, b]
+                if w > 0.0:
+                    scl[b] = min(scl[b], h / w)
+        for m in range(M):
+            u = gu[m]
+            lw = gl[m]
+            for b in range(BLOCK):
+                v = RV[m, b]
+                if v > 0.0 and u < _INF:
+                    scl[b] = min(scl[b], u / v)
+                elif v < 0.0 and lw > -_INF:
+                    scl[b] = min(scl[b], lw / v)
+        for b in range(BLOCK):
+            acc[b] = scl[b] > 0.0
+    for j in range(A):
+        lj = lo[j] - SLACK * (1.0 + abs(lo[j]))
+        hj = hi[j] + SLACK * (1.0 + abs(hi[j]))
+        for b in range(BLOCK):
+            w = W[j, b] * scl[b]
+            if w < lj or w > hj:
+                acc[b] = False
+    for m in range(M):
+        if gl[m] == gu[m]:
+            t = eqtol[m] + SLACK * (1.0 + abs(gu[m]))
+            u = gu[m]
+            for b in range(BLOCK):
+                if abs(RV[m, b] * scl[b] - u) > t:
+                    acc[b] = False
+        else:
+            lw = gl[m] - SLACK * (1.0 + abs(gl[m]))
+            u = gu[m] + SLACK * (1.0 + abs(gu[m]))
+            for b in range(BLOCK):
+                v = RV[m, b] * scl[b]
+                if v < lw or v > u:
+                    acc[b] = False
+
+
+@njit(cache=True, error_model="numpy")
+def _score_task(W, nb, i0, lo, hi, F, tri, mex, gb, G, gl, gu, eqtol, cash, ann, chk,
+                y, q, r, RV, scl, sc, acc, bs, bi, bsc, as_, ai, nacc):
+    """Acceptance and Sharpe of one block of weights ``W`` (A, BLOCK) for one task; update the
+    task's per-segment bests ``bs/bi/bsc`` (accepted: score, index, scale), ``as_/ai`` (any)
+    and counts ``nacc``.
+
+    Pruning (exact): ``w' cov w >= (gb . w)²`` (Cauchy-Schwarz, see :func:`bound_vectors`), so
+    ``r / sqrt(ann (gb . w)²)`` bounds the Sharpe from above. A candidate whose bound is below
+    the best of its segment (the accepted best when it is accepted) cannot be selected and is
+    not scored (score -inf); the others are scored exactly.
+    """
+    free = not cash and G.shape[0] == 0      # then only upper weight bounds < 1 can reject
+    for j in range(W.shape[0]):
+        if hi[j] < 1.0:
+            free = False
+    if free:
+        for b in range(BLOCK):
+            scl[b] = 1.0
+            acc[b] = True
+    else:
+        _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc)
+    _lin_block(W, mex, r)
+    _lin_block(W, gb, q)                     # q holds gb . w until the variances
+    sq = math.sqrt(ann)
+    seg = 0
+    while i0 >= chk[seg]:
+        seg += 1
+    n_live = 0
+    for b in range(nb):
+        while i0 + b >= chk[seg]:
+            seg += 1
+        thr = bs[seg] if acc[b] else as_[seg]
+        rb = r[b]
+        if rb > 0.0:
+            z = abs(q[b]) * sq
+            ub = rb / z if z > 0.0 else _INF
+        else:
+            ub = 0.0
+        live = not (thr > 0.0 and ub < thr * (1.0 - 1e-9))
+        sc[b] = 1.0 if live else -_INF      # marks the live lanes
+        n_live += 1 if live else 0
+    if n_live > BLOCK // 8:
+        _variance_block(W, F, tri, y, q)
+        for b in range(nb):
+            if sc[b] == 1.0:
+                v = ann * q[b]
+                sc[b] = r[b] / math.sqrt(v) if v > 0.0 else -_INF
+    else:
+        for b in range(nb):
+            if sc[b] == 1.0:
+                v = ann * _variance_one(W, b, F, tri)
+                sc[b] = r[b] / math.sqrt(v) if v > 0.0 else -_INF
+    seg = 0
+    while i0 >= chk[seg]:
+        seg += 1
+    if i0 + nb <= chk[seg]:     # the whole block is in one segment: reduce, then update
+        top = -_INF
+        top_ok = -_INF
+        cnt = 0
+        for b in range(nb):
+            v = sc[b]
+            top = max(top, v)
+            ok = acc[b]
+            cnt += 1 if ok else 0
+            top_ok = max(top_ok, v if ok else -_INF)
+        nacc[seg] += cnt
+        if top > as_[seg]:
+            for b in range(nb):
+                if sc[b] == top:            # the first one: ties go to the smaller index
+                    as_[seg] = top
+                    ai[seg] = i0 + b
+                    break
+        if top_ok > bs[seg]:
+            for b in range(nb):
+                if acc[b] and sc[b] == top_ok:
+                    bs[seg] = top_ok
+                    bi[seg] = i0 + b
+                    bsc[seg] = scl[b]
+                    break
+        return
+    for b in range(nb):
+        i = i0 + b
+        while i >= chk[seg]:
+            seg += 1
+        v = sc[b]
+        if v > as_[seg]:
+            as_[seg] = v
+            ai[seg] = i
+        if acc[b]:
+            nacc[seg] += 1
+            if v > bs[seg]:
+                bs[seg] = v
+                bi[seg] = i
+                bsc[seg] = scl[b]
+
+
+@njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+def search_cpu_nb(item_grp, item_split, item_c0, item_c1, grp_key, grp_t0, grp_t1, task_sid,
+                  task_cid, task_n, code, alpha, F, tri, mex, gb, G, lo, hi, gl, gu, eqtol,
+                  cash, ann, chk, bs, bi, bsc, as_, ai, nacc):
+    """Fused per-period random search on the CPU (prange over work items).
+
+    Work item ``it`` scores candidates ``item_c0[it] .. item_c1[it]-1`` of group
+    ``item_grp[it]`` (stream key ``grp_key[g]``, tasks ``grp_t0[g] .. grp_t1[g]-1``) for every
+    task of the group, candidates beyond a task's ``task_n`` excepted, and writes split
+    ``item_split[it]`` of the outputs. Task inputs: ``F[sid]`` (A, A) factor, ``tri[sid]``,
+    ``mex[sid]`` (A,) annual excess means ``ann mu - rf``, ``gb[sid]`` (A,) variance bound
+    vector (:func:`bound_vectors`), ``G[sid]`` (M, A) rows,
+    ``lo/hi[cid]`` (A,), ``gl/gu[cid]`` (M,); ``eqtol`` (M,); ``chk`` (n_seg,) checkpoints.
+
+    Outputs (host arrays, shape (n_tasks, n_split, n_seg), filled in place; initialise to
+    -inf / -1 / 0): ``bs, bi, bsc`` best accepted score, index and scale per segment;
+    ``as_, ai`` best score and index ignoring the constraints; ``nacc`` accepted counts.
+    """
+    A = mex.shape[1]
+    M = G.shape[1]
+    for it in prange(item_grp.shape[0]):
+        g = item_grp[it]
+        sp = item_split[it]
+        key = grp_key[g]
+        E = np.empty((A, BLOCK))
+        W = np.empty((A, BLOCK))
+        RV = np.empty((max(M, 1), BLOCK))
+        esum = np.empty(BLOCK)
+        fbuf = np.empty(BLOCK)
+        ebuf = np.empty(BLOCK)
+        y = np.empty((4, BLOCK))
+        q = np.empty(BLOCK)
+        r = np.empty(BLOCK)
+        smp = np.empty(BLOCK)
+        scl = np.empty(BLOCK)
+        sc = np.empty(BLOCK)
+        acc = np.empty(BLOCK, dtype=np.bool_)
+        c1 = item_c1[it]
+        for i0 in range(item_c0[it], c1, BLOCK):
+            nb = min(BLOCK, c1 - i0)
+            _raw_block(key, i0, code, alpha, A, E, fbuf, ebuf)
+            for b in range(BLOCK):
+                esum[b] = 0.0
+            for j in range(A):
+                for b in range(BLOCK):
+                    esum[b] += E[j, b]
+            last = -1
+            for task in range(grp_t0[g], grp_t1[g]):
+                nt = min(nb, task_n[task] - i0)
+                if nt <= 0:
+                    continue
+                sid = task_sid[task]
+                cid = task_cid[task]
+                if cid != last:            # tasks sharing bounds share the weights
+                    _weights(E, esum, lo[cid], smp, W)
+                    last = cid
+                _score_task(W, nt, i0, lo[cid], hi[cid], F[sid], tri[sid], mex[sid], gb[sid],
+                            G[sid], gl[cid], gu[cid], eqtol, cash, ann, chk, y, q, r, RV, scl,
+                            sc, acc,
+                            bs[task, sp], bi[task, sp], bsc[task, sp], as_[task, sp],
+                            ai[task, sp], nacc[task, sp])
+
+
+def plan_items(grp_n, n_threads: int, min_per_item: int = 4 * BLOCK):
+    """Work items (group, split, c0, c1) covering candidates 0..grp_n[g]-1 of every group, split
+    so that there are at least ~4 items per thread; returns the arrays and the split count."""
+    G = len(grp_n)
+    want = max(1, 4 * n_threads)
+    splits = max(1, min(-(-want // max(G, 1)), int(max(grp_n, default=1) // min_per_item) or 1))
+    ig, isp, c0, c1 = [], [], [], []
+    for g, n in enumerate(grp_n):
+        step = -(-int(n) // splits)
+        step = -(-step // BLOCK) * BLOCK
+        for s in range(splits):
+            lo, hi = s * step, min(int(n), (s + 1) * step)
+            if hi > lo:
+                ig.append(g)
+                isp.append(s)
+                c0.append(lo)
+                c1.append(hi)
+    return tuple(np.asarray(v, dtype=np.int64) for v in (ig, isp, c0, c1)) + (splits,)
+
+
+def new_outputs(n_tasks: int, n_split: int, n_seg: int, xp=np):
+    """Initialised search outputs (bs, bi, bsc, as_, ai, nacc) in ``xp``."""
+    shape = (n_tasks, n_split, n_seg)
+    return (xp.full(shape, -np.inf), xp.full(shape, -1, dtype=np.int64), xp.zeros(shape),
+            xp.full(shape, -np.inf), xp.full(shape, -1, dtype=np.int64),
+            xp.zeros(shape, dtype=np.int64))
+
+
+def reduce_segments(bs, bi, bsc, as_, ai, nacc):
+    """Best per task and checkpoint from per-(split, segment) bests (host arrays).
+
+    Returns a dict of (n_tasks, n_seg) arrays: ``best``, ``sharpe``, ``scale`` (accepted;
+    -1 / -inf / 0 when none), ``best_any``, ``sharpe_any`` and ``n_accepted`` (cumulative).
+    Ties go to the smaller candidate index.
+    """
+    nt, _ns, nseg = bs.shape
+    out = {k: np.empty((nt, nseg), dtype=dt) for k, dt in (
+        ("best", np.int64), ("sharpe", float), ("scale", float), ("best_any", np.int64),
+        ("sharpe_any", float), ("n_accepted", np.int64))}
+    big = np.iinfo(np.int64).max
+    for c in range(nseg):
+        for s_arr, i_arr, name_i, name_s in ((bs, bi, "best", "sharpe"),
+                                             (as_, ai, "best_any", "sharpe_any")):
+            S = s_arr[:, :, :c + 1].reshape(nt, -1)
+            Ix = i_arr[:, :, :c + 1].reshape(nt, -1)
+            top = S.max(axis=1)
+            hit = (S == top[:, None]) & (Ix >= 0)
+            pos = np.argmin(np.where(hit, Ix, big), axis=1)
+            found = hit.any(axis=1)
+            out[name_i][:, c] = np.where(found, Ix[np.arange(nt), pos], -1)
+            out[name_s][:, c] = np.where(found, top, -np.inf)
+            if name_i == "best":
+                sc = bsc[:, :, :c + 1].reshape(nt, -1)
+                out["scale"][:, c] = np.where(found, sc[np.arange(nt), pos], 0.0)
+        out["n_accepted"][:, c] = nacc[:, :, :c + 1].sum(axis=(1, 2))
+    return out
+
+
+@njit(cache=True)
+def regenerate_nb(pseeds, idx, code, alpha, lo):
+    """Candidates ``idx[r]`` of the streams ``pseeds[r]`` with lower bounds ``lo[r]`` (R, A):
+    the directions y (R, A) that the search scored (no upper bound applied). Host arrays."""
+    R, A = lo.shape
+    out = np.zeros((R, A))
+    no_hi = np.full(A, np.inf)
+    for k in range(R):
+        if idx[k] < 0:
+            continue
+        key = seed_key_nb(pseeds[k])
+        s = 0.0
+        for j in range(A):
+            s += lo[k, j]
+        sample_nb(key, idx[k], code, alpha, lo[k], no_hi, s, out[k])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Execution with time-varying targets (shared step bodies of gpusim.backtest.cpu)
+# --------------------------------------------------------------------------------------------
+
+def simulate_wf(close, W, row0, masks, mi, fee, init_cash, ann, rf, h, oval, order, col, out,
+                c):
+    """Simulate one walk-forward portfolio and write its 11 metrics to ``out[c]``.
+
+    ``close`` (T, A) prices of the simulated bars; ``masks[mi]`` (T,) rebalance bars (bar 0
+    always rebalances); the k-th rebalance trades to row ``W[row0 + k]``; scratch
+    ``h``/``oval``/``order`` (A, ncols) column ``col``. Online metrics, as
+    :func:`gpusim.backtest.cpu.simulate_one`.
+    """
+    T = close.shape[0]
+    A = close.shape[1]
+    for j in range(A):
+        h[j, col] = 0.0
+    rf_bar = rf / ann
+    cash = init_cash
+    v = init_cash
+    v_prev = init_cash
+    mean = 0.0
+    m2 = 0.0
+    down = 0.0
+    peak = -_INF
+    mdd = 0.0
+    sum_v = 0.0
+    traded = 0.0
+    fees = 0.0
+    nreb = 0
+    for t in range(T):
+        v = portfolio_value(close, t, cash, h, col)
+        if t == 0 or masks[mi, t]:
+            cash, tr, fe = rebalance(close, t, v, cash, W, row0 + nreb, h, oval, order, col, fee)
+            traded += tr
+            fees += fe
+            nreb += 1
+            v = portfolio_value(close, t, cash, h, col)
+        mean, m2, down, peak, mdd, sum_v = bar_update(t, v / v_prev - 1.0, v, rf_bar, mean,
+                                                      m2, down, peak, mdd, sum_v)
+        v_prev = v
+    write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, traded, fees,
+                  nreb)
+
+
+def compile_simulate(jit, overrides):
+    """Compile :func:`simulate_wf` (and ``fmul``/``fadd`` unless given) with ``jit``; the
+    ``overrides`` bind ``rebalance``, ``portfolio_value``, ``bar_update``, ``write_metrics``
+    (and on the GPU ``fmul``/``fadd``) to compiled step bodies of
+    :mod:`gpusim.backtest.cpu`."""
+    return _compile_bodies(jit, globals(), ("fmul", "fadd", "simulate_wf"), overrides)[
+        "simulate_wf"]
+
+
+simulate_wf_nb = compile_simulate(njit(cache=True, error_model="numpy"), {
+    "rebalance": _bk.rebalance_nb, "portfolio_value": _bk.portfolio_value_nb,
+    "bar_update": _bk.bar_update_nb, "write_metrics": _bk.write_metrics_nb})
+
+
+@njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+def execute_cpu_nb(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf):
+    """Metrics (C, 11) of C walk-forward portfolios, parallel over portfolios.
+
+    Portfolio c rebalances on ``masks[mid[c]]`` and trades to rows ``W[woff[wsid[c]] + k]``.
+    """
+    A = close.shape[1]
+    C = wsid.shape[0]
+    out = np.empty((C, _bk.N_METRICS))
+    nchunks = min(C, 256)
+    if nchunks == 0:
+        return out
+    size = (C + nchunks - 1) // nchunks
+    nchunks = (C + size - 1) // size
+    for k in prange(nchunks):
+        h = np.empty((A, 1))
+        oval = np.empty((A, 1))
+        order = np.empty((A, 1), dtype=np.int64)
+        for c in range(k * size, min(C, (k + 1) * size)):
+            simulate_wf_nb(close, W, woff[wsid[c]], masks, mid[c], fees[c], init_cash, ann, rf,
+                           h, oval, order, 0, out, c)
+    return out
+
+
+@njit(cache=True)
+def period_keys_nb(seed, bars):
+    """Seeds and stream keys (uint64) of the candidate streams of the periods at ``bars``:
+    ``seed_t = mix64(seed_key(seed) + (t + 1) * GOLDEN)`` and ``key_t = seed_key(seed_t)``
+    (the definition of :mod:`cpu_ref.walkforward`, re-derived here from the shared RNG)."""
+    n = bars.shape[0]
+    seeds = np.empty(n, dtype=np.uint64)
+    keys = np.empty(n, dtype=np.uint64)
+    base = seed_key_nb(seed)
+    for k in range(n):
+        s = mix64_nb(base + np.uint64(bars[k] + 1) * GOLDEN)
+        seeds[k] = s
+        keys[k] = seed_key_nb(s)
+    return seeds, keys
+
+
+def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo, hi, gl, gu,
+               eqtol, cash, ann, chk):
+    """Run random-search tasks on the backend ``be`` and reduce them.
+
+    Tasks are sorted by their date index ``t_d`` (into the bar array ``dates``); tasks of one
+    date form a group sharing the period's stream. ``dev`` holds the window arrays ``F``,
+    ``tri``, ``mex``, ``gb``, ``G`` (in ``xp``); ``lo, hi, gl, gu`` are the host bounds indexed by
+    ``t_cid``. Returns the dict of :func:`reduce_segments` ((n_tasks, n_seg) host arrays).
+    """
+    # contiguous int64 / float64 only: one compiled signature of the kernel
+    t_sid, t_cid, t_n, t_d = (np.ascontiguousarray(v, dtype=np.int64) for v in (
+        t_sid, t_cid, t_n, t_d))
+    lo, hi, gl, gu = (np.ascontiguousarray(v, dtype=np.float64) for v in (lo, hi, gl, gu))
+    gd, first = np.unique(t_d, return_index=True)
+    _, keys = period_keys_nb(np.uint64(seed), dates[gd])
+    last = np.append(first[1:], len(t_d))
+    grp_n = np.array([t_n[a:b].max() for a, b in zip(first, last)], dtype=np.int64)
+    args = (dev["F"], dev["tri"], dev["mex"], dev["gb"], dev["G"], lo, hi, gl, gu, eqtol,
+            bool(cash), float(ann), chk)
+    if be.name == "gpu":
+        from gpusim.walkforward.cuda import search_gpu  # noqa: PLC0415
+
+        outs = search_gpu(xp, np.repeat(keys, last - first), t_sid, t_cid, t_n, code, alpha,
+                          *args)
+    else:
+        import numba  # noqa: PLC0415
+
+        ig, isp, c0, c1, ns = plan_items(grp_n, numba.get_num_threads())
+        outs = new_outputs(len(t_n), ns, len(chk))
+        search_cpu_nb(ig, isp, c0, c1, keys, first.astype(np.int64), last.astype(np.int64),
+                      t_sid, t_cid, t_n, code, alpha, *args, *outs)
+    return reduce_segments(*outs)
