@@ -44,10 +44,10 @@ class Backend:
     def xp(self) -> ModuleType:
         """Array namespace: CuPy on a real GPU, else NumPy."""
         if self.name == "gpu" and not self.simulator:
-            import cupy  # noqa: PLC0415
+            import cupy
 
             return cupy
-        import numpy  # noqa: PLC0415
+        import numpy
 
         return numpy
 
@@ -64,7 +64,7 @@ def simulator_requested() -> bool:
 @functools.lru_cache(maxsize=1)
 def _probe_cupy() -> tuple[bool, str]:
     try:
-        import cupy  # noqa: PLC0415
+        import cupy
     except Exception as exc:  # ImportError, or a broken CUDA install
         return False, f"CuPy is not installed ({type(exc).__name__}); {_INSTALL_HINT}"
     try:
@@ -78,7 +78,7 @@ def _probe_cupy() -> tuple[bool, str]:
 @functools.lru_cache(maxsize=1)
 def _probe_numba_cuda() -> tuple[bool, str]:
     try:
-        from numba import cuda  # noqa: PLC0415
+        from numba import cuda
     except Exception as exc:
         return False, f"numba.cuda cannot be imported ({exc}); {_INSTALL_HINT}"
     if simulator_requested():
@@ -148,15 +148,15 @@ def resolve_backend(backend: str | Backend | None = "auto") -> Backend:
 
 def cuda_module():
     """Return ``numba.cuda`` (imported lazily; only call for a resolved GPU backend)."""
-    from numba import cuda  # noqa: PLC0415
+    from numba import cuda
 
     return cuda
 
 
 def info() -> dict:
     """Backends on this machine and, for a missing one, why it is missing."""
-    import numba  # noqa: PLC0415
-    import numpy  # noqa: PLC0415
+    import numba
+    import numpy
 
     out = {
         "cpu": {"available": True, "detail": f"numba {numba.__version__}, numpy "
@@ -166,7 +166,7 @@ def info() -> dict:
     gpu = {"available": ok, "detail": why}
     if ok:
         try:
-            import cupy  # noqa: PLC0415
+            import cupy
 
             props = cupy.cuda.runtime.getDeviceProperties(0)
             n_dev = cupy.cuda.runtime.getDeviceCount()

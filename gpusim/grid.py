@@ -126,7 +126,7 @@ class RandomWeights:
     alpha: float = 1.0
 
     def __post_init__(self):
-        from cpu_ref.rng import MAX_CANDIDATES, SAMPLERS  # noqa: PLC0415
+        from cpu_ref.rng import MAX_CANDIDATES, SAMPLERS
 
         if isinstance(self.n, bool) or not isinstance(self.n, (int, np.integer)) or not (
                 1 <= self.n <= MAX_CANDIDATES):
@@ -144,7 +144,7 @@ class RandomWeights:
 
     def rows(self, start: int, stop: int, n_assets: int) -> np.ndarray:
         """Candidates ``start .. stop-1`` as a host (stop-start, n_assets) float64 array."""
-        from cpu_ref.rng import population_nb, sampler_code  # noqa: PLC0415
+        from cpu_ref.rng import population_nb, sampler_code
 
         code = sampler_code(self.sampler, float(self.alpha))
         lo = np.zeros(n_assets)

@@ -27,9 +27,9 @@ TABLE_FORMATS = (None, "parquet", "csv")  # None: Parquet, falling back to CSV
 
 def versions() -> dict:
     """Versions of gpusim, Python and the main dependencies loaded (for summaries)."""
-    import numba  # noqa: PLC0415
+    import numba
 
-    from gpusim import __version__  # noqa: PLC0415
+    from gpusim import __version__
 
     v = {"gpusim": __version__, "python": platform.python_version(), "numpy": np.__version__,
          "pandas": pd.__version__, "numba": numba.__version__,

@@ -59,7 +59,7 @@ print(json.dumps(seen))
 
 def walkforward_signatures() -> dict:
     """Argument types of the walk-forward kernels, recorded from a tiny run in the simulator."""
-    import subprocess  # noqa: PLC0415
+    import subprocess
 
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1",
            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

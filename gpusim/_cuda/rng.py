@@ -35,7 +35,7 @@ def exact_arith():
     function call costs a context switch of the cuda module, far too slow for one per flop."""
     if simulator_requested():
         return {"fmul": _mul, "fadd": _add}
-    from numba.cuda import libdevice  # noqa: PLC0415
+    from numba.cuda import libdevice
 
     return {"fmul": libdevice.dmul_rn, "fadd": libdevice.dadd_rn}
 

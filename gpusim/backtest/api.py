@@ -208,9 +208,9 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
     be = resolve_backend(backend)
     if be.name == "gpu":
-        from gpusim.backtest.cuda import backtest_gpu as kernel  # noqa: PLC0415
+        from gpusim.backtest.cuda import backtest_gpu as kernel
     else:
-        from gpusim.backtest.cpu import backtest_cpu_nb as kernel  # noqa: PLC0415
+        from gpusim.backtest.cpu import backtest_cpu_nb as kernel
 
     ctx = _Context(mkt, close, symbols, grid, axis_of, wsrc, masks, thr_vals, fee_vals,
                    bool(relative), init_cash, float(mkt.ann), rf)
@@ -223,7 +223,7 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     cs = int(chunk_size) if chunk_size else _plan_chunk(C, A, be.name)
     out = np.empty((C, len(METRICS)))
     done, partial, n_chunks = 0, False, 0
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm
 
     # compile / load the kernel on a 1-combination, 2-bar slice so the timing is of the run
     tc = time.perf_counter()
@@ -364,7 +364,7 @@ class BacktestResult:
         Pick it by level values (``records(threshold=0.05)``; levels with one value may be
         omitted) or by a full row label of ``metrics`` (``records(res.best().index[0])``).
         """
-        from cpu_ref.backtest import simulate_1d_nb  # noqa: PLC0415
+        from cpu_ref.backtest import simulate_1d_nb
 
         ctx = self._ctx
         flat = ctx.grid.locate(key, **level_values)
@@ -400,8 +400,8 @@ class BacktestResult:
         """Write a PNG: stacked daily allocations of one combination (re-run through the
         reference), with a vertical marker at each rebalance bar. Returns the path."""
         try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-            from matplotlib.figure import Figure  # noqa: PLC0415
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
         except ImportError:
             raise GpusimError("plot_allocations needs matplotlib: pip install 'gpusim[plot]'"
                               ) from None

@@ -141,9 +141,9 @@ def parse_rebalance(spec: str) -> list:
 
 def parse_weights(spec: str, symbols: list[str]):
     """``equal`` | ``random:N[:seed]`` | a CSV/Parquet file (columns = symbols)."""
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
-    from gpusim.grid import RandomWeights  # noqa: PLC0415
+    from gpusim.grid import RandomWeights
 
     spec = str(spec).strip()
     if spec.lower() == "equal":
@@ -172,7 +172,7 @@ def parse_weights(spec: str, symbols: list[str]):
 
 
 def _market(args):
-    from gpusim.data.market import market_from_spec  # noqa: PLC0415
+    from gpusim.data.market import market_from_spec
 
     return market_from_spec(args.prices, ann=args.ann)
 
@@ -182,7 +182,7 @@ def _market(args):
 # --------------------------------------------------------------------------------------------
 
 def _as_axis(values: list, name: str):
-    from gpusim.grid import Param  # noqa: PLC0415
+    from gpusim.grid import Param
 
     return values[0] if len(values) == 1 else Param(values, name=name)
 
@@ -194,9 +194,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args) -> int:
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
-    from gpusim.backtest.api import METRICS, backtest  # noqa: PLC0415
+    from gpusim.backtest.api import METRICS, backtest
 
     check_ranking(args.sort_by, args.top_k, METRICS)
     if args.init_cash is not None and not args.init_cash > 0:
@@ -220,7 +220,7 @@ def _run(args) -> int:
         out = str(res.save(args.out, best_k=args.top_k, sort_by=args.sort_by, fmt=fmt))
     s = res.summary
     if args.json:
-        from gpusim.results import flat_table  # noqa: PLC0415
+        from gpusim.results import flat_table
 
         payload = {**s, "out": out, "sort_by": args.sort_by,
                    "best": json.loads(flat_table(best).to_json(orient="records"))}

@@ -42,7 +42,7 @@ def guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace,
               file=sys.stderr)
         return 2
     except BrokenPipeError:
-        import os  # noqa: PLC0415
+        import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_data(args):
     """The FuturesData chosen by ``--data`` / ``--synthetic`` / ``--instruments`` and the window
     options; returns (data, note) where ``note`` says where it came from."""
-    from gpusim.data.futures import default_data_dir, load_futures, synthetic_futures  # noqa: PLC0415
+    from gpusim.data.futures import default_data_dir, load_futures, synthetic_futures
 
     names = ([s.strip() for s in args.instruments.split(",") if s.strip()]
              if args.instruments else None)
@@ -148,16 +148,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _axis(values: list, name: str):
-    from gpusim.grid import Param  # noqa: PLC0415
+    from gpusim.grid import Param
 
     return values[0] if len(values) == 1 else Param(values, name=name)
 
 
 def _run(args) -> int:
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
-    from gpusim.cli.backtest import parse_rebalance, parse_values  # noqa: PLC0415
-    from gpusim.dynopt.api import METRICS, dynopt  # noqa: PLC0415
+    from gpusim.cli.backtest import parse_rebalance, parse_values
+    from gpusim.dynopt.api import METRICS, dynopt
 
     check_ranking(args.sort_by, args.top_k, METRICS)
     capital = _axis(parse_values(args.capital, "--capital"), "capital")
@@ -184,7 +184,7 @@ def _run(args) -> int:
                            positions=args.positions))
     s = res.summary
     if args.json:
-        from gpusim.results import flat_table  # noqa: PLC0415
+        from gpusim.results import flat_table
 
         payload = {**s, "out": out,
                    "metrics": json.loads(flat_table(res.metrics).to_json(orient="records"))}

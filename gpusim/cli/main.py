@@ -75,8 +75,8 @@ def _add_search(sub) -> None:
 
 
 def _cmd_search(args) -> int:
-    from gpusim.data.market import market_from_spec  # noqa: PLC0415
-    from gpusim.search.api import search  # noqa: PLC0415
+    from gpusim.data.market import market_from_spec
+    from gpusim.search.api import search
 
     symbols = args.symbols.split(",") if args.symbols else None
     market = market_from_spec(args.prices, ann=args.ann, symbols=symbols)
@@ -111,7 +111,7 @@ def _add_verify(sub) -> None:
 
 
 def _cmd_verify(args) -> int:
-    from gpusim.search.api import SearchResult, verify  # noqa: PLC0415
+    from gpusim.search.api import SearchResult, verify
 
     v = verify(SearchResult.load(args.out), sample=args.sample)
     print(json.dumps(v, indent=2))
@@ -128,7 +128,7 @@ def _add_info(sub) -> None:
 
 
 def _cmd_info(args) -> int:
-    from gpusim.backend import info  # noqa: PLC0415
+    from gpusim.backend import info
 
     for name, d in info().items():
         print(f"{name:14s} {'yes' if d['available'] else 'no ':3s}  {d['detail']}")
@@ -145,7 +145,7 @@ def _add_bench(sub) -> None:
 
 
 def _cmd_bench(args) -> int:
-    from gpusim.search.bench import bench_search, format_table  # noqa: PLC0415
+    from gpusim.search.bench import bench_search, format_table
 
     try:
         assets = [int(a) for a in args.assets.split(",")]
@@ -157,11 +157,11 @@ def _cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gpusim import __version__  # noqa: PLC0415
-    from gpusim.cli.backtest import add_parser as add_backtest  # noqa: PLC0415
-    from gpusim.cli.dynopt import add_parser as add_dynopt  # noqa: PLC0415
-    from gpusim.cli.sweep import add_parser as add_sweep  # noqa: PLC0415
-    from gpusim.cli.walkforward import add_parser as add_walkforward  # noqa: PLC0415
+    from gpusim import __version__
+    from gpusim.cli.backtest import add_parser as add_backtest
+    from gpusim.cli.dynopt import add_parser as add_dynopt
+    from gpusim.cli.sweep import add_parser as add_sweep
+    from gpusim.cli.walkforward import add_parser as add_walkforward
 
     p = argparse.ArgumentParser(prog="gpusim", description="Batch simulator for portfolio "
                                 "research on CUDA GPUs, with a CPU fallback.")
@@ -184,9 +184,9 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    import warnings  # noqa: PLC0415
+    import warnings
 
-    from gpusim.backend import BackendFallbackWarning  # noqa: PLC0415
+    from gpusim.backend import BackendFallbackWarning
 
     warnings.simplefilter("ignore", BackendFallbackWarning)  # `gpusim info` says why
     try:

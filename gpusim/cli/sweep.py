@@ -93,10 +93,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args) -> int:
-    import warnings  # noqa: PLC0415
+    import warnings
 
-    from gpusim.backend import BackendFallbackWarning  # noqa: PLC0415
-    from gpusim.sweep.api import load_job, plan_job, run_job  # noqa: PLC0415
+    from gpusim.backend import BackendFallbackWarning
+    from gpusim.sweep.api import load_job, plan_job, run_job
 
     warnings.simplefilter("ignore", BackendFallbackWarning)   # the summary names the backend
     job = load_job(args.job, out=args.out)

@@ -89,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_beta(spec: str):
     """``FILE[:COLUMN]OP VALUE`` -> a :class:`gpusim.walkforward.constraints.Beta`."""
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
-    from gpusim.walkforward.constraints import Beta  # noqa: PLC0415
+    from gpusim.walkforward.constraints import Beta
 
     m = re.fullmatch(r"\s*(.+?)\s*(<=|>=|==|=)\s*([-+0-9.eE]+)\s*", str(spec))
     if not m:
@@ -115,10 +115,10 @@ def parse_beta(spec: str):
 
 
 def _constraints(args, symbols):
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
-    from gpusim.cli.backtest import parse_values  # noqa: PLC0415
-    from gpusim.walkforward.constraints import Budget, GroupBounds, WeightBounds  # noqa: PLC0415
+    from gpusim.cli.backtest import parse_values
+    from gpusim.walkforward.constraints import Budget, GroupBounds, WeightBounds
 
     out = []
     if args.weight_bounds:
@@ -148,11 +148,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args) -> int:
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
-    from gpusim.cli.backtest import _as_axis, parse_rebalance, parse_values  # noqa: PLC0415
-    from gpusim.data.market import market_from_spec  # noqa: PLC0415
-    from gpusim.walkforward.api import METRICS, walkforward  # noqa: PLC0415
+    from gpusim.cli.backtest import _as_axis, parse_rebalance, parse_values
+    from gpusim.data.market import market_from_spec
+    from gpusim.walkforward.api import METRICS, walkforward
 
     check_ranking(args.sort_by, args.top_k, METRICS)
     market = market_from_spec(args.prices, ann=args.ann)
@@ -238,7 +238,7 @@ class WalkforwardTask(TaskRunner):
     rank_by = ("sharpe", False)
 
     def prepare(self, market, fixed, native_axes, backend):
-        from gpusim.grid import Param  # noqa: PLC0415
+        from gpusim.grid import Param
 
         native = {}
         for gi, a in enumerate(native_axes):
@@ -259,7 +259,7 @@ class WalkforwardTask(TaskRunner):
         return ctx
 
     def _kwargs(self, ctx, point) -> dict:
-        from gpusim.walkforward.constraints import Budget, WeightBounds  # noqa: PLC0415
+        from gpusim.walkforward.constraints import Budget, WeightBounds
 
         kw = {**ctx["call"], **point}
         cons = []
@@ -288,15 +288,15 @@ class WalkforwardTask(TaskRunner):
         return dict(ctx["kinds"])
 
     def split(self, ctx, point, chunk_size):
-        import math  # noqa: PLC0415
+        import math
 
-        from gpusim.grid import Param  # noqa: PLC0415
+        from gpusim.grid import Param
 
         size = math.prod(len(v) for v in ctx["native"].values() if isinstance(v, Param))
         return [{"size": int(size)}]
 
     def run(self, ctx, point, part):
-        from gpusim.walkforward.api import walkforward  # noqa: PLC0415
+        from gpusim.walkforward.api import walkforward
 
         res = walkforward(ctx["market"], **ctx["native"], **self._kwargs(ctx, point),
                           backend=ctx["backend"], progress=False)

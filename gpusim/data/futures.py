@@ -437,7 +437,7 @@ def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=Non
     ``prices`` may be a :class:`gpusim.data.futures.FuturesData`, whose multipliers, FX and costs
     are used unless given.
     """
-    from cpu_ref.dynopt import estimate_covariances_nb  # noqa: PLC0415
+    from cpu_ref.dynopt import estimate_covariances_nb
 
     if isinstance(prices, FuturesData):
         fd = prices
@@ -505,7 +505,7 @@ def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=Non
         raise GpusimError(f"shrinkage={shrinkage!r} must be in [0, 1] (0 keeps the "
                           "correlations, 1 sets them to zero)")
     if ann is None:
-        from gpusim.data.market import infer_ann  # noqa: PLC0415
+        from gpusim.data.market import infer_ann
 
         ann, ann_src = infer_ann(idx)
         ann_src = f"inferred: {ann_src}"

@@ -569,7 +569,7 @@ def market_from_spec(spec=None, *, ann=None, symbols=None) -> Market:
     """A Market from a command-line spec: a CSV/Parquet path, or
     ``synthetic[:ASSETS[:BARS[:SEED]]]`` (``None`` = the built-in synthetic market: 5 assets x
     756 business days, seed 0)."""
-    from pathlib import Path  # noqa: PLC0415
+    from pathlib import Path
 
     if spec is None or str(spec).lower().startswith("synthetic"):
         parts = [] if spec is None else str(spec).split(":")[1:]

@@ -164,14 +164,14 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
     ctx = _Context(inp, grid, axis_of, masks, caps, shs, bus)
     be = resolve_backend(backend)
     if be.name == "gpu":
-        from gpusim.dynopt.cuda import dynopt_gpu as kernel  # noqa: PLC0415
+        from gpusim.dynopt.cuda import dynopt_gpu as kernel
     else:
-        from gpusim.dynopt.cpu import dynopt_cpu as kernel  # noqa: PLC0415
+        from gpusim.dynopt.cpu import dynopt_cpu as kernel
     C = grid.size
     cap = GPU_CHUNK_CAP if be.name == "gpu" else CPU_CHUNK_CAP
     cs = int(chunk_size) if chunk_size else max(1, min(C, cap, (2 ** 28) // (48 * N + 64)))
     out = np.empty((C, len(METRICS)))
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm
 
     tc = time.perf_counter()   # compile / load the kernel on a 2-day slice, outside the timing
     a = ctx.chunk_args(0, 1)
@@ -195,7 +195,7 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
         bar.close()
     elapsed = time.perf_counter() - t0
 
-    from gpusim.results import jsonable, versions  # noqa: PLC0415
+    from gpusim.results import jsonable, versions
 
     metrics = pd.DataFrame(out[:done], index=grid.index_block(0, done), columns=list(METRICS))
     risk = inp.optimal_risk()
@@ -289,7 +289,7 @@ class DynoptResult:
         return flat
 
     def _run_ref(self, key, level_values):
-        from cpu_ref.dynopt import dynopt_1d_nb  # noqa: PLC0415
+        from cpu_ref.dynopt import dynopt_1d_nb
 
         ctx = self._ctx
         flat = self._locate(key, level_values)
@@ -337,7 +337,7 @@ class DynoptResult:
         ``best.csv`` (top ``best_k`` by ``sort_by``), ``summary.json`` and, with
         ``positions=True``, ``positions_best.csv`` (daily contracts of the best combination)
         into ``out_dir``, atomically (a temporary folder renamed into place)."""
-        from gpusim.results import save_metrics  # noqa: PLC0415
+        from gpusim.results import save_metrics
 
         if fmt not in (None, "parquet", "csv"):
             raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")

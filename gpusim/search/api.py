@@ -46,7 +46,7 @@ def _as_int(value, name: str, lo: int, hi: int) -> int:
 
 def stats_from(market, ann, symbols):
     """(mu, cov, ann, ann_source, symbols, name) from a Market, a price frame or (mu, cov)."""
-    from gpusim.data.market import Market, load_prices  # noqa: PLC0415
+    from gpusim.data.market import Market, load_prices
 
     if isinstance(market, pd.DataFrame):
         market = load_prices(market, ann=ann)
@@ -82,7 +82,7 @@ def stats_from(market, ann, symbols):
 
 def resolve_bounds(bounds, A: int, symbols) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) arrays from None, (lo, hi) scalars/arrays or dicts keyed by symbol."""
-    from gpusim.mvo import check_bounds  # noqa: PLC0415  (cheap: cvxpy stays lazy)
+    from gpusim.mvo import check_bounds  # cheap: cvxpy stays lazy
 
     if bounds is None:
         return np.zeros(A), np.ones(A)
@@ -179,12 +179,12 @@ class SearchResult:
 
     def plot(self, path, *, n_cloud: int = 4000, n_frontier: int = 40) -> Path:
         """PNG of the candidate cloud, the exact frontier, the best found and exact points."""
-        from gpusim.plots.search import plot_search  # noqa: PLC0415
+        from gpusim.plots.search import plot_search
 
         c = self.cloud(n_cloud)
         frontier = None
         if self.baselines.get("max_sharpe") is not None:
-            from gpusim.mvo import efficient_frontier  # noqa: PLC0415
+            from gpusim.mvo import efficient_frontier
 
             try:
                 frontier = efficient_frontier(self.mu, self.cov, n_points=n_frontier,
@@ -280,10 +280,10 @@ class _CpuRunner:
     pinned to one thread: the cores run tasks)."""
 
     def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k):
-        import numba  # noqa: PLC0415
-        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+        import numba
+        from threadpoolctl import threadpool_limits
 
-        from gpusim.search.cpu import SYM_MAX_A, search_cpu_nb, upper_doubled  # noqa: PLC0415
+        from gpusim.search.cpu import SYM_MAX_A, search_cpu_nb, upper_doubled
 
         self.kernel = search_cpu_nb
         self.args = (key, code, alpha, lo, hi, mu, cov, ann, rf, k)
@@ -306,7 +306,7 @@ class _GpuRunner:
     """numba.cuda kernel over chunks (device arrays on hardware, host in the simulator)."""
 
     def __init__(self, be: Backend, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, dtype):
-        from gpusim.search.cuda import SearchLauncher  # noqa: PLC0415
+        from gpusim.search.cuda import SearchLauncher
 
         try:
             self.launcher = SearchLauncher(key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk,
@@ -406,7 +406,7 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     runner = (_CpuRunner(key, code, alpha, lo, hi, mu, cov, ann_v, rf, k) if be.name == "cpu"
               else _GpuRunner(be, key, code, alpha, lo, hi, mu, cov, ann_v, rf, k, chunk, dtype))
     show = progress if progress is not None else sys.stderr.isatty()
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm
 
     bar = tqdm(total=n, unit="cand", unit_scale=True, disable=not show, desc="search",
                smoothing=0.1)
@@ -466,7 +466,7 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
 
 
 def _baselines(mu, cov, ann, rf, lo, hi, bounded, solver) -> dict:
-    from gpusim.mvo import max_sharpe, min_variance  # noqa: PLC0415
+    from gpusim.mvo import max_sharpe, min_variance
 
     out = {}
     b = (lo, hi) if bounded else None
@@ -494,7 +494,7 @@ def verify(result: SearchResult, *, sample: int = 20_000, backend=None) -> dict:
     Returns a dict with ``max_rel_diff`` (Sharpe), ``weights_identical``, ``same_topk``,
     ``tolerance``, ``backend`` (of the re-run), ``n_checked`` and ``ok``.
     """
-    from gpusim.errors import BackendError  # noqa: PLC0415
+    from gpusim.errors import BackendError
 
     s = result.summary
     dtype = s.get("dtype", "float64")

@@ -86,10 +86,10 @@ def _timed(fn, n_start: int, seconds: float, repeats: int = 3):
 def bench_search(assets=(5, 20, 100), *, seconds: float = 1.0, backends=None,
                  sampler: str = "dirichlet", repeats: int = 3) -> dict:
     """Candidates/s of each available backend and of the NumPy way, for each asset count."""
-    import numba  # noqa: PLC0415
+    import numba
 
-    from gpusim.backend import gpu_status  # noqa: PLC0415
-    from gpusim.search.api import search  # noqa: PLC0415
+    from gpusim.backend import gpu_status
+    from gpusim.search.api import search
 
     if backends is None:
         backends = ["cpu"] + (["gpu"] if gpu_status()[0] else [])

@@ -111,7 +111,7 @@ class _Setup:
 
 
 def _setup(job: Job) -> _Setup:
-    from gpusim.backend import resolve_backend  # noqa: PLC0415
+    from gpusim.backend import resolve_backend
 
     runner = get_task(job.task)
     for where, names in (("fixed", list(job.fixed)), ("grid", job.level_names)):
@@ -363,7 +363,7 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
             if str(c["id"]) not in d["done"]]
     recovered = sum(1 for r in d["done"].values() if r.get("recovered"))
     run["skipped"] = len(plan) - len(todo)
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm
 
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=len(plan), initial=len(plan) - len(todo), unit="chunk",
@@ -458,7 +458,7 @@ class _Recorder:
 
 def _summary(s, out, d, run, status, engine, elapsed, compute_s, write_s, assemble_s,
              recovered, extra) -> dict:
-    from gpusim.results import versions  # noqa: PLC0415
+    from gpusim.results import versions
 
     failures = [{"chunk": int(k), **{x: v for x, v in f.items() if x != "traceback"}}
                 for k, f in sorted(d["failed"].items(), key=lambda kv: int(kv[0]))]

@@ -127,7 +127,7 @@ class DaskEngine:
 
     def __init__(self, scheduler=None, workers: int | None = None):
         try:
-            import distributed  # noqa: PLC0415
+            import distributed
         except ImportError:
             raise GpusimError("engine 'dask' needs Dask: pip install 'gpusim[dask]' (or "
                               "pip install 'dask[distributed]')") from None
@@ -161,7 +161,7 @@ class DaskEngine:
                 "local_cluster": self.cluster is not None}
 
     def events(self, runner, ctx, chunks, retries: int) -> Iterator[tuple]:
-        from distributed import as_completed  # noqa: PLC0415
+        from distributed import as_completed
 
         client = self.client
         [ctx_f] = client.scatter([ctx], broadcast=True, hash=False)

@@ -159,7 +159,7 @@ def _values(v: Any, where: str) -> list:
     """The list of values of one grid level."""
     if isinstance(v, Mapping):
         return _range(v, where)
-    from gpusim.grid import Param  # noqa: PLC0415
+    from gpusim.grid import Param
 
     if isinstance(v, Param):
         v = v.values
@@ -263,7 +263,7 @@ def make_job(task: str, grid=None, *, market=None, fixed: Mapping | None = None,
 
 def load_job(path, *, out=None) -> Job:
     """Read a TOML job file (see the module docstring); ``out`` overrides its output folder."""
-    import tomllib  # noqa: PLC0415
+    import tomllib
 
     path = Path(path)
     try:
@@ -307,7 +307,7 @@ def load_job(path, *, out=None) -> Job:
 # ----------------------------------------------------------------------------- data
 def load_market(spec, base_dir: Path | None = None):
     """A :class:`gpusim.Market` from a job's data spec (dict, string, Market, DataFrame, None)."""
-    from gpusim.data.market import Market, load_prices, market_from_spec, synthetic_market  # noqa: PLC0415
+    from gpusim.data.market import Market, load_prices, market_from_spec, synthetic_market
 
     if isinstance(spec, Market):
         return spec
@@ -376,7 +376,7 @@ def _file_sha(path: str) -> str | None:
 
 def norm_value(v: Any) -> Any:
     """JSON-ready, hashable description of a fixed argument value."""
-    from gpusim.grid import RandomWeights  # noqa: PLC0415
+    from gpusim.grid import RandomWeights
 
     if isinstance(v, RandomWeights):
         return {"random": int(v.n), "seed": int(v.seed), "sampler": v.sampler,
@@ -399,7 +399,7 @@ def norm_value(v: Any) -> Any:
 
 
 def _norm_data(spec) -> Any:
-    from gpusim.data.market import Market  # noqa: PLC0415
+    from gpusim.data.market import Market
 
     if spec is None:
         return {"kind": "synthetic", "spec": "default"}

@@ -44,7 +44,7 @@ def label(v: Any) -> Any:
 
 def _const_column(value, kind: str, n: int):
     """An Arrow column repeating one call-level label (as ``coerce_levels`` would type it)."""
-    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow as pa
 
     if kind == "str":
         return pa.array([str(value)] * n, type=pa.string())
@@ -188,8 +188,8 @@ def _publish_parts(parts: list[tuple[Path, Path]], levels):
     where linking fails); when the chunks' column types differ (a task returning ints in one
     chunk and floats in another), the parts that differ from the common schema are rewritten
     cast to it. Returns the parts' schema."""
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     schemas = [pq.read_schema(src).remove_metadata() for src, _ in parts]
     target = schemas[0]

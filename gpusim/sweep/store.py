@@ -67,7 +67,7 @@ def write_json_atomic(path: Path, obj, indent: int | None = None) -> None:
 
 def to_arrow(table):
     """An Arrow table from a DataFrame (or an Arrow table), without a chunk record."""
-    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow as pa
 
     t = table if isinstance(table, pa.Table) else pa.Table.from_pandas(
         table, preserve_index=False, nthreads=1)   # no thread pool: chunks are small
@@ -87,7 +87,7 @@ def _dictionary(t, levels) -> list[str] | bool:
 def write_chunk(path: Path, table, meta: dict, levels=()) -> None:
     """Write one chunk's table (DataFrame or Arrow) and its record as Parquet, atomically
     (the ``levels`` columns dictionary-encoded, the rest plain and uncompressed)."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow.parquet as pq
 
     t = to_arrow(table)
     t = t.replace_schema_metadata({**(t.schema.metadata or {}),
@@ -103,7 +103,7 @@ def write_chunk(path: Path, table, meta: dict, levels=()) -> None:
 
 def read_chunk(path: Path, arrow: bool = False):
     """(table, record) of a chunk file; the table as an Arrow table with ``arrow=True``."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow.parquet as pq
 
     t = pq.read_table(path, use_threads=False)
     meta = json.loads((t.schema.metadata or {}).get(META_KEY, b"{}"))
@@ -113,7 +113,7 @@ def read_chunk(path: Path, arrow: bool = False):
 
 def chunk_meta(path: Path) -> dict | None:
     """The record stored in a chunk file (None when unreadable)."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow.parquet as pq
 
     try:
         md = pq.read_schema(path).metadata or {}
@@ -146,7 +146,7 @@ class TableWriter:
         self.rows = 0
 
     def write(self, table) -> None:
-        import pyarrow.parquet as pq  # noqa: PLC0415
+        import pyarrow.parquet as pq
 
         t = to_arrow(table)
         if self.writer is None:
@@ -162,7 +162,7 @@ class TableWriter:
         """Finish (``empty``, the table's columns without rows, is written when no rows came)."""
         try:
             if self.writer is None:
-                import pyarrow.parquet as pq  # noqa: PLC0415
+                import pyarrow.parquet as pq
 
                 pq.write_table(to_arrow(empty), self.tmp)
             else:

@@ -88,7 +88,7 @@ def coerce_levels(df: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
 
 
 def _available_bytes() -> int:
-    from gpusim.backtest.api import _available_bytes as avail  # noqa: PLC0415
+    from gpusim.backtest.api import _available_bytes as avail
 
     return avail()
 
@@ -177,7 +177,7 @@ def available_tasks() -> list[str]:
 def get_task(name: str) -> TaskRunner:
     """The runner registered as ``name`` (importing its provider module when needed)."""
     if name not in _TASKS and name in PROVIDERS:
-        import importlib  # noqa: PLC0415
+        import importlib
 
         try:
             importlib.import_module(PROVIDERS[name][0])
@@ -226,7 +226,7 @@ def _py(x):
 
 def _weights_arg(v, symbols: list[str]):
     """A backtest ``weights=`` value from a job-file value."""
-    from gpusim.grid import RandomWeights  # noqa: PLC0415
+    from gpusim.grid import RandomWeights
 
     if isinstance(v, Mapping) and "random" in v:
         extra = sorted(set(v) - {"random", "seed", "sampler", "alpha"})
@@ -239,11 +239,11 @@ def _weights_arg(v, symbols: list[str]):
         return RandomWeights(n, seed=v.get("seed", 0), sampler=v.get("sampler", "dirichlet"),
                              alpha=float(v.get("alpha", 1.0)))
     if isinstance(v, Mapping) and "file" in v:
-        from gpusim.cli.backtest import parse_weights  # noqa: PLC0415
+        from gpusim.cli.backtest import parse_weights
 
         return parse_weights(str(v["file"]), symbols)
     if isinstance(v, str):
-        from gpusim.cli.backtest import parse_weights  # noqa: PLC0415
+        from gpusim.cli.backtest import parse_weights
 
         return parse_weights(v, symbols)
     if isinstance(v, list) and v and all(isinstance(r, list) for r in v):
@@ -271,7 +271,7 @@ class BacktestTask(TaskRunner):
     rank_by = ("sharpe", False)
 
     def prepare(self, market, fixed, native_axes, backend):
-        from gpusim.backtest.api import METRICS  # noqa: PLC0415
+        from gpusim.backtest.api import METRICS
         from gpusim.grid import Param, fee_value, rebalance_mask, resolve_weights, threshold_value
 
         symbols = list(market.symbols)
@@ -386,8 +386,8 @@ class BacktestTask(TaskRunner):
         return d
 
     def run(self, ctx, point, part):
-        from gpusim.backtest.api import _run  # noqa: PLC0415
-        from gpusim.grid import Param  # noqa: PLC0415
+        from gpusim.backtest.api import _run
+        from gpusim.grid import Param
 
         kw = {**ctx.call_fixed, **point, **ctx.fixed_native}
         A = len(ctx.symbols)
@@ -411,9 +411,9 @@ class BacktestTask(TaskRunner):
 def _rows_table(grid, out: np.ndarray, kinds: Mapping[str, str]):
     """Flat Arrow table of a backtest's rows: the grid's levels (typed by ``kinds``, as
     :func:`coerce_levels` would), then the metric columns (float64) of ``out``."""
-    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow as pa
 
-    from gpusim.backtest.api import METRICS  # noqa: PLC0415
+    from gpusim.backtest.api import METRICS
 
     pos = grid.group_positions(0, out.shape[0])
     cols = {}
@@ -461,7 +461,7 @@ class SearchTask(TaskRunner):
     partial_points = False
 
     def prepare(self, market, fixed, native_axes, backend):
-        from gpusim.search.api import stats_from  # noqa: PLC0415
+        from gpusim.search.api import stats_from
 
         mu, cov, ann, _, syms, _ = stats_from(market, None, None)
         if backend.name == "gpu":
@@ -475,7 +475,7 @@ class SearchTask(TaskRunner):
 
     def _params(self, ctx, point) -> dict:
 
-        from gpusim.search.api import check_args, resolve_bounds  # noqa: PLC0415
+        from gpusim.search.api import check_args, resolve_bounds
 
         kw = {**SEARCH_DEFAULTS, **ctx.fixed, **point}
         a = check_args(n=kw["n"], top_k=kw["top_k"], seed=kw["seed"], sampler=kw["sampler"],
@@ -506,7 +506,7 @@ class SearchTask(TaskRunner):
         return {"candidates": f"{part['start']}..{part['start'] + part['n'] - 1}"}
 
     def run(self, ctx, point, part):
-        from gpusim.search.api import search  # noqa: PLC0415
+        from gpusim.search.api import search
 
         p = self._params(ctx, point)
         t0 = time.perf_counter()
@@ -520,8 +520,8 @@ class SearchTask(TaskRunner):
                        "compute_s": time.perf_counter() - t0}
 
     def reduce(self, ctx, point, items, info):
-        from cpu_ref.search import score_nb  # noqa: PLC0415
-        from gpusim.search.api import merge_topk  # noqa: PLC0415
+        from cpu_ref.search import score_nb
+        from gpusim.search.api import merge_topk
 
         p = self._params(ctx, point)
         ss, ii, n_valid = [np.empty(0)], [np.empty(0, dtype=np.int64)], 0

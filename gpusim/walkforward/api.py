@@ -62,7 +62,7 @@ def _lookback(x):
 
 
 def _num_tests(x):
-    from cpu_ref.rng import MAX_CANDIDATES  # noqa: PLC0415
+    from cpu_ref.rng import MAX_CANDIDATES
 
     try:
         ok = not isinstance(x, (bool, np.bool_)) and float(x) == int(x) and 1 <= int(
@@ -155,7 +155,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     ann = float(mkt.ann)
     if method not in METHODS:
         raise GpusimError(f"method={method!r} is unknown; use 'random' or 'exact'")
-    from cpu_ref.rng import sampler_code  # noqa: PLC0415
+    from cpu_ref.rng import sampler_code
 
     try:
         code = sampler_code(sampler, float(alpha))
@@ -259,7 +259,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     close_sim = np.ascontiguousarray(close[s0:])
     tc = time.perf_counter()
     if be.name == "gpu":
-        from gpusim.walkforward.cuda import execute_gpu  # noqa: PLC0415
+        from gpusim.walkforward.cuda import execute_gpu
 
         out = execute_gpu(close_sim, Wall, woff, wsid, masks, mid, fee_c, init_cash, ann, rf)
     else:
@@ -328,7 +328,7 @@ class _Ctx:
 
 
 def _bar(ctx, total, desc):
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, leave=False,
                 disable=not ctx.progress or not sys.stderr.isatty())
@@ -439,7 +439,7 @@ def _choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
 
 def _solver(ctx, cache, gl, gu):
     """The cvxpy problem for this structure of equality rows (built once, then re-used)."""
-    from gpusim.walkforward.exact import ExactMaxSharpe  # noqa: PLC0415
+    from gpusim.walkforward.exact import ExactMaxSharpe
 
     eq = tuple(bool(x) for x in (gl == gu) & np.isfinite(gu))
     if eq not in cache:
@@ -496,8 +496,8 @@ def _report(dec, wsid, idx, plan, method, do_gap):
 
 def _register_sweep_task() -> None:
     """Make ``task = "walkforward"`` available to :mod:`gpusim.sweep` (its registration hook)."""
-    from gpusim.cli.walkforward import WalkforwardTask  # noqa: PLC0415
-    from gpusim.sweep.tasks import available_tasks, register_task  # noqa: PLC0415
+    from gpusim.cli.walkforward import WalkforwardTask
+    from gpusim.sweep.tasks import available_tasks, register_task
 
     if "walkforward" not in available_tasks():
         register_task(WalkforwardTask())

@@ -50,7 +50,7 @@ class ExactMaxSharpe:
     """
 
     def __init__(self, A: int, eq_rows, cash: bool, solver: str | None = None):
-        import cvxpy as cp  # noqa: PLC0415
+        import cvxpy as cp
 
         eq_rows = np.asarray(eq_rows, dtype=bool)
         self.A, self.eq, self.cash = int(A), eq_rows, bool(cash)

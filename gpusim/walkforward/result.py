@@ -112,7 +112,7 @@ class WalkForwardResult:
     def records(self, key: tuple | None = None, **level_values) -> dict:
         """Re-run one combination through the reference ``cpu_ref.walkforward.simulate_1d_nb``:
         ``{"metrics": Series, "value": Series, "target": DataFrame, "realised": DataFrame}``."""
-        from cpu_ref.walkforward import simulate_1d_nb  # noqa: PLC0415
+        from cpu_ref.walkforward import simulate_1d_nb
 
         flat, w = self._ws(key, level_values)
         s = self._s
@@ -142,7 +142,7 @@ class WalkForwardResult:
         dates of each: reference window statistics and betas, every candidate re-generated and
         re-scored one by one - the same best index must come out, with the same Sharpe and
         weights. Returns ``{"max_rel_diff", "same_choices", "n_checked", "ok"}``."""
-        from cpu_ref.walkforward import reference_choice  # noqa: PLC0415
+        from cpu_ref.walkforward import reference_choice
 
         s, ctx = self._s, self._s.ctx
         plan = ctx.plan
@@ -182,9 +182,9 @@ class WalkForwardResult:
     def save(self, out_dir, fmt: str | None = None) -> os.PathLike:
         """Write metrics, report (Parquet, CSV fallback or ``fmt="csv"``), ``allocations.csv``
         (long table: combination levels, date, weights) and ``summary.json`` atomically."""
-        from pathlib import Path  # noqa: PLC0415
+        from pathlib import Path
 
-        from gpusim.backtest.api import _write_table  # noqa: PLC0415
+        from gpusim.backtest.api import _write_table
 
         out = Path(out_dir)
         if out.exists() and not out.is_dir():

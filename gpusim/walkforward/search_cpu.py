@@ -734,12 +734,12 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
     args = (dev["F"], dev["tri"], dev["mex"], dev["gb"], dev["G"], lo, hi, gl, gu, eqtol,
             bool(cash), float(ann), chk)
     if be.name == "gpu":
-        from gpusim.walkforward.cuda import search_gpu  # noqa: PLC0415
+        from gpusim.walkforward.cuda import search_gpu
 
         outs = search_gpu(xp, np.repeat(keys, last - first), t_sid, t_cid, t_n, code, alpha,
                           *args)
     else:
-        import numba  # noqa: PLC0415
+        import numba
 
         ig, isp, c0, c1, ns = plan_items(grp_n, numba.get_num_threads())
         outs = new_outputs(len(t_n), ns, len(chk))

@@ -31,7 +31,7 @@ sim_only = pytest.mark.skipif(not simulator_requested(),
 
 
 def gpu_kernel():
-    from gpusim.dynopt.cuda import dynopt_gpu  # noqa: PLC0415
+    from gpusim.dynopt.cuda import dynopt_gpu
 
     return dynopt_gpu
 
@@ -160,7 +160,7 @@ def test_all_paths_agree_exactly_on_synthetic_futures():
     data = synthetic_futures(n_instruments=5, n_days=160, seed=4)
     inp = prepare(data, idm=2.0, min_periods=10, cov_every=5)
     T = inp.dprice.shape[0]
-    from gpusim.grid import calendar_mask  # noqa: PLC0415
+    from gpusim.grid import calendar_mask
 
     masks = np.stack([np.ones(T, np.bool_), calendar_mask(inp.index, "W")])
     _check_all_agree(inp, masks, **GRID)
@@ -168,7 +168,7 @@ def test_all_paths_agree_exactly_on_synthetic_futures():
 
 def test_all_paths_agree_exactly_on_futures_data():
     shared_file("pysystemtrade/adjusted_prices_csv/SP500_micro.csv")
-    from gpusim.data.futures import load_futures  # noqa: PLC0415
+    from gpusim.data.futures import load_futures
 
     data = load_futures(instruments=["SP500_micro", "US10", "GOLD_micro", "EUROSTX", "CORN",
                                      "KOSPI"]).window("2021-06-01", "2022-06-30")
@@ -258,7 +258,7 @@ def test_result_table_and_positions(small_result):
     pos = res.positions(capital=1e6, shadow_cost=10, buffer=0.0125, rebalance="W")
     assert pos.shape == (200, 5) and pos.dtypes.eq(np.int64).all()
     inp = res._ctx.inputs
-    from gpusim.grid import calendar_mask  # noqa: PLC0415
+    from gpusim.grid import calendar_mask
 
     wk = calendar_mask(inp.index, "W").reshape(1, -1)
     mm, rec = dynopt_cpu(*inp.kernel_args(), wk, 0, 1e6, 10.0, 0.0125, inp.ann, record=True)
@@ -297,7 +297,7 @@ def test_gpu_backend_in_simulator_matches_cpu():
 
 
 def test_interrupt_returns_partial_rows(monkeypatch):
-    from gpusim.dynopt import cpu as dk  # noqa: PLC0415
+    from gpusim.dynopt import cpu as dk
 
     calls = {"n": 0}
     real = dk.dynopt_cpu
@@ -377,7 +377,7 @@ def test_save_writes_outputs_atomically(small_result, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 def test_cli_synthetic_table_json_and_errors(tmp_path, capsys):
-    from gpusim.cli.dynopt import main  # noqa: PLC0415
+    from gpusim.cli.dynopt import main
 
     out = tmp_path / "dyn"
     rc = main(["--synthetic", "4:120:3", "--capital", "2e5,1e6", "--shadow-cost", "10",
@@ -408,7 +408,7 @@ def test_cli_synthetic_table_json_and_errors(tmp_path, capsys):
 
 def test_futures_turnover_falls_with_shadow_cost_and_buffer_and_te_stays_in_range():
     shared_file("pysystemtrade/adjusted_prices_csv/SP500_micro.csv")
-    from gpusim.data.futures import load_futures  # noqa: PLC0415
+    from gpusim.data.futures import load_futures
 
     names = ["SP500_micro", "NASDAQ_micro", "US10", "US2", "GOLD_micro", "CORN", "EUR",
              "EUROSTX", "CRUDE_W_mini", "VIX"]
