@@ -1,0 +1,69 @@
+"""Ctrl-C between chunks: long calls stop at a chunk boundary and return what they finished.
+
+A ``KeyboardInterrupt`` raised while a parallel Numba kernel runs surfaces as
+``SystemError: ... returned a result with an exception set`` and loses the work done. Long calls
+(search, backtest, walk-forward, dynopt, sweeps) therefore run their chunk loop inside
+:func:`deferred_interrupt`: SIGINT only sets a flag, the loop checks it between chunks and returns
+the finished part marked ``partial``. A second Ctrl-C while the first is pending raises
+``KeyboardInterrupt`` at once (the way out of a chunk that never ends).
+
+Outside the main thread (where signal handlers cannot be installed) the context manager does
+nothing and the loop sees no request.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["Interrupt", "deferred_interrupt"]
+
+
+class Interrupt:
+    """The pending-interrupt flag of one :func:`deferred_interrupt` block.
+
+    Attributes
+    ----------
+    requested : bool
+        True once SIGINT arrived (or :meth:`request` was called).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self) -> None:
+        """Ask the loop to stop at its next chunk boundary (what the SIGINT handler does)."""
+        self.requested = True
+
+    def __bool__(self) -> bool:
+        return self.requested
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[Interrupt]:
+    """Turn SIGINT into a flag for the duration of the block.
+
+    Yields
+    ------
+    Interrupt
+        Check ``flag.requested`` (or ``bool(flag)``) between chunks; on True, stop and return
+        the finished work marked partial. The previous handler is restored on exit.
+    """
+    flag = Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if flag.requested:                        # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        flag.request()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
