@@ -21,8 +21,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ import pandas as pd
 
 from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
 from gpusim.backend import resolve_backend
+from gpusim.backtest.result import LOWER_IS_BETTER, BacktestResult, Records
 from gpusim.data.market import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import (
@@ -47,14 +47,12 @@ from gpusim.grid import (
     resolve_weights,
     threshold_value,
 )
-from gpusim.results import flat_table, jsonable, save_metrics, versions, write_table
+from gpusim.results import flat_table, jsonable, versions, write_table
 
 __all__ = ["backtest", "BacktestResult", "Records", "Param", "RandomWeights",
-           "rebalance_mask", "calendar_mask", "METRICS", "CALENDAR_RULES", "VALID_RULES"]
+           "rebalance_mask", "calendar_mask", "METRICS", "CALENDAR_RULES", "VALID_RULES",
+           "LOWER_IS_BETTER"]
 
-LOWER_IS_BETTER = frozenset({"annual_volatility", "turnover", "fees_paid", "n_rebalances"})
-"""Metrics whose best value is the smallest; for all others (max_drawdown included: <= 0,
-closest to 0 is best) the largest is best."""
 CPU_CHUNK_CAP = 2 ** 16
 GPU_CHUNK_CAP = 2 ** 20
 
@@ -284,170 +282,6 @@ class _Context:
                 "mid": c["rebalance"],
                 "thresholds": np.ascontiguousarray(self.thresholds[c["threshold"]]),
                 "fees": np.ascontiguousarray(self.fees[c["fees"]])}
-
-
-# --------------------------------------------------------------------------------------------
-# Result
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class Records:
-    """One combination re-run through ``cpu_ref.backtest.simulate_1d_nb`` (host objects).
-
-    Attributes
-    ----------
-    params : ``{level or fixed argument: value}``.
-    rebalance_bars : DatetimeIndex of the bars on which the rebalance routine ran.
-    rebalance_idx : (K,) int64 bar indices of the same.
-    target, realised : (K, A) DataFrames (rebalance dates x symbols): target weights and the
-        allocations h_j p_j / V after that bar's orders.
-    value : (T,) Series of V_t.
-    metrics : Series of :data:`METRICS` from the reference.
-    allocations : (T, A + 1) DataFrame of daily allocations h_j p_{t,j} / V_t plus ``cash``
-        (holdings are constant between rebalance bars, so they follow from ``realised``).
-    """
-
-    params: dict
-    rebalance_bars: pd.DatetimeIndex
-    rebalance_idx: np.ndarray
-    target: pd.DataFrame
-    realised: pd.DataFrame
-    value: pd.Series
-    metrics: pd.Series
-    allocations: pd.DataFrame = field(repr=False)
-
-    def __getitem__(self, key: str):
-        return getattr(self, key)
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-class BacktestResult:
-    """Result of :func:`backtest`.
-
-    Attributes
-    ----------
-    metrics : DataFrame, one row per combination (MultiIndex of the parameter levels), columns
-        :data:`METRICS`. Host memory.
-    summary : dict (backend, n_combinations, elapsed_s, combination_bars_per_s, versions, ...).
-    partial : True when the run was interrupted (only the finished rows are in ``metrics``).
-    """
-
-    def __init__(self, metrics: pd.DataFrame, summary: dict, partial: bool, ctx: _Context):
-        self.metrics = metrics
-        self.summary = summary
-        self.partial = partial
-        self._ctx = ctx
-
-    def __repr__(self) -> str:
-        s = self.summary
-        return (f"BacktestResult({len(self.metrics)} of {s['n_combinations']} combinations, "
-                f"levels={list(self.metrics.index.names)}, backend={s['backend']!r}"
-                f"{', partial' if self.partial else ''})")
-
-    def best(self, metric: str = "sharpe", k: int = 10, ascending: bool | None = None
-             ) -> pd.DataFrame:
-        """The ``k`` best rows by ``metric`` (NaN last). By default the largest value is best,
-        except for ``annual_volatility``, ``turnover``, ``fees_paid`` and ``n_rebalances``
-        (smallest); for ``max_drawdown`` (<= 0) best means closest to 0."""
-        if metric not in METRICS:
-            raise GpusimError(f"metric={metric!r} is unknown; use one of {', '.join(METRICS)}")
-        if ascending is None:
-            ascending = metric in LOWER_IS_BETTER
-        return self.metrics.sort_values(metric, ascending=ascending, na_position="last",
-                                        kind="stable").head(int(k))
-
-    def records(self, key: tuple | None = None, **level_values) -> Records:
-        """Re-run one combination through the reference and return its :class:`Records`.
-
-        Pick it by level values (``records(threshold=0.05)``; levels with one value may be
-        omitted) or by a full row label of ``metrics`` (``records(res.best().index[0])``).
-        """
-        from cpu_ref.backtest import simulate_1d_nb
-
-        ctx = self._ctx
-        flat = ctx.grid.locate(key, **level_values)
-        if flat >= len(self.metrics):
-            raise GpusimError("that combination was not run (the run was interrupted); run again")
-        a = ctx.chunk_args(flat, flat + 1)
-        w = a["W"][a["wid"][0]]
-        mask = ctx.masks[a["mid"][0]]
-        thr, fee = float(a["thresholds"][0]), float(a["fees"][0])
-        m, value, bars, tgt, real = simulate_1d_nb(ctx.close, w, mask, thr, ctx.relative, fee,
-                                                   ctx.init_cash, ctx.ann, ctx.rf)
-        dates = ctx.market.prices.index
-        sym = pd.Index(ctx.symbols)
-        rb = dates[bars]
-        V = np.asarray(value)
-        seg = np.searchsorted(bars, np.arange(len(V)), side="right") - 1
-        with np.errstate(divide="ignore", invalid="ignore"):
-            H = real[seg] * V[bars][seg][:, None] / ctx.close[bars][seg]   # units held
-            alloc = H * ctx.close / V[:, None]
-        daily = pd.DataFrame(alloc, index=dates, columns=sym)
-        daily["cash"] = 1.0 - alloc.sum(axis=1)
-        params = {**ctx.grid.labels_of(flat),
-                  **{k: jsonable(v) for k, v in ctx.grid.fixed.items()},
-                  "relative": ctx.relative, "init_cash": ctx.init_cash}
-        return Records(params=params, rebalance_bars=pd.DatetimeIndex(rb), rebalance_idx=bars,
-                       target=pd.DataFrame(tgt, index=rb, columns=sym),
-                       realised=pd.DataFrame(real, index=rb, columns=sym),
-                       value=pd.Series(V, index=dates, name="value"),
-                       metrics=pd.Series(m, index=list(METRICS), name="reference"),
-                       allocations=daily)
-
-    def plot_allocations(self, path, key: tuple | None = None, **level_values) -> Path:
-        """Write a PNG: stacked daily allocations of one combination (re-run through the
-        reference), with a vertical marker at each rebalance bar. Returns the path."""
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError:
-            raise GpusimError("plot_allocations needs matplotlib: pip install 'gpusim[plot]'"
-                              ) from None
-        rec = self.records(key, **level_values)
-        alloc = rec.allocations
-        if float(alloc["cash"].abs().max()) < 1e-9:
-            alloc = alloc.drop(columns="cash")
-        fig = Figure(figsize=(10, 5))
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
-        ax.stackplot(alloc.index, alloc.to_numpy().T.clip(min=0), labels=list(alloc.columns),
-                     alpha=0.85)
-        ax.vlines(rec.rebalance_bars, 0, 1, colors="k", linewidths=0.6, alpha=0.5,
-                  label=f"rebalance ({len(rec.rebalance_bars)})")
-        ax.set_ylim(0, 1)
-        ax.set_xlim(alloc.index[0], alloc.index[-1])
-        ax.set_ylabel("allocation")
-        ax.set_title(", ".join(f"{k}={v}" for k, v in rec.params.items()), fontsize=9)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png", dpi=110)
-        return path
-
-    # ---- output ----
-
-    def save(self, out_dir, best_k: int = 10, sort_by: str = "sharpe",
-             fmt: str | None = None) -> Path:
-        """Write ``metrics.parquet`` (``metrics.csv`` when Parquet is unavailable, or with
-        ``fmt="csv"``), ``best.csv`` (top ``best_k`` by ``sort_by``) and ``summary.json`` into
-        ``out_dir``.
-
-        Atomic: everything is written to a temporary folder next to ``out_dir`` first, then
-        renamed into place (file by file when ``out_dir`` already holds files), so a failure
-        leaves nothing half-written.
-        """
-        if fmt not in (None, "parquet", "csv"):
-            raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")
-        best = self.best(sort_by, best_k)  # validates sort_by before anything is written
-        return save_metrics(out_dir, self.metrics, best, self.summary, sort_by=sort_by,
-                            best_k=best_k, fmt=fmt)
-
-    to_parquet = save
-
-
 
 
 # Former private names, still imported by other modules (to be switched to gpusim.results).
