@@ -26,7 +26,7 @@ _EXPORTS = {
     "Param": "grid",
     "RandomWeights": "grid",
     "product_grid": "grid",
-    "DynoptResult": "dynopt.api",
+    "DynoptResult": "dynopt.result",
     "FuturesData": "data.futures",
     "load_futures": "data.futures",
     "synthetic_futures": "data.futures",

@@ -1,0 +1,129 @@
+"""The result of :func:`gpusim.dynopt.api.dynopt`: the metrics table, positions and daily series
+of chosen combinations (re-computed by the reference), saving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpusim.data.futures import _positive
+from gpusim.errors import GpusimError
+
+__all__ = ["DynoptResult", "METRICS", "LOWER_IS_BETTER"]
+
+METRICS = ("annual_return", "annual_volatility", "sharpe", "annual_turnover",
+           "avg_tracking_error", "avg_adjustment_factor", "costs_paid", "annual_cost")
+"""Metric columns (the order of :data:`cpu_ref.dynopt.METRICS`; read its docstring)."""
+LOWER_IS_BETTER = frozenset({"annual_volatility", "annual_turnover", "avg_tracking_error",
+                             "costs_paid", "annual_cost"})
+
+
+class DynoptResult:
+    """Result of :func:`dynopt`.
+
+    Attributes
+    ----------
+    metrics : DataFrame, one row per combination (levels ``capital``, ``shadow_cost``,
+        ``buffer`` and ``rebalance`` when swept), columns :data:`METRICS`. Host memory.
+    summary : dict (backend, sizes, dates, settings, avg_optimal_risk, timing, versions).
+    partial : True when the run was interrupted (only the finished rows are in ``metrics``).
+    """
+
+    def __init__(self, metrics: pd.DataFrame, summary: dict, partial: bool, ctx: Any):
+        self.metrics = metrics
+        self.summary = summary
+        self.partial = partial
+        self._ctx = ctx
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"DynoptResult({len(self.metrics)} of {s['n_combinations']} combinations, "
+                f"{s['n_instruments']} instruments x {s['n_days']} days, "
+                f"backend={s['backend']!r}{', partial' if self.partial else ''})")
+
+    def best(self, metric: str = "sharpe", k: int = 10, ascending: bool | None = None
+             ) -> pd.DataFrame:
+        """The ``k`` best rows by ``metric`` (NaN last); smallest is best for volatility,
+        turnover, tracking error and costs, largest otherwise."""
+        if metric not in METRICS:
+            raise GpusimError(f"metric={metric!r} is unknown; use one of {', '.join(METRICS)}")
+        if ascending is None:
+            ascending = metric in LOWER_IS_BETTER
+        return self.metrics.sort_values(metric, ascending=ascending, na_position="last",
+                                        kind="stable").head(int(k))
+
+    def _locate(self, key, level_values) -> int:
+        g = self._ctx.grid
+        lv = dict(level_values)
+        for name, val in list(lv.items()):
+            if name in g.fixed and name not in g.names:
+                if str(g.fixed[name]) != str(val):
+                    raise GpusimError(f"{name}={val!r} was not run: it was fixed at "
+                                      f"{g.fixed[name]!r}")
+                del lv[name]
+        flat = g.locate(key, **lv)
+        if flat >= len(self.metrics):
+            raise GpusimError("that combination was not run (the run was interrupted); run again")
+        return flat
+
+    def _run_ref(self, key, level_values):
+        from cpu_ref.dynopt import dynopt_1d_nb
+
+        ctx = self._ctx
+        flat = self._locate(key, level_values)
+        a = ctx.chunk_args(flat, flat + 1)
+        inp = ctx.inputs
+        res = dynopt_1d_nb(*inp.kernel_args(), ctx.masks[a["mid"][0]], float(a["capitals"][0]),
+                           float(a["shadow_costs"][0]), float(a["buffers"][0]), inp.ann)
+        return flat, res
+
+    def positions(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
+        """Contracts held after each day's trades (dates x instruments, int64) for one
+        combination, re-computed by the reference ``cpu_ref.dynopt.dynopt_1d_nb``.
+
+        Pick it by level values (``positions(capital=1e5, shadow_cost=50, buffer=0.0125)``;
+        levels with one value may be omitted) or by a row label of ``metrics``.
+        """
+        _, (_, pos, _, _, _) = self._run_ref(key, level_values)
+        inp = self._ctx.inputs
+        return pd.DataFrame(pos.astype(np.int64), index=inp.index, columns=inp.symbols)
+
+    def daily(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
+        """Daily series of one combination (reference re-run): ``return`` ((P&L - costs) /
+        capital), ``tracking_error`` (held vs optimal, annualised), ``adjustment_factor``
+        (alpha on rebalance days with TE_prior > 0, else NaN), ``optimal_risk`` (TE of
+        holding nothing) and ``contracts`` (sum of |positions|)."""
+        _, (_, pos, te, alpha, ret) = self._run_ref(key, level_values)
+        inp = self._ctx.inputs
+        return pd.DataFrame({"return": ret, "tracking_error": te, "adjustment_factor": alpha,
+                             "optimal_risk": inp.optimal_risk(),
+                             "contracts": np.abs(pos).sum(axis=1)}, index=inp.index)
+
+    def optimal_positions(self, capital: float) -> pd.DataFrame:
+        """Optimal unrounded contracts ``w* x capital / notional`` (0 outside the
+        optimisation), dates x instruments."""
+        cap = _positive(capital, "capital")
+        inp = self._ctx.inputs
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = np.where(inp.notional > 0, inp.w_star * cap / np.where(
+                inp.notional > 0, inp.notional, 1.0), 0.0)
+        return pd.DataFrame(x, index=inp.index, columns=inp.symbols)
+
+    def save(self, out_dir, best_k: int = 10, sort_by: str = "sharpe",
+             fmt: str | None = None, positions: bool = False):
+        """Write ``metrics.parquet`` (``.csv`` when Parquet is unavailable or ``fmt="csv"``),
+        ``best.csv`` (top ``best_k`` by ``sort_by``), ``summary.json`` and, with
+        ``positions=True``, ``positions_best.csv`` (daily contracts of the best combination)
+        into ``out_dir``, atomically (a temporary folder renamed into place)."""
+        from gpusim.results import save_metrics
+
+        if fmt not in (None, "parquet", "csv"):
+            raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")
+        best = self.best(sort_by, best_k)
+        pos = self.positions(best.index[0]) if positions and len(best) else None
+        extra = ({} if pos is None else
+                 {"positions_best.csv": lambda path: pos.to_csv(path, index_label="date")})
+        return save_metrics(out_dir, self.metrics, best, self.summary, sort_by=sort_by,
+                            best_k=best_k, fmt=fmt, extra=extra)
