@@ -20,7 +20,7 @@ _EXPORTS = {
     "Market": "data.market",
     "load_prices": "data.market",
     "synthetic_market": "data.market",
-    "SearchResult": "search.api",
+    "SearchResult": "search.result",
     "BacktestResult": "backtest.result",
     "Records": "backtest.result",
     "Param": "grid",
