@@ -31,7 +31,7 @@ _EXPORTS = {
     "load_futures": "data.futures",
     "synthetic_futures": "data.futures",
     "SweepResult": "sweep.api",
-    "WalkForwardResult": "walkforward.api",
+    "WalkForwardResult": "walkforward.result",
     "WeightBounds": "walkforward.constraints",
     "GroupBounds": "walkforward.constraints",
     "Beta": "walkforward.constraints",

@@ -1,8 +1,11 @@
-"""Writing results: flat tables (Parquet or CSV), JSON summaries, versions, atomic folders.
+"""Results: the base class of labelled metric tables, and writing them (flat tables in Parquet
+or CSV, JSON summaries, versions, atomic folders).
 
-Every command writes its outputs through :func:`atomic_dir`: files go to a temporary folder
-beside the destination and are moved in only when all of them were written, so a failure
-never leaves half-written results.
+:class:`MetricsResult` holds what the grid results of backtest, walk-forward and dynopt share
+(``metrics``, ``summary``, ``partial``, ``best``, ``save``, the repr). Every command writes its
+outputs through :func:`atomic_dir`: files go to a temporary folder beside the destination and
+are moved in only when all of them were written, so a failure never leaves half-written
+results.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import platform
 import shutil
 import sys
 import uuid
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -107,18 +112,142 @@ def atomic_dir(out_dir, stale=()):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_metrics(out_dir, metrics: pd.DataFrame, best: pd.DataFrame, summary: dict, *,
-                 sort_by: str, best_k: int, fmt: str | None = None, extra=None) -> Path:
-    """Write a grid result: ``metrics.parquet`` (or ``.csv``), ``best.csv``, ``summary.json``
-    and any ``extra`` ``{file name: writer(path)}``, atomically into ``out_dir``."""
+def check_format(fmt: str | None) -> None:
+    """Raise a one-line :class:`GpusimError` unless ``fmt`` is one of :data:`TABLE_FORMATS`."""
     if fmt not in TABLE_FORMATS:
         raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")
-    with atomic_dir(out_dir, stale=("metrics.csv", "metrics.parquet")) as tmp:
-        fmt = write_table(metrics, tmp / "metrics", fmt)
-        flat_table(best).to_csv(tmp / "best.csv", index=False)
+
+
+def save_metrics(out_dir, metrics: pd.DataFrame, best: pd.DataFrame | None, summary: dict, *,
+                 sort_by: str | None = None, best_k: int | None = None, fmt: str | None = None,
+                 tables: Mapping[str, pd.DataFrame] | None = None,
+                 extra: Mapping[str, Callable[[Path], Any]] | None = None) -> Path:
+    """Write a grid result atomically into ``out_dir``.
+
+    Files: ``metrics.parquet`` (or ``.csv``) and one such file per entry of ``tables``
+    (``{stem: DataFrame}``, e.g. a report); ``best.csv`` unless ``best`` is None; any ``extra``
+    ``{file name: writer(path)}``; ``summary.json``: ``summary`` plus ``<stem>_file`` for each
+    table and, with ``best``, ``"best": {"sort_by", "k"}``. A table of the other format left in
+    ``out_dir`` by an earlier save is removed. Returns ``Path(out_dir)``.
+    """
+    check_format(fmt)
+    named = {"metrics": metrics, **(tables or {})}
+    stale = tuple(f"{stem}.{ext}" for stem in named for ext in ("csv", "parquet"))
+    with atomic_dir(out_dir, stale=stale) as tmp:
+        files = {f"{stem}_file": f"{stem}.{write_table(df, tmp / stem, fmt)}"
+                 for stem, df in named.items()}
+        if best is not None:
+            flat_table(best).to_csv(tmp / "best.csv", index=False)
         for name, write in (extra or {}).items():
             write(tmp / name)
-        s = {**summary, "metrics_file": f"metrics.{fmt}",
-             "best": {"sort_by": sort_by, "k": int(best_k)}}
+        s = {**summary, **files}
+        if best is not None:
+            s["best"] = {"sort_by": sort_by, "k": int(best_k)}
         (tmp / "summary.json").write_text(json.dumps(s, indent=2, default=jsonable))
     return Path(out_dir)
+
+
+class MetricsResult:
+    """Base of the results that hold one labelled metric table: one row per combination of a
+    parameter grid (:class:`~gpusim.backtest.result.BacktestResult`,
+    :class:`~gpusim.dynopt.result.DynoptResult`,
+    :class:`~gpusim.walkforward.result.WalkForwardResult`).
+
+    Subclasses set :attr:`metric_names` and :attr:`lower_is_better`, and may extend the hooks
+    :meth:`_repr_parts` (what the repr shows), :meth:`_tables` (labelled tables saved beside
+    ``metrics``) and :meth:`_extra_files` (files derived from the best rows).
+
+    Attributes
+    ----------
+    metrics : DataFrame, shape (C, M), host memory
+        One row per combination run (index: the grid levels in order, a MultiIndex), one column
+        per name of :attr:`metric_names`. After an interrupted run C counts the finished rows.
+    summary : dict
+        JSON-ready facts of the run: backend, n_combinations, timings, versions, ...
+    partial : bool
+        True when the run was interrupted (only the finished rows are in ``metrics``).
+    """
+
+    metric_names: tuple[str, ...] = ()
+    """The metric columns, in order."""
+    lower_is_better: frozenset[str] = frozenset()
+    """Metrics whose best value is the smallest; for the others the largest is best."""
+
+    def __init__(self, metrics: pd.DataFrame, summary: dict, partial: bool = False,
+                 ctx: Any = None):
+        self.metrics = metrics
+        self.summary = summary
+        self.partial = partial
+        self._ctx = ctx
+
+    def __repr__(self) -> str:
+        parts = [*self._repr_parts(), f"backend={self.summary['backend']!r}"]
+        return (f"{type(self).__name__}({', '.join(parts)}"
+                f"{', partial' if self.partial else ''})")
+
+    def _repr_parts(self) -> list[str]:
+        """The repr's fields before the backend."""
+        return [f"{len(self.metrics)} of {self.summary['n_combinations']} combinations",
+                f"levels={list(self.metrics.index.names)}"]
+
+    def best(self, metric: str = "sharpe", k: int = 10, ascending: bool | None = None
+             ) -> pd.DataFrame:
+        """The ``k`` best rows of ``metrics`` by ``metric`` (NaN last, ties in grid order).
+
+        Parameters
+        ----------
+        metric : one of :attr:`metric_names`.
+        k : number of rows (at most).
+        ascending : True for the smallest first; default: True for the metrics of
+            :attr:`lower_is_better`, False (largest first) for the others.
+
+        Returns
+        -------
+        DataFrame, shape (min(k, C), M): rows of ``metrics``, best first.
+        """
+        if metric not in self.metric_names:
+            raise GpusimError(f"metric={metric!r} is unknown; use one of "
+                              f"{', '.join(self.metric_names)}")
+        if ascending is None:
+            ascending = metric in self.lower_is_better
+        return self.metrics.sort_values(metric, ascending=ascending, na_position="last",
+                                        kind="stable").head(int(k))
+
+    def _locate(self, key: tuple | None, level_values: dict) -> int:
+        """Flat position of the combination given by a row label of ``metrics`` or by level
+        values; it must have been run."""
+        flat = self._ctx.grid.locate(key, **level_values)
+        if flat >= len(self.metrics):
+            raise GpusimError("that combination was not run (the run was interrupted); run again")
+        return flat
+
+    def save(self, out_dir, best_k: int = 10, sort_by: str = "sharpe",
+             fmt: str | None = None) -> Path:
+        """Write ``metrics.parquet`` (``metrics.csv`` when Parquet is unavailable, or with
+        ``fmt="csv"``), ``best.csv`` (top ``best_k`` by ``sort_by``) and ``summary.json`` into
+        ``out_dir``.
+
+        Atomic: everything is written to a temporary folder next to ``out_dir`` first, then
+        renamed into place (file by file when ``out_dir`` already holds files), so a failure
+        leaves nothing half-written.
+        """
+        return self._save(out_dir, fmt, best_k=best_k, sort_by=sort_by)
+
+    def _save(self, out_dir, fmt: str | None, best_k: int | None = None,
+              sort_by: str = "sharpe", **options) -> Path:
+        """:func:`save_metrics` with this result's tables and extra files; no ``best.csv``
+        when ``best_k`` is None. ``options`` go to :meth:`_extra_files`."""
+        check_format(fmt)
+        # best() validates sort_by before anything is written
+        best = None if best_k is None else self.best(sort_by, best_k)
+        return save_metrics(out_dir, self.metrics, best, self.summary, sort_by=sort_by,
+                            best_k=best_k, fmt=fmt, tables=self._tables(),
+                            extra=self._extra_files(best, **options))
+
+    def _tables(self) -> dict[str, pd.DataFrame]:
+        """Labelled tables saved like ``metrics`` (``{file stem: DataFrame}``)."""
+        return {}
+
+    def _extra_files(self, best: pd.DataFrame | None, **options) -> dict[str, Callable]:
+        """Other files to save, ``{file name: writer(path)}``."""
+        return {}

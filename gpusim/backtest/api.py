@@ -47,7 +47,7 @@ from gpusim.grid import (
     resolve_weights,
     threshold_value,
 )
-from gpusim.results import flat_table, jsonable, versions, write_table
+from gpusim.results import jsonable, versions
 
 __all__ = ["backtest", "BacktestResult", "Records", "Param", "RandomWeights",
            "rebalance_mask", "calendar_mask", "METRICS", "CALENDAR_RULES", "VALID_RULES",
@@ -283,6 +283,3 @@ class _Context:
                 "thresholds": np.ascontiguousarray(self.thresholds[c["threshold"]]),
                 "fees": np.ascontiguousarray(self.fees[c["fees"]])}
 
-
-# Former private names, still imported by other modules (to be switched to gpusim.results).
-_table, _write_table, _jsonable = flat_table, write_table, jsonable

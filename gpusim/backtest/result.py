@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
 from gpusim.errors import GpusimError
-from gpusim.results import jsonable, save_metrics
+from gpusim.results import MetricsResult, jsonable
 
 __all__ = ["BacktestResult", "Records", "LOWER_IS_BETTER", "METRICS"]
 
@@ -54,8 +53,8 @@ class Records:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-class BacktestResult:
-    """Result of :func:`backtest`.
+class BacktestResult(MetricsResult):
+    """Result of :func:`~gpusim.backtest.api.backtest`.
 
     Attributes
     ----------
@@ -63,31 +62,17 @@ class BacktestResult:
         :data:`METRICS`. Host memory.
     summary : dict (backend, n_combinations, elapsed_s, combination_bars_per_s, versions, ...).
     partial : True when the run was interrupted (only the finished rows are in ``metrics``).
+
+    Notes
+    -----
+    :meth:`best` ranks the largest value first, except for ``annual_volatility``,
+    ``turnover``, ``fees_paid`` and ``n_rebalances`` (smallest first); for ``max_drawdown``
+    (<= 0) best means closest to 0. :meth:`save` writes ``metrics``, ``best.csv`` and
+    ``summary.json`` (:meth:`MetricsResult.save`).
     """
 
-    def __init__(self, metrics: pd.DataFrame, summary: dict, partial: bool, ctx: Any):
-        self.metrics = metrics
-        self.summary = summary
-        self.partial = partial
-        self._ctx = ctx
-
-    def __repr__(self) -> str:
-        s = self.summary
-        return (f"BacktestResult({len(self.metrics)} of {s['n_combinations']} combinations, "
-                f"levels={list(self.metrics.index.names)}, backend={s['backend']!r}"
-                f"{', partial' if self.partial else ''})")
-
-    def best(self, metric: str = "sharpe", k: int = 10, ascending: bool | None = None
-             ) -> pd.DataFrame:
-        """The ``k`` best rows by ``metric`` (NaN last). By default the largest value is best,
-        except for ``annual_volatility``, ``turnover``, ``fees_paid`` and ``n_rebalances``
-        (smallest); for ``max_drawdown`` (<= 0) best means closest to 0."""
-        if metric not in METRICS:
-            raise GpusimError(f"metric={metric!r} is unknown; use one of {', '.join(METRICS)}")
-        if ascending is None:
-            ascending = metric in LOWER_IS_BETTER
-        return self.metrics.sort_values(metric, ascending=ascending, na_position="last",
-                                        kind="stable").head(int(k))
+    metric_names = METRICS
+    lower_is_better = LOWER_IS_BETTER
 
     def records(self, key: tuple | None = None, **level_values) -> Records:
         """Re-run one combination through the reference and return its :class:`Records`.
@@ -98,9 +83,7 @@ class BacktestResult:
         from cpu_ref.backtest import simulate_1d_nb
 
         ctx = self._ctx
-        flat = ctx.grid.locate(key, **level_values)
-        if flat >= len(self.metrics):
-            raise GpusimError("that combination was not run (the run was interrupted); run again")
+        flat = self._locate(key, level_values)
         a = ctx.chunk_args(flat, flat + 1)
         w = a["W"][a["wid"][0]]
         mask = ctx.masks[a["mid"][0]]
@@ -158,22 +141,4 @@ class BacktestResult:
         fig.savefig(path, format="png", dpi=110)
         return path
 
-    # ---- output ----
-
-    def save(self, out_dir, best_k: int = 10, sort_by: str = "sharpe",
-             fmt: str | None = None) -> Path:
-        """Write ``metrics.parquet`` (``metrics.csv`` when Parquet is unavailable, or with
-        ``fmt="csv"``), ``best.csv`` (top ``best_k`` by ``sort_by``) and ``summary.json`` into
-        ``out_dir``.
-
-        Atomic: everything is written to a temporary folder next to ``out_dir`` first, then
-        renamed into place (file by file when ``out_dir`` already holds files), so a failure
-        leaves nothing half-written.
-        """
-        if fmt not in (None, "parquet", "csv"):
-            raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")
-        best = self.best(sort_by, best_k)  # validates sort_by before anything is written
-        return save_metrics(out_dir, self.metrics, best, self.summary, sort_by=sort_by,
-                            best_k=best_k, fmt=fmt)
-
-    to_parquet = save
+    to_parquet = MetricsResult.save

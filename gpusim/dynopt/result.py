@@ -3,13 +3,14 @@ of chosen combinations (re-computed by the reference), saving."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from gpusim.data.futures import _positive
 from gpusim.errors import GpusimError
+from gpusim.results import MetricsResult
 
 __all__ = ["DynoptResult", "METRICS", "LOWER_IS_BETTER"]
 
@@ -20,8 +21,8 @@ LOWER_IS_BETTER = frozenset({"annual_volatility", "annual_turnover", "avg_tracki
                              "costs_paid", "annual_cost"})
 
 
-class DynoptResult:
-    """Result of :func:`dynopt`.
+class DynoptResult(MetricsResult):
+    """Result of :func:`~gpusim.dynopt.api.dynopt`.
 
     Attributes
     ----------
@@ -29,30 +30,20 @@ class DynoptResult:
         ``buffer`` and ``rebalance`` when swept), columns :data:`METRICS`. Host memory.
     summary : dict (backend, sizes, dates, settings, avg_optimal_risk, timing, versions).
     partial : True when the run was interrupted (only the finished rows are in ``metrics``).
+
+    Notes
+    -----
+    :meth:`best` ranks the smallest first for volatility, turnover, tracking error and costs
+    (:data:`LOWER_IS_BETTER`), the largest first otherwise.
     """
 
-    def __init__(self, metrics: pd.DataFrame, summary: dict, partial: bool, ctx: Any):
-        self.metrics = metrics
-        self.summary = summary
-        self.partial = partial
-        self._ctx = ctx
+    metric_names = METRICS
+    lower_is_better = LOWER_IS_BETTER
 
-    def __repr__(self) -> str:
+    def _repr_parts(self) -> list[str]:
         s = self.summary
-        return (f"DynoptResult({len(self.metrics)} of {s['n_combinations']} combinations, "
-                f"{s['n_instruments']} instruments x {s['n_days']} days, "
-                f"backend={s['backend']!r}{', partial' if self.partial else ''})")
-
-    def best(self, metric: str = "sharpe", k: int = 10, ascending: bool | None = None
-             ) -> pd.DataFrame:
-        """The ``k`` best rows by ``metric`` (NaN last); smallest is best for volatility,
-        turnover, tracking error and costs, largest otherwise."""
-        if metric not in METRICS:
-            raise GpusimError(f"metric={metric!r} is unknown; use one of {', '.join(METRICS)}")
-        if ascending is None:
-            ascending = metric in LOWER_IS_BETTER
-        return self.metrics.sort_values(metric, ascending=ascending, na_position="last",
-                                        kind="stable").head(int(k))
+        return [f"{len(self.metrics)} of {s['n_combinations']} combinations",
+                f"{s['n_instruments']} instruments x {s['n_days']} days"]
 
     def _locate(self, key, level_values) -> int:
         g = self._ctx.grid
@@ -63,10 +54,7 @@ class DynoptResult:
                     raise GpusimError(f"{name}={val!r} was not run: it was fixed at "
                                       f"{g.fixed[name]!r}")
                 del lv[name]
-        flat = g.locate(key, **lv)
-        if flat >= len(self.metrics):
-            raise GpusimError("that combination was not run (the run was interrupted); run again")
-        return flat
+        return super()._locate(key, lv)
 
     def _run_ref(self, key, level_values):
         from cpu_ref.dynopt import dynopt_1d_nb
@@ -112,18 +100,14 @@ class DynoptResult:
         return pd.DataFrame(x, index=inp.index, columns=inp.symbols)
 
     def save(self, out_dir, best_k: int = 10, sort_by: str = "sharpe",
-             fmt: str | None = None, positions: bool = False):
+             fmt: str | None = None, positions: bool = False) -> Path:
         """Write ``metrics.parquet`` (``.csv`` when Parquet is unavailable or ``fmt="csv"``),
         ``best.csv`` (top ``best_k`` by ``sort_by``), ``summary.json`` and, with
         ``positions=True``, ``positions_best.csv`` (daily contracts of the best combination)
         into ``out_dir``, atomically (a temporary folder renamed into place)."""
-        from gpusim.results import save_metrics
+        return self._save(out_dir, fmt, best_k=best_k, sort_by=sort_by, positions=positions)
 
-        if fmt not in (None, "parquet", "csv"):
-            raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")
-        best = self.best(sort_by, best_k)
+    def _extra_files(self, best: pd.DataFrame | None, positions: bool = False) -> dict:
         pos = self.positions(best.index[0]) if positions and len(best) else None
-        extra = ({} if pos is None else
-                 {"positions_best.csv": lambda path: pos.to_csv(path, index_label="date")})
-        return save_metrics(out_dir, self.metrics, best, self.summary, sort_by=sort_by,
-                            best_k=best_k, fmt=fmt, extra=extra)
+        return ({} if pos is None else
+                {"positions_best.csv": lambda path: pos.to_csv(path, index_label="date")})

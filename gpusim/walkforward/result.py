@@ -3,19 +3,17 @@ decisions per combination, re-runs on the CPU reference, plots and saving."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cpu_ref.backtest import METRICS
-from gpusim.errors import GpusimError
+from gpusim.backtest.result import LOWER_IS_BETTER
+from gpusim.results import MetricsResult
 
 
 def _day(ts) -> str:
@@ -30,7 +28,6 @@ def _jsonable(v):
     if isinstance(v, float) and math.isnan(v):
         return None
     return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
-
 
 
 @dataclass
@@ -51,7 +48,7 @@ class _State:
     mid: np.ndarray
 
 
-class WalkForwardResult:
+class WalkForwardResult(MetricsResult):
     """Result of :func:`walkforward`.
 
     Attributes
@@ -66,18 +63,32 @@ class WalkForwardResult:
         a non-trivial bound is active at the solution (within ``bind_tol``); random search: the
         best candidate ignoring the constraints breaks it.
     summary : dict (backend, timings, statuses, ...).
+
+    Notes
+    -----
+    :meth:`best` ranks as :class:`~gpusim.backtest.result.BacktestResult` does (same metrics).
+    Walk-forward runs are not interrupted part-way: ``partial`` is always False.
     """
 
-    def __init__(self, metrics, report, summary, state: _State):
-        self.metrics, self.report, self.summary, self._s = metrics, report, summary, state
+    metric_names = METRICS
+    lower_is_better = LOWER_IS_BETTER
 
-    def __repr__(self) -> str:
+    def __init__(self, metrics: pd.DataFrame, report: pd.DataFrame, summary: dict,
+                 state: _State):
+        super().__init__(metrics, summary, False, state)
+        self.report = report
+
+    @property
+    def _s(self) -> _State:
+        return self._ctx
+
+    def _repr_parts(self) -> list[str]:
         s = self.summary
-        return (f"WalkForwardResult({s['n_combinations']} combinations, method={s['method']!r}, "
-                f"levels={list(self.metrics.index.names)}, backend={s['backend']!r})")
+        return [f"{s['n_combinations']} combinations", f"method={s['method']!r}",
+                f"levels={list(self.metrics.index.names)}"]
 
     def _ws(self, key, level_values) -> tuple[int, int]:
-        flat = self._s.grid.locate(key, **level_values)
+        flat = self._locate(key, level_values)
         return flat, int(self._s.wsid[flat])
 
     def allocations(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
@@ -128,14 +139,6 @@ class WalkForwardResult:
                 "target": pd.DataFrame(s.Wall[o:o + K], index=dates[bars], columns=sym),
                 "realised": pd.DataFrame(real, index=dates[bars], columns=sym)}
 
-    def best(self, metric: str = "sharpe", k: int = 10) -> pd.DataFrame:
-        """The k best combinations by ``metric`` (largest first; NaN last)."""
-        if metric not in METRICS:
-            raise GpusimError(f"metric={metric!r} is unknown; use one of {', '.join(METRICS)}")
-        asc = metric in ("annual_volatility", "turnover", "fees_paid", "n_rebalances")
-        return self.metrics.sort_values(metric, ascending=asc, na_position="last",
-                                        kind="stable").head(int(k))
-
     def verify(self, n_combinations: int = 3, n_dates: int = 4) -> dict:
         """Re-check on the CPU reference (:mod:`cpu_ref.walkforward`): the metrics of up to
         ``n_combinations`` combinations, and (random method) the choice at up to ``n_dates``
@@ -179,43 +182,27 @@ class WalkForwardResult:
         return {"max_rel_diff": worst, "same_choices": same, "n_checked": n,
                 "ok": bool(same and worst < 1e-9)}
 
-    def save(self, out_dir, fmt: str | None = None) -> os.PathLike:
+    def save(self, out_dir, fmt: str | None = None) -> Path:
         """Write metrics, report (Parquet, CSV fallback or ``fmt="csv"``), ``allocations.csv``
         (long table: combination levels, date, weights) and ``summary.json`` atomically."""
-        from pathlib import Path
+        return self._save(out_dir, fmt)
 
-        from gpusim.backtest.api import _write_table
+    def _tables(self) -> dict[str, pd.DataFrame]:
+        return {"report": self.report}
 
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise GpusimError(f"out_dir={str(out)!r} is a file; give a folder path")
-        if fmt not in (None, "parquet", "csv"):
-            raise GpusimError(f"fmt={fmt!r} is unknown; use 'parquet' or 'csv'")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            f1 = _write_table(self.metrics, tmp / "metrics", fmt)
-            f2 = _write_table(self.report, tmp / "report", fmt)
-            parts = []
-            seen = set()
-            for flat, w in enumerate(self._s.wsid):
-                if w in seen:
-                    continue
-                seen.add(w)
-                a = self.allocations(self.metrics.index[flat]).reset_index()
-                for k, v in self._s.ws_info[w].items():
-                    a.insert(0, k, v)
-                parts.append(a)
-            pd.concat(parts).to_csv(tmp / "allocations.csv", index=False)
-            summary = {**self.summary, "metrics_file": f"metrics.{f1}", "report_file":
-                       f"report.{f2}"}
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
-            out.mkdir(exist_ok=True)
-            for f in sorted(tmp.iterdir()):
-                os.replace(f, out / f.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return out
+    def _extra_files(self, best, **options) -> dict:
+        return {"allocations.csv": self._write_allocations}
 
-
+    def _write_allocations(self, path: Path) -> None:
+        """``allocations.csv``: each weight set's allocations once, its levels in front."""
+        parts = []
+        seen = set()
+        for flat, w in enumerate(self._s.wsid):
+            if w in seen:
+                continue
+            seen.add(w)
+            a = self.allocations(self.metrics.index[flat]).reset_index()
+            for k, v in self._s.ws_info[w].items():
+                a.insert(0, k, v)
+            parts.append(a)
+        pd.concat(parts).to_csv(path, index=False)
