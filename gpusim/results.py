@@ -47,7 +47,12 @@ def versions() -> dict:
 
 
 def jsonable(v):
-    """A JSON-ready scalar: NumPy scalars unwrapped, NaN as null, anything else as text."""
+    """A JSON-ready scalar: NumPy scalars unwrapped, NaN as null, anything else as text.
+
+    The one converter for summaries (values and ``json.dumps(..., default=jsonable)``). NaN
+    becomes null also inside a NumPy scalar (``np.float32('nan')``), so summaries stay valid
+    JSON. (Sweep job hashes use ``default=str`` on purpose: their text must never change.)
+    """
     if isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, float) and math.isnan(v):

@@ -35,9 +35,10 @@ from gpusim.backend import resolve_backend
 from gpusim.data.market import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import Param, axis_values, build_grid, fee_value, rebalance_mask
+from gpusim.results import jsonable
 from gpusim.walkforward import search_cpu as wk
 from gpusim.walkforward.constraints import WalkState, compile_constraints
-from gpusim.walkforward.result import WalkForwardResult, _day, _jsonable, _State
+from gpusim.walkforward.result import WalkForwardResult, _day, _State
 
 __all__ = ["DEFAULT_HISTORY", "METHODS", "METRICS", "WalkForwardResult", "walkforward"]
 
@@ -283,7 +284,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
         "alpha": float(alpha), "num_tests": [int(x) for x in chk], "init_cash": init_cash,
         "rf": rf, "constraints": [repr(c) for c in plan.constraints], "cash_allowed": plan.cash,
         "gap": do_gap, "statuses": statuses, "levels": {a.name: len(a.labels) for a in grid.axes},
-        "fixed": {k: _jsonable(v) for k, v in grid.fixed.items()},
+        "fixed": {k: jsonable(v) for k, v in grid.fixed.items()},
         "timings_s": {"statistics": round(t_stats, 6), "choose": round(t_choose, 6),
                       "execution": round(t_exec, 6),
                       "total": round(time.perf_counter() - t_all, 6)},

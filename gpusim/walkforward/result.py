@@ -3,7 +3,6 @@ decisions per combination, re-runs on the CPU reference, plots and saving."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,6 @@ def _day(ts) -> str:
     """A date as text: the day alone when the time is midnight."""
     ts = pd.Timestamp(ts)
     return ts.date().isoformat() if ts == ts.normalize() else ts.isoformat(sep=" ")
-
-
-def _jsonable(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
 
 
 @dataclass
