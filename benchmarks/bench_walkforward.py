@@ -37,7 +37,7 @@ FEE = 0.001
 
 def plain_loop(close, index, every, lookback, num_tests, fee, start, ann, seed=0):
     """One combination the plain way: per-period NumPy search + Python execution loop."""
-    from gpusim.grid import rebalance_mask
+    from gpusim.specs import rebalance_mask
 
     T, A = close.shape
     _, mask = rebalance_mask(every, index)
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
 
 
 def _plain_candidates(index, start):
-    from gpusim.grid import rebalance_mask
+    from gpusim.specs import rebalance_mask
 
     tot = 0
     for e in EVERY:

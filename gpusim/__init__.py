@@ -24,7 +24,7 @@ _EXPORTS = {
     "BacktestResult": "backtest.result",
     "Records": "backtest.result",
     "Param": "grid",
-    "RandomWeights": "grid",
+    "RandomWeights": "specs",
     "product_grid": "grid",
     "DynoptResult": "dynopt.result",
     "FuturesData": "data.futures",

@@ -10,7 +10,7 @@ Records, value paths and allocation plots for chosen combinations are produced b
 those through the reference :func:`cpu_ref.backtest.simulate_1d_nb`.
 
 Index levels, in this order: ``weights`` (always; labels are ``"equal"``, the DataFrame's row
-labels, the candidate index of :class:`~gpusim.grid.RandomWeights`, or 0..K-1), then
+labels, the candidate index of :class:`~gpusim.specs.RandomWeights`, or 0..K-1), then
 ``rebalance``, ``threshold`` and ``fees`` when they are Params (a Param's ``name`` renames its
 level). Scalars are fixed and recorded in ``summary["fixed"]``.
 """
@@ -32,22 +32,20 @@ from gpusim.backend import resolve_backend
 from gpusim.backtest.result import LOWER_IS_BETTER, BacktestResult, Records
 from gpusim.data.market import as_market
 from gpusim.errors import GpusimError
-from gpusim.grid import (
+from gpusim.grid import Grid, Param, build_grid
+from gpusim.results import jsonable, versions
+from gpusim.specs import (
     CALENDAR_RULES,
     VALID_RULES,
-    Grid,
-    Param,
     RandomWeights,
     Weights,
     axis_values,
-    build_grid,
     calendar_mask,
     fee_value,
     rebalance_mask,
     resolve_weights,
     threshold_value,
 )
-from gpusim.results import jsonable, versions
 
 __all__ = ["backtest", "BacktestResult", "Records", "Param", "RandomWeights",
            "rebalance_mask", "calendar_mask", "METRICS", "CALENDAR_RULES", "VALID_RULES",

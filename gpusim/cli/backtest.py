@@ -143,7 +143,7 @@ def parse_weights(spec: str, symbols: list[str]):
     """``equal`` | ``random:N[:seed]`` | a CSV/Parquet file (columns = symbols)."""
     import pandas as pd
 
-    from gpusim.grid import RandomWeights
+    from gpusim.specs import RandomWeights
 
     spec = str(spec).strip()
     if spec.lower() == "equal":

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from gpusim.errors import DataError, GpusimError
-from gpusim.grid import rebalance_mask
+from gpusim.specs import rebalance_mask
 
 __all__ = ["FuturesData", "load_futures", "synthetic_futures", "default_data_dir",
            "read_daily", "contract_costs", "DynoptInputs", "prepare"]

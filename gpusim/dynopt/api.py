@@ -62,7 +62,8 @@ from gpusim.backend import resolve_backend
 from gpusim.data.futures import DynoptInputs, _positive, prepare
 from gpusim.dynopt.result import LOWER_IS_BETTER, METRICS, DynoptResult
 from gpusim.errors import GpusimError
-from gpusim.grid import Grid, Param, build_grid, rebalance_mask
+from gpusim.grid import Grid, Param, build_grid
+from gpusim.specs import rebalance_mask
 
 __all__ = ["dynopt", "DynoptResult", "DynoptInputs", "prepare", "METRICS", "LOWER_IS_BETTER"]
 

@@ -376,7 +376,7 @@ def _file_sha(path: str) -> str | None:
 
 def norm_value(v: Any) -> Any:
     """JSON-ready, hashable description of a fixed argument value."""
-    from gpusim.grid import RandomWeights
+    from gpusim.specs import RandomWeights
 
     if isinstance(v, RandomWeights):
         return {"random": int(v.n), "seed": int(v.seed), "sampler": v.sampler,

@@ -202,7 +202,7 @@ class _Group:
 
     members: list[str]
     size: int
-    weights: Any = None                  # gpusim.grid.Weights when "weights" is a member
+    weights: Any = None                  # gpusim.specs.Weights when "weights" is a member
     values: dict = field(default_factory=dict)   # member -> list of argument values
     labels: dict = field(default_factory=dict)   # member -> list of index labels
 
@@ -226,7 +226,7 @@ def _py(x):
 
 def _weights_arg(v, symbols: list[str]):
     """A backtest ``weights=`` value from a job-file value."""
-    from gpusim.grid import RandomWeights
+    from gpusim.specs import RandomWeights
 
     if isinstance(v, Mapping) and "random" in v:
         extra = sorted(set(v) - {"random", "seed", "sampler", "alpha"})
@@ -272,7 +272,8 @@ class BacktestTask(TaskRunner):
 
     def prepare(self, market, fixed, native_axes, backend):
         from gpusim.backtest.api import METRICS
-        from gpusim.grid import Param, fee_value, rebalance_mask, resolve_weights, threshold_value
+        from gpusim.grid import Param
+        from gpusim.specs import fee_value, rebalance_mask, resolve_weights, threshold_value
 
         symbols = list(market.symbols)
         index = market.prices.index

@@ -34,8 +34,9 @@ from cpu_ref.backtest import METRICS
 from gpusim.backend import resolve_backend
 from gpusim.data.market import as_market
 from gpusim.errors import GpusimError
-from gpusim.grid import Param, axis_values, build_grid, fee_value, rebalance_mask
+from gpusim.grid import Param, build_grid
 from gpusim.results import jsonable
+from gpusim.specs import axis_values, fee_value, rebalance_mask
 from gpusim.walkforward import search_cpu as wk
 from gpusim.walkforward.constraints import WalkState, compile_constraints
 from gpusim.walkforward.result import WalkForwardResult, _day, _State

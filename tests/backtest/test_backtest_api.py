@@ -14,7 +14,8 @@ from gpusim.backtest.api import BacktestResult, backtest, calendar_mask, rebalan
 from gpusim.cli.backtest import build_parser, parse_values, run
 from gpusim.data.market import synthetic_market
 from gpusim.errors import GpusimError
-from gpusim.grid import Param, RandomWeights
+from gpusim.grid import Param
+from gpusim.specs import RandomWeights
 
 RTOL = 1e-10
 

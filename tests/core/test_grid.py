@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from gpusim.errors import GpusimError
-from gpusim.grid import Param, RandomWeights, build_grid, product_grid
+from gpusim.grid import Param, build_grid, product_grid
+from gpusim.specs import RandomWeights
 
 
 def test_product_order_names_and_fixed_scalars():

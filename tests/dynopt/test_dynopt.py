@@ -160,7 +160,7 @@ def test_all_paths_agree_exactly_on_synthetic_futures():
     data = synthetic_futures(n_instruments=5, n_days=160, seed=4)
     inp = prepare(data, idm=2.0, min_periods=10, cov_every=5)
     T = inp.dprice.shape[0]
-    from gpusim.grid import calendar_mask
+    from gpusim.specs import calendar_mask
 
     masks = np.stack([np.ones(T, np.bool_), calendar_mask(inp.index, "W")])
     _check_all_agree(inp, masks, **GRID)
@@ -258,7 +258,7 @@ def test_result_table_and_positions(small_result):
     pos = res.positions(capital=1e6, shadow_cost=10, buffer=0.0125, rebalance="W")
     assert pos.shape == (200, 5) and pos.dtypes.eq(np.int64).all()
     inp = res._ctx.inputs
-    from gpusim.grid import calendar_mask
+    from gpusim.specs import calendar_mask
 
     wk = calendar_mask(inp.index, "W").reshape(1, -1)
     mm, rec = dynopt_cpu(*inp.kernel_args(), wk, 0, 1e6, 10.0, 0.0125, inp.ann, record=True)
