@@ -2,7 +2,7 @@
 issue 6).
 
 :func:`dynopt` prepares the inputs shared by every combination on the host
-(:func:`~gpusim.data.futures.prepare`: per-contract notional values, costs, optimal unrounded
+(:func:`~gpusim.dynopt.inputs.prepare`: per-contract notional values, costs, optimal unrounded
 weights, covariances on a schedule), runs
 the grid of capital x shadow cost x buffer (x rebalance frequency) through the fast path of the
 chosen backend — :func:`gpusim.dynopt.cpu.dynopt_cpu_nb` or
@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from gpusim.backend import resolve_backend
-from gpusim.data.futures import DynoptInputs, _positive, prepare
+from gpusim.dynopt.inputs import DynoptInputs, _positive, prepare
 from gpusim.dynopt.result import LOWER_IS_BETTER, METRICS, DynoptResult
 from gpusim.errors import GpusimError
 from gpusim.grid import Grid, Param, build_grid

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gpusim.data.futures import _positive
+from gpusim.dynopt.inputs import _positive
 from gpusim.errors import GpusimError
 from gpusim.results import MetricsResult
 
