@@ -150,6 +150,51 @@ def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=Non
         multipliers = fd.multipliers if multipliers is None else multipliers
         fx = fd.fx if fx is None else fx
         costs = fd.costs if costs is None else costs
+    P = _checked_prices(prices)
+    symbols, idx = list(P.columns), pd.DatetimeIndex(P.index)
+    NP = P if notional_prices is None else _frame(notional_prices, "notional_prices", idx,
+                                                   symbols)
+    mult = _multipliers(multipliers, symbols)
+    FX = _fx_table(fx, idx, symbols)
+    CO = _cost_table(costs, idx, symbols)
+    risk_target = _positive(risk_target, "risk_target")
+    idm = _positive(idm, "idm")
+    shrinkage, ann, ann_src, update = _estimation_settings(lookback, min_periods, shrinkage, ann,
+                                                           cov_every, idx)
+
+    p, npx = P.to_numpy(), NP.to_numpy()
+    vols, covs, cov_id = estimate_covariances_nb(np.ascontiguousarray(_returns(p, npx)),
+                                                 np.ascontiguousarray(update), int(lookback),
+                                                 int(min_periods), shrinkage, float(ann))
+    vol_t = vols[cov_id]
+    notional = npx * mult * FX
+    cost_base = CO * FX
+    with np.errstate(invalid="ignore"):
+        active = (np.isfinite(notional) & (notional > 0) & np.isfinite(vol_t) & (vol_t > 0)
+                  & np.isfinite(cost_base))
+    w_star, source = _optimal_weights(optimal_positions, weights, optimal_capital, risk_target,
+                                      idm, notional, vol_t, idx, symbols)
+    w_star = np.where(active, w_star, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dprice = np.zeros(p.shape)
+        dprice[1:] = (p[1:] - p[:-1]) * mult * FX[1:]
+        k = np.where(active, cost_base / np.where(active, notional, 1.0), 0.0)
+    dprice = np.nan_to_num(dprice, nan=0.0, posinf=0.0, neginf=0.0)
+    info = {"optimal": source, "risk_target": risk_target, "idm": idm,
+            "optimal_capital": optimal_capital, "cov_every": str(cov_every),
+            "lookback": int(lookback), "min_periods": int(min_periods), "shrinkage": shrinkage,
+            "ann_source": ann_src, "n_cov_estimates": int(covs.shape[0]),
+            "notional_prices": "prices" if notional_prices is None else "given"}
+    c = np.ascontiguousarray
+    return DynoptInputs(c(dprice), c(np.where(active, notional, 0.0)),
+                        c(np.nan_to_num(np.where(np.isfinite(p), cost_base, 0.0))), c(k),
+                        c(w_star), c(covs), vols, c(cov_id), active, idx, symbols, float(ann),
+                        info)
+
+
+def _checked_prices(prices) -> pd.DataFrame:
+    """(T, N) float64 prices: at least one column and two dates, distinct instruments, no inf,
+    no all-NaN column; NaN forward-filled (NaN stays before an instrument's first price)."""
     P = _frame(prices, "prices")
     if P.shape[1] == 0:
         raise DataError("prices have no columns; pass one column per instrument")
@@ -166,14 +211,23 @@ def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=Non
     empty = [s for s in symbols if P[s].isna().all()]
     if empty:
         raise DataError(f"prices[{empty[0]!r}] has no valid price; drop that column")
-    P = P.ffill()
-    NP = P if notional_prices is None else _frame(notional_prices, "notional_prices", idx,
-                                                   symbols)
+    return P.ffill()
+
+
+def _multipliers(multipliers, symbols: list) -> np.ndarray:
+    """(N,) contract multipliers, each a finite number > 0."""
     mult = _per_instrument(multipliers, "multipliers", symbols)
     if not (np.all(np.isfinite(mult)) and np.all(mult > 0)):
         j = int(np.flatnonzero(~(np.isfinite(mult) & (mult > 0)))[0])
         raise DataError(f"multipliers[{symbols[j]!r}]={float(mult[j])!r} must be a number > 0")
-    T, N = P.shape
+    return mult
+
+
+def _fx_table(fx, idx: pd.DatetimeIndex, symbols: list) -> np.ndarray:
+    """(T, N) FX rates > 0 (base currency per unit of each instrument's currency) from None
+    (all 1), a number, a dict of numbers by instrument (missing ones 1), or a DataFrame / dict
+    of Series by instrument (forward-filled onto ``idx``; missing columns 1)."""
+    T, N = len(idx), len(symbols)
     if fx is None or np.isscalar(fx):
         FX = np.full((T, N), 1.0 if fx is None else _positive(fx, "fx"))
     elif isinstance(fx, dict) and all(np.isscalar(v) for v in fx.values()):
@@ -191,16 +245,27 @@ def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=Non
                         "Series by instrument (base currency per unit of its currency)")
     if np.any(FX <= 0):
         raise DataError("fx must be > 0 (base currency per unit of the instrument's currency)")
+    return FX
+
+
+def _cost_table(costs, idx: pd.DatetimeIndex, symbols: list) -> np.ndarray:
+    """(T, N) cost per contract traded (instrument currency, >= 0) from None (0), a number, a
+    dict / Series by instrument, or a DataFrame / dict of Series (forward-filled onto ``idx``)."""
     if isinstance(costs, (pd.DataFrame, dict)) and not (
             isinstance(costs, dict) and all(np.isscalar(v) for v in costs.values())):
         CO = _frame(pd.DataFrame(costs), "costs", idx, symbols).to_numpy()
     else:
-        CO = np.broadcast_to(_per_instrument(costs, "costs", symbols, default=0.0), (T, N))
+        CO = np.broadcast_to(_per_instrument(costs, "costs", symbols, default=0.0),
+                             (len(idx), len(symbols)))
     if np.any(CO < 0):
         raise DataError("costs must be >= 0 (cost per contract traded, instrument currency)")
+    return CO
 
-    risk_target = _positive(risk_target, "risk_target")
-    idm = _positive(idm, "idm")
+
+def _estimation_settings(lookback, min_periods, shrinkage, ann, cov_every,
+                         idx: pd.DatetimeIndex) -> tuple[float, float, str, np.ndarray]:
+    """Checked covariance-estimation settings: ``(shrinkage, ann, ann_source, update)`` with
+    ``update`` the (T,) bool mask of the days that re-estimate (``cov_every``)."""
     if not (isinstance(lookback, (int, np.integer)) and lookback >= 2):
         raise GpusimError(f"lookback={lookback!r} must be an int >= 2 (days)")
     if not (isinstance(min_periods, (int, np.integer)) and 2 <= min_periods <= lookback):
@@ -220,23 +285,26 @@ def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=Non
         raise GpusimError("cov_every='never' is not a schedule; use 'D', 'W', 'M', an int k "
                           "or a bool mask")
     _, update = rebalance_mask(cov_every, idx, "cov_every")
+    return shrinkage, ann, ann_src, update
 
-    p = P.to_numpy()
-    npx = NP.to_numpy()
+
+def _returns(p: np.ndarray, npx: np.ndarray) -> np.ndarray:
+    """(T, N) price change over the previous notional price (NaN on day 0 and where the
+    previous notional price is not > 0)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        ret = np.full((T, N), np.nan)
+        ret = np.full(p.shape, np.nan)
         prev = npx[:-1]
         ret[1:] = np.where(prev > 0, (p[1:] - p[:-1]) / np.where(prev > 0, prev, 1.0), np.nan)
-    vols, covs, cov_id = estimate_covariances_nb(np.ascontiguousarray(ret),
-                                                 np.ascontiguousarray(update), int(lookback),
-                                                 int(min_periods), shrinkage, float(ann))
-    vol_t = vols[cov_id]
-    notional = npx * mult * FX
-    cost_base = CO * FX
-    with np.errstate(invalid="ignore"):
-        active = (np.isfinite(notional) & (notional > 0) & np.isfinite(vol_t) & (vol_t > 0)
-                  & np.isfinite(cost_base))
+    return ret
 
+
+def _optimal_weights(optimal_positions, weights, optimal_capital, risk_target: float,
+                     idm: float, notional: np.ndarray, vol_t: np.ndarray,
+                     idx: pd.DatetimeIndex, symbols: list) -> tuple[np.ndarray, str]:
+    """``(w_star, source)``: (T, N) optimal unrounded weights, from optimal positions
+    (contracts for ``optimal_capital``) or by vol targeting ``weights`` (default equal), and a
+    description of where they came from."""
+    T, N = notional.shape
     if optimal_positions is not None and weights is not None:
         raise GpusimError("give optimal_positions or weights (+ risk_target), not both")
     if optimal_positions is not None:
@@ -249,34 +317,18 @@ def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=Non
             raise DataError("optimal_positions must be finite (NaN means no position)")
         with np.errstate(invalid="ignore"):
             w_star = np.nan_to_num(OP) * notional / oc
-        source = f"optimal_positions (contracts for capital {oc:g})"
+        return w_star, f"optimal_positions (contracts for capital {oc:g})"
+    if weights is None:
+        W = np.full((T, N), 1.0 / N)
+        source = "vol targeting, equal weights"
+    elif isinstance(weights, pd.DataFrame):
+        W = np.nan_to_num(_frame(weights, "weights", idx, symbols).to_numpy())
+        source = "vol targeting, weights table"
     else:
-        if weights is None:
-            W = np.full((T, N), 1.0 / N)
-            source = "vol targeting, equal weights"
-        elif isinstance(weights, pd.DataFrame):
-            W = np.nan_to_num(_frame(weights, "weights", idx, symbols).to_numpy())
-            source = "vol targeting, weights table"
-        else:
-            W = np.broadcast_to(_per_instrument(weights, "weights", symbols), (T, N))
-            source = "vol targeting, fixed weights"
-        if not np.all(np.isfinite(W)):
-            raise DataError("weights must be finite")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            w_star = idm * W * risk_target / vol_t
-    w_star = np.where(active, w_star, 0.0)
+        W = np.broadcast_to(_per_instrument(weights, "weights", symbols), (T, N))
+        source = "vol targeting, fixed weights"
+    if not np.all(np.isfinite(W)):
+        raise DataError("weights must be finite")
     with np.errstate(invalid="ignore", divide="ignore"):
-        dprice = np.zeros((T, N))
-        dprice[1:] = (p[1:] - p[:-1]) * mult * FX[1:]
-        k = np.where(active, cost_base / np.where(active, notional, 1.0), 0.0)
-    dprice = np.nan_to_num(dprice, nan=0.0, posinf=0.0, neginf=0.0)
-    info = {"optimal": source, "risk_target": risk_target, "idm": idm,
-            "optimal_capital": optimal_capital, "cov_every": str(cov_every),
-            "lookback": int(lookback), "min_periods": int(min_periods), "shrinkage": shrinkage,
-            "ann_source": ann_src, "n_cov_estimates": int(covs.shape[0]),
-            "notional_prices": "prices" if notional_prices is None else "given"}
-    c = np.ascontiguousarray
-    return DynoptInputs(c(dprice), c(np.where(active, notional, 0.0)),
-                        c(np.nan_to_num(np.where(np.isfinite(p), cost_base, 0.0))), c(k),
-                        c(w_star), c(covs), vols, c(cov_id), active, idx, symbols, float(ann),
-                        info)
+        w_star = idm * W * risk_target / vol_t
+    return w_star, source
