@@ -18,7 +18,7 @@ _EXPORTS = {
     "resolve_backend": "backend",
     "info": "backend",
     "Market": "data.market",
-    "load_prices": "data.market",
+    "load_prices": "data.load",
     "synthetic_market": "data.market",
     "SearchResult": "search.result",
     "BacktestResult": "backtest.result",

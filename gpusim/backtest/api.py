@@ -30,7 +30,7 @@ import pandas as pd
 from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
 from gpusim.backend import resolve_backend
 from gpusim.backtest.result import LOWER_IS_BETTER, BacktestResult, Records
-from gpusim.data.market import as_market
+from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import Grid, Param, build_grid
 from gpusim.results import jsonable, versions

@@ -172,7 +172,7 @@ def parse_weights(spec: str, symbols: list[str]):
 
 
 def _market(args):
-    from gpusim.data.market import market_from_spec
+    from gpusim.data.load import market_from_spec
 
     return market_from_spec(args.prices, ann=args.ann)
 

@@ -75,7 +75,7 @@ def _add_search(sub) -> None:
 
 
 def _cmd_search(args) -> int:
-    from gpusim.data.market import market_from_spec
+    from gpusim.data.load import market_from_spec
     from gpusim.search.api import search
 
     symbols = args.symbols.split(",") if args.symbols else None

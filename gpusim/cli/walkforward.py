@@ -151,7 +151,7 @@ def _run(args) -> int:
     import pandas as pd
 
     from gpusim.cli.backtest import _as_axis, parse_rebalance, parse_values
-    from gpusim.data.market import market_from_spec
+    from gpusim.data.load import market_from_spec
     from gpusim.walkforward.api import METRICS, walkforward
 
     check_ranking(args.sort_by, args.top_k, METRICS)

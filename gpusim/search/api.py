@@ -44,7 +44,8 @@ def _as_int(value, name: str, lo: int, hi: int) -> int:
 
 def stats_from(market, ann, symbols):
     """(mu, cov, ann, ann_source, symbols, name) from a Market, a price frame or (mu, cov)."""
-    from gpusim.data.market import Market, load_prices
+    from gpusim.data.load import load_prices
+    from gpusim.data.market import Market
 
     if isinstance(market, pd.DataFrame):
         market = load_prices(market, ann=ann)

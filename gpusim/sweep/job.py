@@ -307,7 +307,8 @@ def load_job(path, *, out=None) -> Job:
 # ----------------------------------------------------------------------------- data
 def load_market(spec, base_dir: Path | None = None):
     """A :class:`gpusim.Market` from a job's data spec (dict, string, Market, DataFrame, None)."""
-    from gpusim.data.market import Market, load_prices, market_from_spec, synthetic_market
+    from gpusim.data.load import load_prices, market_from_spec
+    from gpusim.data.market import Market, synthetic_market
 
     if isinstance(spec, Market):
         return spec

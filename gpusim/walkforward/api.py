@@ -32,7 +32,7 @@ import pandas as pd
 
 from cpu_ref.backtest import METRICS
 from gpusim.backend import resolve_backend
-from gpusim.data.market import as_market
+from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import Param, build_grid
 from gpusim.results import jsonable

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from conftest import shared_file
 
-from gpusim.data.market import Market, infer_ann, load_prices, synthetic_market
+from gpusim.data.load import load_prices
+from gpusim.data.market import Market, infer_ann, synthetic_market
 from gpusim.errors import DataError
 
 # A: 100 -> 110 -> 99 -> 108.9 gives returns +0.1, -0.1, +0.1
