@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from gpusim.errors import GpusimError
+from gpusim.validate import py_scalar
 
 __all__ = ["Param", "Grid", "build_grid", "product_grid"]
 
@@ -204,11 +205,7 @@ class Grid:
     def labels_of(self, flat: int) -> dict[str, Any]:
         """``{level: label}`` of combination ``flat``."""
         g = self.group_positions(flat, flat + 1)[:, 0]
-        return {a.name: _py(a.labels[g[a.group]]) for a in self.axes}
-
-
-def _py(x):
-    return x.item() if isinstance(x, np.generic) else x
+        return {a.name: py_scalar(a.labels[g[a.group]]) for a in self.axes}
 
 
 def _find_label(a: _Axis, value) -> int:

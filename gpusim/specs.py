@@ -17,6 +17,7 @@ import pandas as pd
 
 from gpusim.errors import GpusimError
 from gpusim.grid import Param
+from gpusim.validate import listing, number, py_scalar
 
 __all__ = ["RandomWeights", "calendar_mask", "rebalance_mask", "resolve_weights", "Weights",
            "threshold_value", "fee_value", "axis_values", "CALENDAR_RULES", "VALID_RULES"]
@@ -29,7 +30,7 @@ SUM_TOL = 1e-8
 
 def _label(x) -> str:
     """A row label for messages: NumPy scalars shown as plain Python values."""
-    return repr(x.item() if isinstance(x, np.generic) else x)
+    return repr(py_scalar(x))
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def _check_vectors(W: np.ndarray, labels, symbols: list[str]) -> np.ndarray:
     if W.ndim != 2 or W.shape[1] != A:
         n = W.shape[-1] if W.ndim else 1
         raise GpusimError(f"weights: a vector has {n} values but the prices have {A} symbols "
-                          f"({_names(symbols)}); give one weight per symbol")
+                          f"({listing(symbols, 8)}); give one weight per symbol")
     if not np.all(np.isfinite(W)):
         r = int(np.flatnonzero(~np.isfinite(W).all(axis=1))[0])
         raise GpusimError(f"weights: row {_label(labels[r])} has a NaN or inf weight; give finite "
@@ -192,12 +193,6 @@ def _check_vectors(W: np.ndarray, labels, symbols: list[str]) -> np.ndarray:
     return np.ascontiguousarray(W, dtype=np.float64)
 
 
-def _names(xs, limit: int = 8) -> str:
-    xs = list(xs)
-    more = f", ... ({len(xs)} in all)" if len(xs) > limit else ""
-    return ", ".join(map(str, xs[:limit])) + more
-
-
 def _align(labels_in, symbols: list[str]) -> list[int]:
     """Positions of ``symbols`` in ``labels_in``; error naming unknown and missing symbols."""
     given = [str(c) for c in labels_in]
@@ -206,13 +201,13 @@ def _align(labels_in, symbols: list[str]) -> list[int]:
     if unknown or missing or len(set(given)) != len(given):
         parts = []
         if unknown:
-            parts.append(f"{_names(unknown)} not in the prices")
+            parts.append(f"{listing(unknown, 8)} not in the prices")
         if missing:
-            parts.append(f"no weight for {_names(missing)}")
+            parts.append(f"no weight for {listing(missing, 8)}")
         if not parts:
             parts.append("a symbol appears twice")
         raise GpusimError(f"weights: symbols don't match the prices ({'; '.join(parts)}); give "
-                          f"exactly one weight per symbol of the prices ({_names(symbols)}), 0 "
+                          f"exactly one weight per symbol of the prices ({listing(symbols, 8)}), 0 "
                           "for symbols not held")
     return [given.index(s) for s in symbols]
 
@@ -282,10 +277,7 @@ def resolve_weights(weights, symbols: list[str]) -> tuple[Weights, str | None, A
 def threshold_value(x) -> float:
     if x is None:
         return math.nan
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise GpusimError(f"threshold={x!r} must be a number > 0 or None") from None
+    v = number(x, "threshold", expect="a number > 0 or None")
     if not (v > 0 and math.isfinite(v)):
         raise GpusimError(f"threshold={x!r} must be > 0 (a drift band such as 0.05); use None "
                           "for no threshold rule")
@@ -293,10 +285,7 @@ def threshold_value(x) -> float:
 
 
 def fee_value(x) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise GpusimError(f"fees={x!r} must be a number in [0, 1)") from None
+    v = number(x, "fees", expect="a number in [0, 1)")
     if not (0.0 <= v < 1.0):
         raise GpusimError(f"fees={x!r} must be in [0, 1): a proportional fee such as 0.001 "
                           "for 0.1%")

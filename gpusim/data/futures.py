@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from gpusim.errors import DataError
+from gpusim.validate import date_text, whole_number
 
 __all__ = ["FuturesData", "load_futures", "synthetic_futures", "default_data_dir",
            "read_daily", "contract_costs"]
@@ -131,9 +132,9 @@ class FuturesData:
                    None if end is None else pd.Timestamp(end))
         p = self.prices.loc[sl]
         if len(p) < 2:
+            first, last = (date_text(self.prices.index[i], time=False) for i in (0, -1))
             raise DataError(f"window {start}..{end} holds {len(p)} date(s) of data from "
-                            f"{_d(self.prices.index[0])} to {_d(self.prices.index[-1])}; "
-                            "widen it")
+                            f"{first} to {last}; widen it")
         return FuturesData(p, self.multipliers, self.fx.loc[sl], self.costs.loc[sl],
                            self.currencies, self.asset_classes, self.source)
 
@@ -144,12 +145,9 @@ class FuturesData:
 
     def describe(self) -> str:
         idx = self.prices.index
+        first, last = (date_text(idx[i], time=False) for i in (0, -1))
         return (f"{self.source or 'futures'}: {len(self.instruments)} instruments x {len(idx)} "
-                f"days, {_d(idx[0])} .. {_d(idx[-1])}")
-
-
-def _d(ts) -> str:
-    return pd.Timestamp(ts).strftime("%Y-%m-%d")
+                f"days, {first} .. {last}")
 
 
 def _find(folder: Path, stem: str) -> Path | None:
@@ -275,11 +273,8 @@ def synthetic_futures(n_instruments: int = 8, n_days: int = 1260, seed: int = 0,
     every fourth instrument is quoted in EUR (a random-walk EURUSD rate), and the second one
     lists only after 20% of the days (NaN before). Same arguments, same data.
     """
-    if int(n_instruments) != n_instruments or n_instruments < 1:
-        raise DataError(f"n_instruments={n_instruments!r} must be an integer >= 1")
-    if int(n_days) != n_days or n_days < 30:
-        raise DataError(f"n_days={n_days!r} must be an integer >= 30")
-    N, T = int(n_instruments), int(n_days)
+    N = whole_number(n_instruments, "n_instruments", 1, error=DataError)
+    T = whole_number(n_days, "n_days", 30, error=DataError)
     rng = np.random.default_rng(seed)
     dates = pd.bdate_range(start, periods=T, name="date")
     vol = np.linspace(0.08, 0.40, N)

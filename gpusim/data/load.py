@@ -14,17 +14,15 @@ import pandas as pd
 
 from gpusim.data.market import (
     Market,
-    _check_ann,
     _check_index,
     _check_values,
-    _d,
-    _listing,
     _pick,
     _to_float,
     infer_ann,
     synthetic_market,
 )
 from gpusim.errors import DataError, GpusimError
+from gpusim.validate import check_ann, date_text, listing
 
 __all__ = ["load_prices", "market_from_spec", "as_market"]
 
@@ -80,7 +78,7 @@ def _with_dates(df: pd.DataFrame, date_col) -> pd.DataFrame:
         return df
     if date_col is not None:
         if date_col not in df.columns:
-            cols = _listing(df.columns)
+            cols = listing(df.columns)
             raise DataError(f"date_col={date_col!r} is not a column; columns: {cols}")
     else:
         named = [c for c in df.columns if str(c).strip().lower() in _DATE_NAMES]
@@ -148,7 +146,7 @@ def load_prices(
     if fill not in _FILLS:
         raise DataError(f"fill={fill!r} is not valid; use one of {', '.join(map(repr, _FILLS))}")
     if ann is not None:
-        ann = _check_ann(ann)
+        ann = check_ann(ann)
     if name is None:
         name = "" if isinstance(source, pd.DataFrame) else Path(source).name
     df = _with_dates(_read(source), date_col)
@@ -172,8 +170,9 @@ def load_prices(
         c1 = min(lasts, key=lambda c: lasts[c])
         if firsts[c0] > lasts[c1]:
             raise DataError(
-                f"no common window: column {c0!r} starts on {_d(firsts[c0])} after column {c1!r} "
-                f"ends on {_d(lasts[c1])}; drop one of them with symbols=[...]"
+                f"no common window: column {c0!r} starts on {date_text(firsts[c0])} after "
+                f"column {c1!r} ends on {date_text(lasts[c1])}; drop one of them with "
+                "symbols=[...]"
             )
         prices = prices.loc[firsts[c0] : lasts[c1]]
     if fill == "ffill":
@@ -183,7 +182,7 @@ def load_prices(
             f"only {len(prices)} row(s) left after align={align!r}; need at least 2 - "
             "check the date ranges of the columns or drop late-listed ones with symbols=[...]"
         )
-    span = f"{_d(prices.index[0])} .. {_d(prices.index[-1])}"
+    span = f"{date_text(prices.index[0])} .. {date_text(prices.index[-1])}"
     where = f" inside the used window {span} (align={align!r})"
     if align == "none":
         nan_fix = "try align='common' (dates where all columns have prices) or fill='ffill'"

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from gpusim.errors import DataError
+from gpusim.validate import check_ann, date_text, listing, whole_number
 
 __all__ = ["Market", "infer_ann", "synthetic_market"]
 
@@ -35,20 +36,6 @@ _ANN = {
     "YE": (1.0, "yearly (1)"),
 }
 _SYNTH_FREQS = {"B": "B", "D": "D", "h": "h", "H": "h", "W": "W", "ME": "ME", "M": "ME"}
-
-
-def _d(ts) -> str:
-    """A timestamp as text: the date alone when the time is midnight."""
-    ts = pd.Timestamp(ts)
-    if ts.hour == ts.minute == ts.second == ts.microsecond == 0:
-        return ts.date().isoformat()
-    return ts.isoformat(sep=" ")
-
-
-def _listing(names, limit: int = 25) -> str:
-    names = [str(n) for n in names]
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in total)" if len(names) > limit else "")
 
 
 def _check_index(index) -> pd.DatetimeIndex:
@@ -67,15 +54,16 @@ def _check_index(index) -> pd.DatetimeIndex:
         if back.size:
             i = int(back[0]) + 1
             raise DataError(
-                f"dates are not ascending: {_d(index[i])} (row {i}) comes after "
-                f"{_d(index[i - 1])}; sort first, e.g. df.sort_index() (nothing is sorted silently)"
+                f"dates are not ascending: {date_text(index[i])} (row {i}) comes after "
+                f"{date_text(index[i - 1])}; sort first, e.g. df.sort_index() (nothing is "
+                "sorted silently)"
             )
         dup = np.flatnonzero(step == pd.Timedelta(0))
         if dup.size:
             i = int(dup[0]) + 1
             raise DataError(
-                f"duplicate date {_d(index[i])} (row {i}, first of {dup.size} duplicated rows); "
-                "keep one row per date first, e.g. df[~df.index.duplicated(keep='last')]"
+                f"duplicate date {date_text(index[i])} (row {i}, first of {dup.size} duplicated "
+                "rows); keep one row per date first, e.g. df[~df.index.duplicated(keep='last')]"
             )
     return index
 
@@ -93,8 +81,8 @@ def _to_float(frame: pd.DataFrame) -> pd.DataFrame:
             if bad.size:
                 i = int(bad[0])
                 raise DataError(
-                    f"column {col!r} is not numeric: value {s.iloc[i]!r} on {_d(s.index[i])}; "
-                    "drop the column with symbols=[...] or clean the data"
+                    f"column {col!r} is not numeric: value {s.iloc[i]!r} on "
+                    f"{date_text(s.index[i])}; drop the column with symbols=[...] or clean the data"
                 )
             s = num
         out[col] = s.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -110,7 +98,7 @@ def _check_values(prices: pd.DataFrame, where: str, nan_fix: str) -> None:
         if not bad.size:
             continue
         i = int(bad[0])
-        date = _d(prices.index[i])
+        date = date_text(prices.index[i])
         if np.isnan(v[i]):
             raise DataError(f"column {col!r}: missing price (NaN) on {date}{where}; {nan_fix}")
         if np.isinf(v[i]):
@@ -122,16 +110,6 @@ def _check_values(prices: pd.DataFrame, where: str, nan_fix: str) -> None:
             f"column {col!r}: price {v[i]:g} <= 0 on {date}{where}; prices must be positive "
             "(back-adjusted futures: shift or use returns) - fix it or drop it with symbols=[...]"
         )
-
-
-def _check_ann(ann) -> float:
-    try:
-        a = float(ann)
-    except (TypeError, ValueError):
-        raise DataError(f"ann={ann!r} is not a number; pass bars per year, e.g. ann=252") from None
-    if not (np.isfinite(a) and a > 0):
-        raise DataError(f"ann={ann!r} must be finite and > 0; pass e.g. ann=252 for daily bars")
-    return a
 
 
 @dataclass
@@ -174,7 +152,7 @@ class Market:
         if len(p) < 2:
             raise DataError(f"prices have {len(p)} row(s); need at least 2 dates for a return")
         self.prices = p
-        self.ann = _check_ann(self.ann)
+        self.ann = check_ann(self.ann)
 
     @property
     def symbols(self) -> list[str]:
@@ -235,7 +213,7 @@ class Market:
         idx = self.prices.index
         return (
             f"{self.name or 'market'}: {self.n_assets} assets x {self.n_bars} bars, "
-            f"{_d(idx[0])} .. {_d(idx[-1])}, ann={self.ann:g} ({self.ann_source})"
+            f"{date_text(idx[0])} .. {date_text(idx[-1])}, ann={self.ann:g} ({self.ann_source})"
         )
 
 
@@ -244,10 +222,10 @@ def _pick(available: list[str], symbols) -> list[str]:
         symbols = [symbols]
     chosen = [str(s) for s in symbols]
     if not chosen:
-        raise DataError(f"symbols is empty; choose from: {_listing(available)}")
+        raise DataError(f"symbols is empty; choose from: {listing(available)}")
     missing = [s for s in chosen if s not in available]
     if missing:
-        raise DataError(f"unknown symbol(s) {_listing(missing)}; available: {_listing(available)}")
+        raise DataError(f"unknown symbol(s) {listing(missing)}; available: {listing(available)}")
     if len(set(chosen)) != len(chosen):
         dup = next(s for s in chosen if chosen.count(s) > 1)
         raise DataError(f"symbol {dup!r} is listed twice in symbols=; list each once")
@@ -343,11 +321,9 @@ def synthetic_market(
     Market
         Symbols ``"A00", "A01", ...``; host float64 prices of shape (n_bars, n_assets).
     """
-    if int(n_assets) != n_assets or n_assets < 1:
-        raise DataError(f"n_assets={n_assets!r} must be an integer >= 1")
-    if int(n_bars) != n_bars or n_bars < 2:
-        raise DataError(f"n_bars={n_bars!r} must be an integer >= 2 (one return needs two prices)")
-    n_assets, n_bars = int(n_assets), int(n_bars)
+    n_assets = whole_number(n_assets, "n_assets", 1, error=DataError)
+    n_bars = whole_number(n_bars, "n_bars", 2, fix=" (one return needs two prices)",
+                          error=DataError)
     if freq not in _SYNTH_FREQS:
         valid = ", ".join(map(repr, _SYNTH_FREQS))
         raise DataError(f"freq={freq!r} is not supported; use one of {valid}")
@@ -356,7 +332,7 @@ def synthetic_market(
         ann, desc = _ANN[key]
         ann_source = f"inferred: {desc} from freq={freq!r}"
     else:
-        ann, ann_source = _check_ann(ann), "given"
+        ann, ann_source = check_ann(ann), "given"
 
     def vec(x, default, what):
         v = np.asarray(default if x is None else x, dtype=np.float64)

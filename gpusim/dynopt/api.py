@@ -59,11 +59,12 @@ import numpy as np
 import pandas as pd
 
 from gpusim.backend import resolve_backend
-from gpusim.dynopt.inputs import DynoptInputs, _positive, prepare
+from gpusim.dynopt.inputs import DynoptInputs, prepare
 from gpusim.dynopt.result import LOWER_IS_BETTER, METRICS, DynoptResult
 from gpusim.errors import GpusimError
 from gpusim.grid import Grid, Param, build_grid
 from gpusim.specs import rebalance_mask
+from gpusim.validate import check_chunk_size, positive
 
 __all__ = ["dynopt", "DynoptResult", "DynoptInputs", "prepare", "METRICS", "LOWER_IS_BETTER"]
 
@@ -77,7 +78,7 @@ GPU_CHUNK_CAP = 2 ** 17
 
 def _axis(x, name: str, allow_zero: bool) -> tuple[Param, np.ndarray]:
     vals = list(x.values) if isinstance(x, Param) else [x]
-    conv = np.array([_positive(v, name, allow_zero) for v in vals])
+    conv = np.array([positive(v, name, allow_zero=allow_zero) for v in vals])
     pname = x.name if isinstance(x, Param) else None
     level = x.level if isinstance(x, Param) else None
     return Param([float(v) for v in conv], pname, level), conv
@@ -151,9 +152,7 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
     else:
         lab, m = reb_rule(rebalance)
         reb_entry, masks = lab, np.ascontiguousarray(m.reshape(1, T))
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(
-            chunk_size, (int, np.integer)) or chunk_size < 1):
-        raise GpusimError(f"chunk_size={chunk_size!r} must be an int >= 1 (or None to plan it)")
+    check_chunk_size(chunk_size)
 
     entries = {"capital": cap_e, "shadow_cost": sh_e, "buffer": bu_e, "rebalance": reb_entry}
     grid = build_grid(entries)

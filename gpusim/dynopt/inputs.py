@@ -6,7 +6,6 @@ combination shares (the conventions are in the docstring of :mod:`gpusim.dynopt.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ import pandas as pd
 from gpusim.data.futures import FuturesData
 from gpusim.errors import DataError, GpusimError
 from gpusim.specs import rebalance_mask
+from gpusim.validate import check_ann, integer, number, positive
 
 __all__ = ["DynoptInputs", "prepare"]
 
@@ -115,22 +115,6 @@ def _per_instrument(x, what: str, symbols: list, default: float | None = None) -
     return a
 
 
-def _py(x):
-    return x.item() if isinstance(x, np.generic) else x
-
-
-def _positive(x: Any, what: str, allow_zero: bool = False) -> float:
-    x = _py(x)
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise GpusimError(f"{what}={x!r} must be a number") from None
-    ok = v >= 0 if allow_zero else v > 0
-    if not (ok and math.isfinite(v)):
-        raise GpusimError(f"{what}={x!r} must be a finite number {'>= 0' if allow_zero else '> 0'}")
-    return v
-
-
 def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=None,
             weights=None, *, risk_target: float = 0.2, idm: float = 1.0,
             optimal_capital: float | None = None, notional_prices=None, cov_every: Any = "W",
@@ -157,8 +141,8 @@ def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=Non
     mult = _multipliers(multipliers, symbols)
     FX = _fx_table(fx, idx, symbols)
     CO = _cost_table(costs, idx, symbols)
-    risk_target = _positive(risk_target, "risk_target")
-    idm = _positive(idm, "idm")
+    risk_target = positive(risk_target, "risk_target")
+    idm = positive(idm, "idm")
     shrinkage, ann, ann_src, update = _estimation_settings(lookback, min_periods, shrinkage, ann,
                                                            cov_every, idx)
 
@@ -229,7 +213,7 @@ def _fx_table(fx, idx: pd.DatetimeIndex, symbols: list) -> np.ndarray:
     of Series by instrument (forward-filled onto ``idx``; missing columns 1)."""
     T, N = len(idx), len(symbols)
     if fx is None or np.isscalar(fx):
-        FX = np.full((T, N), 1.0 if fx is None else _positive(fx, "fx"))
+        FX = np.full((T, N), 1.0 if fx is None else positive(fx, "fx"))
     elif isinstance(fx, dict) and all(np.isscalar(v) for v in fx.values()):
         fxs = pd.Series({str(kk): float(v) for kk, v in fx.items()}).reindex(symbols)
         FX = np.broadcast_to(fxs.fillna(1.0).to_numpy(), (T, N)).copy()
@@ -266,11 +250,9 @@ def _estimation_settings(lookback, min_periods, shrinkage, ann, cov_every,
                          idx: pd.DatetimeIndex) -> tuple[float, float, str, np.ndarray]:
     """Checked covariance-estimation settings: ``(shrinkage, ann, ann_source, update)`` with
     ``update`` the (T,) bool mask of the days that re-estimate (``cov_every``)."""
-    if not (isinstance(lookback, (int, np.integer)) and lookback >= 2):
-        raise GpusimError(f"lookback={lookback!r} must be an int >= 2 (days)")
-    if not (isinstance(min_periods, (int, np.integer)) and 2 <= min_periods <= lookback):
-        raise GpusimError(f"min_periods={min_periods!r} must be an int in 2..lookback")
-    shrinkage = float(shrinkage)
+    lookback = integer(lookback, "lookback", 2, fix=" (days)")
+    integer(min_periods, "min_periods", 2, lookback, expect="an int in 2..lookback")
+    shrinkage = number(shrinkage, "shrinkage", expect="a number in [0, 1]")
     if not 0.0 <= shrinkage <= 1.0:
         raise GpusimError(f"shrinkage={shrinkage!r} must be in [0, 1] (0 keeps the "
                           "correlations, 1 sets them to zero)")
@@ -280,7 +262,7 @@ def _estimation_settings(lookback, min_periods, shrinkage, ann, cov_every,
         ann, ann_src = infer_ann(idx)
         ann_src = f"inferred: {ann_src}"
     else:
-        ann, ann_src = _positive(ann, "ann"), "given"
+        ann, ann_src = check_ann(ann), "given"
     if isinstance(cov_every, str) and cov_every.strip().lower() == "never":
         raise GpusimError("cov_every='never' is not a schedule; use 'D', 'W', 'M', an int k "
                           "or a bool mask")
@@ -311,7 +293,7 @@ def _optimal_weights(optimal_positions, weights, optimal_capital, risk_target: f
         if optimal_capital is None:
             raise GpusimError("optimal_positions are contracts for one capital: pass "
                               "optimal_capital= (they scale linearly with capital)")
-        oc = _positive(optimal_capital, "optimal_capital")
+        oc = positive(optimal_capital, "optimal_capital")
         OP = _frame(optimal_positions, "optimal_positions", idx, symbols).to_numpy()
         if np.isinf(OP).any():
             raise DataError("optimal_positions must be finite (NaN means no position)")

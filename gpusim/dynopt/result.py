@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gpusim.dynopt.inputs import _positive
 from gpusim.errors import GpusimError
 from gpusim.results import MetricsResult
+from gpusim.validate import positive
 
 __all__ = ["DynoptResult", "METRICS", "LOWER_IS_BETTER"]
 
@@ -92,7 +92,7 @@ class DynoptResult(MetricsResult):
     def optimal_positions(self, capital: float) -> pd.DataFrame:
         """Optimal unrounded contracts ``w* x capital / notional`` (0 outside the
         optimisation), dates x instruments."""
-        cap = _positive(capital, "capital")
+        cap = positive(capital, "capital")
         inp = self._ctx.inputs
         with np.errstate(invalid="ignore", divide="ignore"):
             x = np.where(inp.notional > 0, inp.w_star * cap / np.where(
