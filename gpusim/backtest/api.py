@@ -17,7 +17,6 @@ level). Scalars are fixed and recorded in ``summary["fixed"]``.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -46,6 +45,7 @@ from gpusim.specs import (
     resolve_weights,
     threshold_value,
 )
+from gpusim.validate import cash_and_rate, check_chunk_size
 
 __all__ = ["backtest", "BacktestResult", "Records", "Param", "RandomWeights",
            "rebalance_mask", "calendar_mask", "METRICS", "CALENDAR_RULES", "VALID_RULES",
@@ -186,17 +186,8 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     fee_entry, fee_vals = axis_values(fees, fee_value)
     if not isinstance(relative, (bool, np.bool_)):
         raise GpusimError(f"relative={relative!r} must be True or False")
-    try:
-        init_cash, rf = float(init_cash), float(rf)
-    except (TypeError, ValueError):
-        raise GpusimError("init_cash and rf must be numbers") from None
-    if not (init_cash > 0 and math.isfinite(init_cash)):
-        raise GpusimError(f"init_cash={init_cash!r} must be a finite number > 0")
-    if not math.isfinite(rf):
-        raise GpusimError(f"rf={rf!r} must be a finite annual rate")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(
-            chunk_size, (int, np.integer)) or chunk_size < 1):
-        raise GpusimError(f"chunk_size={chunk_size!r} must be an int >= 1 (or None to plan it)")
+    init_cash, rf = cash_and_rate(init_cash, rf)
+    check_chunk_size(chunk_size)
 
     entries = {"weights": Param(wsrc.labels, wname, wlevel), "rebalance": reb_entry,
                "threshold": thr_entry, "fees": fee_entry}

@@ -34,6 +34,7 @@ import pandas as pd
 
 from gpusim.errors import GpusimError
 from gpusim.sweep.engine import cores as _cores
+from gpusim.validate import py_scalar
 
 __all__ = ["TaskRunner", "register_task", "get_task", "available_tasks", "BacktestTask",
            "SearchTask", "level_kind", "coerce_levels"]
@@ -220,10 +221,6 @@ class _BtCtx:
     default_chunk: int
 
 
-def _py(x):
-    return x.item() if isinstance(x, np.generic) else x
-
-
 def _weights_arg(v, symbols: list[str]):
     """A backtest ``weights=`` value from a job-file value."""
     from gpusim.specs import RandomWeights
@@ -382,7 +379,7 @@ class BacktestTask(TaskRunner):
         for g, pos in zip(ctx.groups, self._positions(ctx, part)):
             for m in g.members:
                 labs = g.labels[m]
-                first, last = _py(labs[pos.start]), _py(labs[pos.stop - 1])
+                first, last = py_scalar(labs[pos.start]), py_scalar(labs[pos.stop - 1])
                 d[m] = first if len(pos) == 1 else f"{first}..{last} ({len(pos)} values)"
         return d
 

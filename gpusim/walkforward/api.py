@@ -37,9 +37,10 @@ from gpusim.errors import GpusimError
 from gpusim.grid import Param, build_grid
 from gpusim.results import jsonable
 from gpusim.specs import axis_values, fee_value, rebalance_mask
+from gpusim.validate import cash_and_rate, date_text, integer, number
 from gpusim.walkforward import search_cpu as wk
 from gpusim.walkforward.constraints import WalkState, compile_constraints
-from gpusim.walkforward.result import WalkForwardResult, _day, _State
+from gpusim.walkforward.result import WalkForwardResult, _State
 
 __all__ = ["DEFAULT_HISTORY", "METHODS", "METRICS", "WalkForwardResult", "walkforward"]
 
@@ -165,17 +166,9 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
         raise GpusimError(str(exc)) from None
     if not (float(alpha) > 0 and math.isfinite(alpha)):
         raise GpusimError(f"alpha={alpha!r} must be > 0")
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not (
-            0 <= seed < 2 ** 64):
-        raise GpusimError(f"seed={seed!r} must be an int >= 0")
-    try:
-        init_cash, rf, bind_tol = float(init_cash), float(rf), float(bind_tol)
-    except (TypeError, ValueError):
-        raise GpusimError("init_cash, rf and bind_tol must be numbers") from None
-    if not (init_cash > 0 and math.isfinite(init_cash)):
-        raise GpusimError(f"init_cash={init_cash!r} must be a finite number > 0")
-    if not math.isfinite(rf):
-        raise GpusimError(f"rf={rf!r} must be a finite annual rate")
+    integer(seed, "seed", 0, 2 ** 64 - 1, expect="an int >= 0")
+    init_cash, rf = cash_and_rate(init_cash, rf)
+    bind_tol = number(bind_tol, "bind_tol")
     if gap not in (None, True, False):
         raise GpusimError(f"gap={gap!r} must be True, False or None (auto)")
 
@@ -279,7 +272,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     summary = {
         "command": "walkforward", "method": method, "backend": be.label, "n_combinations": C,
         "n_weight_sets": len(ws_keys), "n_dates": len(U), "n_windows": len(pair_key),
-        "n_bars": T, "start": _day(index[s0]), "start_bar": s0, "end": _day(index[-1]),
+        "n_bars": T, "start": date_text(index[s0]), "start_bar": s0, "end": date_text(index[-1]),
         "n_simulated_bars": T - s0, "n_assets": A, "symbols": symbols, "ann": ann,
         "ann_source": getattr(mkt, "ann_source", ""), "seed": int(seed), "sampler": sampler,
         "alpha": float(alpha), "num_tests": [int(x) for x in chk], "init_cash": init_cash,

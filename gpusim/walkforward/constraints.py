@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from gpusim.errors import GpusimError
+from gpusim.validate import number, positive
 
 __all__ = [
     "SLACK",
@@ -177,13 +178,7 @@ def _name(name) -> str:
 
 
 def _tol(tol) -> float:
-    try:
-        t = float(tol)
-    except (TypeError, ValueError):
-        t = -1.0
-    if not (t >= 0 and math.isfinite(t)):
-        raise GpusimError(f"constraint tol={tol!r} must be a finite number >= 0")
-    return t
+    return positive(tol, "constraint tol", allow_zero=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,10 +207,7 @@ def _is_callable(v) -> bool:
 def _num(v, what: str) -> float:
     if v is None:
         return math.nan
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise GpusimError(f"{what}: {v!r} is not a number") from None
+    x = number(v, what)
     if math.isinf(x):
         return math.nan  # an infinite bound is no bound
     return x

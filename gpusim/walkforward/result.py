@@ -15,12 +15,6 @@ from gpusim.backtest.result import LOWER_IS_BETTER
 from gpusim.results import MetricsResult
 
 
-def _day(ts) -> str:
-    """A date as text: the day alone when the time is midnight."""
-    ts = pd.Timestamp(ts)
-    return ts.date().isoformat() if ts == ts.normalize() else ts.isoformat(sep=" ")
-
-
 @dataclass
 class _State:
     close: np.ndarray
