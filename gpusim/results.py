@@ -256,3 +256,53 @@ class MetricsResult:
     def _extra_files(self, best: pd.DataFrame | None, **options) -> dict[str, Callable]:
         """Other files to save, ``{file name: writer(path)}``."""
         return {}
+
+    # ------------------------------------------------------------------------- pictures
+    def _value_path(self, key) -> pd.Series:
+        """Portfolio value (dates,) of the combination with row label ``key`` (subclasses)."""
+        raise GpusimError(f"{type(self).__name__} has no value paths to plot")
+
+    def _key_params(self, key) -> dict:
+        """``{level: value}`` of a row label of ``metrics``."""
+        names = list(self.metrics.index.names)
+        vals = key if isinstance(key, tuple) else (key,)
+        return {str(n): jsonable(v) for n, v in zip(names, vals, strict=False) if n is not None}
+
+    def plot_equity(self, path, k: int = 5, metric: str = "sharpe", *, logy: bool = False
+                    ) -> Path:
+        """PNG of the value (from 1) and drawdown of the ``k`` best combinations by ``metric``.
+
+        The paths are re-computed by the CPU reference for those rows only. Returns the path.
+        """
+        from gpusim.plots import describe_params, plot_equity
+
+        best = self.best(metric, k)
+        if best.empty:
+            raise GpusimError("no finished combination to plot")
+        values = pd.DataFrame({describe_params(self._key_params(key)) or str(key):
+                               self._value_path(key) for key in best.index})
+        return plot_equity(path, values, title=f"best {len(best)} by {metric}", logy=logy)
+
+    def plot_heatmap(self, path, metric: str = "sharpe", x: str | None = None,
+                     y: str | None = None, agg: str = "max") -> Path:
+        """PNG of ``metric`` over two swept levels ``x`` and ``y`` (default: the first two
+        levels with more than one value), aggregated by ``agg`` over the other levels."""
+        from gpusim.plots import plot_heatmap
+
+        if metric not in self.metric_names:
+            raise GpusimError(f"metric={metric!r} is unknown; use one of "
+                              f"{', '.join(self.metric_names)}")
+        idx = self.metrics.index
+        swept = [n for n in idx.names
+                 if n is not None and idx.get_level_values(n).nunique() > 1]
+        if x is None or y is None:
+            free = [n for n in swept if n not in (x, y)]
+            x = x or (free.pop(0) if free else None)
+            y = y or (free.pop(0) if free else None)
+        if x is None or y is None:
+            raise GpusimError(f"a heatmap needs two swept levels; this result sweeps "
+                              f"{swept or 'none'} (pass x= and y= level names)")
+        for name, v in (("x", x), ("y", y)):
+            if v not in idx.names:
+                raise GpusimError(f"{name}={v!r} is not a level; use one of {list(idx.names)}")
+        return plot_heatmap(path, self.metrics, metric, x, y, agg=agg)

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
-from gpusim.errors import GpusimError
 from gpusim.results import MetricsResult, jsonable
 
 __all__ = ["BacktestResult", "Records", "LOWER_IS_BETTER", "METRICS"]
@@ -112,33 +111,16 @@ class BacktestResult(MetricsResult):
 
     def plot_allocations(self, path, key: tuple | None = None, **level_values) -> Path:
         """Write a PNG: stacked daily allocations of one combination (re-run through the
-        reference), with a vertical marker at each rebalance bar. Returns the path."""
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError:
-            raise GpusimError("plot_allocations needs matplotlib: pip install 'gpusim[plot]'"
-                              ) from None
+        reference), with a marker at each rebalance bar. Returns the path."""
+        from gpusim.plots import plot_allocations
+
         rec = self.records(key, **level_values)
         alloc = rec.allocations
         if float(alloc["cash"].abs().max()) < 1e-9:
             alloc = alloc.drop(columns="cash")
-        fig = Figure(figsize=(10, 5))
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
-        ax.stackplot(alloc.index, alloc.to_numpy().T.clip(min=0), labels=list(alloc.columns),
-                     alpha=0.85)
-        ax.vlines(rec.rebalance_bars, 0, 1, colors="k", linewidths=0.6, alpha=0.5,
-                  label=f"rebalance ({len(rec.rebalance_bars)})")
-        ax.set_ylim(0, 1)
-        ax.set_xlim(alloc.index[0], alloc.index[-1])
-        ax.set_ylabel("allocation")
-        ax.set_title(", ".join(f"{k}={v}" for k, v in rec.params.items()), fontsize=9)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png", dpi=110)
-        return path
+        return plot_allocations(path, alloc, rec.rebalance_bars, params=rec.params)
+
+    def _value_path(self, key) -> pd.Series:
+        return self.records(key).value
 
     to_parquet = MetricsResult.save

@@ -99,6 +99,21 @@ class DynoptResult(MetricsResult):
                 inp.notional > 0, inp.notional, 1.0), 0.0)
         return pd.DataFrame(x, index=inp.index, columns=inp.symbols)
 
+    def plot_positions(self, path, key: tuple | None = None, instruments=None,
+                       **level_values) -> Path:
+        """PNG of one combination's whole-contract positions against the optimal unrounded
+        positions at its capital (reference re-run), one panel per instrument."""
+        from gpusim.plots import plot_positions
+
+        flat = self._locate(key, level_values)
+        params = self._key_params(self.metrics.index[flat])
+        capital = float(params["capital"])              # always a level of dynopt's grid
+        return plot_positions(path, self.positions(key, **level_values),
+                              self.optimal_positions(capital), instruments, params=params)
+
+    def _value_path(self, key) -> pd.Series:
+        return (1.0 + self.daily(key)["return"]).cumprod()
+
     def save(self, out_dir, best_k: int = 10, sort_by: str = "sharpe",
              fmt: str | None = None, positions: bool = False) -> Path:
         """Write ``metrics.parquet`` (``.csv`` when Parquet is unavailable or ``fmt="csv"``),

@@ -97,7 +97,9 @@ class SearchResult:
                            cloud_sharpe=c["sharpe"].to_numpy(), frontier=frontier, best=best,
                            exact=pt(self.baselines.get("max_sharpe")),
                            min_var=pt(self.baselines.get("min_variance")),
-                           title=f"gpusim search: {self.summary['n_evaluated']:,} candidates")
+                           rf=self.summary["rf"], top=self.top,
+                           title=f"weight search: best of {self.summary['n_evaluated']:,} "
+                                 "candidates")
 
     def to_text(self, max_symbols: int = 12) -> str:
         """Human-readable report: the top-k table, the exact baselines and the gap."""

@@ -88,6 +88,19 @@ class WalkForwardResult(MetricsResult):
             df["cash"] = 1.0 - df.sum(axis=1)
         return df
 
+    def plot_weights(self, path, key: tuple | None = None, **level_values) -> Path:
+        """PNG of the target weights chosen at each rebalance date of one combination, held
+        until the next, with the rebalance dates marked. Returns the path."""
+        from gpusim.plots import plot_weights_over_time
+
+        flat = self._locate(key, level_values)
+        w = self.allocations(key, **level_values)
+        return plot_weights_over_time(path, w, end=self._s.ctx.index[-1],
+                                      params=self._key_params(self.metrics.index[flat]))
+
+    def _value_path(self, key) -> pd.Series:
+        return self.records(key)["value"]
+
     def decisions(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
         """Per rebalance date of one combination: bar, status, fallback, candidate index and
         period seed (random; regenerate with ``cpu_ref.rng.population_nb(seed, candidate, 1,
