@@ -34,7 +34,7 @@ def versions() -> dict:
     """Versions of gpusim, Python and the main dependencies loaded (for summaries)."""
     import numba
 
-    from gpusim import __version__
+    from gpusim._version import __version__
 
     v = {"gpusim": __version__, "python": platform.python_version(), "numpy": np.__version__,
          "pandas": pd.__version__, "numba": numba.__version__,

@@ -157,7 +157,7 @@ def _cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gpusim import __version__
+    from gpusim._version import __version__
     from gpusim.cli.backtest import add_parser as add_backtest
     from gpusim.cli.dynopt import add_parser as add_dynopt
     from gpusim.cli.sweep import add_parser as add_sweep
