@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from pathlib import Path
 
 from gpusim.cli.common import (
     add_subcommand,
@@ -24,6 +22,7 @@ from gpusim.cli.common import (
     standalone_parser,
 )
 from gpusim.errors import GpusimError
+from gpusim.parse import _as_axis, parse_rebalance, parse_values, parse_weights
 
 __all__ = ["add_parser", "run", "main", "parse_values", "parse_rebalance", "parse_weights"]
 
@@ -86,91 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     return standalone_parser("backtest", DESCRIPTION, EPILOG, _add_arguments)
 
 
-# --------------------------------------------------------------------------------------------
-# Parsing of value specs
-# --------------------------------------------------------------------------------------------
-
-def _num(tok: str, opt: str) -> float:
-    try:
-        v = float(tok)
-    except ValueError:
-        raise GpusimError(f"{opt}: {tok!r} is not a number") from None
-    if not math.isfinite(v):
-        raise GpusimError(f"{opt}: {tok!r} is not a finite number")
-    return v
-
-
-def parse_values(spec: str, opt: str, allow_none: bool = False) -> list:
-    """``"0.005"`` -> [0.005]; ``"0,0.001"`` -> [0.0, 0.001]; ``"0.01:0.15:0.01"`` -> the
-    inclusive range (rounded to 12 decimals so labels are clean). ``"none"`` -> None when
-    ``allow_none``."""
-    spec = str(spec).strip()
-    if not spec:
-        raise GpusimError(f"{opt}: empty value; give a number, a comma list or start:stop:step")
-    if ":" in spec:
-        parts = spec.split(":")
-        if len(parts) != 3:
-            raise GpusimError(f"{opt}: {spec!r} is not start:stop:step (e.g. 0.01:0.15:0.01)")
-        start, stop, step = (_num(x, opt) for x in parts)
-        if step <= 0 or stop < start:
-            raise GpusimError(f"{opt}: {spec!r} needs step > 0 and stop >= start")
-        n = int(math.floor((stop - start) / step + 1e-9)) + 1
-        if n > 10_000_000:
-            raise GpusimError(f"{opt}: {spec!r} gives {n} values; use a coarser step")
-        return [round(start + i * step, 12) for i in range(n)]
-    out = []
-    for tok in spec.split(","):
-        tok = tok.strip()
-        if allow_none and tok.lower() in ("none", "off"):
-            out.append(None)
-        else:
-            out.append(_num(tok, opt))
-    return out
-
-
-def parse_rebalance(spec: str) -> list:
-    """``"never,M,21"`` -> ["never", "M", 21] (rules are checked by the backtest)."""
-    out = []
-    for tok in str(spec).split(","):
-        tok = tok.strip()
-        if not tok:
-            raise GpusimError(f"--rebalance: empty rule in {spec!r}; use never, D, W, M, Q, Y or k")
-        out.append(int(tok) if tok.lstrip("-").isdigit() else tok)
-    return out
-
-
-def parse_weights(spec: str, symbols: list[str]):
-    """``equal`` | ``random:N[:seed]`` | a CSV/Parquet file (columns = symbols)."""
-    import pandas as pd
-
-    from gpusim.specs import RandomWeights
-
-    spec = str(spec).strip()
-    if spec.lower() == "equal":
-        return "equal"
-    if spec.lower().startswith("random:"):
-        parts = spec.split(":")[1:]
-        if not 1 <= len(parts) <= 2 or not all(p.strip().isdigit() for p in parts):
-            raise GpusimError(f"--weights: {spec!r} is not random:N[:seed] with integers "
-                              "(e.g. random:100000:7)")
-        return RandomWeights(int(parts[0]), seed=int(parts[1]) if len(parts) == 2 else 0)
-    path = Path(spec)
-    if not path.is_file():
-        raise GpusimError(f"--weights: {spec!r} is not a file; use equal, random:N[:seed] or a "
-                          "CSV/Parquet file of weights (one column per symbol)")
-    try:
-        df = (pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq")
-              else pd.read_csv(path))
-    except Exception as exc:
-        raise GpusimError(f"--weights: cannot read {spec!r}: {exc}".splitlines()[0]) from None
-    if len(df.columns) and str(df.columns[0]) not in symbols:
-        df = df.set_index(df.columns[0])
-    df.columns = [str(c) for c in df.columns]
-    if len(df) == 0:
-        raise GpusimError(f"--weights: {spec!r} has no rows; give one weight vector per row")
-    return df
-
-
 def _market(args):
     from gpusim.data.load import market_from_spec
 
@@ -180,12 +94,6 @@ def _market(args):
 # --------------------------------------------------------------------------------------------
 # Run
 # --------------------------------------------------------------------------------------------
-
-def _as_axis(values: list, name: str):
-    from gpusim.grid import Param
-
-    return values[0] if len(values) == 1 else Param(values, name=name)
-
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``gpusim backtest`` with parsed ``args``; returns the exit code (0 ok, 2 bad

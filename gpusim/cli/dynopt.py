@@ -156,8 +156,8 @@ def _axis(values: list, name: str):
 def _run(args) -> int:
     import pandas as pd
 
-    from gpusim.cli.backtest import parse_rebalance, parse_values
     from gpusim.dynopt.api import METRICS, dynopt
+    from gpusim.parse import parse_rebalance, parse_values
 
     check_ranking(args.sort_by, args.top_k, METRICS)
     capital = _axis(parse_values(args.capital, "--capital"), "capital")

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 from gpusim.cli.common import add_subcommand, check_ranking, guarded, standalone_parser
 from gpusim.errors import GpusimError
+from gpusim.parse import _as_axis, parse_beta, parse_rebalance, parse_values
 
 __all__ = ["add_parser", "build_parser", "main", "parse_beta", "run"]
 
@@ -87,37 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     return standalone_parser("walkforward", DESCRIPTION, EPILOG, _add_arguments)
 
 
-def parse_beta(spec: str):
-    """``FILE[:COLUMN]OP VALUE`` -> a :class:`gpusim.walkforward.constraints.Beta`."""
-    import pandas as pd
-
-    from gpusim.walkforward.constraints import Beta
-
-    m = re.fullmatch(r"\s*(.+?)\s*(<=|>=|==|=)\s*([-+0-9.eE]+)\s*", str(spec))
-    if not m:
-        raise GpusimError(f"--beta {spec!r} is not FILE[:COLUMN]OPVALUE (e.g. spy.csv:SPY<=0.1)")
-    src, op, val = m.groups()
-    path, _, col = src.partition(":") if not Path(src).is_file() else (src, "", "")
-    if not Path(path).is_file():
-        raise GpusimError(f"--beta: file {path!r} not found")
-    try:
-        df = pd.read_csv(path, index_col=0, parse_dates=[0])
-    except Exception as exc:  # noqa: BLE001 - any read error becomes one line
-        raise GpusimError(f"--beta: cannot read {path!r}: {exc}".splitlines()[0]) from None
-    if col and col not in df.columns:
-        raise GpusimError(f"--beta: column {col!r} not in {path!r} (columns: "
-                          f"{', '.join(map(str, df.columns[:8]))})")
-    if not col and df.shape[1] != 1:
-        raise GpusimError(f"--beta: {path!r} has {df.shape[1]} columns; name one with "
-                          "FILE:COLUMN")
-    s = df[col] if col else df.iloc[:, 0]
-    return Beta(s.rename(col or s.name), op, float(val))
-
-
 def _constraints(args, symbols):
     import pandas as pd
 
-    from gpusim.cli.backtest import parse_values
     from gpusim.walkforward.constraints import Budget, GroupBounds, WeightBounds
 
     out = []
@@ -150,7 +122,6 @@ def run(args: argparse.Namespace) -> int:
 def _run(args) -> int:
     import pandas as pd
 
-    from gpusim.cli.backtest import _as_axis, parse_rebalance, parse_values
     from gpusim.data.load import market_from_spec
     from gpusim.walkforward.api import METRICS, walkforward
 

@@ -236,11 +236,11 @@ def _weights_arg(v, symbols: list[str]):
         return RandomWeights(n, seed=v.get("seed", 0), sampler=v.get("sampler", "dirichlet"),
                              alpha=float(v.get("alpha", 1.0)))
     if isinstance(v, Mapping) and "file" in v:
-        from gpusim.cli.backtest import parse_weights
+        from gpusim.parse import parse_weights
 
         return parse_weights(str(v["file"]), symbols)
     if isinstance(v, str):
-        from gpusim.cli.backtest import parse_weights
+        from gpusim.parse import parse_weights
 
         return parse_weights(v, symbols)
     if isinstance(v, list) and v and all(isinstance(r, list) for r in v):

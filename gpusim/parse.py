@@ -1,0 +1,133 @@
+"""Text values of the command line and of sweep job files, parsed into API arguments.
+
+Shared by :mod:`gpusim.cli` (option values such as ``--fees 0,0.001`` or ``--weights
+random:100:7``) and the sweep tasks (job-file values such as ``weights = "w.csv"`` or
+``beta = "spy.csv:SPY<=0.1"``), so that the library never imports the CLI. Every parser raises
+:class:`gpusim.errors.GpusimError` with a one-line message that names the option.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from gpusim.errors import GpusimError
+
+__all__ = ["parse_values", "parse_rebalance", "parse_weights", "parse_beta"]
+
+
+def _num(tok: str, opt: str) -> float:
+    try:
+        v = float(tok)
+    except ValueError:
+        raise GpusimError(f"{opt}: {tok!r} is not a number") from None
+    if not math.isfinite(v):
+        raise GpusimError(f"{opt}: {tok!r} is not a finite number")
+    return v
+
+
+def parse_values(spec: str, opt: str, allow_none: bool = False) -> list:
+    """``"0.005"`` -> [0.005]; ``"0,0.001"`` -> [0.0, 0.001]; ``"0.01:0.15:0.01"`` -> the
+    inclusive range (rounded to 12 decimals so labels are clean). ``"none"`` -> None when
+    ``allow_none``."""
+    spec = str(spec).strip()
+    if not spec:
+        raise GpusimError(f"{opt}: empty value; give a number, a comma list or start:stop:step")
+    if ":" in spec:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise GpusimError(f"{opt}: {spec!r} is not start:stop:step (e.g. 0.01:0.15:0.01)")
+        start, stop, step = (_num(x, opt) for x in parts)
+        if step <= 0 or stop < start:
+            raise GpusimError(f"{opt}: {spec!r} needs step > 0 and stop >= start")
+        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        if n > 10_000_000:
+            raise GpusimError(f"{opt}: {spec!r} gives {n} values; use a coarser step")
+        return [round(start + i * step, 12) for i in range(n)]
+    out = []
+    for tok in spec.split(","):
+        tok = tok.strip()
+        if allow_none and tok.lower() in ("none", "off"):
+            out.append(None)
+        else:
+            out.append(_num(tok, opt))
+    return out
+
+
+def parse_rebalance(spec: str) -> list:
+    """``"never,M,21"`` -> ["never", "M", 21] (rules are checked by the backtest)."""
+    out = []
+    for tok in str(spec).split(","):
+        tok = tok.strip()
+        if not tok:
+            raise GpusimError(f"--rebalance: empty rule in {spec!r}; use never, D, W, M, Q, Y or k")
+        out.append(int(tok) if tok.lstrip("-").isdigit() else tok)
+    return out
+
+
+def parse_weights(spec: str, symbols: list[str]):
+    """``equal`` | ``random:N[:seed]`` | a CSV/Parquet file (columns = symbols)."""
+    import pandas as pd
+
+    from gpusim.specs import RandomWeights
+
+    spec = str(spec).strip()
+    if spec.lower() == "equal":
+        return "equal"
+    if spec.lower().startswith("random:"):
+        parts = spec.split(":")[1:]
+        if not 1 <= len(parts) <= 2 or not all(p.strip().isdigit() for p in parts):
+            raise GpusimError(f"--weights: {spec!r} is not random:N[:seed] with integers "
+                              "(e.g. random:100000:7)")
+        return RandomWeights(int(parts[0]), seed=int(parts[1]) if len(parts) == 2 else 0)
+    path = Path(spec)
+    if not path.is_file():
+        raise GpusimError(f"--weights: {spec!r} is not a file; use equal, random:N[:seed] or a "
+                          "CSV/Parquet file of weights (one column per symbol)")
+    try:
+        df = (pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq")
+              else pd.read_csv(path))
+    except Exception as exc:
+        raise GpusimError(f"--weights: cannot read {spec!r}: {exc}".splitlines()[0]) from None
+    if len(df.columns) and str(df.columns[0]) not in symbols:
+        df = df.set_index(df.columns[0])
+    df.columns = [str(c) for c in df.columns]
+    if len(df) == 0:
+        raise GpusimError(f"--weights: {spec!r} has no rows; give one weight vector per row")
+    return df
+
+
+
+def _as_axis(values: list, name: str):
+    from gpusim.grid import Param
+
+    return values[0] if len(values) == 1 else Param(values, name=name)
+
+
+
+def parse_beta(spec: str):
+    """``FILE[:COLUMN]OP VALUE`` -> a :class:`gpusim.walkforward.constraints.Beta`."""
+    import pandas as pd
+
+    from gpusim.walkforward.constraints import Beta
+
+    m = re.fullmatch(r"\s*(.+?)\s*(<=|>=|==|=)\s*([-+0-9.eE]+)\s*", str(spec))
+    if not m:
+        raise GpusimError(f"--beta {spec!r} is not FILE[:COLUMN]OPVALUE (e.g. spy.csv:SPY<=0.1)")
+    src, op, val = m.groups()
+    path, _, col = src.partition(":") if not Path(src).is_file() else (src, "", "")
+    if not Path(path).is_file():
+        raise GpusimError(f"--beta: file {path!r} not found")
+    try:
+        df = pd.read_csv(path, index_col=0, parse_dates=[0])
+    except Exception as exc:  # noqa: BLE001 - any read error becomes one line
+        raise GpusimError(f"--beta: cannot read {path!r}: {exc}".splitlines()[0]) from None
+    if col and col not in df.columns:
+        raise GpusimError(f"--beta: column {col!r} not in {path!r} (columns: "
+                          f"{', '.join(map(str, df.columns[:8]))})")
+    if not col and df.shape[1] != 1:
+        raise GpusimError(f"--beta: {path!r} has {df.shape[1]} columns; name one with "
+                          "FILE:COLUMN")
+    s = df[col] if col else df.iloc[:, 0]
+    return Beta(s.rename(col or s.name), op, float(val))
