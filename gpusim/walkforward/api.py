@@ -491,8 +491,8 @@ def _report(dec, wsid, idx, plan, method, do_gap):
 
 def _register_sweep_task() -> None:
     """Make ``task = "walkforward"`` available to :mod:`gpusim.sweep` (its registration hook)."""
-    from gpusim.cli.walkforward import WalkforwardTask
     from gpusim.sweep.tasks import available_tasks, register_task
+    from gpusim.walkforward.task import WalkforwardTask
 
     if "walkforward" not in available_tasks():
         register_task(WalkforwardTask())

@@ -1,0 +1,269 @@
+"""The ``backtest`` sweep task: :func:`gpusim.backtest` over blocks of grid combinations.
+
+A sweep (:mod:`gpusim.sweep`) with ``task = "backtest"`` sweeps weights x rebalance x threshold
+x fees (in that order) inside each call; ``relative``, ``init_cash`` and ``rf`` are call-level.
+Every chunk is one ``backtest()`` call on a rectangular sub-grid, so the rows are those of one
+uninterrupted call (the kernel is chunking-invariant).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpusim.errors import GpusimError
+from gpusim.sweep.engine import cores as _cores
+from gpusim.sweep.tasks import TaskRunner, level_kind, register_task
+
+__all__ = ["BacktestTask"]
+
+def _available_bytes() -> int:
+    from gpusim.backtest.api import _available_bytes as avail
+
+    return avail()
+
+
+BT_ORDER = ("weights", "rebalance", "threshold", "fees")
+
+
+@dataclass
+class _Group:
+    """One grid group of the backtest call (a level, or zipped levels)."""
+
+    members: list[str]
+    size: int
+    weights: Any = None                  # gpusim.specs.Weights when "weights" is a member
+    values: dict = field(default_factory=dict)   # member -> list of argument values
+    labels: dict = field(default_factory=dict)   # member -> list of index labels
+
+
+@dataclass
+class _BtCtx:
+    market: Any
+    symbols: list[str]
+    groups: list[_Group]
+    fixed_native: dict
+    call_fixed: dict
+    backend: str
+    levels: list[str]
+    kinds: dict[str, str]
+    default_chunk: int
+
+
+def _py(x):
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _weights_arg(v, symbols: list[str]):
+    """A backtest ``weights=`` value from a job-file value."""
+    from gpusim.specs import RandomWeights
+
+    if isinstance(v, Mapping) and "random" in v:
+        extra = sorted(set(v) - {"random", "seed", "sampler", "alpha"})
+        if extra:
+            raise GpusimError(f"weights: unknown key(s) {extra} in a random spec; use random "
+                              "(count), seed, sampler, alpha")
+        n = v["random"]
+        if isinstance(n, float) and n == int(n):
+            n = int(n)
+        return RandomWeights(n, seed=v.get("seed", 0), sampler=v.get("sampler", "dirichlet"),
+                             alpha=float(v.get("alpha", 1.0)))
+    if isinstance(v, Mapping) and "file" in v:
+        from gpusim.parse import parse_weights
+
+        return parse_weights(str(v["file"]), symbols)
+    if isinstance(v, str):
+        from gpusim.parse import parse_weights
+
+        return parse_weights(v, symbols)
+    if isinstance(v, list) and v and all(isinstance(r, list) for r in v):
+        return np.asarray(v, dtype=float)
+    return v
+
+
+def _threshold_arg(v):
+    if isinstance(v, str) and v.strip().lower() in ("none", "off", ""):
+        return None
+    return v
+
+
+class BacktestTask(TaskRunner):
+    """Rebalancing backtests (:func:`gpusim.backtest`) over blocks of grid combinations."""
+
+    name = "backtest"
+    params = {"weights": "target weights: equal | {random = N, seed = S} | vectors | file",
+              "rebalance": "never | D | W | M | Q | Y | k (every k bars)",
+              "threshold": "drift band (none = no band)",
+              "fees": "proportional fee", "relative": "relative drift band (bool)",
+              "init_cash": "starting cash", "rf": "annual risk-free rate"}
+    native = frozenset(BT_ORDER)
+    unit = "combinations"
+    rank_by = ("sharpe", False)
+
+    def prepare(self, market, fixed, native_axes, backend):
+        from gpusim.backtest.api import METRICS
+        from gpusim.grid import Param
+        from gpusim.specs import fee_value, rebalance_mask, resolve_weights, threshold_value
+
+        symbols = list(market.symbols)
+        index = market.prices.index
+        groups: list[_Group] = []
+        if not any("weights" in a.names for a in native_axes):
+            w = _weights_arg(fixed.get("weights", "equal"), symbols)
+            ws, _, _ = resolve_weights(w, symbols)
+            groups.append(_Group(["weights"], len(ws.labels), weights=ws,
+                                 labels={"weights": ws.labels}))
+        for a in native_axes:
+            g = _Group(sorted(a.names, key=BT_ORDER.index), a.size)
+            for m in g.members:
+                col = a.column(m)
+                if m == "weights":
+                    ws, _, _ = resolve_weights(Param(col, name="weights"), symbols)
+                    g.weights, g.labels[m] = ws, ws.labels
+                elif m == "rebalance":
+                    labs = []
+                    for r in col:
+                        if isinstance(r, list):
+                            raise GpusimError("rebalance masks cannot be swept; give rules "
+                                              "(never, D, W, M, Q, Y, k)")
+                        labs.append(rebalance_mask(r, index)[0])
+                    g.values[m], g.labels[m] = col, labs
+                elif m == "threshold":
+                    vals = [_threshold_arg(x) for x in col]
+                    for x in vals:
+                        threshold_value(x)
+                    g.values[m] = vals
+                    g.labels[m] = [None if x is None else float(x) for x in vals]
+                else:
+                    for x in col:
+                        fee_value(x)
+                    g.values[m], g.labels[m] = col, [float(x) for x in col]
+            groups.append(g)
+        groups.sort(key=lambda g: min(BT_ORDER.index(m) for m in g.members))
+        in_grid = {m for g in groups for m in g.members}
+        fixed_native = {k: (_threshold_arg(v) if k == "threshold" else v)
+                        for k, v in fixed.items() if k in BT_ORDER and k not in in_grid}
+        if "rebalance" in fixed_native:
+            rebalance_mask(fixed_native["rebalance"], index)
+        if fixed_native.get("threshold") is not None:
+            threshold_value(fixed_native["threshold"])
+        if "fees" in fixed_native:
+            fee_value(fixed_native["fees"])
+        call_fixed = {k: fixed[k] for k in ("relative", "init_cash", "rf") if k in fixed}
+        levels = [m for m in BT_ORDER if m in in_grid]
+        kinds = {m: level_kind(g.labels[m]) for g in groups for m in g.members}
+        per_row = 8 * (len(METRICS) + len(levels) + len(symbols)) * 4
+        work = 2 ** 30 if backend.name == "gpu" and not backend.simulator else (
+            2 ** 12 if backend.name == "gpu" else 2 ** 24 * _cores())
+        default = int(max(1, min(work // len(index), _available_bytes() // 8 // per_row,
+                                 2 ** 22)))
+        ctx = _BtCtx(market, symbols, groups, fixed_native, call_fixed, backend.name, levels,
+                     kinds, default)
+        self.check_point(ctx, {})
+        return ctx
+
+    def check_point(self, ctx, point):
+        kw = {**ctx.call_fixed, **point}
+        if "relative" in kw and not isinstance(kw["relative"], bool):
+            raise GpusimError(f"relative={kw['relative']!r} must be true or false")
+        for k in ("init_cash", "rf"):
+            if k in kw:
+                v = kw[k]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise GpusimError(f"{k}={v!r} must be a finite number")
+        if "init_cash" in kw and not kw["init_cash"] > 0:
+            raise GpusimError(f"init_cash={kw['init_cash']!r} must be > 0")
+
+    def levels(self, ctx):
+        return list(ctx.levels)
+
+    def level_kinds(self, ctx):
+        return dict(ctx.kinds)
+
+    def split(self, ctx, point, chunk_size):
+        sizes = [g.size for g in ctx.groups]
+        target = int(chunk_size or ctx.default_chunk)
+        inner = [math.prod(sizes[i + 1:]) for i in range(len(sizes))]
+        d = next(i for i in range(len(sizes)) if inner[i] <= target)
+        step = max(1, target // inner[d])
+        k = -(-sizes[d] // step)                  # pieces of near-equal size, each <= step
+        cuts = [(i * sizes[d]) // k for i in range(k + 1)]
+        parts = []
+        for outer in np.ndindex(*sizes[:d]):
+            for lo, hi in zip(cuts[:-1], cuts[1:]):
+                parts.append({"fix": [int(x) for x in outer], "split": d, "lo": lo, "hi": hi,
+                              "size": (hi - lo) * inner[d]})
+        return parts
+
+    def _positions(self, ctx, part) -> list[range]:
+        out = []
+        for gi, g in enumerate(ctx.groups):
+            if gi < part["split"]:
+                p = part["fix"][gi]
+                out.append(range(p, p + 1))
+            elif gi == part["split"]:
+                out.append(range(part["lo"], part["hi"]))
+            else:
+                out.append(range(g.size))
+        return out
+
+    def describe(self, ctx, point, part):
+        d = {}
+        for g, pos in zip(ctx.groups, self._positions(ctx, part)):
+            for m in g.members:
+                labs = g.labels[m]
+                first, last = _py(labs[pos.start]), _py(labs[pos.stop - 1])
+                d[m] = first if len(pos) == 1 else f"{first}..{last} ({len(pos)} values)"
+        return d
+
+    def run(self, ctx, point, part):
+        from gpusim.backtest.api import _run
+        from gpusim.grid import Param
+
+        kw = {**ctx.call_fixed, **point, **ctx.fixed_native}
+        A = len(ctx.symbols)
+        for gi, (g, pos) in enumerate(zip(ctx.groups, self._positions(ctx, part))):
+            level = f"zip{gi}" if len(g.members) > 1 else None
+            for m in g.members:
+                if m == "weights":
+                    W = g.weights.rows(pos.start, pos.stop, A)
+                    val = pd.DataFrame(W, index=g.weights.labels[pos.start:pos.stop],
+                                       columns=ctx.symbols)
+                else:
+                    val = [g.values[m][i] for i in pos]
+                kw[m] = Param(val, name=m, level=level)
+        # the rows as arrays (no metrics frame and MultiIndex to build and take apart again)
+        r = _run(ctx.market, backend=ctx.backend, progress=False, **kw)
+        if r.partial:
+            raise KeyboardInterrupt
+        return _rows_table(r.ctx.grid, r.out, ctx.kinds), {"compute_s": round(r.elapsed, 6)}
+
+
+def _rows_table(grid, out: np.ndarray, kinds: Mapping[str, str]):
+    """Flat Arrow table of a backtest's rows: the grid's levels (typed by ``kinds``, as
+    :func:`coerce_levels` would), then the metric columns (float64) of ``out``."""
+    import pyarrow as pa
+
+    from gpusim.backtest.api import METRICS
+
+    pos = grid.group_positions(0, out.shape[0])
+    cols = {}
+    for a in grid.axes:
+        labels, kind = np.asarray(a.labels, dtype=object), kinds.get(a.name, "str")
+        if kind in ("float", "int", "bool"):
+            dt = {"float": np.float64, "int": np.int64, "bool": np.bool_}[kind]
+            cols[a.name] = pa.array(labels.astype(dt)[pos[a.group]])
+        else:
+            cols[a.name] = pa.array([str(x) for x in labels], type=pa.string()).take(
+                pa.array(pos[a.group]))
+    for j, c in enumerate(METRICS):
+        cols[c] = pa.array(np.ascontiguousarray(out[:, j]))
+    return pa.table(cols)
+
+
+register_task(BacktestTask())

@@ -1,0 +1,106 @@
+"""The ``walkforward`` sweep task: walk-forward grids (:func:`gpusim.walkforward`) in sweeps."""
+
+from __future__ import annotations
+
+from gpusim.errors import GpusimError
+from gpusim.parse import parse_beta
+from gpusim.sweep.tasks import TaskRunner, coerce_levels, level_kind
+
+__all__ = ["WalkforwardTask"]
+
+WF_ORDER = ("every", "lookback", "num_tests", "fees")
+WF_CALL = ("method", "seed", "init_cash", "rf", "start", "sampler", "alpha", "gap", "solver",
+           "weight_bounds", "beta", "cash")
+
+
+class WalkforwardTask(TaskRunner):
+    """Walk-forward grids (:func:`gpusim.walkforward`) as a sweep task: every, lookback,
+    num_tests and fees are swept inside one call (the searches of a date are shared by its
+    lookbacks and num_tests, so a point is one chunk); the rest are call-level. Constraints in
+    job files: ``weight_bounds = [lo, hi]``, ``cash = true`` (or a minimum investment),
+    ``beta = "spy.csv:SPY<=0.1"`` (a list for several; paths relative to the working folder).
+    Rows: the levels, :data:`gpusim.walkforward.api.METRICS` and the report columns."""
+
+    name = "walkforward"
+    params = {"every": "rebalance rule: D | W | M | Q | Y | k", "lookback": "returns per window "
+              "(none = all)", "num_tests": "random candidates per rebalance", "fees":
+              "proportional fee", "method": "random | exact", "seed": "stream seed",
+              "init_cash": "starting cash", "rf": "annual risk-free rate", "start":
+              "first simulated bar (index or date)", "sampler": "dirichlet | uniform", "alpha":
+              "Dirichlet concentration", "gap": "solve the exact problems for the gap report",
+              "solver": "cvxpy solver", "weight_bounds": "[lo, hi] per asset",
+              "beta": "FILE[:COLUMN]OPVALUE (or a list)", "cash": "allow cash: true or min"}
+    native = frozenset(WF_ORDER)
+    unit = "combinations"
+    rank_by = ("sharpe", False)
+
+    def prepare(self, market, fixed, native_axes, backend):
+        from gpusim.grid import Param
+
+        native = {}
+        for gi, a in enumerate(native_axes):
+            level = f"zip{gi}" if len(a.names) > 1 else None
+            for n in a.names:
+                col = [None if isinstance(v, str) and v.lower() in ("none", "all") else v
+                       for v in a.column(n)]
+                native[n] = Param(col, name=n, level=level)
+        for n in WF_ORDER:
+            if n in fixed and n not in native:
+                native[n] = fixed[n]
+        call = {k: fixed[k] for k in WF_CALL if k in fixed}
+        levels = [n for n in WF_ORDER if isinstance(native.get(n), Param)]
+        kinds = {n: level_kind(list(native[n].values)) for n in levels}
+        ctx = {"market": market, "native": native, "call": call, "backend": backend.name,
+               "levels": levels, "kinds": kinds}
+        self.check_point(ctx, {})
+        return ctx
+
+    def _kwargs(self, ctx, point) -> dict:
+        from gpusim.walkforward.constraints import Budget, WeightBounds
+
+        kw = {**ctx["call"], **point}
+        cons = []
+        wb = kw.pop("weight_bounds", None)
+        if wb is not None:
+            if not isinstance(wb, (list, tuple)) or len(wb) != 2:
+                raise GpusimError(f"weight_bounds={wb!r} must be [lo, hi]")
+            cons.append(WeightBounds(lo=wb[0], hi=wb[1]))
+        beta = kw.pop("beta", None)
+        for spec in ([] if beta is None else [beta] if isinstance(beta, str) else beta):
+            cons.append(parse_beta(spec))
+        cash = kw.pop("cash", None)
+        if cash is not None and cash is not False:
+            cons.append(Budget(min=0.0 if cash is True else float(cash)))
+        return {**kw, "constraints": cons}
+
+    def check_point(self, ctx, point):
+        kw = self._kwargs(ctx, point)
+        if kw.get("method", "random") not in ("random", "exact"):
+            raise GpusimError(f"method={kw['method']!r} is unknown; use 'random' or 'exact'")
+
+    def levels(self, ctx):
+        return list(ctx["levels"])
+
+    def level_kinds(self, ctx):
+        return dict(ctx["kinds"])
+
+    def split(self, ctx, point, chunk_size):
+        import math
+
+        from gpusim.grid import Param
+
+        size = math.prod(len(v) for v in ctx["native"].values() if isinstance(v, Param))
+        return [{"size": int(size)}]
+
+    def run(self, ctx, point, part):
+        from gpusim.walkforward.api import walkforward
+
+        res = walkforward(ctx["market"], **ctx["native"], **self._kwargs(ctx, point),
+                          backend=ctx["backend"], progress=False)
+        rep = res.report
+        table = res.metrics.join(rep[[c for c in rep.columns if c not in res.metrics.columns]])
+        table = table.reset_index()
+        if not ctx["levels"]:
+            table = table.drop(columns=[c for c in WF_ORDER if c in table.columns])
+        return coerce_levels(table, ctx["kinds"]), {"compute_s": res.summary["timings_s"][
+            "total"], "statuses": res.summary["statuses"]}
