@@ -16,17 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpusim.backtest.api import _available_bytes
 from gpusim.errors import GpusimError
 from gpusim.sweep.engine import cores as _cores
 from gpusim.sweep.tasks import TaskRunner, level_kind, register_task
 
 __all__ = ["BacktestTask"]
-
-def _available_bytes() -> int:
-    from gpusim.backtest.api import _available_bytes as avail
-
-    return avail()
-
 
 BT_ORDER = ("weights", "rebalance", "threshold", "fees")
 

@@ -4,25 +4,26 @@ A task is a :class:`TaskRunner` registered under a name (:func:`register_task`).
 engine (:mod:`gpusim.sweep.api`) crosses the job's *call-level* grid axes into points (one task call
 each) and asks the runner to split every point into chunks; grid axes made only of the runner's
 ``native`` parameters are handed to the runner, which sweeps them inside its own calls (e.g. the
-backtest kernel's levels). Built in:
+backtest kernel's levels).
 
-* ``backtest`` — :func:`gpusim.backtest` over blocks of combinations of its grid (weights x
-  rebalance x threshold x fees, in that order); ``relative``, ``init_cash`` and ``rf`` are
-  call-level. Every chunk is one ``backtest()`` call on a rectangular sub-grid, so the rows are
-  those of one uninterrupted call (the kernel is chunking-invariant).
-* ``search`` — the weight search over candidate-index ranges ``[start, start + m)`` of the
-  counter-based stream (DESIGN §4); the chunks' top-k lists merge into the top-k of a single
-  :func:`gpusim.search` call, bit for bit. All its parameters are call-level (seeds, samplers,
-  bounds, ...).
+This module holds the base class, the helpers runners share and the registry; it imports no
+capability. Each capability defines its runner in its own ``task.py`` and registers it there
+(``register_task(Runner())`` at import); :data:`PROVIDERS` names those modules, which
+:func:`get_task` and :func:`available_tasks` import on demand. Built in:
 
-Later tasks (``walkforward``, ``dynopt``) add a runner class and call
-``register_task(Runner())`` when their module is imported; :data:`PROVIDERS` names the module
-so that ``get_task`` imports it on demand. Runners must be picklable (the Dask engine ships
-them and their context to the workers).
+* ``backtest`` (:mod:`gpusim.backtest.task`) — :func:`gpusim.backtest` over blocks of
+  combinations of its grid, each chunk one call on a rectangular sub-grid.
+* ``search`` (:mod:`gpusim.search.task`) — the weight search over candidate-index ranges of the
+  counter-based stream; the chunks' top-k lists merge into the top-k of one call, bit for bit.
+* ``walkforward`` (:mod:`gpusim.walkforward.task`) — walk-forward grids, one chunk per point.
+
+Runners must be picklable (the Dask engine ships them and their context to the workers; a worker
+that unpickles one imports its module, which registers it there too).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -35,9 +36,15 @@ from gpusim.errors import GpusimError
 __all__ = ["TaskRunner", "register_task", "get_task", "available_tasks", "level_kind",
            "coerce_levels"]
 
-PROVIDERS = {"walkforward": ("gpusim.walkforward.api", "walk-forward re-optimisation"),
-             "dynopt": ("gpusim.dynopt.api", "dynamic optimisation")}
-"""Tasks whose module registers them when imported: ``get_task`` imports it on demand."""
+PROVIDERS = {
+    "backtest": ("gpusim.backtest.task", "rebalancing backtests"),
+    "search": ("gpusim.search.task", "weight search"),
+    "walkforward": ("gpusim.walkforward.task", "walk-forward re-optimisation"),
+    "dynopt": ("gpusim.dynopt.task", "dynamic optimisation"),
+}
+"""Task name -> (module that registers it when imported, what it does). The registry imports
+these modules on demand (never statically: the capabilities import this module); a task whose
+module does not exist yet is reported as planned ("cannot be swept yet")."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -161,19 +168,26 @@ def register_task(runner: TaskRunner, *, replace: bool = False) -> TaskRunner:
     return runner
 
 
+def _load(name: str) -> None:
+    """Import the provider module of task ``name`` unless a runner is registered already."""
+    if name in _TASKS or name not in PROVIDERS:
+        return
+    try:
+        importlib.import_module(PROVIDERS[name][0])
+    except ImportError:
+        pass                                  # a planned task: get_task says so
+
+
 def available_tasks() -> list[str]:
+    """Names of the tasks a sweep can run (registered, or built in and importable)."""
+    for name in list(PROVIDERS):
+        _load(name)
     return sorted(_TASKS)
 
 
 def get_task(name: str) -> TaskRunner:
     """The runner registered as ``name`` (importing its provider module when needed)."""
-    if name not in _TASKS and name in PROVIDERS:
-        import importlib
-
-        try:
-            importlib.import_module(PROVIDERS[name][0])
-        except ImportError:
-            pass
+    _load(name)
     if name in _TASKS:
         return _TASKS[name]
     known = ", ".join(available_tasks())
@@ -182,7 +196,3 @@ def get_task(name: str) -> TaskRunner:
                           f"available tasks: {known}")
     raise GpusimError(f"task {name!r} is unknown; available tasks: {known}")
 
-
-# the built-in tasks (imported last: their modules import this one)
-import gpusim.backtest.task  # noqa: E402, F401
-import gpusim.search.task  # noqa: E402, F401

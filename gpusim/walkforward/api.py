@@ -488,14 +488,3 @@ def _report(dec, wsid, idx, plan, method, do_gap):
         rows.append(r)
     return pd.DataFrame([rows[w] for w in wsid], index=idx)
 
-
-def _register_sweep_task() -> None:
-    """Make ``task = "walkforward"`` available to :mod:`gpusim.sweep` (its registration hook)."""
-    from gpusim.sweep.tasks import available_tasks, register_task
-    from gpusim.walkforward.task import WalkforwardTask
-
-    if "walkforward" not in available_tasks():
-        register_task(WalkforwardTask())
-
-
-_register_sweep_task()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gpusim.errors import GpusimError
 from gpusim.parse import parse_beta
-from gpusim.sweep.tasks import TaskRunner, coerce_levels, level_kind
+from gpusim.sweep.tasks import TaskRunner, coerce_levels, level_kind, register_task
 
 __all__ = ["WalkforwardTask"]
 
@@ -104,3 +104,6 @@ class WalkforwardTask(TaskRunner):
             table = table.drop(columns=[c for c in WF_ORDER if c in table.columns])
         return coerce_levels(table, ctx["kinds"]), {"compute_s": res.summary["timings_s"][
             "total"], "statuses": res.summary["statuses"]}
+
+
+register_task(WalkforwardTask())
