@@ -88,3 +88,22 @@ def test_console_script_entry_point():
     if not eps:
         pytest.skip("package not installed (run via pip install)")
     assert eps[0].value == "gpusim.cli.main:main"
+
+
+def test_python_dash_m_gpusim_runs_the_cli():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import gpusim
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = (str(Path(__file__).resolve().parents[2]) + os.pathsep
+                         + env.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-m", "gpusim", "--version"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == f"gpusim {gpusim.__version__}"
+    p = subprocess.run([sys.executable, "-m", "gpusim", "backtest", "--fees", "2",
+                        "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and p.stderr.startswith("error: ") and p.stderr.count("\n") == 1
