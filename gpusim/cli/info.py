@@ -1,0 +1,18 @@
+"""``gpusim info``: the backends available on this machine, and why not."""
+
+from __future__ import annotations
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("info", help="backends available on this machine, and why not")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args) -> int:
+    from gpusim.backend import info
+
+    for name, d in info().items():
+        print(f"{name:14s} {'yes' if d['available'] else 'no ':3s}  {d['detail']}")
+    return 0
