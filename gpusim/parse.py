@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 from gpusim.errors import GpusimError
 
-__all__ = ["parse_values", "parse_rebalance", "parse_weights", "parse_beta"]
+__all__ = ["parse_values", "parse_rebalance", "parse_weights", "parse_beta", "parse_lookbacks",
+           "as_axis"]
 
 
 def _num(tok: str, opt: str) -> float:
@@ -27,10 +29,20 @@ def _num(tok: str, opt: str) -> float:
     return v
 
 
-def parse_values(spec: str, opt: str, allow_none: bool = False) -> list:
-    """``"0.005"`` -> [0.005]; ``"0,0.001"`` -> [0.0, 0.001]; ``"0.01:0.15:0.01"`` -> the
-    inclusive range (rounded to 12 decimals so labels are clean). ``"none"`` -> None when
-    ``allow_none``."""
+def parse_values(spec: str, opt: str, allow_none: bool = False) -> list[float | None]:
+    """Numbers from a value list.
+
+    Parameters
+    ----------
+    spec : ``"0.005"`` -> [0.005]; ``"0,0.001"`` -> [0.0, 0.001]; ``"0.01:0.15:0.01"`` -> the
+        inclusive range (rounded to 12 decimals so labels are clean).
+    opt : the option named in error messages (e.g. ``"--fees"``).
+    allow_none : ``"none"`` / ``"off"`` in a comma list give None.
+
+    Returns
+    -------
+    list of float (or None)
+    """
     spec = str(spec).strip()
     if not spec:
         raise GpusimError(f"{opt}: empty value; give a number, a comma list or start:stop:step")
@@ -55,8 +67,9 @@ def parse_values(spec: str, opt: str, allow_none: bool = False) -> list:
     return out
 
 
-def parse_rebalance(spec: str) -> list:
-    """``"never,M,21"`` -> ["never", "M", 21] (rules are checked by the backtest)."""
+def parse_rebalance(spec: str) -> list[str | int]:
+    """Rebalance rules from a comma list: ``"never,M,21"`` -> ["never", "M", 21] (the rules
+    themselves are checked by the API that uses them)."""
     out = []
     for tok in str(spec).split(","):
         tok = tok.strip()
@@ -66,8 +79,27 @@ def parse_rebalance(spec: str) -> list:
     return out
 
 
-def parse_weights(spec: str, symbols: list[str]):
-    """``equal`` | ``random:N[:seed]`` | a CSV/Parquet file (columns = symbols)."""
+def parse_lookbacks(spec: str) -> list[float | None]:
+    """Lookback windows from a comma list: numbers (returns per window), or ``none`` / ``all``
+    (None: every past return), e.g. ``"none,63,252"`` -> [None, 63.0, 252.0]."""
+    toks = [t.strip() for t in str(spec).split(",")]
+    return [None if t.lower() in ("none", "all") else parse_values(t, "--lookback")[0]
+            for t in toks]
+
+
+def parse_weights(spec: str, symbols: list[str]) -> Any:
+    """A ``weights=`` argument of :func:`gpusim.backtest` from text.
+
+    Parameters
+    ----------
+    spec : ``equal`` | ``random:N[:seed]`` | the path of a CSV/Parquet file, one column per
+        symbol and one row per weight vector (an optional first column of labels).
+    symbols : the market's symbols (tell a label column from a weight column).
+
+    Returns
+    -------
+    ``"equal"``, a :class:`gpusim.grid.RandomWeights`, or a DataFrame (vectors x symbols).
+    """
     import pandas as pd
 
     from gpusim.specs import RandomWeights
@@ -98,16 +130,16 @@ def parse_weights(spec: str, symbols: list[str]):
     return df
 
 
-
-def _as_axis(values: list, name: str):
+def as_axis(values: list, name: str) -> Any:
+    """The one value of ``values``, or a :class:`gpusim.grid.Param` sweep axis ``name``."""
     from gpusim.grid import Param
 
     return values[0] if len(values) == 1 else Param(values, name=name)
 
 
-
-def parse_beta(spec: str):
-    """``FILE[:COLUMN]OP VALUE`` -> a :class:`gpusim.walkforward.constraints.Beta`."""
+def parse_beta(spec: str) -> Any:
+    """A :class:`gpusim.walkforward.constraints.Beta` bound from ``FILE[:COLUMN]OP VALUE``
+    (e.g. ``spy.csv:SPY<=0.1``: the portfolio's beta to that price series)."""
     import pandas as pd
 
     from gpusim.walkforward.constraints import Beta

@@ -4,25 +4,28 @@
     gpusim backtest --threshold 0.01:0.15:0.01 --fees 0.005 --out runs/thr --top-k 5
 
 Wiring: ``add_parser(subparsers)`` adds the sub-command (and sets ``func=run``);
-``run(args) -> int`` executes it. ``python -m gpusim.cli.backtest ...`` runs it standalone.
+``run(args) -> int`` executes it (both from :class:`gpusim.cli.common.Command`);
+``python -m gpusim.cli.backtest ...`` runs it standalone.
 Errors print one line ``error: ...`` on stderr and return exit code 2 (never a traceback).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from gpusim.cli.common import (
-    add_subcommand,
+    Command,
     check_ranking,
-    guarded,
+    grid_run_line,
     partial_exit,
-    standalone_parser,
+    print_json,
+    print_table,
+    records,
+    table_format,
 )
 from gpusim.errors import GpusimError
-from gpusim.parse import _as_axis, parse_rebalance, parse_values, parse_weights
+from gpusim.parse import as_axis, parse_rebalance, parse_values, parse_weights
 
 __all__ = ["add_parser", "run", "main", "parse_values", "parse_rebalance", "parse_weights"]
 
@@ -75,47 +78,21 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``backtest`` sub-command to an ``argparse`` subparsers object."""
-    return add_subcommand(subparsers, "backtest", "rebalancing backtests over parameter grids",
-                          DESCRIPTION, EPILOG, _add_arguments, run)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    return standalone_parser("backtest", DESCRIPTION, EPILOG, _add_arguments)
-
-
-def _market(args):
-    from gpusim.data.load import market_from_spec
-
-    return market_from_spec(args.prices, ann=args.ann)
-
-
-# --------------------------------------------------------------------------------------------
-# Run
-# --------------------------------------------------------------------------------------------
-
-def run(args: argparse.Namespace) -> int:
-    """Execute ``gpusim backtest`` with parsed ``args``; returns the exit code (0 ok, 2 bad
-    input, 130 interrupted: partial results are still printed and written)."""
-    return guarded(_run, args)
-
-
-def _run(args) -> int:
-    import pandas as pd
-
+def _run(args: argparse.Namespace) -> int:
     from gpusim.backtest.api import METRICS, backtest
+    from gpusim.data.load import market_from_spec
+    from gpusim.results import flat_table
 
     check_ranking(args.sort_by, args.top_k, METRICS)
     if args.init_cash is not None and not args.init_cash > 0:
         raise GpusimError(f"--init-cash {args.init_cash:g} must be > 0")
-    market = _market(args)
+    market = market_from_spec(args.prices, ann=args.ann)
     weights = parse_weights(args.weights, list(market.symbols))
-    rebalance = _as_axis(parse_rebalance(args.rebalance), "rebalance")
+    rebalance = as_axis(parse_rebalance(args.rebalance), "rebalance")
     threshold = (None if args.threshold is None else
-                 _as_axis(parse_values(args.threshold, "--threshold", allow_none=True),
-                          "threshold"))
-    fees = _as_axis(parse_values(args.fees, "--fees"), "fees")
+                 as_axis(parse_values(args.threshold, "--threshold", allow_none=True),
+                         "threshold"))
+    fees = as_axis(parse_values(args.fees, "--fees"), "fees")
 
     res = backtest(market, weights=weights, rebalance=rebalance, threshold=threshold,
                    relative=args.relative, fees=fees, init_cash=args.init_cash, rf=args.rf,
@@ -124,31 +101,24 @@ def _run(args) -> int:
     best = res.best(args.sort_by, args.top_k)
     out = None
     if args.out:
-        fmt = None if args.format == "parquet" else args.format
-        out = str(res.save(args.out, best_k=args.top_k, sort_by=args.sort_by, fmt=fmt))
+        out = str(res.save(args.out, best_k=args.top_k, sort_by=args.sort_by,
+                           fmt=table_format(args.format)))
     s = res.summary
     if args.json:
-        from gpusim.results import flat_table
-
-        payload = {**s, "out": out, "sort_by": args.sort_by,
-                   "best": json.loads(flat_table(best).to_json(orient="records"))}
-        print(json.dumps(payload, indent=2, default=str))
+        print_json(s, out=out, sort_by=args.sort_by, best=records(flat_table(best)))
     else:
-        rate = s["combination_bars_per_s"]
-        print(f"{s['n_done']} of {s['n_combinations']} combinations x {s['n_bars']} bars x "
-              f"{s['n_assets']} assets on {s['backend']} in {s['elapsed_s']:.3f} s"
-              + (f" ({rate:.3g} combination-bars/s)" if rate else ""))
+        print(grid_run_line(s, "bars", "assets"))
         print(f"best {len(best)} by {args.sort_by}:")
-        with pd.option_context("display.width", 200, "display.max_columns", 20):
-            print(best.to_string(float_format=lambda x: f"{x:.6g}"))
+        print_table(best)
         if out:
             print(f"wrote {out}")
     return partial_exit(s, res.partial)
 
 
-def main(argv=None) -> int:
-    return run(build_parser().parse_args(argv))
-
+COMMAND = Command("backtest", "rebalancing backtests over parameter grids", DESCRIPTION, EPILOG,
+                  _add_arguments, _run)
+add_parser, build_parser, run, main = (COMMAND.add_parser, COMMAND.build_parser, COMMAND.run,
+                                       COMMAND.main)
 
 if __name__ == "__main__":
     sys.exit(main())

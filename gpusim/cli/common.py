@@ -1,14 +1,21 @@
-"""Pieces shared by the sub-command modules (``cli_backtest``, ``cli_dynopt``,
-``cli_walkforward``, ``cli_sweep``): parser set-up, the error-to-exit-code guard, argument
-checks and the partial-result ending."""
+"""Pieces shared by the sub-command modules of :mod:`gpusim.cli`: the :class:`Command` wiring
+(``add_parser``, ``build_parser``, ``run``, ``main``), the error-to-exit-code guard, argument
+checks, the result printers and the partial-result ending."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from gpusim.errors import GpusimError
+
+__all__ = ["Command", "add_subcommand", "standalone_parser", "guarded", "check_ranking",
+           "partial_exit", "printer", "table_format", "records", "print_json", "print_table",
+           "grid_run_line"]
 
 
 def add_subcommand(subparsers, name: str, help: str, description: str, epilog: str,
@@ -23,7 +30,7 @@ def add_subcommand(subparsers, name: str, help: str, description: str, epilog: s
 
 def standalone_parser(name: str, description: str, epilog: str,
                       add_arguments: Callable) -> argparse.ArgumentParser:
-    """The parser of ``gpusim <name>`` used on its own (``python -m gpusim.cli_<name>``)."""
+    """The parser of ``gpusim <name>`` used on its own (``python -m gpusim.cli.<name>``)."""
     p = argparse.ArgumentParser(prog=f"gpusim {name}", description=description, epilog=epilog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
@@ -54,6 +61,50 @@ def guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace,
         return 130
 
 
+@dataclass(frozen=True)
+class Command:
+    """One sub-command of ``gpusim``: its texts, its arguments and the function that runs it.
+
+    A sub-command module defines ``COMMAND = Command(...)`` and exposes its bound methods as
+    ``add_parser``, ``build_parser``, ``run`` and ``main``.
+
+    Attributes
+    ----------
+    name : the sub-command (``gpusim <name>``).
+    help : one line for ``gpusim --help``.
+    description, epilog : the text above and below the options in ``gpusim <name> --help``.
+    add_arguments : adds the options to a parser.
+    execute : runs the command with parsed arguments; returns the exit code.
+    interrupted : the line printed on stderr when Ctrl-C stops it.
+    """
+
+    name: str
+    help: str
+    description: str
+    epilog: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    execute: Callable[[argparse.Namespace], int]
+    interrupted: str = "error: interrupted"
+
+    def add_parser(self, subparsers: Any) -> argparse.ArgumentParser:
+        """Add the sub-command to an ``argparse`` subparsers object (``func`` = :meth:`run`)."""
+        return add_subcommand(subparsers, self.name, self.help, self.description, self.epilog,
+                              self.add_arguments, self.run)
+
+    def build_parser(self) -> argparse.ArgumentParser:
+        """The sub-command's parser on its own (``python -m gpusim.cli.<name>``)."""
+        return standalone_parser(self.name, self.description, self.epilog, self.add_arguments)
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Execute the command with parsed ``args``; returns the exit code (0 ok, 2 bad input,
+        130 interrupted; see :func:`guarded`)."""
+        return guarded(self.execute, args, self.interrupted)
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """Parse ``argv`` (default: ``sys.argv[1:]``) and run; returns the exit code."""
+        return self.run(self.build_parser().parse_args(argv))
+
+
 def check_ranking(sort_by: str, top_k: int, metrics: Sequence[str]) -> None:
     """Validate ``--sort-by`` (a metric name) and ``--top-k`` (>= 1)."""
     if sort_by not in metrics:
@@ -70,3 +121,47 @@ def partial_exit(summary: dict, partial: bool) -> int:
               "combinations done (partial results)", file=sys.stderr)
         return 130
     return 0
+
+
+# ----------------------------------------------------------------------------- output
+def printer(to_stderr: bool) -> Callable[..., None]:
+    """``print``, or a print to stderr when stdout is kept for the JSON summary."""
+    return (lambda *a: print(*a, file=sys.stderr)) if to_stderr else print
+
+
+def table_format(fmt: str) -> str | None:
+    """The ``fmt`` argument of a result's ``save`` for ``--format``: None for ``parquet``
+    (Parquet, falling back to CSV when pyarrow is missing), else the format."""
+    return None if fmt == "parquet" else fmt
+
+
+def records(df) -> list[dict]:
+    """The rows of a flat DataFrame as JSON-ready dicts (pandas' JSON conversion)."""
+    return json.loads(df.to_json(orient="records"))
+
+
+def print_json(summary: dict, **extra: Any) -> None:
+    """Print ``summary`` and ``extra`` as one indented JSON object on stdout."""
+    print(json.dumps({**summary, **extra}, indent=2, default=str))
+
+
+def print_table(df, *, width: int = 200, max_columns: int = 20,
+                max_rows: int | None = None) -> None:
+    """Print a metrics table with 6 significant digits."""
+    import pandas as pd
+
+    opts = ["display.width", width, "display.max_columns", max_columns]
+    if max_rows is not None:
+        opts += ["display.max_rows", max_rows]
+    with pd.option_context(*opts):
+        print(df.to_string(float_format=lambda x: f"{x:.6g}"))
+
+
+def grid_run_line(s: dict, steps: str, items: str) -> str:
+    """The run line of a grid command, e.g. ``"36 of 36 combinations x 756 bars x 5 assets on
+    cpu in 0.012 s (2.27e+06 combination-bars/s)"`` for ``steps="bars", items="assets"``, from
+    a summary with keys ``n_<steps>``, ``n_<items>`` and ``combination_<steps>_per_s``."""
+    rate = s[f"combination_{steps}_per_s"]
+    return (f"{s['n_done']} of {s['n_combinations']} combinations x {s[f'n_{steps}']} {steps} x "
+            f"{s[f'n_{items}']} {items} on {s['backend']} in {s['elapsed_s']:.3f} s"
+            + (f" ({rate:.3g} combination-{steps}/s)" if rate else ""))

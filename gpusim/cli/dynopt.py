@@ -5,24 +5,30 @@
     gpusim dynopt --synthetic 8:1260:0 --out runs/dynopt --positions
 
 Wiring: ``add_parser(subparsers)`` adds the sub-command (and sets ``func=run``);
-``run(args) -> int`` executes it. ``python -m gpusim.cli.dynopt ...`` runs it standalone.
+``run(args) -> int`` executes it (both from :class:`gpusim.cli.common.Command`);
+``python -m gpusim.cli.dynopt ...`` runs it standalone.
 Errors print one line ``error: ...`` on stderr and return exit code 2 (never a traceback).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from typing import Any
 
 from gpusim.cli.common import (
-    add_subcommand,
+    Command,
     check_ranking,
-    guarded,
+    grid_run_line,
     partial_exit,
-    standalone_parser,
+    print_json,
+    print_table,
+    printer,
+    records,
+    table_format,
 )
 from gpusim.errors import GpusimError
+from gpusim.parse import as_axis, parse_rebalance, parse_values
 
 __all__ = ["add_parser", "run", "main", "load_data"]
 
@@ -94,18 +100,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``dynopt`` sub-command to an ``argparse`` subparsers object."""
-    return add_subcommand(subparsers, "dynopt",
-                          "integer-position dynamic optimisation (Carver) over parameter grids",
-                          DESCRIPTION, EPILOG, _add_arguments, run)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    return standalone_parser("dynopt", DESCRIPTION, EPILOG, _add_arguments)
-
-
-def load_data(args):
+def load_data(args: argparse.Namespace) -> tuple[Any, str]:
     """The FuturesData chosen by ``--data`` / ``--synthetic`` / ``--instruments`` and the window
     options; returns (data, note) where ``note`` says where it came from."""
     from gpusim.data.futures import default_data_dir, load_futures, synthetic_futures
@@ -141,34 +136,20 @@ def load_data(args):
     return data, ""
 
 
-def run(args: argparse.Namespace) -> int:
-    """Execute ``gpusim dynopt`` with parsed ``args``; returns the exit code (0 ok, 2 bad
-    input, 130 interrupted: partial results are still printed and written)."""
-    return guarded(_run, args)
-
-
-def _axis(values: list, name: str):
-    from gpusim.grid import Param
-
-    return values[0] if len(values) == 1 else Param(values, name=name)
-
-
-def _run(args) -> int:
-    import pandas as pd
-
+def _run(args: argparse.Namespace) -> int:
     from gpusim.dynopt.api import METRICS, dynopt
-    from gpusim.parse import parse_rebalance, parse_values
+    from gpusim.results import flat_table
 
     check_ranking(args.sort_by, args.top_k, METRICS)
-    capital = _axis(parse_values(args.capital, "--capital"), "capital")
-    shadow = _axis(parse_values(args.shadow_cost, "--shadow-cost"), "shadow_cost")
-    buffer = _axis(parse_values(args.buffer, "--buffer"), "buffer")
-    rebalance = _axis(parse_rebalance(args.rebalance), "rebalance")
+    capital = as_axis(parse_values(args.capital, "--capital"), "capital")
+    shadow = as_axis(parse_values(args.shadow_cost, "--shadow-cost"), "shadow_cost")
+    buffer = as_axis(parse_values(args.buffer, "--buffer"), "buffer")
+    rebalance = as_axis(parse_rebalance(args.rebalance), "rebalance")
     cov_every = parse_rebalance(args.cov_every)
     if len(cov_every) != 1:
         raise GpusimError("--cov-every takes one rule (D, W, M or k)")
     data, note = load_data(args)
-    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    say = printer(args.json)
     if note:
         say(note.rstrip())
     say(data.describe())
@@ -179,21 +160,13 @@ def _run(args) -> int:
                  progress=not args.no_progress)
     out = None
     if args.out:
-        fmt = None if args.format == "parquet" else args.format
-        out = str(res.save(args.out, best_k=args.top_k, sort_by=args.sort_by, fmt=fmt,
-                           positions=args.positions))
+        out = str(res.save(args.out, best_k=args.top_k, sort_by=args.sort_by,
+                           fmt=table_format(args.format), positions=args.positions))
     s = res.summary
     if args.json:
-        from gpusim.results import flat_table
-
-        payload = {**s, "out": out,
-                   "metrics": json.loads(flat_table(res.metrics).to_json(orient="records"))}
-        print(json.dumps(payload, indent=2, default=str))
+        print_json(s, out=out, metrics=records(flat_table(res.metrics)))
     else:
-        rate = s["combination_days_per_s"]
-        print(f"{s['n_done']} of {s['n_combinations']} combinations x {s['n_days']} days x "
-              f"{s['n_instruments']} instruments on {s['backend']} in {s['elapsed_s']:.3f} s"
-              + (f" ({rate:.3g} combination-days/s)" if rate else ""))
+        print(grid_run_line(s, "days", "instruments"))
         print(f"optimal positions: {s['optimal']}, risk target {s['risk_target']:g}, idm "
               f"{s['idm']:g}; average risk of the optimal portfolio "
               f"{(s['avg_optimal_risk'] or float('nan')):.4f}")
@@ -201,17 +174,16 @@ def _run(args) -> int:
             args.sort_by, args.top_k)
         if table is not res.metrics:
             print(f"best {len(table)} of {len(res.metrics)} by {args.sort_by}:")
-        with pd.option_context("display.width", 250, "display.max_columns", 20,
-                               "display.max_rows", max(args.max_rows, args.top_k) + 5):
-            print(table.to_string(float_format=lambda x: f"{x:.6g}"))
+        print_table(table, width=250, max_rows=max(args.max_rows, args.top_k) + 5)
         if out:
             print(f"wrote {out}")
     return partial_exit(s, res.partial)
 
 
-def main(argv=None) -> int:
-    return run(build_parser().parse_args(argv))
-
+COMMAND = Command("dynopt", "integer-position dynamic optimisation (Carver) over parameter grids",
+                  DESCRIPTION, EPILOG, _add_arguments, _run)
+add_parser, build_parser, run, main = (COMMAND.add_parser, COMMAND.build_parser, COMMAND.run,
+                                       COMMAND.main)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 
+from gpusim.cli.common import printer
 from gpusim.errors import GpusimError
 
 __all__ = ["add_parser", "add_verify_parser", "add_bench_parser"]
@@ -85,7 +86,7 @@ def _cmd_search(args) -> int:
     symbols = args.symbols.split(",") if args.symbols else None
     market = market_from_spec(args.prices, ann=args.ann, symbols=symbols)
     bounds = None if args.lo is None and args.hi is None else (args.lo, args.hi)
-    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    say = printer(args.json)
     say(market.describe())
     res = search(market, n=args.n, sampler=args.sampler, alpha=args.alpha, seed=args.seed,
                  top_k=args.top_k, bounds=bounds, rf=args.rf, backend=args.backend,

@@ -6,10 +6,10 @@
     gpusim sweep job.toml --engine dask --scheduler tcp://host:8786
 
 Wiring: ``add_parser(subparsers)`` adds the sub-command (and sets ``func=run``);
-``run(args) -> int`` executes it. ``python -m gpusim.cli.sweep job.toml ...`` runs it
-standalone. Exit codes: 0 complete, 1 some chunks failed (listed), 2 bad input or a refused
-resume (one line ``error: ...`` on stderr, never a traceback), 130 interrupted (finished
-chunks are kept: run again with --resume).
+``run(args) -> int`` executes it (both from :class:`gpusim.cli.common.Command`);
+``python -m gpusim.cli.sweep job.toml ...`` runs it standalone. Exit codes: 0 complete, 1 some
+chunks failed (listed), 2 bad input or a refused resume (one line ``error: ...`` on stderr,
+never a traceback), 130 interrupted (finished chunks are kept: run again with --resume).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from gpusim.cli.common import add_subcommand, guarded, standalone_parser
+from gpusim.cli.common import Command, print_json
 from gpusim.errors import GpusimError
 
 __all__ = ["add_parser", "run", "main", "build_parser"]
@@ -77,22 +77,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``sweep`` sub-command to an ``argparse`` subparsers object."""
-    return add_subcommand(subparsers, "sweep", "run a job file in resumable chunks (local or Dask)",
-                          DESCRIPTION, EPILOG, _add_arguments, run)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    return standalone_parser("sweep", DESCRIPTION, EPILOG, _add_arguments)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Execute ``gpusim sweep`` with parsed ``args``; returns the exit code."""
-    return guarded(_run, args, "error: interrupted; run again with --resume to finish")
-
-
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     import warnings
 
     from gpusim.backend import BackendFallbackWarning
@@ -119,7 +104,7 @@ def _run(args) -> int:
                   progress=False if args.no_progress else None, retries=args.retries)
     s = res.summary
     if args.json:
-        print(json.dumps(s, indent=2, default=str))
+        print_json(s)
     else:
         print(res.to_text())
         if s["status"] != "interrupted":
@@ -137,9 +122,11 @@ def _run(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    return run(build_parser().parse_args(argv))
-
+COMMAND = Command("sweep", "run a job file in resumable chunks (local or Dask)", DESCRIPTION,
+                  EPILOG, _add_arguments, _run,
+                  interrupted="error: interrupted; run again with --resume to finish")
+add_parser, build_parser, run, main = (COMMAND.add_parser, COMMAND.build_parser, COMMAND.run,
+                                       COMMAND.main)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,20 +5,20 @@
     gpusim walkforward --method exact --beta spy.csv:SPY<=0.1 --cash --every M --lookback 126
 
 Wiring: ``add_parser(subparsers)`` adds the sub-command (and sets ``func=run``);
-``run(args) -> int`` executes it; ``python -m gpusim.cli.walkforward ...`` runs it standalone.
+``run(args) -> int`` executes it (both from :class:`gpusim.cli.common.Command`);
+``python -m gpusim.cli.walkforward ...`` runs it standalone.
 Errors print one line ``error: ...`` on stderr and return exit code 2 (never a traceback).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from gpusim.cli.common import add_subcommand, check_ranking, guarded, standalone_parser
+from gpusim.cli.common import Command, check_ranking, print_json, print_table, records, table_format
 from gpusim.errors import GpusimError
-from gpusim.parse import _as_axis, parse_beta, parse_rebalance, parse_values
+from gpusim.parse import as_axis, parse_beta, parse_lookbacks, parse_rebalance, parse_values
 
 __all__ = ["add_parser", "build_parser", "main", "parse_beta", "run"]
 
@@ -77,17 +77,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``walkforward`` sub-command to an ``argparse`` subparsers object."""
-    return add_subcommand(subparsers, "walkforward", "walk-forward re-optimisation over grids",
-                          DESCRIPTION, EPILOG, _add_arguments, run)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    return standalone_parser("walkforward", DESCRIPTION, EPILOG, _add_arguments)
-
-
-def _constraints(args, symbols):
+def _constraints(args: argparse.Namespace, symbols: list[str]) -> list:
     import pandas as pd
 
     from gpusim.walkforward.constraints import Budget, GroupBounds, WeightBounds
@@ -114,30 +104,21 @@ def _constraints(args, symbols):
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    """Execute ``gpusim walkforward``; returns the exit code (0 ok, 2 bad input)."""
-    return guarded(_run, args)
-
-
-def _run(args) -> int:
-    import pandas as pd
-
+def _run(args: argparse.Namespace) -> int:
     from gpusim.data.load import market_from_spec
     from gpusim.walkforward.api import METRICS, walkforward
 
     check_ranking(args.sort_by, args.top_k, METRICS)
     market = market_from_spec(args.prices, ann=args.ann)
-    lookbacks = [None if t.strip().lower() in ("none", "all") else t.strip()
-                 for t in str(args.lookback).split(",")]
-    lookbacks = [x if x is None else parse_values(x, "--lookback")[0] for x in lookbacks]
+    lookbacks = parse_lookbacks(args.lookback)
     num_tests = parse_values(str(args.num_tests).replace("_", ""), "--num-tests")
     start = args.start
     if start is not None and str(start).lstrip("-").isdigit():
         start = int(start)
     res = walkforward(
-        market, every=_as_axis(parse_rebalance(args.every), "every"),
-        lookback=_as_axis(lookbacks, "lookback"), num_tests=_as_axis(num_tests, "num_tests"),
-        fees=_as_axis(parse_values(args.fees, "--fees"), "fees"), method=args.method,
+        market, every=as_axis(parse_rebalance(args.every), "every"),
+        lookback=as_axis(lookbacks, "lookback"), num_tests=as_axis(num_tests, "num_tests"),
+        fees=as_axis(parse_values(args.fees, "--fees"), "fees"), method=args.method,
         constraints=_constraints(args, market.symbols), seed=args.seed,
         init_cash=args.init_cash, rf=args.rf, start=start, sampler=args.sampler, gap=args.gap,
         solver=args.solver, backend=args.backend, progress=not args.no_progress)
@@ -146,12 +127,10 @@ def _run(args) -> int:
     table = best.join(rep[[c for c in rep.columns if c not in best.columns]], how="left")
     out = None
     if args.out:
-        out = str(res.save(args.out, fmt=None if args.format == "parquet" else "csv"))
+        out = str(res.save(args.out, fmt=table_format(args.format)))
     s = res.summary
     if args.json:
-        rows = json.loads(table.reset_index().to_json(orient="records"))
-        print(json.dumps({**s, "out": out, "sort_by": args.sort_by, "best": rows}, indent=2,
-                         default=str))
+        print_json(s, out=out, sort_by=args.sort_by, best=records(table.reset_index()))
         return 0
     t = s["timings_s"]
     print(f"{s['n_combinations']} combinations ({s['method']}), {s['n_dates']} rebalance dates, "
@@ -161,16 +140,16 @@ def _run(args) -> int:
     if bad:
         print(f"dates that kept the previous weights: {bad}")
     print(f"best {len(best)} by {args.sort_by}:")
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(table.to_string(float_format=lambda x: f"{x:.6g}"))
+    print_table(table, max_columns=30)
     if out:
         print(f"wrote {out}")
     return 0
 
 
-def main(argv=None) -> int:
-    return run(build_parser().parse_args(argv))
-
+COMMAND = Command("walkforward", "walk-forward re-optimisation over grids", DESCRIPTION, EPILOG,
+                  _add_arguments, _run)
+add_parser, build_parser, run, main = (COMMAND.add_parser, COMMAND.build_parser, COMMAND.run,
+                                       COMMAND.main)
 
 if __name__ == "__main__":
     sys.exit(main())
