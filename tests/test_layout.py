@@ -200,3 +200,30 @@ def test_no_module_over_500_lines():
     sizes = {m: len(p.read_text(encoding="utf-8").splitlines()) for m, p in _modules().items()}
     big = sorted((n, m) for m, n in sizes.items() if n > MAX_LINES)
     assert not big, f"modules over {MAX_LINES} lines: " + ", ".join(f"{m} ({n})" for n, m in big)
+
+
+def test_capabilities_register_their_sweep_tasks_on_demand():
+    """sweep/tasks.py imports no capability; each built-in task lives in its capability's
+    task.py and is imported by name when a sweep asks for it."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from gpusim.sweep.tasks import PROVIDERS, available_tasks, get_task\n"
+        "assert not [m for m in sys.modules if m.endswith('.task')], sys.modules\n"
+        "r = get_task('backtest')\n"
+        "assert type(r).__module__ == 'gpusim.backtest.task' and 'gpusim.search.task' not in "
+        "sys.modules\n"
+        "names = available_tasks()\n"
+        "assert {'backtest', 'search', 'walkforward'} <= set(names), names\n"
+        "for n in names:\n"
+        "    if n in PROVIDERS:\n"
+        "        assert type(get_task(n)).__module__ == PROVIDERS[n][0] == f'gpusim.{n}.task'\n"
+        "print('ok')\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]

@@ -3,10 +3,8 @@
     gpusim backtest --prices prices.csv --weights random:2000:7 --rebalance M --fees 0.001
     gpusim backtest --threshold 0.01:0.15:0.01 --fees 0.005 --out runs/thr --top-k 5
 
-Wiring: ``add_parser(subparsers)`` adds the sub-command (and sets ``func=run``);
-``run(args) -> int`` executes it (both from :class:`gpusim.cli.common.Command`);
-``python -m gpusim.cli.backtest ...`` runs it standalone.
-Errors print one line ``error: ...`` on stderr and return exit code 2 (never a traceback).
+Runs on its own as ``python -m gpusim.cli.backtest``; wiring and exit codes:
+:class:`gpusim.cli.common.Command`.
 """
 
 from __future__ import annotations

@@ -66,7 +66,9 @@ class Command:
     """One sub-command of ``gpusim``: its texts, its arguments and the function that runs it.
 
     A sub-command module defines ``COMMAND = Command(...)`` and exposes its bound methods as
-    ``add_parser``, ``build_parser``, ``run`` and ``main``.
+    ``add_parser``, ``build_parser``, ``run`` and ``main``. :meth:`run` turns errors into one
+    line ``error: ...`` on stderr and an exit code (2 bad input, 130 Ctrl-C; :func:`guarded`),
+    never a traceback.
 
     Attributes
     ----------

@@ -4,10 +4,8 @@
     gpusim dynopt --instruments SP500_micro,US10,GOLD_micro --capital 5e4,1e5 --buffer 0.0125
     gpusim dynopt --synthetic 8:1260:0 --out runs/dynopt --positions
 
-Wiring: ``add_parser(subparsers)`` adds the sub-command (and sets ``func=run``);
-``run(args) -> int`` executes it (both from :class:`gpusim.cli.common.Command`);
-``python -m gpusim.cli.dynopt ...`` runs it standalone.
-Errors print one line ``error: ...`` on stderr and return exit code 2 (never a traceback).
+Runs on its own as ``python -m gpusim.cli.dynopt``; wiring and exit codes:
+:class:`gpusim.cli.common.Command`.
 """
 
 from __future__ import annotations

@@ -5,11 +5,10 @@
     gpusim sweep job.toml --engine dask          # a local cluster of 2 worker processes
     gpusim sweep job.toml --engine dask --scheduler tcp://host:8786
 
-Wiring: ``add_parser(subparsers)`` adds the sub-command (and sets ``func=run``);
-``run(args) -> int`` executes it (both from :class:`gpusim.cli.common.Command`);
-``python -m gpusim.cli.sweep job.toml ...`` runs it standalone. Exit codes: 0 complete, 1 some
-chunks failed (listed), 2 bad input or a refused resume (one line ``error: ...`` on stderr,
-never a traceback), 130 interrupted (finished chunks are kept: run again with --resume).
+Runs on its own as ``python -m gpusim.cli.sweep job.toml``; wiring:
+:class:`gpusim.cli.common.Command`. Exit codes: 0 complete, 1 some chunks failed (listed), 2 bad
+input or a refused resume (one line ``error: ...`` on stderr, never a traceback), 130
+interrupted (finished chunks are kept: run again with --resume).
 """
 
 from __future__ import annotations

@@ -4,10 +4,8 @@
         --num-tests 30,100,10000 --fees 0.001 --out runs/wf
     gpusim walkforward --method exact --beta spy.csv:SPY<=0.1 --cash --every M --lookback 126
 
-Wiring: ``add_parser(subparsers)`` adds the sub-command (and sets ``func=run``);
-``run(args) -> int`` executes it (both from :class:`gpusim.cli.common.Command`);
-``python -m gpusim.cli.walkforward ...`` runs it standalone.
-Errors print one line ``error: ...`` on stderr and return exit code 2 (never a traceback).
+Runs on its own as ``python -m gpusim.cli.walkforward``; wiring and exit codes:
+:class:`gpusim.cli.common.Command`.
 """
 
 from __future__ import annotations
