@@ -2,11 +2,22 @@
 
 Importing gpusim is cheap and safe on any machine: CuPy, numba.cuda and cvxpy are imported
 lazily, only by the calls that need them.
+
+Layout (DESIGN §2): one subpackage per capability -- ``search``, ``backtest``, ``walkforward``,
+``dynopt``, ``sweep`` -- each with ``api.py`` (the public function and its checks), the fast
+paths ``cpu.py`` (Numba) and ``cuda.py`` (numba.cuda / CuPy) and, where the capability can be
+swept, ``task.py`` (its :class:`~gpusim.sweep.tasks.TaskRunner`, loaded on demand by the sweep
+registry); ``data`` (markets, futures), ``_cuda`` (device helpers), ``plots``; shared modules at
+the top (``errors``, ``backend``, ``grid``, ``results``, ``parse``: text values of the CLI and
+job files). ``cli`` is the command line (``gpusim``, ``python -m gpusim``). Imports point down
+-- cli -> api -> fast paths -> :mod:`cpu_ref` -- and the library never imports ``cli``
+(``tests/test_layout.py`` checks).
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from gpusim._version import __version__
 
@@ -56,7 +67,7 @@ _FUNCTIONS = ["backtest", "dynopt", "search", "sweep", "verify", "walkforward"]
 __all__ = sorted([*_EXPORTS, *_FUNCTIONS]) + ["__version__"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'gpusim' has no attribute {name!r}")
@@ -65,5 +76,5 @@ def __getattr__(name: str):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return __all__

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["add_parser"]
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: Any) -> None:
+    """Add ``gpusim info`` to an ``argparse`` subparsers object."""
     p = sub.add_parser("info", help="backends available on this machine, and why not")
     p.set_defaults(func=_cmd_info)
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 from gpusim.errors import GpusimError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``gpusim`` parser with every sub-command."""
     from gpusim._version import __version__
     from gpusim.cli.backtest import add_parser as add_backtest
     from gpusim.cli.dynopt import add_parser as add_dynopt
@@ -39,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``gpusim`` command line on ``argv`` (default: ``sys.argv[1:]``); returns the
+    exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

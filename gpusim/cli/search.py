@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from gpusim.cli.common import printer
 from gpusim.errors import GpusimError
@@ -45,7 +46,8 @@ def _floats(text: str):
     return vals[0] if len(vals) == 1 else vals
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: Any) -> None:
+    """Add ``gpusim search`` to an ``argparse`` subparsers object."""
     p = sub.add_parser(
         "search", help="score random weight vectors by ex-ante Sharpe, keep the best",
         description="Score n candidate weight vectors (drawn from a counter-based stream) by "
@@ -107,7 +109,8 @@ def _cmd_search(args) -> int:
     return 0
 
 
-def add_verify_parser(sub) -> None:
+def add_verify_parser(sub: Any) -> None:
+    """Add ``gpusim verify`` to an ``argparse`` subparsers object."""
     p = sub.add_parser("verify", help="re-check a saved search result on the CPU reference")
     p.add_argument("out", metavar="DIR", help="folder written by `gpusim search --out`")
     p.add_argument("--sample", type=_count, default=20_000,
@@ -127,7 +130,8 @@ def _cmd_verify(args) -> int:
     return 0
 
 
-def add_bench_parser(sub) -> None:
+def add_bench_parser(sub: Any) -> None:
+    """Add ``gpusim bench`` to an ``argparse`` subparsers object."""
     p = sub.add_parser("bench", help="quick throughput table for each backend vs plain NumPy")
     p.add_argument("--assets", default="5,20,100", help="comma list of asset counts")
     p.add_argument("--seconds", type=float, default=1.0, help="target seconds per measurement")
