@@ -66,7 +66,7 @@ class Command:
     """One sub-command of ``gpusim``: its texts, its arguments and the function that runs it.
 
     A sub-command module defines ``COMMAND = Command(...)`` and exposes its bound methods as
-    ``add_parser``, ``build_parser``, ``run`` and ``main``. :meth:`run` turns errors into one
+    ``add_parser, build_parser, run, main = COMMAND.functions()``. :meth:`run` turns errors into one
     line ``error: ...`` on stderr and an exit code (2 bad input, 130 Ctrl-C; :func:`guarded`),
     never a traceback.
 
@@ -105,6 +105,11 @@ class Command:
     def main(self, argv: Sequence[str] | None = None) -> int:
         """Parse ``argv`` (default: ``sys.argv[1:]``) and run; returns the exit code."""
         return self.run(self.build_parser().parse_args(argv))
+
+    def functions(self) -> tuple[Callable, Callable, Callable, Callable]:
+        """``(add_parser, build_parser, run, main)``, the module-level functions of a
+        sub-command module."""
+        return self.add_parser, self.build_parser, self.run, self.main
 
 
 def check_ranking(sort_by: str, top_k: int, metrics: Sequence[str]) -> None:

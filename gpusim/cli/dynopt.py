@@ -180,8 +180,7 @@ def _run(args: argparse.Namespace) -> int:
 
 COMMAND = Command("dynopt", "integer-position dynamic optimisation (Carver) over parameter grids",
                   DESCRIPTION, EPILOG, _add_arguments, _run)
-add_parser, build_parser, run, main = (COMMAND.add_parser, COMMAND.build_parser, COMMAND.run,
-                                       COMMAND.main)
+add_parser, build_parser, run, main = COMMAND.functions()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -124,8 +124,7 @@ def _run(args: argparse.Namespace) -> int:
 COMMAND = Command("sweep", "run a job file in resumable chunks (local or Dask)", DESCRIPTION,
                   EPILOG, _add_arguments, _run,
                   interrupted="error: interrupted; run again with --resume to finish")
-add_parser, build_parser, run, main = (COMMAND.add_parser, COMMAND.build_parser, COMMAND.run,
-                                       COMMAND.main)
+add_parser, build_parser, run, main = COMMAND.functions()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -146,8 +146,7 @@ def _run(args: argparse.Namespace) -> int:
 
 COMMAND = Command("walkforward", "walk-forward re-optimisation over grids", DESCRIPTION, EPILOG,
                   _add_arguments, _run)
-add_parser, build_parser, run, main = (COMMAND.add_parser, COMMAND.build_parser, COMMAND.run,
-                                       COMMAND.main)
+add_parser, build_parser, run, main = COMMAND.functions()
 
 if __name__ == "__main__":
     sys.exit(main())
