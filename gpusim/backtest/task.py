@@ -20,6 +20,7 @@ from gpusim.backtest.api import _available_bytes
 from gpusim.errors import GpusimError
 from gpusim.sweep.engine import cores as _cores
 from gpusim.sweep.tasks import TaskRunner, level_kind, register_task
+from gpusim.validate import py_scalar
 
 __all__ = ["BacktestTask"]
 
@@ -48,10 +49,6 @@ class _BtCtx:
     levels: list[str]
     kinds: dict[str, str]
     default_chunk: int
-
-
-def _py(x):
-    return x.item() if isinstance(x, np.generic) else x
 
 
 def _weights_arg(v, symbols: list[str]):
@@ -212,7 +209,7 @@ class BacktestTask(TaskRunner):
         for g, pos in zip(ctx.groups, self._positions(ctx, part)):
             for m in g.members:
                 labs = g.labels[m]
-                first, last = _py(labs[pos.start]), _py(labs[pos.stop - 1])
+                first, last = py_scalar(labs[pos.start]), py_scalar(labs[pos.stop - 1])
                 d[m] = first if len(pos) == 1 else f"{first}..{last} ({len(pos)} values)"
         return d
 
