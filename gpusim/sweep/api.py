@@ -29,291 +29,40 @@ Layout of ``out``::
 
 from __future__ import annotations
 
-import json
-import math
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from gpusim.errors import GpusimError
 from gpusim.sweep.engine import ENGINES, BackgroundWriter, open_engine
-from gpusim.sweep.job import (
-    Axis,
-    Job,
-    describe_changes,
-    fingerprint,
-    load_job,
-    load_market,
-    make_job,
+from gpusim.sweep.folder import _open
+from gpusim.sweep.job import Axis, Job, load_job, make_job
+from gpusim.sweep.plan import _Setup, _setup, plan_job
+from gpusim.sweep.results import (
+    Best,
+    SweepResult,
+    assemble,
+    label,
+    passthrough,
+    with_levels,
 )
-from gpusim.sweep.results import Best, assemble, label, passthrough, with_levels
 from gpusim.sweep.store import (
     CHUNKS,
-    MANIFEST,
     RESULTS,
     SUMMARY,
     Manifest,
     chunk_name,
     now,
-    ours,
-    recover,
-    remove_tmp,
     to_arrow,
-    wipe,
     write_chunk,
     write_json_atomic,
 )
-from gpusim.sweep.tasks import (
-    TaskRunner,
-    available_tasks,
-    get_task,
-    level_kind,
-    register_task,
-)
+from gpusim.sweep.tasks import TaskRunner, available_tasks, register_task
 
 __all__ = ["sweep", "run_job", "plan_job", "load_job", "make_job", "SweepResult", "Job",
            "Axis", "TaskRunner", "register_task", "available_tasks", "ENGINES"]
-
-FORMAT = "gpusim-sweep/2"
-
-# ----------------------------------------------------------------------------- set-up
-@dataclass
-class _Setup:
-    job: Job
-    runner: TaskRunner
-    backend: Any
-    market: Any
-    ctx: Any
-    call_axes: list[Axis]
-    levels: list[str]
-    call_kinds: dict[str, str]
-    fp: dict
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(a.size for a in self.call_axes)
-
-    @property
-    def n_points(self) -> int:
-        return int(math.prod(self.shape))
-
-    def point(self, p: int) -> dict:
-        pos = np.unravel_index(p, self.shape) if self.call_axes else ()
-        return {n: v for a, i in zip(self.call_axes, pos) for n, v in zip(a.names,
-                                                                          a.values[int(i)])}
-
-
-def _setup(job: Job) -> _Setup:
-    from gpusim.backend import resolve_backend
-
-    runner = get_task(job.task)
-    for where, names in (("fixed", list(job.fixed)), ("grid", job.level_names)):
-        bad = [n for n in names if n not in runner.params]
-        if bad:
-            raise GpusimError(f"{where}: task {job.task!r} has no parameter "
-                              f"{', '.join(map(repr, bad))}; use {', '.join(runner.params)}")
-    be = resolve_backend(job.backend)
-    market = load_market(job.data, job.base_dir)
-    native = [a for a in job.grid if set(a.names) <= runner.native]
-    call = [a for a in job.grid if not set(a.names) <= runner.native]
-    ctx = runner.prepare(market, dict(job.fixed), native, be)
-    call_names = [n for a in call for n in a.names]
-    levels = call_names + list(runner.levels(ctx))
-    if len(set(levels)) != len(levels):
-        raise GpusimError(f"grid levels {levels} repeat a name the task uses for its own level")
-    kinds = {n: level_kind([label(v) for v in a.column(n)]) for a in call for n in a.names}
-    s = _Setup(job, runner, be, market, ctx, call, levels, kinds,
-               fingerprint(job, market, be.name))
-    for p in range(s.n_points):
-        runner.check_point(ctx, s.point(p))
-    return s
-
-
-def _plan(s: _Setup) -> list[dict]:
-    chunks = []
-    for p in range(s.n_points):
-        for part in s.runner.split(s.ctx, s.point(p), s.job.chunk_size):
-            chunks.append({"id": len(chunks), "point": p, "size": int(part["size"]),
-                           "part": part})
-    return chunks
-
-
-def plan_job(job: Job | str | Path) -> dict:
-    """The chunk plan of a job without running it (``gpusim sweep --dry-run``)."""
-    job = job if isinstance(job, Job) else load_job(job)
-    s = _setup(job)
-    plan = _plan(s)
-    sizes = [c["size"] for c in plan]
-    return {"task": job.task, "out": str(job.out), "backend": s.backend.label,
-            "data": s.market.describe(), "levels": s.levels, "n_points": s.n_points,
-            "n_chunks": len(plan), "unit": s.runner.unit, "size": int(sum(sizes)),
-            "chunk_size": job.chunk_size or getattr(s.ctx, "default_chunk", None),
-            "largest_chunk": max(sizes, default=0), "job_hash": s.fp["job_hash"],
-            "data_hash": s.fp["data_hash"]}
-
-
-# ----------------------------------------------------------------------------- the folder
-def _refusal(out: Path, old: dict, s: _Setup) -> str | None:
-    if old.get("format") != FORMAT:
-        return (f"cannot resume {out}: its manifest has format {old.get('format')!r}, not "
-                f"{FORMAT!r}")
-    why = []
-    if old.get("data_hash") != s.fp["data_hash"]:
-        why.append(f"the data changed (prices hash {str(old.get('data_hash'))[:12]} -> "
-                   f"{s.fp['data_hash'][:12]}; now {s.market.describe()})")
-    changes = describe_changes(old.get("job") or {}, s.fp["job"])
-    if changes:
-        more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
-        why.append(f"the job changed ({'; '.join(changes[:3])}{more})")
-    if not why and old.get("job_hash") != s.fp["job_hash"]:
-        why.append("the job hash changed")
-    if not why:
-        return None
-    n = len(old.get("done") or {})
-    return (f"cannot resume {out}: {' and '.join(why)} since the sweep started; use a new "
-            f"output folder, or --force (force=True) to discard its {n} finished chunk(s) "
-            "and start over")
-
-
-def _open(s: _Setup, out: Path, resume: bool, force: bool) -> Manifest:
-    """Create or reopen the sweep folder; returns the manifest (saved)."""
-    if out.exists() and not out.is_dir():
-        raise GpusimError(f"out={str(out)!r} is a file; give a folder path")
-    mpath = out / MANIFEST
-    old = None
-    if mpath.exists():
-        try:
-            old = json.loads(mpath.read_text())
-        except (OSError, ValueError) as exc:
-            raise GpusimError(f"{mpath} cannot be read ({exc}); use a new output folder or "
-                              "--force") from None
-        if not resume and not force:
-            n, total = len(old.get("done") or {}), old.get("plan", {}).get("n_chunks", "?")
-            raise GpusimError(f"{out} already holds a sweep ({n} of {total} chunks done); pass "
-                              "--resume to finish it, --force to start over, or use a new "
-                              "output folder")
-        reason = _refusal(out, old, s) if resume else "restart"
-        if reason and not force:
-            raise GpusimError(reason)
-        if reason:
-            wipe(out)
-            old = None
-    elif out.exists() and any(out.iterdir()) and not ours(out):
-        raise GpusimError(f"{out} is not empty and holds no sweep; give a new or empty output "
-                          "folder")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CHUNKS).mkdir(exist_ok=True)
-    remove_tmp(out)
-    if old is not None:
-        man = Manifest(mpath, old)
-        recover(man, out, s.fp["job_hash"])
-    else:
-        plan = _plan(s)
-        man = Manifest(mpath, {
-            "format": FORMAT, "task": s.job.task, "name": s.job.name,
-            "job_file": None if s.job.source is None else str(s.job.source),
-            "job_hash": s.fp["job_hash"], "data_hash": s.fp["data_hash"], "job": s.fp["job"],
-            "data": {"describe": s.market.describe(), "n_bars": s.market.n_bars,
-                     "n_assets": s.market.n_assets, "symbols": list(s.market.symbols)},
-            "grid": {"levels": s.levels, "call_levels": [n for a in s.call_axes
-                                                         for n in a.names],
-                     "call_axes": [a.to_json() for a in s.call_axes],
-                     "n_points": s.n_points, "unit": s.runner.unit,
-                     "size": int(sum(c["size"] for c in plan))},
-            "plan": {"chunk_size": s.job.chunk_size or getattr(s.ctx, "default_chunk", None),
-                     "n_chunks": len(plan), "chunks": plan},
-            "done": {}, "failed": {}, "runs": [], "status": "running", "created": now()})
-    man.save(force=True)
-    return man
-
-
-# ----------------------------------------------------------------------------- result
-class SweepResult:
-    """Outcome of a sweep.
-
-    Attributes
-    ----------
-    out : the sweep folder (None for a sweep run without ``out``; its table is then in memory).
-    summary : JSON-ready dict (status, chunks done/failed, failures with their parameters,
-        timing, best rows, hashes, ...), as written to ``summary.json``.
-    table : the final DataFrame (host): one row per result, a (Multi)Index of the parameter
-        levels; read from ``results.parquet`` on first use. Empty when interrupted.
-    """
-
-    def __init__(self, out: Path | None, summary: dict, table: pd.DataFrame | None = None):
-        self.out, self.summary, self._table = out, summary, table
-
-    @property
-    def table(self) -> pd.DataFrame:
-        if self._table is None:
-            path = None if self.out is None else self.out / RESULTS
-            if path is None or not path.exists():
-                return pd.DataFrame()
-            self._table = _indexed(pd.read_parquet(path), self.summary["levels"])
-        return self._table
-
-    @property
-    def status(self) -> str:
-        return self.summary["status"]
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "complete"
-
-    @property
-    def failures(self) -> list[dict]:
-        return list(self.summary.get("failures", []))
-
-    def __repr__(self) -> str:
-        s = self.summary
-        return (f"SweepResult({s['task']}: {s['n_done']} of {s['n_chunks']} chunks, "
-                f"{s['n_failed']} failed, status={s['status']!r}, out={str(self.out)!r})")
-
-    def to_text(self) -> str:
-        s = self.summary
-        lines = [f"sweep {s['task']} [{s['engine']}, {s['backend']}]: {s['size']:,} "
-                 f"{s['unit']} in {s['n_points']} point(s), {s['n_chunks']} chunk(s) -> "
-                 f"{s['out']}",
-                 f"{s['status']}: {s['n_done']} of {s['n_chunks']} chunks done "
-                 f"({s['computed_this_run']} this run, {s['n_failed']} failed) in "
-                 f"{s['elapsed_s']:.2f} s; chunk compute {s['compute_s']:.2f} s"]
-        for f in s.get("failures", [])[:20]:
-            lines.append(f"  failed chunk {f['chunk']} ({_params_text(f['params'])}) after "
-                         f"{f['attempts']} attempts: {f['error']}")
-        best = s.get("best")
-        if best and best.get("rows"):
-            with pd.option_context("display.width", 200, "display.max_columns", 24):
-                t = pd.DataFrame(best["rows"]).to_string(
-                    index=False, float_format=lambda x: f"{x:.6g}")
-            lines += [f"best {len(best['rows'])} by {best['by']}:", t]
-        return "\n".join(lines)
-
-    @classmethod
-    def load(cls, out) -> SweepResult:
-        """Read a finished sweep folder."""
-        out = Path(out)
-        try:
-            summary = json.loads((out / SUMMARY).read_text())
-        except FileNotFoundError:
-            raise GpusimError(f"{out}/{SUMMARY} not found; pass a folder written by a sweep "
-                              "(run it to the end, or --resume it)") from None
-        return cls(out, summary)
-
-
-def _params_text(p: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in p.items())
-
-
-def _indexed(df: pd.DataFrame, levels: list[str]) -> pd.DataFrame:
-    levels = [x for x in levels if x in df.columns]
-    return df.set_index(levels) if levels else df
 
 
 # ----------------------------------------------------------------------------- run

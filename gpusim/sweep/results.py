@@ -22,6 +22,7 @@ from gpusim.errors import GpusimError
 from gpusim.sweep.store import (
     CHUNKS,
     RESULTS,
+    SUMMARY,
     TableWriter,
     chunk_name,
     part_name,
@@ -209,3 +210,86 @@ def _publish_parts(parts: list[tuple[Path, Path]], levels):
         except OSError:
             shutil.copyfile(src, dst)
     return target
+
+
+# ----------------------------------------------------------------------------- result
+# ----------------------------------------------------------------------------- result
+class SweepResult:
+    """Outcome of a sweep.
+
+    Attributes
+    ----------
+    out : the sweep folder (None for a sweep run without ``out``; its table is then in memory).
+    summary : JSON-ready dict (status, chunks done/failed, failures with their parameters,
+        timing, best rows, hashes, ...), as written to ``summary.json``.
+    table : the final DataFrame (host): one row per result, a (Multi)Index of the parameter
+        levels; read from ``results.parquet`` on first use. Empty when interrupted.
+    """
+
+    def __init__(self, out: Path | None, summary: dict, table: pd.DataFrame | None = None):
+        self.out, self.summary, self._table = out, summary, table
+
+    @property
+    def table(self) -> pd.DataFrame:
+        if self._table is None:
+            path = None if self.out is None else self.out / RESULTS
+            if path is None or not path.exists():
+                return pd.DataFrame()
+            self._table = _indexed(pd.read_parquet(path), self.summary["levels"])
+        return self._table
+
+    @property
+    def status(self) -> str:
+        return self.summary["status"]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def failures(self) -> list[dict]:
+        return list(self.summary.get("failures", []))
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"SweepResult({s['task']}: {s['n_done']} of {s['n_chunks']} chunks, "
+                f"{s['n_failed']} failed, status={s['status']!r}, out={str(self.out)!r})")
+
+    def to_text(self) -> str:
+        s = self.summary
+        lines = [f"sweep {s['task']} [{s['engine']}, {s['backend']}]: {s['size']:,} "
+                 f"{s['unit']} in {s['n_points']} point(s), {s['n_chunks']} chunk(s) -> "
+                 f"{s['out']}",
+                 f"{s['status']}: {s['n_done']} of {s['n_chunks']} chunks done "
+                 f"({s['computed_this_run']} this run, {s['n_failed']} failed) in "
+                 f"{s['elapsed_s']:.2f} s; chunk compute {s['compute_s']:.2f} s"]
+        for f in s.get("failures", [])[:20]:
+            lines.append(f"  failed chunk {f['chunk']} ({_params_text(f['params'])}) after "
+                         f"{f['attempts']} attempts: {f['error']}")
+        best = s.get("best")
+        if best and best.get("rows"):
+            with pd.option_context("display.width", 200, "display.max_columns", 24):
+                t = pd.DataFrame(best["rows"]).to_string(
+                    index=False, float_format=lambda x: f"{x:.6g}")
+            lines += [f"best {len(best['rows'])} by {best['by']}:", t]
+        return "\n".join(lines)
+
+    @classmethod
+    def load(cls, out) -> SweepResult:
+        """Read a finished sweep folder."""
+        out = Path(out)
+        try:
+            summary = json.loads((out / SUMMARY).read_text())
+        except FileNotFoundError:
+            raise GpusimError(f"{out}/{SUMMARY} not found; pass a folder written by a sweep "
+                              "(run it to the end, or --resume it)") from None
+        return cls(out, summary)
+
+
+def _params_text(p: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in p.items())
+
+
+def _indexed(df: pd.DataFrame, levels: list[str]) -> pd.DataFrame:
+    levels = [x for x in levels if x in df.columns]
+    return df.set_index(levels) if levels else df
