@@ -179,17 +179,20 @@ class TableWriter:
 
 # ----------------------------------------------------------------------------- folder
 class Manifest:
-    """``manifest.json`` in memory, saved atomically (at most every SAVE_EVERY_S seconds
-    unless forced; the chunk files themselves are the record of what is done)."""
+    """``manifest.json`` in memory, saved atomically (unless forced, at most every SAVE_EVERY_S
+    seconds, or 10 times the last save's duration when that is longer: a plan of 10^5 chunks
+    is tens of MB of JSON; the chunk files themselves are the record of what is done)."""
 
     def __init__(self, path: Path, data: dict):
-        self.path, self.data, self.saved = path, data, 0.0
+        self.path, self.data, self.saved, self.took = path, data, 0.0, 0.0
 
     def save(self, force: bool = False) -> None:
-        if force or time.monotonic() - self.saved >= SAVE_EVERY_S:
+        if force or time.monotonic() - self.saved >= max(SAVE_EVERY_S, 10 * self.took):
+            t0 = time.monotonic()
             self.data["updated"] = now()
             write_json_atomic(self.path, self.data)
             self.saved = time.monotonic()
+            self.took = self.saved - t0
 
 
 def ours(out: Path) -> bool:
