@@ -83,6 +83,9 @@ def _run(args: argparse.Namespace) -> int:
     from gpusim.sweep.api import load_job, plan_job, run_job
 
     warnings.simplefilter("ignore", BackendFallbackWarning)   # the summary names the backend
+    if args.resume and args.force:
+        raise GpusimError("--resume and --force contradict each other: --resume keeps the "
+                          "finished chunks, --force deletes them; give one")
     job = load_job(args.job, out=args.out)
     if args.backend:
         job.backend = args.backend

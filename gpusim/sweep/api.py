@@ -75,7 +75,8 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
     ----------
     resume : keep the chunks an earlier run of the same job finished in ``out`` and run the
         rest; refuses (GpusimError naming what changed) when the job or the data differ.
-    force : start over in an ``out`` that holds another sweep (its files are deleted).
+    force : start over in an ``out`` that holds another sweep (its files are deleted). Not
+        with ``resume``.
     engine : ``"local"`` (in-process, default) or ``"dask"``.
     scheduler : with ``engine="dask"``: a scheduler address (``"tcp://host:8786"``) or a
         ``distributed.Client``; default: a new LocalCluster of ``workers`` (2) processes.
@@ -93,6 +94,9 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
     if job.out is None:
         raise GpusimError("the job has no output folder: set out = \"...\" in the job file, "
                           "pass --out DIR, or out=... in Python")
+    if resume and force:
+        raise GpusimError("resume=True and force=True contradict each other: resume keeps the "
+                          "finished chunks, force deletes them; give one")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise GpusimError(f"retries={retries!r} must be an int >= 0")
     if engine not in ENGINES:

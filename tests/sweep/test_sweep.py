@@ -324,7 +324,10 @@ def test_resume_refuses_changed_job_or_data_then_force(tmp_path, capsys):
     assert sweep_main([str(job), "--no-progress"]) == 2     # no --resume on an existing sweep
     assert "already holds a sweep (4 of 4 chunks done); pass --resume" in \
         capsys.readouterr().err
-    assert sweep_main([str(job), "--resume", "--force", "--no-progress"]) == 0
+    # --resume with --force was accepted (and restarted); now refused in one line (issue 16)
+    assert sweep_main([str(job), "--resume", "--force", "--no-progress"]) == 2
+    assert "--resume and --force contradict each other" in capsys.readouterr().err
+    assert sweep_main([str(job), "--force", "--no-progress"]) == 0
     m = _manifest(tmp_path / "o")
     assert len(m["runs"]) == 1 and m["runs"][0]["computed"] == 4
     again = pd.read_parquet(tmp_path / "o" / "results.parquet")

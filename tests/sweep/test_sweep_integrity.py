@@ -9,9 +9,30 @@ from pathlib import Path
 
 import pytest
 
+import gpusim
+from gpusim import RandomWeights
 from gpusim.cli.sweep import main as sweep_main
 from gpusim.errors import GpusimError
 from gpusim.sweep.api import plan_job
+from gpusim.sweep.api import sweep as run_sweep
+
+
+@pytest.fixture(scope="module")
+def mkt():
+    return gpusim.synthetic_market(3, 120, seed=3)
+
+
+def _bt(mkt, out, **kw):
+    return run_sweep("backtest", {"fees": [0.0, 0.001]}, market=mkt,
+                     weights=RandomWeights(60, seed=2), rebalance="M", out=out, chunk_size=15,
+                     backend="cpu", progress=False, **kw)
+
+
+def test_resume_and_force_together_are_refused(mkt, tmp_path):
+    with pytest.raises(GpusimError, match="resume=True and force=True contradict each other"):
+        _bt(mkt, tmp_path / "o", resume=True, force=True)
+    assert not (tmp_path / "o").exists()
+
 
 # ---------------------------------------------------------------------------------------------
 # Huge grids
