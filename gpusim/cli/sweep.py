@@ -8,7 +8,8 @@
 Runs on its own as ``python -m gpusim.cli.sweep job.toml``; wiring:
 :class:`gpusim.cli.common.Command`. Exit codes: 0 complete, 1 some chunks failed (listed), 2 bad
 input or a refused resume (one line ``error: ...`` on stderr, never a traceback), 130
-interrupted (finished chunks are kept: run again with --resume).
+interrupted (finished chunks are kept: run again with --resume). What a sweep repairs on its own
+(a damaged chunk computed again) is one ``warning: ...`` line on stderr.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ EPILOG = """job file (TOML; relative paths are relative to the job file):
 outputs: OUT/results.parquet/ (the final table, one row per result, parameter levels as
 columns: a folder of Parquet parts; pandas.read_parquet reads it as one table),
 OUT/summary.json, OUT/manifest.json, OUT/chunks/*.parquet.
+--resume checks every finished chunk against its checksum and computes damaged ones again.
+--force deletes only the files of the gpusim sweep in OUT (not with --resume).
+limits: at most 1,000,000 chunks per sweep (checked before planning).
 exit codes: 0 complete, 1 some chunks failed, 2 bad input or refused resume, 130 interrupted."""
 
 
@@ -58,7 +62,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                         "(refuses when the job or the data changed)")
     p.add_argument("--force", action="store_true",
                    help="start over in an output folder that holds another sweep (deletes "
-                        "its sweep files)")
+                        "its sweep files, and only those)")
     p.add_argument("--engine", default="local", choices=("local", "dask"),
                    help="local (in-process, default) or dask")
     p.add_argument("--scheduler", default=None, metavar="ADDR",
@@ -80,9 +84,26 @@ def _run(args: argparse.Namespace) -> int:
     import warnings
 
     from gpusim.backend import BackendFallbackWarning
+    from gpusim.sweep.store import SweepWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BackendFallbackWarning)  # the summary names the backend
+        warnings.simplefilter("always", SweepWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, *rest, **kw):
+            if issubclass(category, SweepWarning):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, *rest, **kw)
+
+        warnings.showwarning = show
+        return _sweep(args)
+
+
+def _sweep(args) -> int:
     from gpusim.sweep.api import load_job, plan_job, run_job
 
-    warnings.simplefilter("ignore", BackendFallbackWarning)   # the summary names the backend
     if args.resume and args.force:
         raise GpusimError("--resume and --force contradict each other: --resume keeps the "
                           "finished chunks, --force deletes them; give one")

@@ -5,22 +5,29 @@ grid's call-level levels into points, splits every point into chunks (blocks of 
 combinations, or candidate-index ranges of a search), runs the chunks on an engine and writes
 each chunk's table atomically as Parquet into ``out/chunks/``, recording progress in
 ``out/manifest.json``: the normalised job, its hash and the data's hash, the grid, the chunk
-plan, the chunks done (run, attempts, timing, worker) and the failures. When every chunk is
-done the final table is published as ``out/results.parquet`` (one row per result, parameter
-levels as columns): a folder of Parquet parts read as one table in plan order, whose parts are
-the chunk files themselves (hard links) for pass-through tasks like ``backtest``, so every row
-is written once; and ``out/summary.json``.
+plan, the chunks done (run, attempts, timing, worker, SHA-256 of the file) and the failures.
+When every chunk is done the final table is published as ``out/results.parquet`` (one row per
+result, parameter levels as columns): a folder of Parquet parts read as one table in plan
+order, whose parts are the chunk files themselves (hard links) for pass-through tasks like
+``backtest``, so every row is written once; and ``out/summary.json``.
 
 ``resume=True`` (``--resume``) checks that the job and the data hash as before (else it refuses
 and says what changed), keeps the finished chunks and runs only the missing ones: the final
 table equals an uninterrupted run's bit for bit, because every chunk is a pure function of the
 job (the counter-based RNG of DESIGN §4 makes random populations so) and the merge follows the
-stored plan. A chunk that raises is retried once, then reported with its parameters while the
-rest of the sweep finishes.
+stored plan. Every chunk it reuses is checked against its checksum first, and a damaged one is
+computed again (a warning names it). A chunk that raises is retried once, then reported with
+its parameters while the rest of the sweep finishes. A Ctrl-C saves what is finished and marks
+the sweep interrupted (the CLI exits with 130); ``--resume`` finishes it.
+
+``force=True`` (``--force``) starts over, deleting only the files the folder's gpusim
+manifest lists; a folder that is not a gpusim sweep is refused (:mod:`gpusim.sweep.folder`).
+A sweep has at most a million chunks, checked before planning (:mod:`gpusim.sweep.plan`).
 
 Layout of ``out``::
 
-    manifest.json      job, hashes, grid, plan, done/failed chunks, runs
+    manifest.json      job, hashes, grid, plan, done/failed chunks (with checksums), runs,
+                       results parts' checksums
     chunks/c000000.parquet ...   one table per chunk (its record in the Parquet metadata)
     results.parquet/   the final table (levels as columns): part-000000.parquet ...;
                        read it with pandas.read_parquet(path) or SweepResult.load(out).table
@@ -74,9 +81,11 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
     Parameters
     ----------
     resume : keep the chunks an earlier run of the same job finished in ``out`` and run the
-        rest; refuses (GpusimError naming what changed) when the job or the data differ.
-    force : start over in an ``out`` that holds another sweep (its files are deleted). Not
-        with ``resume``.
+        rest; refuses (GpusimError naming what changed) when the job or the data differ. Every
+        reused chunk is checked against the checksum recorded when it was written; a damaged
+        one is computed again (a SweepWarning names it; the run's record lists it).
+    force : start over in an ``out`` that holds another sweep (its files, and only those, are
+        deleted; a folder that is not a gpusim sweep is refused). Not with ``resume``.
     engine : ``"local"`` (in-process, default) or ``"dask"``.
     scheduler : with ``engine="dask"``: a scheduler address (``"tcp://host:8786"``) or a
         ``distributed.Client``; default: a new LocalCluster of ``workers`` (2) processes.
@@ -86,7 +95,8 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
 
     Returns
     -------
-    SweepResult. A Ctrl-C stops after saving what is finished (``status="interrupted"``).
+    SweepResult. A Ctrl-C stops after saving what is finished (``status="interrupted"``;
+    ``resume=True`` finishes it later).
     """
     job = job if isinstance(job, Job) else load_job(job)
     if out is not None:
@@ -103,13 +113,23 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
         raise GpusimError(f"engine={engine!r} is unknown; use one of {', '.join(ENGINES)}")
     s = _setup(job)
     out = Path(job.out)
+    if out.exists() and not out.is_dir():
+        raise GpusimError(f"out={str(out)!r} is a file; give a folder path")
     t0 = time.perf_counter()
-    man = _open(s, out, resume, force)
+    out.mkdir(parents=True, exist_ok=True)
+    man, damaged = _open(s, out, resume, force)
+    run = {"run": len(man.data["runs"]), "started": now(),
+           "resumed": bool(man.data["runs"]) and resume, "engine": engine,
+           "computed": 0, "failed": 0, "retried": 0, "errors": [], "damaged": damaged}
+    return _execute(s, out, man, run, scheduler, workers, progress, retries, t0)
+
+
+def _execute(s: _Setup, out: Path, man: Manifest, run: dict, scheduler, workers, progress,
+             retries: int, t0: float) -> SweepResult:
+    """Run the chunks not done yet, publish the results, write the summary (``run``: this
+    run's record, appended to the manifest's runs)."""
     d = man.data
     plan = d["plan"]["chunks"]
-    run_no = len(d["runs"])
-    run = {"run": run_no, "started": now(), "resumed": bool(run_no) and resume,
-           "engine": engine, "computed": 0, "failed": 0, "retried": 0, "errors": []}
     d["runs"].append(run)
     d["status"] = "running"
     todo = [{**c, "point_values": s.point(c["point"])} for c in plan
@@ -120,43 +140,64 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
 
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=len(plan), initial=len(plan) - len(todo), unit="chunk",
-               desc=f"sweep {job.task} [{engine}]", disable=not show, smoothing=0.1)
+               desc=f"sweep {s.job.task} [{run['engine']}]", disable=not show, smoothing=0.1)
     rec = _Recorder(s, out, man, run, bar)
-    bg = BackgroundWriter()
-    interrupted = False
+    extra: dict = {}
+    assemble_s = 0.0
     try:
-        with open_engine(engine, scheduler, workers) as eng:
+        _run_chunks(rec, todo, run, scheduler, workers, retries, bar)
+        ta = time.perf_counter()
+        extra = assemble(s, out, d, rec.best, frozenset(rec.best_ids))
+        d["results"] = {"parts": extra.pop("parts")}
+        assemble_s = time.perf_counter() - ta
+        interrupted = False
+    except KeyboardInterrupt:                # what finished is on disk and in the manifest
+        interrupted = True
+    elapsed = time.perf_counter() - t0
+    complete = len(d["done"]) == len(plan)
+    status = "interrupted" if interrupted else ("complete" if complete else "incomplete")
+    d["status"] = status
+    run.update(ended=now(), status=status, elapsed_s=round(elapsed, 6))
+    man.save(force=True)
+    summary = _summary(s, out, d, run, status, elapsed, rec.compute_s, rec.write_s,
+                       assemble_s, recovered, extra)
+    if not interrupted:
+        write_json_atomic(out / SUMMARY, summary, indent=2)
+    return SweepResult(out, summary)
+
+
+def _run_chunks(rec: _Recorder, todo: list[dict], run: dict, scheduler, workers,
+                retries: int, bar) -> None:
+    """Compute the chunks ``todo`` on the run's engine; the recorder writes each finished one
+    (on a background thread, while the next computes). On a Ctrl-C, the chunks already
+    finished are still written before KeyboardInterrupt propagates."""
+    s = rec.s
+    bg = BackgroundWriter()
+    try:
+        with open_engine(run["engine"], scheduler, workers) as eng:
             run.update(eng.describe())
-            man.save(force=True)
+            rec.man.save(force=True)
             for ev in eng.events(s.runner, s.ctx, todo, retries):
                 if ev[0] == "done":
                     bg.submit(lambda ev=ev: rec.done(ev[1], ev[2], *ev[3]))
                 else:
                     bg.submit(lambda ev=ev: rec.error(ev[1], ev[2], *ev[3], ev[4]))
-    except KeyboardInterrupt:
-        interrupted = True
     finally:
         try:
-            bg.close()                  # what finished is recorded, even when interrupted
+            _drain(bg)                   # what finished is recorded, even when interrupted
         finally:
             bar.close()
-    elapsed = time.perf_counter() - t0
-    complete = len(d["done"]) == len(plan)
-    status = "interrupted" if interrupted else ("complete" if complete else "incomplete")
-    assemble_s = 0.0
-    extra: dict = {}
-    if not interrupted:
-        ta = time.perf_counter()
-        extra = assemble(s, out, d, rec.best, frozenset(rec.best_ids))
-        assemble_s = time.perf_counter() - ta
-    d["status"] = status
-    run.update(ended=now(), status=status, elapsed_s=round(elapsed, 6))
-    man.save(force=True)
-    summary = _summary(s, out, d, run, status, engine, elapsed, rec.compute_s, rec.write_s,
-                       assemble_s, recovered, extra)
-    if not interrupted:
-        write_json_atomic(out / SUMMARY, summary, indent=2)
-    return SweepResult(out, summary)
+
+
+def _drain(bg: BackgroundWriter) -> None:
+    """Wait for the background writer to finish what it holds, through repeated Ctrl-Cs
+    (its queue is short: at most a few chunks to write)."""
+    while True:
+        try:
+            bg.close()
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 class _Recorder:
@@ -179,9 +220,11 @@ class _Recorder:
                "elapsed_s": round(info.get("elapsed_s", 0.0), 6),
                "worker": info.get("worker"), "finished": now(),
                "info": {k: v for k, v in info.items() if k not in ("elapsed_s", "worker")}}
-        write_chunk(self.out / CHUNKS / chunk_name(c["id"]), table,
-                    {"id": c["id"], "job_hash": self.s.fp["job_hash"], "record": rec},
-                    self.s.levels)
+        path = self.out / CHUNKS / chunk_name(c["id"])
+        digest = write_chunk(path, table, {"id": c["id"], "job_hash": self.s.fp["job_hash"],
+                                           "record": rec}, self.s.levels)
+        # in the manifest only (a file cannot hold its own hash): checked by a resume
+        rec["sha256"], rec["bytes"] = digest, path.stat().st_size
         if self.passthrough:
             self.best.add(table)
             self.best_ids.add(cid)
@@ -209,7 +252,7 @@ class _Recorder:
         self.man.save(force=True)
 
 
-def _summary(s, out, d, run, status, engine, elapsed, compute_s, write_s, assemble_s,
+def _summary(s, out, d, run, status, elapsed, compute_s, write_s, assemble_s,
              recovered, extra) -> dict:
     from gpusim.results import versions
 
@@ -218,12 +261,14 @@ def _summary(s, out, d, run, status, engine, elapsed, compute_s, write_s, assemb
     return {
         "command": "sweep", "task": s.job.task, "name": s.job.name,
         "job_file": d.get("job_file"), "out": str(out), "status": status,
-        "engine": engine, "workers": run.get("workers"), "scheduler": run.get("scheduler"),
-        "backend": s.backend.label, "n_points": s.n_points, "unit": s.runner.unit,
+        "engine": run["engine"], "workers": run.get("workers"),
+        "scheduler": run.get("scheduler"), "backend": s.backend.label,
+        "n_points": s.n_points, "unit": s.runner.unit,
         "size": d["grid"]["size"], "n_chunks": d["plan"]["n_chunks"],
         "chunk_size": d["plan"]["chunk_size"], "n_done": len(d["done"]),
         "n_failed": len(d["failed"]), "computed_this_run": run["computed"],
-        "retried_this_run": run["retried"], "recovered": recovered, "runs": len(d["runs"]),
+        "retried_this_run": run["retried"], "recovered": recovered,
+        "damaged_this_run": run["damaged"], "runs": len(d["runs"]),
         "failures": failures, "levels": s.levels, "data": s.market.describe(),
         "job_hash": d["job_hash"], "data_hash": d["data_hash"],
         "elapsed_s": round(elapsed, 6), "compute_s": round(compute_s, 6),

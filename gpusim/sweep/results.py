@@ -21,12 +21,15 @@ import pandas as pd
 from gpusim.errors import GpusimError
 from gpusim.sweep.store import (
     CHUNKS,
+    MANIFEST,
+    PART_RE,
     RESULTS,
     SUMMARY,
     TableWriter,
     chunk_name,
     part_name,
     read_chunk,
+    sha256_file,
     swap_dir,
     tmp_name,
     write_chunk,
@@ -135,6 +138,12 @@ def assemble(s, out: Path, d: dict, best: Best | None = None,
     rows are written once. Other tasks: each point's chunks merged by ``reduce`` into one part.
     ``best``/``best_ids``: the best rows of the chunks already seen this run (other chunks are
     read for them). The folder is built under a temporary name and swapped in.
+
+    Returns
+    -------
+    dict: ``n_rows``, ``columns``, ``incomplete_points``, ``best``, ``points`` (for the
+    summary) and ``parts``, ``{part file name: SHA-256}`` (for the manifest, so that
+    :attr:`SweepResult.table` can verify the parts it reads).
     """
     by_point: dict[int, list[dict]] = {}
     for c in d["plan"]["chunks"]:
@@ -142,7 +151,7 @@ def assemble(s, out: Path, d: dict, best: Best | None = None,
     best = best if best is not None else Best(s.runner.rank_by)
     tmp = tmp_name(out / RESULTS)
     tmp.mkdir()
-    points, skipped, n_rows, schema, linked = [], 0, 0, None, []
+    points, skipped, n_rows, schema, linked, parts = [], 0, 0, None, [], {}
     try:
         writer = None if passthrough(s.runner) else TableWriter(tmp / part_name(0), s.levels)
         for p in range(s.n_points):
@@ -154,7 +163,8 @@ def assemble(s, out: Path, d: dict, best: Best | None = None,
             if writer is None:
                 for c in have:
                     src = out / CHUNKS / chunk_name(c["id"])
-                    linked.append((src, tmp / part_name(c["id"])))
+                    linked.append((src, tmp / part_name(c["id"]),
+                                   d["done"][str(c["id"])].get("sha256")))
                     n_rows += int(d["done"][str(c["id"])].get("rows", 0))
                     if str(c["id"]) not in best_ids:
                         best.add(read_chunk(src, arrow=True)[0])
@@ -171,28 +181,30 @@ def assemble(s, out: Path, d: dict, best: Best | None = None,
                                else [])
             writer.close(pd.DataFrame(columns=cols))
             n_rows, schema = writer.rows, writer.schema
+            parts[part_name(0)] = sha256_file(tmp / part_name(0))
         elif linked:
-            schema = _publish_parts(linked, s.levels)
+            schema, parts = _publish_parts(linked, s.levels)
         else:                                     # nothing done: an empty table
             TableWriter(tmp / part_name(0), s.levels).close(pd.DataFrame(columns=s.levels))
+            parts[part_name(0)] = sha256_file(tmp / part_name(0))
         swap_dir(tmp, out / RESULTS)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"n_rows": n_rows, "columns": [] if schema is None else
             list(schema.names), "incomplete_points": skipped,
-            "best": best.summary(), "points": points}
+            "best": best.summary(), "points": points, "parts": parts}
 
 
-def _publish_parts(parts: list[tuple[Path, Path]], levels):
-    """Make each chunk file ``src`` part ``dst`` of the results folder: a hard link (a copy
-    where linking fails); when the chunks' column types differ (a task returning ints in one
-    chunk and floats in another), the parts that differ from the common schema are rewritten
-    cast to it. Returns the parts' schema."""
+def _publish_parts(parts: list[tuple[Path, Path, str | None]], levels):
+    """Make each chunk file ``src`` (of SHA-256 ``sha``) part ``dst`` of the results folder:
+    a hard link (a copy where linking fails); when the chunks' column types differ (a task
+    returning ints in one chunk and floats in another), the parts that differ from the common
+    schema are rewritten cast to it. Returns the parts' schema and ``{part name: SHA-256}``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schemas = [pq.read_schema(src).remove_metadata() for src, _ in parts]
+    schemas = [pq.read_schema(src).remove_metadata() for src, _, _ in parts]
     target = schemas[0]
     if any(not sc.equals(target) for sc in schemas[1:]):
         try:
@@ -200,16 +212,18 @@ def _publish_parts(parts: list[tuple[Path, Path]], levels):
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise GpusimError(f"the chunks' tables have incompatible columns ({exc}); a task "
                               "must return the same columns and types for every chunk") from None
-    for (src, dst), sc in zip(parts, schemas):
+    sums = {}
+    for (src, dst, sha), sc in zip(parts, schemas):
         if not sc.equals(target):
             t = read_chunk(src, arrow=True)[0]
-            write_chunk(dst, t.select(target.names).cast(target), {}, levels)
+            sums[dst.name] = write_chunk(dst, t.select(target.names).cast(target), {}, levels)
             continue
         try:
             os.link(src, dst)
         except OSError:
             shutil.copyfile(src, dst)
-    return target
+        sums[dst.name] = sha or sha256_file(dst)
+    return target, sums
 
 
 # ----------------------------------------------------------------------------- result
@@ -223,7 +237,9 @@ class SweepResult:
     summary : JSON-ready dict (status, chunks done/failed, failures with their parameters,
         timing, best rows, hashes, ...), as written to ``summary.json``.
     table : the final DataFrame (host): one row per result, a (Multi)Index of the parameter
-        levels; read from ``results.parquet`` on first use. Empty when interrupted.
+        levels; read from ``results.parquet`` on first use, each part checked against the
+        checksum recorded in the manifest (GpusimError naming a damaged part). Empty when
+        interrupted.
     """
 
     def __init__(self, out: Path | None, summary: dict, table: pd.DataFrame | None = None):
@@ -235,7 +251,7 @@ class SweepResult:
             path = None if self.out is None else self.out / RESULTS
             if path is None or not path.exists():
                 return pd.DataFrame()
-            self._table = _indexed(pd.read_parquet(path), self.summary["levels"])
+            self._table = _indexed(read_results(self.out), self.summary["levels"])
         return self._table
 
     @property
@@ -284,6 +300,33 @@ class SweepResult:
             raise GpusimError(f"{out}/{SUMMARY} not found; pass a folder written by a sweep "
                               "(run it to the end, or --resume it)") from None
         return cls(out, summary)
+
+
+def read_results(out: Path) -> pd.DataFrame:
+    """The final table in ``out/results.parquet`` (flat), after checking its parts against the
+    SHA-256 recorded in the manifest when they were published (a part is a hard link to its
+    chunk file, so a damaged chunk damages it too); raises a one-line GpusimError naming the
+    first damaged or missing part."""
+    folder = out / RESULTS
+    try:
+        sums = json.loads((out / MANIFEST).read_text())["results"]["parts"]
+        sums = sums if isinstance(sums, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        sums = None                                 # no record (an older sweep): not checked
+    again = "run the sweep again with --resume to compute it again"
+    if sums is not None:
+        names = sorted(f.name for f in folder.iterdir() if PART_RE.fullmatch(f.name))
+        for name in sorted(set(sums) ^ set(names)):
+            why = "missing" if name in sums else "not written by this sweep"
+            raise GpusimError(f"{folder / name} is {why}; {again}")
+        for name in names:
+            if sha256_file(folder / name) != sums[name]:
+                raise GpusimError(f"{folder / name} is damaged (checksum mismatch); {again}")
+    try:
+        return pd.read_parquet(folder)
+    except (OSError, ValueError) as exc:         # pyarrow's errors derive from these
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GpusimError(f"{folder} cannot be read ({msg}); {again}") from None
 
 
 def _params_text(p: dict) -> str:

@@ -4,17 +4,21 @@ summary's contents, and SIGKILL / SIGINT at random points of a run."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import gpusim
 from gpusim import RandomWeights
 from gpusim.cli.sweep import main as sweep_main
 from gpusim.errors import GpusimError
-from gpusim.sweep.api import plan_job
+from gpusim.sweep.api import SweepResult, plan_job
 from gpusim.sweep.api import sweep as run_sweep
+from gpusim.sweep.store import SweepWarning
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +26,128 @@ def mkt():
     return gpusim.synthetic_market(3, 120, seed=3)
 
 
+def _manifest(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())
+
+
 def _bt(mkt, out, **kw):
     return run_sweep("backtest", {"fees": [0.0, 0.001]}, market=mkt,
                      weights=RandomWeights(60, seed=2), rebalance="M", out=out, chunk_size=15,
                      backend="cpu", progress=False, **kw)
+
+
+def _overwrite_middle(path: Path, n: int = 4096) -> None:
+    """Overwrite up to ``n`` bytes inside the data of the file's middle column (not its
+    footer: the file still opens)."""
+    import pyarrow.parquet as pq
+
+    md = pq.ParquetFile(path).metadata
+    col = md.row_group(0).column(md.num_columns // 2)
+    start = col.data_page_offset + col.total_compressed_size // 4
+    n = min(n, col.total_compressed_size // 2)
+    with open(path, "r+b") as fh:
+        fh.seek(start)
+        fh.write(b"\xff" * n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged chunks
+# ---------------------------------------------------------------------------------------------
+
+def test_damaged_chunks_are_detected_and_computed_again(mkt, tmp_path):
+    out = tmp_path / "o"
+    ref = _bt(mkt, out).table
+    assert _manifest(out)["plan"]["n_chunks"] == 9
+    chunks = out / "chunks"
+    os.truncate(chunks / "c000005.parquet", 1000)          # truncated
+    _overwrite_middle(chunks / "c000002.parquet")          # 4 KB overwritten inside
+    m = _manifest(out)                                     # and a chunk the manifest missed,
+    del m["done"]["6"]                                     # damaged inside: its page CRCs
+    (out / "manifest.json").write_text(json.dumps(m))
+    _overwrite_middle(chunks / "c000006.parquet", 64)
+    # the results parts are the chunk files (hard links): reading them names the damage
+    with pytest.raises(GpusimError, match=r"part-00000[25]\.parquet is damaged"):
+        SweepResult.load(out).table                        # noqa: B018
+    with pytest.warns(SweepWarning) as warned:
+        res = _bt(mkt, out, resume=True)
+    msgs = [str(w.message) for w in warned]
+    assert any("chunk 5 " in x and "truncated: 1,000 bytes" in x for x in msgs)
+    assert any("chunk 2 " in x and "checksum mismatch" in x for x in msgs)
+    assert any("chunk 6 " in x and "unreadable" in x for x in msgs)
+    run = _manifest(out)["runs"][-1]
+    assert [x["chunk"] for x in run["damaged"]] == [2, 5, 6] and run["computed"] == 3
+    assert res.summary["computed_this_run"] == 3
+    assert [x["chunk"] for x in res.summary["damaged_this_run"]] == [2, 5, 6]
+    pd.testing.assert_frame_equal(res.table, ref, check_exact=True)
+    pd.testing.assert_frame_equal(SweepResult.load(out).table, ref, check_exact=True)
+
+
+def test_cli_resume_recomputes_a_truncated_chunk_with_one_warning_line(tmp_path, capsys):
+    job = tmp_path / "job.toml"
+    job.write_text("task = 'backtest'\nout = 'o'\nbackend = 'cpu'\nchunk_size = 2\n"
+                   "[data]\nsynthetic = { n_assets = 2, n_bars = 60 }\n[fixed]\n"
+                   "rebalance = 'M'\n[grid]\nfees = [0.0, 0.001, 0.002]\n"
+                   "threshold = [0.02, 0.05]\n")
+    assert sweep_main([str(job), "--no-progress"]) == 0
+    os.truncate(tmp_path / "o" / "chunks" / "c000001.parquet", 10)
+    capsys.readouterr()
+    assert sweep_main([str(job), "--resume", "--no-progress"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: chunk 1 (") and "truncated" in err[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifests and folders that are not (or no longer) a gpusim sweep
+# ---------------------------------------------------------------------------------------------
+
+def test_manifest_of_the_wrong_shape_is_one_clear_line(mkt, tmp_path, capsys):
+    out = tmp_path / "o"
+    _bt(mkt, out)
+    (out / "manifest.json").write_text("[]")
+    for kw in ({"resume": True}, {}, {"force": True}):
+        with pytest.raises(GpusimError, match=r"manifest.json is not a gpusim sweep manifest "
+                                              r"\(a JSON list, not an object\)"):
+            _bt(mkt, out, **kw)
+    assert len(list((out / "chunks").iterdir())) == 9        # nothing deleted
+    (out / "manifest.json").write_text('{"format": "gpusim-sweep/2", "plan": []}')
+    with pytest.raises(GpusimError, match=r"is a damaged gpusim sweep manifest \(job_hash is "
+                                          r"missing\); use --force to start over"):
+        _bt(mkt, out, resume=True)
+    job = tmp_path / "job.toml"
+    job.write_text("task = 'backtest'\nout = 'o'\n[grid]\nfees = [0.0]\n")
+    assert sweep_main([str(job), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a damaged gpusim sweep manifest" in err
+    res = _bt(mkt, out, force=True)                          # a gpusim one: --force restarts
+    assert res.ok and res.summary["computed_this_run"] == 9
+
+
+def test_force_deletes_only_gpusim_files(mkt, tmp_path, capsys):
+    other = tmp_path / "other"                               # someone else's manifest.json
+    (other / "results.parquet").mkdir(parents=True)
+    (other / "manifest.json").write_text('{"project": "mine"}')
+    (other / "summary.json").write_text('{"mine": 1}')
+    (other / "results.parquet" / "data.csv").write_text("1,2\n")
+    job = tmp_path / "job.toml"
+    job.write_text("task = 'backtest'\nout = 'other'\n[grid]\nfees = [0.0]\n")
+    assert sweep_main([str(job), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a gpusim sweep manifest (it has no gpusim format " \
+        "marker); give a new or empty output folder (--force deletes only" in err
+    assert sorted(str(p.relative_to(other)) for p in other.rglob("*")) == [
+        "manifest.json", "results.parquet", "results.parquet/data.csv", "summary.json"]
+
+    out = tmp_path / "o"                                     # a gpusim sweep, plus user files
+    _bt(mkt, out)
+    (out / "notes.txt").write_text("mine")
+    (out / "results.parquet" / "extra.csv").write_text("mine")
+    with pytest.raises(GpusimError, match=r"holds files a sweep did not write "
+                                          r"\(results.parquet/extra.csv\)"):
+        _bt(mkt, out, force=True)
+    assert len(list((out / "results.parquet").iterdir())) == 10
+    (out / "results.parquet" / "extra.csv").unlink()
+    assert _bt(mkt, out, force=True).summary["computed_this_run"] == 9
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_resume_and_force_together_are_refused(mkt, tmp_path):
