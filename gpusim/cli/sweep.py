@@ -9,7 +9,7 @@ Runs on its own as ``python -m gpusim.cli.sweep job.toml``; wiring:
 :class:`gpusim.cli.common.Command`. Exit codes: 0 complete, 1 some chunks failed (listed), 2 bad
 input or a refused resume (one line ``error: ...`` on stderr, never a traceback), 130
 interrupted (finished chunks are kept: run again with --resume). What a sweep repairs on its own
-(a damaged chunk computed again) is one ``warning: ...`` line on stderr.
+(a damaged chunk computed again, a stale lock taken over) is one ``warning: ...`` line on stderr.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ EPILOG = """job file (TOML; relative paths are relative to the job file):
 
 outputs: OUT/results.parquet/ (the final table, one row per result, parameter levels as
 columns: a folder of Parquet parts; pandas.read_parquet reads it as one table),
-OUT/summary.json, OUT/manifest.json, OUT/chunks/*.parquet.
+OUT/summary.json, OUT/manifest.json, OUT/chunks/*.parquet; OUT/sweep.lock while it runs
+(one run per folder).
 --resume checks every finished chunk against its checksum and computes damaged ones again.
 --force deletes only the files of the gpusim sweep in OUT (not with --resume).
 limits: at most 1,000,000 chunks per sweep (checked before planning).

@@ -20,14 +20,16 @@ computed again (a warning names it). A chunk that raises is retried once, then r
 its parameters while the rest of the sweep finishes. A Ctrl-C saves what is finished and marks
 the sweep interrupted (the CLI exits with 130); ``--resume`` finishes it.
 
-``force=True`` (``--force``) starts over, deleting only the files the folder's gpusim
-manifest lists; a folder that is not a gpusim sweep is refused (:mod:`gpusim.sweep.folder`).
-A sweep has at most a million chunks, checked before planning (:mod:`gpusim.sweep.plan`).
+One run at a time per folder (``out/sweep.lock``, see :mod:`gpusim.sweep.lock`). ``force=True``
+(``--force``) starts over, deleting only the files the folder's gpusim manifest lists; a
+folder that is not a gpusim sweep is refused (:mod:`gpusim.sweep.folder`). A sweep has at
+most a million chunks, checked before planning (:mod:`gpusim.sweep.plan`).
 
 Layout of ``out``::
 
     manifest.json      job, hashes, grid, plan, done/failed chunks (with checksums), runs,
                        results parts' checksums
+    sweep.lock         while a run holds the folder: its pid, host and start time
     chunks/c000000.parquet ...   one table per chunk (its record in the Parquet metadata)
     results.parquet/   the final table (levels as columns): part-000000.parquet ...;
                        read it with pandas.read_parquet(path) or SweepResult.load(out).table
@@ -46,6 +48,7 @@ from gpusim.errors import GpusimError
 from gpusim.sweep.engine import ENGINES, BackgroundWriter, open_engine
 from gpusim.sweep.folder import _open
 from gpusim.sweep.job import Axis, Job, load_job, make_job
+from gpusim.sweep.lock import FolderLock
 from gpusim.sweep.plan import _Setup, _setup, plan_job
 from gpusim.sweep.results import (
     Best,
@@ -96,7 +99,8 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
     Returns
     -------
     SweepResult. A Ctrl-C stops after saving what is finished (``status="interrupted"``;
-    ``resume=True`` finishes it later).
+    ``resume=True`` finishes it later). One run at a time per folder: a second one refuses
+    (GpusimError naming the first) while ``out/sweep.lock`` is held.
     """
     job = job if isinstance(job, Job) else load_job(job)
     if out is not None:
@@ -117,11 +121,13 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
         raise GpusimError(f"out={str(out)!r} is a file; give a folder path")
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    man, damaged = _open(s, out, resume, force)
-    run = {"run": len(man.data["runs"]), "started": now(),
-           "resumed": bool(man.data["runs"]) and resume, "engine": engine,
-           "computed": 0, "failed": 0, "retried": 0, "errors": [], "damaged": damaged}
-    return _execute(s, out, man, run, scheduler, workers, progress, retries, t0)
+    with FolderLock(out) as lock:
+        man, damaged = _open(s, out, resume, force)
+        run = {"run": len(man.data["runs"]), "started": now(),
+               "resumed": bool(man.data["runs"]) and resume, "engine": engine,
+               "computed": 0, "failed": 0, "retried": 0, "errors": [], "damaged": damaged,
+               "lock_taken_over": lock.took_over}
+        return _execute(s, out, man, run, scheduler, workers, progress, retries, t0)
 
 
 def _execute(s: _Setup, out: Path, man: Manifest, run: dict, scheduler, workers, progress,

@@ -35,8 +35,8 @@ SAVE_EVERY_S = 0.5
 
 
 class SweepWarning(UserWarning):
-    """Something a sweep repaired on its own (a damaged chunk computed again); the CLI prints
-    it as one ``warning: ...`` line."""
+    """Something a sweep repaired on its own (a damaged chunk computed again, a stale lock
+    taken over); the CLI prints it as one ``warning: ...`` line."""
 
 
 def now() -> str:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -154,6 +157,45 @@ def test_resume_and_force_together_are_refused(mkt, tmp_path):
     with pytest.raises(GpusimError, match="resume=True and force=True contradict each other"):
         _bt(mkt, tmp_path / "o", resume=True, force=True)
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The folder lock
+# ---------------------------------------------------------------------------------------------
+
+def _lock(out: Path, **owner) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.lock").write_text(json.dumps({"started": "2026-01-01T00:00:00+00:00",
+                                                **owner}))
+
+
+def test_lock_held_by_a_live_run_refuses(mkt, tmp_path, capsys):
+    out = tmp_path / "o"
+    _lock(out, pid=os.getpid(), host=socket.gethostname())       # this process: alive
+    with pytest.raises(GpusimError, match=rf"is in use by another sweep run \(pid "
+                                          rf"{os.getpid()} on {socket.gethostname()}"):
+        _bt(mkt, out)
+    _lock(out, pid=1, host="another-host")                       # cannot be checked: refused
+    job = tmp_path / "job.toml"
+    job.write_text("task = 'backtest'\nout = 'o'\n[grid]\nfees = [0.0]\n")
+    assert sweep_main([str(job)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pid 1 on another-host" in err and "sweep.lock" in err
+    assert not (out / "manifest.json").exists()
+
+
+def test_stale_lock_is_taken_over_and_locks_are_released(mkt, tmp_path):
+    out = tmp_path / "o"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _lock(out, pid=dead.pid, host=socket.gethostname())
+    with pytest.warns(SweepWarning, match=rf"taking over the lock .* \(pid {dead.pid} on "):
+        res = _bt(mkt, out)
+    assert res.ok and not (out / "sweep.lock").exists()
+    assert _manifest(out)["runs"][0]["lock_taken_over"]["pid"] == dead.pid
+    with pytest.raises(GpusimError, match="already holds a sweep"):
+        _bt(mkt, out)                                            # released on an error too
+    assert not (out / "sweep.lock").exists()
 
 
 # ---------------------------------------------------------------------------------------------
