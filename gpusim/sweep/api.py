@@ -33,7 +33,8 @@ Layout of ``out``::
     chunks/c000000.parquet ...   one table per chunk (its record in the Parquet metadata)
     results.parquet/   the final table (levels as columns): part-000000.parquet ...;
                        read it with pandas.read_parquet(path) or SweepResult.load(out).table
-    summary.json       the JSON summary (as printed by ``gpusim sweep --json``)
+    summary.json       the JSON summary (as printed by ``gpusim sweep --json``): status,
+                       counts, timing, best rows, fixed parameters, seeds, versions
 """
 
 from __future__ import annotations
@@ -258,12 +259,35 @@ class _Recorder:
         self.man.save(force=True)
 
 
+def _seeds(job: dict) -> dict:
+    """Every seed of a normalised job (``fingerprint()["job"]``): ``{where: value}``, e.g.
+    ``{"fixed.weights.seed": 1, "grid.seed": [0, 7], "data.synthetic.seed": 9}``."""
+    found: dict = {}
+
+    def walk(v, where: str) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                key = f"{where}.{k}" if where else str(k)
+                if k == "seed":
+                    found[key] = x
+                else:
+                    walk(x, key)
+
+    walk({"data": job.get("data"), "fixed": job.get("fixed")}, "")
+    for axis in job.get("grid") or []:
+        for i, name in enumerate(axis["names"]):
+            if name == "seed":
+                found["grid.seed"] = [v[i] for v in axis["values"]]
+    return found
+
+
 def _summary(s, out, d, run, status, elapsed, compute_s, write_s, assemble_s,
              recovered, extra) -> dict:
     from gpusim.results import versions
 
     failures = [{"chunk": int(k), **{x: v for x, v in f.items() if x != "traceback"}}
                 for k, f in sorted(d["failed"].items(), key=lambda kv: int(kv[0]))]
+    job = d["job"]
     return {
         "command": "sweep", "task": s.job.task, "name": s.job.name,
         "job_file": d.get("job_file"), "out": str(out), "status": status,
@@ -276,6 +300,7 @@ def _summary(s, out, d, run, status, elapsed, compute_s, write_s, assemble_s,
         "retried_this_run": run["retried"], "recovered": recovered,
         "damaged_this_run": run["damaged"], "runs": len(d["runs"]),
         "failures": failures, "levels": s.levels, "data": s.market.describe(),
+        "data_spec": job.get("data"), "fixed": job.get("fixed"), "seeds": _seeds(job),
         "job_hash": d["job_hash"], "data_hash": d["data_hash"],
         "elapsed_s": round(elapsed, 6), "compute_s": round(compute_s, 6),
         "write_s": round(write_s, 6), "assemble_s": round(assemble_s, 6),

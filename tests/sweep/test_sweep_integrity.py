@@ -19,7 +19,7 @@ import gpusim
 from gpusim import RandomWeights
 from gpusim.cli.sweep import main as sweep_main
 from gpusim.errors import GpusimError
-from gpusim.sweep.api import SweepResult, plan_job
+from gpusim.sweep.api import SweepResult, load_job, plan_job, run_job
 from gpusim.sweep.api import sweep as run_sweep
 from gpusim.sweep.store import SweepWarning
 
@@ -245,3 +245,28 @@ def _small(tmp_path: Path) -> Path:
     job.write_text("task = 'backtest'\nout = 's'\n[data]\nsynthetic = { n_assets = 2, "
                    "n_bars = 30 }\n[grid]\nfees = [0.0]\n")
     return job
+
+
+# ---------------------------------------------------------------------------------------------
+# The summary
+# ---------------------------------------------------------------------------------------------
+
+def test_summary_carries_fixed_parameters_seeds_and_versions(tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text("task = 'search'\nout = 's'\nbackend = 'cpu'\n[data]\n"
+                   "synthetic = { n_assets = 3, n_bars = 60, seed = 5 }\n[fixed]\n"
+                   "n = 500\ntop_k = 2\nhi = 0.8\n[grid]\nseed = [3, 4]\n")
+    res = run_job(load_job(job), progress=False)
+    s = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert s == json.loads(json.dumps(res.summary, default=str))
+    assert s["fixed"] == {"hi": 0.8, "n": 500, "top_k": 2}
+    assert s["seeds"] == {"data.synthetic.seed": 5, "grid.seed": [3, 4]}
+    assert s["data_spec"] == {"synthetic": {"n_assets": 3, "n_bars": 60, "seed": 5},
+                              "kind": "synthetic"}
+    assert {"gpusim", "numpy", "numba"} <= set(s["versions"])
+    res = run_sweep("backtest", {"fees": [0.0]}, market="synthetic:2:40",
+                    weights=RandomWeights(5, seed=7), rebalance="M", out=tmp_path / "b",
+                    backend="cpu", progress=False)
+    assert res.summary["seeds"] == {"fixed.weights.seed": 7}
+    assert res.summary["fixed"]["rebalance"] == "M"
+    assert res.summary["fixed"]["weights"]["random"] == 5
