@@ -4,8 +4,11 @@ summary's contents, and SIGKILL / SIGINT at random points of a run."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import random
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +25,16 @@ from gpusim.errors import GpusimError
 from gpusim.sweep.api import SweepResult, load_job, plan_job, run_job
 from gpusim.sweep.api import sweep as run_sweep
 from gpusim.sweep.store import SweepWarning
+
+ROOT = Path(__file__).resolve().parents[2]
+SLOW = Path(__file__).with_name("_slow_task.py")
+
+
+def _load_slow_task():
+    spec = importlib.util.spec_from_file_location("_slow_task", SLOW)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)          # registers the task "slow_test"
+    return mod
 
 
 @pytest.fixture(scope="module")
@@ -270,3 +283,109 @@ def test_summary_carries_fixed_parameters_seeds_and_versions(tmp_path):
     assert res.summary["seeds"] == {"fixed.weights.seed": 7}
     assert res.summary["fixed"]["rebalance"] == "M"
     assert res.summary["fixed"]["weights"]["random"] == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# SIGKILL and SIGINT at random points, then resume
+# ---------------------------------------------------------------------------------------------
+
+SLOW_JOB = """
+task = "slow_test"
+out = "{out}"
+backend = "cpu"
+chunk_size = 5
+[data]
+synthetic = {{ n_assets = 2, n_bars = 10 }}
+[fixed]
+rows = 100
+delay = 0.02
+[grid]
+x = [11, 12, 13, 14]
+"""
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _n_chunk_files(out: Path) -> int:
+    try:
+        return sum(1 for f in os.scandir(out / "chunks") if f.name.startswith("c"))
+    except OSError:
+        return 0
+
+
+def _interrupt(job: Path, out: Path, sig: int, extra: int, pause: float, args=()) -> int:
+    """Start the sweep as a subprocess, wait for ``extra`` more chunk files, then ``pause``
+    seconds, send ``sig``; returns the exit code (None when it finished first)."""
+    target = _n_chunk_files(out) + extra
+    proc = subprocess.Popen([sys.executable, str(SLOW), str(job), "--no-progress", *args],
+                            cwd=job.parent, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while _n_chunk_files(out) < target and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.005)
+        time.sleep(pause)
+        if proc.poll() is not None:
+            return None
+        os.kill(proc.pid, sig)
+        return proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def test_sigkill_and_sigint_at_random_points_then_resume(tmp_path, capsys):
+    _load_slow_task()
+    job = tmp_path / "job.toml"
+    job.write_text(SLOW_JOB.format(out="o"))
+    out = tmp_path / "o"
+    ref = run_job(load_job(job, out=tmp_path / "straight"), progress=False)
+    assert ref.ok and ref.summary["n_chunks"] == 80
+    rng = random.Random(16)
+    sigs = [signal.SIGKILL, signal.SIGINT] * 5
+    rng.shuffle(sigs)
+    for i, sig in enumerate(sigs):                        # 10 interruptions
+        extra, pause = rng.randint(1, 4), rng.uniform(0.0, 0.03)
+        rc = _interrupt(job, out, sig, extra, pause, () if i == 0 else ("--resume",))
+        assert rc == (-signal.SIGKILL if sig == signal.SIGKILL else 130), (i, sig, rc)
+        m = _manifest(out)
+        assert m["status"] == ("interrupted" if sig == signal.SIGINT else "running")
+        assert (out / "sweep.lock").exists() == (sig == signal.SIGKILL)
+        assert len(m["runs"]) == i + 1 and _n_chunk_files(out) < 80
+    # a second run while one is going is refused, naming the owner
+    n = _n_chunk_files(out)
+    proc = subprocess.Popen([sys.executable, str(SLOW), str(job), "--no-progress", "--resume"],
+                            cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while _n_chunk_files(out) <= n:
+            assert proc.poll() is None
+            time.sleep(0.005)
+        capsys.readouterr()
+        assert sweep_main([str(job), "--resume", "--no-progress"]) == 2
+        assert f"is in use by another sweep run (pid {proc.pid} on" in capsys.readouterr().err
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    done = sorted(_manifest(out)["done"], key=int)
+    os.truncate(out / "chunks" / f"c{int(done[0]):06d}.parquet", 100)     # and damage two
+    _overwrite_middle(out / "chunks" / f"c{int(done[-1]):06d}.parquet")
+    capsys.readouterr()
+    assert sweep_main([str(job), "--resume", "--no-progress"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(x.startswith("warning: chunk ") for x in err)
+    m = _manifest(out)
+    assert m["status"] == "complete" and len(m["done"]) == 80 and len(m["runs"]) == 12
+    assert [x["chunk"] for x in m["runs"][-1]["damaged"]] == [int(done[0]), int(done[-1])]
+    assert not (out / "sweep.lock").exists() and not list(out.rglob(".*.tmp-*"))
+    pd.testing.assert_frame_equal(SweepResult.load(out).table, ref.table, check_exact=True)
