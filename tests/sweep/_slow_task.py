@@ -46,6 +46,11 @@ class SlowTask(TaskRunner):
 register_task(SlowTask(), replace=True)
 
 if __name__ == "__main__":
+    import signal
+
     from gpusim.cli.sweep import main
 
+    # Ctrl-C raises KeyboardInterrupt even when started where SIGINT is ignored (a background
+    # job of a non-interactive shell, which the child would inherit)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(main(sys.argv[1:]))
