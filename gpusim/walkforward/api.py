@@ -39,7 +39,8 @@ from gpusim.results import jsonable
 from gpusim.specs import axis_values, fee_value, rebalance_mask
 from gpusim.validate import cash_and_rate, date_text, integer, number
 from gpusim.walkforward import search_cpu as wk
-from gpusim.walkforward.constraints import WalkState, compile_constraints
+from gpusim.walkforward.constraint_plan import compile_constraints
+from gpusim.walkforward.constraints import WalkState
 from gpusim.walkforward.result import WalkForwardResult, _State
 
 __all__ = ["DEFAULT_HISTORY", "METHODS", "METRICS", "WalkForwardResult", "walkforward"]

@@ -10,7 +10,7 @@ is a ``cp.Parameter`` (DPP), so cvxpy compiles the problem once per structure an
 updates values; solves pass ``warm_start=True`` (used by solvers that support it). Infinite row
 bounds become finite values that cannot bind (``|G_m w| <= sum |G_m|`` for weights in the
 simplex). With cash allowed the optimal direction is scaled to the largest investment the
-constraints allow (:func:`gpusim.walkforward.constraints.max_scale`), as the random search does.
+constraints allow (:func:`gpusim.walkforward.constraint_plan.max_scale`), as the random search does.
 
 A date that cannot be solved (infeasible constraints, no positive expected excess return, solver
 failure) returns ``(None, status)``; the caller keeps the previous weights. cvxpy is imported
@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from gpusim.errors import SolverError
-from gpusim.walkforward.constraints import max_scale
+from gpusim.walkforward.constraint_plan import max_scale
 
 __all__ = ["SOLVER_PREFERENCE", "ExactMaxSharpe"]
 
