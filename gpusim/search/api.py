@@ -203,7 +203,8 @@ def check_args(*, n, top_k, seed, sampler, alpha, rf, dtype, backend_name, start
 def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.0,
            seed: int = 0, top_k: int = 10, bounds=None, rf: float = 0.0, ann=None,
            symbols=None, backend="auto", dtype: str = "float64", chunk_size=None,
-           progress=None, baselines: bool = True, solver=None, start: int = 0) -> SearchResult:
+           progress=None, baselines: bool = True, solver=None, start: int = 0,
+           method: str = "random", **options) -> SearchResult:
     """Score candidates ``start .. start+n-1`` of the stream ``seed`` by ex-ante Sharpe; keep
     the top k.
 
@@ -227,11 +228,25 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     start : first candidate index (default 0): ranges of one stream searched separately merge
         (:func:`merge_topk`) into exactly the top-k of one search over their union.
 
+    method : ``"random"`` (this fused kernel) or ``"guided"`` (cross-entropy method); options
+        (``budget``, ``objective``, ``max_assets``, ``min_weight``, ``rebalance``, ``threshold``,
+        ``fees``, ``holdout``, ``population``, ...) go to
+        :func:`gpusim.search.guided.search_batched`, which also runs ``"random"`` when given
+        any of them (then returning a :class:`~gpusim.search.guided_result.GuidedResult`).
+
     Returns
     -------
     SearchResult (host memory). Interrupted with Ctrl-C, it holds the best of the candidates
     evaluated so far and ``summary["partial"]`` is True.
     """
+    if method != "random" or options:
+        from gpusim.search.guided import search_batched
+
+        return search_batched(market, method=method, budget=options.pop("budget", n),
+                              sampler=sampler, alpha=alpha, seed=seed, top_k=top_k,
+                              bounds=bounds, rf=rf, ann=ann, symbols=symbols, backend=backend,
+                              dtype=dtype, chunk_size=chunk_size, progress=progress,
+                              baselines=baselines, solver=solver, start=start, **options)
     be = resolve_backend(backend)
     a = check_args(n=n, top_k=top_k, seed=seed, sampler=sampler, alpha=alpha, rf=rf,
                    dtype=dtype, backend_name=be.name, start=start)
@@ -344,6 +359,8 @@ def verify(result: SearchResult, *, sample: int = 20_000, backend=None) -> dict:
     """
     from gpusim.errors import BackendError
 
+    if not isinstance(result, SearchResult) and hasattr(result, "verify"):
+        return result.verify()  # guided / batched random results check themselves
     s = result.summary
     dtype = s.get("dtype", "float64")
     tol = TOLERANCE[dtype]
