@@ -78,10 +78,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--plot", metavar="PNG", default=None, help="write the frontier plot here")
     p.add_argument("--json", action="store_true", help="print the JSON summary to stdout")
     p.add_argument("--no-progress", action="store_true")
+    from gpusim.cli.search_guided import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=_cmd_search)
 
 
 def _cmd_search(args) -> int:
+    from gpusim.cli.search_guided import options
     from gpusim.data.load import market_from_spec
     from gpusim.search.api import search
 
@@ -94,14 +98,14 @@ def _cmd_search(args) -> int:
                  top_k=args.top_k, bounds=bounds, rf=args.rf, backend=args.backend,
                  dtype=args.dtype, chunk_size=args.chunk_size,
                  progress=False if args.no_progress else None,
-                 baselines=not args.no_baselines, solver=args.solver)
+                 baselines=not args.no_baselines, solver=args.solver, **options(args))
     if res.top.empty:
         say("no candidate satisfied the upper bounds: widen --hi or raise --n")
     say(res.to_text())
     if args.out:
         out = res.save(args.out, fmt=args.format)
         say(f"\nwrote {out}/top_k.{args.format} and {out}/summary.json")
-    if args.plot:
+    if args.plot and hasattr(res, "plot"):
         say(f"wrote {res.plot(args.plot)}")
     if args.json:
         print(json.dumps({k: v for k, v in res.summary.items() if k not in ("mu", "cov")},

@@ -170,7 +170,8 @@ def _check_constraints(max_assets, min_weight, lo, hi, A):
 def make_problem(market, *, objective, rebalance, threshold, relative, fees, init_cash, rf, ann,
                  symbols, bounds, max_assets, min_weight, holdout, backend) -> Problem:
     """Validate the arguments and build the (training and held-out) objectives."""
-    from gpusim.data.market import Market, load_prices
+    from gpusim.data.load import load_prices
+    from gpusim.data.market import Market
     from gpusim.search.api import resolve_bounds, stats_from
 
     if objective not in OBJECTIVES:

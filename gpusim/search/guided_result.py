@@ -169,8 +169,8 @@ def build_result(problem, top, run: dict, history: dict, baselines: bool, solver
     if obj.kind == "ex-ante" and baselines:
         base = _baselines(obj.mu, obj.cov, obj.ann, obj.rf, problem.lo, problem.hi,
                           info["bounds"] is not None, solver)
-    summary = {"task": "search", **info, **run, "kind": obj.kind, "symbols": problem.symbols,
-               "n_assets": problem.A, "top_k": int(top.k),
+    summary = {"task": "guided_search", **info, **run, "kind": obj.kind,
+               "symbols": problem.symbols, "n_assets": problem.A, "top_k": int(top.k),
                "best_score": float(top.score[0]) if k else None,
                "relaxed": info["max_assets"] is not None or info["min_weight"] > 0}
     if obj.kind == "ex-post":

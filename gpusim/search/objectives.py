@@ -73,7 +73,7 @@ class ExPost:
 
     def __init__(self, market, metric: str, rebalance, threshold, relative: bool, fees: float,
                  init_cash: float, rf: float, backend):
-        from gpusim.grid import fee_value, rebalance_mask, threshold_value
+        from gpusim.specs import fee_value, rebalance_mask, threshold_value
 
         self.metric = metric
         self.col = METRICS.index(EX_POST[metric])

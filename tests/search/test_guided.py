@@ -292,3 +292,26 @@ def test_result_saves_and_reports(small, tmp_path):
     assert s["method"] == "guided" and s["gap"] == pytest.approx(res.gap)
     text = res.to_text()
     assert "Gap" in text and "guided search" in text
+
+
+def test_cli_search_method_guided(tmp_path, capsys):
+    from gpusim.cli.main import main
+
+    out = tmp_path / "g"
+    rc = main(["search", "--method", "guided", "--prices", "synthetic:8:400:1", "--n", "2e4",
+               "--objective", "sortino", "--rebalance", "M", "--fees", "0.001",
+               "--max-assets", "4", "--min-weight", "0.05", "--holdout", "0.25",
+               "--backend", "cpu", "--no-progress", "--out", str(out), "--format", "csv"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "guided search, objective sortino (ex-post)" in text and "fell by" in text
+    import pandas as pd
+
+    top = pd.read_csv(out / "top_k.csv", index_col="rank")
+    W = top[[f"A{j:02d}" for j in range(8)]].to_numpy()
+    assert ((W > 0).sum(axis=1) <= 4).all() and not ((W > 0) & (W < 0.05)).any()
+    assert "oos_sortino" in top.columns
+    # a plain `gpusim search` still runs the fused random kernel
+    assert main(["search", "--prices", "synthetic:3:200:1", "--n", "1e4", "--no-progress",
+                 "--no-baselines", "--backend", "cpu"]) == 0
+    assert "Top 10 by ex-ante Sharpe" in capsys.readouterr().out
