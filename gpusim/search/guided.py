@@ -170,6 +170,9 @@ def _check_constraints(max_assets, min_weight, lo, hi, A):
         raise GpusimError("the lower bounds (and min_weight) of the forced assets sum above 1")
     if m * (forced or 1) > 1.0:
         raise GpusimError(f"min_weight={m} cannot be met by {forced} held assets")
+    if np.sort(hi)[::-1][:K].sum() < 1.0 - 1e-12:
+        raise GpusimError(f"the upper bounds of any {K} assets sum below 1: no portfolio of at "
+                          "most max_assets assets is fully invested; raise hi or max_assets")
     return K, m
 
 

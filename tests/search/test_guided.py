@@ -278,6 +278,9 @@ def test_bad_arguments_are_one_line_errors(small):
         gpusim.search(small, method="guided", max_asset=3, backend="cpu", progress=False)
     with pytest.raises(GpusimError, match="min_weight"):
         gpusim.search(small, method="guided", min_weight=1.5, backend="cpu", progress=False)
+    with pytest.raises(GpusimError, match="upper bounds of any 3 assets"):
+        gpusim.search(small, method="guided", max_assets=3, bounds=(0, 0.3), backend="cpu",
+                      progress=False)
     with pytest.raises(GpusimError, match="holdout"):
         gpusim.search(small, method="guided", holdout=1.2, backend="cpu", progress=False)
 
