@@ -227,7 +227,6 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     baselines : also solve the exact max-Sharpe and min-variance portfolios with cvxpy.
     start : first candidate index (default 0): ranges of one stream searched separately merge
         (:func:`merge_topk`) into exactly the top-k of one search over their union.
-
     method : ``"random"`` (this fused kernel) or ``"guided"`` (cross-entropy method); options
         (``budget``, ``objective``, ``max_assets``, ``min_weight``, ``rebalance``, ``threshold``,
         ``fees``, ``holdout``, ``population``, ...) go to
