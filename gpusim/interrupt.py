@@ -22,7 +22,10 @@ __all__ = ["Interrupt", "deferred_interrupt"]
 
 
 class Interrupt:
-    """The pending-interrupt flag of one :func:`deferred_interrupt` block.
+    """The pending-interrupt flag of a chunk loop.
+
+    Use it as ``with deferred_interrupt() as stop:`` or, in a loop that already has a
+    ``try/finally``, as ``stop = Interrupt().install()`` ... ``finally: stop.restore()``.
 
     Attributes
     ----------
@@ -32,6 +35,8 @@ class Interrupt:
 
     def __init__(self) -> None:
         self.requested = False
+        self._previous = None
+        self._installed = False
 
     def request(self) -> None:
         """Ask the loop to stop at its next chunk boundary (what the SIGINT handler does)."""
@@ -39,6 +44,25 @@ class Interrupt:
 
     def __bool__(self) -> bool:
         return self.requested
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:                        # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.request()
+
+    def install(self) -> Interrupt:
+        """Route SIGINT to :meth:`request` (main thread only; elsewhere a no-op). Returns self."""
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def restore(self) -> None:
+        """Put back the SIGINT handler that :meth:`install` replaced."""
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
 
 
 @contextmanager
@@ -51,19 +75,8 @@ def deferred_interrupt() -> Iterator[Interrupt]:
         Check ``flag.requested`` (or ``bool(flag)``) between chunks; on True, stop and return
         the finished work marked partial. The previous handler is restored on exit.
     """
-    flag = Interrupt()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        if flag.requested:                        # second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        flag.request()
-
-    signal.signal(signal.SIGINT, handler)
+    flag = Interrupt().install()
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        flag.restore()

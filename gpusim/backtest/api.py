@@ -32,6 +32,7 @@ from gpusim.backtest.result import LOWER_IS_BETTER, BacktestResult, Records
 from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import Grid, Param, build_grid
+from gpusim.interrupt import Interrupt
 from gpusim.results import jsonable, versions
 from gpusim.specs import (
     CALENDAR_RULES,
@@ -220,8 +221,11 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     t0 = time.perf_counter()
     bar = tqdm(total=C, unit="comb", unit_scale=True, desc=f"backtest [{be.label}]",
                disable=not progress or not sys.stderr.isatty(), leave=False)
+    stop_req = Interrupt().install()    # Ctrl-C ends the loop at a chunk boundary
     try:
         for start in range(0, C, cs):
+            if stop_req:
+                break
             stop = min(C, start + cs)
             a = ctx.chunk_args(start, stop)
             out[start:stop] = kernel(close, a["W"], a["wid"], masks, a["mid"], a["thresholds"],
@@ -231,7 +235,9 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     except KeyboardInterrupt:
         partial = True
     finally:
+        stop_req.restore()
         bar.close()
+    partial = partial or stop_req.requested
     elapsed = time.perf_counter() - t0
 
     return _Run(ctx, out, done, partial, be.label, cs, n_chunks, t0 - tc, elapsed)

@@ -110,6 +110,12 @@ def _cmd_search(args) -> int:
     if args.json:
         print(json.dumps({k: v for k, v in res.summary.items() if k not in ("mu", "cov")},
                          indent=2))
+    if res.partial:
+        done = res.summary.get("n_evaluated", res.summary.get("evaluated"))
+        print(f"warning: interrupted; best of the {done:,} candidates evaluated "
+              "(partial result)" if isinstance(done, int) else
+              "warning: interrupted (partial result)", file=sys.stderr)
+        return 130
     return 0
 
 

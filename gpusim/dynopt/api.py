@@ -63,6 +63,7 @@ from gpusim.dynopt.inputs import DynoptInputs, prepare
 from gpusim.dynopt.result import LOWER_IS_BETTER, METRICS, DynoptResult
 from gpusim.errors import GpusimError
 from gpusim.grid import Grid, Param, build_grid
+from gpusim.interrupt import Interrupt
 from gpusim.specs import rebalance_mask
 from gpusim.validate import check_chunk_size, positive
 
@@ -177,8 +178,11 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
     done, partial, n_chunks = 0, False, 0
     bar = tqdm(total=C, unit="comb", desc=f"dynopt [{be.label}]",
                disable=not progress or not sys.stderr.isatty(), leave=False)
+    stop_req = Interrupt().install()    # Ctrl-C ends the loop at a chunk boundary
     try:
         for start in range(0, C, cs):
+            if stop_req:
+                break
             stop = min(C, start + cs)
             a = ctx.chunk_args(start, stop)
             out[start:stop] = kernel(*inp.kernel_args(), masks, a["mid"], a["capitals"],
@@ -188,7 +192,9 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
     except KeyboardInterrupt:
         partial = True
     finally:
+        stop_req.restore()
         bar.close()
+    partial = partial or stop_req.requested
     elapsed = time.perf_counter() - t0
 
     from gpusim.results import jsonable, versions

@@ -20,6 +20,7 @@ from cpu_ref import rng as _rng
 from cpu_ref.search import score_nb, search_ref
 from gpusim.backend import Backend, resolve_backend
 from gpusim.errors import GpusimError
+from gpusim.interrupt import Interrupt
 from gpusim.results import versions
 from gpusim.search.result import OUTPUT_FORMATS as OUTPUT_FORMATS  # re-exported
 from gpusim.search.result import SearchResult
@@ -278,8 +279,9 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     partial = False
     runner.run(start, 1)  # compile (or load from cache) before the clock starts; discarded
     t0 = time.perf_counter()
+    stop = Interrupt().install()    # Ctrl-C ends the loop at a chunk boundary
     try:
-        while done < n:
+        while done < n and not stop:
             m = min(chunk, n - done)
             tc = time.perf_counter()
             s, i, ok = runner.run(start + done, m)
@@ -294,8 +296,10 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     except KeyboardInterrupt:
         partial = True
     finally:
+        stop.restore()
         bar.close()
         runner.close()
+    partial = partial or stop.requested
     elapsed = time.perf_counter() - t0
 
     W, stats, _ = score_nb(seed, best_i.astype(np.int64), code, alpha, lo, hi, mu, cov, ann_v, rf)

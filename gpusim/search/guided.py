@@ -66,6 +66,7 @@ import numpy as np
 import pandas as pd
 
 from gpusim.errors import GpusimError
+from gpusim.interrupt import Interrupt
 from gpusim.search import sampling as smp
 from gpusim.search.guided_result import GuidedResult, build_result
 from gpusim.search.objectives import OBJECTIVES, ExAnte, ExPost, split_holdout
@@ -262,6 +263,8 @@ def _run_guided(problem, seed, budget, P, chunk, opts, top, bar, state):
                        opts["scale_smoothing"], opts["sigma0"])
     best, stall = -math.inf, 0
     for g in range(max(1, budget // P)):
+        if state["interrupt"]:
+            return "interrupted"
         state["history"][g] = (cem.mean.copy(), cem.scale.copy())
         X = np.empty((P, problem.A))
         score = np.empty(P)
@@ -292,6 +295,8 @@ def _run_random(problem, seed, start, n, chunk, sampler_code, alpha, top, bar, s
     A = problem.A
     zeros, ones = np.zeros(A), np.ones(A)
     while state["done"] < n:
+        if state["interrupt"]:
+            return "interrupted"
         i0 = start + state["done"]
         m = min(chunk, n - state["done"])
         S, _ = population_nb(seed, i0, m, A, sampler_code, alpha, zeros, ones)
@@ -319,6 +324,7 @@ def _execute(problem, method, a, P, chunk, opts, label, show, top, state):
     if _work(problem, P if method == "guided" else chunk) < PARALLEL_MIN_OPS:
         numba.set_num_threads(1)  # small batches: a parallel launch costs more than it saves
     t0 = time.perf_counter()
+    state["interrupt"] = Interrupt().install()   # Ctrl-C: stop at the next batch
     try:
         if method == "guided":
             stop = _run_guided(problem, a["seed"], n, P, chunk, opts, top, bar, state)
@@ -328,8 +334,10 @@ def _execute(problem, method, a, P, chunk, opts, label, show, top, state):
     except KeyboardInterrupt:
         partial, stop = True, "interrupted"
     finally:
+        state.pop("interrupt").restore()
         bar.close()
         numba.set_num_threads(threads)
+    partial = partial or stop == "interrupted"
     state["trace"] = [(d, t - t0, b) for d, t, b in state["trace"]]
     return stop, partial, time.perf_counter() - t0
 
