@@ -3,7 +3,7 @@
 Imported lazily by the backend dispatch only (it imports ``numba.cuda`` at module level), never
 from ``import gpusim``.
 
-The device functions are the step bodies of :mod:`gpusim.backtest.cpu` compiled with
+The device functions are the step bodies of :mod:`gpusim.backtest.steps` compiled with
 ``cuda.jit(device=True)`` (same source as the CPU fast path, like the shared RNG of DESIGN §4);
 both are checked against the independent reference :mod:`cpu_ref.backtest`. Their products and
 sums go through ``fmul``/``fadd``, bound here to libdevice ``dmul_rn``/``dadd_rn`` so that NVVM
@@ -29,7 +29,7 @@ import numpy as np
 from numba import cuda
 
 from gpusim._cuda.rng import exact_arith
-from gpusim.backtest.cpu import N_METRICS, compile_bodies, prepare_inputs
+from gpusim.backtest.steps import N_METRICS, compile_bodies, prepare_inputs
 
 # fmul/fadd never fused into FMA: every step rounds as on the CPU (bit-identical results)
 _dev = compile_bodies(cuda.jit(device=True), exact_arith())
@@ -56,7 +56,7 @@ def backtest_gpu(close, W, wid, masks, mid, thresholds, relative, fees, init_cas
     """Metrics of C combinations on the GPU (or in Numba's CUDA simulator).
 
     Takes the arguments of :func:`gpusim.backtest.cpu.backtest_cpu_nb` as host arrays
-    (checked and coerced by :func:`~gpusim.backtest.cpu.prepare_inputs`; scalar
+    (checked and coerced by :func:`~gpusim.backtest.steps.prepare_inputs`; scalar
     ``mid``/``thresholds``/``fees`` broadcast over C = len(wid)), copies them to the device with
     ``numba.cuda.to_device``, allocates the (A, C) scratch and the (C, 11) output on the device,
     launches :func:`backtest_cuda` with ``threads_per_block`` threads per block, and returns the

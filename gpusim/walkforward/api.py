@@ -9,7 +9,7 @@ with the execution model of DESIGN §6. Every combination of the grid
 simulated on the same bars ``start .. T-1`` so that their metrics compare.
 
 Batching: the windows' statistics of every (date, lookback) are computed at once
-(:func:`gpusim.walkforward.search_cpu.window_stats`, NumPy or CuPy); the random search runs every
+(:func:`gpusim.walkforward.stats.window_stats`, NumPy or CuPy); the random search runs every
 (date, lookback) task of the grid in one fused kernel, candidates shared by all tasks of a date
 (the period's stream depends on (seed, date) only, see :mod:`cpu_ref.walkforward`) and every
 ``num_tests`` value read from one pass as a checkpoint; fees do not change the weights, so each
@@ -38,7 +38,7 @@ from gpusim.grid import Param, build_grid
 from gpusim.results import jsonable
 from gpusim.specs import axis_values, fee_value, rebalance_mask
 from gpusim.validate import cash_and_rate, date_text, integer, number
-from gpusim.walkforward import search_cpu as wk
+from gpusim.walkforward import execute, search, stats
 from gpusim.walkforward.constraint_plan import compile_constraints
 from gpusim.walkforward.constraints import WalkState
 from gpusim.walkforward.result import WalkForwardResult, _State
@@ -219,14 +219,14 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
 
     tc = time.perf_counter()
     allp = close if plan.bench_close is None else np.hstack([close, plan.bench_close])
-    mu_all, cov_all = wk.window_stats(xp, xp.asarray(allp), t_beg, t_end)
+    mu_all, cov_all = stats.window_stats(xp, xp.asarray(allp), t_beg, t_end)
     mu, cov = mu_all[:, :A], xp.ascontiguousarray(cov_all[:, :A, :A])
     nb = len(plan.bench_names)
     betas = (xp.stack([cov_all[:, :A, A + b] / cov_all[:, A + b, A + b][:, None]
                        for b in range(nb)], axis=1) if nb else None)
     mex = xp.ascontiguousarray(ann * mu - rf)
-    F, tri = wk.factorize(xp, cov)
-    gb = wk.bound_vectors(xp, cov)
+    F, tri = stats.factorize(xp, cov)
+    gb = stats.bound_vectors(xp, cov)
     G = plan.G(xp, betas, len(pair_key))
     H = {k: (v if xp is np or v is None else xp.asnumpy(v)) for k, v in (
         ("mu", mu), ("cov", cov), ("F", F), ("mex", mex), ("G", G), ("betas", betas))}
@@ -259,7 +259,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
 
         out = execute_gpu(close_sim, Wall, woff, wsid, masks, mid, fee_c, init_cash, ann, rf)
     else:
-        out = wk.execute_cpu_nb(close_sim, Wall, woff, wsid, masks, mid, fee_c, init_cash, ann,
+        out = execute.execute_cpu_nb(close_sim, Wall, woff, wsid, masks, mid, fee_c, init_cash, ann,
                                 rf)
     t_exec = time.perf_counter() - tc
 
@@ -391,7 +391,7 @@ def _choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
         if method == "random":
             t_n = np.zeros(len(tkey), np.int64)
             np.maximum.at(t_n, tinv, n_of[w_b])
-            res = wk.run_search(ctx.be, ctx.xp, ctx.seed, ctx.U, tkey[:, 1], tkey[:, 2], t_n,
+            res = search.run_search(ctx.be, ctx.xp, ctx.seed, ctx.U, tkey[:, 1], tkey[:, 2], t_n,
                                 tkey[:, 0], ctx.code, ctx.alpha, ctx.dev, *bounds,
                                 ctx.plan.eqtol, plan.cash, ctx.ann, ctx.chk)
             ctx.H["scored"] += int(t_n.sum())
@@ -451,12 +451,12 @@ def _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of):
     c = np.searchsorted(ctx.chk, n_of[w_b])
     get = {k: res[k][tinv, c] for k in ("best", "scale", "n_accepted", "sharpe", "best_any")}
     d, sid, cid = tkey[tinv, 0], tkey[tinv, 1], tkey[tinv, 2]
-    seeds, _ = wk.period_keys_nb(np.uint64(ctx.seed), ctx.U[d])
+    seeds, _ = search.period_keys_nb(np.uint64(ctx.seed), ctx.U[d])
     lo = np.ascontiguousarray(bounds[0][cid])
-    Y = wk.regenerate_nb(seeds, get["best"], ctx.code, ctx.alpha, lo) * get["scale"][:, None]
+    Y = search.regenerate_nb(seeds, get["best"], ctx.code, ctx.alpha, lo) * get["scale"][:, None]
     bound = np.zeros((len(w_b), len(ctx.plan.constraints)), bool)
     if bound.shape[1]:
-        Ya = wk.regenerate_nb(seeds, get["best_any"], ctx.code, ctx.alpha, lo)
+        Ya = search.regenerate_nb(seeds, get["best_any"], ctx.code, ctx.alpha, lo)
         for j in range(len(w_b)):
             bound[j] = ctx.plan.violations(Ya[j], ctx.H["G"][sid[j]],
                                            *[x[cid[j]] for x in bounds])

@@ -8,11 +8,11 @@ scaled and checked against the constraints, bounded (``r / sqrt(ann (g.w)²)``) 
 bound shows it cannot beat the thread's best, scored (``|F w|²`` with the window's covariance
 factor), exactly as :mod:`gpusim.walkforward.search_cpu` does, and the thread keeps the best of
 each checkpoint segment in the (n_tasks, n_slices, n_seg) outputs, reduced on the host by
-:func:`gpusim.walkforward.search_cpu.reduce_segments`. No population is stored.
+:func:`gpusim.walkforward.segments.reduce_segments`. No population is stored.
 
 Execution (:func:`execute_cuda`): one thread per portfolio running
-:func:`gpusim.walkforward.search_cpu.simulate_wf` compiled as a device function against the device
-step bodies of :mod:`gpusim.backtest.cpu`; per-thread scratch in (A, C) global arrays.
+:func:`gpusim.walkforward.execute.simulate_wf` compiled as a device function against the device
+step bodies of :mod:`gpusim.backtest.steps`; per-thread scratch in (A, C) global arrays.
 """
 
 from __future__ import annotations
@@ -24,18 +24,20 @@ from numba import cuda, float64
 
 from gpusim._cuda.rng import exact_arith, sample_dev
 from gpusim.backend import simulator_requested
-from gpusim.backtest import cpu as _bk
-from gpusim.walkforward import search_cpu as _wk
+from gpusim.backtest import steps as _bk
+from gpusim.walkforward.execute import compile_simulate
+from gpusim.walkforward.search_cpu import SLACK
+from gpusim.walkforward.segments import new_outputs
 
 MAX_ASSETS = 256
 MAX_ROWS = 64
 TPB = 32 if simulator_requested() else 128
 """Threads per block: the simulator runs one Python thread per CUDA thread, so small blocks."""
-_SLACK = _wk.SLACK
+_SLACK = SLACK
 
 # fmul/fadd never fused into FMA (exact_arith): every step rounds as on the CPU
 _bdev = _bk.compile_bodies(cuda.jit(device=True), exact_arith())
-simulate_wf_dev = _wk.compile_simulate(cuda.jit(device=True), _bdev)
+simulate_wf_dev = compile_simulate(cuda.jit(device=True), _bdev)
 fmul = _bdev["fmul"]
 fadd = _bdev["fadd"]
 
@@ -139,7 +141,7 @@ def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, 
 def search_gpu(xp, task_key, task_sid, task_cid, task_n, code, alpha, F, tri, mex, gb, G, lo,
                hi, gl, gu, eqtol, cash, ann, chk, *, n_slices=None, threads_per_block=TPB):
     """Launch :func:`search_cuda`; inputs are host or ``xp`` arrays, outputs the host arrays of
-    :func:`gpusim.walkforward.search_cpu.new_outputs` shape (n_tasks, n_slices, n_seg)."""
+    :func:`gpusim.walkforward.segments.new_outputs` shape (n_tasks, n_slices, n_seg)."""
     A = F.shape[1]
     if A > MAX_ASSETS or G.shape[1] > MAX_ROWS:
         raise ValueError(f"the GPU walk-forward search supports at most {MAX_ASSETS} assets and "
@@ -147,7 +149,7 @@ def search_gpu(xp, task_key, task_sid, task_cid, task_n, code, alpha, F, tri, me
     nt = len(task_n)
     if n_slices is None:   # ~1e5 threads in all, at most one slice per 64 candidates
         n_slices = int(max(1, min(max(1, 100_000 // max(nt, 1)), int(max(task_n)) // 64)))
-    outs = _wk.new_outputs(nt, n_slices, len(chk), xp)
+    outs = new_outputs(nt, n_slices, len(chk), xp)
     (k, sid, cid, n, F, tri, mex, gb, G, lo, hi, gl, gu, eqtol, chk) = (
         xp.ascontiguousarray(xp.asarray(x)) for x in (task_key, task_sid, task_cid, task_n, F,
                                                       tri, mex, gb, G, lo, hi, gl, gu, eqtol,
@@ -175,7 +177,7 @@ def execute_cuda(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, h, 
 def execute_gpu(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, *,
                 threads_per_block=TPB):
     """Metrics (C, 11) host array of C walk-forward portfolios on the GPU (or the simulator);
-    arguments as :func:`gpusim.walkforward.search_cpu.execute_cpu_nb` (host arrays)."""
+    arguments as :func:`gpusim.walkforward.execute.execute_cpu_nb` (host arrays)."""
     C = len(wsid)
     A = close.shape[1]
     if C == 0:

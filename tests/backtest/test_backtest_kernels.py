@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cpu_ref.backtest import METRICS
 from gpusim.backtest.cpu import (
     LANES,
-    METRICS,
     backtest_cpu,
     backtest_cpu_nb,
     backtest_scalar_nb,

@@ -16,7 +16,9 @@ from cpu_ref import walkforward as ref
 from cpu_ref.backtest import METRICS
 from gpusim.errors import GpusimError
 from gpusim.grid import Param
+from gpusim.walkforward import search as wsearch
 from gpusim.walkforward import search_cpu as wk
+from gpusim.walkforward import segments, stats
 from gpusim.walkforward.api import walkforward
 from gpusim.walkforward.constraints import Beta, Budget, GroupBounds, WeightBounds
 
@@ -93,19 +95,19 @@ def test_window_stats_xp_match_reference_two_pass():
     close = _c(gpusim.synthetic_market(n_assets=5, n_bars=300, seed=2).prices.to_numpy())
     a = np.array([1, 1, 40, 200, 297])
     t = np.array([3, 300, 103, 300, 300])
-    mu, cov = wk.window_stats(np, close, a, t)
+    mu, cov = stats.window_stats(np, close, a, t)
     for s in range(len(a)):
         m, c = ref.window_stats_1d_nb(close, a[s], t[s])
         np.testing.assert_allclose(mu[s], m, rtol=1e-12, atol=1e-17)
         np.testing.assert_allclose(cov[s], c, rtol=1e-10, atol=1e-17)
-    F, tri = wk.factorize(np, cov)
+    F, tri = stats.factorize(np, cov)
     assert tri.tolist() == [False, True, True, True, False]     # 2 and 3 returns: singular
     np.testing.assert_allclose(np.einsum("sji,sjk->sik", F, F), cov, rtol=1e-9, atol=1e-18)
 
 
 def test_period_keys_match_reference_seeds():
     bars = np.array([0, 5, 253, 10**7])
-    seeds, keys = wk.period_keys_nb(np.uint64(42), bars)
+    seeds, keys = wsearch.period_keys_nb(np.uint64(42), bars)
     assert np.array_equal(seeds, ref.period_seeds(42, bars))
     assert [int(k) for k in keys] == [int(rng.seed_key_nb(np.uint64(s))) for s in seeds]
 
@@ -114,24 +116,24 @@ def test_cpu_search_invariant_to_work_splitting(mkt):
     """Items split the candidates of a date differently; the reduced result is identical."""
     close = _c(mkt.prices.to_numpy())
     a, t = np.array([1, 100]), np.array([150, 250])
-    mu, cov = wk.window_stats(np, close, a, t)
-    F, tri = wk.factorize(np, cov)
-    gb = wk.bound_vectors(np, cov)
+    mu, cov = stats.window_stats(np, close, a, t)
+    F, tri = stats.factorize(np, cov)
+    gb = stats.bound_vectors(np, cov)
     mex = 252 * mu
     G = np.zeros((2, 0, 4))
     lo, hi = np.zeros((2, 4)), np.full((2, 4), 0.45)
     gl, gu = np.zeros((2, 0)), np.zeros((2, 0))
     chk = np.array([70, 3000, 5000], np.int64)
     tn = np.array([5000, 3000], np.int64)
-    _, keys = wk.period_keys_nb(np.uint64(1), t)
+    _, keys = wsearch.period_keys_nb(np.uint64(1), t)
     res = []
     for threads in (0, 64):         # one split per date, then many
         ig, isp, c0, c1, ns = wk.plan_items(tn, threads)
-        outs = wk.new_outputs(2, ns, 3)
+        outs = segments.new_outputs(2, ns, 3)
         wk.search_cpu_nb(ig, isp, c0, c1, keys, np.array([0, 1]), np.array([1, 2]),
                          np.array([0, 1]), np.array([0, 1]), tn, 1, 1.0, F, tri, mex, gb, G, lo,
                          hi, gl, gu, np.zeros(0), False, 252.0, chk, *outs)
-        res.append((ns, wk.reduce_segments(*outs)))
+        res.append((ns, segments.reduce_segments(*outs)))
     assert res[0][0] == 1 and res[1][0] > 1
     for k in res[0][1]:
         assert np.array_equal(res[0][1][k], res[1][1][k]), k

@@ -1,0 +1,293 @@
+"""Step bodies of the rebalancing backtest, compiled for the CPU and the GPU (DESIGN §6).
+
+One combination = (target weights ``W[wid[c]]``, rebalance mask ``masks[mid[c]]``, drift
+threshold ``thresholds[c]``, fee ``fees[c]``), simulated bar by bar on the shared close prices.
+Metrics are accumulated online (Welford mean/M2 of the per-bar returns, running downside sum of
+squares, running peak and drawdown, running sums of V and of traded value), so no value path is
+ever stored and prices are never tiled per combination: each (combination, bar) costs O(A).
+
+The per-combination step functions here are plain Python bodies over scalars and 2-D scratch
+arrays indexed ``[asset, col]``; :func:`compile_bodies` compiles them with ``numba.njit`` here
+(the ``*_nb`` names) and with ``numba.cuda.jit(device=True)`` in
+:mod:`gpusim.backtest.cuda`, where :func:`simulate_one` is the whole work of one GPU
+thread (the same idiom as :mod:`cpu_ref.rng`). They share nothing with :mod:`cpu_ref.backtest`,
+the independent oracle they are tested against.
+
+Scratch: holdings ``h``, order values ``oval`` and processing order ``order`` are ``(A, ncols)``
+arrays and a combination uses column ``col``. The CPU path allocates one ``(A, LANES)`` set (plus
+the lane state) per parallel chunk, never per bar or per combination; the GPU path allocates one
+``(A, C)`` set in global memory and thread ``c`` uses column ``c`` (coalesced across a warp, and
+no compile-time cap on the number of assets).
+
+Floating point: the threshold test is exact to the letter of the contract (a_j = h_j p_j / V,
+``>=``); the Welford mean update multiplies by 1/(t+1) instead of dividing (a last-ulp
+difference from a two-pass mean, far inside the 1e-10 tolerance of the tests).
+
+:func:`prepare_inputs` coerces and checks the inputs of both entry points (CPU and GPU).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from cpu_ref.backtest import METRICS  # the reference owns the names and their order
+from cpu_ref.jitting import compile_bodies as _compile_bodies
+
+N_METRICS = len(METRICS)
+SKIP_RTOL = 1e-9  # order sizes within this relative distance of zero are skipped (DESIGN §6)
+_NAN = float("nan")
+_INF = float("inf")
+_BAND_MARGIN = 1e-12  # >> the gap between |h p (1/v) - w| and |h p / v - w| (a few ulp of |a|+|w|)
+
+
+# --------------------------------------------------------------------------------------------
+# Step bodies (plain Python; compiled for the CPU below and for the GPU in backtest/cuda.py)
+# --------------------------------------------------------------------------------------------
+
+def fmul(a, b):
+    """a * b rounded once. The GPU binds this to libdevice ``dmul_rn``, which the compiler never
+    fuses into a multiply-add: the GPU then rounds every step exactly as the CPU does (numba's
+    CPU code is never contracted without fastmath), so CPU and GPU results are bit-identical."""
+    return a * b
+
+
+def fadd(a, b):
+    """a + b rounded once (``dadd_rn`` on the GPU; see :func:`fmul`)."""
+    return a + b
+
+
+def portfolio_value(close, t, cash, h, col):
+    """V = C + sum_j h_j p_{t,j} (summed from the cash, assets in index order)."""
+    v = cash
+    for j in range(close.shape[1]):
+        v = fadd(v, fmul(h[j, col], close[t, j]))
+    return v
+
+
+def band_breached(close, t, v, W, wi, h, col, threshold, relative):
+    """True when some |a_j - w_j| >= threshold (or >= threshold * w_j when ``relative``),
+    with current weights a_j = h_j p_{t,j} / v. Never true when v <= 0.
+
+    Screened with one reciprocal (a_j ~ h_j p_j * (1/v)); only an asset within a tiny margin
+    of its band is re-tested with the exact division, so the decision is the exact one.
+    """
+    if not v > 0.0:
+        return False
+    inv = 1.0 / v
+    for j in range(close.shape[1]):
+        w = W[wi, j]
+        lim = threshold * w if relative else threshold
+        hp = h[j, col] * close[t, j]
+        a = fmul(hp, inv)
+        e = fadd(abs(a - w), fmul(_BAND_MARGIN, 1.0 + abs(a) + abs(w)))
+        if not e < lim:  # NaN: exact test too
+            if abs(hp / v - w) >= lim:
+                return True
+    return False
+
+
+def rebalance(close, t, v, cash, W, wi, h, oval, order, col, fee):
+    """Trade to targets at bar t with the pre-trade value ``v`` fixed for the whole bar.
+
+    Orders are processed in ascending order value o_j = w_j v - h_j p_j (insertion sort, stable:
+    ties by asset index); a buy that costs more than the cash left is partially filled.
+    Updates ``h[:, col]`` in place and returns (cash, traded value, fees) of the bar.
+    """
+    A = close.shape[1]
+    for j in range(A):
+        oval[j, col] = fadd(fmul(W[wi, j], v), -fmul(h[j, col], close[t, j]))
+        order[j, col] = j
+    for i in range(1, A):
+        k = order[i, col]
+        key = oval[k, col]
+        m = i - 1
+        while m >= 0 and oval[order[m, col], col] > key:
+            order[m + 1, col] = order[m, col]
+            m -= 1
+        order[m + 1, col] = k
+    traded = 0.0
+    fees = 0.0
+    for i in range(A):
+        j = order[i, col]
+        p = close[t, j]
+        hj = h[j, col]
+        target = W[wi, j] * v / p
+        s = target - hj
+        if s == 0.0 or abs(s) <= SKIP_RTOL * max(abs(target), abs(hj)):
+            continue
+        if s < 0.0:
+            val = fmul(-s, p)
+            cash = fadd(cash, fmul(val, 1.0 - fee))
+            fees = fadd(fees, fmul(fee, val))
+            h[j, col] = target
+            traded += val
+        else:
+            cost = fmul(fmul(s, p), 1.0 + fee)
+            if cost > cash:
+                if cash <= 0.0:
+                    continue
+                s = cash / fmul(p, 1.0 + fee)
+                cost = fmul(fmul(s, p), 1.0 + fee)
+            val = fmul(s, p)
+            cash -= cost
+            fees = fadd(fees, fmul(fee, val))
+            h[j, col] = hj + s
+            traded += val
+    return cash, traded, fees
+
+
+def simulate_one(close, W, wi, masks, mi, threshold, relative, fee, init_cash, ann, rf,
+                 h, oval, order, col, out, c):
+    """Simulate one combination and write its 11 metrics (order of ``METRICS``) to ``out[c]``.
+
+    ``close`` (T, A) shared prices; ``W[wi]`` target weights; ``masks[mi]`` (T,) rebalance mask
+    (bar 0 always rebalances); ``threshold`` <= 0 or NaN disables the drift band; scratch
+    ``h``/``oval``/``order`` (A, ncols) column ``col``.
+    """
+    T = close.shape[0]
+    A = close.shape[1]
+    for j in range(A):
+        h[j, col] = 0.0
+    use_band = threshold > 0.0
+    rf_bar = rf / ann
+    cash = init_cash
+    v = init_cash
+    v_prev = init_cash
+    mean = 0.0
+    m2 = 0.0
+    down = 0.0
+    peak = -_INF
+    mdd = 0.0
+    sum_v = 0.0
+    traded = 0.0
+    fees = 0.0
+    nreb = 0
+    for t in range(T):
+        v = portfolio_value(close, t, cash, h, col)
+        do = t == 0 or masks[mi, t]
+        if not do and use_band:
+            do = band_breached(close, t, v, W, wi, h, col, threshold, relative)
+        if do:
+            cash, tr, fe = rebalance(close, t, v, cash, W, wi, h, oval, order, col, fee)
+            traded += tr
+            fees += fe
+            nreb += 1
+            v = portfolio_value(close, t, cash, h, col)
+        mean, m2, down, peak, mdd, sum_v = bar_update(t, v / v_prev - 1.0, v, rf_bar, mean,
+                                                      m2, down, peak, mdd, sum_v)
+        v_prev = v
+
+    write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, traded, fees,
+                  nreb)
+
+
+def bar_update(t, r, v, rf_bar, mean, m2, down, peak, mdd, sum_v):
+    """The online metrics after bar ``t`` (return ``r``, value ``v``): Welford ``mean``/``m2``,
+    downside sum of squares below ``rf_bar``, running ``peak`` and max drawdown ``mdd``, sum of
+    values. Returns the updated (mean, m2, down, peak, mdd, sum_v)."""
+    d = r - mean
+    mean = fadd(mean, fmul(d, 1.0 / (t + 1)))
+    m2 = fadd(m2, fmul(d, r - mean))
+    x = r - rf_bar
+    if x < 0.0:
+        down = fadd(down, fmul(x, x))
+    peak = max(v, peak)
+    mdd = min(v / peak - 1.0, mdd)
+    return mean, m2, down, peak, mdd, sum_v + v
+
+
+def write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, traded, fees,
+                  nreb):
+    """Finish the online metrics of one combination into ``out[c, :]`` (order of ``METRICS``).
+
+    ``v`` final value; ``mean``/``m2`` Welford mean and sum of squared deviations of the T
+    per-bar returns; ``down`` sum of min(R - rf/ann, 0)^2; ``mdd`` max drawdown (<= 0);
+    ``sum_v`` sum of the T values; ``traded``/``fees`` totals; ``nreb`` rebalance bars.
+    A ratio with a zero (or undefined) denominator is NaN.
+    """
+    rf_bar = rf / ann
+    sq_ann = math.sqrt(ann)
+    growth = v / init_cash
+    ann_ret = growth ** (ann / T) - 1.0
+    std = math.sqrt(m2 / (T - 1)) if T > 1 else _NAN
+    excess = mean - rf_bar
+    downside = math.sqrt(down / T)
+    mean_v = sum_v / T
+    out[c, 0] = growth - 1.0
+    out[c, 1] = ann_ret
+    out[c, 2] = std * sq_ann
+    out[c, 3] = excess / std * sq_ann if std > 0.0 else _NAN
+    out[c, 4] = excess / downside * sq_ann if downside > 0.0 else _NAN
+    out[c, 5] = mdd
+    out[c, 6] = ann_ret / abs(mdd) if mdd < 0.0 else _NAN
+    out[c, 7] = traded / mean_v if mean_v != 0.0 else _NAN
+    out[c, 8] = fees
+    out[c, 9] = float(nreb)
+    out[c, 10] = v
+
+
+BODIES = ("fmul", "fadd", "portfolio_value", "band_breached", "rebalance", "bar_update",
+          "write_metrics", "simulate_one")
+
+
+def compile_bodies(jit, overrides=None):
+    """Compile the step bodies with ``jit`` (``njit`` here, ``cuda.jit(device=True)`` in
+    :mod:`gpusim.backtest.cuda`); see :func:`cpu_ref.jitting.compile_bodies`."""
+    return _compile_bodies(jit, globals(), BODIES, overrides)
+
+
+_nb = compile_bodies(njit(cache=True, error_model="numpy"))
+portfolio_value_nb = _nb["portfolio_value"]
+band_breached_nb = _nb["band_breached"]
+rebalance_nb = _nb["rebalance"]
+bar_update_nb = _nb["bar_update"]
+write_metrics_nb = _nb["write_metrics"]
+simulate_one_nb = _nb["simulate_one"]
+
+
+# --------------------------------------------------------------------------------------------
+# Host-side input checks (shared by the CPU and GPU entry points)
+# --------------------------------------------------------------------------------------------
+
+def prepare_inputs(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf):
+    """Coerce and check the backtest inputs; returns them as a tuple in the kernel's order.
+
+    Arrays become C-contiguous float64 / int64 / bool host arrays; raises ``ValueError`` on
+    inconsistent shapes, out-of-range indices, fees outside [0, 1), non-positive or non-finite
+    prices, or non-positive ``init_cash``/``ann``.
+    """
+    close = np.ascontiguousarray(close, dtype=np.float64)
+    if close.ndim != 2 or close.shape[0] < 1 or close.shape[1] < 1:
+        raise ValueError(f"close must be a non-empty (T, A) array, got shape {close.shape}")
+    T, A = close.shape
+    if not np.all(np.isfinite(close)) or not np.all(close > 0):
+        raise ValueError("close prices must be finite and > 0")
+    W = np.ascontiguousarray(W, dtype=np.float64)
+    if W.ndim == 1:
+        W = W.reshape(1, -1)
+    if W.ndim != 2 or W.shape[1] != A:
+        raise ValueError(f"W must be (K, {A}), got shape {W.shape}")
+    masks = np.ascontiguousarray(masks, dtype=np.bool_)
+    if masks.ndim == 1:
+        masks = masks.reshape(1, -1)
+    if masks.ndim != 2 or masks.shape[1] != T:
+        raise ValueError(f"masks must be (M, {T}), got shape {masks.shape}")
+    wid = np.ascontiguousarray(wid, dtype=np.int64).reshape(-1)
+    C = wid.shape[0]
+    mid = np.ascontiguousarray(np.broadcast_to(np.asarray(mid, dtype=np.int64), (C,)))
+    thresholds = np.ascontiguousarray(
+        np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (C,)))
+    fees = np.ascontiguousarray(np.broadcast_to(np.asarray(fees, dtype=np.float64), (C,)))
+    if C and (wid.min() < 0 or wid.max() >= W.shape[0]):
+        raise ValueError(f"wid must index rows of W (0..{W.shape[0] - 1})")
+    if C and (mid.min() < 0 or mid.max() >= masks.shape[0]):
+        raise ValueError(f"mid must index rows of masks (0..{masks.shape[0] - 1})")
+    if C and not (np.all(fees >= 0) and np.all(fees < 1)):
+        raise ValueError("fees must lie in [0, 1)")
+    init_cash, ann, rf = float(init_cash), float(ann), float(rf)
+    if not (init_cash > 0 and ann > 0 and math.isfinite(rf)):
+        raise ValueError("init_cash and ann must be > 0 and rf finite")
+    return close, W, wid, masks, mid, thresholds, bool(relative), fees, init_cash, ann, rf

@@ -1,0 +1,82 @@
+"""The walk-forward search dispatcher: the candidate streams of the periods
+(:func:`period_keys_nb`), :func:`run_search` (the CPU kernel of
+:mod:`gpusim.walkforward.search_cpu` or the CUDA one of :mod:`gpusim.walkforward.cuda`,
+reduced by :func:`gpusim.walkforward.segments.reduce_segments`) and
+:func:`regenerate_nb` of the chosen candidates."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from cpu_ref.rng import GOLDEN, mix64_nb, sample_nb, seed_key_nb
+from gpusim.walkforward.search_cpu import plan_items, search_cpu_nb
+from gpusim.walkforward.segments import new_outputs, reduce_segments
+
+
+@njit(cache=True)
+def period_keys_nb(seed, bars):
+    """Seeds and stream keys (uint64) of the candidate streams of the periods at ``bars``:
+    ``seed_t = mix64(seed_key(seed) + (t + 1) * GOLDEN)`` and ``key_t = seed_key(seed_t)``
+    (the definition of :mod:`cpu_ref.walkforward`, re-derived here from the shared RNG)."""
+    n = bars.shape[0]
+    seeds = np.empty(n, dtype=np.uint64)
+    keys = np.empty(n, dtype=np.uint64)
+    base = seed_key_nb(seed)
+    for k in range(n):
+        s = mix64_nb(base + np.uint64(bars[k] + 1) * GOLDEN)
+        seeds[k] = s
+        keys[k] = seed_key_nb(s)
+    return seeds, keys
+
+
+@njit(cache=True)
+def regenerate_nb(pseeds, idx, code, alpha, lo):
+    """Candidates ``idx[r]`` of the streams ``pseeds[r]`` with lower bounds ``lo[r]`` (R, A):
+    the directions y (R, A) that the search scored (no upper bound applied). Host arrays."""
+    R, A = lo.shape
+    out = np.zeros((R, A))
+    no_hi = np.full(A, np.inf)
+    for k in range(R):
+        if idx[k] < 0:
+            continue
+        key = seed_key_nb(pseeds[k])
+        s = 0.0
+        for j in range(A):
+            s += lo[k, j]
+        sample_nb(key, idx[k], code, alpha, lo[k], no_hi, s, out[k])
+    return out
+
+
+def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo, hi, gl, gu,
+               eqtol, cash, ann, chk):
+    """Run random-search tasks on the backend ``be`` and reduce them.
+
+    Tasks are sorted by their date index ``t_d`` (into the bar array ``dates``); tasks of one
+    date form a group sharing the period's stream. ``dev`` holds the window arrays ``F``,
+    ``tri``, ``mex``, ``gb``, ``G`` (in ``xp``); ``lo, hi, gl, gu`` are the host bounds indexed by
+    ``t_cid``. Returns the dict of :func:`reduce_segments` ((n_tasks, n_seg) host arrays).
+    """
+    # contiguous int64 / float64 only: one compiled signature of the kernel
+    t_sid, t_cid, t_n, t_d = (np.ascontiguousarray(v, dtype=np.int64) for v in (
+        t_sid, t_cid, t_n, t_d))
+    lo, hi, gl, gu = (np.ascontiguousarray(v, dtype=np.float64) for v in (lo, hi, gl, gu))
+    gd, first = np.unique(t_d, return_index=True)
+    _, keys = period_keys_nb(np.uint64(seed), dates[gd])
+    last = np.append(first[1:], len(t_d))
+    grp_n = np.array([t_n[a:b].max() for a, b in zip(first, last)], dtype=np.int64)
+    args = (dev["F"], dev["tri"], dev["mex"], dev["gb"], dev["G"], lo, hi, gl, gu, eqtol,
+            bool(cash), float(ann), chk)
+    if be.name == "gpu":
+        from gpusim.walkforward.cuda import search_gpu
+
+        outs = search_gpu(xp, np.repeat(keys, last - first), t_sid, t_cid, t_n, code, alpha,
+                          *args)
+    else:
+        import numba
+
+        ig, isp, c0, c1, ns = plan_items(grp_n, numba.get_num_threads())
+        outs = new_outputs(len(t_n), ns, len(chk))
+        search_cpu_nb(ig, isp, c0, c1, keys, first.astype(np.int64), last.astype(np.int64),
+                      t_sid, t_cid, t_n, code, alpha, *args, *outs)
+    return reduce_segments(*outs)

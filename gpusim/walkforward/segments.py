@@ -1,0 +1,45 @@
+"""Outputs of the walk-forward search kernels (CPU and CUDA): per (task, split, segment)
+bests, allocated by :func:`new_outputs` and reduced to one best per task and checkpoint
+by :func:`reduce_segments`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def new_outputs(n_tasks: int, n_split: int, n_seg: int, xp=np):
+    """Initialised search outputs (bs, bi, bsc, as_, ai, nacc) in ``xp``."""
+    shape = (n_tasks, n_split, n_seg)
+    return (xp.full(shape, -np.inf), xp.full(shape, -1, dtype=np.int64), xp.zeros(shape),
+            xp.full(shape, -np.inf), xp.full(shape, -1, dtype=np.int64),
+            xp.zeros(shape, dtype=np.int64))
+
+
+def reduce_segments(bs, bi, bsc, as_, ai, nacc):
+    """Best per task and checkpoint from per-(split, segment) bests (host arrays).
+
+    Returns a dict of (n_tasks, n_seg) arrays: ``best``, ``sharpe``, ``scale`` (accepted;
+    -1 / -inf / 0 when none), ``best_any``, ``sharpe_any`` and ``n_accepted`` (cumulative).
+    Ties go to the smaller candidate index.
+    """
+    nt, _ns, nseg = bs.shape
+    out = {k: np.empty((nt, nseg), dtype=dt) for k, dt in (
+        ("best", np.int64), ("sharpe", float), ("scale", float), ("best_any", np.int64),
+        ("sharpe_any", float), ("n_accepted", np.int64))}
+    big = np.iinfo(np.int64).max
+    for c in range(nseg):
+        for s_arr, i_arr, name_i, name_s in ((bs, bi, "best", "sharpe"),
+                                             (as_, ai, "best_any", "sharpe_any")):
+            S = s_arr[:, :, :c + 1].reshape(nt, -1)
+            Ix = i_arr[:, :, :c + 1].reshape(nt, -1)
+            top = S.max(axis=1)
+            hit = (S == top[:, None]) & (Ix >= 0)
+            pos = np.argmin(np.where(hit, Ix, big), axis=1)
+            found = hit.any(axis=1)
+            out[name_i][:, c] = np.where(found, Ix[np.arange(nt), pos], -1)
+            out[name_s][:, c] = np.where(found, top, -np.inf)
+            if name_i == "best":
+                sc = bsc[:, :, :c + 1].reshape(nt, -1)
+                out["scale"][:, c] = np.where(found, sc[np.arange(nt), pos], 0.0)
+        out["n_accepted"][:, c] = nacc[:, :, :c + 1].sum(axis=(1, 2))
+    return out
