@@ -4,7 +4,7 @@ issue 6).
 Imported lazily by the backend dispatch only (it imports ``numba.cuda`` at module level), never
 from ``import gpusim``.
 
-The device functions are the step bodies of :mod:`gpusim.dynopt.cpu` compiled with
+The device functions are the step bodies of :mod:`gpusim.dynopt.steps` compiled with
 ``cuda.jit(device=True)`` (the same source as the CPU fast path); both are checked against the
 independent reference :mod:`cpu_ref.dynopt`.
 
@@ -28,7 +28,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from gpusim.dynopt.cpu import MAX_STEPS, N_METRICS, compile_bodies, prepare_inputs
+from cpu_ref.dynopt import MAX_STEPS  # the greedy safeguard is the contract's
+from gpusim.dynopt.steps import N_METRICS, compile_bodies, prepare_inputs
 
 _dev = compile_bodies(cuda.jit(device=True))
 simulate_one_dev = _dev["simulate_one"]
@@ -57,7 +58,7 @@ def dynopt_gpu(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capi
     """Metrics of C combinations on the GPU (or in Numba's CUDA simulator).
 
     Takes the arguments of :func:`gpusim.dynopt.cpu.dynopt_cpu` as host arrays (checked by
-    :func:`~gpusim.dynopt.cpu.prepare_inputs`), copies them to the device with
+    :func:`~gpusim.dynopt.steps.prepare_inputs`), copies them to the device with
     ``numba.cuda.to_device``, allocates the (N, C) scratch and the outputs on the device,
     launches :func:`dynopt_cuda`, and returns host ``np.ndarray`` s: the (C, len(METRICS))
     metrics and, with ``record=True``, the (C, T, N) contracts held after each day's trades.

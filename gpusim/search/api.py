@@ -132,7 +132,8 @@ class _CpuRunner:
         import numba
         from threadpoolctl import threadpool_limits
 
-        from gpusim.search.cpu import SYM_MAX_A, search_cpu_nb, upper_doubled
+        from gpusim.search.cpu import SYM_MAX_A, search_cpu_nb
+        from gpusim.search.steps import upper_doubled
 
         self.kernel = search_cpu_nb
         self.args = (key, code, alpha, lo, hi, mu, cov, ann, rf, k)

@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from cpu_ref.rng import bits_nb, neg_log_reduced_nb, odd53_nb, std_gamma_nb, uniform_nb
+from gpusim.search.steps import topk_insert
 
 BLOCK = 256
 # Up to this many assets the block is scored by the hand-written symmetric kernel
@@ -24,29 +25,7 @@ _EXP1 = np.int64(1023 << 52)
 _SQRT2 = 1.4142135623730951
 
 
-def upper_doubled(cov: np.ndarray) -> np.ndarray:
-    """The upper triangle of ``cov`` with its off-diagonal entries doubled (zeros below), so
-    that ``w'Sw = sum_j w_j sum_{k>=j} U_jk w_k`` (the symmetric scorers of both backends)."""
-    cov = np.asarray(cov, dtype=np.float64)
-    return np.triu(cov, 1) * 2.0 + np.diag(np.diag(cov))
-
-
-def topk_insert(ts, ti, s, i):
-    """Insert (s, i) into the descending list (ts, ti) ordered by (score desc, index asc)."""
-    k = ts.shape[0]
-    last = k - 1
-    if not (s > ts[last] or (s == ts[last] and i < ti[last] and ti[last] >= 0)):
-        return
-    p = last
-    while p > 0 and (s > ts[p - 1] or (s == ts[p - 1] and i < ti[p - 1])):
-        ts[p] = ts[p - 1]
-        ti[p] = ti[p - 1]
-        p -= 1
-    ts[p] = s
-    ti[p] = i
-
-
-# The body above is also compiled as a CUDA device function in gpusim.search.cuda.
+# topk_insert is also compiled as a CUDA device function in gpusim.search.cuda.
 _topk_insert = njit(cache=True, inline="always", error_model="numpy")(topk_insert)
 
 
@@ -173,7 +152,7 @@ def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, U, ann, rf, k, n_
     ----------
     key : uint64 stream key (``cpu_ref.rng.seed_key_nb(seed)``).
     lo, hi : (A,) bounds; mu : (A,) per-bar mean; cov : (A, A) per-bar covariance;
-    U : :func:`upper_doubled` of ``cov`` (for the symmetric scorer).
+    U : :func:`gpusim.search.steps.upper_doubled` of ``cov`` (for the symmetric scorer).
     sym : score with :func:`_score_block_sym` (True; callers pass ``A <= SYM_MAX_A``) or by
         a BLAS product (:func:`_score_block`).
 

@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda, float64
 
 from gpusim._cuda.rng import sample_dev
-from gpusim.search.cpu import topk_insert, upper_doubled
+from gpusim.search.steps import topk_insert, upper_doubled
 
 MAX_ASSETS = 256  # per-thread local weight buffer (compile-time size)
 
@@ -73,7 +73,7 @@ def _make_search_kernel(ft):
 search_cuda = _make_search_kernel(np.float64)
 search_cuda.__doc__ = """One launch over candidates ``start .. start+n-1`` (float64 scoring).
 
-Device arrays: lo, hi (A,); Uaug (A+1, A) = :func:`gpusim.search.cpu.upper_doubled` of
+Device arrays: lo, hi (A,); Uaug (A+1, A) = :func:`gpusim.search.steps.upper_doubled` of
 the covariance (upper triangle, off-diagonal entries doubled) with the row ``ann * mu`` appended;
 top_s (T, k) float64 and top_i (T, k) int64 initialised to -inf / -1 (T = threads in the
 grid); n_ok (T,) int64 counts the candidates within the upper bounds per thread.

@@ -21,7 +21,8 @@ from cpu_ref.dynopt import dynopt_1d_nb
 from gpusim.backend import simulator_requested
 from gpusim.data.futures import synthetic_futures
 from gpusim.dynopt.api import METRICS, dynopt, prepare
-from gpusim.dynopt.cpu import dynopt_cpu, greedy_nb, round_half_even_nb
+from gpusim.dynopt.cpu import dynopt_cpu
+from gpusim.dynopt.steps import greedy_nb, round_half_even_nb
 from gpusim.errors import GpusimError
 from gpusim.grid import Param
 

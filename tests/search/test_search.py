@@ -82,7 +82,8 @@ def test_cpu_kernel_both_scorers_match_reference(A, sym):
     the BLAS scorer give the reference's top-k and Sharpe."""
     from threadpoolctl import threadpool_limits
 
-    from gpusim.search.cpu import search_cpu_nb, upper_doubled
+    from gpusim.search.cpu import search_cpu_nb
+    from gpusim.search.steps import upper_doubled
 
     mu, cov = _stats(A, seed=A)
     n, k = 5_000, 10
