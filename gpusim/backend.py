@@ -146,13 +146,6 @@ def resolve_backend(backend: str | Backend | None = "auto") -> Backend:
     return Backend("cpu")
 
 
-def cuda_module():
-    """Return ``numba.cuda`` (imported lazily; only call for a resolved GPU backend)."""
-    from numba import cuda
-
-    return cuda
-
-
 def info() -> dict:
     """Backends on this machine and, for a missing one, why it is missing."""
     import numba

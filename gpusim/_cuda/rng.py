@@ -42,7 +42,5 @@ def exact_arith():
 
 _dev = _rng.compile_bodies(cuda.jit(device=True), exact_arith())
 bits_dev = _dev["bits"]
-uniform_dev = _dev["uniform"]
 neg_log_uniform_dev = _dev["neg_log_uniform"]
 sample_dev = _dev["sample"]
-seed_key_dev = _dev["seed_key"]

@@ -222,7 +222,6 @@ def compile_bodies(jit):
 
 _nb = compile_bodies(njit(cache=True))
 round_half_even_nb = _nb["round_half_even"]
-quad_form_nb = _nb["quad_form"]
 greedy_nb = _nb["greedy"]
 simulate_one_nb = _nb["simulate_one"]
 

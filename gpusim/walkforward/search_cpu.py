@@ -30,7 +30,6 @@ _MANT = np.int64((1 << 52) - 1)
 _EXP1 = np.int64(1023 << 52)
 _LN2 = 0.6931471805599453
 _SQRT2 = 1.4142135623730951
-_NAN = float("nan")
 _INF = float("inf")
 
 

@@ -4,12 +4,11 @@
 
 Checked against: hand-computed tiny cases (explicit arithmetic below), a slow, path-storing
 pure-Python simulator written in this file (``_oracle_1d``), and the independent reference
-``cpu_ref.backtest`` (``simulate_nb`` / ``simulate_1d_nb``) when it is present.
+``cpu_ref.backtest`` (``simulate_nb`` / ``simulate_1d_nb``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cpu_ref.backtest import METRICS
+from cpu_ref.backtest import METRICS, simulate_1d_nb, simulate_nb
 from gpusim.backtest.cpu import (
     LANES,
     backtest_cpu,
@@ -33,8 +32,6 @@ M = {name: k for k, name in enumerate(METRICS)}
 RTOL = 1e-10
 ATOL = 1e-12
 
-HAVE_REF = importlib.util.find_spec("cpu_ref.backtest") is not None
-needs_ref = pytest.mark.skipif(not HAVE_REF, reason="cpu_ref/backtest.py not present yet")
 
 
 def test_metric_names_follow_the_contract():
@@ -333,13 +330,10 @@ def test_cpu_fast_path_vs_oracle(seed, T, A, relative):
     assert n_partial_later > 0  # partial fills happen on later rebalances too
 
 
-@needs_ref
 @pytest.mark.parametrize("seed, T, A, relative", [
     (11, 60, 2, False), (12, 150, 5, True), (13, 300, 6, False), (14, 252, 3, True),
 ])
 def test_cpu_fast_path_vs_reference_grid(seed, T, A, relative):
-    from cpu_ref.backtest import simulate_nb
-
     rng = np.random.default_rng(seed)
     close = _market(rng, T, A)
     args = (close, *_grid(rng, T, A))
@@ -351,10 +345,7 @@ def test_cpu_fast_path_vs_reference_grid(seed, T, A, relative):
     assert nreb.min() == 1.0 and nreb.max() == T
 
 
-@needs_ref
 def test_cpu_fast_path_vs_reference_1d_and_path():
-    from cpu_ref.backtest import simulate_1d_nb
-
     rng = np.random.default_rng(21)
     T, A = 180, 5
     close = _market(rng, T, A)
@@ -414,10 +405,7 @@ def test_band_edge_is_exact(relative):
         met, _, _ = _oracle_1d(close, W[wid[c]], never[0], ths[c], relative, 0.005, info=info)
         assert (1 in info["rebal_bars"]) == (c % 2 == 0)
         _assert_metrics_close(fast[c], _row(met), f"combination {c}")
-    if HAVE_REF:
-        from cpu_ref.backtest import simulate_nb
-
-        _assert_metrics_close(fast, simulate_nb(*args), "vs cpu_ref")
+    _assert_metrics_close(fast, simulate_nb(*args), "vs cpu_ref")
     gpu = _gpu().backtest_gpu(*args, threads_per_block=4)
     np.testing.assert_array_equal(gpu[:, M["n_rebalances"]], fast[:, M["n_rebalances"]])
     _assert_metrics_close(gpu, fast, "gpu")
@@ -533,11 +521,8 @@ def test_cuda_kernel_vs_cpu_and_oracle(relative):
         met, _, _ = _oracle_1d(close, W[wid[c]], masks[mid[c]], ths[c], relative, fees[c],
                                100.0, 252.0, 0.01)
         _assert_metrics_close(got[c], _row(met), f"gpu vs oracle, combination {c}")
-    if HAVE_REF:
-        from cpu_ref.backtest import simulate_nb
-
-        ref = simulate_nb(close, W, wid, masks, mid, ths, relative, fees, 100.0, 252.0, 0.01)
-        _assert_metrics_close(got, ref, "gpu vs cpu_ref")
+    ref = simulate_nb(close, W, wid, masks, mid, ths, relative, fees, 100.0, 252.0, 0.01)
+    _assert_metrics_close(got, ref, "gpu vs cpu_ref")
     nreb = got[:, M["n_rebalances"]]
     assert nreb.min() == 1.0 and nreb.max() == T
 
