@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from gpusim._cuda.launch import block_size, grid_for
 from gpusim._cuda.rng import exact_arith
 from gpusim.backtest.steps import N_METRICS, compile_bodies, prepare_inputs
 
@@ -52,22 +53,21 @@ def backtest_cuda(close, W, wid, masks, mid, thresholds, relative, fees, init_ca
 
 
 def backtest_gpu(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf, *,
-                 threads_per_block=128):
+                 threads_per_block=None):
     """Metrics of C combinations on the GPU (or in Numba's CUDA simulator).
 
     Takes the arguments of :func:`gpusim.backtest.cpu.backtest_cpu_nb` as host arrays
     (checked and coerced by :func:`~gpusim.backtest.steps.prepare_inputs`; scalar
     ``mid``/``thresholds``/``fees`` broadcast over C = len(wid)), copies them to the device with
     ``numba.cuda.to_device``, allocates the (A, C) scratch and the (C, 11) output on the device,
-    launches :func:`backtest_cuda` with ``threads_per_block`` threads per block, and returns the
+    launches :func:`backtest_cuda` with ``threads_per_block`` threads per block (default: the
+    policy of :func:`gpusim._cuda.launch.block_size`), and returns the
     metrics as a host ``np.ndarray`` of shape (C, 11), columns in the order of ``METRICS``.
     """
     (close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann,
      rf) = prepare_inputs(close, W, wid, masks, mid, thresholds, relative, fees, init_cash,
                           ann, rf)
-    threads_per_block = int(threads_per_block)
-    if threads_per_block < 1:
-        raise ValueError(f"threads_per_block must be >= 1, got {threads_per_block}")
+    tpb = block_size(threads_per_block)
     C = wid.shape[0]
     A = close.shape[1]
     if C == 0:
@@ -78,7 +78,6 @@ def backtest_gpu(close, W, wid, masks, mid, thresholds, relative, fees, init_cas
     d_oval = cuda.device_array((A, C), dtype=np.float64)
     d_order = cuda.device_array((A, C), dtype=np.int64)
     d_out = cuda.device_array((C, N_METRICS), dtype=np.float64)
-    blocks = (C + threads_per_block - 1) // threads_per_block
-    backtest_cuda[blocks, threads_per_block](*d_args, relative, d_fees, init_cash, ann, rf,
-                                             d_h, d_oval, d_order, d_out)
+    backtest_cuda[grid_for(C, tpb), tpb](*d_args, relative, d_fees, init_cash, ann, rf, d_h,
+                                         d_oval, d_order, d_out)
     return d_out.copy_to_host()

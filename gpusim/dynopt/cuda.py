@@ -29,6 +29,7 @@ import numpy as np
 from numba import cuda
 
 from cpu_ref.dynopt import MAX_STEPS  # the greedy safeguard is the contract's
+from gpusim._cuda.launch import block_size, grid_for
 from gpusim.dynopt.steps import N_METRICS, compile_bodies, prepare_inputs
 
 _dev = compile_bodies(cuda.jit(device=True))
@@ -54,7 +55,7 @@ def dynopt_cuda(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, cap
 
 def dynopt_gpu(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capitals,
                shadow_costs, buffers, ann, *, record=False, max_steps=MAX_STEPS,
-               threads_per_block=64):
+               threads_per_block=None):
     """Metrics of C combinations on the GPU (or in Numba's CUDA simulator).
 
     Takes the arguments of :func:`gpusim.dynopt.cpu.dynopt_cpu` as host arrays (checked by
@@ -65,9 +66,7 @@ def dynopt_gpu(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capi
     """
     a = prepare_inputs(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capitals,
                        shadow_costs, buffers, ann)
-    threads_per_block = int(threads_per_block)
-    if threads_per_block < 1:
-        raise ValueError(f"threads_per_block must be >= 1, got {threads_per_block}")
+    tpb = block_size(threads_per_block)
     T, N = a[0].shape
     C = a[8].shape[0]
     if C == 0:
@@ -78,9 +77,8 @@ def dynopt_gpu(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capi
     d_out = cuda.device_array((C, N_METRICS), dtype=np.float64)
     d_rec = (cuda.device_array((T, N, C), dtype=np.float64) if record
              else cuda.to_device(np.zeros((1, 1, 1))))
-    blocks = (C + threads_per_block - 1) // threads_per_block
-    dynopt_cuda[blocks, threads_per_block](*d_in, a[12], int(max_steps), *scratch, d_out, d_rec,
-                                           bool(record))
+    dynopt_cuda[grid_for(C, tpb), tpb](*d_in, a[12], int(max_steps), *scratch, d_out, d_rec,
+                                       bool(record))
     out = d_out.copy_to_host()
     if record:
         return out, np.ascontiguousarray(d_rec.copy_to_host().transpose(2, 0, 1))

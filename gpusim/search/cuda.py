@@ -15,10 +15,9 @@ import math
 import numpy as np
 from numba import cuda, float64
 
+from gpusim._cuda.launch import MAX_ASSETS, block_size, grid_for, resident_threads
 from gpusim._cuda.rng import sample_dev
 from gpusim.search.steps import topk_insert, upper_doubled
-
-MAX_ASSETS = 256  # per-thread local weight buffer (compile-time size)
 
 topk_insert_dev = cuda.jit(device=True)(topk_insert)
 
@@ -81,13 +80,15 @@ grid); n_ok (T,) int64 counts the candidates within the upper bounds per thread.
 search_cuda_f32 = _make_search_kernel(np.float32)  # same, Uaug float32: scoring in float32
 
 
-def plan_threads(n: int, k: int, *, threads_per_block: int = 128, max_blocks: int = 1024,
-                 max_entries: int = 1 << 22) -> tuple[int, int]:
-    """(blocks, threads_per_block) for a launch over n candidates keeping T*k <= max_entries."""
-    max_threads = max(threads_per_block, max_entries // max(k, 1))
-    threads = min(n, max_threads, max_blocks * threads_per_block)
-    blocks = max(1, -(-threads // threads_per_block))
-    return blocks, threads_per_block
+def plan_threads(n: int, k: int, *, threads_per_block: int | None = None,
+                 max_entries: int = 1 << 22, kernel=None) -> tuple[int, int]:
+    """(blocks, threads_per_block) of a grid-stride launch over ``n`` candidates: at most one
+    thread per candidate, at most a resident grid (:func:`gpusim._cuda.launch.resident_threads`
+    of ``kernel``), and T * k <= ``max_entries`` per-thread top-k entries (T = threads)."""
+    tpb = block_size(threads_per_block)
+    max_threads = max(tpb, max_entries // max(k, 1))
+    threads = min(n, max_threads, resident_threads(tpb, kernel))
+    return grid_for(threads, tpb), tpb
 
 
 class SearchLauncher:
@@ -99,7 +100,7 @@ class SearchLauncher:
     """
 
     def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, *, xp, merge,
-                 threads_per_block=128, dtype="float64"):
+                 threads_per_block=None, dtype="float64"):
         A = mu.shape[0]
         if A > MAX_ASSETS:
             raise ValueError(f"the GPU search supports at most {MAX_ASSETS} assets (got {A}); "
@@ -107,10 +108,11 @@ class SearchLauncher:
         Uaug = np.empty((A + 1, A))
         Uaug[:A] = upper_doubled(cov)
         Uaug[A] = ann * mu
-        self.blocks, self.tpb = plan_threads(chunk, k, threads_per_block=threads_per_block)
+        self.kernel = search_cuda_f32 if dtype == "float32" else search_cuda
+        self.blocks, self.tpb = plan_threads(chunk, k, threads_per_block=threads_per_block,
+                                             kernel=self.kernel)
         self.T = self.blocks * self.tpb
         self.xp, self.merge, self.k = xp, merge, k
-        self.kernel = search_cuda_f32 if dtype == "float32" else search_cuda
         self.args = (np.uint64(key), int(code), float(alpha), xp.asarray(lo, dtype=np.float64),
                      xp.asarray(hi, dtype=np.float64), float(np.sum(lo)),
                      xp.asarray(Uaug, dtype=np.dtype(dtype)), float(ann), float(rf))

@@ -22,17 +22,13 @@ import math
 import numpy as np
 from numba import cuda, float64
 
+from gpusim._cuda.launch import MAX_ASSETS, MAX_ROWS, block_size, grid_for, resident_threads
 from gpusim._cuda.rng import exact_arith, sample_dev
-from gpusim.backend import simulator_requested
 from gpusim.backtest import steps as _bk
 from gpusim.walkforward.execute import compile_simulate
 from gpusim.walkforward.search_cpu import SLACK
 from gpusim.walkforward.segments import new_outputs
 
-MAX_ASSETS = 256
-MAX_ROWS = 64
-TPB = 32 if simulator_requested() else 128
-"""Threads per block: the simulator runs one Python thread per CUDA thread, so small blocks."""
 _SLACK = SLACK
 
 # fmul/fadd never fused into FMA (exact_arith): every step rounds as on the CPU
@@ -139,26 +135,30 @@ def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, 
 
 
 def search_gpu(xp, task_key, task_sid, task_cid, task_n, code, alpha, F, tri, mex, gb, G, lo,
-               hi, gl, gu, eqtol, cash, ann, chk, *, n_slices=None, threads_per_block=TPB):
+               hi, gl, gu, eqtol, cash, ann, chk, *, n_slices=None, threads_per_block=None):
     """Launch :func:`search_cuda`; inputs are host or ``xp`` arrays, outputs the host arrays of
-    :func:`gpusim.walkforward.segments.new_outputs` shape (n_tasks, n_slices, n_seg)."""
+    :func:`gpusim.walkforward.segments.new_outputs` shape (n_tasks, n_slices, n_seg).
+
+    By default ``n_slices`` fills a resident grid (:func:`gpusim._cuda.launch.resident_threads`)
+    with at least 64 candidates per slice; ``threads_per_block`` defaults to the launch policy's.
+    """
     A = F.shape[1]
     if A > MAX_ASSETS or G.shape[1] > MAX_ROWS:
         raise ValueError(f"the GPU walk-forward search supports at most {MAX_ASSETS} assets and "
                          f"{MAX_ROWS} constraint rows; use backend='cpu'")
     nt = len(task_n)
-    if n_slices is None:   # ~1e5 threads in all, at most one slice per 64 candidates
-        n_slices = int(max(1, min(max(1, 100_000 // max(nt, 1)), int(max(task_n)) // 64)))
+    tpb = block_size(threads_per_block)
+    if n_slices is None:   # a resident grid in all, at most one slice per 64 candidates
+        per_task = max(1, resident_threads(tpb, search_cuda) // max(nt, 1))
+        n_slices = int(max(1, min(per_task, int(max(task_n)) // 64)))
     outs = new_outputs(nt, n_slices, len(chk), xp)
     (k, sid, cid, n, F, tri, mex, gb, G, lo, hi, gl, gu, eqtol, chk) = (
         xp.ascontiguousarray(xp.asarray(x)) for x in (task_key, task_sid, task_cid, task_n, F,
                                                       tri, mex, gb, G, lo, hi, gl, gu, eqtol,
                                                       chk))
-    threads = nt * n_slices
-    blocks = max(1, -(-threads // threads_per_block))
-    search_cuda[blocks, threads_per_block](k, sid, cid, n, np.int64(n_slices), int(code),
-                                           float(alpha), F, tri, mex, gb, G, lo, hi, gl, gu,
-                                           eqtol, bool(cash), float(ann), chk, *outs)
+    search_cuda[grid_for(nt * n_slices, tpb), tpb](
+        k, sid, cid, n, np.int64(n_slices), int(code), float(alpha), F, tri, mex, gb, G, lo, hi,
+        gl, gu, eqtol, bool(cash), float(ann), chk, *outs)
     if xp is np:
         return outs
     return tuple(xp.asnumpy(o) for o in outs)
@@ -175,7 +175,7 @@ def execute_cuda(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, h, 
 
 
 def execute_gpu(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, *,
-                threads_per_block=TPB):
+                threads_per_block=None):
     """Metrics (C, 11) host array of C walk-forward portfolios on the GPU (or the simulator);
     arguments as :func:`gpusim.walkforward.execute.execute_cpu_nb` (host arrays)."""
     C = len(wsid)
@@ -188,7 +188,7 @@ def execute_gpu(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, *,
     oval = cuda.device_array((A, C), dtype=np.float64)
     order = cuda.device_array((A, C), dtype=np.int64)
     out = cuda.device_array((C, _bk.N_METRICS), dtype=np.float64)
-    blocks = -(-C // threads_per_block)
-    execute_cuda[blocks, threads_per_block](*d, float(init_cash), float(ann), float(rf), h, oval,
-                                            order, out)
+    tpb = block_size(threads_per_block)
+    execute_cuda[grid_for(C, tpb), tpb](*d, float(init_cash), float(ann), float(rf), h, oval,
+                                        order, out)
     return out.copy_to_host()
