@@ -15,7 +15,7 @@ never store a path; agreement between the two is the check. This module never im
 
 Public API
 ----------
-METRICS              names of the 11 metric columns, in order
+METRICS              names of the 11 metric columns, in order; Metric their indices
 simulate_1d_nb       one portfolio: metrics, value path and rebalance records
 simulate_nb          many combinations in parallel (prange): metrics (C, 11)
 metrics_from_path_nb metrics of a stored value path (njit)
@@ -25,23 +25,33 @@ metrics_from_values  the same from Python, with argument checks
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
 
-METRICS = (
-    "total_return",
-    "annual_return",
-    "annual_volatility",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "calmar",
-    "turnover",
-    "fees_paid",
-    "n_rebalances",
-    "final_value",
-)
+
+class MetricT(NamedTuple):
+    """Column index of each metric (``Metric.sharpe == 3``): named constants that Numba folds
+    in jitted code, on the CPU and in CUDA device functions (vectorbt's ``enums.py`` idiom)."""
+
+    total_return: int = 0
+    annual_return: int = 1
+    annual_volatility: int = 2
+    sharpe: int = 3
+    sortino: int = 4
+    max_drawdown: int = 5
+    calmar: int = 6
+    turnover: int = 7
+    fees_paid: int = 8
+    n_rebalances: int = 9
+    final_value: int = 10
+
+
+Metric = MetricT()
+"""Column indices of the metrics, by name."""
+
+METRICS = MetricT._fields
 """Column names of every metrics array, in column order (shape (..., 11))."""
 
 N_METRICS = len(METRICS)
@@ -152,17 +162,17 @@ def metrics_from_path_nb(value, init_cash, ann, rf, traded, fees_paid, n_rebalan
     if mean_value != 0.0:
         turnover = traded / mean_value
 
-    out[0] = total_return
-    out[1] = annual_return
-    out[2] = annual_volatility
-    out[3] = sharpe
-    out[4] = sortino
-    out[5] = max_drawdown
-    out[6] = calmar
-    out[7] = turnover
-    out[8] = fees_paid
-    out[9] = n_rebalances
-    out[10] = final
+    out[Metric.total_return] = total_return
+    out[Metric.annual_return] = annual_return
+    out[Metric.annual_volatility] = annual_volatility
+    out[Metric.sharpe] = sharpe
+    out[Metric.sortino] = sortino
+    out[Metric.max_drawdown] = max_drawdown
+    out[Metric.calmar] = calmar
+    out[Metric.turnover] = turnover
+    out[Metric.fees_paid] = fees_paid
+    out[Metric.n_rebalances] = n_rebalances
+    out[Metric.final_value] = final
     return out
 
 

@@ -38,7 +38,7 @@ compounding).
 
 Public API
 ----------
-METRICS                  names of the metric columns, in order
+METRICS                  names of the metric columns, in order; Metric their indices
 tracking_error_1d_nb     TE of weights against a target
 objective_1d_nb          TE + shadow cost penalty of a contract vector
 greedy_1d_nb             the greedy search of one day
@@ -51,20 +51,30 @@ estimate_covariances_nb  annualised vols and shrunk-correlation covariances on a
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
 
-METRICS = (
-    "annual_return",
-    "annual_volatility",
-    "sharpe",
-    "annual_turnover",
-    "avg_tracking_error",
-    "avg_adjustment_factor",
-    "costs_paid",
-    "annual_cost",
-)
+
+class MetricT(NamedTuple):
+    """Column index of each metric (``Metric.sharpe == 2``): named constants that Numba folds
+    in jitted code, on the CPU and in CUDA device functions (vectorbt's ``enums.py`` idiom)."""
+
+    annual_return: int = 0
+    annual_volatility: int = 1
+    sharpe: int = 2
+    annual_turnover: int = 3
+    avg_tracking_error: int = 4
+    avg_adjustment_factor: int = 5
+    costs_paid: int = 6
+    annual_cost: int = 7
+
+
+Metric = MetricT()
+"""Column indices of the metrics, by name."""
+
+METRICS = MetricT._fields
 """Metric columns, in order:
 
 annual_return          mean daily return x ann (returns = (P&L - costs) / capital)
@@ -245,14 +255,14 @@ def _metrics(returns, te, alpha, turnover, costs_paid, capital, ann):
         ss += (returns[t] - mean) ** 2
     std = math.sqrt(ss / (T - 1)) if T > 1 else np.nan
     out = np.empty(N_METRICS)
-    out[0] = mean * ann
-    out[1] = std * math.sqrt(ann)
-    out[2] = mean / std * math.sqrt(ann) if std > 0.0 else np.nan
-    out[3] = turnover * ann / T
-    out[4] = _nanmean(te)
-    out[5] = _nanmean(alpha)
-    out[6] = costs_paid
-    out[7] = costs_paid / capital * ann / T
+    out[Metric.annual_return] = mean * ann
+    out[Metric.annual_volatility] = std * math.sqrt(ann)
+    out[Metric.sharpe] = mean / std * math.sqrt(ann) if std > 0.0 else np.nan
+    out[Metric.annual_turnover] = turnover * ann / T
+    out[Metric.avg_tracking_error] = _nanmean(te)
+    out[Metric.avg_adjustment_factor] = _nanmean(alpha)
+    out[Metric.costs_paid] = costs_paid
+    out[Metric.annual_cost] = costs_paid / capital * ann / T
     return out
 
 

@@ -13,9 +13,10 @@ piece of code the GPU kernels share with ``cpu_ref`` (identical streams are the 
 
 Limits: i < 2**40 candidates per seed, j < 2**16 assets, t < 2**8 draws per (i, j).
 
-Samplers (codes): 0 ``"uniform"`` (w = u / sum u, as the vectorbt notebook does; not uniform on
-the simplex), 1 ``"dirichlet"`` (w ∝ -log u: flat Dirichlet, uniform on the simplex),
-2 ``"dirichlet"`` with concentration alpha != 1 (Gamma(alpha) variates by Marsaglia-Tsang).
+Samplers (codes, named in :data:`Sampler`): 0 ``"uniform"`` (w = u / sum u, as the vectorbt
+notebook does; not uniform on the simplex), 1 ``"dirichlet"`` (w ∝ -log u: flat Dirichlet,
+uniform on the simplex), 2 ``"dirichlet"`` with concentration alpha != 1 (Gamma(alpha) variates
+by Marsaglia-Tsang).
 Box bounds: lower bounds by the affine map ``w = lo + (1 - sum lo) * s`` (exact, no rejection),
 upper bounds by rejection (a candidate over any ``hi`` is invalid and never selected).
 """
@@ -23,6 +24,7 @@ upper bounds by rejection (a candidate over any ``hi`` is invalid and never sele
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -43,7 +45,26 @@ _TWO_M53 = 2.0 ** -53
 _LN2 = 0.6931471805599453
 _SQRT2 = 1.4142135623730951
 
-SAMPLERS = {"uniform": 0, "dirichlet": 1}
+
+
+class SamplerT(NamedTuple):
+    """Sampler codes of the kernels (``code`` arguments): named constants that Numba folds in
+    jitted code, on the CPU and in CUDA device functions (vectorbt's ``enums.py`` idiom)."""
+
+    uniform: int = 0
+    """u_j ~ U(0, 1), w = u / sum u."""
+    dirichlet: int = 1
+    """w ∝ -log u_j: the flat Dirichlet."""
+    gamma: int = 2
+    """w ∝ Gamma(alpha) variates: the Dirichlet with concentration alpha != 1."""
+
+
+Sampler = SamplerT()
+"""Sampler codes, by name."""
+
+SAMPLERS = {"uniform": Sampler.uniform, "dirichlet": Sampler.dirichlet}
+"""Sampler names accepted by the API and their codes (``"dirichlet"`` with ``alpha != 1`` becomes
+``Sampler.gamma``, see :func:`sampler_code`)."""
 MAX_CANDIDATES = 2 ** 40
 MAX_ASSETS = 2 ** 16
 
@@ -175,9 +196,9 @@ def sample(key, i, code, alpha, lo, hi, lo_sum, out):
     A = out.shape[0]
     s = 0.0
     for j in range(A):
-        if code == 0:
+        if code == Sampler.uniform:
             e = uniform(key, i, j, 0)
-        elif code == 1:
+        elif code == Sampler.dirichlet:
             e = neg_log_uniform(bits(key, i, j, 0))
         else:
             e = std_gamma(key, i, j, alpha)
@@ -220,8 +241,8 @@ def sampler_code(sampler: str, alpha: float = 1.0) -> int:
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is unknown; use one of {sorted(SAMPLERS)}")
     code = SAMPLERS[sampler]
-    if code == 1 and alpha != 1.0:
-        code = 2
+    if code == Sampler.dirichlet and alpha != 1.0:
+        code = Sampler.gamma
     return code
 
 

@@ -21,6 +21,8 @@ thread's code path), which the tests check.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -53,10 +55,28 @@ _MAX_CHUNKS = 1024  # CPU work items (each allocates its scratch once); many per
 # CPU population kernel: LANES combinations in lockstep, so the per-bar work vectorises
 # --------------------------------------------------------------------------------------------
 
-# Lane state rows of the (NSTATE, LANES) per-chunk array
-(_CASH, _V, _VPREV, _MEAN, _M2, _DOWN, _PEAK, _MDD, _SUMV, _TRADED, _FEES, _NREB, _DO, _INV,
- _CAND) = range(15)
-_NSTATE = 15
+class LaneT(NamedTuple):
+    """Rows of the (NSTATE, LANES) per-chunk lane state of :func:`_simulate_block`."""
+
+    cash: int = 0  # cash
+    v: int = 1  # portfolio value of the bar
+    vprev: int = 2  # value of the previous bar
+    mean: int = 3  # Welford mean of the returns
+    m2: int = 4  # Welford sum of squared deviations
+    down: int = 5  # downside sum of squares
+    peak: int = 6  # running peak value
+    mdd: int = 7  # max drawdown (<= 0)
+    sumv: int = 8  # sum of the values
+    traded: int = 9  # traded value
+    fees: int = 10  # fees paid
+    nreb: int = 11  # rebalance bars
+    do: int = 12  # 1.0 when the lane rebalances at this bar
+    inv: int = 13  # 1 / value (band screen)
+    cand: int = 14  # band screen: >= 0 when the exact test is needed
+
+
+Lane = LaneT()
+_NSTATE = len(Lane)
 
 
 @njit(cache=True, error_model="numpy")
@@ -96,21 +116,21 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, init_
             same_mask = False
         for k in range(_NSTATE):
             st[k, b] = 0.0
-        st[_CASH, b] = init_cash
-        st[_VPREV, b] = init_cash
-        st[_PEAK, b] = -_INF
-    cash = st[_CASH]
-    v = st[_V]
-    v_prev = st[_VPREV]
-    mean = st[_MEAN]
-    m2 = st[_M2]
-    down = st[_DOWN]
-    peak = st[_PEAK]
-    mdd = st[_MDD]
-    sum_v = st[_SUMV]
-    do = st[_DO]
-    inv = st[_INV]
-    cand = st[_CAND]
+        st[Lane.cash, b] = init_cash
+        st[Lane.vprev, b] = init_cash
+        st[Lane.peak, b] = -_INF
+    cash = st[Lane.cash]
+    v = st[Lane.v]
+    v_prev = st[Lane.vprev]
+    mean = st[Lane.mean]
+    m2 = st[Lane.m2]
+    down = st[Lane.down]
+    peak = st[Lane.peak]
+    mdd = st[Lane.mdd]
+    sum_v = st[Lane.sumv]
+    do = st[Lane.do]
+    inv = st[Lane.inv]
+    cand = st[Lane.cand]
     for t in range(T):
         for b in range(nb):
             v[b] = cash[b]
@@ -156,9 +176,9 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, init_
                 c = c0 + b
                 cash[b], tr, fe = rebalance_nb(close, t, v[b], cash[b], W, wid[c], h, oval,
                                                order, b, fees[c])
-                st[_TRADED, b] += tr
-                st[_FEES, b] += fe
-                st[_NREB, b] += 1.0
+                st[Lane.traded, b] += tr
+                st[Lane.fees, b] += fe
+                st[Lane.nreb, b] += 1.0
                 v[b] = portfolio_value_nb(close, t, cash[b], h, b)
         inv_n = 1.0 / (t + 1)
         for b in range(nb):
@@ -178,7 +198,8 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, init_
             v_prev[b] = vb
     for b in range(nb):
         write_metrics_nb(out, c0 + b, T, init_cash, ann, rf, v[b], mean[b], m2[b], down[b],
-                         mdd[b], sum_v[b], st[_TRADED, b], st[_FEES, b], int(st[_NREB, b]))
+                         mdd[b], sum_v[b], st[Lane.traded, b], st[Lane.fees, b],
+                         int(st[Lane.nreb, b]))
 
 
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")

@@ -33,11 +33,10 @@ import math
 import numpy as np
 from numba import njit
 
-from cpu_ref.backtest import METRICS  # the reference owns the names and their order
+from cpu_ref.backtest import METRICS, SIZE_RTOL, Metric  # the reference owns the contract's names
 from cpu_ref.jitting import compile_bodies as _compile_bodies
 
 N_METRICS = len(METRICS)
-SKIP_RTOL = 1e-9  # order sizes within this relative distance of zero are skipped (DESIGN §6)
 _NAN = float("nan")
 _INF = float("inf")
 _BAND_MARGIN = 1e-12  # >> the gap between |h p (1/v) - w| and |h p / v - w| (a few ulp of |a|+|w|)
@@ -116,7 +115,7 @@ def rebalance(close, t, v, cash, W, wi, h, oval, order, col, fee):
         hj = h[j, col]
         target = W[wi, j] * v / p
         s = target - hj
-        if s == 0.0 or abs(s) <= SKIP_RTOL * max(abs(target), abs(hj)):
+        if s == 0.0 or abs(s) <= SIZE_RTOL * max(abs(target), abs(hj)):
             continue
         if s < 0.0:
             val = fmul(-s, p)
@@ -216,17 +215,17 @@ def write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, 
     excess = mean - rf_bar
     downside = math.sqrt(down / T)
     mean_v = sum_v / T
-    out[c, 0] = growth - 1.0
-    out[c, 1] = ann_ret
-    out[c, 2] = std * sq_ann
-    out[c, 3] = excess / std * sq_ann if std > 0.0 else _NAN
-    out[c, 4] = excess / downside * sq_ann if downside > 0.0 else _NAN
-    out[c, 5] = mdd
-    out[c, 6] = ann_ret / abs(mdd) if mdd < 0.0 else _NAN
-    out[c, 7] = traded / mean_v if mean_v != 0.0 else _NAN
-    out[c, 8] = fees
-    out[c, 9] = float(nreb)
-    out[c, 10] = v
+    out[c, Metric.total_return] = growth - 1.0
+    out[c, Metric.annual_return] = ann_ret
+    out[c, Metric.annual_volatility] = std * sq_ann
+    out[c, Metric.sharpe] = excess / std * sq_ann if std > 0.0 else _NAN
+    out[c, Metric.sortino] = excess / downside * sq_ann if downside > 0.0 else _NAN
+    out[c, Metric.max_drawdown] = mdd
+    out[c, Metric.calmar] = ann_ret / abs(mdd) if mdd < 0.0 else _NAN
+    out[c, Metric.turnover] = traded / mean_v if mean_v != 0.0 else _NAN
+    out[c, Metric.fees_paid] = fees
+    out[c, Metric.n_rebalances] = float(nreb)
+    out[c, Metric.final_value] = v
 
 
 BODIES = ("fmul", "fadd", "portfolio_value", "band_breached", "rebalance", "bar_update",

@@ -39,7 +39,7 @@ import math
 import numpy as np
 from numba import njit
 
-from cpu_ref.dynopt import METRICS  # the reference owns the names and their order
+from cpu_ref.dynopt import METRICS, Metric  # the reference owns the names and their order
 from cpu_ref.jitting import compile_bodies as _compile_bodies
 
 N_METRICS = len(METRICS)
@@ -201,14 +201,14 @@ def simulate_one(dprice, notional, cost, k, w_star, covs, cov_id, masks, mi, cap
         m2 += delta * (r - mean)
     std = math.sqrt(m2 / (T - 1)) if T > 1 else _NAN
     sq = math.sqrt(ann)
-    out[row, 0] = mean * ann
-    out[row, 1] = std * sq
-    out[row, 2] = mean / std * sq if std > 0.0 else _NAN
-    out[row, 3] = turnover * ann / T
-    out[row, 4] = te_sum / te_cnt if te_cnt > 0 else _NAN
-    out[row, 5] = a_sum / a_cnt if a_cnt > 0 else _NAN
-    out[row, 6] = costs_paid
-    out[row, 7] = costs_paid / capital * ann / T
+    out[row, Metric.annual_return] = mean * ann
+    out[row, Metric.annual_volatility] = std * sq
+    out[row, Metric.sharpe] = mean / std * sq if std > 0.0 else _NAN
+    out[row, Metric.annual_turnover] = turnover * ann / T
+    out[row, Metric.avg_tracking_error] = te_sum / te_cnt if te_cnt > 0 else _NAN
+    out[row, Metric.avg_adjustment_factor] = a_sum / a_cnt if a_cnt > 0 else _NAN
+    out[row, Metric.costs_paid] = costs_paid
+    out[row, Metric.annual_cost] = costs_paid / capital * ann / T
 
 
 BODIES = ("round_half_even", "quad_form", "greedy", "simulate_one")

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from cpu_ref.rng import bits_nb, neg_log_reduced_nb, odd53_nb, std_gamma_nb, uniform_nb
+from cpu_ref.rng import Sampler, bits_nb, neg_log_reduced_nb, odd53_nb, std_gamma_nb, uniform_nb
 from gpusim.search.steps import topk_insert
 
 BLOCK = 256
@@ -40,7 +40,7 @@ def _generate_block(key, i0, nb, code, alpha, lo, hi, lo_sum, Wt, ok, ssum):
         ssum[b] = 0.0
     for j in range(A):
         row = Wt[j]
-        if code == 1:
+        if code == Sampler.dirichlet:
             # -log(u) with the reduction u = f 2**(e-53) read off the float's bits (vectorises;
             # the same (f, e) as the compare chain of cpu_ref.rng.neg_log_uniform, exactly)
             for b in range(nb):
@@ -58,7 +58,7 @@ def _generate_block(key, i0, nb, code, alpha, lo, hi, lo_sum, Wt, ok, ssum):
                 ssum[b] += row[b]
         else:
             for b in range(nb):
-                if code == 0:
+                if code == Sampler.uniform:
                     e = uniform_nb(key, i0 + b, j, 0)
                 else:
                     e = std_gamma_nb(key, i0 + b, j, alpha)

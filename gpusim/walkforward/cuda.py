@@ -22,14 +22,12 @@ import math
 import numpy as np
 from numba import cuda, float64
 
+from cpu_ref.walkforward import SLACK
 from gpusim._cuda.launch import MAX_ASSETS, MAX_ROWS, block_size, grid_for, resident_threads
 from gpusim._cuda.rng import exact_arith, sample_dev
 from gpusim.backtest import steps as _bk
 from gpusim.walkforward.execute import compile_simulate
-from gpusim.walkforward.search_cpu import SLACK
-from gpusim.walkforward.segments import new_outputs
-
-_SLACK = SLACK
+from gpusim.walkforward.segments import PRUNE_RTOL, new_outputs
 
 # fmul/fadd never fused into FMA (exact_arith): every step rounds as on the CPU
 _bdev = _bk.compile_bodies(cuda.jit(device=True), exact_arith())
@@ -87,18 +85,18 @@ def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, 
         ok = s > 0.0
         for j in range(A):
             x = w[j] * s
-            if x < fadd(lo_t[j], -fmul(_SLACK, 1.0 + abs(lo_t[j]))) or \
-                    x > fadd(hi_t[j], fmul(_SLACK, 1.0 + abs(hi_t[j]))):
+            if x < fadd(lo_t[j], -fmul(SLACK, 1.0 + abs(lo_t[j]))) or \
+                    x > fadd(hi_t[j], fmul(SLACK, 1.0 + abs(hi_t[j]))):
                 ok = False
         for m in range(M):
             x = fmul(rv[m], s)
             lw = gl[cid, m]
             u = gu[cid, m]
             if lw == u:
-                if abs(x - u) > fadd(eqtol[m], fmul(_SLACK, 1.0 + abs(u))):
+                if abs(x - u) > fadd(eqtol[m], fmul(SLACK, 1.0 + abs(u))):
                     ok = False
-            elif x < fadd(lw, -fmul(_SLACK, 1.0 + abs(lw))) or \
-                    x > fadd(u, fmul(_SLACK, 1.0 + abs(u))):
+            elif x < fadd(lw, -fmul(SLACK, 1.0 + abs(lw))) or \
+                    x > fadd(u, fmul(SLACK, 1.0 + abs(u))):
                 ok = False
         if ok:
             nacc[task, sl, seg] += 1
@@ -114,7 +112,7 @@ def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, 
             ub = r / zz if zz > 0.0 else math.inf
         else:
             ub = 0.0
-        if thr > 0.0 and ub < thr * (1.0 - 1e-9):
+        if thr > 0.0 and ub < thr * (1.0 - PRUNE_RTOL):
             continue
         q = 0.0
         for ii in range(A):

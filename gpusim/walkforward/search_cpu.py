@@ -21,11 +21,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from cpu_ref.rng import bits_nb, std_gamma_nb, uniform_nb
+from cpu_ref.rng import Sampler, bits_nb, std_gamma_nb, uniform_nb
+from cpu_ref.walkforward import SLACK
+from gpusim.walkforward.segments import PRUNE_RTOL
 
 BLOCK = 128
 """Candidates generated and scored together on the CPU (lanes of the inner loops)."""
-SLACK = 1e-12
 _MANT = np.int64((1 << 52) - 1)
 _EXP1 = np.int64(1023 << 52)
 _LN2 = 0.6931471805599453
@@ -72,12 +73,12 @@ def _exp_block(key, i0, A, E, fbuf, ebuf):
 @njit(cache=True, error_model="numpy")
 def _raw_block(key, i0, code, alpha, A, E, fbuf, ebuf):
     """Raw variates of candidates i0 .. i0+BLOCK-1 (before normalisation), (A, BLOCK)."""
-    if code == 1:
+    if code == Sampler.dirichlet:
         _exp_block(key, i0, A, E, fbuf, ebuf)
     else:
         for j in range(A):
             for b in range(BLOCK):
-                if code == 0:
+                if code == Sampler.uniform:
                     E[j, b] = uniform_nb(key, i0 + b, j, 0)
                 else:
                     E[j, b] = std_gamma_nb(key, i0 + b, j, alpha)
@@ -279,7 +280,7 @@ def _score_task(W, nb, i0, lo, hi, F, tri, mex, gb, G, gl, gu, eqtol, cash, ann,
             ub = rb / z if z > 0.0 else _INF
         else:
             ub = 0.0
-        live = not (thr > 0.0 and ub < thr * (1.0 - 1e-9))
+        live = not (thr > 0.0 and ub < thr * (1.0 - PRUNE_RTOL))
         sc[b] = 1.0 if live else -_INF      # marks the live lanes
         n_live += 1 if live else 0
     if n_live > BLOCK // 8:

@@ -1,10 +1,14 @@
-"""Outputs of the walk-forward search kernels (CPU and CUDA): per (task, split, segment)
-bests, allocated by :func:`new_outputs` and reduced to one best per task and checkpoint
-by :func:`reduce_segments`."""
+"""What the walk-forward search kernels (CPU and CUDA) share: their outputs, per (task, split,
+segment) bests allocated by :func:`new_outputs` and reduced to one best per task and checkpoint
+by :func:`reduce_segments`, and the pruning margin :data:`PRUNE_RTOL`."""
 
 from __future__ import annotations
 
 import numpy as np
+
+PRUNE_RTOL = 1e-9
+"""A candidate is pruned (not scored) when its Sharpe bound is below ``best * (1 - PRUNE_RTOL)``:
+the margin keeps the exact pruning rule of both kernels clear of the bound's rounding."""
 
 
 def new_outputs(n_tasks: int, n_split: int, n_seg: int, xp=np):
