@@ -3,7 +3,8 @@
 The CUDA simulator (used by the tests) runs kernels as Python, so it cannot show that a kernel
 types and lowers for the real CUDA target. This script does that part: it compiles each kernel
 with NVVM for a compute capability (default 8.0) and checks that the sampler's float steps
-(-log u) contain no fused multiply-add, so GPU populations round exactly as on the CPU.
+(-log u) contain no fused multiply-add, so GPU populations round exactly as on the CPU. It prints
+the size of each kernel's PTX (characters, instructions, virtual registers, fma).
 
     python scripts/check_ptx.py [--cc 8.0] [--json]
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
+import re
 import sys
 import time
 import types as pytypes
@@ -26,18 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 _RECORD = r"""
-import json, numba, numpy as np
+import json, pickle, numba, numpy as np
 import gpusim
 from gpusim.walkforward import cuda as wc
-
-def spec(a):
-    t = numba.typeof(a)
-    if isinstance(t, numba.types.Array):
-        dims = [":"] * t.ndim
-        if t.layout == "C":
-            dims[-1] = "::1"
-        return f"{t.dtype}[{', '.join(dims)}]"
-    return str(t)
 
 seen = {}
 class Rec:
@@ -45,7 +39,9 @@ class Rec:
         self.name, self.k = name, k
     def __getitem__(self, cfg):
         def launch(*args):
-            seen.setdefault(self.name, [spec(a) for a in args])
+            # numba types of the arguments (arrays, scalars and tuples/records of them), with
+            # C-contiguous arrays as on the device
+            seen.setdefault(self.name, pickle.dumps(tuple(numba.typeof(a) for a in args)).hex())
             return self.k[cfg](*args)
         return launch
 for name in ("search_cuda", "execute_cuda"):
@@ -69,6 +65,18 @@ def walkforward_signatures() -> dict:
         raise RuntimeError("recording the walk-forward kernel signatures failed: "
                            f"{r.stderr[-500:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def ptx_counts(ptx: str) -> dict:
+    """Size of a PTX module: ``instructions`` (statements, not directives) and ``registers``
+    (virtual registers declared by ``.reg .t %x<N>``; ptxas allocates the real ones from them)."""
+    regs = sum(int(m) for m in re.findall(r"^\s*\.reg\s+\.\w+\s+%\w+<(\d+)>;", ptx, re.M))
+    instr = 0
+    for line in ptx.splitlines():
+        t = line.strip()
+        if t.endswith(";") and not t.startswith((".", "//")):
+            instr += 1
+    return {"instructions": instr, "registers": regs}
 
 
 def main() -> int:
@@ -111,12 +119,10 @@ def main() -> int:
         yield "dynopt_cuda", dynopt_cuda.dynopt_cuda.py_func, (
             m, m, m, m, m, f8[:, :, ::1], i8[::1], b1[:, ::1], i8[::1], v, v, v, f8, i8,
             m, m, m, m, m, m, m, f8[:, :, ::1], b1), None
-        from numba.core import sigutils
-
         from gpusim.walkforward import cuda as walkforward_cuda
 
-        for name, specs in walkforward_signatures().items():
-            sig = sigutils.normalize_signature(f"void({', '.join(specs)})")[0]
+        for name, blob in walkforward_signatures().items():
+            sig = pickle.loads(bytes.fromhex(blob))
             yield f"walkforward.{name}", getattr(walkforward_cuda, name).py_func, sig, None
         yield "rng -log(u) probe", neglog_probe, (u8, v), "no-fma"
 
@@ -126,7 +132,7 @@ def main() -> int:
             t0 = time.perf_counter()
             ptx, _ = cuda.compile_ptx(fn, sig, cc=cc)
             r = {"kernel": name, "ptx_chars": len(ptx), "fma": ptx.count("fma.rn.f64"),
-                 "seconds": round(time.perf_counter() - t0, 2), "ok": True}
+                 **ptx_counts(ptx), "seconds": round(time.perf_counter() - t0, 2), "ok": True}
             if check == "no-fma" and r["fma"]:
                 r["ok"] = ok = False
             results.append(r)
@@ -141,7 +147,8 @@ def main() -> int:
     else:
         for r in results:
             print(f"{r['kernel']:25s} {'ok  ' if r['ok'] else 'FAIL'} {r['ptx_chars']:7d} chars "
-                  f"{r['fma']:4d} fma  {r['seconds']:.2f} s")
+                  f"{r['instructions']:6d} instr {r['registers']:5d} vregs {r['fma']:4d} fma  "
+                  f"{r['seconds']:.2f} s")
     return 0 if ok else 1
 
 

@@ -27,7 +27,7 @@ from gpusim._cuda.launch import MAX_ASSETS, MAX_ROWS, block_size, grid_for, resi
 from gpusim._cuda.rng import exact_arith, sample_dev
 from gpusim.backtest import steps as _bk
 from gpusim.walkforward.execute import compile_simulate
-from gpusim.walkforward.segments import PRUNE_RTOL, new_outputs
+from gpusim.walkforward.segments import PRUNE_RTOL, Bests, Limits, Tasks, Windows, new_outputs
 
 # fmul/fadd never fused into FMA (exact_arith): every step rounds as on the CPU
 _bdev = _bk.compile_bodies(cuda.jit(device=True), exact_arith())
@@ -37,24 +37,27 @@ fadd = _bdev["fadd"]
 
 
 @cuda.jit
-def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, tri, mex, gb, G,
-                lo, hi, gl, gu, eqtol, cash, ann, chk, bs, bi, bsc, as_, ai, nacc):
-    """One thread per (task, slice); arrays as in
-    :func:`gpusim.walkforward.search_cpu.search_cpu_nb` with per-task stream keys ``task_key`` and
-    outputs of shape (n_tasks, n_slices, n_seg)."""
+def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out):
+    """One thread per (task, slice); arguments as in
+    :func:`gpusim.walkforward.search_cpu.search_cpu_nb` (records of
+    :mod:`gpusim.walkforward.segments`, device arrays) with per-task stream keys ``task_key``
+    (n_tasks,) uint64 and outputs ``out`` of shape (n_tasks, n_slices, n_seg)."""
     tid = cuda.grid(1)
     task = tid // n_slices
     sl = tid - task * n_slices
-    if task >= task_n.shape[0]:
+    if task >= tasks.n.shape[0]:
         return
+    F, tri, mex, gb, G = win
+    lo, hi, gl, gu, eqtol, cash = lim
+    bs, bi, bsc, as_, ai, nacc = out
     A = mex.shape[1]
     M = G.shape[1]
     wbuf = cuda.local.array(MAX_ASSETS, float64)
     rv = cuda.local.array(MAX_ROWS, float64)
     w = wbuf[:A]
     key = task_key[task]
-    sid = task_sid[task]
-    cid = task_cid[task]
+    sid = tasks.sid[task]
+    cid = tasks.cid[task]
     lo_t = lo[cid]
     hi_t = hi[cid]
     lo_sum = 0.0
@@ -63,7 +66,7 @@ def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, 
     j_tri = tri[sid]
     sq_ann = math.sqrt(ann)
     seg = 0
-    for i in range(sl, task_n[task], n_slices):
+    for i in range(sl, tasks.n[task], n_slices):
         while i >= chk[seg]:
             seg += 1
         sample_dev(key, i, code, alpha, lo_t, hi_t, lo_sum, w)  # hi is checked below
@@ -132,34 +135,38 @@ def search_cuda(task_key, task_sid, task_cid, task_n, n_slices, code, alpha, F, 
                 bsc[task, sl, seg] = s
 
 
-def search_gpu(xp, task_key, task_sid, task_cid, task_n, code, alpha, F, tri, mex, gb, G, lo,
-               hi, gl, gu, eqtol, cash, ann, chk, *, n_slices=None, threads_per_block=None):
-    """Launch :func:`search_cuda`; inputs are host or ``xp`` arrays, outputs the host arrays of
-    :func:`gpusim.walkforward.segments.new_outputs` shape (n_tasks, n_slices, n_seg).
+def search_gpu(xp, task_key, tasks, code, alpha, win, lim, ann, chk, *, n_slices=None,
+               threads_per_block=None):
+    """Launch :func:`search_cuda`; inputs are host or ``xp`` arrays (``tasks``, ``win``, ``lim``:
+    records of :mod:`gpusim.walkforward.segments`), outputs the host ``Bests`` of
+    :func:`gpusim.walkforward.segments.new_outputs`, shape (n_tasks, n_slices, n_seg).
 
     By default ``n_slices`` fills a resident grid (:func:`gpusim._cuda.launch.resident_threads`)
     with at least 64 candidates per slice; ``threads_per_block`` defaults to the launch policy's.
     """
-    A = F.shape[1]
-    if A > MAX_ASSETS or G.shape[1] > MAX_ROWS:
+    A = win.F.shape[1]
+    if A > MAX_ASSETS or win.G.shape[1] > MAX_ROWS:
         raise ValueError(f"the GPU walk-forward search supports at most {MAX_ASSETS} assets and "
                          f"{MAX_ROWS} constraint rows; use backend='cpu'")
-    nt = len(task_n)
+    nt = len(tasks.n)
     tpb = block_size(threads_per_block)
     if n_slices is None:   # a resident grid in all, at most one slice per 64 candidates
         per_task = max(1, resident_threads(tpb, search_cuda) // max(nt, 1))
-        n_slices = int(max(1, min(per_task, int(max(task_n)) // 64)))
+        n_slices = int(max(1, min(per_task, int(max(tasks.n)) // 64)))
     outs = new_outputs(nt, n_slices, len(chk), xp)
-    (k, sid, cid, n, F, tri, mex, gb, G, lo, hi, gl, gu, eqtol, chk) = (
-        xp.ascontiguousarray(xp.asarray(x)) for x in (task_key, task_sid, task_cid, task_n, F,
-                                                      tri, mex, gb, G, lo, hi, gl, gu, eqtol,
-                                                      chk))
-    search_cuda[grid_for(nt * n_slices, tpb), tpb](
-        k, sid, cid, n, np.int64(n_slices), int(code), float(alpha), F, tri, mex, gb, G, lo, hi,
-        gl, gu, eqtol, bool(cash), float(ann), chk, *outs)
+
+    def dev(x):
+        return xp.ascontiguousarray(xp.asarray(x))
+
+    tasks = Tasks(*map(dev, tasks))
+    win = Windows(*map(dev, win))
+    lim = Limits(*map(dev, lim[:5]), bool(lim.cash))
+    search_cuda[grid_for(nt * n_slices, tpb), tpb](dev(task_key), tasks, np.int64(n_slices),
+                                                   int(code), float(alpha), win, lim,
+                                                   float(ann), dev(chk), outs)
     if xp is np:
         return outs
-    return tuple(xp.asnumpy(o) for o in outs)
+    return Bests(*(xp.asnumpy(o) for o in outs))
 
 
 @cuda.jit

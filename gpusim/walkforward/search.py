@@ -11,7 +11,7 @@ from numba import njit
 
 from cpu_ref.rng import GOLDEN, mix64_nb, sample_nb, seed_key_nb
 from gpusim.walkforward.search_cpu import plan_items, search_cpu_nb
-from gpusim.walkforward.segments import new_outputs, reduce_segments
+from gpusim.walkforward.segments import Limits, Tasks, Windows, new_outputs, reduce_segments
 
 
 @njit(cache=True)
@@ -65,18 +65,20 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
     _, keys = period_keys_nb(np.uint64(seed), dates[gd])
     last = np.append(first[1:], len(t_d))
     grp_n = np.array([t_n[a:b].max() for a, b in zip(first, last)], dtype=np.int64)
-    args = (dev["F"], dev["tri"], dev["mex"], dev["gb"], dev["G"], lo, hi, gl, gu, eqtol,
-            bool(cash), float(ann), chk)
+    tasks = Tasks(t_sid, t_cid, t_n)
+    win = Windows(dev["F"], dev["tri"], dev["mex"], dev["gb"], dev["G"])
+    lim = Limits(lo, hi, gl, gu, eqtol, bool(cash))
     if be.name == "gpu":
         from gpusim.walkforward.cuda import search_gpu
 
-        outs = search_gpu(xp, np.repeat(keys, last - first), t_sid, t_cid, t_n, code, alpha,
-                          *args)
+        outs = search_gpu(xp, np.repeat(keys, last - first), tasks, code, alpha, win, lim,
+                          float(ann), chk)
     else:
         import numba
 
         ig, isp, c0, c1, ns = plan_items(grp_n, numba.get_num_threads())
         outs = new_outputs(len(t_n), ns, len(chk))
-        search_cpu_nb(ig, isp, c0, c1, keys, first.astype(np.int64), last.astype(np.int64),
-                      t_sid, t_cid, t_n, code, alpha, *args, *outs)
+        groups = (keys, first.astype(np.int64), last.astype(np.int64))
+        search_cpu_nb((ig, isp, c0, c1), groups, tasks, code, alpha, win, lim, float(ann), chk,
+                      outs)
     return reduce_segments(*outs)

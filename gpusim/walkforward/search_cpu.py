@@ -242,17 +242,26 @@ def _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc):
 
 
 @njit(cache=True, error_model="numpy")
-def _score_task(W, nb, i0, lo, hi, F, tri, mex, gb, G, gl, gu, eqtol, cash, ann, chk,
-                y, q, r, RV, scl, sc, acc, bs, bi, bsc, as_, ai, nacc):
-    """Acceptance and Sharpe of one block of weights ``W`` (A, BLOCK) for one task; update the
-    task's per-segment bests ``bs/bi/bsc`` (accepted: score, index, scale), ``as_/ai`` (any)
-    and counts ``nacc``.
+def _score_task(W, nb, i0, win, sid, lim, cid, ann, chk, scratch, best):
+    """Acceptance and Sharpe of the first ``nb`` of the block of weights ``W`` (A, BLOCK)
+    (candidates ``i0 ..``) for one task, on window ``sid`` of ``win`` (``Windows``) under bounds
+    set ``cid`` of ``lim`` (``Limits``); ``chk`` (n_seg,) checkpoints. Updates the task's
+    per-segment bests ``best = (bs, bi, bsc, as_, ai, nacc)``, the (n_seg,) rows of ``Bests``
+    (records of :mod:`gpusim.walkforward.segments`): accepted score, index and scale, score and
+    index of any candidate, accepted counts.
+    ``scratch = (y (4, BLOCK), q, r, RV (max(M, 1), BLOCK), scl, sc, acc (BLOCK,))``.
 
-    Pruning (exact): ``w' cov w >= (gb . w)²`` (Cauchy-Schwarz, see :func:`bound_vectors`), so
-    ``r / sqrt(ann (gb . w)²)`` bounds the Sharpe from above. A candidate whose bound is below
-    the best of its segment (the accepted best when it is accepted) cannot be selected and is
-    not scored (score -inf); the others are scored exactly.
+    Pruning (exact): ``w' cov w >= (gb . w)²`` (Cauchy-Schwarz, see
+    :func:`gpusim.walkforward.stats.bound_vectors`), so ``r / sqrt(ann (gb . w)²)`` bounds the
+    Sharpe from above. A candidate whose bound is below the best of its segment (the accepted
+    best when it is accepted) cannot be selected and is not scored (score -inf); the others are
+    scored exactly.
     """
+    lo, hi, gl, gu = lim.lo[cid], lim.hi[cid], lim.gl[cid], lim.gu[cid]
+    eqtol, cash = lim.eqtol, lim.cash
+    F, tri, mex, gb, G = win.F[sid], win.tri[sid], win.mex[sid], win.gb[sid], win.G[sid]
+    y, q, r, RV, scl, sc, acc = scratch
+    bs, bi, bsc, as_, ai, nacc = best
     free = not cash and G.shape[0] == 0      # then only upper weight bounds < 1 can reject
     for j in range(W.shape[0]):
         if hi[j] < 1.0:
@@ -339,25 +348,30 @@ def _score_task(W, nb, i0, lo, hi, F, tri, mex, gb, G, gl, gu, eqtol, cash, ann,
 
 
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")
-def search_cpu_nb(item_grp, item_split, item_c0, item_c1, grp_key, grp_t0, grp_t1, task_sid,
-                  task_cid, task_n, code, alpha, F, tri, mex, gb, G, lo, hi, gl, gu, eqtol,
-                  cash, ann, chk, bs, bi, bsc, as_, ai, nacc):
+def search_cpu_nb(items, groups, tasks, code, alpha, win, lim, ann, chk, out):
     """Fused per-period random search on the CPU (prange over work items).
 
-    Work item ``it`` scores candidates ``item_c0[it] .. item_c1[it]-1`` of group
-    ``item_grp[it]`` (stream key ``grp_key[g]``, tasks ``grp_t0[g] .. grp_t1[g]-1``) for every
-    task of the group, candidates beyond a task's ``task_n`` excepted, and writes split
-    ``item_split[it]`` of the outputs. Task inputs: ``F[sid]`` (A, A) factor, ``tri[sid]``,
-    ``mex[sid]`` (A,) annual excess means ``ann mu - rf``, ``gb[sid]`` (A,) variance bound
-    vector (:func:`bound_vectors`), ``G[sid]`` (M, A) rows,
-    ``lo/hi[cid]`` (A,), ``gl/gu[cid]`` (M,); ``eqtol`` (M,); ``chk`` (n_seg,) checkpoints.
-
-    Outputs (host arrays, shape (n_tasks, n_split, n_seg), filled in place; initialise to
-    -inf / -1 / 0): ``bs, bi, bsc`` best accepted score, index and scale per segment;
-    ``as_, ai`` best score and index ignoring the constraints; ``nacc`` accepted counts.
+    Parameters
+    ----------
+    items : tuple ``(grp, split, c0, c1)`` of (n_items,) int64 arrays (:func:`plan_items`):
+        item ``it`` scores candidates ``c0[it] .. c1[it]-1`` of group ``grp[it]`` for every
+        task of the group (candidates beyond a task's ``n`` excepted) and writes split
+        ``split[it]`` of the outputs.
+    groups : tuple ``(key, t0, t1)`` of (n_groups,) arrays: the stream key (uint64) of each
+        group and its tasks ``t0[g] .. t1[g]-1`` (int64).
+    tasks, win, lim : ``Tasks``, ``Windows`` (host arrays) and ``Limits``, the records of
+        :mod:`gpusim.walkforward.segments`.
+    code, alpha : sampler code and concentration.
+    ann : float periods per year; chk : (n_seg,) int64 checkpoints.
+    out : ``Bests``, host arrays of shape (n_tasks, n_split, n_seg) filled in place
+        (initialised by :func:`gpusim.walkforward.segments.new_outputs`).
     """
-    A = mex.shape[1]
-    M = G.shape[1]
+    item_grp, item_split, item_c0, item_c1 = items
+    grp_key, grp_t0, grp_t1 = groups
+    task_sid, task_cid, task_n = tasks.sid, tasks.cid, tasks.n
+    lo = lim.lo
+    A = win.mex.shape[1]
+    M = win.G.shape[1]
     for it in prange(item_grp.shape[0]):
         g = item_grp[it]
         sp = item_split[it]
@@ -375,6 +389,7 @@ def search_cpu_nb(item_grp, item_split, item_c0, item_c1, grp_key, grp_t0, grp_t
         scl = np.empty(BLOCK)
         sc = np.empty(BLOCK)
         acc = np.empty(BLOCK, dtype=np.bool_)
+        scratch = (y, q, r, RV, scl, sc, acc)
         c1 = item_c1[it]
         for i0 in range(item_c0[it], c1, BLOCK):
             nb = min(BLOCK, c1 - i0)
@@ -394,11 +409,9 @@ def search_cpu_nb(item_grp, item_split, item_c0, item_c1, grp_key, grp_t0, grp_t
                 if cid != last:            # tasks sharing bounds share the weights
                     _weights(E, esum, lo[cid], smp, W)
                     last = cid
-                _score_task(W, nt, i0, lo[cid], hi[cid], F[sid], tri[sid], mex[sid], gb[sid],
-                            G[sid], gl[cid], gu[cid], eqtol, cash, ann, chk, y, q, r, RV, scl,
-                            sc, acc,
-                            bs[task, sp], bi[task, sp], bsc[task, sp], as_[task, sp],
-                            ai[task, sp], nacc[task, sp])
+                best = (out.bs[task, sp], out.bi[task, sp], out.bsc[task, sp],
+                        out.as_[task, sp], out.ai[task, sp], out.nacc[task, sp])
+                _score_task(W, nt, i0, win, sid, lim, cid, ann, chk, scratch, best)
 
 
 def plan_items(grp_n, n_threads: int, min_per_item: int = 4 * BLOCK):

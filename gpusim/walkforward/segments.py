@@ -1,8 +1,15 @@
-"""What the walk-forward search kernels (CPU and CUDA) share: their outputs, per (task, split,
-segment) bests allocated by :func:`new_outputs` and reduced to one best per task and checkpoint
-by :func:`reduce_segments`, and the pruning margin :data:`PRUNE_RTOL`."""
+"""What the walk-forward search kernels (CPU and CUDA) share: their grouped arguments
+(:class:`Tasks`, :class:`Windows`, :class:`Limits`), their outputs (:class:`Bests`: per task,
+split and segment, allocated by :func:`new_outputs` and reduced to one best per task and
+checkpoint by :func:`reduce_segments`) and the pruning margin :data:`PRUNE_RTOL`.
+
+The groups are NamedTuples of arrays (and scalars): Numba passes them to ``njit`` functions and
+to CUDA kernels as single arguments, so a kernel takes a dozen arguments instead of thirty.
+"""
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -11,12 +18,64 @@ PRUNE_RTOL = 1e-9
 the margin keeps the exact pruning rule of both kernels clear of the bound's rounding."""
 
 
-def new_outputs(n_tasks: int, n_split: int, n_seg: int, xp=np):
-    """Initialised search outputs (bs, bi, bsc, as_, ai, nacc) in ``xp``."""
+
+
+class Tasks(NamedTuple):
+    """The search tasks, (n_tasks,) int64 arrays: task ``t`` scores candidates ``0 .. n[t]-1``
+    on window ``sid[t]`` under bounds set ``cid[t]``."""
+
+    sid: Any
+    cid: Any
+    n: Any
+
+
+class Windows(NamedTuple):
+    """Per estimation window ``s`` (float64 / bool arrays, host or device): ``F`` (S, A, A) a
+    factor of the covariance (``w'Σw = |F w|²``), ``tri`` (S,) whether ``F[s]`` is upper
+    triangular, ``mex`` (S, A) annual excess means ``ann mu - rf``, ``gb`` (S, A) variance
+    bound vectors (:func:`gpusim.walkforward.stats.bound_vectors`), ``G`` (S, M, A) constraint
+    rows."""
+
+    F: Any
+    tri: Any
+    mex: Any
+    gb: Any
+    G: Any
+
+
+class Limits(NamedTuple):
+    """Per bounds set ``c``: ``lo``, ``hi`` (C, A) weight bounds and ``gl``, ``gu`` (C, M) row
+    bounds (float64 arrays); ``eqtol`` (M,) tolerances of the equality rows; ``cash`` (bool)
+    whether weights may sum to less than 1 (:mod:`cpu_ref.walkforward`)."""
+
+    lo: Any
+    hi: Any
+    gl: Any
+    gu: Any
+    eqtol: Any
+    cash: bool
+
+
+class Bests(NamedTuple):
+    """Search outputs, (n_tasks, n_split, n_seg) arrays: best accepted score ``bs``, index ``bi``
+    and scale ``bsc``; best score ``as_`` and index ``ai`` ignoring the constraints; accepted
+    counts ``nacc``. Slicing every field at ``[task, split]`` gives one work item's (n_seg,)
+    rows."""
+
+    bs: Any
+    bi: Any
+    bsc: Any
+    as_: Any
+    ai: Any
+    nacc: Any
+
+
+def new_outputs(n_tasks: int, n_split: int, n_seg: int, xp=np) -> Bests:
+    """Initialised search outputs in ``xp``: -inf scores, -1 indices, zero scales and counts."""
     shape = (n_tasks, n_split, n_seg)
-    return (xp.full(shape, -np.inf), xp.full(shape, -1, dtype=np.int64), xp.zeros(shape),
-            xp.full(shape, -np.inf), xp.full(shape, -1, dtype=np.int64),
-            xp.zeros(shape, dtype=np.int64))
+    return Bests(xp.full(shape, -np.inf), xp.full(shape, -1, dtype=np.int64), xp.zeros(shape),
+                 xp.full(shape, -np.inf), xp.full(shape, -1, dtype=np.int64),
+                 xp.zeros(shape, dtype=np.int64))
 
 
 def reduce_segments(bs, bi, bsc, as_, ai, nacc):
