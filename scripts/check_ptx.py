@@ -103,6 +103,7 @@ def main() -> int:
         from gpusim._cuda import rng as rng_dev
         from gpusim.backtest import cuda as backtest_cuda
         from gpusim.dynopt import cuda as dynopt_cuda
+        from gpusim.dynopt import steps as dynopt_steps
         from gpusim.search import cuda as search_cuda
 
         def neglog_probe(key, out):
@@ -116,9 +117,10 @@ def main() -> int:
             u8, i8, i8, i8, f8, v, v, f8, t.float32[:, ::1], f8, f8, m, i8[:, ::1], i8[::1]), None
         yield "backtest_cuda", backtest_cuda.backtest_cuda.py_func, (
             m, m, i8[::1], b1[:, ::1], i8[::1], v, b1, v, f8, f8, f8, m, m, i8[:, ::1], m), None
+        inputs = t.NamedTuple((m, m, m, m, m, f8[:, :, ::1], i8[::1]), dynopt_steps.Inputs)
+        scratch = t.NamedUniTuple(m, 6, dynopt_steps.Scratch)
         yield "dynopt_cuda", dynopt_cuda.dynopt_cuda.py_func, (
-            m, m, m, m, m, f8[:, :, ::1], i8[::1], b1[:, ::1], i8[::1], v, v, v, f8, i8,
-            m, m, m, m, m, m, m, f8[:, :, ::1], b1), None
+            inputs, b1[:, ::1], i8[::1], v, v, v, f8, i8, scratch, m, f8[:, :, ::1], b1), None
         from gpusim.walkforward import cuda as walkforward_cuda
 
         for name, blob in walkforward_signatures().items():

@@ -11,22 +11,21 @@ import numpy as np
 from numba import njit, prange
 
 from cpu_ref.dynopt import MAX_STEPS  # the greedy safeguard is the contract's
-from gpusim.dynopt.steps import N_METRICS, prepare_inputs, simulate_one_nb
+from gpusim.dynopt.steps import N_METRICS, Inputs, prepare_inputs, simulate_one_nb
 
 # --------------------------------------------------------------------------------------------
 # CPU population kernel
 # --------------------------------------------------------------------------------------------
 
 @njit(parallel=True, nogil=True, cache=True)
-def dynopt_cpu_nb(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capitals,
-                  shadow_costs, buffers, ann, max_steps, order, rec, record):
+def dynopt_cpu_nb(inp, masks, mid, capitals, shadow_costs, buffers, ann, max_steps, order,
+                  rec, record):
     """Metrics of C combinations, parallel over combinations (numba prange).
 
     Parameters
     ----------
-    dprice, notional, cost, k, w_star : (T, N) float64 shared inputs (see
-        :func:`cpu_ref.dynopt.dynopt_1d_nb`).
-    covs : (P, N, N) float64; cov_id : (T,) int64.
+    inp : :class:`gpusim.dynopt.steps.Inputs` of host arrays (dprice, notional, cost, k,
+        w_star (T, N); covs (P, N, N); cov_id (T,)).
     masks : (M, T) bool; mid : (C,) int64 — combination j uses ``masks[mid[j]]``.
     capitals, shadow_costs, buffers : (C,) float64.
     ann : float; max_steps : int (greedy safeguard per day).
@@ -38,7 +37,7 @@ def dynopt_cpu_nb(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, c
     -------
     (C, len(METRICS)) float64 host array.
     """
-    N = dprice.shape[1]
+    N = inp.dprice.shape[1]
     C = mid.shape[0]
     out = np.empty((C, N_METRICS))
     for jj in prange(C):
@@ -49,9 +48,8 @@ def dynopt_cpu_nb(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, c
         w0 = np.empty((N, 1))
         g = np.empty((N, 1))
         d = np.empty((N, 1))
-        simulate_one_nb(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid[j],
-                        capitals[j], shadow_costs[j], buffers[j], ann, max_steps, n, ng, c, w0,
-                        g, d, 0, out, j, rec, record)
+        simulate_one_nb(inp, masks, mid[j], (capitals[j], shadow_costs[j], buffers[j]), ann,
+                        max_steps, (n, ng, c, w0, g, d), 0, out, j, rec, record)
     return out
 
 
@@ -77,7 +75,8 @@ def dynopt_cpu(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capi
     T, N = a[0].shape
     C = a[8].shape[0]
     rec = np.zeros((T, N, C)) if record else _DUMMY_REC
-    out = dynopt_cpu_nb(*a, int(max_steps), interleave(C), rec, bool(record))
+    out = dynopt_cpu_nb(Inputs(*a[:7]), *a[7:], int(max_steps), interleave(C), rec,
+                        bool(record))
     if record:
         return out, np.ascontiguousarray(rec.transpose(2, 0, 1))
     return out

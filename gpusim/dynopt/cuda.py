@@ -30,27 +30,27 @@ from numba import cuda
 
 from cpu_ref.dynopt import MAX_STEPS  # the greedy safeguard is the contract's
 from gpusim._cuda.launch import block_size, grid_for
-from gpusim.dynopt.steps import N_METRICS, compile_bodies, prepare_inputs
+from gpusim.dynopt.steps import N_METRICS, Inputs, Scratch, compile_bodies, prepare_inputs
 
 _dev = compile_bodies(cuda.jit(device=True))
 simulate_one_dev = _dev["simulate_one"]
 
 
 @cuda.jit
-def dynopt_cuda(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capitals,
-                shadow_costs, buffers, ann, max_steps, n, ng, c, w0, g, d, out, rec, record):
+def dynopt_cuda(inp, masks, mid, capitals, shadow_costs, buffers, ann, max_steps, scratch, out,
+                rec, record):
     """One thread per combination j < C = out.shape[0]; writes ``out[j, :]`` and, when
     ``record``, ``rec[:, :, j]``.
 
-    Device arrays: dprice, notional, cost, k, w_star (T, N) f8; covs (P, N, N) f8; cov_id (T,)
-    i8; masks (M, T) bool; mid (C,) i8; capitals, shadow_costs, buffers (C,) f8; scratch n, ng,
-    c, w0, g, d (N, C) f8; out (C, len(METRICS)) f8; rec (T, N, C) f8 or (1, 1, 1).
+    Device arrays: ``inp`` :class:`~gpusim.dynopt.steps.Inputs` (dprice, notional, cost, k,
+    w_star (T, N) f8; covs (P, N, N) f8; cov_id (T,) i8); masks (M, T) bool; mid (C,) i8;
+    capitals, shadow_costs, buffers (C,) f8; ``scratch`` :class:`~gpusim.dynopt.steps.Scratch`
+    of (N, C) f8 arrays; out (C, len(METRICS)) f8; rec (T, N, C) f8 or (1, 1, 1).
     """
     j = cuda.grid(1)
     if j < out.shape[0]:
-        simulate_one_dev(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid[j],
-                         capitals[j], shadow_costs[j], buffers[j], ann, max_steps, n, ng, c, w0,
-                         g, d, j, out, j, rec, record)
+        simulate_one_dev(inp, masks, mid[j], (capitals[j], shadow_costs[j], buffers[j]), ann,
+                         max_steps, scratch, j, out, j, rec, record)
 
 
 def dynopt_gpu(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capitals,
@@ -73,12 +73,12 @@ def dynopt_gpu(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capi
         out = np.empty((0, N_METRICS))
         return (out, np.empty((0, T, N))) if record else out
     d_in = [cuda.to_device(x) for x in a[:12]]
-    scratch = [cuda.device_array((N, C), dtype=np.float64) for _ in range(6)]
+    scratch = Scratch(*(cuda.device_array((N, C), dtype=np.float64) for _ in range(6)))
     d_out = cuda.device_array((C, N_METRICS), dtype=np.float64)
     d_rec = (cuda.device_array((T, N, C), dtype=np.float64) if record
              else cuda.to_device(np.zeros((1, 1, 1))))
-    dynopt_cuda[grid_for(C, tpb), tpb](*d_in, a[12], int(max_steps), *scratch, d_out, d_rec,
-                                       bool(record))
+    dynopt_cuda[grid_for(C, tpb), tpb](Inputs(*d_in[:7]), *d_in[7:], a[12], int(max_steps),
+                                       scratch, d_out, d_rec, bool(record))
     out = d_out.copy_to_host()
     if record:
         return out, np.ascontiguousarray(d_rec.copy_to_host().transpose(2, 0, 1))

@@ -35,6 +35,7 @@ agrees exactly on positions unless two trial objectives tie to within a few ulp.
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -44,6 +45,33 @@ from cpu_ref.jitting import compile_bodies as _compile_bodies
 
 N_METRICS = len(METRICS)
 _NAN = float("nan")
+
+
+class Inputs(NamedTuple):
+    """The inputs shared by all combinations (host or device arrays): ``dprice``, ``notional``,
+    ``cost``, ``k``, ``w_star`` (T, N) float64 (see :func:`cpu_ref.dynopt.dynopt_1d_nb`),
+    ``covs`` (P, N, N) float64 and ``cov_id`` (T,) int64."""
+
+    dprice: Any
+    notional: Any
+    cost: Any
+    k: Any
+    w_star: Any
+    covs: Any
+    cov_id: Any
+
+
+class Scratch(NamedTuple):
+    """Per-combination state, (N, ncols) float64 arrays of which a combination uses column
+    ``col``: held contracts ``n``, greedy contracts ``ng``, weight per contract ``c``, previous
+    weights ``w0``, ``g = Σ (w - w*)`` and a gap vector ``d``."""
+
+    n: Any
+    ng: Any
+    c: Any
+    w0: Any
+    g: Any
+    d: Any
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,11 +161,17 @@ def greedy(covs, p, w_star, k, t, c, w0, ng, g, col, N, shadow_cost, max_steps):
     return steps
 
 
-def simulate_one(dprice, notional, cost, k, w_star, covs, cov_id, masks, mi, capital,
-                 shadow_cost, buffer, ann, max_steps, n, ng, c, w0, g, d, col, out, row, rec,
-                 record):
+def simulate_one(inp, masks, mi, params, ann, max_steps, scratch, col, out, row, rec, record):
     """Simulate one combination; write its metrics (order of ``METRICS``) to ``out[row]`` and,
-    when ``record``, the contracts held after each day's trades to ``rec[:, :, row]``."""
+    when ``record``, the contracts held after each day's trades to ``rec[:, :, row]``.
+
+    ``inp`` :class:`Inputs`; ``masks[mi]`` (T,) rebalance days; ``params = (capital,
+    shadow_cost, buffer)``; ``max_steps`` greedy safeguard; ``scratch`` :class:`Scratch` (or the
+    same tuple), column ``col``.
+    """
+    dprice, notional, cost, k, w_star, covs, cov_id = inp
+    capital, shadow_cost, buffer = params
+    n, ng, c, w0, g, d = scratch
     T = dprice.shape[0]
     N = dprice.shape[1]
     for i in range(N):
