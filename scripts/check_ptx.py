@@ -115,8 +115,9 @@ def main() -> int:
             u8, i8, i8, i8, f8, v, v, f8, m, f8, f8, m, i8[:, ::1], i8[::1]), None
         yield "search_cuda_f32", search_cuda.search_cuda_f32.py_func, (
             u8, i8, i8, i8, f8, v, v, f8, t.float32[:, ::1], f8, f8, m, i8[:, ::1], i8[::1]), None
+        acct, scratch3 = t.UniTuple(f8, 3), t.Tuple((m, m, i8[:, ::1]))
         yield "backtest_cuda", backtest_cuda.backtest_cuda.py_func, (
-            m, m, i8[::1], b1[:, ::1], i8[::1], v, b1, v, f8, f8, f8, m, m, i8[:, ::1], m), None
+            m, m, i8[::1], b1[:, ::1], i8[::1], v, b1, v, acct, scratch3, m), None
         inputs = t.NamedTuple((m, m, m, m, m, f8[:, :, ::1], i8[::1]), dynopt_steps.Inputs)
         scratch = t.NamedUniTuple(m, 6, dynopt_steps.Scratch)
         yield "dynopt_cuda", dynopt_cuda.dynopt_cuda.py_func, (

@@ -80,19 +80,22 @@ _NSTATE = len(Lane)
 
 
 @njit(cache=True, error_model="numpy")
-def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf,
-                    c0, nb, h, oval, order, wt, lim, st, out):
-    """Simulate combinations c0 .. c0+nb-1 (nb <= LANES) in lockstep; lane b uses column b of
-    the (A, LANES) scratch ``h``/``oval``/``order``/``wt``/``lim`` and of the (NSTATE, LANES)
-    lane state ``st``.
+def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct, c0, nb,
+                    lanes, out):
+    """Simulate combinations c0 .. c0+nb-1 (nb <= LANES) in lockstep (arguments as
+    :func:`backtest_cpu_nb`, ``acct = (init_cash, ann, rf)``); lane b uses column b of the
+    scratch ``lanes = (h, oval, order, wt, lim, st)``: (A, LANES) arrays and the
+    (NSTATE, LANES) lane state ``st`` (rows :data:`Lane`).
 
     Per bar, the value, the band screen and the metric updates are branch-free loops over the
     lanes (SIMD across combinations; ``error_model="numpy"`` keeps divisions vectorisable);
     the exact band test and the rebalances run lane by lane with the scalar step bodies. Every
-    lane performs the same floating-point operations in the same order as :func:`simulate_one`
-    (the band screen only decides which lanes get the exact test), so the results are
-    bit-identical to it.
+    lane performs the same floating-point operations in the same order as
+    :func:`~.steps.simulate_one` (the band screen only decides which lanes get the exact test),
+    so the results are bit-identical to it.
     """
+    init_cash, ann, rf = acct
+    h, oval, order, wt, lim, st = lanes
     T = close.shape[0]
     A = close.shape[1]
     rf_bar = rf / ann
@@ -197,8 +200,8 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, init_
             sum_v[b] += vb
             v_prev[b] = vb
     for b in range(nb):
-        write_metrics_nb(out, c0 + b, T, init_cash, ann, rf, v[b], mean[b], m2[b], down[b],
-                         mdd[b], sum_v[b], st[Lane.traded, b], st[Lane.fees, b],
+        acc = (mean[b], m2[b], down[b], peak[b], mdd[b], sum_v[b])
+        write_metrics_nb(out, c0 + b, T, acct, v[b], acc, st[Lane.traded, b], st[Lane.fees, b],
                          int(st[Lane.nreb, b]))
 
 
@@ -222,13 +225,15 @@ def backtest_cpu_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_
     (C, 11) float64 host array, columns in the order of ``METRICS``.
 
     Each parallel chunk allocates its scratch once and runs blocks of ``LANES`` combinations in
-    lockstep (:func:`_simulate_block`); results are bit-identical to :func:`simulate_one`.
+    lockstep (:func:`_simulate_block`); results are bit-identical to
+    :func:`gpusim.backtest.steps.simulate_one`.
     """
     A = close.shape[1]
     C = wid.shape[0]
     out = np.empty((C, N_METRICS))
     if C == 0:
         return out
+    acct = (init_cash, ann, rf)
     # block width: LANES, narrowed (down to MIN_LANES) so that there are >= MIN_BLOCKS blocks
     lanes = min(LANES, max(MIN_LANES, (C + MIN_BLOCKS - 1) // MIN_BLOCKS))
     nblocks = (C + lanes - 1) // lanes
@@ -242,10 +247,11 @@ def backtest_cpu_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_
         wt = np.empty((A, LANES))
         lim = np.empty((A, LANES))
         st = np.empty((_NSTATE, LANES))
+        scratch = (h, oval, order, wt, lim, st)
         for blk in range(k * per, min(nblocks, (k + 1) * per)):
             c0 = blk * lanes
-            _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, init_cash,
-                            ann, rf, c0, min(lanes, C - c0), h, oval, order, wt, lim, st, out)
+            _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct, c0,
+                            min(lanes, C - c0), scratch, out)
     return out
 
 
@@ -253,7 +259,7 @@ def backtest_cpu_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_
 def backtest_scalar_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann,
                        rf):
     """Same result as :func:`backtest_cpu_nb`, one combination at a time with
-    :func:`simulate_one` (the GPU thread's code path); kept for tests and benchmarks."""
+    :func:`~.steps.simulate_one` (the GPU thread's code path); kept for tests and benchmarks."""
     A = close.shape[1]
     C = wid.shape[0]
     out = np.empty((C, N_METRICS))
@@ -267,8 +273,8 @@ def backtest_scalar_nb(close, W, wid, masks, mid, thresholds, relative, fees, in
         oval = np.empty((A, 1))
         order = np.empty((A, 1), dtype=np.int64)
         for c in range(k * size, min(C, (k + 1) * size)):
-            simulate_one_nb(close, W, wid[c], masks, mid[c], thresholds[c], relative, fees[c],
-                            init_cash, ann, rf, h, oval, order, 0, out, c)
+            simulate_one_nb(close, W, (wid[c], 0), (masks, mid[c], thresholds[c], relative),
+                            fees[c], (init_cash, ann, rf), (h, oval, order), 0, out, c)
     return out
 
 

@@ -38,18 +38,17 @@ simulate_one_dev = _dev["simulate_one"]
 
 
 @cuda.jit
-def backtest_cuda(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf,
-                  h, oval, order, out):
+def backtest_cuda(close, W, wid, masks, mid, thresholds, relative, fees, acct, scratch, out):
     """One thread per combination c < C = out.shape[0]; writes ``out[c, :]`` (11 metrics).
 
     Device arrays: close (T, A) f8, W (K, A) f8, wid (C,) i8, masks (M, T) bool, mid (C,) i8,
-    thresholds (C,) f8, fees (C,) f8; scratch h, oval (A, C) f8 and order (A, C) i8;
-    out (C, 11) f8. Scalars: relative (bool), init_cash, ann, rf (float).
+    thresholds (C,) f8, fees (C,) f8; ``scratch = (h, oval, order)``: (A, C) f8, f8 and i8;
+    out (C, 11) f8. Scalars: relative (bool), ``acct = (init_cash, ann, rf)`` (floats).
     """
     c = cuda.grid(1)
     if c < out.shape[0]:
-        simulate_one_dev(close, W, wid[c], masks, mid[c], thresholds[c], relative, fees[c],
-                         init_cash, ann, rf, h, oval, order, c, out, c)
+        simulate_one_dev(close, W, (wid[c], 0), (masks, mid[c], thresholds[c], relative),
+                         fees[c], acct, scratch, c, out, c)
 
 
 def backtest_gpu(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf, *,
@@ -78,6 +77,6 @@ def backtest_gpu(close, W, wid, masks, mid, thresholds, relative, fees, init_cas
     d_oval = cuda.device_array((A, C), dtype=np.float64)
     d_order = cuda.device_array((A, C), dtype=np.int64)
     d_out = cuda.device_array((C, N_METRICS), dtype=np.float64)
-    backtest_cuda[grid_for(C, tpb), tpb](*d_args, relative, d_fees, init_cash, ann, rf, d_h,
-                                         d_oval, d_order, d_out)
+    backtest_cuda[grid_for(C, tpb), tpb](*d_args, relative, d_fees, (init_cash, ann, rf),
+                                         (d_h, d_oval, d_order), d_out)
     return d_out.copy_to_host()

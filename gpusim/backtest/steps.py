@@ -138,14 +138,21 @@ def rebalance(close, t, v, cash, W, wi, h, oval, order, col, fee):
     return cash, traded, fees
 
 
-def simulate_one(close, W, wi, masks, mi, threshold, relative, fee, init_cash, ann, rf,
-                 h, oval, order, col, out, c):
-    """Simulate one combination and write its 11 metrics (order of ``METRICS``) to ``out[c]``.
+def simulate_one(close, W, target, rule, fee, acct, scratch, col, out, c):
+    """Simulate one portfolio and write its 11 metrics (order of ``METRICS``) to ``out[c]``.
 
-    ``close`` (T, A) shared prices; ``W[wi]`` target weights; ``masks[mi]`` (T,) rebalance mask
-    (bar 0 always rebalances); ``threshold`` <= 0 or NaN disables the drift band; scratch
-    ``h``/``oval``/``order`` (A, ncols) column ``col``.
+    ``close`` (T, A) shared prices. ``target = (wi, step)``: the k-th rebalance trades to
+    ``W[wi + k * step]`` (``step`` 0: fixed targets, a backtest combination; 1: one row per
+    rebalance, a walk-forward portfolio). ``rule = (masks, mi, threshold, relative)``:
+    ``masks[mi]`` (T,) rebalance mask (bar 0 always rebalances) and the drift band against the
+    targets of the last rebalance (``threshold`` <= 0 or NaN: none). ``fee`` proportional fee;
+    ``acct = (init_cash, ann, rf)``; ``scratch = (h, oval, order)`` (A, ncols) arrays, column
+    ``col``.
     """
+    wi, step = target
+    masks, mi, threshold, relative = rule
+    init_cash, ann, rf = acct
+    h, oval, order = scratch
     T = close.shape[0]
     A = close.shape[1]
     for j in range(A):
@@ -155,38 +162,35 @@ def simulate_one(close, W, wi, masks, mi, threshold, relative, fee, init_cash, a
     cash = init_cash
     v = init_cash
     v_prev = init_cash
-    mean = 0.0
-    m2 = 0.0
-    down = 0.0
-    peak = -_INF
-    mdd = 0.0
-    sum_v = 0.0
+    acc = (0.0, 0.0, 0.0, -_INF, 0.0, 0.0)  # online metrics, see bar_update
     traded = 0.0
     fees = 0.0
     nreb = 0
+    row = wi  # the targets of the next rebalance
     for t in range(T):
         v = portfolio_value(close, t, cash, h, col)
         do = t == 0 or masks[mi, t]
         if not do and use_band:
-            do = band_breached(close, t, v, W, wi, h, col, threshold, relative)
+            do = band_breached(close, t, v, W, row - step, h, col, threshold, relative)
         if do:
-            cash, tr, fe = rebalance(close, t, v, cash, W, wi, h, oval, order, col, fee)
+            cash, tr, fe = rebalance(close, t, v, cash, W, row, h, oval, order, col, fee)
+            row += step
             traded += tr
             fees += fe
             nreb += 1
             v = portfolio_value(close, t, cash, h, col)
-        mean, m2, down, peak, mdd, sum_v = bar_update(t, v / v_prev - 1.0, v, rf_bar, mean,
-                                                      m2, down, peak, mdd, sum_v)
+        acc = bar_update(t, v / v_prev - 1.0, v, rf_bar, acc)
         v_prev = v
 
-    write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, traded, fees,
-                  nreb)
+    write_metrics(out, c, T, acct, v, acc, traded, fees, nreb)
 
 
-def bar_update(t, r, v, rf_bar, mean, m2, down, peak, mdd, sum_v):
-    """The online metrics after bar ``t`` (return ``r``, value ``v``): Welford ``mean``/``m2``,
-    downside sum of squares below ``rf_bar``, running ``peak`` and max drawdown ``mdd``, sum of
-    values. Returns the updated (mean, m2, down, peak, mdd, sum_v)."""
+def bar_update(t, r, v, rf_bar, acc):
+    """The online metrics ``acc = (mean, m2, down, peak, mdd, sum_v)`` after bar ``t`` (return
+    ``r``, value ``v``): Welford ``mean``/``m2``, downside sum of squares below ``rf_bar``,
+    running ``peak`` and max drawdown ``mdd``, sum of values. Returns the updated tuple (start
+    from ``(0, 0, 0, -inf, 0, 0)``)."""
+    mean, m2, down, peak, mdd, sum_v = acc
     d = r - mean
     mean = fadd(mean, fmul(d, 1.0 / (t + 1)))
     m2 = fadd(m2, fmul(d, r - mean))
@@ -198,15 +202,17 @@ def bar_update(t, r, v, rf_bar, mean, m2, down, peak, mdd, sum_v):
     return mean, m2, down, peak, mdd, sum_v + v
 
 
-def write_metrics(out, c, T, init_cash, ann, rf, v, mean, m2, down, mdd, sum_v, traded, fees,
-                  nreb):
+def write_metrics(out, c, T, acct, v, acc, traded, fees, nreb):
     """Finish the online metrics of one combination into ``out[c, :]`` (order of ``METRICS``).
 
-    ``v`` final value; ``mean``/``m2`` Welford mean and sum of squared deviations of the T
-    per-bar returns; ``down`` sum of min(R - rf/ann, 0)^2; ``mdd`` max drawdown (<= 0);
-    ``sum_v`` sum of the T values; ``traded``/``fees`` totals; ``nreb`` rebalance bars.
-    A ratio with a zero (or undefined) denominator is NaN.
+    ``acct = (init_cash, ann, rf)``; ``v`` final value; ``acc`` the online metrics of
+    :func:`bar_update` after the T bars: Welford mean and sum of squared deviations of the
+    per-bar returns, sum of min(R - rf/ann, 0)^2, peak, max drawdown (<= 0), sum of the values;
+    ``traded``/``fees`` totals; ``nreb`` rebalance bars. A ratio with a zero (or undefined)
+    denominator is NaN.
     """
+    init_cash, ann, rf = acct
+    mean, m2, down, _peak, mdd, sum_v = acc
     rf_bar = rf / ann
     sq_ann = math.sqrt(ann)
     growth = v / init_cash

@@ -10,9 +10,10 @@ factor), exactly as :mod:`gpusim.walkforward.search_cpu` does, and the thread ke
 each checkpoint segment in the (n_tasks, n_slices, n_seg) outputs, reduced on the host by
 :func:`gpusim.walkforward.segments.reduce_segments`. No population is stored.
 
-Execution (:func:`execute_cuda`): one thread per portfolio running
-:func:`gpusim.walkforward.execute.simulate_wf` compiled as a device function against the device
-step bodies of :mod:`gpusim.backtest.steps`; per-thread scratch in (A, C) global arrays.
+Execution (:func:`execute_cuda`): one thread per portfolio running the backtest's device
+function :func:`gpusim.backtest.steps.simulate_one` with targets advancing one row per rebalance
+(as :func:`gpusim.walkforward.execute.execute_cpu_nb`); per-thread scratch in (A, C) global
+arrays.
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ from numba import cuda, float64
 from cpu_ref.walkforward import SLACK
 from gpusim._cuda.launch import MAX_ASSETS, MAX_ROWS, block_size, grid_for, resident_threads
 from gpusim._cuda.rng import exact_arith, sample_dev
-from gpusim.backtest import steps as _bk
-from gpusim.walkforward.execute import compile_simulate
+from gpusim.backtest.cuda import simulate_one_dev
+from gpusim.backtest.steps import N_METRICS
+from gpusim.walkforward.execute import NO_BAND
 from gpusim.walkforward.segments import PRUNE_RTOL, Bests, Limits, Tasks, Windows, new_outputs
 
 # fmul/fadd never fused into FMA (exact_arith): every step rounds as on the CPU
-_bdev = _bk.compile_bodies(cuda.jit(device=True), exact_arith())
-simulate_wf_dev = compile_simulate(cuda.jit(device=True), _bdev)
-fmul = _bdev["fmul"]
-fadd = _bdev["fadd"]
+_arith = exact_arith()
+fmul = _arith["fmul"]
+fadd = _arith["fadd"]
 
 
 @cuda.jit
@@ -170,13 +171,16 @@ def search_gpu(xp, task_key, tasks, code, alpha, win, lim, ann, chk, *, n_slices
 
 
 @cuda.jit
-def execute_cuda(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, h, oval, order,
-                 out):
-    """One thread per portfolio c < C = out.shape[0]; writes ``out[c, :]`` (11 metrics)."""
+def execute_cuda(close, W, woff, wsid, masks, mid, fees, acct, scratch, out):
+    """One thread per portfolio c < C = out.shape[0]; writes ``out[c, :]`` (11 metrics).
+
+    Device arrays as :func:`gpusim.walkforward.execute.execute_cpu_nb`;
+    ``acct = (init_cash, ann, rf)``; ``scratch = (h, oval, order)`` (A, C) f8, f8, i8.
+    """
     c = cuda.grid(1)
     if c < out.shape[0]:
-        simulate_wf_dev(close, W, woff[wsid[c]], masks, mid[c], fees[c], init_cash, ann, rf, h,
-                        oval, order, c, out, c)
+        simulate_one_dev(close, W, (woff[wsid[c]], 1), (masks, mid[c], NO_BAND, False), fees[c],
+                         acct, scratch, c, out, c)
 
 
 def execute_gpu(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, *,
@@ -186,14 +190,14 @@ def execute_gpu(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, *,
     C = len(wsid)
     A = close.shape[1]
     if C == 0:
-        return np.empty((0, _bk.N_METRICS))
+        return np.empty((0, N_METRICS))
     d = [cuda.to_device(np.ascontiguousarray(x)) for x in (close, W, woff, wsid, masks, mid,
                                                            fees)]
     h = cuda.device_array((A, C), dtype=np.float64)
     oval = cuda.device_array((A, C), dtype=np.float64)
     order = cuda.device_array((A, C), dtype=np.int64)
-    out = cuda.device_array((C, _bk.N_METRICS), dtype=np.float64)
+    out = cuda.device_array((C, N_METRICS), dtype=np.float64)
     tpb = block_size(threads_per_block)
-    execute_cuda[grid_for(C, tpb), tpb](*d, float(init_cash), float(ann), float(rf), h, oval,
-                                        order, out)
+    acct = (float(init_cash), float(ann), float(rf))
+    execute_cuda[grid_for(C, tpb), tpb](*d, acct, (h, oval, order), out)
     return out.copy_to_host()

@@ -552,8 +552,9 @@ try:
     from gpusim.backtest import cuda as bc
     f8, i8, b1 = t.float64, t.int64, t.boolean
     v, m = f8[::1], f8[:, ::1]
+    acct, scratch = t.UniTuple(f8, 3), t.Tuple((m, m, i8[:, ::1]))
     ptx, _ = cuda.compile_ptx(bc.backtest_cuda.py_func, (m, m, i8[::1], b1[:, ::1], i8[::1], v,
-                              b1, v, f8, f8, f8, m, m, i8[:, ::1], m), cc=(8, 0))
+                              b1, v, acct, scratch, m), cc=(8, 0))
 except Exception as exc:
     msg = str(exc)
     if any(k in msg for k in ("NVVM", "nvvm", "NVRTC", "nvrtc")):
