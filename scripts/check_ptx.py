@@ -105,16 +105,19 @@ def main() -> int:
         from gpusim.dynopt import cuda as dynopt_cuda
         from gpusim.dynopt import steps as dynopt_steps
         from gpusim.search import cuda as search_cuda
+        from gpusim.search import steps as search_steps
 
         def neglog_probe(key, out):
             i = cuda.grid(1)
             if i < out.shape[0]:
                 out[i] = rng_dev.neg_log_uniform_dev(rng_dev.bits_dev(key, i, 0, 0))
 
+        stream = t.NamedTuple((u8, i8, f8, v, v), search_steps.Stream)
+        top = t.Tuple((m, i8[:, ::1], i8[::1]))
         yield "search_cuda", search_cuda.search_cuda.py_func, (
-            u8, i8, i8, i8, f8, v, v, f8, m, f8, f8, m, i8[:, ::1], i8[::1]), None
+            stream, f8, i8, i8, m, f8, f8, top), None
         yield "search_cuda_f32", search_cuda.search_cuda_f32.py_func, (
-            u8, i8, i8, i8, f8, v, v, f8, t.float32[:, ::1], f8, f8, m, i8[:, ::1], i8[::1]), None
+            stream, f8, i8, i8, t.float32[:, ::1], f8, f8, top), None
         acct, scratch3 = t.UniTuple(f8, 3), t.Tuple((m, m, i8[:, ::1]))
         yield "backtest_cuda", backtest_cuda.backtest_cuda.py_func, (
             m, m, i8[::1], b1[:, ::1], i8[::1], v, b1, v, acct, scratch3, m), None

@@ -133,19 +133,20 @@ class _CpuRunner:
         from threadpoolctl import threadpool_limits
 
         from gpusim.search.cpu import SYM_MAX_A, search_cpu_nb
-        from gpusim.search.steps import upper_doubled
+        from gpusim.search.steps import Stream, upper_doubled
 
         self.kernel = search_cpu_nb
-        self.args = (key, code, alpha, lo, hi, mu, cov, ann, rf, k)
+        self.stream = Stream(key, code, alpha, lo, hi)
+        self.args = (mu, cov, ann, rf, k)
         self.n_tasks = 4 * numba.get_num_threads()
         self.sym = mu.shape[0] <= SYM_MAX_A
         self.U = upper_doubled(cov)
         self.limits = threadpool_limits(1, user_api="blas")
 
     def run(self, start, n):
-        key, code, alpha, lo, hi, mu, cov, ann, rf, k = self.args
-        s, i, n_ok = self.kernel(key, start, n, code, alpha, lo, hi, mu, cov, self.U, ann, rf,
-                                 k, self.n_tasks, self.sym)
+        mu, cov, ann, rf, k = self.args
+        s, i, n_ok = self.kernel(self.stream, start, n, mu, cov, self.U, ann, rf, k, self.n_tasks,
+                                 self.sym)
         return s.ravel(), i.ravel(), int(n_ok.sum())
 
     def close(self):

@@ -145,13 +145,13 @@ def _score_block_sym(Wt, nb, U, amu, ann, rf, y, q, r, out):
 
 
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")
-def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, U, ann, rf, k, n_tasks, sym):
+def search_cpu_nb(stream, start, n, mu, cov, U, ann, rf, k, n_tasks, sym):
     """Score candidates ``start .. start+n-1`` and return each task's top-k.
 
     Parameters
     ----------
-    key : uint64 stream key (``cpu_ref.rng.seed_key_nb(seed)``).
-    lo, hi : (A,) bounds; mu : (A,) per-bar mean; cov : (A, A) per-bar covariance;
+    stream : :class:`gpusim.search.steps.Stream` (host arrays) — key, sampler, bounds.
+    mu : (A,) per-bar mean; cov : (A, A) per-bar covariance;
     U : :func:`gpusim.search.steps.upper_doubled` of ``cov`` (for the symmetric scorer).
     sym : score with :func:`_score_block_sym` (True; callers pass ``A <= SYM_MAX_A``) or by
         a BLAS product (:func:`_score_block`).
@@ -162,6 +162,7 @@ def search_cpu_nb(key, start, n, code, alpha, lo, hi, mu, cov, U, ann, rf, k, n_
     index : (n_tasks, k) int64 candidate indices, -1 where empty.
     n_ok : (n_tasks,) int64 candidates within the upper bounds, per task. Host arrays.
     """
+    key, code, alpha, lo, hi = stream
     A = mu.shape[0]
     lo_sum = 0.0
     for j in range(A):

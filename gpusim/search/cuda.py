@@ -17,7 +17,7 @@ from numba import cuda, float64
 
 from gpusim._cuda.launch import MAX_ASSETS, block_size, grid_for, resident_threads
 from gpusim._cuda.rng import sample_dev
-from gpusim.search.steps import topk_insert, upper_doubled
+from gpusim.search.steps import Stream, topk_insert, upper_doubled
 
 topk_insert_dev = cuda.jit(device=True)(topk_insert)
 
@@ -32,7 +32,9 @@ def _make_search_kernel(ft):
     """
 
     @cuda.jit
-    def kernel(key, start, n, code, alpha, lo, hi, lo_sum, Uaug, ann, rf, top_s, top_i, n_ok):
+    def kernel(stream, lo_sum, start, n, Uaug, ann, rf, top):
+        key, code, alpha, lo, hi = stream
+        top_s, top_i, n_ok = top
         tid = cuda.grid(1)
         nthreads = cuda.gridsize(1)
         if tid >= top_s.shape[0]:
@@ -72,10 +74,12 @@ def _make_search_kernel(ft):
 search_cuda = _make_search_kernel(np.float64)
 search_cuda.__doc__ = """One launch over candidates ``start .. start+n-1`` (float64 scoring).
 
-Device arrays: lo, hi (A,); Uaug (A+1, A) = :func:`gpusim.search.steps.upper_doubled` of
+``stream``: :class:`gpusim.search.steps.Stream` (device lo, hi (A,)) with ``lo_sum = sum(lo)``;
+Uaug (A+1, A) = :func:`gpusim.search.steps.upper_doubled` of
 the covariance (upper triangle, off-diagonal entries doubled) with the row ``ann * mu`` appended;
-top_s (T, k) float64 and top_i (T, k) int64 initialised to -inf / -1 (T = threads in the
-grid); n_ok (T,) int64 counts the candidates within the upper bounds per thread.
+``top = (top_s, top_i, n_ok)``: top_s (T, k) float64 and top_i (T, k) int64 initialised to
+-inf / -1 (T = threads in the grid), n_ok (T,) int64 counts the candidates within the upper
+bounds per thread.
 """
 search_cuda_f32 = _make_search_kernel(np.float32)  # same, Uaug float32: scoring in float32
 
@@ -113,9 +117,10 @@ class SearchLauncher:
                                              kernel=self.kernel)
         self.T = self.blocks * self.tpb
         self.xp, self.merge, self.k = xp, merge, k
-        self.args = (np.uint64(key), int(code), float(alpha), xp.asarray(lo, dtype=np.float64),
-                     xp.asarray(hi, dtype=np.float64), float(np.sum(lo)),
-                     xp.asarray(Uaug, dtype=np.dtype(dtype)), float(ann), float(rf))
+        self.stream = Stream(np.uint64(key), int(code), float(alpha),
+                             xp.asarray(lo, dtype=np.float64), xp.asarray(hi, dtype=np.float64))
+        self.args = (float(np.sum(lo)), xp.asarray(Uaug, dtype=np.dtype(dtype)), float(ann),
+                     float(rf))
 
     def run(self, start: int, n: int):
         """Launch over candidates start..start+n-1; return host (scores (k,), index (k,), n_ok)."""
@@ -123,9 +128,9 @@ class SearchLauncher:
         top_s = xp.full((self.T, self.k), -np.inf)
         top_i = xp.full((self.T, self.k), -1, dtype=np.int64)
         n_ok = xp.zeros(self.T, dtype=np.int64)
-        key, code, alpha, lo, hi, lo_sum, Uaug, ann, rf = self.args
-        self.kernel[self.blocks, self.tpb](key, np.int64(start), np.int64(n), code, alpha, lo,
-                                           hi, lo_sum, Uaug, ann, rf, top_s, top_i, n_ok)
+        lo_sum, Uaug, ann, rf = self.args
+        self.kernel[self.blocks, self.tpb](self.stream, lo_sum, np.int64(start), np.int64(n), Uaug,
+                                           ann, rf, (top_s, top_i, n_ok))
         s, i = self.merge(xp, top_s.ravel(), top_i.ravel(), self.k)
         if xp is np:
             return s, i, int(n_ok.sum())

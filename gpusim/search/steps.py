@@ -1,11 +1,26 @@
-"""What the CPU and CUDA weight-search kernels share: :func:`upper_doubled` (the host-side
-operand of both symmetric scorers) and :func:`topk_insert` (the per-task / per-thread top-k
-body, compiled with ``njit`` in :mod:`gpusim.search.cpu` and ``cuda.jit(device=True)`` in
-:mod:`gpusim.search.cuda`)."""
+"""What the CPU and CUDA weight-search kernels share: the :class:`Stream` record of their
+candidates, :func:`upper_doubled` (the host-side operand of both symmetric scorers) and
+:func:`topk_insert` (the per-task / per-thread top-k body, compiled with ``njit`` in
+:mod:`gpusim.search.cpu` and ``cuda.jit(device=True)`` in :mod:`gpusim.search.cuda`)."""
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
+
+
+class Stream(NamedTuple):
+    """The candidates of a search: stream ``key`` (uint64, ``cpu_ref.rng.seed_key_nb(seed)``),
+    sampler ``code`` (int, :data:`cpu_ref.rng.Sampler`) and concentration ``alpha`` (float),
+    weight bounds ``lo``, ``hi`` ((A,) float64, host or device). Candidate ``i`` is
+    ``cpu_ref.rng.sample(key, i, code, alpha, lo, hi, sum(lo), w)``."""
+
+    key: Any
+    code: int
+    alpha: float
+    lo: Any
+    hi: Any
 
 
 def upper_doubled(cov: np.ndarray) -> np.ndarray:

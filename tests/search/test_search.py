@@ -83,15 +83,15 @@ def test_cpu_kernel_both_scorers_match_reference(A, sym):
     from threadpoolctl import threadpool_limits
 
     from gpusim.search.cpu import search_cpu_nb
-    from gpusim.search.steps import upper_doubled
+    from gpusim.search.steps import Stream, upper_doubled
 
     mu, cov = _stats(A, seed=A)
     n, k = 5_000, 10
     lo, hi = np.zeros(A), np.ones(A)
     key = np.uint64(rng.seed_key_nb(5))
     with threadpool_limits(1, user_api="blas"):
-        s, i, n_ok = search_cpu_nb(key, 3, n, 1, 1.0, lo, hi, mu, cov, upper_doubled(cov),
-                                   252.0, 0.01, k, 3, sym)
+        s, i, n_ok = search_cpu_nb(Stream(key, 1, 1.0, lo, hi), 3, n, mu, cov,
+                                   upper_doubled(cov), 252.0, 0.01, k, 3, sym)
     ms, mi = merge_topk(np, s.ravel(), i.ravel(), k)
     ref_i, ref_s = search_ref(5, 3, n, 1, 1.0, lo, hi, mu, cov, 252.0, 0.01, k)
     assert mi.tolist() == ref_i.tolist() and int(n_ok.sum()) == n
