@@ -261,7 +261,6 @@ def _score_task(W, nb, i0, win, sid, lim, cid, ann, chk, scratch, best):
     eqtol, cash = lim.eqtol, lim.cash
     F, tri, mex, gb, G = win.F[sid], win.tri[sid], win.mex[sid], win.gb[sid], win.G[sid]
     y, q, r, RV, scl, sc, acc = scratch
-    bs, bi, bsc, as_, ai, nacc = best
     free = not cash and G.shape[0] == 0      # then only upper weight bounds < 1 can reject
     for j in range(W.shape[0]):
         if hi[j] < 1.0:
@@ -274,6 +273,28 @@ def _score_task(W, nb, i0, win, sid, lim, cid, ann, chk, scratch, best):
         _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc)
     _lin_block(W, mex, r)
     _lin_block(W, gb, q)                     # q holds gb . w until the variances
+    n_live = _mark_live(nb, i0, chk, ann, r, q, acc, best, sc)
+    if n_live > BLOCK // 8:
+        _variance_block(W, F, tri, y, q)
+        for b in range(nb):
+            if sc[b] == 1.0:
+                v = ann * q[b]
+                sc[b] = r[b] / math.sqrt(v) if v > 0.0 else -_INF
+    else:
+        for b in range(nb):
+            if sc[b] == 1.0:
+                v = ann * _variance_one(W, b, F, tri)
+                sc[b] = r[b] / math.sqrt(v) if v > 0.0 else -_INF
+    _update_bests(nb, i0, chk, sc, acc, scl, best)
+
+
+@njit(cache=True, error_model="numpy")
+def _mark_live(nb, i0, chk, ann, r, q, acc, best, sc):
+    """Exact pruning of candidates ``i0 .. i0+nb-1``: ``sc[b]`` = 1 for a live candidate (to
+    be scored), -inf for one whose Sharpe bound ``r[b] / sqrt(ann q[b]²)`` (``q`` holds
+    ``gb . w``) is below its segment's best (``best`` as in :func:`_score_task`; the accepted
+    best for an accepted candidate ``acc[b]``). Returns the number of live candidates."""
+    bs, _bi, _bsc, as_, _ai, _nacc = best
     sq = math.sqrt(ann)
     seg = 0
     while i0 >= chk[seg]:
@@ -292,17 +313,15 @@ def _score_task(W, nb, i0, win, sid, lim, cid, ann, chk, scratch, best):
         live = not (thr > 0.0 and ub < thr * (1.0 - PRUNE_RTOL))
         sc[b] = 1.0 if live else -_INF      # marks the live lanes
         n_live += 1 if live else 0
-    if n_live > BLOCK // 8:
-        _variance_block(W, F, tri, y, q)
-        for b in range(nb):
-            if sc[b] == 1.0:
-                v = ann * q[b]
-                sc[b] = r[b] / math.sqrt(v) if v > 0.0 else -_INF
-    else:
-        for b in range(nb):
-            if sc[b] == 1.0:
-                v = ann * _variance_one(W, b, F, tri)
-                sc[b] = r[b] / math.sqrt(v) if v > 0.0 else -_INF
+    return n_live
+
+
+@njit(cache=True, error_model="numpy")
+def _update_bests(nb, i0, chk, sc, acc, scl, best):
+    """Fold the scores ``sc`` (-inf: pruned), acceptance ``acc`` and scales ``scl`` of
+    candidates ``i0 .. i0+nb-1`` into the per-segment ``best`` of :func:`_score_task`
+    (ties go to the smaller candidate index)."""
+    bs, bi, bsc, as_, ai, nacc = best
     seg = 0
     while i0 >= chk[seg]:
         seg += 1
