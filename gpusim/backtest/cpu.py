@@ -80,25 +80,13 @@ _NSTATE = len(Lane)
 
 
 @njit(cache=True, error_model="numpy")
-def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct, c0, nb,
-                    lanes, out):
-    """Simulate combinations c0 .. c0+nb-1 (nb <= LANES) in lockstep (arguments as
-    :func:`backtest_cpu_nb`, ``acct = (init_cash, ann, rf)``); lane b uses column b of the
-    scratch ``lanes = (h, oval, order, wt, lim, st)``: (A, LANES) arrays and the
-    (NSTATE, LANES) lane state ``st`` (rows :data:`Lane`).
-
-    Per bar, the value, the band screen and the metric updates are branch-free loops over the
-    lanes (SIMD across combinations; ``error_model="numpy"`` keeps divisions vectorisable);
-    the exact band test and the rebalances run lane by lane with the scalar step bodies. Every
-    lane performs the same floating-point operations in the same order as
-    :func:`~.steps.simulate_one` (the band screen only decides which lanes get the exact test),
-    so the results are bit-identical to it.
-    """
-    init_cash, ann, rf = acct
-    h, oval, order, wt, lim, st = lanes
-    T = close.shape[0]
-    A = close.shape[1]
-    rf_bar = rf / ann
+def _init_lanes(W, wid, mid, thresholds, relative, init_cash, c0, nb, lanes):
+    """Start lanes 0 .. nb-1 of ``lanes`` (see :func:`_simulate_block`) on combinations
+    ``c0 ..``: no holdings, targets ``wt``, band limits ``lim`` (inf: no band), the initial lane
+    state. Returns (has_band, same_mask): whether any lane has a drift band, and whether all
+    lanes share one rebalance mask."""
+    h, _oval, _order, wt, lim, st = lanes
+    A = W.shape[1]
     has_band = False
     m0 = mid[c0]
     same_mask = True
@@ -122,8 +110,69 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct,
         st[Lane.cash, b] = init_cash
         st[Lane.vprev, b] = init_cash
         st[Lane.peak, b] = -_INF
+    return has_band, same_mask
+
+
+@njit(cache=True, error_model="numpy")
+def _band_screen(close, t, W, wid, thresholds, relative, c0, nb, lanes):
+    """Set ``do[b]`` (lane state) for the lanes whose drift band is breached at bar ``t``: a
+    division-free screen over all lanes (vectorised), then the exact test of
+    :func:`~.steps.band_breached` for the lanes within a rounding margin of their band."""
+    h, _oval, _order, wt, lim, st = lanes
+    A = close.shape[1]
+    v = st[Lane.v]
+    do = st[Lane.do]
+    inv = st[Lane.inv]
+    cand = st[Lane.cand]
+    # screen: a_j ~ h_j p_j (1/v) within a margin that covers the rounding gap to
+    # h_j p_j / v; lanes that may breach get the exact test of band_breached
+    for b in range(nb):
+        inv[b] = 1.0 / v[b]
+        cand[b] = -_INF if v[b] > _TINY_V else 0.0  # 1/v may overflow: exact test
+    for j in range(A):
+        p = close[t, j]
+        hj = h[j]
+        wj = wt[j]
+        lj = lim[j]
+        for b in range(nb):
+            a = hj[b] * p * inv[b]
+            w = wj[b]
+            e = abs(a - w) + _BAND_MARGIN * (1.0 + abs(a) + abs(w))
+            cand[b] = max(cand[b], e - lj[b])  # max, not a select: vectorises
+    for b in range(nb):
+        if cand[b] >= 0.0 and do[b] == 0.0:
+            c = c0 + b
+            if band_breached_nb(close, t, v[b], W, wid[c], h, b, thresholds[c],
+                                relative):
+                do[b] = 1.0
+
+
+@njit(cache=True, error_model="numpy")
+def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct, c0, nb,
+                    lanes, out):
+    """Simulate combinations c0 .. c0+nb-1 (nb <= LANES) in lockstep (arguments as
+    :func:`backtest_cpu_nb`, ``acct = (init_cash, ann, rf)``); lane b uses column b of the
+    scratch ``lanes = (h, oval, order, wt, lim, st)``: (A, LANES) arrays and the
+    (NSTATE, LANES) lane state ``st`` (rows :data:`Lane`).
+
+    Per bar, the value, the band screen and the metric updates are branch-free loops over the
+    lanes (SIMD across combinations; ``error_model="numpy"`` keeps divisions vectorisable);
+    the exact band test and the rebalances run lane by lane with the scalar step bodies. Every
+    lane performs the same floating-point operations in the same order as
+    :func:`~.steps.simulate_one` (the band screen only decides which lanes get the exact test),
+    so the results are bit-identical to it.
+    """
+    init_cash, ann, rf = acct
+    h, oval, order, wt, lim, st = lanes
+    T = close.shape[0]
+    A = close.shape[1]
+    rf_bar = rf / ann
+    has_band, same_mask = _init_lanes(W, wid, mid, thresholds, relative, init_cash, c0, nb,
+                                      lanes)
+    m0 = mid[c0]
     cash = st[Lane.cash]
     v = st[Lane.v]
+    do = st[Lane.do]
     v_prev = st[Lane.vprev]
     mean = st[Lane.mean]
     m2 = st[Lane.m2]
@@ -131,9 +180,6 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct,
     peak = st[Lane.peak]
     mdd = st[Lane.mdd]
     sum_v = st[Lane.sumv]
-    do = st[Lane.do]
-    inv = st[Lane.inv]
-    cand = st[Lane.cand]
     for t in range(T):
         for b in range(nb):
             v[b] = cash[b]
@@ -153,27 +199,7 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct,
             for b in range(nb):
                 do[b] = 1.0 if masks[mid[c0 + b], t] else 0.0
         if has_band and t > 0:
-            # screen: a_j ~ h_j p_j (1/v) within a margin that covers the rounding gap to
-            # h_j p_j / v; lanes that may breach get the exact test of band_breached
-            for b in range(nb):
-                inv[b] = 1.0 / v[b]
-                cand[b] = -_INF if v[b] > _TINY_V else 0.0  # 1/v may overflow: exact test
-            for j in range(A):
-                p = close[t, j]
-                hj = h[j]
-                wj = wt[j]
-                lj = lim[j]
-                for b in range(nb):
-                    a = hj[b] * p * inv[b]
-                    w = wj[b]
-                    e = abs(a - w) + _BAND_MARGIN * (1.0 + abs(a) + abs(w))
-                    cand[b] = max(cand[b], e - lj[b])  # max, not a select: vectorises
-            for b in range(nb):
-                if cand[b] >= 0.0 and do[b] == 0.0:
-                    c = c0 + b
-                    if band_breached_nb(close, t, v[b], W, wid[c], h, b, thresholds[c],
-                                        relative):
-                        do[b] = 1.0
+            _band_screen(close, t, W, wid, thresholds, relative, c0, nb, lanes)
         for b in range(nb):
             if do[b] != 0.0:
                 c = c0 + b
