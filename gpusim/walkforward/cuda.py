@@ -37,6 +37,62 @@ fmul = _arith["fmul"]
 fadd = _arith["fadd"]
 
 
+@cuda.jit(device=True)
+def accept_dev(w, rv, G, lo, hi, gl, gu, eqtol, cash):
+    """Scale and acceptance of one candidate ``w`` (A,) under bounds ``lo``/``hi`` (A,) and
+    rows ``gl <= G w <= gu`` (G (M, A)), the rule of :func:`cpu_ref.walkforward.constrain_1d_nb`
+    with the float steps of :func:`gpusim.walkforward.search_cpu._accept_block`. Writes
+    ``rv[m] = G[m] . w``; returns (accepted, scale)."""
+    A = w.shape[0]
+    M = G.shape[0]
+    for m in range(M):
+        acc = 0.0
+        for j in range(A):
+            acc = fadd(acc, fmul(G[m, j], w[j]))
+        rv[m] = acc
+    s = 1.0
+    if cash:
+        for j in range(A):
+            if w[j] > 0.0:
+                s = min(s, hi[j] / w[j])
+        for m in range(M):
+            if rv[m] > 0.0 and gu[m] < math.inf:
+                s = min(s, gu[m] / rv[m])
+            elif rv[m] < 0.0 and gl[m] > -math.inf:
+                s = min(s, gl[m] / rv[m])
+    ok = s > 0.0
+    for j in range(A):
+        x = w[j] * s
+        if x < fadd(lo[j], -fmul(SLACK, 1.0 + abs(lo[j]))) or \
+                x > fadd(hi[j], fmul(SLACK, 1.0 + abs(hi[j]))):
+            ok = False
+    for m in range(M):
+        x = fmul(rv[m], s)
+        lw = gl[m]
+        u = gu[m]
+        if lw == u:
+            if abs(x - u) > fadd(eqtol[m], fmul(SLACK, 1.0 + abs(u))):
+                ok = False
+        elif x < fadd(lw, -fmul(SLACK, 1.0 + abs(lw))) or \
+                x > fadd(u, fmul(SLACK, 1.0 + abs(u))):
+            ok = False
+    return ok, s
+
+
+@cuda.jit(device=True)
+def quad_dev(F, tri, w):
+    """``|F w|²`` for a covariance factor ``F`` (A, A), upper triangular when ``tri``, summed
+    in the order of :func:`gpusim.walkforward.search_cpu._variance_one`."""
+    A = w.shape[0]
+    q = 0.0
+    for ii in range(A):
+        yy = 0.0
+        for j in range(ii if tri else 0, A):
+            yy = fadd(yy, fmul(F[ii, j], w[j]))
+        q = fadd(q, fmul(yy, yy))
+    return q
+
+
 @cuda.jit
 def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out):
     """One thread per (task, slice); arguments as in
@@ -52,7 +108,6 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
     lo, hi, gl, gu, eqtol, cash = lim
     bs, bi, bsc, as_, ai, nacc = out
     A = mex.shape[1]
-    M = G.shape[1]
     wbuf = cuda.local.array(MAX_ASSETS, float64)
     rv = cuda.local.array(MAX_ROWS, float64)
     w = wbuf[:A]
@@ -71,37 +126,7 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
         while i >= chk[seg]:
             seg += 1
         sample_dev(key, i, code, alpha, lo_t, hi_t, lo_sum, w)  # hi is checked below
-        for m in range(M):
-            acc = 0.0
-            for j in range(A):
-                acc = fadd(acc, fmul(G[sid, m, j], w[j]))
-            rv[m] = acc
-        s = 1.0
-        if cash:
-            for j in range(A):
-                if w[j] > 0.0:
-                    s = min(s, hi_t[j] / w[j])
-            for m in range(M):
-                if rv[m] > 0.0 and gu[cid, m] < math.inf:
-                    s = min(s, gu[cid, m] / rv[m])
-                elif rv[m] < 0.0 and gl[cid, m] > -math.inf:
-                    s = min(s, gl[cid, m] / rv[m])
-        ok = s > 0.0
-        for j in range(A):
-            x = w[j] * s
-            if x < fadd(lo_t[j], -fmul(SLACK, 1.0 + abs(lo_t[j]))) or \
-                    x > fadd(hi_t[j], fmul(SLACK, 1.0 + abs(hi_t[j]))):
-                ok = False
-        for m in range(M):
-            x = fmul(rv[m], s)
-            lw = gl[cid, m]
-            u = gu[cid, m]
-            if lw == u:
-                if abs(x - u) > fadd(eqtol[m], fmul(SLACK, 1.0 + abs(u))):
-                    ok = False
-            elif x < fadd(lw, -fmul(SLACK, 1.0 + abs(lw))) or \
-                    x > fadd(u, fmul(SLACK, 1.0 + abs(u))):
-                ok = False
+        ok, s = accept_dev(w, rv, G[sid], lo_t, hi_t, gl[cid], gu[cid], eqtol, cash)
         if ok:
             nacc[task, sl, seg] += 1
         r = 0.0
@@ -118,12 +143,7 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
             ub = 0.0
         if thr > 0.0 and ub < thr * (1.0 - PRUNE_RTOL):
             continue
-        q = 0.0
-        for ii in range(A):
-            yy = 0.0
-            for j in range(ii if j_tri else 0, A):
-                yy = fadd(yy, fmul(F[sid, ii, j], w[j]))
-            q = fadd(q, fmul(yy, yy))
+        q = quad_dev(F[sid], j_tri, w)
         v = ann * q
         score = r / math.sqrt(v) if v > 0.0 else -math.inf
         if score > as_[task, sl, seg]:
