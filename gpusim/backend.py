@@ -61,18 +61,23 @@ def simulator_requested() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0").strip() not in ("", "0")
 
 
+def _reach(name: str, is_available, no_device: str) -> tuple[bool, str]:
+    """(ok, why) of ``is_available()`` for the library ``name``; never raises."""
+    try:
+        if not is_available():
+            return False, no_device
+    except Exception as exc:
+        return False, f"{name} cannot reach a CUDA device: {exc}"
+    return True, "ok"
+
+
 @functools.lru_cache(maxsize=1)
 def _probe_cupy() -> tuple[bool, str]:
     try:
         import cupy
     except Exception as exc:  # ImportError, or a broken CUDA install
         return False, f"CuPy is not installed ({type(exc).__name__}); {_INSTALL_HINT}"
-    try:
-        if not cupy.is_available():
-            return False, "CuPy is installed but finds no CUDA device or driver"
-    except Exception as exc:
-        return False, f"CuPy cannot reach a CUDA device: {exc}"
-    return True, "ok"
+    return _reach("CuPy", cupy.is_available, "CuPy is installed but finds no CUDA device or driver")
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,12 +88,7 @@ def _probe_numba_cuda() -> tuple[bool, str]:
         return False, f"numba.cuda cannot be imported ({exc}); {_INSTALL_HINT}"
     if simulator_requested():
         return True, "CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
-    try:
-        if not cuda.is_available():
-            return False, "numba.cuda finds no CUDA device or driver"
-    except Exception as exc:
-        return False, f"numba.cuda cannot reach a CUDA device: {exc}"
-    return True, "ok"
+    return _reach("numba.cuda", cuda.is_available, "numba.cuda finds no CUDA device or driver")
 
 
 def gpu_status() -> tuple[bool, str]:

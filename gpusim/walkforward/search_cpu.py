@@ -219,12 +219,8 @@ def _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc):
         for b in range(BLOCK):
             acc[b] = scl[b] > 0.0
     for j in range(A):
-        lj = lo[j] - SLACK * (1.0 + abs(lo[j]))
-        hj = hi[j] + SLACK * (1.0 + abs(hi[j]))
-        for b in range(BLOCK):
-            w = W[j, b] * scl[b]
-            if w < lj or w > hj:
-                acc[b] = False
+        _reject_outside(W[j], lo[j] - SLACK * (1.0 + abs(lo[j])),
+                        hi[j] + SLACK * (1.0 + abs(hi[j])), scl, acc)
     for m in range(M):
         if gl[m] == gu[m]:
             t = eqtol[m] + SLACK * (1.0 + abs(gu[m]))
@@ -233,12 +229,17 @@ def _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc):
                 if abs(RV[m, b] * scl[b] - u) > t:
                     acc[b] = False
         else:
-            lw = gl[m] - SLACK * (1.0 + abs(gl[m]))
-            u = gu[m] + SLACK * (1.0 + abs(gu[m]))
-            for b in range(BLOCK):
-                v = RV[m, b] * scl[b]
-                if v < lw or v > u:
-                    acc[b] = False
+            _reject_outside(RV[m], gl[m] - SLACK * (1.0 + abs(gl[m])),
+                            gu[m] + SLACK * (1.0 + abs(gu[m])), scl, acc)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _reject_outside(x, lw, up, scl, acc):
+    """acc[b] = False where the scaled value ``x[b] * scl[b]`` is outside [lw, up]."""
+    for b in range(BLOCK):
+        v = x[b] * scl[b]
+        if v < lw or v > up:
+            acc[b] = False
 
 
 @njit(cache=True, error_model="numpy")
