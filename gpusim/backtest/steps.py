@@ -39,6 +39,8 @@ from cpu_ref.jitting import compile_bodies as _compile_bodies
 N_METRICS = len(METRICS)
 _NAN = float("nan")
 _INF = float("inf")
+NO_BAND = -1.0
+"""A drift threshold that disables the band (any value <= 0 or NaN does)."""
 _BAND_MARGIN = 1e-12  # >> the gap between |h p (1/v) - w| and |h p / v - w| (a few ulp of |a|+|w|)
 
 

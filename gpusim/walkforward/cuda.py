@@ -27,8 +27,7 @@ from cpu_ref.walkforward import SLACK
 from gpusim._cuda.launch import MAX_ASSETS, MAX_ROWS, block_size, grid_for, resident_threads
 from gpusim._cuda.rng import exact_arith, sample_dev
 from gpusim.backtest.cuda import simulate_one_dev
-from gpusim.backtest.steps import N_METRICS
-from gpusim.walkforward.execute import NO_BAND
+from gpusim.backtest.steps import N_METRICS, NO_BAND
 from gpusim.walkforward.segments import PRUNE_RTOL, Bests, Limits, Tasks, Windows, new_outputs
 
 # fmul/fadd never fused into FMA (exact_arith): every step rounds as on the CPU

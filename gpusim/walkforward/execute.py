@@ -2,8 +2,8 @@
 
 A walk-forward portfolio is a backtest whose k-th rebalance trades to the k-th row of its
 targets: :func:`execute_cpu_nb` runs :func:`gpusim.backtest.steps.simulate_one` with
-``target = (first row, step 1)`` and no drift band, the very step bodies of the backtest (the
-GPU runs the same function as a device function, :mod:`gpusim.walkforward.cuda`).
+``target = (first row, step 1)`` and no drift band (``NO_BAND``), the very step bodies of the
+backtest (the GPU runs the same function as a device function, :mod:`gpusim.walkforward.cuda`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from gpusim.backtest.steps import N_METRICS, simulate_one_nb
-
-NO_BAND = -1.0
-"""The drift threshold of a walk-forward portfolio: none (it rebalances on its mask only)."""
+from gpusim.backtest.steps import N_METRICS, NO_BAND, simulate_one_nb
 
 
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")
