@@ -220,7 +220,7 @@ BODIES = ("fmul", "fadd", "mix64", "seed_key", "bits", "odd53", "uniform", "neg_
 
 def compile_bodies(jit, overrides=None):
     """Compile the bodies above with ``jit`` (``njit`` here, ``cuda.jit(device=True)`` in
-    ``gpusim.kernels``); see :func:`cpu_ref.jitting.compile_bodies`."""
+    ``gpusim._cuda.rng``); see :func:`cpu_ref.jitting.compile_bodies`."""
     return _compile_bodies(jit, globals(), BODIES, overrides)
 
 

@@ -55,7 +55,8 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
     Tasks are sorted by their date index ``t_d`` (into the bar array ``dates``); tasks of one
     date form a group sharing the period's stream. ``dev`` holds the window arrays ``F``,
     ``tri``, ``mex``, ``gb``, ``G`` (in ``xp``); ``lo, hi, gl, gu`` are the host bounds indexed by
-    ``t_cid``. Returns the dict of :func:`reduce_segments` ((n_tasks, n_seg) host arrays).
+    ``t_cid``. Returns the dict of :func:`~.segments.reduce_segments` ((n_tasks, n_seg) host
+    arrays).
     """
     # contiguous int64 / float64 only: one compiled signature of the kernel
     t_sid, t_cid, t_n, t_d = (np.ascontiguousarray(v, dtype=np.int64) for v in (

@@ -1,17 +1,18 @@
 """Walk-forward fast path (DESIGN §7): the fused per-period random search on the CPU.
 
 Search tasks: one task = (window ``sid``, bounds ``cid``, number of candidates ``n``); tasks of the
-same rebalance date form a group that shares the candidate stream, so each block of candidates
-is generated once and scored for every task of the group (every lookback, every constraint set).
+same rebalance date form a group that shares the candidate stream, so each block of candidates is
+generated once and scored for every task of the group (every lookback, every constraint set).
 ``num_tests`` values are checkpoints: candidate ``i`` falls in segment ``c`` when
 ``checkpoints[c-1] <= i < checkpoints[c]``; each work item keeps the best candidate of each
 segment, so one pass gives the best of the first 30, 100 and 10 000 candidates together
-(:func:`reduce_segments`). Scoring uses a factor ``F`` of the covariance (``w'Σw = |F w|²``;
-upper-triangular Cholesky when Σ is positive definite, else a square root from the
-eigendecomposition). Exact pruning: ``w'Σw >= (g.w)²`` for the window's bound vector ``g``
-(:func:`bound_vectors`), so a candidate whose Sharpe bound ``r / sqrt(ann (g.w)²)`` is below its
-segment's current best is not scored (on the benchmark data ~96% of candidates); the choice is
-the same as scoring everyone, since a pruned candidate could not have been selected.
+(:func:`~gpusim.walkforward.segments.reduce_segments`). Scoring uses a factor ``F`` of the
+covariance (``w'Σw = |F w|²``; upper-triangular Cholesky when Σ is positive definite, else a square
+root from the eigendecomposition). Exact pruning: ``w'Σw >= (g.w)²`` for the window's bound vector
+``g`` (:func:`~gpusim.walkforward.stats.bound_vectors`), so a candidate whose Sharpe bound ``r /
+sqrt(ann (g.w)²)`` is below its segment's current best is not scored (on the benchmark data ~96% of
+candidates); the choice is the same as scoring everyone, since a pruned candidate could not have
+been selected.
 """
 
 from __future__ import annotations
