@@ -22,7 +22,7 @@ import pandas as pd
 from gpusim.errors import DataError, GpusimError
 
 __all__ = ["py_scalar", "date_text", "listing", "number", "positive", "check_ann",
-           "cash_and_rate", "integer", "whole_number", "check_chunk_size"]
+           "cash_and_rate", "integer", "whole_number", "check_chunk_size", "check_choice"]
 
 
 def py_scalar(x: Any) -> Any:
@@ -135,3 +135,18 @@ def check_chunk_size(value: Any) -> int | None:
     if value is None:
         return None
     return integer(value, "chunk_size", 1, fix=" (or None to plan it)")
+
+
+def check_choice(value: Any, name: str, choices, *, cli: str | None = None,
+                 error: type[GpusimError] = GpusimError) -> Any:
+    """``value`` when it is one of ``choices`` (strings by ``==``, None/True/False by identity,
+    so ``0`` is not ``False``), else
+    ``"{name}={value!r} is not valid; use one of 'a', 'b'"`` (``cli``, e.g. ``"--align"``, is
+    named beside ``name``: ``"align='x' (--align) is not valid; ..."``)."""
+    ok = any(value is c or (isinstance(c, str) and isinstance(value, str) and value == c)
+             for c in choices)
+    if not ok:
+        flag = f" ({cli})" if cli else ""
+        valid = ", ".join(map(repr, choices))
+        raise error(f"{name}={value!r}{flag} is not valid; use one of {valid}")
+    return value

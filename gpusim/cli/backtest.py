@@ -13,9 +13,12 @@ import argparse
 import sys
 
 from gpusim.cli.common import (
+    DATA_EPILOG,
     Command,
+    add_data_options,
     check_ranking,
     grid_run_line,
+    load_market,
     partial_exit,
     print_json,
     print_table,
@@ -37,15 +40,13 @@ DESCRIPTION = (
 EPILOG = """value lists: a single value (0.005), a comma list (0,0.001,0.005) or an inclusive
 range start:stop:step (0.01:0.15:0.01). --weights: equal | random:N[:seed] | a CSV or Parquet
 file with one column per symbol and one row per weight vector (an optional first column of
-labels). --prices: a CSV/Parquet file of close prices (dates x symbols), or
-synthetic[:ASSETS[:BARS[:SEED]]] (default: the built-in synthetic market, 5 assets x 756 bars)."""
+labels).
+
+""" + DATA_EPILOG
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prices", default=None, metavar="FILE",
-                   help="close prices file, or synthetic[:ASSETS[:BARS[:SEED]]] (default)")
-    p.add_argument("--ann", type=float, default=None,
-                   help="periods per year (default: inferred from the dates)")
+    add_data_options(p)
     p.add_argument("--weights", default="equal", metavar="SPEC",
                    help="equal | random:N[:seed] | weights.csv (default: equal)")
     p.add_argument("--rebalance", default="never", metavar="RULES",
@@ -78,13 +79,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from gpusim.backtest.api import METRICS, backtest
-    from gpusim.data.load import market_from_spec
     from gpusim.results import flat_table
 
     check_ranking(args.sort_by, args.top_k, METRICS)
     if args.init_cash is not None and not args.init_cash > 0:
         raise GpusimError(f"--init-cash {args.init_cash:g} must be > 0")
-    market = market_from_spec(args.prices, ann=args.ann)
+    market = load_market(args)
     weights = parse_weights(args.weights, list(market.symbols))
     rebalance = as_axis(parse_rebalance(args.rebalance), "rebalance")
     threshold = (None if args.threshold is None else

@@ -1,6 +1,7 @@
 """Pieces shared by the sub-command modules of :mod:`gpusim.cli`: the :class:`Command` wiring
-(``add_parser``, ``build_parser``, ``run``, ``main``), the error-to-exit-code guard, argument
-checks, the result printers and the partial-result ending."""
+(``add_parser``, ``build_parser``, ``run``, ``main``), the error-to-exit-code guard, the data
+options of every command that takes prices (:func:`add_data_options`, :func:`load_market`),
+argument checks, the result printers and the partial-result ending."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 
 from gpusim.errors import GpusimError
 
-__all__ = ["Command", "add_subcommand", "standalone_parser", "guarded", "check_ranking",
+__all__ = ["Command", "add_subcommand", "standalone_parser", "guarded", "add_data_options",
+           "load_market", "DATA_EPILOG", "check_ranking",
            "partial_exit", "printer", "table_format", "records", "print_json", "print_table",
            "grid_run_line"]
 
@@ -110,6 +112,83 @@ class Command:
         """``(add_parser, build_parser, run, main)``, the module-level functions of a
         sub-command module."""
         return self.add_parser, self.build_parser, self.run, self.main
+
+
+# ----------------------------------------------------------------------------- data options
+DATA_EPILOG = """data: --prices takes a CSV/Parquet file (dates x symbols), several files or a
+quoted glob ('dir/*.csv', one file per symbol: --column close names the price column, the symbol is
+the part of the file names that differs, e.g. Binance_BTCUSDT_1h.csv -> BTCUSDT, or
+--symbol-from stem|re:PATTERN|column:symbol), or synthetic[:ASSETS[:BARS[:SEED]]]. --symbols
+are chosen before --align common keeps the window where all of them have prices (printed, with
+the listing that set it). Nothing is sorted, de-duplicated or filled unless asked (--sort,
+--dedupe, --fill ffill); each says what it did on stderr. Dates: ISO text, YYYY-MM-DD HH-AM,
+dd/mm/yyyy when the values show it (else --dayfirst/--monthfirst or --date-format), YYYYMMDD
+or Unix-time integers; different UTC offsets are converted to UTC."""
+
+
+def add_data_options(p: argparse.ArgumentParser, *, start: Sequence[str] = ("--start",),
+                     end: Sequence[str] = ("--end",)) -> None:
+    """Add the "data options" group (``--prices`` and every :func:`gpusim.load_prices` option
+    under the same name) to a sub-command's parser. ``start`` / ``end`` are the flags of the
+    date window (``--data-start`` / ``--data-end`` where a command uses ``--start`` already)."""
+    g = p.add_argument_group("data options (the same names as gpusim.load_prices)")
+    g.add_argument("--prices", nargs="+", default=None, metavar="FILE",
+                   help="price file(s) or a quoted glob ('dir/*.csv'), or "
+                        "synthetic[:ASSETS[:BARS[:SEED]]] (default: synthetic, 5 assets x 756 "
+                        "business days)")
+    g.add_argument("--symbols", default=None, metavar="LIST",
+                   help="comma list of symbols to use, chosen before alignment (default: all)")
+    g.add_argument("--ann", type=float, default=None,
+                   help="periods per year (default: inferred from the dates)")
+    g.add_argument("--date-col", default=None, metavar="NAME",
+                   help="the date column (default: a column named date/datetime/time/"
+                        "timestamp, else the first)")
+    g.add_argument("--column", default=None, metavar="NAME",
+                   help="the price column of every file (OHLCV files: close); each file is "
+                        "then one symbol")
+    g.add_argument("--symbol-from", default="name", metavar="RULE",
+                   help="symbol of each file read with --column: name (default: the part of "
+                        "the file names that differs), stem, re:PATTERN or column:NAME")
+    g.add_argument("--sort", action="store_true",
+                   help="sort each file's rows by date (e.g. newest-first exports); says so")
+    g.add_argument("--dedupe", nargs="?", const="exact", default=None,
+                   choices=("exact", "first", "last"),
+                   help="drop rows repeating a date: exact (the default of --dedupe: only when "
+                        "their prices agree), first or last (keep that row of each date)")
+    g.add_argument("--align", default="common", choices=("common", "none"),
+                   help="common (default): the window where every symbol has a price; none: "
+                        "every row, NaN is an error")
+    g.add_argument("--fill", default=None, choices=("ffill",),
+                   help="ffill: carry the last price forward over gaps inside the window")
+    g.add_argument(*start, dest="data_start", default=None, metavar="DATE",
+                   help="first date of the data (inclusive, before alignment)")
+    g.add_argument(*end, dest="data_end", default=None, metavar="DATE",
+                   help="last date of the data (inclusive)")
+    g.add_argument("--date-format", default=None, metavar="FMT",
+                   help="strftime format of text dates, e.g. %%d/%%m/%%Y")
+    g.add_argument("--dayfirst", dest="dayfirst", action="store_const", const=True,
+                   default=None, help="read NN/NN/YYYY dates day first")
+    g.add_argument("--monthfirst", dest="dayfirst", action="store_const", const=False,
+                   help="read NN/NN/YYYY dates month first")
+
+
+def load_market(args: argparse.Namespace, say: Callable[..., None] | None = None):
+    """The :class:`gpusim.Market` chosen by the data options of ``args``; prints what the
+    loader did (sorting, de-duplication, filling, date rules, the window) with ``say``
+    (default: on stderr)."""
+    from gpusim.data.load import market_from_spec
+
+    symbols = ([s.strip() for s in args.symbols.split(",") if s.strip()]
+               if args.symbols else None)
+    market = market_from_spec(
+        args.prices, ann=args.ann, symbols=symbols, start=args.data_start, end=args.data_end,
+        date_col=args.date_col, column=args.column, symbol_from=args.symbol_from,
+        sort=args.sort, dedupe=args.dedupe or False, align=args.align, fill=args.fill,
+        date_format=args.date_format, dayfirst=args.dayfirst)
+    say = say or (lambda *a: print(*a, file=sys.stderr))
+    for note in market.load_notes:
+        say(f"data: {note}")
+    return market
 
 
 def check_ranking(sort_by: str, top_k: int, metrics: Sequence[str]) -> None:

@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from gpusim.cli.common import printer
+from gpusim.cli.common import DATA_EPILOG, add_data_options, load_market, printer
 from gpusim.errors import GpusimError
 
 __all__ = ["add_parser", "add_verify_parser", "add_bench_parser"]
@@ -52,12 +52,9 @@ def add_parser(sub: Any) -> None:
         "search", help="score random weight vectors by ex-ante Sharpe, keep the best",
         description="Score n candidate weight vectors (drawn from a counter-based stream) by "
         "ex-ante Sharpe from the mean and covariance of returns, keep the top k, and compare "
-        "with the exact max-Sharpe and min-variance portfolios (cvxpy).")
-    p.add_argument("--prices", metavar="FILE", default=None,
-                   help="close prices (CSV/Parquet, dates x symbols) or "
-                   "synthetic[:ASSETS[:BARS[:SEED]]] (default: synthetic, 5 assets x 756 days)")
-    p.add_argument("--symbols", default=None, help="comma list of columns to use")
-    p.add_argument("--ann", type=float, default=None, help="periods per year (default: inferred)")
+        "with the exact max-Sharpe and min-variance portfolios (cvxpy).",
+        epilog=DATA_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_options(p)
     p.add_argument("--n", type=_count, default=1_000_000,
                    help="number of candidates (default 1e6; e.g. 1e8 or 10^8)")
     p.add_argument("--sampler", default="dirichlet", help="dirichlet (default) or uniform")
@@ -86,11 +83,9 @@ def add_parser(sub: Any) -> None:
 
 def _cmd_search(args) -> int:
     from gpusim.cli.search_guided import options
-    from gpusim.data.load import market_from_spec
     from gpusim.search.api import search
 
-    symbols = args.symbols.split(",") if args.symbols else None
-    market = market_from_spec(args.prices, ann=args.ann, symbols=symbols)
+    market = load_market(args)
     bounds = None if args.lo is None and args.hi is None else (args.lo, args.hi)
     say = printer(args.json)
     say(market.describe())

@@ -14,7 +14,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpusim.cli.common import Command, check_ranking, print_json, print_table, records, table_format
+from gpusim.cli.common import (
+    DATA_EPILOG,
+    Command,
+    add_data_options,
+    check_ranking,
+    load_market,
+    print_json,
+    print_table,
+    records,
+    table_format,
+)
 from gpusim.errors import GpusimError
 from gpusim.parse import as_axis, parse_beta, parse_lookbacks, parse_rebalance, parse_values
 
@@ -33,13 +43,14 @@ Q, Y, k (bars) or never. --lookback: returns per window, or none (all past retur
 --beta FILE[:COLUMN]OP VALUE with OP one of <=, >=, = (e.g. spy.csv:SPY<=0.1): portfolio beta to
 that price series (dates must cover the prices'). --cash allows cash (weights sum <= 1), which a
 low beta usually needs. --groups FILE: CSV of symbol,group rows, with --group-lo/--group-hi
-bounds for every group."""
+bounds for every group. --start is the first simulated bar; --data-start/--data-end cut the
+price data.
+
+""" + DATA_EPILOG
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prices", default=None, metavar="FILE",
-                   help="close prices file, or synthetic[:ASSETS[:BARS[:SEED]]] (default)")
-    p.add_argument("--ann", type=float, default=None, help="periods per year (default: inferred)")
+    add_data_options(p, start=("--data-start",), end=("--data-end",))
     p.add_argument("--every", default="M", metavar="RULES", help="rebalance rule(s) (default M)")
     p.add_argument("--lookback", default="none", metavar="VALUES",
                    help="window length(s) in returns, or none (default none)")
@@ -103,11 +114,10 @@ def _constraints(args: argparse.Namespace, symbols: list[str]) -> list:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gpusim.data.load import market_from_spec
     from gpusim.walkforward.api import METRICS, walkforward
 
     check_ranking(args.sort_by, args.top_k, METRICS)
-    market = market_from_spec(args.prices, ann=args.ann)
+    market = load_market(args)
     lookbacks = parse_lookbacks(args.lookback)
     num_tests = parse_values(str(args.num_tests).replace("_", ""), "--num-tests")
     start = args.start

@@ -14,7 +14,7 @@ and the fix. Nothing is sorted, de-duplicated or filled silently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -74,7 +74,13 @@ def _to_float(frame: pd.DataFrame) -> pd.DataFrame:
     for col in frame.columns:
         s = frame[col]
         if pd.api.types.is_bool_dtype(s.dtype):
-            raise DataError(f"column {col!r} is boolean, not prices; drop it with symbols=[...]")
+            raise DataError(f"column {col!r} is boolean, not prices; drop it with symbols=[...] "
+                            "(--symbols) or name the price column with column= (--column)")
+        kind = getattr(s.dtype, "kind", "O")
+        if kind in "mM" or isinstance(s.dtype, (pd.DatetimeTZDtype, pd.PeriodDtype)):
+            raise DataError(f"column {col!r} holds dates/times ({s.dtype}), not prices; name the "
+                            "price columns with symbols=[...] (--symbols) or column= (--column), "
+                            "or the date column with date_col= (--date-col)")
         if not pd.api.types.is_numeric_dtype(s.dtype):
             num = pd.to_numeric(s, errors="coerce")
             bad = np.flatnonzero(num.isna().to_numpy() & s.notna().to_numpy())
@@ -82,11 +88,19 @@ def _to_float(frame: pd.DataFrame) -> pd.DataFrame:
                 i = int(bad[0])
                 raise DataError(
                     f"column {col!r} is not numeric: value {s.iloc[i]!r} on "
-                    f"{date_text(s.index[i])}; drop the column with symbols=[...] or clean the data"
+                    f"{_date_or_row(s.index, i)}; name the price columns with symbols=[...] "
+                    "(--symbols) or column= (--column), or clean the data"
                 )
             s = num
         out[col] = s.to_numpy(dtype=np.float64, na_value=np.nan)
     return pd.DataFrame(out, index=frame.index, columns=frame.columns)
+
+
+def _date_or_row(index, i: int) -> str:
+    try:
+        return date_text(index[i])
+    except (TypeError, ValueError):
+        return f"row {i}"
 
 
 def _check_values(prices: pd.DataFrame, where: str, nan_fix: str) -> None:
@@ -128,12 +142,21 @@ class Market:
         Where ``ann`` came from: ``"given"`` or ``"inferred: <description>"``.
     name : str
         Label used by :meth:`describe` and reports.
+    load_notes : tuple of str
+        What the loader did, one line each (sorted, de-duplicated, filled, dates read by a
+        rule), the window last; empty for a Market built directly.
+    window_info : dict or None
+        The window :func:`~gpusim.data.load.load_prices` kept: ``align``, ``start``, ``end``,
+        ``rows``, ``of_rows`` (rows before alignment), ``start_set_by`` (the latest listings
+        that set the start) and ``end_set_by``. None when not loaded from a table.
     """
 
     prices: pd.DataFrame
     ann: float
     ann_source: str = "given"
     name: str = ""
+    load_notes: tuple = field(default=(), repr=False)
+    window_info: dict | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if not isinstance(self.prices, pd.DataFrame):
@@ -153,6 +176,16 @@ class Market:
             raise DataError(f"prices have {len(p)} row(s); need at least 2 dates for a return")
         self.prices = p
         self.ann = check_ann(self.ann)
+        self.load_notes = tuple(str(n) for n in self.load_notes)
+
+    def data_info(self) -> dict:
+        """What summaries record about the data: name, symbols, bars, dates, ``ann`` and its
+        source, the loader's notes and the window (JSON-ready)."""
+        idx = self.prices.index
+        return {"name": self.name, "symbols": self.symbols, "n_bars": self.n_bars,
+                "start": date_text(idx[0]), "end": date_text(idx[-1]), "ann": self.ann,
+                "ann_source": self.ann_source, "load_notes": list(self.load_notes),
+                "window": None if self.window_info is None else dict(self.window_info)}
 
     @property
     def symbols(self) -> list[str]:
@@ -196,7 +229,8 @@ class Market:
     def subset(self, symbols) -> Market:
         """The same market restricted to ``symbols`` (a name or a list), in the order given."""
         chosen = _pick(self.symbols, symbols)
-        return Market(self.prices[chosen], self.ann, self.ann_source, self.name)
+        return Market(self.prices[chosen], self.ann, self.ann_source, self.name,
+                      load_notes=self.load_notes)
 
     def window(self, start=None, end=None) -> Market:
         """The bars with ``start <= date <= end`` (both inclusive, either may be None)."""
@@ -206,7 +240,7 @@ class Market:
                 f"window {start}..{end} holds {len(p)} bar(s) of {self.describe()}; "
                 "need at least 2 - widen the window"
             )
-        return Market(p, self.ann, self.ann_source, self.name)
+        return Market(p, self.ann, self.ann_source, self.name, load_notes=self.load_notes)
 
     def describe(self) -> str:
         """One line: name, assets, bars, date range, ann and its source."""
