@@ -28,6 +28,7 @@ from gpusim.data.market import (
     _check_values,
     _pick,
     _to_float,
+    as_timestamp,
     infer_ann,
     synthetic_market,
 )
@@ -153,20 +154,22 @@ def load_prices(
     if symbols is not None:
         _pick(list(dict.fromkeys(seen)), symbols)  # unknown names: list every column offered
     chosen = _pick(list(df.columns), symbols if symbols is not None else list(df.columns))
-    prices = _slice(_to_float(df[chosen]), start, end)
-    for col in prices.columns:
-        if prices[col].isna().all():
+    raw = _to_float(df[chosen])
+    orig = _slice(raw, start, end)
+    for col in orig.columns:
+        if orig[col].isna().all():
             raise DataError(f"column {col!r} has no prices (all NaN){_in_range(start, end)}; "
                             "drop it with symbols=[...] (--symbols) or fix it")
-    n_rows = len(prices)
-    prices, info = _align(prices, align)
+    # ffill runs on the whole table, so a price known before start= carries into the window
+    filled = raw.ffill().loc[orig.index] if fill == "ffill" else orig
+    prices, info = _align(orig, filled, align)
     if len(prices) < 2:
         raise DataError(
             f"only {len(prices)} row(s) left after align={align!r}; need at least 2 - "
             "check the date ranges of the columns or drop late-listed ones with symbols=[...]")
     _check_leading(prices, align)
     if fill == "ffill":
-        prices = _ffill(prices, notes)
+        _fill_note(orig.loc[prices.index], prices, notes)
     span = f"{date_text(prices.index[0])} .. {date_text(prices.index[-1])}"
     where = f" inside the used window {span} (align={align!r})"
     if align == "none":
@@ -176,7 +179,7 @@ def load_prices(
         nan_fix = ("pass fill='ffill' (--fill ffill) to carry the last price forward, or clean "
                    "the data")
     _check_values(prices, where, nan_fix)
-    info.update(rows=len(prices), of_rows=n_rows, start=date_text(prices.index[0]),
+    info.update(rows=len(prices), of_rows=len(orig), start=date_text(prices.index[0]),
                 end=date_text(prices.index[-1]))
     notes.append(_window_note(info))
     if ann is None:
@@ -200,27 +203,11 @@ def _in_range(start, end) -> str:
     return "" if start is None and end is None else f" between start={start} and end={end}"
 
 
-def _timestamp(value, what: str, index: pd.DatetimeIndex):
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError, OverflowError):
-        ts = pd.NaT
-    if ts is pd.NaT:
-        raise DataError(f"{what}={value!r} (--{what}) is not a date; use e.g. 2020-01-31")
-    if index.tz is not None and ts.tz is None:
-        ts = ts.tz_localize(index.tz)
-    elif index.tz is None and ts.tz is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts
-
-
 def _slice(prices: pd.DataFrame, start, end) -> pd.DataFrame:
     if start is None and end is None:
         return prices
-    s = _timestamp(start, "start", prices.index)
-    e = _timestamp(end, "end", prices.index)
+    s = as_timestamp(start, "start", prices.index)
+    e = as_timestamp(end, "end", prices.index)
     if s is not None and e is not None and s > e:
         raise DataError(f"start={start} is after end={end}; swap them")
     out = prices.loc[s:e]
@@ -231,13 +218,15 @@ def _slice(prices: pd.DataFrame, start, end) -> pd.DataFrame:
     return out
 
 
-def _align(prices: pd.DataFrame, align: str) -> tuple[pd.DataFrame, dict]:
-    """The rows kept by ``align`` and what set the window (the latest listing, the first end)."""
+def _align(orig: pd.DataFrame, filled: pd.DataFrame, align: str) -> tuple[pd.DataFrame, dict]:
+    """The rows of ``filled`` kept by ``align`` and what set the window: the latest first price
+    (of ``filled``: a price carried forward from before ``start`` counts) and the earliest last
+    price (of ``orig``: nothing is carried past a column's last price)."""
     info: dict = {"align": align, "start_set_by": [], "end_set_by": []}
     if align != "common":
-        return prices, info
-    firsts = {c: prices[c].first_valid_index() for c in prices.columns}
-    lasts = {c: prices[c].last_valid_index() for c in prices.columns}
+        return filled, info
+    firsts = {c: filled[c].first_valid_index() for c in filled.columns}
+    lasts = {c: orig[c].last_valid_index() for c in orig.columns}
     c0 = max(firsts, key=lambda c: firsts[c])
     c1 = min(lasts, key=lambda c: lasts[c])
     if firsts[c0] > lasts[c1]:
@@ -245,11 +234,11 @@ def _align(prices: pd.DataFrame, align: str) -> tuple[pd.DataFrame, dict]:
             f"no common window: column {c0!r} starts on {date_text(firsts[c0])} after "
             f"column {c1!r} ends on {date_text(lasts[c1])}; drop one of them with "
             "symbols=[...] (--symbols)")
-    if firsts[c0] > prices.index[0]:
-        info["start_set_by"] = [c for c in prices.columns if firsts[c] == firsts[c0]]
-    if lasts[c1] < prices.index[-1]:
-        info["end_set_by"] = [c for c in prices.columns if lasts[c] == lasts[c1]]
-    return prices.loc[firsts[c0]: lasts[c1]], info
+    if firsts[c0] > filled.index[0]:
+        info["start_set_by"] = [c for c in filled.columns if firsts[c] == firsts[c0]]
+    if lasts[c1] < filled.index[-1]:
+        info["end_set_by"] = [c for c in filled.columns if lasts[c] == lasts[c1]]
+    return filled.loc[firsts[c0]: lasts[c1]], info
 
 
 def _window_note(info: dict) -> str:
@@ -284,14 +273,12 @@ def _check_leading(prices: pd.DataFrame, align: str) -> None:
                 "column with symbols=[...] (--symbols)")
 
 
-def _ffill(prices: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
-    filled = prices.ffill()
-    n = (prices.isna() & filled.notna()).sum()
+def _fill_note(orig: pd.DataFrame, filled: pd.DataFrame, notes: list[str]) -> None:
+    n = (orig.isna() & filled.notna()).sum()
     if n.sum():
         per = ", ".join(f"{c} {int(k):,}" for c, k in n.items() if k)
         notes.append(f"fill='ffill': carried {int(n.sum()):,} price(s) forward over missing "
                      f"rows ({per})")
-    return filled
 
 
 def market_from_spec(spec=None, *, ann=None, symbols=None, start=None, end=None,

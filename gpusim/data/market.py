@@ -96,6 +96,24 @@ def _to_float(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index, columns=frame.columns)
 
 
+def as_timestamp(value, what: str, index: pd.DatetimeIndex):
+    """``value`` (None or date-like) as a Timestamp comparable with ``index`` (time zone
+    matched); text that is not a date raises ``DataError`` naming ``what`` and ``--what``."""
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError, OverflowError):
+        ts = pd.NaT
+    if ts is pd.NaT:
+        raise DataError(f"{what}={value!r} (--{what}) is not a date; use e.g. 2020-01-31")
+    if index.tz is not None and ts.tz is None:
+        ts = ts.tz_localize(index.tz)
+    elif index.tz is None and ts.tz is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
 def _date_or_row(index, i: int) -> str:
     try:
         return date_text(index[i])
@@ -234,7 +252,8 @@ class Market:
 
     def window(self, start=None, end=None) -> Market:
         """The bars with ``start <= date <= end`` (both inclusive, either may be None)."""
-        p = self.prices.loc[slice(start, end)]
+        idx = self.prices.index
+        p = self.prices.loc[as_timestamp(start, "start", idx): as_timestamp(end, "end", idx)]
         if len(p) < 2:
             raise DataError(
                 f"window {start}..{end} holds {len(p)} bar(s) of {self.describe()}; "
