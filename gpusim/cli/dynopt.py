@@ -54,6 +54,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma list of instruments (default: all)")
     p.add_argument("--start", default=None, help="first date (default: --years before the end)")
     p.add_argument("--end", default=None, help="last date (default: the last date of the data)")
+    p.add_argument("--sort", action="store_true",
+                   help="sort price/FX files whose timestamps are out of order (else an error)")
+    p.add_argument("--dedupe", action="store_true",
+                   help="drop rows repeating a timestamp with the same value (else an error)")
     p.add_argument("--years", type=float, default=10.0,
                    help="years of data when --start is not given (default: 10)")
     p.add_argument("--capital", default="1e5,5e5,1e6", metavar="VALUES",
@@ -110,6 +114,8 @@ def load_data(args: argparse.Namespace) -> tuple[Any, str]:
     folder = args.data if args.data is not None else (
         None if args.synthetic is not None else default_data_dir())
     if folder is None:
+        if args.sort or args.dedupe:
+            raise GpusimError("--sort/--dedupe apply to --data files, not synthetic futures")
         spec = args.synthetic or "8"
         parts = str(spec).split(":")
         if len(parts) > 3 or not all(x.strip().isdigit() for x in parts):
@@ -124,14 +130,15 @@ def load_data(args: argparse.Namespace) -> tuple[Any, str]:
         if args.start or args.end:
             data = data.window(args.start, args.end)
         return data, note
-    data = load_futures(folder, instruments=names)
+    data = load_futures(folder, instruments=names, sort=args.sort, dedupe=args.dedupe)
+    note = "".join(f"data: {n}\n" for n in data.notes)
     if args.start or args.end:
         data = data.window(args.start, args.end)
     else:
         if not args.years > 0:
             raise GpusimError(f"--years {args.years:g} must be > 0")
         data = data.last_years(args.years)
-    return data, ""
+    return data, note
 
 
 def _run(args: argparse.Namespace) -> int:

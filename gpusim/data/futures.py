@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from gpusim.errors import DataError
-from gpusim.validate import date_text, whole_number
+from gpusim.validate import date_text, py_scalar, whole_number
 
 __all__ = ["FuturesData", "load_futures", "synthetic_futures", "default_data_dir",
            "read_daily", "contract_costs"]
@@ -56,9 +56,17 @@ def default_data_dir() -> Path | None:
     return None
 
 
-def read_daily(path, column: str | None = None) -> pd.Series:
-    """One value per calendar date: the last valid (non-NaN) value of the date, rows taken in
-    time order. ``column`` defaults to the second column of the CSV; dates are the first."""
+def read_daily(path, column: str | None = None, *, sort: bool = False, dedupe: bool = False,
+               notes: list[str] | None = None) -> pd.Series:
+    """One value per calendar date: the last valid value of the date, rows in time order.
+
+    ``column`` defaults to the second column of the CSV; dates are the first. Empty cells are
+    skipped (pysystemtrade leaves some prices empty); text that is not a number, and infinite
+    values, are errors naming the file, the column and the first bad date. Timestamps must be
+    ascending and unique: ``sort=True`` sorts them, ``dedupe=True`` drops rows that repeat a
+    timestamp with the same value (different values stay an error); each says what it did in
+    ``notes`` (a list that is appended to).
+    """
     path = Path(path)
     try:
         df = pd.read_csv(path)
@@ -71,17 +79,57 @@ def read_daily(path, column: str | None = None) -> pd.Series:
     col = column if column is not None else df.columns[1]
     if col not in df.columns:
         raise DataError(f"{path.name}: no column {col!r}; columns are {list(df.columns)}")
-    ts = pd.to_datetime(df.iloc[:, 0], errors="coerce")
+    ts = pd.to_datetime(df.iloc[:, 0], errors="coerce", format="mixed")
     if ts.isna().any():
         bad = df.iloc[int(np.flatnonzero(ts.isna())[0]), 0]
         raise DataError(f"{path.name}: {bad!r} is not a date; fix or drop that row")
-    val = pd.to_numeric(df[col], errors="coerce").astype(np.float64)
-    s = pd.Series(val.to_numpy(), index=pd.DatetimeIndex(ts)).sort_index(kind="stable")
+    raw = df[col]
+    val = pd.to_numeric(raw, errors="coerce").astype(np.float64).to_numpy()
+    text = raw.notna().to_numpy() & np.isnan(val) & (raw.astype(str).str.strip() != "")
+    bad = np.flatnonzero(text | np.isinf(val))
+    if bad.size:
+        i = int(bad[0])
+        what = "not a number" if text[i] else "not finite"
+        raise DataError(f"{path.name}, column {col!r}: {py_scalar(raw.iloc[i])!r} on "
+                        f"{date_text(ts.iloc[i])} "
+                        f"(row {i}) is {what}; fix or empty that cell")
+    s = pd.Series(val, index=pd.DatetimeIndex(ts))
+    s = _in_order(s, path.name, sort, dedupe, [] if notes is None else notes)
     s = s[np.isfinite(s.to_numpy())]
     daily = s.groupby(s.index.normalize()).last()
     daily.index = pd.DatetimeIndex(daily.index, name="date")
     daily.name = path.stem
     return daily
+
+
+def _in_order(s: pd.Series, name: str, sort: bool, dedupe: bool, notes: list[str]) -> pd.Series:
+    """Timestamps ascending and unique, or an error naming the opt-in that fixes them."""
+    idx = s.index
+    if not idx.is_monotonic_increasing:
+        if not sort:
+            i = int(np.flatnonzero(np.diff(idx.asi8) < 0)[0]) + 1
+            raise DataError(f"{name}: timestamps are not in order: {date_text(idx[i])} (row {i}) "
+                            f"comes after {date_text(idx[i - 1])}; pass sort=True (--sort) to "
+                            "sort them (nothing is sorted silently)")
+        s = s.iloc[np.argsort(idx.asi8, kind="stable")]
+        notes.append(f"sorted the {len(s):,} rows of {name} by time")
+    if s.index.has_duplicates:
+        dup = s.index.duplicated(keep=False)
+        g = s[dup].groupby(level=0)
+        differ = (g.nunique(dropna=False) > 1)
+        first_dup = date_text(s.index[s.index.duplicated()][0])
+        if not dedupe or differ.any():
+            if differ.any():
+                d = differ.index[differ.to_numpy()][0]
+                vals = ", ".join(f"{v:g}" for v in s.loc[[d]])
+                raise DataError(f"{name}: timestamp {date_text(d)} repeats with different values "
+                                f"({vals}); keep one row per timestamp")
+            raise DataError(f"{name}: timestamp {first_dup} repeats; pass dedupe=True (--dedupe) "
+                            "to drop repeated rows with the same value")
+        n = int(s.index.duplicated().sum())
+        s = s[~s.index.duplicated()]
+        notes.append(f"dropped {n:,} repeated rows of {name} (same timestamp and value)")
+    return s
 
 
 @dataclass
@@ -97,6 +145,7 @@ class FuturesData:
     costs : (T, N) DataFrame, cost of trading one contract in the instrument's currency.
     currencies, asset_classes : (N,) Series of str.
     source : where the data came from.
+    notes : what the loader did on request (sorting, de-duplication), one line each.
     """
 
     prices: pd.DataFrame
@@ -106,6 +155,7 @@ class FuturesData:
     currencies: pd.Series
     asset_classes: pd.Series = field(default=None)
     source: str = ""
+    notes: tuple = ()
 
     @property
     def instruments(self) -> list[str]:
@@ -124,7 +174,7 @@ class FuturesData:
                            self.fx.loc[keep, names], self.costs.loc[keep, names],
                            self.currencies[names],
                            None if self.asset_classes is None else self.asset_classes[names],
-                           self.source)
+                           self.source, self.notes)
 
     def window(self, start=None, end=None) -> FuturesData:
         """Dates with ``start <= date <= end`` (inclusive; either may be None)."""
@@ -136,7 +186,7 @@ class FuturesData:
             raise DataError(f"window {start}..{end} holds {len(p)} date(s) of data from "
                             f"{first} to {last}; widen it")
         return FuturesData(p, self.multipliers, self.fx.loc[sl], self.costs.loc[sl],
-                           self.currencies, self.asset_classes, self.source)
+                           self.currencies, self.asset_classes, self.source, self.notes)
 
     def last_years(self, years: float) -> FuturesData:
         """The last ``years`` calendar years of dates."""
@@ -178,7 +228,8 @@ def contract_costs(config: pd.DataFrame, prices: pd.DataFrame, slippage: pd.Seri
 
 
 def load_futures(data_dir=None, instruments=None, start=None, end=None, *,
-                 slippage: str = "spreadcosts", weekdays_only: bool = True) -> FuturesData:
+                 slippage: str = "spreadcosts", weekdays_only: bool = True, sort: bool = False,
+                 dedupe: bool = False) -> FuturesData:
     """Load pysystemtrade futures data as a :class:`FuturesData` (see the module docstring).
 
     Parameters
@@ -191,6 +242,8 @@ def load_futures(data_dir=None, instruments=None, start=None, end=None, *,
     slippage : ``"spreadcosts"`` (the ``SpreadCost`` file, default; falls back to the config's
         ``Slippage`` for instruments it lacks) or ``"config"`` (the ``Slippage`` column).
     weekdays_only : drop Saturday/Sunday dates (default True).
+    sort, dedupe : opt-ins for files whose timestamps are out of order or repeated (errors
+        otherwise), see :func:`read_daily`; what they did is in ``FuturesData.notes``.
     """
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     if folder is None or not (folder / "adjusted_prices_csv").is_dir():
@@ -221,7 +274,9 @@ def load_futures(data_dir=None, instruments=None, start=None, end=None, *,
     if not names:
         raise DataError(f"no instrument under {folder} has both a price file and a config row")
 
-    series = {n: read_daily(price_files[n]) for n in names}
+    notes: list[str] = []
+    kw = {"sort": sort, "dedupe": dedupe, "notes": notes}
+    series = {n: read_daily(price_files[n], **kw) for n in names}
     dates = series[names[0]].index
     for n in names[1:]:
         dates = dates.union(series[n].index)
@@ -238,8 +293,11 @@ def load_futures(data_dir=None, instruments=None, start=None, end=None, *,
             users = [n for n in names if currencies[n] == ccy]
             raise DataError(f"no fx_prices_csv/{ccy}{BASE_CURRENCY}.csv for {users}; add it or "
                             "leave those instruments out")
-        s = read_daily(f)
-        s = s[s > 0]
+        s = read_daily(f, **kw)
+        if (s <= 0).any():
+            d = s.index[(s <= 0).to_numpy()][0]
+            raise DataError(f"{f.name}: FX rate {s[d]:g} on {date_text(d, time=False)} is not > 0; "
+                            "fix or empty that cell")
         rate = s.reindex(s.index.union(dates)).ffill().reindex(dates)
         for n in names:
             if currencies[n] == ccy:
@@ -258,7 +316,7 @@ def load_futures(data_dir=None, instruments=None, start=None, end=None, *,
     costs = contract_costs(cfg, prices, slip.astype(np.float64))
     data = FuturesData(prices, mult.rename("multiplier"), fx, costs, currencies.rename("currency"),
                        cfg.loc[names, "AssetClass"].astype(str) if "AssetClass" in cfg.columns
-                       else None, source=f"pysystemtrade ({folder})")
+                       else None, source=f"pysystemtrade ({folder})", notes=tuple(notes))
     if start is not None or end is not None:
         data = data.window(start, end)
     return data

@@ -125,3 +125,28 @@ def test_several_files_day_first_and_fill(tmp_path, capsys):
     assert json.loads(cap.out)["n_bars"] == 5
     assert "data: fill='ffill': carried 1 price(s) forward over missing rows (BBB 1)" in cap.err
     assert "dates read day first (dd/mm/yyyy), as '30/12/2020' shows" in cap.err
+
+
+def test_dynopt_futures_files_out_of_order_need_sort(tmp_path, capsys):
+    from gpusim.cli.dynopt import build_parser, load_data
+
+    root = tmp_path / "pst"
+    (root / "adjusted_prices_csv").mkdir(parents=True)
+    (root / "csvconfig").mkdir()
+    days = pd.bdate_range("2023-01-02", periods=60)
+    rows = [f"{d:%Y-%m-%d} 23:00:00,{100 + i}" for i, d in enumerate(days)]
+    rows[10], rows[11] = rows[11], rows[10]
+    (root / "adjusted_prices_csv" / "AAA.csv").write_text("DATETIME,price\n" + "\n".join(rows))
+    (root / "csvconfig" / "instrumentconfig.csv").write_text(
+        "Instrument,Pointsize,Currency\nAAA,5,USD\n")
+    from gpusim.cli.main import main as gmain
+
+    assert gmain(["dynopt", "--data", str(root), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "AAA.csv: timestamps are not in order: 2023-01-16 23:00:00 (row 11)" in err
+    assert "--sort" in err and err.count("\n") == 1
+    data, note = load_data(build_parser().parse_args(["--data", str(root), "--sort"]))
+    assert note == "data: sorted the 60 rows of AAA.csv by time\n"
+    assert data.prices["AAA"].iloc[9:13].tolist() == [109.0, 110.0, 111.0, 112.0]
+    assert gmain(["dynopt", "--synthetic", "3:100:0", "--sort"]) == 2
+    assert "--sort/--dedupe apply to --data files" in capsys.readouterr().err

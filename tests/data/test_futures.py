@@ -22,8 +22,8 @@ def _write(path, text):
 
 @pytest.fixture
 def mini(tmp_path):
-    """Two instruments: AAA in USD (intraday rows, an empty price, a Sunday row, unsorted
-    rows) and BBB in EUR listed later, with an EURUSD file and a percentage commission."""
+    """Two instruments: AAA in USD (intraday rows, an empty price, a Sunday row) and BBB in EUR
+    listed later, with an EURUSD file and a percentage commission."""
     root = tmp_path / "pst"
     _write(root / "adjusted_prices_csv" / "AAA.csv", "\n".join([
         "DATETIME,price",
@@ -32,8 +32,8 @@ def mini(tmp_path):
         "2024-01-02 23:00:00,102.0",
         "2024-01-03 14:08:59,103.5",
         "2024-01-03 23:00:00,",            # empty: the 14:08:59 price is the day's last valid
+        "2024-01-04 23:00:00,104.0",
         "2024-01-05 23:00:00,105.0",
-        "2024-01-04 23:00:00,104.0",        # out of order in the file
         "2024-01-07 23:00:00,107.0",        # a Sunday evening session
         "2024-01-08 23:00:00,108.0",
     ]) + "\n")
@@ -111,6 +111,59 @@ def test_load_errors_name_the_fix(mini, tmp_path):
     assert load_futures(mini, instruments=["AAA"]).instruments == ["AAA"]
     with pytest.raises(GpusimError, match=r"window .* holds 0 date"):
         load_futures(mini, instruments=["AAA"]).window("2030-01-01")
+
+
+def _price_file(tmp_path, *rows):
+    p = tmp_path / "adjusted_prices_csv" / "CCC.csv"
+    _write(p, "DATETIME,price\n" + "\n".join(rows) + "\n")
+    return p
+
+
+def test_read_daily_refuses_text_inf_unsorted_and_repeats(tmp_path):
+    ok = ["2024-01-01 23:00:00,100.0", "2024-01-02 23:00:00,101.0"]
+    p = _price_file(tmp_path, ok[0], "2024-01-02 10:00:00,abc", ok[1])
+    with pytest.raises(GpusimError, match=r"^CCC.csv, column 'price': 'abc' on 2024-01-02 "
+                       r"10:00:00 \(row 1\) is not a number"):
+        read_daily(p)
+    p = _price_file(tmp_path, ok[0], "2024-01-02 10:00:00,inf", ok[1])
+    with pytest.raises(GpusimError, match=r"column 'price': inf on 2024-01-02 10:00:00 "
+                       r"\(row 1\) is not finite"):
+        read_daily(p)
+    # an empty cell is skipped (documented pysystemtrade quirk): the day's last valid price
+    assert read_daily(_price_file(tmp_path, ok[0], "2024-01-02 10:00:00,", ok[1])).tolist() == [
+        100.0, 101.0]
+    p = _price_file(tmp_path, ok[1], ok[0])
+    with pytest.raises(GpusimError, match=r"not in order: 2024-01-01 23:00:00 \(row 1\) .*"
+                       r"sort=True \(--sort\)"):
+        read_daily(p)
+    notes = []
+    assert read_daily(p, sort=True, notes=notes).tolist() == [100.0, 101.0]
+    assert notes == ["sorted the 2 rows of CCC.csv by time"]
+    p = _price_file(tmp_path, ok[0], ok[0], ok[1])
+    with pytest.raises(GpusimError, match=r"2024-01-01 23:00:00 repeats; pass dedupe=True"):
+        read_daily(p)
+    notes = []
+    assert read_daily(p, dedupe=True, notes=notes).tolist() == [100.0, 101.0]
+    assert notes == ["dropped 1 repeated rows of CCC.csv (same timestamp and value)"]
+    p = _price_file(tmp_path, ok[0], "2024-01-01 23:00:00,99.5", ok[1])
+    with pytest.raises(GpusimError, match=r"repeats with different values \(100, 99.5\)"):
+        read_daily(p, dedupe=True)
+
+
+def test_load_futures_opt_ins_are_recorded(mini):
+    aaa = mini / "adjusted_prices_csv" / "AAA.csv"
+    lines = aaa.read_text().splitlines()
+    aaa.write_text("\n".join([lines[0], lines[2], lines[1], *lines[3:]]) + "\n")
+    with pytest.raises(GpusimError, match="AAA.csv: timestamps are not in order"):
+        load_futures(mini)
+    d = load_futures(mini, sort=True)
+    assert d.notes == ("sorted the 9 rows of AAA.csv by time",)
+    assert d.prices["AAA"].iloc[:2].tolist() == [100.0, 102.0]
+    assert d.window("2024-01-02").notes == d.notes and d.subset("AAA").notes == d.notes
+    fx = mini / "fx_prices_csv" / "EURUSD.csv"
+    fx.write_text(fx.read_text().replace("1.12", "-1.12"))
+    with pytest.raises(GpusimError, match=r"EURUSD.csv: FX rate -1.12 on 2024-01-05 is not > 0"):
+        load_futures(mini, sort=True)
 
 
 def test_synthetic_futures_is_seeded_and_shaped():
