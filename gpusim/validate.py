@@ -42,9 +42,12 @@ def date_text(ts: Any, *, time: bool = True) -> str:
         False: always the date alone (for daily data, whose rows may carry a close time).
     """
     ts = pd.Timestamp(ts)
-    if not time or ts == ts.normalize():
-        return ts.date().isoformat()
-    return ts.isoformat(sep=" ")
+    try:
+        if not time or ts == ts.normalize():
+            return ts.date().isoformat()
+        return ts.isoformat(sep=" ")
+    except (ValueError, NotImplementedError, OverflowError):  # outside Python's datetime range
+        return str(ts)
 
 
 def listing(names: Any, limit: int = 25) -> str:

@@ -13,7 +13,7 @@ returns, beside it, the lines that say how it read them when that was not obviou
   12, said in a note); values that fit both need ``dayfirst=`` or ``date_format=``.
 - **integers** (or floats with whole values): ``YYYYMMDD`` when every value is a valid date of
   that form (1900..2199), else Unix time in seconds, milliseconds, microseconds or nanoseconds,
-  chosen per value by its size (1e8..1e11 s, 1e11..1e14 ms, 1e14..1e17 us, above ns; a column
+  chosen per value by its size (1e8..9.2e9 s, 1e11.. ms, 1e14.. us, 1e17.. ns: 1973..2261; a column
   that mixes units says so). Anything else is refused: integers are never read as nanoseconds
   since 1970 silently.
 
@@ -36,9 +36,9 @@ __all__ = ["parse_dates"]
 _AMPM = re.compile(r"^\s*(\d{4}-\d{1,2}-\d{1,2})\s+(\d{1,2})-?\s*([AaPp][Mm])\s*$")
 _NUMERIC_DMY = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})(?:[ T].*)?$")
 _OFFSET = re.compile(r"(?:[+-]\d{2}:?\d{2}|Z)\s*$")
-# Unix time units by the size of the value: [lower, upper) bounds, unit, name (1973 .. 2286)
-_UNIX = ((1e8, 1e10, "s", "seconds"), (1e11, 1e13, "ms", "milliseconds"),
-         (1e14, 1e16, "us", "microseconds"), (1e17, 9e18, "ns", "nanoseconds"))
+# Unix time units by the size of the value: [lower, upper) bounds, unit, name (1973 .. 2261)
+_UNIX = ((1e8, 9.2e9, "s", "seconds"), (1e11, 9.2e12, "ms", "milliseconds"),
+         (1e14, 9.2e15, "us", "microseconds"), (1e17, 9.2e18, "ns", "nanoseconds"))
 
 
 def _fix_hint() -> str:
@@ -98,7 +98,7 @@ def _numeric_dates(idx: pd.Index, what: str) -> tuple[pd.DatetimeIndex, list[str
     if ymd is not None:
         out[ok] = ymd
         return pd.DatetimeIndex(out), []
-    size = np.abs(v[ok])
+    size = v[ok]  # negative values fit no unit: refused
     units = np.full(size.shape, -1)
     for k, (lo, hi, _, _) in enumerate(_UNIX):
         units[(size >= lo) & (size < hi)] = k
@@ -106,7 +106,7 @@ def _numeric_dates(idx: pd.Index, what: str) -> tuple[pd.DatetimeIndex, list[str
         i = int(np.flatnonzero(ok)[np.flatnonzero(units < 0)[0]])
         raise DataError(
             f"{what}: integer {py(idx[i])!r} (row {i}) is neither a YYYYMMDD date nor Unix time "
-            "(seconds, milliseconds, microseconds or nanoseconds between 1973 and 2286); "
+            "(seconds, milliseconds, microseconds or nanoseconds between 1973 and 2261); "
             f"integers are not read as nanoseconds since 1970 - {_fix_hint()}")
     ns = np.empty(size.shape, dtype=np.int64)
     for k, (_, _, unit, _) in enumerate(_UNIX):
@@ -155,18 +155,29 @@ def _text_dates(idx: pd.Index, what: str, date_format, dayfirst) -> tuple[pd.Dat
                             f"{str(e).splitlines()[0]}") from None
     notes: list[str] = []
     strs = text[present].astype(str)
+    if len(strs) and strs.str.fullmatch(r"\s*[-+]?\d+(?:\.\d*)?\s*").all():
+        # numbers written as text: the integer rules (YYYYMMDD, Unix time), never day-of-month
+        return _numeric_dates(pd.Index(pd.to_numeric(text, errors="coerce")), what)
     ampm = strs.str.match(_AMPM)
-    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    rest = strs[~ampm.to_numpy()]
+    parsed = None
+    if len(rest):
+        kw = _dayfirst_choice(rest, what, dayfirst, notes)
+        parsed = _to_datetime(rest, what, kw, notes)
+        if parsed.tz is not None and ampm.any():
+            raise DataError(f"{what}: some dates carry a UTC offset ({rest.iloc[0]!r}) and some "
+                            f"do not ({strs[ampm].iloc[0]!r}); give every date an offset, or "
+                            "none")
+    dtype = parsed.dtype if parsed is not None else "datetime64[ns]"
+    out = pd.Series(pd.NaT, index=text.index, dtype=dtype)
+    if parsed is not None:
+        out[rest.index] = parsed
     if ampm.any():
         m = strs[ampm].str.extract(_AMPM)
         clock = m[0] + " " + m[1].str.zfill(2) + "-" + m[2].str.upper()
         out[strs.index[ampm]] = pd.to_datetime(clock, format="%Y-%m-%d %I-%p").to_numpy()
         notes.append(f"{what}: {int(ampm.sum()):,} dates like {strs[ampm].iloc[0]!r} read as "
                      "a 12-hour clock (YYYY-MM-DD HH-AM/PM)")
-    rest = strs[~ampm.to_numpy()]
-    if len(rest):
-        kw = _dayfirst_choice(rest, what, dayfirst, notes)
-        out[rest.index] = _to_datetime(rest, what, kw, notes).to_numpy()
     return pd.DatetimeIndex(out), notes
 
 

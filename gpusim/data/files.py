@@ -65,24 +65,37 @@ def expand_sources(source) -> list:
             continue
         if not isinstance(item, (str, Path)):
             raise DataError(f"source item {item!r} is not a path; give file paths or globs")
-        text = str(Path(item).expanduser()) if str(item).startswith("~") else str(item)
+        text = str(item)
+        if text.startswith("~"):
+            try:
+                text = str(Path(text).expanduser())
+            except (RuntimeError, ValueError):  # no such user / home, a NUL: keep the text
+                pass
         if any(ch in text for ch in "*?["):
-            hits = sorted(glob.glob(text))
+            try:
+                hits = sorted(glob.glob(text))
+            except (OSError, ValueError):
+                hits = []
             if not hits:
                 raise DataError(f"{text!r} matches no file; check the pattern (quote it in the "
                                 "shell so that gpusim expands it)")
             out.extend(Path(h) for h in hits)
         else:
             path = Path(text)
-            if not path.is_file():
-                raise DataError(f"price file not found: {path}; check the path")
+            try:
+                found = path.is_file()
+            except (OSError, ValueError):  # e.g. an embedded NUL, a name too long
+                raise DataError(f"{text!r} is not a valid file name; check the path") from None
+            if not found:
+                raise DataError(f"price file not found: {str(path)!r}; check the path")
             out.append(path)
     seen: dict = {}
     for p in out:
         if isinstance(p, Path):
             key = p.resolve()
             if key in seen:
-                raise DataError(f"{p} is given twice (also as {seen[key]}); list each file once")
+                raise DataError(f"{str(p)!r} is given twice (also as {str(seen[key])!r}); "
+                                "list each file once")
             seen[key] = p
     return out
 
@@ -241,6 +254,8 @@ def tidy(g: pd.DataFrame, where: str, *, sort: bool, dedupe, notes: list[str]) -
         notes.append(f"sorted {len(g):,} rows of {where} by date"
                      + (" (the file was newest first)" if desc else ""))
     if dedupe and g.index.has_duplicates:
+        if not g.index.is_monotonic_increasing:  # an out-of-order row is not a repeat to drop
+            _check_order(g.index, where)
         g = _dedupe(g, where, dedupe, notes)
     _check_order(g.index, where)
     return g

@@ -151,6 +151,12 @@ def load_prices(
             tables.append(t)
             labels.append(label)
     df = combine(tables, labels)
+    what = name or "the table"
+    if df.shape[1] == 0:
+        raise DataError(f"{what} has no price columns (only dates); give a table with one "
+                        "column per symbol, or name the price column with column= (--column)")
+    if len(df) < 2:
+        raise DataError(f"{what} has {len(df)} row(s); need at least 2 dates for a return")
     if symbols is not None:
         _pick(list(dict.fromkeys(seen)), symbols)  # unknown names: list every column offered
     chosen = _pick(list(df.columns), symbols if symbols is not None else list(df.columns))
@@ -295,7 +301,13 @@ def market_from_spec(spec=None, *, ann=None, symbols=None, start=None, end=None,
     if unknown:
         raise GpusimError(f"unknown loader option(s) {', '.join(unknown)}; use "
                           f"{', '.join(FILE_OPTIONS)}")
-    specs = [spec] if spec is None or isinstance(spec, (str, Path)) else list(spec)
+    if spec is None or isinstance(spec, (str, Path)):
+        specs = [spec]
+    elif isinstance(spec, (list, tuple)) and spec:
+        specs = list(spec)
+    else:
+        raise DataError(f"--prices: {spec!r} is not a file, a glob, a list of them or "
+                        "synthetic[:ASSETS[:BARS[:SEED]]]")
     synth = [s for s in specs if s is None or str(s).lower().startswith("synthetic")]
     if synth and len(specs) > 1:
         raise DataError(f"--prices: {synth[0] or 'synthetic'!r} cannot be combined with other "
