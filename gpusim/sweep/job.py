@@ -49,7 +49,7 @@ __all__ = ["Axis", "Job", "load_job", "make_job", "parse_grid", "fingerprint", "
 
 JOB_KEYS = ("task", "out", "backend", "chunk_size", "name", "data", "fixed", "grid")
 DATA_KEYS = ("path", "synthetic", "ann", "symbols", "align", "fill", "date_col", "start", "end",
-             "name")
+             "name", "column", "symbol_from", "sort", "dedupe", "date_format", "dayfirst")
 MAX_LEVEL_VALUES = 10_000_000
 
 
@@ -338,7 +338,7 @@ def load_market(spec, base_dir: Path | None = None):
                               "close prices")
         m = load_prices(p, align=spec.get("align", "common"), fill=spec.get("fill"), ann=ann,
                         date_col=spec.get("date_col"), symbols=spec.get("symbols"),
-                        name=spec.get("name"))
+                        name=spec.get("name"), **{k: spec[k] for k in DATA_KEYS[10:] if k in spec})
     else:
         syn = spec["synthetic"]
         if syn is True:

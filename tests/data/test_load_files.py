@@ -301,3 +301,14 @@ def test_market_from_spec_refuses_file_options_for_synthetic():
         market_from_spec(None, colum="close")
     with pytest.raises(DataError, match="synthetic:x"):
         market_from_spec("synthetic:x")
+
+
+def test_sweep_job_data_section_passes_the_loader_options(tmp_path):
+    from gpusim.sweep.job import load_market
+
+    (tmp_path / "p.csv").write_text("date,close,symbol\n2021-01-06,3,X\n2021-01-05,2,X\n"
+                                    "2021-01-05,2,X\n2021-01-04,1,X\n")
+    spec = {"path": "p.csv", "column": "close", "sort": True, "dedupe": True, "ann": 252}
+    m = load_market(spec, base_dir=tmp_path)
+    assert m.symbols == ["p"] and m.prices["p"].tolist() == [1.0, 2.0, 3.0]
+    assert m.load_notes[0] == "sorted 4 rows of p.csv (p) by date (the file was newest first)"
