@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from gpusim.errors import DataError
+from gpusim.validate import py_scalar as py
 
 __all__ = ["parse_dates"]
 
@@ -245,7 +246,3 @@ def _first_bad(s: pd.Series, what: str, kw: dict | None = None):
                             f"{_fix_hint()}") from None
     raise DataError(f"{what}: cannot parse the values as dates; {_fix_hint()}")
 
-
-def py(x):
-    """A NumPy scalar as a Python value (for messages)."""
-    return x.item() if isinstance(x, np.generic) else x

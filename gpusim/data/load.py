@@ -313,6 +313,12 @@ def market_from_spec(spec=None, *, ann=None, symbols=None, start=None, end=None,
         raise DataError(f"--prices: {synth[0] or 'synthetic'!r} cannot be combined with other "
                         "files; give the synthetic spec alone")
     if not synth:
+        for s in specs:
+            text = str(s)
+            if not any(ch in text for ch in "*?[") and not _is_file(text):
+                raise DataError(f"--prices: file {text!r} not found; give a CSV/Parquet file of "
+                                "close prices (or a quoted glob), or omit --prices for the "
+                                "synthetic market")
         return load_prices(specs[0] if len(specs) == 1 else specs, ann=ann, symbols=symbols,
                            start=start, end=end, **options)
     spec = specs[0]
@@ -330,6 +336,13 @@ def market_from_spec(spec=None, *, ann=None, symbols=None, start=None, end=None,
     if symbols is not None:
         m = m.subset(list(symbols))
     return m if start is None and end is None else m.window(start, end)
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).expanduser().is_file()
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 def as_market(market) -> Market:
