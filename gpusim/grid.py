@@ -15,6 +15,11 @@ each member keeps its own named index level::
                  fee=Param([0.0, 0.005], level="z"))
     # 4 rows: (a, 0.01, 0.0), (a, 0.02, 0.005), (b, 0.01, 0.0), (b, 0.02, 0.005)
 
+Zipped Params may repeat values (e.g. a batch of tuning trials as one call), as long as no two
+rows of the zipped group are equal: a repeated value keeps its label, and :meth:`Grid.codes`
+gives every repeat the position of its *first* occurrence, so work keyed by a value's position
+(a window per lookback, a mask per rule) is done once per distinct value.
+
 Kernels do not take the index: :meth:`Grid.codes` gives, for a contiguous block of combinations
 ``start .. stop-1``, one int64 array per level with the *position* of each combination's value in
 that Param's ``values`` — the per-combination index arrays (``wid``, ``mid``, ...) of the
@@ -45,7 +50,9 @@ class Param:
     ----------
     values : list, tuple, range, ndarray, pd.Index, pd.Series or pd.DataFrame (not a str or a
         scalar). The values, in order; a 2-D array is a list of its rows and a DataFrame a list
-        of its rows labelled by its index. They label the index level, so they must be distinct.
+        of its rows labelled by its index. They label the index level, so they must be distinct
+        -- except in a zipped Param (``level=``), where only the rows of the zipped group must
+        be (equal labels are taken as the same value).
     name : str, optional
         Name of the index level (default: the keyword the Param is passed as).
     level : hashable, optional
@@ -99,6 +106,7 @@ class _Axis:
     values: Any            # the Param's values (positions index into this)
     labels: pd.Index       # index labels (one per position)
     group: int             # index of the zip group
+    first: np.ndarray | None = None  # position -> first position of its label (repeats only)
 
 
 @dataclass
@@ -144,10 +152,12 @@ class Grid:
         """Per-combination index arrays for combinations ``start .. stop-1``.
 
         Returns ``{level name: (stop-start,) int64}``: position of each combination's value in
-        that level's ``Param.values`` (host arrays).
+        that level's ``Param.values`` (host arrays); a value repeated in a zipped Param gets the
+        position of its first occurrence.
         """
         g = self.group_positions(start, stop)
-        return {a.name: g[a.group] for a in self.axes}
+        return {a.name: g[a.group] if a.first is None else a.first[g[a.group]]
+                for a in self.axes}
 
     @property
     def index(self) -> pd.MultiIndex:
@@ -182,15 +192,27 @@ class Grid:
         unknown = [k for k in level_values if k not in self.names]
         if unknown:
             raise GpusimError(f"unknown level(s) {unknown}; the levels are {self.names}")
-        pos: list[int | None] = [None] * len(self.shape)
+        hits: list[np.ndarray | None] = [None] * len(self.shape)
         for a in self.axes:
             if a.name not in level_values:
                 continue
-            p = _find_label(a, level_values[a.name])
-            if pos[a.group] is not None and pos[a.group] != p:
-                raise GpusimError(f"{a.name}={level_values[a.name]!r} is not zipped with the "
-                                  f"other values given for its level group")
-            pos[a.group] = p
+            h = _find_label(a, level_values[a.name])
+            if hits[a.group] is not None:
+                h = np.intersect1d(hits[a.group], h)
+                if h.size == 0:
+                    raise GpusimError(f"{a.name}={level_values[a.name]!r} is not zipped with "
+                                      "the other values given for its level group")
+            hits[a.group] = h
+        pos: list[int | None] = [None] * len(self.shape)
+        for gi, h in enumerate(hits):
+            if h is None:
+                continue
+            members = [a for a in self.axes if a.group == gi]
+            if h.size > 1 and any(a.first is not None for a in members):
+                names = [a.name for a in members if a.name not in level_values]
+                raise GpusimError(f"the values given match {h.size} rows of a zipped level "
+                                  f"group; give {', '.join(names)} too")
+            pos[gi] = int(h[0])
         missing = []
         for gi, size in enumerate(self.shape):
             if pos[gi] is None:
@@ -208,7 +230,8 @@ class Grid:
         return {a.name: py_scalar(a.labels[g[a.group]]) for a in self.axes}
 
 
-def _find_label(a: _Axis, value) -> int:
+def _find_label(a: _Axis, value) -> np.ndarray:
+    """Every position of ``value`` among the labels of ``a`` (int64, ascending, not empty)."""
     labels = a.labels
     try:
         hit = np.flatnonzero(labels == value) if not _is_nan(value) else np.flatnonzero(
@@ -223,7 +246,7 @@ def _find_label(a: _Axis, value) -> int:
     if hit.size == 0:
         shown = ", ".join(map(repr, list(labels[:8]))) + (", ..." if len(labels) > 8 else "")
         raise GpusimError(f"{a.name}={value!r} is not in the grid; its values are [{shown}]")
-    return int(hit[0])
+    return hit.astype(np.int64, copy=False)
 
 
 def _is_nan(x) -> bool:
@@ -253,9 +276,14 @@ def build_grid(params: Mapping[str, Any], labels: Mapping[str, Any] | None = Non
             lab if not isinstance(lab, np.ndarray) else lab, tupleize_cols=False)
         if len(lab) != len(p):
             raise GpusimError(f"level {name!r}: {len(lab)} labels for {len(p)} values")
+        first = None
         if not lab.is_unique:
-            dup = list(dict.fromkeys(lab[lab.duplicated()]))[:5]
-            raise GpusimError(f"Param {name!r} has duplicate values {dup}; give each value once")
+            if p.level is None:
+                dup = list(dict.fromkeys(lab[lab.duplicated()]))[:5]
+                raise GpusimError(f"Param {name!r} has duplicate values {dup}; give each value "
+                                  "once")
+            code, _ = pd.factorize(lab, use_na_sentinel=False)
+            first = np.unique(code, return_index=True)[1].astype(np.int64)[code]
         if p.level is None:
             gi = len(shape)
             shape.append(len(p))
@@ -269,8 +297,22 @@ def build_grid(params: Mapping[str, Any], labels: Mapping[str, Any] | None = Non
         else:
             gi = groups[p.level] = len(shape)
             shape.append(len(p))
-        axes.append(_Axis(name, p.values, lab, gi))
+        axes.append(_Axis(name, p.values, lab, gi, first))
+    _check_zipped_rows(axes)
     return Grid(axes, tuple(shape), fixed)
+
+
+def _check_zipped_rows(axes: list[_Axis]) -> None:
+    """Raise when a zip group whose Params repeat values repeats a whole row."""
+    for gi in sorted({a.group for a in axes if a.first is not None}):
+        members = [a for a in axes if a.group == gi]
+        rows = pd.MultiIndex.from_arrays([pd.factorize(a.labels, use_na_sentinel=False)[0]
+                                          for a in members])
+        dup = np.flatnonzero(rows.duplicated())
+        if dup.size:
+            row = tuple(a.labels[dup[0]] for a in members)
+            raise GpusimError(f"zipped Params {[a.name for a in members]} repeat the row "
+                              f"{row!r}; give each combination once")
 
 
 def product_grid(**params) -> pd.MultiIndex:

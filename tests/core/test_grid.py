@@ -105,3 +105,32 @@ def test_random_weights_rows_are_pure_in_seed_and_index():
         RandomWeights(5, sampler="gauss")
     with pytest.raises(GpusimError, match="n must be"):
         RandomWeights(0)
+
+
+def test_zipped_params_may_repeat_values_but_not_rows():
+    g = build_grid({"w": Param(["a"]),
+                    "every": Param(["W", "M", "W", "M"], level="t"),
+                    "lookback": Param([None, 63, 63, None], level="t"),
+                    "fees": Param([0.0, 0.0, 0.001, 0.001], level="t")})
+    assert g.shape == (1, 4) and g.size == 4
+    c = g.codes()
+    # repeats get the position of their first occurrence (work per distinct value done once)
+    assert c["every"].tolist() == [0, 1, 0, 1]
+    assert c["lookback"].tolist() == [0, 1, 1, 0]
+    assert c["fees"].tolist() == [0, 0, 2, 2]
+    idx = g.index
+    assert list(idx.get_level_values("every")) == ["W", "M", "W", "M"]
+    assert idx.get_level_values("lookback").isna().tolist() == [True, False, False, True]
+    assert list(idx.get_level_values("fees")) == [0.0, 0.0, 0.001, 0.001]
+    assert g.locate(every="W", lookback=63) == 2
+    assert g.locate(every="M", lookback=None, fees=0.001) == 3
+    with pytest.raises(GpusimError, match="match 2 rows.*give lookback, fees too"):
+        g.locate(every="W")
+    with pytest.raises(GpusimError, match="not zipped"):
+        g.locate(every="W", lookback=63, fees=0.0)
+    with pytest.raises(GpusimError, match="repeat the row"):
+        build_grid({"a": Param([1, 1], level="z"), "b": Param([2, 2], level="z")})
+    with pytest.raises(GpusimError, match="repeat the row"):
+        build_grid({"a": Param([1, 2, 1], level="z")})
+    with pytest.raises(GpusimError, match="duplicate values"):
+        build_grid({"a": Param([1, 1])})
