@@ -4,8 +4,8 @@ Importing gpusim is cheap and safe on any machine: CuPy, numba.cuda and cvxpy ar
 lazily, only by the calls that need them.
 
 Layout (DESIGN §2): one subpackage per capability -- ``search``, ``backtest``, ``walkforward``,
-``dynopt``, ``sweep`` -- each with ``api.py`` (the public function and its checks), the fast
-paths ``cpu.py`` (Numba) and ``cuda.py`` (numba.cuda / CuPy) and, where the capability can be
+``dynopt``, ``sweep``, ``tune`` -- each with ``api.py`` (the public function and its checks), the
+fast paths ``cpu.py`` (Numba) and ``cuda.py`` (numba.cuda / CuPy) and, where the capability can be
 swept, ``task.py`` (its :class:`~gpusim.sweep.tasks.TaskRunner`, loaded on demand by the sweep
 registry); ``data`` (markets, futures), ``_cuda`` (device helpers), ``plots``; shared modules at
 the top (``errors``, ``backend``, ``grid``, ``results``, ``parse``: text values of the CLI and
@@ -42,6 +42,7 @@ _EXPORTS = {
     "load_futures": "data.futures",
     "synthetic_futures": "data.futures",
     "SweepResult": "sweep.api",
+    "TuneResult": "tune.result",
     "WalkForwardResult": "walkforward.result",
     "WeightBounds": "walkforward.constraints",
     "GroupBounds": "walkforward.constraints",
@@ -61,9 +62,10 @@ from gpusim.backtest.api import backtest  # noqa: E402
 from gpusim.dynopt.api import dynopt  # noqa: E402
 from gpusim.search.api import search, verify  # noqa: E402
 from gpusim.sweep.api import sweep  # noqa: E402
+from gpusim.tune.api import tune  # noqa: E402  (Optuna is imported when tune() runs)
 from gpusim.walkforward.api import walkforward  # noqa: E402
 
-_FUNCTIONS = ["backtest", "dynopt", "search", "sweep", "verify", "walkforward"]
+_FUNCTIONS = ["backtest", "dynopt", "search", "sweep", "tune", "verify", "walkforward"]
 __all__ = sorted([*_EXPORTS, *_FUNCTIONS]) + ["__version__"]
 
 
