@@ -1,5 +1,5 @@
-"""The ``gpusim`` command line: search, backtest, walkforward, dynopt, sweep, verify, bench,
-info.
+"""The ``gpusim`` command line: search, backtest, walkforward, dynopt, sweep, tune, verify,
+bench, info.
 
 Every command prints one line ``error: ...`` on stderr and exits with status 2 on bad input
 (never a traceback); Ctrl-C exits with 130 (a search interrupted mid-way still prints and saves
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gpusim.cli.search import add_bench_parser, add_verify_parser
     from gpusim.cli.search import add_parser as add_search
     from gpusim.cli.sweep import add_parser as add_sweep
+    from gpusim.cli.tune import add_parser as add_tune
     from gpusim.cli.walkforward import add_parser as add_walkforward
 
     p = argparse.ArgumentParser(prog="gpusim", description="Batch simulator for portfolio "
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_walkforward(sub)
     add_dynopt(sub)
     add_sweep(sub)
+    add_tune(sub)
     add_verify_parser(sub)
     add_bench_parser(sub)
     add_info(sub)

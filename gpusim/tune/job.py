@@ -1,0 +1,207 @@
+"""``gpusim tune`` job files: the task, its data, the space, the budget, fixed arguments.
+
+Job file (TOML; relative paths are relative to the job file's folder)::
+
+    task = "walkforward"            # or "backtest", "dynopt"
+    out = "../results/tune_wf"      # output folder: trials.parquet, summary.json (grid.parquet)
+    backend = "auto"                # auto | cpu | gpu
+    n_trials = 200
+    batch = 32                      # trials per grid call
+    objective = "sharpe"            # a metric of the task
+    # direction = "maximize"        # default: by the metric (volatility, turnover: minimize)
+    seed = 0                        # the sampler's seed
+    # sampler = "tpe"               # or "random"
+    compare_grid = false            # true: also run the full grid of an enumerable space
+
+    [data]                          # as in sweep jobs: path = "prices.csv" (+ symbols, ann,
+    synthetic = { n_assets = 5, n_bars = 756, seed = 0 }   # align, fill, start, end)
+    # dynopt: futures = "../shared/data/pysystemtrade" or synthetic_futures = { ... }
+
+    [space]                         # a list: choices; a table: a range
+    every = ["W", "M", 21]
+    lookback = [63, 126, 252]
+    num_tests = { low = 100, high = 10000, log = true }
+    fees = { low = 0.0, high = 0.01 }    # { ..., step = 0.001 } makes it enumerable
+
+    [fixed]                         # arguments every call gets
+    seed = 0                        # (walk-forward's own candidate seed)
+    weight_bounds = [0.0, 0.4]      # walk-forward constraints: weight_bounds, beta, cash
+
+    [grid_values]                   # optional: values of continuous dimensions for the grid
+    fees = [0.0, 0.005, 0.01]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpusim.errors import GpusimError
+from gpusim.validate import listing
+
+__all__ = ["TuneJob", "load_tune_job", "load_data", "fixed_args", "run_tune_job"]
+
+JOB_KEYS = ("task", "name", "out", "backend", "n_trials", "batch", "objective", "direction",
+            "seed", "sampler", "compare_grid", "data", "space", "fixed", "grid_values")
+
+
+@dataclass
+class TuneJob:
+    """A tuning job (see the module docstring); ``data`` is the ``[data]`` table."""
+
+    task: str
+    space: dict
+    data: Any = None
+    fixed: dict = field(default_factory=dict)
+    n_trials: int = 100
+    batch: int = 32
+    objective: str = "sharpe"
+    direction: str | None = None
+    seed: int = 0
+    sampler: str = "tpe"
+    backend: str = "auto"
+    out: Path | None = None
+    compare_grid: bool = False
+    grid_values: dict = field(default_factory=dict)
+    name: str = ""
+    source: Path | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source is not None else Path.cwd()
+
+    def to_json(self) -> dict:
+        """The job as recorded in ``summary.json`` (paths as text)."""
+        from gpusim.sweep.job import plain
+
+        return {"task": self.task, "name": self.name, "data": plain(self.data),
+                "n_trials": self.n_trials, "batch": self.batch, "objective": self.objective,
+                "direction": self.direction, "seed": self.seed, "sampler": self.sampler,
+                "backend": self.backend, "compare_grid": self.compare_grid,
+                "source": None if self.source is None else str(self.source)}
+
+
+def load_tune_job(path, *, out=None) -> TuneJob:
+    """Read a TOML tuning job; ``out`` overrides its output folder."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise GpusimError(f"job file {str(path)!r} not found") from None
+    except OSError as exc:
+        raise GpusimError(f"cannot read job file {str(path)!r}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise GpusimError(f"{path.name} is not valid TOML: {exc}") from None
+    unknown = sorted(set(doc) - set(JOB_KEYS))
+    if unknown:
+        raise GpusimError(f"{path.name}: unknown key(s) {listing(unknown)}; a tuning job has "
+                          f"{listing(JOB_KEYS)}")
+    for key in ("task", "space"):
+        if key not in doc:
+            raise GpusimError(f"{path.name} has no {key}; see `gpusim tune --help`")
+    for key in ("data", "space", "fixed", "grid_values"):
+        if key in doc and not isinstance(doc[key], Mapping):
+            raise GpusimError(f"{path.name}: [{key}] must be a table")
+    base = path.resolve().parent
+    o = out if out is not None else doc.get("out")
+    if o is not None:
+        o = Path(o) if out is not None else (base / str(o)).resolve()
+    kw = {k: doc[k] for k in ("n_trials", "batch", "objective", "direction", "seed",
+                              "sampler", "backend", "compare_grid") if k in doc}
+    if not isinstance(kw.get("compare_grid", False), bool):
+        raise GpusimError(f"{path.name}: compare_grid must be true or false")
+    return TuneJob(task=doc["task"], space=dict(doc["space"]), data=doc.get("data"),
+                   fixed=dict(doc.get("fixed") or {}), out=o,
+                   grid_values=dict(doc.get("grid_values") or {}),
+                   name=str(doc.get("name", path.stem)), source=path.resolve(), **kw)
+
+
+def load_data(job: TuneJob):
+    """The data of a job: a Market (backtest, walkforward) or FuturesData (dynopt)."""
+    spec = job.data
+    if job.task != "dynopt":
+        from gpusim.sweep.job import load_market
+
+        return load_market(spec, job.base_dir)
+    from gpusim.data.futures import load_futures, synthetic_futures
+
+    spec = dict(spec or {"synthetic_futures": {}})
+    bad = sorted(set(spec) - {"futures", "synthetic_futures", "instruments", "start", "end"})
+    if bad or ("futures" in spec) == ("synthetic_futures" in spec):
+        raise GpusimError("[data] of a dynopt job needs futures = \"DIR\" (pysystemtrade "
+                          "data) or synthetic_futures = { n_instruments = 8, n_days = 1260, "
+                          "seed = 0 } (optional instruments, start, end)")
+    if "futures" in spec:
+        d = Path(str(spec["futures"]))
+        d = d if d.is_absolute() else job.base_dir / d
+        return load_futures(d, spec.get("instruments"), spec.get("start"), spec.get("end"))
+    syn = spec["synthetic_futures"]
+    try:
+        return synthetic_futures(**(syn if isinstance(syn, Mapping) else {}))
+    except TypeError as exc:
+        raise GpusimError(f"[data] synthetic_futures: {exc}") from None
+
+
+def fixed_args(task: str, fixed: Mapping[str, Any], base_dir: Path, symbols: list[str]
+               ) -> dict:
+    """Job-file fixed values as API arguments: walk-forward ``weight_bounds``, ``beta``,
+    ``cash`` become ``constraints``; backtest ``weights`` specs (``"equal"``, ``{random = N,
+    seed = S}``, a file, vectors) and ``threshold = "none"`` are converted."""
+    kw = dict(fixed)
+    if task == "walkforward":
+        from gpusim.parse import parse_beta
+        from gpusim.walkforward.constraints import Budget, WeightBounds
+
+        cons = list(kw.pop("constraints", []) or [])
+        wb = kw.pop("weight_bounds", None)
+        if wb is not None:
+            if not isinstance(wb, (list, tuple)) or len(wb) != 2:
+                raise GpusimError(f"weight_bounds={wb!r} must be [lo, hi]")
+            cons.append(WeightBounds(lo=wb[0], hi=wb[1]))
+        beta = kw.pop("beta", None)
+        for spec in ([] if beta is None else [beta] if isinstance(beta, str) else beta):
+            cons.append(parse_beta(spec))
+        cash = kw.pop("cash", None)
+        if cash is not None and cash is not False:
+            cons.append(Budget(min=0.0 if cash is True else float(cash)))
+        if cons:
+            kw["constraints"] = cons
+    elif task == "backtest":
+        if isinstance(kw.get("threshold"), str) and kw["threshold"].lower() in ("none", "off"):
+            kw["threshold"] = None
+        w = kw.get("weights")
+        if isinstance(w, Mapping) and "random" in w:
+            from gpusim.specs import RandomWeights
+
+            kw["weights"] = RandomWeights(int(w["random"]), seed=int(w.get("seed", 0)),
+                                          sampler=w.get("sampler", "dirichlet"),
+                                          alpha=float(w.get("alpha", 1.0)))
+        elif isinstance(w, Mapping) and "file" in w or isinstance(w, str) and w != "equal":
+            from gpusim.parse import parse_weights
+
+            f = str(w["file"]) if isinstance(w, Mapping) else w
+            f = f if f.startswith("random:") or Path(f).is_absolute() else str(base_dir / f)
+            kw["weights"] = parse_weights(f, symbols)
+    return kw
+
+
+def run_tune_job(job: TuneJob, *, progress: bool = True):
+    """Load the data, tune, and compare with the grid when the job asks (and the run was not
+    interrupted); returns the :class:`~gpusim.tune.result.TuneResult`, whose
+    ``summary["job"]`` records the job. Saving is the caller's (``res.save(job.out)``)."""
+    from gpusim.tune.api import tune
+
+    data = load_data(job)
+    symbols = list(getattr(data, "symbols", []) or [])
+    kw = fixed_args(job.task, job.fixed, job.base_dir, symbols)
+    res = tune(job.task, data, job.space, n_trials=job.n_trials, batch=job.batch,
+               objective=job.objective, direction=job.direction, seed=job.seed,
+               sampler=job.sampler, fixed=kw, backend=job.backend, progress=progress)
+    res.summary["job"] = job.to_json()
+    if job.compare_grid and not res.partial:
+        res.compare_grid(job.grid_values or None)
+    return res
