@@ -41,6 +41,7 @@ PROVIDERS = {
     "search": ("gpusim.search.task", "weight search"),
     "walkforward": ("gpusim.walkforward.task", "walk-forward re-optimisation"),
     "dynopt": ("gpusim.dynopt.task", "dynamic optimisation"),
+    "tune": ("gpusim.tune.task", "tuning studies (Optuna), one per point"),
 }
 """Task name -> (module that registers it when imported, what it does). The registry imports
 these modules on demand (never statically: the capabilities import this module); a task whose
