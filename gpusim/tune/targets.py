@@ -155,6 +155,12 @@ def check_names(target: Target, dims: Sequence, fixed: Mapping[str, Any]) -> Non
     if both:
         raise GpusimError(f"{listing(both)} is both tuned (space) and fixed; keep it in one "
                           "place")
+    from gpusim.grid import Param
+
+    swept = sorted(k for k, v in fixed.items() if isinstance(v, Param))
+    if swept:
+        raise GpusimError(f"fixed: {listing(swept)} is a Param; a fixed argument takes one "
+                          "value (tune it through space= instead)")
 
 
 def _key(v: Any) -> Any:
@@ -207,8 +213,10 @@ def evaluate(target: Target, data, rows: Sequence[Mapping[str, Any]], fixed: Map
             raise KeyboardInterrupt
         label = str(res.summary.get("backend", backend))
         t = target.table(res)
-        if len(t) != len(members):     # pragma: no cover - a task broke the zipped-rows contract
-            raise GpusimError(f"{target.name} returned {len(t)} rows for {len(members)}")
+        if len(t) != len(members):
+            raise GpusimError(f"gpusim.{target.function} returned {len(t)} rows for "
+                              f"{len(members)} trials: a fixed argument gives several rows per "
+                              "trial (e.g. several weight vectors); tuning needs one row each")
         parts.append(t)
         where.append(np.asarray(members))
     table = pd.concat(parts, ignore_index=True)

@@ -223,6 +223,11 @@ def test_bad_arguments_are_one_line_errors(market):
         tune(n_trials=0)
     with pytest.raises(GpusimError, match="sampler='cma'"):
         tune(sampler="cma")
+    with pytest.raises(GpusimError, match="fees is a Param"):
+        tune(fees=Param([0.0, 0.001]))
+    with pytest.raises(GpusimError, match=r"returned (\d+) rows for \d+ trials.*one row each"):
+        gpusim.tune("backtest", market, {"fees": [0.0, 0.001, 0.002]}, n_trials=3, batch=3,
+                    weights=gpusim.RandomWeights(2), backend="cpu", progress=False)
     # walk-forward's own seed goes through fixed=
     st = tune(fixed={"seed": 3}, seed=1, n_trials=2, backend="cpu")
     assert st.summary["fixed"]["seed"] == 3 and st.summary["seed"] == 1
