@@ -138,7 +138,8 @@ def tune(task: str, data, space: Mapping[str, Any], *, n_trials: int = 100, batc
         "n_trials": n_trials, "n_done": len(trials), "batch": batch,
         "n_batches": len(batches), "n_calls": int(sum(b["calls"] for b in batches)),
         "n_evaluated": int(sum(b["new"] for b in batches)), "partial": partial,
-        "space": space_json(dims), "fixed": st.fixed_json(), "backend": st.backend_label or backend,
+        "space": space_json(dims), "fixed": st.fixed_json(),
+        "backend": st.backend_label or backend,
         "timings_s": {"evaluate": round(sum(b["evaluate_s"] for b in batches), 6),
                       "sampler": round(sum(b["sampler_s"] for b in batches), 6),
                       "total": round(time.perf_counter() - t_all, 6)},
@@ -171,10 +172,9 @@ def _loop(st: _Study, optuna, n_trials: int, batch: int, progress: bool
                 params = [{n: tr.params[n] for n in names} for tr in pending]
                 keys = [tuple(_key(p[n]) for n in names) for p in params]
                 new = list(dict.fromkeys(k_ for k_ in keys if k_ not in st.cache))
+                todo = [params[keys.index(k_)] for k_ in new]     # one row per new point
                 t1 = time.perf_counter()
-                table, calls, label = evaluate(st.target, st.data,
-                                        [params[keys.index(k_)] for k_ in new], st.fixed,
-                                        st.backend)
+                table, calls, label = evaluate(st.target, st.data, todo, st.fixed, st.backend)
                 t2 = time.perf_counter()
                 st.backend_label = label or st.backend_label
                 first = {k_: pending[keys.index(k_)].number for k_ in new}
