@@ -46,7 +46,7 @@ class ExAnte:
     metric = "sharpe"
 
     def __init__(self, mu, cov, ann: float, rf: float, backend):
-        from gpusim.search.cpu import upper_doubled
+        from gpusim.search.steps import upper_doubled
 
         self.mu = np.ascontiguousarray(mu, dtype=np.float64)
         self.cov = np.ascontiguousarray(cov, dtype=np.float64)
