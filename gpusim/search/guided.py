@@ -182,7 +182,7 @@ def make_problem(market, *, objective, rebalance, threshold, relative, fees, ini
     """Validate the arguments and build the (training and held-out) objectives."""
     from gpusim.data.load import load_prices
     from gpusim.data.market import Market
-    from gpusim.search.api import resolve_bounds, stats_from
+    from gpusim.search.inputs import resolve_bounds, stats_from
 
     if objective not in OBJECTIVES:
         raise GpusimError(f"objective={objective!r} is unknown; use one of {OBJECTIVES}")
@@ -373,7 +373,7 @@ def search_batched(market, *, method: str = "guided", objective: str = "sharpe",
     GuidedResult (host memory); Ctrl-C keeps the best so far (``partial``).
     """
     from gpusim.backend import resolve_backend
-    from gpusim.search.api import _as_int, check_args
+    from gpusim.search.inputs import _as_int, check_args
 
     if method not in METHODS:
         raise GpusimError(f"method={method!r} is unknown; use one of {METHODS}")

@@ -17,11 +17,9 @@ import pandas as pd
 
 from gpusim.errors import GpusimError
 from gpusim.results import atomic_dir, versions
+from gpusim.search.guided_verify import OOS_PREFIX
 
-TOLERANCE = 1e-10       # verify(): largest relative difference accepted against cpu_ref
-SUM_TOL = 1e-12         # weights sum to 1 within this
 OUTPUT_FORMATS = ("parquet", "csv")
-OOS_PREFIX = "oos_"
 
 
 @dataclass
@@ -149,7 +147,7 @@ def _holdout_summary(problem, top: pd.DataFrame) -> dict:
 
 def build_result(problem, top, run: dict, history: dict, baselines: bool, solver):
     """Assemble a :class:`GuidedResult` from the search state (host arrays)."""
-    from gpusim.search.api import _baselines
+    from gpusim.search.inputs import _baselines
 
     obj = problem.objective
     k = top.score.size

@@ -50,7 +50,7 @@ class SearchTask(TaskRunner):
     partial_points = False
 
     def prepare(self, market, fixed, native_axes, backend):
-        from gpusim.search.api import stats_from
+        from gpusim.search.inputs import stats_from
 
         mu, cov, ann, _, syms, _ = stats_from(market, None, None)
         if backend.name == "gpu":
@@ -64,7 +64,7 @@ class SearchTask(TaskRunner):
 
     def _params(self, ctx, point) -> dict:
 
-        from gpusim.search.api import check_args, resolve_bounds
+        from gpusim.search.inputs import check_args, resolve_bounds
 
         kw = {**SEARCH_DEFAULTS, **ctx.fixed, **point}
         a = check_args(n=kw["n"], top_k=kw["top_k"], seed=kw["seed"], sampler=kw["sampler"],
@@ -110,7 +110,7 @@ class SearchTask(TaskRunner):
 
     def reduce(self, ctx, point, items, info):
         from cpu_ref.search import score_nb
-        from gpusim.search.api import merge_topk
+        from gpusim.search.inputs import merge_topk
 
         p = self._params(ctx, point)
         ss, ii, n_valid = [np.empty(0)], [np.empty(0, dtype=np.int64)], 0

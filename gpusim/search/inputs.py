@@ -1,0 +1,157 @@
+"""Inputs of the weight search: argument checks, ex-ante statistics, bounds, top-k merging
+and the exact baselines, shared by :func:`gpusim.search` (``api``), the guided search and the
+sweep task (so none of them imports ``api``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from cpu_ref import rng as _rng
+from gpusim.errors import GpusimError
+
+SAMPLERS = tuple(_rng.SAMPLERS)
+DTYPES = ("float64", "float32")
+# verify(): largest relative Sharpe difference accepted against the float64 reference
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+
+
+# ----------------------------------------------------------------------------- inputs
+def _as_int(value, name: str, lo: int, hi: int) -> int:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise GpusimError(f"{name}={value!r} is not a number; pass a whole number "
+                          f">= {lo}") from None
+    if not math.isfinite(f) or f != int(f) or f < lo or f > hi:
+        raise GpusimError(f"{name}={value!r} must be a whole number from {lo} to {hi:.3g}")
+    return int(f)
+
+
+def stats_from(market, ann, symbols):
+    """(mu, cov, ann, ann_source, symbols, name) from a Market, a price frame or (mu, cov)."""
+    from gpusim.data.load import load_prices
+    from gpusim.data.market import Market
+
+    if isinstance(market, pd.DataFrame):
+        market = load_prices(market, ann=ann)
+    if isinstance(market, Market):
+        if symbols is not None:
+            market = market.subset(list(symbols))
+        mu, cov = market.stats()
+        return mu, cov, float(market.ann), market.ann_source, list(market.symbols), market.name
+    if isinstance(market, tuple) and len(market) == 2:
+        mu, cov = market
+        names = list(mu.index) if isinstance(mu, pd.Series) else None
+        mu = np.asarray(mu, dtype=np.float64)
+        cov = np.asarray(cov, dtype=np.float64)
+        if mu.ndim != 1 or cov.shape != (mu.size, mu.size):
+            raise GpusimError(f"(mu, cov) must have shapes (A,) and (A, A); got {mu.shape} and "
+                              f"{cov.shape}")
+        if not (np.isfinite(mu).all() and np.isfinite(cov).all()):
+            raise GpusimError("mu and cov must be finite; remove NaN/inf before searching")
+        if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-14):
+            raise GpusimError("cov is not symmetric; pass (cov + cov.T) / 2")
+        a = 1.0 if ann is None else float(ann)
+        if not a > 0:
+            raise GpusimError(f"ann={ann!r} must be > 0 (periods per year)")
+        src = "given" if ann is not None else "default 1 (mu, cov taken as annual)"
+        names = list(symbols) if symbols is not None else names
+        names = names or [f"A{j:02d}" for j in range(mu.size)]
+        if len(names) != mu.size:
+            raise GpusimError(f"symbols has {len(names)} names for {mu.size} assets")
+        return mu, cov, a, src, [str(s) for s in names], ""
+    raise GpusimError("market must be a gpusim.Market, a price DataFrame or a (mu, cov) tuple; "
+                      "load files with gpusim.load_prices(path)")
+
+
+def resolve_bounds(bounds, A: int, symbols) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) arrays from None, (lo, hi) scalars/arrays or dicts keyed by symbol."""
+    from gpusim.mvo import check_bounds  # cheap: cvxpy stays lazy
+
+    if bounds is None:
+        return np.zeros(A), np.ones(A)
+    try:
+        lo, hi = bounds
+    except (TypeError, ValueError):
+        raise GpusimError("bounds must be a pair (lo, hi) of numbers or per-asset arrays") from None
+
+    def by_symbol(v, default, name):
+        if v is None:
+            return default
+        if isinstance(v, dict):
+            bad = sorted(set(v) - set(symbols))
+            if bad:
+                raise GpusimError(f"bounds {name} names unknown symbols {bad}; known: {symbols}")
+            return [float(v.get(s, default)) for s in symbols]
+        return v
+
+    lo, hi = check_bounds((by_symbol(lo, 0.0, "lo"), by_symbol(hi, 1.0, "hi")), A, True,
+                          names=symbols)
+    return lo, np.minimum(hi, 1.0)
+
+
+def merge_topk(xp, scores, index, k: int):
+    """Top-k of (scores, index) by Sharpe descending then index ascending; drops empty slots.
+
+    Works on NumPy or CuPy arrays (``xp``) and returns arrays of the same namespace. Large
+    inputs are first cut to the entries scoring at least the k-th best (a partition, O(N)), so
+    ties at the boundary are still resolved by index.
+    """
+    keep = index >= 0
+    scores, index = scores[keep], index[keep]
+    if scores.size > 4 * k:
+        kth = xp.partition(scores, scores.size - k)[scores.size - k]
+        sel = scores >= kth
+        scores, index = scores[sel], index[sel]
+    order = xp.lexsort(xp.stack([index.astype(xp.float64), -scores]))[:k]
+    return scores[order], index[order]
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def check_args(*, n, top_k, seed, sampler, alpha, rf, dtype, backend_name, start=0) -> dict:
+    """Validate and normalise search arguments (one-line :class:`GpusimError` on bad input).
+
+    Returns ``{n, start, top_k, k, seed, alpha, rf, code, key}`` (``k = min(top_k, n)``,
+    ``code`` the sampler code, ``key`` the stream key as uint64).
+    """
+    n = _as_int(n, "n", 1, _rng.MAX_CANDIDATES)
+    start = _as_int(start, "start", 0, _rng.MAX_CANDIDATES - n)
+    top_k = _as_int(top_k, "top_k", 1, 100_000)
+    seed = _as_int(seed, "seed", 0, 2**63 - 1)
+    if sampler not in SAMPLERS:
+        raise GpusimError(f"sampler={sampler!r} is unknown; use one of {', '.join(SAMPLERS)}")
+    try:
+        alpha, rf = float(alpha), float(rf)
+    except (TypeError, ValueError):
+        raise GpusimError("alpha and rf must be numbers") from None
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise GpusimError(f"alpha={alpha!r} must be a positive concentration (1 = flat)")
+    if not math.isfinite(rf):
+        raise GpusimError(f"rf={rf!r} must be a finite annual rate")
+    if dtype not in DTYPES:
+        raise GpusimError(f"dtype={dtype!r} is unknown; use 'float64' (default) or 'float32' "
+                          "(GPU only)")
+    if dtype == "float32" and backend_name != "gpu":
+        raise GpusimError("dtype='float32' is GPU-only (the CPU path scores in float64); "
+                          "use backend='gpu' or dtype='float64'")
+    return {"n": n, "start": start, "top_k": top_k, "k": min(top_k, n), "seed": seed,
+            "alpha": alpha, "rf": rf, "code": _rng.sampler_code(sampler, alpha),
+            "key": np.uint64(_rng.seed_key_nb(seed))}
+
+
+def _baselines(mu, cov, ann, rf, lo, hi, bounded, solver) -> dict:
+    from gpusim.mvo import max_sharpe, min_variance
+
+    out = {}
+    b = (lo, hi) if bounded else None
+    for name, fn in (("max_sharpe", max_sharpe), ("min_variance", min_variance)):
+        try:
+            out[name] = fn(mu, cov, ann=ann, rf=rf, bounds=b, solver=solver)
+        except GpusimError as exc:
+            out[f"{name}_error"] = str(exc)
+    return out
