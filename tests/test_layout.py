@@ -18,14 +18,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "gpusim"
 MAX_LINES = 500
 CLI = "gpusim.cli"
 CLI_ALLOWED = ("gpusim.cli", "gpusim.__main__")   # modules that may import the CLI
-UNTIL_MERGED = "until the layout branches are merged"
 
 
 def _module_name(path: Path) -> str:
@@ -178,7 +175,6 @@ def test_find_cycles_reports_a_cycle():
     assert find_cycles({"a": {"b"}, "b": set()}) == []
 
 
-@pytest.mark.xfail(strict=False, reason=UNTIL_MERGED)
 def test_no_import_cycles():
     edges = {m: {t for _, t in ts} for m, ts in import_graph().items()}
     comps = strongly_connected(edges)
@@ -195,7 +191,6 @@ def test_library_never_imports_the_cli():
     assert not bad, "library modules import the command line:\n" + "\n".join(bad)
 
 
-@pytest.mark.xfail(strict=False, reason=UNTIL_MERGED)
 def test_no_module_over_500_lines():
     sizes = {m: len(p.read_text(encoding="utf-8").splitlines()) for m, p in _modules().items()}
     big = sorted((n, m) for m, n in sizes.items() if n > MAX_LINES)

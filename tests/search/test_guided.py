@@ -9,8 +9,8 @@ from cpu_ref.search import sharpe_1d_nb
 from gpusim.errors import GpusimError
 from gpusim.search import guided
 from gpusim.search import sampling as smp
-from gpusim.search.steps import upper_doubled
 from gpusim.search.guided_verify import constraints_ok
+from gpusim.search.steps import upper_doubled
 
 
 @pytest.fixture(scope="module")
