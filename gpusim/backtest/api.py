@@ -18,7 +18,6 @@ level). Scalars are fixed and recorded in ``summary["fixed"]``.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,10 +28,10 @@ import pandas as pd
 from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
 from gpusim.backend import resolve_backend
 from gpusim.backtest.result import LOWER_IS_BETTER, BacktestResult, Records
+from gpusim.chunks import run_chunks
 from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import Grid, Param, build_grid
-from gpusim.interrupt import Interrupt
 from gpusim.results import jsonable, versions
 from gpusim.specs import (
     CALENDAR_RULES,
@@ -210,37 +209,21 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
                           "available; split the grid (e.g. fewer weight vectors per call)")
     cs = int(chunk_size) if chunk_size else _plan_chunk(C, A, be.name)
     out = np.empty((C, len(METRICS)))
-    done, partial, n_chunks = 0, False, 0
-    from tqdm.auto import tqdm
-
     # compile / load the kernel on a 1-combination, 2-bar slice so the timing is of the run
     tc = time.perf_counter()
     a = ctx.chunk_args(0, 1)
     kernel(close[:2], a["W"], a["wid"], np.ascontiguousarray(masks[:, :2]), a["mid"],
            a["thresholds"], bool(relative), a["fees"], init_cash, float(mkt.ann), rf)
     t0 = time.perf_counter()
-    bar = tqdm(total=C, unit="comb", unit_scale=True, desc=f"backtest [{be.label}]",
-               disable=not progress or not sys.stderr.isatty(), leave=False)
-    stop_req = Interrupt().install()    # Ctrl-C ends the loop at a chunk boundary
-    try:
-        for start in range(0, C, cs):
-            if stop_req:
-                break
-            stop = min(C, start + cs)
-            a = ctx.chunk_args(start, stop)
-            out[start:stop] = kernel(close, a["W"], a["wid"], masks, a["mid"], a["thresholds"],
-                                     bool(relative), a["fees"], init_cash, float(mkt.ann), rf)
-            done, n_chunks = stop, n_chunks + 1
-            bar.update(stop - start)
-    except KeyboardInterrupt:
-        partial = True
-    finally:
-        stop_req.restore()
-        bar.close()
-    partial = partial or stop_req.requested
-    elapsed = time.perf_counter() - t0
 
-    return _Run(ctx, out, done, partial, be.label, cs, n_chunks, t0 - tc, elapsed)
+    def chunk(start, stop):
+        a = ctx.chunk_args(start, stop)
+        return kernel(close, a["W"], a["wid"], masks, a["mid"], a["thresholds"], bool(relative),
+                      a["fees"], init_cash, float(mkt.ann), rf)
+
+    r = run_chunks(out, cs, chunk, desc=f"backtest [{be.label}]", progress=progress,
+                   unit_scale=True)
+    return _Run(ctx, out, r.done, r.partial, be.label, cs, r.n_chunks, t0 - tc, r.elapsed_s)
 
 
 @dataclass

@@ -50,7 +50,6 @@ buffer 0/0.01/0.0125/0.02 give average TEs from 0.014 (1e6, 10, 0) to 0.093 (1e5
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -59,11 +58,11 @@ import numpy as np
 import pandas as pd
 
 from gpusim.backend import resolve_backend
+from gpusim.chunks import run_chunks
 from gpusim.dynopt.inputs import DynoptInputs, prepare
 from gpusim.dynopt.result import LOWER_IS_BETTER, METRICS, DynoptResult
 from gpusim.errors import GpusimError
 from gpusim.grid import Grid, Param, build_grid
-from gpusim.interrupt import Interrupt
 from gpusim.specs import rebalance_mask
 from gpusim.validate import check_chunk_size, positive
 
@@ -168,34 +167,19 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
     cap = GPU_CHUNK_CAP if be.name == "gpu" else CPU_CHUNK_CAP
     cs = int(chunk_size) if chunk_size else max(1, min(C, cap, (2 ** 28) // (48 * N + 64)))
     out = np.empty((C, len(METRICS)))
-    from tqdm.auto import tqdm
-
     tc = time.perf_counter()   # compile / load the kernel on a 2-day slice, outside the timing
     a = ctx.chunk_args(0, 1)
     kernel(*(x[:2] for x in inp.kernel_args()[:5]), inp.covs, inp.cov_id[:2], masks[:, :2],
            a["mid"], a["capitals"], a["shadow_costs"], a["buffers"], inp.ann)
     t0 = time.perf_counter()
-    done, partial, n_chunks = 0, False, 0
-    bar = tqdm(total=C, unit="comb", desc=f"dynopt [{be.label}]",
-               disable=not progress or not sys.stderr.isatty(), leave=False)
-    stop_req = Interrupt().install()    # Ctrl-C ends the loop at a chunk boundary
-    try:
-        for start in range(0, C, cs):
-            if stop_req:
-                break
-            stop = min(C, start + cs)
-            a = ctx.chunk_args(start, stop)
-            out[start:stop] = kernel(*inp.kernel_args(), masks, a["mid"], a["capitals"],
-                                     a["shadow_costs"], a["buffers"], inp.ann)
-            done, n_chunks = stop, n_chunks + 1
-            bar.update(stop - start)
-    except KeyboardInterrupt:
-        partial = True
-    finally:
-        stop_req.restore()
-        bar.close()
-    partial = partial or stop_req.requested
-    elapsed = time.perf_counter() - t0
+
+    def chunk(start, stop):
+        a = ctx.chunk_args(start, stop)
+        return kernel(*inp.kernel_args(), masks, a["mid"], a["capitals"], a["shadow_costs"],
+                      a["buffers"], inp.ann)
+
+    r = run_chunks(out, cs, chunk, desc=f"dynopt [{be.label}]", progress=progress)
+    done, partial, n_chunks, elapsed = r.done, r.partial, r.n_chunks, r.elapsed_s
 
     from gpusim.results import jsonable, versions
 
