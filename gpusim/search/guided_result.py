@@ -18,12 +18,13 @@ import pandas as pd
 from gpusim.errors import GpusimError
 from gpusim.results import atomic_dir, versions
 from gpusim.search.guided_verify import OOS_PREFIX
+from gpusim.search.result import TopKView
 
 OUTPUT_FORMATS = ("parquet", "csv")
 
 
 @dataclass
-class GuidedResult:
+class GuidedResult(TopKView):
     """Outcome of :func:`gpusim.search.guided.search_batched` (host memory).
 
     Attributes
@@ -48,26 +49,9 @@ class GuidedResult:
     elapsed_s, best."""
 
     @property
-    def symbols(self) -> list[str]:
-        return list(self.summary["symbols"])
-
-    @property
-    def partial(self) -> bool:
-        return bool(self.summary["partial"])
-
-    @property
-    def best(self) -> pd.Series:
-        """The best candidate found (a row of ``top``)."""
-        return self.top.iloc[0]
-
-    @property
     def gap(self) -> float | None:
         """Best found Sharpe / exact max Sharpe (ex-ante only; None otherwise)."""
         return self.summary.get("gap")
-
-    def weights(self) -> pd.DataFrame:
-        """Top-k weights only (rank x symbol)."""
-        return self.top[self.symbols]
 
     def verify(self) -> dict:
         """Regenerate and re-score every reported candidate on the CPU reference.

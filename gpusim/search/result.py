@@ -19,8 +19,33 @@ __all__ = ["SearchResult", "OUTPUT_FORMATS"]
 OUTPUT_FORMATS = ("parquet", "csv")
 
 
+class TopKView:
+    """What every search result shows of its ``top`` table and ``summary`` (shared by
+    :class:`SearchResult` and the guided search's result)."""
+
+    top: pd.DataFrame
+    summary: dict
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.summary["symbols"])
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.summary["partial"])
+
+    @property
+    def best(self) -> pd.Series:
+        """The best candidate found (a row of ``top``)."""
+        return self.top.iloc[0]
+
+    def weights(self) -> pd.DataFrame:
+        """Top-k weights only (rank x symbol)."""
+        return self.top[self.symbols]
+
+
 @dataclass
-class SearchResult:
+class SearchResult(TopKView):
     """Outcome of :func:`search`.
 
     Attributes
@@ -42,26 +67,9 @@ class SearchResult:
     hi: np.ndarray = field(repr=False)
 
     @property
-    def symbols(self) -> list[str]:
-        return list(self.summary["symbols"])
-
-    @property
-    def partial(self) -> bool:
-        return bool(self.summary["partial"])
-
-    @property
-    def best(self) -> pd.Series:
-        """The best candidate found (a row of ``top``)."""
-        return self.top.iloc[0]
-
-    @property
     def gap(self) -> float | None:
         """Best found Sharpe / exact max Sharpe (None without a baseline)."""
         return self.summary.get("gap")
-
-    def weights(self) -> pd.DataFrame:
-        """Top-k weights only (rank x symbol)."""
-        return self.top[self.symbols]
 
     def cloud(self, n: int = 4000) -> pd.DataFrame:
         """Annual return, volatility and Sharpe of candidates 0..n-1 (for plots)."""

@@ -153,21 +153,9 @@ def fixed_args(task: str, fixed: Mapping[str, Any], base_dir: Path, symbols: lis
     seed = S}``, a file, vectors) and ``threshold = "none"`` are converted."""
     kw = dict(fixed)
     if task == "walkforward":
-        from gpusim.parse import parse_beta
-        from gpusim.walkforward.constraints import Budget, WeightBounds
+        from gpusim.walkforward.task import pop_job_constraints
 
-        cons = list(kw.pop("constraints", []) or [])
-        wb = kw.pop("weight_bounds", None)
-        if wb is not None:
-            if not isinstance(wb, (list, tuple)) or len(wb) != 2:
-                raise GpusimError(f"weight_bounds={wb!r} must be [lo, hi]")
-            cons.append(WeightBounds(lo=wb[0], hi=wb[1]))
-        beta = kw.pop("beta", None)
-        for spec in ([] if beta is None else [beta] if isinstance(beta, str) else beta):
-            cons.append(parse_beta(spec))
-        cash = kw.pop("cash", None)
-        if cash is not None and cash is not False:
-            cons.append(Budget(min=0.0 if cash is True else float(cash)))
+        cons = list(kw.pop("constraints", []) or []) + pop_job_constraints(kw)
         if cons:
             kw["constraints"] = cons
     elif task == "backtest":

@@ -56,21 +56,8 @@ class WalkforwardTask(TaskRunner):
         return ctx
 
     def _kwargs(self, ctx, point) -> dict:
-        from gpusim.walkforward.constraints import Budget, WeightBounds
-
         kw = {**ctx["call"], **point}
-        cons = []
-        wb = kw.pop("weight_bounds", None)
-        if wb is not None:
-            if not isinstance(wb, (list, tuple)) or len(wb) != 2:
-                raise GpusimError(f"weight_bounds={wb!r} must be [lo, hi]")
-            cons.append(WeightBounds(lo=wb[0], hi=wb[1]))
-        beta = kw.pop("beta", None)
-        for spec in ([] if beta is None else [beta] if isinstance(beta, str) else beta):
-            cons.append(parse_beta(spec))
-        cash = kw.pop("cash", None)
-        if cash is not None and cash is not False:
-            cons.append(Budget(min=0.0 if cash is True else float(cash)))
+        cons = pop_job_constraints(kw)      # removes the constraint keys from kw
         return {**kw, "constraints": cons}
 
     def check_point(self, ctx, point):
@@ -107,3 +94,24 @@ class WalkforwardTask(TaskRunner):
 
 
 register_task(WalkforwardTask())
+
+
+
+def pop_job_constraints(kw: dict) -> list:
+    """Remove the job-file constraint keys (``weight_bounds = [lo, hi]``, ``beta`` specs,
+    ``cash``) from ``kw`` and return them as constraint objects (an empty list when none)."""
+    from gpusim.walkforward.constraints import Budget, WeightBounds
+
+    cons = []
+    wb = kw.pop("weight_bounds", None)
+    if wb is not None:
+        if not isinstance(wb, (list, tuple)) or len(wb) != 2:
+            raise GpusimError(f"weight_bounds={wb!r} must be [lo, hi]")
+        cons.append(WeightBounds(lo=wb[0], hi=wb[1]))
+    beta = kw.pop("beta", None)
+    for spec in ([] if beta is None else [beta] if isinstance(beta, str) else beta):
+        cons.append(parse_beta(spec))
+    cash = kw.pop("cash", None)
+    if cash is not None and cash is not False:
+        cons.append(Budget(min=0.0 if cash is True else float(cash)))
+    return cons
