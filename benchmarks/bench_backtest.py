@@ -36,9 +36,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numba  # noqa: E402
+import numba
 
-from gpusim.backtest.cpu import backtest_cpu_nb, backtest_scalar_nb  # noqa: E402
+from gpusim.backtest.cpu import backtest_cpu_nb, backtest_scalar_nb
 
 FEE = 0.001
 INIT_CASH = 100.0  # vectorbt's default, so final values compare directly
@@ -253,7 +253,7 @@ def main(argv=None):
         rows.append(("cpu per-combination (1 thr)", C, sec_s))
         assert np.array_equal(out, out_s, equal_nan=True), "fast path != scalar path"
         if gpu is not None:
-            sec_g, out_g = timed(gpu, *kernel_args(w), repeats=args.repeats)
+            sec_g, _out_g = timed(gpu, *kernel_args(w), repeats=args.repeats)
             rows.append(("gpu", C, sec_g))
         vbt_rate = None
         note = ""

@@ -106,7 +106,7 @@ def load_inputs(years: float, idm: float):
     if default_data_dir() is not None:
         data = load_futures().last_years(years)
     else:
-        data = synthetic_futures(18, int(round(261 * years)), seed=0)
+        data = synthetic_futures(18, round(261 * years), seed=0)
     return data, prepare(data, idm=idm)
 
 

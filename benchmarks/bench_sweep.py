@@ -38,9 +38,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import gpusim  # noqa: E402
-from gpusim import Param, RandomWeights  # noqa: E402
-from gpusim.sweep.api import sweep  # noqa: E402
+import gpusim
+from gpusim import Param, RandomWeights
+from gpusim.sweep.api import sweep
 
 THRESHOLDS = [0.02, 0.04, 0.06, 0.08, 0.10]
 FEES = [0.0, 0.0005, 0.001, 0.002]

@@ -33,7 +33,8 @@ from numba import njit, prange
 
 class MetricT(NamedTuple):
     """Column index of each metric (``Metric.sharpe == 3``): named constants that Numba folds
-    in jitted code, on the CPU and in CUDA device functions (vectorbt's ``enums.py`` idiom)."""
+    in jitted code, on the CPU and in CUDA device functions (vectorbt's ``enums.py`` idiom).
+    """
 
     total_return: int = 0
     annual_return: int = 1

@@ -59,7 +59,8 @@ from numba import njit, prange
 
 class MetricT(NamedTuple):
     """Column index of each metric (``Metric.sharpe == 2``): named constants that Numba folds
-    in jitted code, on the CPU and in CUDA device functions (vectorbt's ``enums.py`` idiom)."""
+    in jitted code, on the CPU and in CUDA device functions (vectorbt's ``enums.py`` idiom).
+    """
 
     annual_return: int = 0
     annual_volatility: int = 1
@@ -282,7 +283,8 @@ def dynopt_nb(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capit
               shadow_costs, buffers, ann):
     """Metrics of C combinations (prange over combinations): combination j uses
     ``masks[mid[j]]``, ``capitals[j]``, ``shadow_costs[j]`` and ``buffers[j]``; other arguments
-    as :func:`dynopt_1d_nb`. Returns (C, len(METRICS)) float64."""
+    as :func:`dynopt_1d_nb`. Returns (C, len(METRICS)) float64.
+    """
     C = mid.shape[0]
     out = np.empty((C, N_METRICS))
     for j in prange(C):

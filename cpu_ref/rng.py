@@ -49,7 +49,8 @@ _SQRT2 = 1.4142135623730951
 
 class SamplerT(NamedTuple):
     """Sampler codes of the kernels (``code`` arguments): named constants that Numba folds in
-    jitted code, on the CPU and in CUDA device functions (vectorbt's ``enums.py`` idiom)."""
+    jitted code, on the CPU and in CUDA device functions (vectorbt's ``enums.py`` idiom).
+    """
 
     uniform: int = 0
     """u_j ~ U(0, 1), w = u / sum u."""
@@ -70,13 +71,14 @@ MAX_ASSETS = 2 ** 16
 
 
 def fmul(a, b):
-    """a * b, rounded once. On the GPU this is bound to ``__dmul_rn``, which the compiler never
-    fuses into a multiply-add, so the float steps of the samplers round the same everywhere."""
+    """A * b, rounded once. On the GPU this is bound to ``__dmul_rn``, which the compiler never
+    fuses into a multiply-add, so the float steps of the samplers round the same everywhere.
+    """
     return a * b
 
 
 def fadd(a, b):
-    """a + b, rounded once (``__dadd_rn`` on the GPU; see :func:`fmul`)."""
+    """A + b, rounded once (``__dadd_rn`` on the GPU; see :func:`fmul`)."""
     return a + b
 
 
@@ -111,7 +113,8 @@ def uniform(key, i, j, t):
 
 def neg_log_reduced(f, e):
     """-log(u) for u = f 2**(e - 53), f in [sqrt(1/2), sqrt(2)] (the tail of
-    :func:`neg_log_uniform`, shared with the CPU fast path that reduces u by bit operations)."""
+    :func:`neg_log_uniform`, shared with the CPU fast path that reduces u by bit operations).
+    """
     s = (f - 1.0) / (f + 1.0)
     z = fmul(s, s)
     p = 1.0 / 21.0
@@ -220,7 +223,8 @@ BODIES = ("fmul", "fadd", "mix64", "seed_key", "bits", "odd53", "uniform", "neg_
 
 def compile_bodies(jit, overrides=None):
     """Compile the bodies above with ``jit`` (``njit`` here, ``cuda.jit(device=True)`` in
-    ``gpusim._cuda.rng``); see :func:`cpu_ref.jitting.compile_bodies`."""
+    ``gpusim._cuda.rng``); see :func:`cpu_ref.jitting.compile_bodies`.
+    """
     return _compile_bodies(jit, globals(), BODIES, overrides)
 
 

@@ -69,7 +69,8 @@ SLACK = 1e-12
 @njit(cache=True)
 def period_seed_nb(seed, t):
     """Seed of the candidate stream of the rebalance at bar ``t``: SplitMix64's stream of
-    ``seed_key(seed)`` read at position ``t`` (a uint64)."""
+    ``seed_key(seed)`` read at position ``t`` (a uint64).
+    """
     return mix64_nb(seed_key_nb(np.uint64(seed)) + np.uint64(t + 1) * GOLDEN)
 
 
@@ -129,7 +130,8 @@ def window_stats_1d_nb(close, a, t):
 @njit(cache=True)
 def betas_1d_nb(close, bench, a, t):
     """(B, A) betas cov(r_j, r_b) / var(r_b) of every asset to every benchmark column of
-    ``bench`` (T, B) on the window of bars ``a .. t-1``."""
+    ``bench`` (T, B) on the window of bars ``a .. t-1``.
+    """
     A = close.shape[1]
     B = bench.shape[1]
     both = np.empty((close.shape[0], A + B))
@@ -152,7 +154,8 @@ def betas_1d_nb(close, bench, a, t):
 @njit(cache=True)
 def excess_sharpe_1d_nb(w, mu, cov, ann, rf):
     """``ann * sum_j (mu_j - rf/ann) w_j / sqrt(ann * w' cov w)``; -inf when the variance is not
-    positive. Equals DESIGN §5's ``(ann mu.w - rf) / vol`` when ``sum(w) = 1``."""
+    positive. Equals DESIGN §5's ``(ann mu.w - rf) / vol`` when ``sum(w) = 1``.
+    """
     A = w.shape[0]
     ret = 0.0
     for j in range(A):

@@ -66,7 +66,7 @@ from gpusim.tune.api import tune  # noqa: E402  (Optuna is imported when tune() 
 from gpusim.walkforward.api import walkforward  # noqa: E402
 
 _FUNCTIONS = ["backtest", "dynopt", "search", "sweep", "tune", "verify", "walkforward"]
-__all__ = sorted([*_EXPORTS, *_FUNCTIONS]) + ["__version__"]
+__all__ = [*sorted([*_EXPORTS, *_FUNCTIONS]), "__version__"]
 
 
 def __getattr__(name: str) -> Any:

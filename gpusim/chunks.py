@@ -1,5 +1,6 @@
 """The chunk loop shared by the grid calls (backtest, dynopt): a progress bar, Ctrl-C at a
-chunk boundary (:mod:`gpusim.interrupt`), and the count of what finished."""
+chunk boundary (:mod:`gpusim.interrupt`), and the count of what finished.
+"""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ import pandas as pd
 from gpusim.errors import GpusimError
 from gpusim.validate import py_scalar
 
-__all__ = ["Param", "Grid", "build_grid", "product_grid"]
+__all__ = ["Grid", "Param", "build_grid", "product_grid"]
 
 
 class Param:
@@ -59,7 +59,7 @@ class Param:
         Zip key: Params with the same ``level`` vary together instead of being crossed.
     """
 
-    __slots__ = ("values", "name", "level")
+    __slots__ = ("level", "name", "values")
 
     def __init__(self, values: Any, name: str | None = None, level: Any = None):
         if isinstance(values, Param):
@@ -141,7 +141,8 @@ class Grid:
 
     def group_positions(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """(n_groups, stop-start) int64 positions of each zip group for combinations
-        ``start .. stop-1``."""
+        ``start .. stop-1``.
+        """
         stop = self.size if stop is None else stop
         flat = np.arange(start, stop, dtype=np.int64)
         if not self.shape:
@@ -273,7 +274,7 @@ def build_grid(params: Mapping[str, Any], labels: Mapping[str, Any] | None = Non
             raise GpusimError(f"two Params are named {name!r}; give each level a distinct name")
         lab = labels.get(kw, p.values.index if isinstance(p.values, pd.DataFrame) else p.values)
         lab = lab if isinstance(lab, pd.Index) else pd.Index(
-            lab if not isinstance(lab, np.ndarray) else lab, tupleize_cols=False)
+            lab, tupleize_cols=False)
         if len(lab) != len(p):
             raise GpusimError(f"level {name!r}: {len(lab)} labels for {len(p)} values")
         first = None

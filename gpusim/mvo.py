@@ -23,7 +23,7 @@ import numpy as np
 
 from gpusim.errors import SolverError
 
-__all__ = ["Baseline", "max_sharpe", "min_variance", "efficient_frontier"]
+__all__ = ["Baseline", "efficient_frontier", "max_sharpe", "min_variance"]
 
 _PREFERENCE = ("CLARABEL", "ECOS", "OSQP", "SCS", "HIGHS")
 _OPTIONS = {
@@ -152,7 +152,8 @@ def _check_inputs(mu, cov, ann, rf, repair):
 
 def check_bounds(bounds, n, long_only, names=None):
     """Per-asset (lo, hi) arrays (A,), +-inf where unbounded; checks that some weights summing
-    to 1 fit (also used by the search). ``names`` (A,) labels assets in messages."""
+    to 1 fit (also used by the search). ``names`` (A,) labels assets in messages.
+    """
     try:
         lo, hi = (None, None) if bounds is None else bounds
     except (TypeError, ValueError):
@@ -187,7 +188,8 @@ def check_bounds(bounds, n, long_only, names=None):
 
 def _bound_rows(lo, hi, homogeneous=False):
     """Rows (G, h) of G x <= h for the finite bounds: x = w, or x = (y, kappa) when homogeneous
-    (lo*kappa <= y <= hi*kappa)."""
+    (lo*kappa <= y <= hi*kappa).
+    """
     eye, il, ih = np.eye(lo.size), np.isfinite(lo), np.isfinite(hi)
     g = np.vstack([-eye[il], eye[ih]])
     if homogeneous:
@@ -197,7 +199,7 @@ def _bound_rows(lo, hi, homogeneous=False):
 
 
 def _max_linear(c, lo, hi, solver):
-    """max c @ w s.t. sum(w) = 1, lo <= w <= hi (``inf`` when unbounded)."""
+    """Max c @ w s.t. sum(w) = 1, lo <= w <= hi (``inf`` when unbounded)."""
     if np.all(np.isfinite(lo)):  # greedy fill in order of decreasing c
         w, left = lo.copy(), 1.0 - lo.sum()
         for i in np.argsort(-c, kind="stable"):
@@ -261,7 +263,8 @@ def _solve(prob, solver, what):
 
 class _QP:
     """min x'Qx s.t. A x = b, G x <= h as ONE cvxpy problem (h is a Parameter, so it can be
-    re-solved cheaply), plus an active-set polish of each answer."""
+    re-solved cheaply), plus an active-set polish of each answer.
+    """
 
     def __init__(self, q, a, b, g, h):
         import cvxpy as cp
@@ -282,7 +285,8 @@ class _QP:
 
     def _polish(self, x, tol=1e-7):
         """Solve the KKT system with the inequalities active at x as equalities; keep the result
-        only if it is feasible, no worse, and its multipliers have the right sign."""
+        only if it is feasible, no worse, and its multipliers have the right sign.
+        """
         q, h = self.q, self.h.value
         act = h - self.g @ x <= tol * (1 + np.abs(h)) if len(h) else np.zeros(0, bool)
         ae, be = np.vstack([self.a, self.g[act]]), np.concatenate([self.b, h[act]])

@@ -15,8 +15,14 @@ from typing import Any
 
 from gpusim.errors import GpusimError
 
-__all__ = ["parse_values", "parse_rebalance", "parse_weights", "parse_beta", "parse_lookbacks",
-           "as_axis"]
+__all__ = [
+    "as_axis",
+    "parse_beta",
+    "parse_lookbacks",
+    "parse_rebalance",
+    "parse_values",
+    "parse_weights",
+]
 
 
 def _num(tok: str, opt: str) -> float:
@@ -53,7 +59,7 @@ def parse_values(spec: str, opt: str, allow_none: bool = False) -> list[float | 
         start, stop, step = (_num(x, opt) for x in parts)
         if step <= 0 or stop < start:
             raise GpusimError(f"{opt}: {spec!r} needs step > 0 and stop >= start")
-        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        n = math.floor((stop - start) / step + 1e-9) + 1
         if n > 10_000_000:
             raise GpusimError(f"{opt}: {spec!r} gives {n} values; use a coarser step")
         return [round(start + i * step, 12) for i in range(n)]
@@ -69,7 +75,8 @@ def parse_values(spec: str, opt: str, allow_none: bool = False) -> list[float | 
 
 def parse_rebalance(spec: str) -> list[str | int]:
     """Rebalance rules from a comma list: ``"never,M,21"`` -> ["never", "M", 21] (the rules
-    themselves are checked by the API that uses them)."""
+    themselves are checked by the API that uses them).
+    """
     out = []
     for tok in str(spec).split(","):
         tok = tok.strip()
@@ -81,7 +88,8 @@ def parse_rebalance(spec: str) -> list[str | int]:
 
 def parse_lookbacks(spec: str) -> list[float | None]:
     """Lookback windows from a comma list: numbers (returns per window), or ``none`` / ``all``
-    (None: every past return), e.g. ``"none,63,252"`` -> [None, 63.0, 252.0]."""
+    (None: every past return), e.g. ``"none,63,252"`` -> [None, 63.0, 252.0].
+    """
     toks = [t.strip() for t in str(spec).split(",")]
     return [None if t.lower() in ("none", "all") else parse_values(t, "--lookback")[0]
             for t in toks]
@@ -139,7 +147,8 @@ def as_axis(values: list, name: str) -> Any:
 
 def parse_beta(spec: str) -> Any:
     """A :class:`gpusim.walkforward.constraints.Beta` bound from ``FILE[:COLUMN]OP VALUE``
-    (e.g. ``spy.csv:SPY<=0.1``: the portfolio's beta to that price series)."""
+    (e.g. ``spy.csv:SPY<=0.1``: the portfolio's beta to that price series).
+    """
     import pandas as pd
 
     from gpusim.walkforward.constraints import Beta
@@ -153,7 +162,7 @@ def parse_beta(spec: str) -> Any:
         raise GpusimError(f"--beta: file {path!r} not found")
     try:
         df = pd.read_csv(path, index_col=0, parse_dates=[0])
-    except Exception as exc:  # noqa: BLE001 - any read error becomes one line
+    except Exception as exc:
         raise GpusimError(f"--beta: cannot read {path!r}: {exc}".splitlines()[0]) from None
     if col and col not in df.columns:
         raise GpusimError(f"--beta: column {col!r} not in {path!r} (columns: "

@@ -71,7 +71,8 @@ def flat_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def write_table(df: pd.DataFrame, stem: Path, fmt: str | None = None) -> str:
     """Write ``stem.parquet`` (or ``stem.csv``: when asked, or when Parquet fails with
-    ``fmt=None``); returns the format written."""
+    ``fmt=None``); returns the format written.
+    """
     t = flat_table(df)
     try:
         if fmt == "csv":
@@ -220,7 +221,8 @@ class MetricsResult:
 
     def _locate(self, key: tuple | None, level_values: dict) -> int:
         """Flat position of the combination given by a row label of ``metrics`` or by level
-        values; it must have been run."""
+        values; it must have been run.
+        """
         flat = self._ctx.grid.locate(key, **level_values)
         if flat >= len(self.metrics):
             raise GpusimError("that combination was not run (the run was interrupted); run again")
@@ -241,7 +243,8 @@ class MetricsResult:
     def _save(self, out_dir, fmt: str | None, best_k: int | None = None,
               sort_by: str = "sharpe", **options) -> Path:
         """:func:`save_metrics` with this result's tables and extra files; no ``best.csv``
-        when ``best_k`` is None. ``options`` go to :meth:`_extra_files`."""
+        when ``best_k`` is None. ``options`` go to :meth:`_extra_files`.
+        """
         check_format(fmt)
         # best() validates sort_by before anything is written
         best = None if best_k is None else self.best(sort_by, best_k)
@@ -286,7 +289,8 @@ class MetricsResult:
     def plot_heatmap(self, path, metric: str = "sharpe", x: str | None = None,
                      y: str | None = None, agg: str = "max") -> Path:
         """PNG of ``metric`` over two swept levels ``x`` and ``y`` (default: the first two
-        levels with more than one value), aggregated by ``agg`` over the other levels."""
+        levels with more than one value), aggregated by ``agg`` over the other levels.
+        """
         from gpusim.plots import plot_heatmap
 
         if metric not in self.metric_names:

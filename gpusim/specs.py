@@ -19,8 +19,18 @@ from gpusim.errors import GpusimError
 from gpusim.grid import Param
 from gpusim.validate import listing, number, py_scalar
 
-__all__ = ["RandomWeights", "calendar_mask", "rebalance_mask", "resolve_weights", "Weights",
-           "threshold_value", "fee_value", "axis_values", "CALENDAR_RULES", "VALID_RULES"]
+__all__ = [
+    "CALENDAR_RULES",
+    "VALID_RULES",
+    "RandomWeights",
+    "Weights",
+    "axis_values",
+    "calendar_mask",
+    "fee_value",
+    "rebalance_mask",
+    "resolve_weights",
+    "threshold_value",
+]
 
 CALENDAR_RULES = ("D", "W", "M", "Q", "Y")
 VALID_RULES = "'never', 'D', 'W', 'M', 'Q', 'Y', an int k >= 1 (every k bars) or a bool mask"
@@ -90,7 +100,8 @@ class RandomWeights:
 
 def calendar_mask(index: pd.DatetimeIndex, rule: str) -> np.ndarray:
     """(T,) bool: True on the first bar of each new period (``"D"``, ``"W"`` (weeks ending
-    Sunday), ``"M"``, ``"Q"``, ``"Y"``) of ``index``; bar 0 is always True."""
+    Sunday), ``"M"``, ``"Q"``, ``"Y"``) of ``index``; bar 0 is always True.
+    """
     if not isinstance(index, pd.DatetimeIndex):
         raise GpusimError(f"rebalance={rule!r} needs prices with a DatetimeIndex; use an int k "
                           "(every k bars) instead")

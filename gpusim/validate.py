@@ -21,13 +21,25 @@ import pandas as pd
 
 from gpusim.errors import DataError, GpusimError
 
-__all__ = ["py_scalar", "date_text", "listing", "number", "positive", "check_ann",
-           "cash_and_rate", "integer", "whole_number", "check_chunk_size", "check_choice"]
+__all__ = [
+    "cash_and_rate",
+    "check_ann",
+    "check_choice",
+    "check_chunk_size",
+    "date_text",
+    "integer",
+    "listing",
+    "number",
+    "positive",
+    "py_scalar",
+    "whole_number",
+]
 
 
 def py_scalar(x: Any) -> Any:
     """``x`` as a plain Python value when it is a NumPy scalar (``np.float64(1.5)`` -> ``1.5``);
-    anything else unchanged."""
+    anything else unchanged.
+    """
     return x.item() if isinstance(x, np.generic) else x
 
 
@@ -52,7 +64,8 @@ def date_text(ts: Any, *, time: bool = True) -> str:
 
 def listing(names: Any, limit: int = 25) -> str:
     """Names joined by ``", "`` for a message, the first ``limit`` of them then
-    ``", ... (N in total)"``."""
+    ``", ... (N in total)"``.
+    """
     names = [str(n) for n in names]
     more = f", ... ({len(names)} in total)" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
@@ -61,7 +74,8 @@ def listing(names: Any, limit: int = 25) -> str:
 def number(value: Any, name: str, *, expect: str = "a number",
            error: type[GpusimError] = GpusimError) -> float:
     """``float(value)``; a value that is not a number raises ``"{name}={value!r} must be
-    {expect}"`` (``expect`` says what the argument takes, e.g. ``"a number in [0, 1)"``)."""
+    {expect}"`` (``expect`` says what the argument takes, e.g. ``"a number in [0, 1)"``).
+    """
     try:
         return float(py_scalar(value))
     except (TypeError, ValueError):
@@ -92,7 +106,8 @@ def check_ann(ann: Any, *, error: type[GpusimError] = DataError) -> float:
 
 def cash_and_rate(init_cash: Any, rf: Any) -> tuple[float, float]:
     """``(init_cash, rf)`` as floats: the starting cash a finite number > 0, ``rf`` a finite
-    annual rate (the messages show the values converted to float)."""
+    annual rate (the messages show the values converted to float).
+    """
     cash = positive(number(init_cash, "init_cash"), "init_cash")
     rate = number(rf, "rf", expect="a finite annual rate")
     if not math.isfinite(rate):
@@ -145,7 +160,8 @@ def check_choice(value: Any, name: str, choices, *, cli: str | None = None,
     """``value`` when it is one of ``choices`` (strings by ``==``, None/True/False by identity,
     so ``0`` is not ``False``), else
     ``"{name}={value!r} is not valid; use one of 'a', 'b'"`` (``cli``, e.g. ``"--align"``, is
-    named beside ``name``: ``"align='x' (--align) is not valid; ..."``)."""
+    named beside ``name``: ``"align='x' (--align) is not valid; ..."``).
+    """
     ok = any(value is c or (isinstance(c, str) and isinstance(value, str) and value == c)
              for c in choices)
     if not ok:

@@ -70,7 +70,7 @@ def grid_for(n_items: int, tpb: int) -> int:
     return max(1, ceil_div(n_items, tpb))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _device_capacity() -> tuple[int, int]:
     """(SM count, max resident threads per SM) of the current device."""
     from numba import cuda

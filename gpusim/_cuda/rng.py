@@ -32,7 +32,8 @@ def exact_arith():
     """Overrides binding ``fmul``/``fadd`` to libdevice's ``dmul_rn``/``dadd_rn``, which the
     compiler never fuses into FMA, so device code rounds exactly as on the CPU. In the simulator,
     which runs Python and fuses nothing, they are plain Python functions: a simulated device
-    function call costs a context switch of the cuda module, far too slow for one per flop."""
+    function call costs a context switch of the cuda module, far too slow for one per flop.
+    """
     if simulator_requested():
         return {"fmul": _mul, "fadd": _add}
     from numba.cuda import libdevice

@@ -47,9 +47,19 @@ from gpusim.specs import (
 )
 from gpusim.validate import cash_and_rate, check_chunk_size
 
-__all__ = ["backtest", "BacktestResult", "Records", "Param", "RandomWeights",
-           "rebalance_mask", "calendar_mask", "METRICS", "CALENDAR_RULES", "VALID_RULES",
-           "LOWER_IS_BETTER"]
+__all__ = [
+    "CALENDAR_RULES",
+    "LOWER_IS_BETTER",
+    "METRICS",
+    "VALID_RULES",
+    "BacktestResult",
+    "Param",
+    "RandomWeights",
+    "Records",
+    "backtest",
+    "calendar_mask",
+    "rebalance_mask",
+]
 
 CPU_CHUNK_CAP = 2 ** 16
 GPU_CHUNK_CAP = 2 ** 20
@@ -57,7 +67,8 @@ GPU_CHUNK_CAP = 2 ** 20
 
 def _available_bytes() -> int:
     """Host memory available to this process (MemAvailable, else free pages; 2 GiB if
-    unknown)."""
+    unknown).
+    """
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -74,7 +85,8 @@ def _available_bytes() -> int:
 def _plan_chunk(n_comb: int, n_assets: int, backend_name: str) -> int:
     """Combinations per chunk: a fixed cap, reduced to fit in 1/8 of the available host memory
     — per combination: the metrics row, index arrays and one weight row; on the
-    GPU also the (A,) scratch columns of the kernel (3 x A x 8 bytes)."""
+    GPU also the (A,) scratch columns of the kernel (3 x A x 8 bytes).
+    """
     per = 8 * (len(METRICS) + 4 + n_assets) + (24 * n_assets if backend_name == "gpu" else 0)
     avail = _available_bytes()
     cap = GPU_CHUNK_CAP if backend_name == "gpu" else CPU_CHUNK_CAP
@@ -165,7 +177,8 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
          init_cash=1.0, rf=0.0, backend="auto", chunk_size=None, progress=True) -> _Run:
     """Validate the arguments, build the grid and run every combination through the kernel
     (chunked; a Ctrl-C keeps the finished rows). :func:`backtest` turns the rows into its
-    metrics frame; sweeps turn them into Arrow tables directly."""
+    metrics frame; sweeps turn them into Arrow tables directly.
+    """
     mkt = as_market(market)
     prices = mkt.prices
     symbols = [str(s) for s in prices.columns]

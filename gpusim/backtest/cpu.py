@@ -84,7 +84,8 @@ def _init_lanes(W, wid, mid, thresholds, relative, init_cash, c0, nb, lanes):
     """Start lanes 0 .. nb-1 of ``lanes`` (see :func:`_simulate_block`) on combinations
     ``c0 ..``: no holdings, targets ``wt``, band limits ``lim`` (inf: no band), the initial lane
     state. Returns (has_band, same_mask): whether any lane has a drift band, and whether all
-    lanes share one rebalance mask."""
+    lanes share one rebalance mask.
+    """
     h, _oval, _order, wt, lim, st = lanes
     A = W.shape[1]
     has_band = False
@@ -117,7 +118,8 @@ def _init_lanes(W, wid, mid, thresholds, relative, init_cash, c0, nb, lanes):
 def _band_screen(close, t, W, wid, thresholds, relative, c0, nb, lanes):
     """Set ``do[b]`` (lane state) for the lanes whose drift band is breached at bar ``t``: a
     division-free screen over all lanes (vectorised), then the exact test of
-    :func:`~.steps.band_breached` for the lanes within a rounding margin of their band."""
+    :func:`~.steps.band_breached` for the lanes within a rounding margin of their band.
+    """
     h, _oval, _order, wt, lim, st = lanes
     A = close.shape[1]
     v = st[Lane.v]
@@ -163,7 +165,7 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct,
     so the results are bit-identical to it.
     """
     init_cash, ann, rf = acct
-    h, oval, order, wt, lim, st = lanes
+    h, oval, order, _wt, _lim, st = lanes
     T = close.shape[0]
     A = close.shape[1]
     rf_bar = rf / ann
@@ -285,7 +287,8 @@ def backtest_cpu_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_
 def backtest_scalar_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann,
                        rf):
     """Same result as :func:`backtest_cpu_nb`, one combination at a time with
-    :func:`~.steps.simulate_one` (the GPU thread's code path); kept for tests and benchmarks."""
+    :func:`~.steps.simulate_one` (the GPU thread's code path); kept for tests and benchmarks.
+    """
     A = close.shape[1]
     C = wid.shape[0]
     out = np.empty((C, N_METRICS))
@@ -307,6 +310,7 @@ def backtest_scalar_nb(close, W, wid, masks, mid, thresholds, relative, fees, in
 def backtest_cpu(close, W, wid, masks, mid, thresholds, relative=False, fees=0.0,
                  init_cash=1.0, ann=252.0, rf=0.0):
     """Checked entry point of :func:`backtest_cpu_nb` (scalars ``mid``/``thresholds``/``fees``
-    broadcast over the C = len(wid) combinations). Returns a (C, 11) float64 host array."""
+    broadcast over the C = len(wid) combinations). Returns a (C, 11) float64 host array.
+    """
     return backtest_cpu_nb(*prepare_inputs(close, W, wid, masks, mid, thresholds, relative,
                                            fees, init_cash, ann, rf))

@@ -1,5 +1,6 @@
 """The result of :func:`gpusim.backtest.api.backtest`: the metrics table, records and
-allocation plots of chosen combinations (re-run through the reference), saving."""
+allocation plots of chosen combinations (re-run through the reference), saving.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
 from gpusim.results import MetricsResult, jsonable
 
-__all__ = ["BacktestResult", "Records", "LOWER_IS_BETTER", "METRICS"]
+__all__ = ["LOWER_IS_BETTER", "METRICS", "BacktestResult", "Records"]
 
 LOWER_IS_BETTER = frozenset({"annual_volatility", "turnover", "fees_paid", "n_rebalances"})
 """Metrics whose best value is the smallest; for all others (max_drawdown included: <= 0,
@@ -111,7 +112,8 @@ class BacktestResult(MetricsResult):
 
     def plot_allocations(self, path, key: tuple | None = None, **level_values) -> Path:
         """Write a PNG: stacked daily allocations of one combination (re-run through the
-        reference), with a marker at each rebalance bar. Returns the path."""
+        reference), with a marker at each rebalance bar. Returns the path.
+        """
         from gpusim.plots import plot_allocations
 
         rec = self.records(key, **level_values)

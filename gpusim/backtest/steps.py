@@ -49,14 +49,15 @@ _BAND_MARGIN = 1e-12  # >> the gap between |h p (1/v) - w| and |h p / v - w| (a 
 # --------------------------------------------------------------------------------------------
 
 def fmul(a, b):
-    """a * b rounded once. The GPU binds this to libdevice ``dmul_rn``, which the compiler never
+    """A * b rounded once. The GPU binds this to libdevice ``dmul_rn``, which the compiler never
     fuses into a multiply-add: the GPU then rounds every step exactly as the CPU does (numba's
-    CPU code is never contracted without fastmath), so CPU and GPU results are bit-identical."""
+    CPU code is never contracted without fastmath), so CPU and GPU results are bit-identical.
+    """
     return a * b
 
 
 def fadd(a, b):
-    """a + b rounded once (``dadd_rn`` on the GPU; see :func:`fmul`)."""
+    """A + b rounded once (``dadd_rn`` on the GPU; see :func:`fmul`)."""
     return a + b
 
 
@@ -191,7 +192,8 @@ def bar_update(t, r, v, rf_bar, acc):
     """The online metrics ``acc = (mean, m2, down, peak, mdd, sum_v)`` after bar ``t`` (return
     ``r``, value ``v``): Welford ``mean``/``m2``, downside sum of squares below ``rf_bar``,
     running ``peak`` and max drawdown ``mdd``, sum of values. Returns the updated tuple (start
-    from ``(0, 0, 0, -inf, 0, 0)``)."""
+    from ``(0, 0, 0, -inf, 0, 0)``).
+    """
     mean, m2, down, peak, mdd, sum_v = acc
     d = r - mean
     mean = fadd(mean, fmul(d, 1.0 / (t + 1)))
@@ -242,7 +244,8 @@ BODIES = ("fmul", "fadd", "portfolio_value", "band_breached", "rebalance", "bar_
 
 def compile_bodies(jit, overrides=None):
     """Compile the step bodies with ``jit`` (``njit`` here, ``cuda.jit(device=True)`` in
-    :mod:`gpusim.backtest.cuda`); see :func:`cpu_ref.jitting.compile_bodies`."""
+    :mod:`gpusim.backtest.cuda`); see :func:`cpu_ref.jitting.compile_bodies`.
+    """
     return _compile_bodies(jit, globals(), BODIES, overrides)
 
 

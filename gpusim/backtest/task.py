@@ -8,6 +8,7 @@ uninterrupted call (the kernel is chunking-invariant).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -187,7 +188,7 @@ class BacktestTask(TaskRunner):
         cuts = [(i * sizes[d]) // k for i in range(k + 1)]
         parts = []
         for outer in np.ndindex(*sizes[:d]):
-            for lo, hi in zip(cuts[:-1], cuts[1:]):
+            for lo, hi in itertools.pairwise(cuts):
                 parts.append({"fix": [int(x) for x in outer], "split": d, "lo": lo, "hi": hi,
                               "size": (hi - lo) * inner[d]})
         return parts
@@ -238,7 +239,8 @@ class BacktestTask(TaskRunner):
 
 def _rows_table(grid, out: np.ndarray, kinds: Mapping[str, str]):
     """Flat Arrow table of a backtest's rows: the grid's levels (typed by ``kinds``, as
-    :func:`coerce_levels` would), then the metric columns (float64) of ``out``."""
+    :func:`coerce_levels` would), then the metric columns (float64) of ``out``.
+    """
     import pyarrow as pa
 
     from gpusim.backtest.api import METRICS

@@ -28,7 +28,7 @@ from gpusim.cli.common import (
 from gpusim.errors import GpusimError
 from gpusim.parse import as_axis, parse_rebalance, parse_values, parse_weights
 
-__all__ = ["add_parser", "run", "main", "parse_values", "parse_rebalance", "parse_weights"]
+__all__ = ["add_parser", "main", "parse_rebalance", "parse_values", "parse_weights", "run"]
 
 DESCRIPTION = (
     "Simulate portfolios that start from target weights and rebalance by a rule (never, every k "

@@ -1,7 +1,8 @@
 """Pieces shared by the sub-command modules of :mod:`gpusim.cli`: the :class:`Command` wiring
 (``add_parser``, ``build_parser``, ``run``, ``main``), the error-to-exit-code guard, the data
 options of every command that takes prices (:func:`add_data_options`, :func:`load_market`),
-argument checks, the result printers and the partial-result ending."""
+argument checks, the result printers and the partial-result ending.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +15,23 @@ from typing import Any
 
 from gpusim.errors import GpusimError
 
-__all__ = ["Command", "add_subcommand", "standalone_parser", "guarded", "add_data_options",
-           "load_market", "DATA_EPILOG", "check_ranking",
-           "partial_exit", "printer", "table_format", "records", "print_json", "print_table",
-           "grid_run_line"]
+__all__ = [
+    "DATA_EPILOG",
+    "Command",
+    "add_data_options",
+    "add_subcommand",
+    "check_ranking",
+    "grid_run_line",
+    "guarded",
+    "load_market",
+    "partial_exit",
+    "print_json",
+    "print_table",
+    "printer",
+    "records",
+    "standalone_parser",
+    "table_format",
+]
 
 
 def add_subcommand(subparsers, name: str, help: str, description: str, epilog: str,
@@ -43,7 +57,8 @@ def guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace,
             interrupted: str = "error: interrupted") -> int:
     """Run ``fn(args)`` and turn failures into one line on stderr and an exit code: 2 for bad
     input (GpusimError, OSError), 130 for Ctrl-C (``interrupted`` is printed), 0 when stdout
-    was closed early (e.g. piped into ``head``)."""
+    was closed early (e.g. piped into ``head``).
+    """
     try:
         return fn(args)
     except GpusimError as exc:
@@ -101,7 +116,8 @@ class Command:
 
     def run(self, args: argparse.Namespace) -> int:
         """Execute the command with parsed ``args``; returns the exit code (0 ok, 2 bad input,
-        130 interrupted; see :func:`guarded`)."""
+        130 interrupted; see :func:`guarded`).
+        """
         return guarded(self.execute, args, self.interrupted)
 
     def main(self, argv: Sequence[str] | None = None) -> int:
@@ -110,7 +126,8 @@ class Command:
 
     def functions(self) -> tuple[Callable, Callable, Callable, Callable]:
         """``(add_parser, build_parser, run, main)``, the module-level functions of a
-        sub-command module."""
+        sub-command module.
+        """
         return self.add_parser, self.build_parser, self.run, self.main
 
 
@@ -130,7 +147,8 @@ def add_data_options(p: argparse.ArgumentParser, *, start: Sequence[str] = ("--s
                      end: Sequence[str] = ("--end",)) -> None:
     """Add the "data options" group (``--prices`` and every :func:`gpusim.load_prices` option
     under the same name) to a sub-command's parser. ``start`` / ``end`` are the flags of the
-    date window (``--data-start`` / ``--data-end`` where a command uses ``--start`` already)."""
+    date window (``--data-start`` / ``--data-end`` where a command uses ``--start`` already).
+    """
     g = p.add_argument_group("data options (the same names as gpusim.load_prices)")
     g.add_argument("--prices", nargs="+", default=None, metavar="FILE",
                    help="price file(s) or a quoted glob ('dir/*.csv'), or "
@@ -175,7 +193,8 @@ def add_data_options(p: argparse.ArgumentParser, *, start: Sequence[str] = ("--s
 def load_market(args: argparse.Namespace, say: Callable[..., None] | None = None):
     """The :class:`gpusim.Market` chosen by the data options of ``args``; prints what the
     loader did (sorting, de-duplication, filling, date rules, the window) with ``say``
-    (default: on stderr)."""
+    (default: on stderr).
+    """
     from gpusim.data.load import market_from_spec
 
     symbols = ([s.strip() for s in args.symbols.split(",") if s.strip()]
@@ -217,7 +236,8 @@ def printer(to_stderr: bool) -> Callable[..., None]:
 
 def table_format(fmt: str) -> str | None:
     """The ``fmt`` argument of a result's ``save`` for ``--format``: None for ``parquet``
-    (Parquet, falling back to CSV when pyarrow is missing), else the format."""
+    (Parquet, falling back to CSV when pyarrow is missing), else the format.
+    """
     return None if fmt == "parquet" else fmt
 
 
@@ -246,7 +266,8 @@ def print_table(df, *, width: int = 200, max_columns: int = 20,
 def grid_run_line(s: dict, steps: str, items: str) -> str:
     """The run line of a grid command, e.g. ``"36 of 36 combinations x 756 bars x 5 assets on
     cpu in 0.012 s (2.27e+06 combination-bars/s)"`` for ``steps="bars", items="assets"``, from
-    a summary with keys ``n_<steps>``, ``n_<items>`` and ``combination_<steps>_per_s``."""
+    a summary with keys ``n_<steps>``, ``n_<items>`` and ``combination_<steps>_per_s``.
+    """
     rate = s[f"combination_{steps}_per_s"]
     return (f"{s['n_done']} of {s['n_combinations']} combinations x {s[f'n_{steps}']} {steps} x "
             f"{s[f'n_{items}']} {items} on {s['backend']} in {s['elapsed_s']:.3f} s"

@@ -28,7 +28,7 @@ from gpusim.cli.common import (
 from gpusim.errors import GpusimError
 from gpusim.parse import as_axis, parse_rebalance, parse_values
 
-__all__ = ["add_parser", "run", "main", "load_data"]
+__all__ = ["add_parser", "load_data", "main", "run"]
 
 DESCRIPTION = (
     "Greedy integer-position dynamic optimisation (Carver, Advanced Futures Trading Strategies "
@@ -104,7 +104,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_data(args: argparse.Namespace) -> tuple[Any, str]:
     """The FuturesData chosen by ``--data`` / ``--synthetic`` / ``--instruments`` and the window
-    options; returns (data, note) where ``note`` says where it came from."""
+    options; returns (data, note) where ``note`` says where it came from.
+    """
     from gpusim.data.futures import default_data_dir, load_futures, synthetic_futures
 
     names = ([s.strip() for s in args.instruments.split(",") if s.strip()]

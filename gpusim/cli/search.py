@@ -18,7 +18,7 @@ from typing import Any
 from gpusim.cli.common import DATA_EPILOG, add_data_options, load_market, printer
 from gpusim.errors import GpusimError
 
-__all__ = ["add_parser", "add_verify_parser", "add_bench_parser"]
+__all__ = ["add_bench_parser", "add_parser", "add_verify_parser"]
 
 
 def _count(text: str) -> int:
@@ -31,7 +31,8 @@ def _count(text: str) -> int:
         else:
             v = float(t)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count (e.g. 1000000, 1e6, 10^6)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a count (e.g. 1000000, 1e6, 10^6)") from None
     if v != int(v):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
     return int(v)
@@ -42,7 +43,8 @@ def _floats(text: str):
     try:
         vals = [float(x) for x in str(text).split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a comma list of numbers")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number or a comma list of numbers") from None
     return vals[0] if len(vals) == 1 else vals
 
 

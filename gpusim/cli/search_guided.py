@@ -1,5 +1,6 @@
 """``gpusim search`` options of the guided and batched searches (``--method guided``, ex-post
-objectives, constraints, holdout); thin: parsed here, passed to :func:`gpusim.search`."""
+objectives, constraints, holdout); thin: parsed here, passed to :func:`gpusim.search`.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def options(args) -> dict:
     """The keyword arguments of :func:`gpusim.search` set on the command line (only those, so
-    a plain ``gpusim search`` still runs the fused random kernel)."""
+    a plain ``gpusim search`` still runs the fused random kernel).
+    """
     names = ("objective", "rebalance", "threshold", "fees", "max_assets", "min_weight",
              "holdout", "population")
     out = {k: getattr(args, k) for k in names if getattr(args, k) is not None}

@@ -21,7 +21,7 @@ import sys
 from gpusim.cli.common import Command, print_json
 from gpusim.errors import GpusimError
 
-__all__ = ["add_parser", "run", "main", "build_parser"]
+__all__ = ["add_parser", "build_parser", "main", "run"]
 
 DESCRIPTION = (
     "Run a sweep job file: a task (backtest or search) over a grid of parameters, split into "

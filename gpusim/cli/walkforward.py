@@ -1,4 +1,4 @@
-"""``gpusim walkforward``: walk-forward re-optimisation over grids from the shell.
+r"""``gpusim walkforward``: walk-forward re-optimisation over grids from the shell.
 
     gpusim walkforward --prices prices.csv --every D,W,M --lookback none,63,252 \\
         --num-tests 30,100,10000 --fees 0.001 --out runs/wf

@@ -127,7 +127,7 @@ def _yyyymmdd(vals: np.ndarray):
     if vals.min() < 19000101 or vals.max() > 21991231:
         return None
     vals = vals.astype(np.int64)
-    y, md = np.divmod(vals, 10000)
+    _y, md = np.divmod(vals, 10000)
     m, d = np.divmod(md, 100)
     if not ((m >= 1) & (m <= 12) & (d >= 1) & (d <= 31)).all():
         return None
@@ -183,7 +183,7 @@ def _text_dates(idx: pd.Index, what: str, date_format, dayfirst) -> tuple[pd.Dat
 
 
 def _dayfirst_choice(strs: pd.Series, what: str, dayfirst, notes: list[str]) -> dict:
-    """pandas keyword arguments for ``NN/NN/YYYY`` text: month or day first, by the evidence."""
+    """Pandas keyword arguments for ``NN/NN/YYYY`` text: month or day first, by the evidence."""
     m = strs.str.extract(_NUMERIC_DMY)
     if m[0].isna().all():
         return {}

@@ -1,4 +1,4 @@
-"""The files behind a price table: which files, how each is read, and what each contributes.
+r"""The files behind a price table: which files, how each is read, and what each contributes.
 
 Used by :func:`gpusim.data.load.load_prices`. A source is a path, a glob (``'dir/*.csv'``), a
 list of them, or a DataFrame. Each file (or frame) becomes one or more *series tables* (dates x
@@ -34,8 +34,14 @@ from gpusim.data.dates import parse_dates
 from gpusim.errors import DataError
 from gpusim.validate import date_text, listing
 
-__all__ = ["expand_sources", "read_table", "symbol_names", "series_tables", "combine",
-           "DEDUPE"]
+__all__ = [
+    "DEDUPE",
+    "combine",
+    "expand_sources",
+    "read_table",
+    "series_tables",
+    "symbol_names",
+]
 
 DATE_NAMES = ("date", "datetime", "time", "timestamp")
 DEDUPE = (False, "exact", "first", "last")
@@ -162,7 +168,8 @@ def symbol_names(items: list, symbol_from: str) -> list[str | None]:
 def with_dates(df: pd.DataFrame, label: str, date_col, date_format, dayfirst,
                notes: list[str]) -> pd.DataFrame:
     """The frame indexed by its dates: a DatetimeIndex, ``date_col``, a column named
-    date/datetime/time/timestamp, a non-numeric index or a non-numeric first column."""
+    date/datetime/time/timestamp, a non-numeric index or a non-numeric first column.
+    """
     kw = {"date_format": date_format, "dayfirst": dayfirst}
     if date_col is None and isinstance(df.index, pd.DatetimeIndex):
         return df
@@ -199,7 +206,8 @@ def series_tables(raw: pd.DataFrame, label: str, symbol: str | None, *, column, 
                   symbols, sort: bool, dedupe, notes: list[str], seen: list[str],
                   **date_kw) -> list[pd.DataFrame]:
     """The tables (ascending unique dates x price columns) one file or frame contributes;
-    ``seen`` collects the names of every column offered (for messages about ``symbols``)."""
+    ``seen`` collects the names of every column offered (for messages about ``symbols``).
+    """
     df = with_dates(raw, label, notes=notes, **date_kw)
     df = df.set_axis([str(c) for c in df.columns], axis=1)  # never mutate the caller's frame
     if df.columns.has_duplicates:

@@ -39,15 +39,22 @@ import pandas as pd
 from gpusim.errors import DataError
 from gpusim.validate import date_text, py_scalar, whole_number
 
-__all__ = ["FuturesData", "load_futures", "synthetic_futures", "default_data_dir",
-           "read_daily", "contract_costs"]
+__all__ = [
+    "FuturesData",
+    "contract_costs",
+    "default_data_dir",
+    "load_futures",
+    "read_daily",
+    "synthetic_futures",
+]
 
 BASE_CURRENCY = "USD"
 
 
 def default_data_dir() -> Path | None:
     """``../shared/data/pysystemtrade`` next to the working directory or to this repository,
-    when it exists (the first found), else None."""
+    when it exists (the first found), else None.
+    """
     here = Path(__file__).resolve().parents[1]
     for root in (Path.cwd(), here):
         p = (root.parent / "shared" / "data" / "pysystemtrade").resolve()
@@ -163,7 +170,8 @@ class FuturesData:
 
     def subset(self, instruments) -> FuturesData:
         """The same data restricted to ``instruments`` (a name or a list), in the order given;
-        dates on which none of them has a price are dropped."""
+        dates on which none of them has a price are dropped.
+        """
         names = [instruments] if isinstance(instruments, str) else list(instruments)
         missing = [n for n in names if n not in self.prices.columns]
         if missing:
@@ -191,7 +199,7 @@ class FuturesData:
     def last_years(self, years: float) -> FuturesData:
         """The last ``years`` calendar years of dates."""
         end = self.prices.index[-1]
-        return self.window(end - pd.DateOffset(days=int(round(365.25 * float(years)))), end)
+        return self.window(end - pd.DateOffset(days=round(365.25 * float(years))), end)
 
     def describe(self) -> str:
         idx = self.prices.index
@@ -211,7 +219,8 @@ def _find(folder: Path, stem: str) -> Path | None:
 
 def contract_costs(config: pd.DataFrame, prices: pd.DataFrame, slippage: pd.Series) -> pd.DataFrame:
     """(T, N) cost of one contract in instrument currency:
-    ``slippage x Pointsize + max(PerBlock, PerTrade, Percentage x |price| x Pointsize)``."""
+    ``slippage x Pointsize + max(PerBlock, PerTrade, Percentage x |price| x Pointsize)``.
+    """
     cols = prices.columns
     ps = config.loc[cols, "Pointsize"].to_numpy(np.float64)
 

@@ -35,7 +35,7 @@ from gpusim.data.market import (
 from gpusim.errors import DataError, GpusimError
 from gpusim.validate import check_ann, check_choice, date_text, listing
 
-__all__ = ["load_prices", "market_from_spec", "as_market", "FILE_OPTIONS"]
+__all__ = ["FILE_OPTIONS", "as_market", "load_prices", "market_from_spec"]
 
 _ALIGNS = ("common", "none")
 _FILLS = (None, "ffill")
@@ -227,7 +227,8 @@ def _slice(prices: pd.DataFrame, start, end) -> pd.DataFrame:
 def _align(orig: pd.DataFrame, filled: pd.DataFrame, align: str) -> tuple[pd.DataFrame, dict]:
     """The rows of ``filled`` kept by ``align`` and what set the window: the latest first price
     (of ``filled``: a price carried forward from before ``start`` counts) and the earliest last
-    price (of ``orig``: nothing is carried past a column's last price)."""
+    price (of ``orig``: nothing is carried past a column's last price).
+    """
     info: dict = {"align": align, "start_set_by": [], "end_set_by": []}
     if align != "common":
         return filled, info
@@ -249,7 +250,8 @@ def _align(orig: pd.DataFrame, filled: pd.DataFrame, align: str) -> tuple[pd.Dat
 
 def _window_note(info: dict) -> str:
     """E.g. ``window 2014-09-19 .. 2018-04-11 (896 of 7,126 rows; set by BABA, the latest
-    listing)``."""
+    listing)``.
+    """
     text = f"window {info['start']} .. {info['end']} ("
     if info["rows"] == info["of_rows"]:
         text += f"all {info['rows']:,} rows"

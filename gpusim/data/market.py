@@ -98,7 +98,8 @@ def _to_float(frame: pd.DataFrame) -> pd.DataFrame:
 
 def as_timestamp(value, what: str, index: pd.DatetimeIndex):
     """``value`` (None or date-like) as a Timestamp comparable with ``index`` (time zone
-    matched); text that is not a date raises ``DataError`` naming ``what`` and ``--what``."""
+    matched); text that is not a date raises ``DataError`` naming ``what`` and ``--what``.
+    """
     if value is None:
         return None
     try:
@@ -198,7 +199,8 @@ class Market:
 
     def data_info(self) -> dict:
         """What summaries record about the data: name, symbols, bars, dates, ``ann`` and its
-        source, the loader's notes and the window (JSON-ready)."""
+        source, the loader's notes and the window (JSON-ready).
+        """
         idx = self.prices.index
         return {"name": self.name, "symbols": self.symbols, "n_bars": self.n_bars,
                 "start": date_text(idx[0]), "end": date_text(idx[-1]), "ann": self.ann,

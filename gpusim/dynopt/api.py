@@ -66,7 +66,7 @@ from gpusim.grid import Grid, Param, build_grid
 from gpusim.specs import rebalance_mask
 from gpusim.validate import check_chunk_size, positive
 
-__all__ = ["dynopt", "DynoptResult", "DynoptInputs", "prepare", "METRICS", "LOWER_IS_BETTER"]
+__all__ = ["LOWER_IS_BETTER", "METRICS", "DynoptInputs", "DynoptResult", "dynopt", "prepare"]
 
 CPU_CHUNK_CAP = 4096
 GPU_CHUNK_CAP = 2 ** 17

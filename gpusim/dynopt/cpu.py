@@ -55,7 +55,8 @@ def dynopt_cpu_nb(inp, masks, mid, capitals, shadow_costs, buffers, ann, max_ste
 
 def interleave(C: int, stride: int = 8) -> np.ndarray:
     """(C,) int64 permutation 0, s, 2s, ..., 1, 1+s, ...: spreads neighbouring combinations
-    (which tend to cost the same) over the prange's static chunks."""
+    (which tend to cost the same) over the prange's static chunks.
+    """
     idx = np.arange(C, dtype=np.int64)
     return np.ascontiguousarray(idx[np.argsort(idx % max(1, stride), kind="stable")])
 

@@ -178,7 +178,8 @@ def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=Non
 
 def _checked_prices(prices) -> pd.DataFrame:
     """(T, N) float64 prices: at least one column and two dates, distinct instruments, no inf,
-    no all-NaN column; NaN forward-filled (NaN stays before an instrument's first price)."""
+    no all-NaN column; NaN forward-filled (NaN stays before an instrument's first price).
+    """
     P = _frame(prices, "prices")
     if P.shape[1] == 0:
         raise DataError("prices have no columns; pass one column per instrument")
@@ -210,7 +211,8 @@ def _multipliers(multipliers, symbols: list) -> np.ndarray:
 def _fx_table(fx, idx: pd.DatetimeIndex, symbols: list) -> np.ndarray:
     """(T, N) FX rates > 0 (base currency per unit of each instrument's currency) from None
     (all 1), a number, a dict of numbers by instrument (missing ones 1), or a DataFrame / dict
-    of Series by instrument (forward-filled onto ``idx``; missing columns 1)."""
+    of Series by instrument (forward-filled onto ``idx``; missing columns 1).
+    """
     T, N = len(idx), len(symbols)
     if fx is None or np.isscalar(fx):
         FX = np.full((T, N), 1.0 if fx is None else positive(fx, "fx"))
@@ -234,7 +236,8 @@ def _fx_table(fx, idx: pd.DatetimeIndex, symbols: list) -> np.ndarray:
 
 def _cost_table(costs, idx: pd.DatetimeIndex, symbols: list) -> np.ndarray:
     """(T, N) cost per contract traded (instrument currency, >= 0) from None (0), a number, a
-    dict / Series by instrument, or a DataFrame / dict of Series (forward-filled onto ``idx``)."""
+    dict / Series by instrument, or a DataFrame / dict of Series (forward-filled onto ``idx``).
+    """
     if isinstance(costs, (pd.DataFrame, dict)) and not (
             isinstance(costs, dict) and all(np.isscalar(v) for v in costs.values())):
         CO = _frame(pd.DataFrame(costs), "costs", idx, symbols).to_numpy()
@@ -249,7 +252,8 @@ def _cost_table(costs, idx: pd.DatetimeIndex, symbols: list) -> np.ndarray:
 def _estimation_settings(lookback, min_periods, shrinkage, ann, cov_every,
                          idx: pd.DatetimeIndex) -> tuple[float, float, str, np.ndarray]:
     """Checked covariance-estimation settings: ``(shrinkage, ann, ann_source, update)`` with
-    ``update`` the (T,) bool mask of the days that re-estimate (``cov_every``)."""
+    ``update`` the (T,) bool mask of the days that re-estimate (``cov_every``).
+    """
     lookback = integer(lookback, "lookback", 2, fix=" (days)")
     integer(min_periods, "min_periods", 2, lookback, expect="an int in 2..lookback")
     shrinkage = number(shrinkage, "shrinkage", expect="a number in [0, 1]")
@@ -272,7 +276,8 @@ def _estimation_settings(lookback, min_periods, shrinkage, ann, cov_every,
 
 def _returns(p: np.ndarray, npx: np.ndarray) -> np.ndarray:
     """(T, N) price change over the previous notional price (NaN on day 0 and where the
-    previous notional price is not > 0)."""
+    previous notional price is not > 0).
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
         ret = np.full(p.shape, np.nan)
         prev = npx[:-1]
@@ -285,7 +290,8 @@ def _optimal_weights(optimal_positions, weights, optimal_capital, risk_target: f
                      idx: pd.DatetimeIndex, symbols: list) -> tuple[np.ndarray, str]:
     """``(w_star, source)``: (T, N) optimal unrounded weights, from optimal positions
     (contracts for ``optimal_capital``) or by vol targeting ``weights`` (default equal), and a
-    description of where they came from."""
+    description of where they came from.
+    """
     T, N = notional.shape
     if optimal_positions is not None and weights is not None:
         raise GpusimError("give optimal_positions or weights (+ risk_target), not both")

@@ -1,5 +1,6 @@
 """The result of :func:`gpusim.dynopt.api.dynopt`: the metrics table, positions and daily series
-of chosen combinations (re-computed by the reference), saving."""
+of chosen combinations (re-computed by the reference), saving.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from gpusim.errors import GpusimError
 from gpusim.results import MetricsResult
 from gpusim.validate import positive
 
-__all__ = ["DynoptResult", "METRICS", "LOWER_IS_BETTER"]
+__all__ = ["LOWER_IS_BETTER", "METRICS", "DynoptResult"]
 
 METRICS = ("annual_return", "annual_volatility", "sharpe", "annual_turnover",
            "avg_tracking_error", "avg_adjustment_factor", "costs_paid", "annual_cost")
@@ -82,7 +83,8 @@ class DynoptResult(MetricsResult):
         """Daily series of one combination (reference re-run): ``return`` ((P&L - costs) /
         capital), ``tracking_error`` (held vs optimal, annualised), ``adjustment_factor``
         (alpha on rebalance days with TE_prior > 0, else NaN), ``optimal_risk`` (TE of
-        holding nothing) and ``contracts`` (sum of |positions|)."""
+        holding nothing) and ``contracts`` (sum of |positions|).
+        """
         _, (_, pos, te, alpha, ret) = self._run_ref(key, level_values)
         inp = self._ctx.inputs
         return pd.DataFrame({"return": ret, "tracking_error": te, "adjustment_factor": alpha,
@@ -91,7 +93,8 @@ class DynoptResult(MetricsResult):
 
     def optimal_positions(self, capital: float) -> pd.DataFrame:
         """Optimal unrounded contracts ``w* x capital / notional`` (0 outside the
-        optimisation), dates x instruments."""
+        optimisation), dates x instruments.
+        """
         cap = positive(capital, "capital")
         inp = self._ctx.inputs
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -102,7 +105,8 @@ class DynoptResult(MetricsResult):
     def plot_positions(self, path, key: tuple | None = None, instruments=None,
                        **level_values) -> Path:
         """PNG of one combination's whole-contract positions against the optimal unrounded
-        positions at its capital (reference re-run), one panel per instrument."""
+        positions at its capital (reference re-run), one panel per instrument.
+        """
         from gpusim.plots import plot_positions
 
         flat = self._locate(key, level_values)
@@ -119,7 +123,8 @@ class DynoptResult(MetricsResult):
         """Write ``metrics.parquet`` (``.csv`` when Parquet is unavailable or ``fmt="csv"``),
         ``best.csv`` (top ``best_k`` by ``sort_by``), ``summary.json`` and, with
         ``positions=True``, ``positions_best.csv`` (daily contracts of the best combination)
-        into ``out_dir``, atomically (a temporary folder renamed into place)."""
+        into ``out_dir``, atomically (a temporary folder renamed into place).
+        """
         return self._save(out_dir, fmt, best_k=best_k, sort_by=sort_by, positions=positions)
 
     def _extra_files(self, best: pd.DataFrame | None, positions: bool = False) -> dict:

@@ -50,7 +50,8 @@ _NAN = float("nan")
 class Inputs(NamedTuple):
     """The inputs shared by all combinations (host or device arrays): ``dprice``, ``notional``,
     ``cost``, ``k``, ``w_star`` (T, N) float64 (see :func:`cpu_ref.dynopt.dynopt_1d_nb`),
-    ``covs`` (P, N, N) float64 and ``cov_id`` (T,) int64."""
+    ``covs`` (P, N, N) float64 and ``cov_id`` (T,) int64.
+    """
 
     dprice: Any
     notional: Any
@@ -64,7 +65,8 @@ class Inputs(NamedTuple):
 class Scratch(NamedTuple):
     """Per-combination state, (N, ncols) float64 arrays of which a combination uses column
     ``col``: held contracts ``n``, greedy contracts ``ng``, weight per contract ``c``, previous
-    weights ``w0``, ``g = Σ (w - w*)`` and a gap vector ``d``."""
+    weights ``w0``, ``g = Σ (w - w*)`` and a gap vector ``d``.
+    """
 
     n: Any
     ng: Any
@@ -92,7 +94,7 @@ def round_half_even(x):
 
 
 def quad_form(covs, p, d, col, N):
-    """d' Σ d with Σ = covs[p] and d = d[:, col]."""
+    """D' Σ d with Σ = covs[p] and d = d[:, col]."""
     q = 0.0
     for i in range(N):
         di = d[i, col]
@@ -250,7 +252,8 @@ BODIES = ("round_half_even", "quad_form", "greedy", "simulate_one")
 
 def compile_bodies(jit):
     """Compile the step bodies with ``jit`` (``njit`` here, ``cuda.jit(device=True)`` in
-    :mod:`gpusim.dynopt.cuda`); see :func:`cpu_ref.jitting.compile_bodies`."""
+    :mod:`gpusim.dynopt.cuda`); see :func:`cpu_ref.jitting.compile_bodies`.
+    """
     return _compile_bodies(jit, globals(), BODIES)
 
 

@@ -20,7 +20,21 @@ from gpusim.plots.heatmap import heatmap_figure, heatmap_table, plot_heatmap
 from gpusim.plots.search import plot_search, search_figure
 from gpusim.plots.walkforward import plot_weights_over_time, weights_over_time_figure
 
-__all__ = ["PALETTE", "describe_params", "make_title", "plot_search", "search_figure",
-           "plot_allocations", "allocations_figure", "plot_equity", "equity_figure",
-           "plot_heatmap", "heatmap_figure", "heatmap_table", "plot_weights_over_time",
-           "weights_over_time_figure", "plot_positions", "positions_figure"]
+__all__ = [
+           "PALETTE",
+           "allocations_figure",
+           "describe_params",
+           "equity_figure",
+           "heatmap_figure",
+           "heatmap_table",
+           "make_title",
+           "plot_allocations",
+           "plot_equity",
+           "plot_heatmap",
+           "plot_positions",
+           "plot_search",
+           "plot_weights_over_time",
+           "positions_figure",
+           "search_figure",
+           "weights_over_time_figure",
+]

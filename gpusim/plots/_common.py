@@ -19,9 +19,23 @@ import pandas as pd
 
 from gpusim.errors import GpusimError
 
-__all__ = ["PALETTE", "OTHER_COLOUR", "CASH_COLOUR", "palette", "bucket_other", "describe_params",
-           "format_param", "param_label", "make_title", "new_figure", "save_figure",
-           "percent_axis", "stack_areas", "stack_limits", "as_frame"]
+__all__ = [
+    "CASH_COLOUR",
+    "OTHER_COLOUR",
+    "PALETTE",
+    "as_frame",
+    "bucket_other",
+    "describe_params",
+    "format_param",
+    "make_title",
+    "new_figure",
+    "palette",
+    "param_label",
+    "percent_axis",
+    "save_figure",
+    "stack_areas",
+    "stack_limits",
+]
 
 DPI = 120
 """Resolution of every PNG (pixels per inch)."""
@@ -98,7 +112,8 @@ def palette(labels) -> dict:
 def bucket_other(frame: pd.DataFrame, max_series: int = 20) -> pd.DataFrame:
     """Keep at most ``max_series`` columns: the largest by mean absolute value stay (in their
     original order), the rest are summed into a last column ``"other"``. A ``"cash"`` column is
-    always kept and not counted."""
+    always kept and not counted.
+    """
     if max_series < 2:
         raise GpusimError(f"max_series={max_series} must be >= 2 (one series and 'other')")
     cash = [c for c in frame.columns if str(c) == CASH]
@@ -169,7 +184,7 @@ def stack_areas(ax, x, frame: pd.DataFrame, colours: Mapping, *, step: str | Non
 
 
 def stack_limits(frame: pd.DataFrame, tol: float = 1e-6) -> tuple[float, float]:
-    """y limits of a stack of shares: [0, 1] unless shorts or leverage go beyond (by > tol)."""
+    """Y limits of a stack of shares: [0, 1] unless shorts or leverage go beyond (by > tol)."""
     lo = float(frame.clip(upper=0).sum(axis=1).min())
     hi = float(frame.clip(lower=0).sum(axis=1).max())
     return (lo if lo < -tol else 0.0), (hi if hi > 1.0 + tol else 1.0)

@@ -1,5 +1,6 @@
 """Backtest figures: stacked daily allocations of one combination with its rebalance dates, and
-the equity curves and drawdowns of the best k combinations."""
+the equity curves and drawdowns of the best k combinations.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +25,13 @@ from gpusim.plots._common import (
     stack_limits,
 )
 
-__all__ = ["plot_allocations", "allocations_figure", "plot_equity", "equity_figure",
-           "MARKER_LINES_MAX"]
+__all__ = [
+    "MARKER_LINES_MAX",
+    "allocations_figure",
+    "equity_figure",
+    "plot_allocations",
+    "plot_equity",
+]
 
 MARKER_LINES_MAX = 60
 """Up to this many rebalance dates get a full-height line; more get only ticks on the top edge."""
@@ -33,7 +39,8 @@ MARKER_LINES_MAX = 60
 
 def rebalance_markers(ax, dates, *, colour="black"):
     """Mark ``dates`` on ``ax``: ticks above the top edge, plus thin lines across the plot when
-    there are at most :data:`MARKER_LINES_MAX`. Returns a legend handle (or None)."""
+    there are at most :data:`MARKER_LINES_MAX`. Returns a legend handle (or None).
+    """
     from matplotlib.lines import Line2D
 
     if dates is None or len(dates) == 0:

@@ -1,5 +1,6 @@
 """Dynamic optimisation figure: the integer positions held against the optimal unrounded
-positions, one panel per instrument."""
+positions, one panel per instrument.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ import pandas as pd
 from gpusim.errors import GpusimError
 from gpusim.plots._common import as_frame, make_title, new_figure, save_figure
 
-__all__ = ["plot_positions", "positions_figure", "pick_instruments", "DEFAULT_PANELS",
-           "MAX_PANELS"]
+__all__ = [
+    "DEFAULT_PANELS",
+    "MAX_PANELS",
+    "pick_instruments",
+    "plot_positions",
+    "positions_figure",
+]
 
 DEFAULT_PANELS = 6
 """Instruments drawn when none are named."""
@@ -25,7 +31,8 @@ OPTIMAL_COLOUR = "#1f77b4"
 
 def pick_instruments(positions: pd.DataFrame, n: int = DEFAULT_PANELS) -> list:
     """The ``n`` instruments whose held position changes on the most days (ties: column
-    order), in column order."""
+    order), in column order.
+    """
     changes = positions.fillna(0).diff().ne(0).iloc[1:].sum()
     order = np.argsort(-changes.to_numpy(), kind="stable")[:n]
     return [positions.columns[i] for i in sorted(order)]

@@ -1,5 +1,6 @@
 """Heatmap of one metric over two swept parameters (levels of a result's MultiIndex), the other
-levels aggregated away."""
+levels aggregated away.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from gpusim.plots._common import (
     save_figure,
 )
 
-__all__ = ["plot_heatmap", "heatmap_figure", "heatmap_table", "metric_label", "ANNOTATE_MAX"]
+__all__ = ["ANNOTATE_MAX", "heatmap_figure", "heatmap_table", "metric_label", "plot_heatmap"]
 
 ANNOTATE_MAX = 150
 """Cells are annotated with their values when the table has at most this many cells."""

@@ -1,5 +1,6 @@
 """Frontier figure of a weight search: the candidate cloud coloured by Sharpe ratio against the
-exact mean-variance baselines, the risk-free rate, the capital market line and the top-k."""
+exact mean-variance baselines, the risk-free rate, the capital market line and the top-k.
+"""
 
 from __future__ import annotations
 

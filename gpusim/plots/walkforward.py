@@ -1,5 +1,6 @@
 """Walk-forward figure: the target weights chosen at each rebalance date, held until the next,
-as a stacked step area with a marker at every rebalance date."""
+as a stacked step area with a marker at every rebalance date.
+"""
 
 from __future__ import annotations
 

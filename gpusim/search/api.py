@@ -36,7 +36,8 @@ from gpusim.search.result import SearchResult
 
 class _CpuRunner:
     """Fused CPU kernel over chunks (symmetric scoring up to SYM_MAX_A assets, BLAS above,
-    pinned to one thread: the cores run tasks)."""
+    pinned to one thread: the cores run tasks).
+    """
 
     def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k):
         import numba

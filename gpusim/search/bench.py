@@ -100,10 +100,10 @@ def bench_search(assets=(5, 20, 100), *, seconds: float = 1.0, backends=None,
     for A in assets:
         mu, cov = _stats(A)
         fpc = flops_per_candidate(A)
-        ways = {f"gpusim-{b}": (lambda n, b=b: search(
+        ways = {f"gpusim-{b}": (lambda n, b=b, mu=mu, cov=cov: search(
             (mu, cov), n=n, ann=252, sampler=sampler, backend=b, progress=False,
             baselines=False)) for b in backends}
-        ways["numpy"] = lambda n: numpy_way(mu, cov, n, sampler=sampler)
+        ways["numpy"] = lambda n, mu=mu, cov=cov: numpy_way(mu, cov, n, sampler=sampler)
         for name, fn in ways.items():
             fn(1000)  # warm-up (compilation)
             n, dt = _timed(fn, 100_000, seconds, repeats)

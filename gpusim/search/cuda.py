@@ -88,7 +88,8 @@ def plan_threads(n: int, k: int, *, threads_per_block: int | None = None,
                  max_entries: int = 1 << 22, kernel=None) -> tuple[int, int]:
     """(blocks, threads_per_block) of a grid-stride launch over ``n`` candidates: at most one
     thread per candidate, at most a resident grid (:func:`gpusim._cuda.launch.resident_threads`
-    of ``kernel``), and T * k <= ``max_entries`` per-thread top-k entries (T = threads)."""
+    of ``kernel``), and T * k <= ``max_entries`` per-thread top-k entries (T = threads).
+    """
     tpb = block_size(threads_per_block)
     max_threads = max(tpb, max_entries // max(k, 1))
     threads = min(n, max_threads, resident_threads(tpb, kernel))

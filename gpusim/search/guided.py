@@ -231,7 +231,7 @@ class CrossEntropy:
     def __init__(self, A: int, P: int, elite_frac: float, smoothing: float,
                  scale_smoothing: float, sigma0: float):
         self.P = P
-        self.n_elite = max(MIN_ELITE, int(round(elite_frac * P)))
+        self.n_elite = max(MIN_ELITE, round(elite_frac * P))
         self.smoothing = smoothing
         self.scale_smoothing = scale_smoothing
         self.mean = np.zeros(A)
@@ -258,7 +258,8 @@ def _evaluate(problem: Problem, X, logits: bool):
 
 def _run_guided(problem, seed, budget, P, chunk, opts, top, bar, state):
     """Generations until the budget or convergence; counts in ``state`` (evaluated,
-    generations, the sampling parameters of each generation); returns why it stopped."""
+    generations, the sampling parameters of each generation); returns why it stopped.
+    """
     cem = CrossEntropy(problem.A, P, opts["elite_frac"], opts["smoothing"],
                        opts["scale_smoothing"], opts["sigma0"])
     best, stall = -math.inf, 0
@@ -312,7 +313,8 @@ def _run_random(problem, seed, start, n, chunk, sampler_code, alpha, top, bar, s
 
 def _execute(problem, method, a, P, chunk, opts, label, show, top, state):
     """Run the method with a progress bar (generations or candidates); a Ctrl-C keeps what
-    was scored. Small batches run on one Numba thread. Returns (stop, partial, elapsed_s)."""
+    was scored. Small batches run on one Numba thread. Returns (stop, partial, elapsed_s).
+    """
     from tqdm.auto import tqdm
 
     n = a["n"]

@@ -34,7 +34,8 @@ def sharpe_rows_cuda(W, ok, mu, U, ann, rf, out):
 
 def sharpe_rows_gpu(W, ok, mu, U, ann, rf) -> np.ndarray:
     """Same contract as :func:`gpusim.search.sampling.sharpe_rows_nb` (host arrays in, an
-    (n, 3) host float64 array out: annual return, annual volatility, Sharpe)."""
+    (n, 3) host float64 array out: annual return, annual volatility, Sharpe).
+    """
     W = np.ascontiguousarray(W, dtype=np.float64)
     n = W.shape[0]
     if n == 0:

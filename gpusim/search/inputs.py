@@ -1,6 +1,7 @@
 """Inputs of the weight search: argument checks, ex-ante statistics, bounds, top-k merging
 and the exact baselines, shared by :func:`gpusim.search` (``api``), the guided search and the
-sweep task (so none of them imports ``api``)."""
+sweep task (so none of them imports ``api``).
+"""
 
 from __future__ import annotations
 

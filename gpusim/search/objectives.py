@@ -128,7 +128,7 @@ def split_holdout(market, holdout):
         if not 0.0 < holdout < 1.0:
             raise GpusimError(f"holdout={holdout!r}: a fraction must lie strictly between 0 "
                               "and 1 (e.g. 0.3 holds out the last 30% of the bars)")
-        cut = T - int(round(holdout * T))
+        cut = T - round(holdout * T)
     else:
         try:
             when = pd.Timestamp(holdout)

@@ -1,5 +1,6 @@
 """The result of :func:`gpusim.search.api.search`: the top-k table, the exact baselines, the
-candidate cloud and plot, a text report, saving and loading."""
+candidate cloud and plot, a text report, saving and loading.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +15,15 @@ from cpu_ref.search import score_nb
 from gpusim.errors import GpusimError
 from gpusim.results import atomic_dir
 
-__all__ = ["SearchResult", "OUTPUT_FORMATS"]
+__all__ = ["OUTPUT_FORMATS", "SearchResult"]
 
 OUTPUT_FORMATS = ("parquet", "csv")
 
 
 class TopKView:
     """What every search result shows of its ``top`` table and ``summary`` (shared by
-    :class:`SearchResult` and the guided search's result)."""
+    :class:`SearchResult` and the guided search's result).
+    """
 
     top: pd.DataFrame
     summary: dict

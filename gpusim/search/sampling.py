@@ -59,7 +59,8 @@ def _generation_key_nb(seed, g):
 
 def generation_key(seed: int, g: int) -> np.uint64:
     """Stream key of generation ``g`` of a guided run with ``seed`` (uint64):
-    ``mix64(seed_key(seed) ^ mix64(g + GEN_TAG))``."""
+    ``mix64(seed_key(seed) ^ mix64(g + GEN_TAG))``.
+    """
     return np.uint64(_generation_key_nb(np.uint64(seed), np.uint64(g)))
 
 
@@ -94,7 +95,7 @@ def draw_logits_nb(key, start, n, mean, scale):
 
 @njit(cache=True)
 def softmax_row(x, out):
-    """out = exp(x - max x) / sum (a point of the simplex; shape (A,))."""
+    """Out = exp(x - max x) / sum (a point of the simplex; shape (A,))."""
     A = x.shape[0]
     mx = x[0]
     for j in range(1, A):
@@ -133,7 +134,8 @@ def _select_support(s, max_assets, lo, hi, floor, held):
 @njit(cache=True)
 def _drop_small(s, min_weight, lo, hi, held):
     """Step 2: non-forced held assets whose share of the support is below ``min_weight`` leave
-    it, smallest first, except the largest share and while the caps still hold the budget."""
+    it, smallest first, except the largest share and while the caps still hold the budget.
+    """
     A = s.shape[0]
     tot = 0.0
     caps = 0.0
@@ -278,7 +280,8 @@ BODIES = ("fmul", "fadd", "_finish", "sharpe_row")
 
 def compile_bodies(jit, overrides=None):
     """Compile the scoring bodies with ``jit`` (``njit`` here; ``cuda.jit(device=True)`` with
-    exact arithmetic in :mod:`gpusim.search.guided_cuda`)."""
+    exact arithmetic in :mod:`gpusim.search.guided_cuda`).
+    """
     return _compile_bodies(jit, globals(), BODIES, overrides)
 
 
@@ -290,7 +293,8 @@ _finish_nb = _nb["_finish"]
 @njit(cache=True, error_model="numpy")
 def _sharpe_block(W, r0, nb, ok, mu, U, ann, rf, Wt, ret, var, acc, out):
     """Rows r0 .. r0+nb-1 of ``W`` in lockstep: :func:`sharpe_row`'s sums in its order, with
-    the candidates innermost (SIMD across candidates, no reassociation)."""
+    the candidates innermost (SIMD across candidates, no reassociation).
+    """
     A = W.shape[1]
     for j in range(A):
         for b in range(nb):
@@ -336,7 +340,8 @@ def sharpe_rows_nb(W, ok, mu, U, ann, rf):
 @njit(parallel=True, cache=True, error_model="numpy")
 def sharpe_rows_scalar_nb(W, ok, mu, U, ann, rf):
     """Same as :func:`sharpe_rows_nb`, one row at a time with :func:`sharpe_row` (the GPU
-    thread's code path; for tests)."""
+    thread's code path; for tests).
+    """
     n = W.shape[0]
     out = np.empty((n, 3))
     for r in prange(n):

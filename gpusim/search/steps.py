@@ -1,7 +1,8 @@
 """What the CPU and CUDA weight-search kernels share: the :class:`Stream` record of their
 candidates, :func:`upper_doubled` (the host-side operand of both symmetric scorers) and
 :func:`topk_insert` (the per-task / per-thread top-k body, compiled with ``njit`` in
-:mod:`gpusim.search.cpu` and ``cuda.jit(device=True)`` in :mod:`gpusim.search.cuda`)."""
+:mod:`gpusim.search.cpu` and ``cuda.jit(device=True)`` in :mod:`gpusim.search.cuda`).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ class Stream(NamedTuple):
     """The candidates of a search: stream ``key`` (uint64, ``cpu_ref.rng.seed_key_nb(seed)``),
     sampler ``code`` (int, :data:`cpu_ref.rng.Sampler`) and concentration ``alpha`` (float),
     weight bounds ``lo``, ``hi`` ((A,) float64, host or device). Candidate ``i`` is
-    ``cpu_ref.rng.sample(key, i, code, alpha, lo, hi, sum(lo), w)``."""
+    ``cpu_ref.rng.sample(key, i, code, alpha, lo, hi, sum(lo), w)``.
+    """
 
     key: Any
     code: int
@@ -25,7 +27,8 @@ class Stream(NamedTuple):
 
 def upper_doubled(cov: np.ndarray) -> np.ndarray:
     """The upper triangle of ``cov`` with its off-diagonal entries doubled (zeros below), so
-    that ``w'Sw = sum_j w_j sum_{k>=j} U_jk w_k`` (the symmetric scorers of both backends)."""
+    that ``w'Sw = sum_j w_j sum_{k>=j} U_jk w_k`` (the symmetric scorers of both backends).
+    """
     cov = np.asarray(cov, dtype=np.float64)
     return np.triu(cov, 1) * 2.0 + np.diag(np.diag(cov))
 

@@ -72,8 +72,20 @@ from gpusim.sweep.store import (
 )
 from gpusim.sweep.tasks import TaskRunner, available_tasks, register_task
 
-__all__ = ["sweep", "run_job", "plan_job", "load_job", "make_job", "SweepResult", "Job",
-           "Axis", "TaskRunner", "register_task", "available_tasks", "ENGINES"]
+__all__ = [
+    "ENGINES",
+    "Axis",
+    "Job",
+    "SweepResult",
+    "TaskRunner",
+    "available_tasks",
+    "load_job",
+    "make_job",
+    "plan_job",
+    "register_task",
+    "run_job",
+    "sweep",
+]
 
 
 # ----------------------------------------------------------------------------- run
@@ -134,7 +146,8 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
 def _execute(s: _Setup, out: Path, man: Manifest, run: dict, scheduler, workers, progress,
              retries: int, t0: float) -> SweepResult:
     """Run the chunks not done yet, publish the results, write the summary (``run``: this
-    run's record, appended to the manifest's runs)."""
+    run's record, appended to the manifest's runs).
+    """
     d = man.data
     plan = d["plan"]["chunks"]
     d["runs"].append(run)
@@ -177,7 +190,8 @@ def _run_chunks(rec: _Recorder, todo: list[dict], run: dict, scheduler, workers,
                 retries: int, bar) -> None:
     """Compute the chunks ``todo`` on the run's engine; the recorder writes each finished one
     (on a background thread, while the next computes). On a Ctrl-C, the chunks already
-    finished are still written before KeyboardInterrupt propagates."""
+    finished are still written before KeyboardInterrupt propagates.
+    """
     s = rec.s
     bg = BackgroundWriter()
     try:
@@ -198,7 +212,8 @@ def _run_chunks(rec: _Recorder, todo: list[dict], run: dict, scheduler, workers,
 
 def _drain(bg: BackgroundWriter) -> None:
     """Wait for the background writer to finish what it holds, through repeated Ctrl-Cs
-    (its queue is short: at most a few chunks to write)."""
+    (its queue is short: at most a few chunks to write).
+    """
     while True:
         try:
             bg.close()
@@ -209,7 +224,8 @@ def _drain(bg: BackgroundWriter) -> None:
 
 class _Recorder:
     """Bookkeeping of finished and failed chunks (run on the background writer thread, in
-    completion order): chunk file, best rows, manifest, progress bar."""
+    completion order): chunk file, best rows, manifest, progress bar.
+    """
 
     def __init__(self, s: _Setup, out: Path, man: Manifest, run: dict, bar):
         self.s, self.out, self.man, self.run, self.bar = s, out, man, run, bar
@@ -261,7 +277,8 @@ class _Recorder:
 
 def _seeds(job: dict) -> dict:
     """Every seed of a normalised job (``fingerprint()["job"]``): ``{where: value}``, e.g.
-    ``{"fixed.weights.seed": 1, "grid.seed": [0, 7], "data.synthetic.seed": 9}``."""
+    ``{"fixed.weights.seed": 1, "grid.seed": [0, 7], "data.synthetic.seed": 9}``.
+    """
     found: dict = {}
 
     def walk(v, where: str) -> None:

@@ -52,7 +52,8 @@ def _error(exc: BaseException) -> tuple[str, str]:
 class BackgroundWriter:
     """One thread that runs the bookkeeping of finished chunks (files, manifest) in order,
     while the next chunk computes. The queue is bounded (at most ``depth`` finished chunks
-    wait in memory); an error in the thread is raised in the caller at the next call."""
+    wait in memory); an error in the thread is raised in the caller at the next call.
+    """
 
     def __init__(self, depth: int = 2):
         self.q: queue.Queue = queue.Queue(maxsize=depth)
@@ -69,7 +70,7 @@ class BackgroundWriter:
             if self.exc is None:
                 try:
                     fn()
-                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                except BaseException as exc:
                     self.exc = exc
 
     def _check(self) -> None:
@@ -103,7 +104,7 @@ class LocalEngine:
             for attempt in range(1, retries + 2):
                 try:
                     res = execute_chunk(runner, ctx, c["point_values"], c["part"])
-                except Exception as exc:  # noqa: BLE001 - reported per chunk
+                except Exception as exc:
                     final = attempt > retries
                     yield ("error", c, attempt, _error(exc), final)
                     if final:
@@ -184,7 +185,7 @@ class DaskEngine:
                 c, attempt, _ = meta.pop(f.key)
                 try:
                     res = f.result()
-                except Exception as exc:  # noqa: BLE001 - includes KilledWorker
+                except Exception as exc:
                     final = attempt > retries
                     yield ("error", c, attempt, _error(exc), final)
                     if not final:

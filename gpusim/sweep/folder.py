@@ -65,7 +65,8 @@ def read_manifest(path: Path) -> tuple[str, dict | None, str]:
     """Classify ``path``: ``("none", None, "")`` when absent; ``("ok", data, "")``;
     ``("other", data, "")`` for a gpusim manifest of another format version;
     ``("damaged", data_or_None, why)`` for a gpusim manifest that cannot be used;
-    ``("foreign", None, why)`` for a file without gpusim's format marker."""
+    ``("foreign", None, why)`` for a file without gpusim's format marker.
+    """
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -122,7 +123,8 @@ def _refusal(out: Path, old: dict, s: _Setup) -> str | None:
 def _check_existing(s: _Setup, out: Path, resume: bool, force: bool) -> dict | None:
     """Decide what to do with the sweep folder ``out`` before anything is written: raise a
     one-line GpusimError on a refusal; wipe it for ``force``; return the manifest a resume
-    continues (None: start a new sweep)."""
+    continues (None: start a new sweep).
+    """
     mpath = out / MANIFEST
     kind, old, why = read_manifest(mpath)
     if kind == "foreign":
@@ -163,7 +165,8 @@ def _names(bad: list[str]) -> str:
 
 def _reopen(s: _Setup, out: Path, old: dict) -> tuple[Manifest, list[dict]]:
     """The manifest of a resumed sweep, reconciled with its chunk files, every reused chunk
-    verified; returns it and the damaged chunks (deleted, to be computed again)."""
+    verified; returns it and the damaged chunks (deleted, to be computed again).
+    """
     man = Manifest(out / MANIFEST, old)
     damaged = recover(man, out, s.fp["job_hash"]) + verify_chunks(man, out, s.fp["job_hash"])
     damaged.sort(key=lambda x: x["chunk"])

@@ -44,8 +44,17 @@ import pandas as pd
 
 from gpusim.errors import GpusimError
 
-__all__ = ["Axis", "Job", "load_job", "make_job", "parse_grid", "fingerprint", "data_hash",
-           "load_market", "describe_changes"]
+__all__ = [
+    "Axis",
+    "Job",
+    "data_hash",
+    "describe_changes",
+    "fingerprint",
+    "load_job",
+    "load_market",
+    "make_job",
+    "parse_grid",
+]
 
 JOB_KEYS = ("task", "out", "backend", "chunk_size", "name", "data", "fixed", "grid")
 DATA_KEYS = ("path", "synthetic", "ann", "symbols", "align", "fill", "date_col", "start", "end",
@@ -147,7 +156,7 @@ def _range(spec: Mapping, where: str) -> list:
     step = spec.get("step", 1)
     if not step > 0 or stop < start:
         raise GpusimError(f"{where}: a range needs step > 0 and stop >= start")
-    n = int(math.floor((stop - start) / step + 1e-9)) + 1
+    n = math.floor((stop - start) / step + 1e-9) + 1
     if n > MAX_LEVEL_VALUES:
         raise GpusimError(f"{where}: the range gives {n} values; use a coarser step")
     if all(isinstance(x, int) for x in (start, stop, step)):

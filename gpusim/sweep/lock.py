@@ -79,7 +79,8 @@ class FolderLock:
 
     def _read(self, path: Path | None = None) -> dict | None:
         """The owner recorded in the lock (None when missing); waits briefly for a lock being
-        written, then raises on one that stays unreadable."""
+        written, then raises on one that stays unreadable.
+        """
         path = path or self.path
         for _ in range(20):
             try:
@@ -105,7 +106,8 @@ class FolderLock:
 
     def _take_over(self, owner: dict) -> None:
         """Move the stale lock of ``owner`` aside (atomically), unless another run replaced it
-        meanwhile (then it is put back)."""
+        meanwhile (then it is put back).
+        """
         aside = self.path.with_name(f".{LOCK}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(self.path, aside)

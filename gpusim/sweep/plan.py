@@ -92,7 +92,8 @@ def _chunk_size(s: _Setup) -> int | None:
 def _check_size(s: _Setup) -> None:
     """Validate every point, and refuse (before planning) a grid that would make more than
     MAX_CHUNKS chunks: each point's size (its whole ``split``) over the chunk size is a lower
-    bound of its chunks."""
+    bound of its chunks.
+    """
     chunk, size, least = _chunk_size(s), 0, 0
     for p in range(s.n_points):
         point = s.point(p)
@@ -115,7 +116,8 @@ def _too_big(s: _Setup, size: int, n: str, chunk, need: int) -> str:
 
 def _plan(s: _Setup) -> list[dict]:
     """The chunk plan: one ``{"id", "point", "size", "part"}`` per chunk, in result order
-    (GpusimError past MAX_CHUNKS chunks)."""
+    (GpusimError past MAX_CHUNKS chunks).
+    """
     chunks = []
     for p in range(s.n_points):
         for part in s.runner.split(s.ctx, s.point(p), s.job.chunk_size):

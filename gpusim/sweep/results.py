@@ -60,7 +60,8 @@ def _const_column(value, kind: str, n: int):
 
 def with_levels(s, pv: dict, t):
     """Arrow table ``t`` of a pass-through chunk with its point's call levels in front (the
-    chunk file holds the chunk's final rows)."""
+    chunk file holds the chunk's final rows).
+    """
     for i, name in enumerate([n for a in s.call_axes for n in a.names]):
         t = t.add_column(i, name, _const_column(label(pv[name]), s.call_kinds[name],
                                                 t.num_rows))
@@ -85,7 +86,8 @@ def _point_tables(s, out: Path, p: int, have: list[dict], info: dict):
 
 class Best:
     """The BEST_K best rows seen, by the task's ``rank_by`` column (NaN last; ties: first
-    seen). Keeps the best few rows of every table and ranks them at the end."""
+    seen). Keeps the best few rows of every table and ranks them at the end.
+    """
 
     def __init__(self, rank):
         self.rank, self.pieces = rank, []
@@ -200,7 +202,8 @@ def _publish_parts(parts: list[tuple[Path, Path, str | None]], levels):
     """Make each chunk file ``src`` (of SHA-256 ``sha``) part ``dst`` of the results folder:
     a hard link (a copy where linking fails); when the chunks' column types differ (a task
     returning ints in one chunk and floats in another), the parts that differ from the common
-    schema are rewritten cast to it. Returns the parts' schema and ``{part name: SHA-256}``."""
+    schema are rewritten cast to it. Returns the parts' schema and ``{part name: SHA-256}``.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -306,7 +309,8 @@ def read_results(out: Path) -> pd.DataFrame:
     """The final table in ``out/results.parquet`` (flat), after checking its parts against the
     SHA-256 recorded in the manifest when they were published (a part is a hard link to its
     chunk file, so a damaged chunk damages it too); raises a one-line GpusimError naming the
-    first damaged or missing part."""
+    first damaged or missing part.
+    """
     folder = out / RESULTS
     try:
         sums = json.loads((out / MANIFEST).read_text())["results"]["parts"]

@@ -36,7 +36,8 @@ SAVE_EVERY_S = 0.5
 
 class SweepWarning(UserWarning):
     """Something a sweep repaired on its own (a damaged chunk computed again, a stale lock
-    taken over); the CLI prints it as one ``warning: ...`` line."""
+    taken over); the CLI prints it as one ``warning: ...`` line.
+    """
 
 
 def now() -> str:
@@ -105,7 +106,8 @@ def to_arrow(table):
 
 def _dictionary(t, levels) -> list[str] | bool:
     """Columns to dictionary-encode: the parameter levels (few distinct values, repeated, so
-    they shrink to run lengths); the metric columns are written plain."""
+    they shrink to run lengths); the metric columns are written plain.
+    """
     cols = [n for n in t.schema.names if n in set(levels or ())]
     return cols or False
 
@@ -113,7 +115,8 @@ def _dictionary(t, levels) -> list[str] | bool:
 def write_chunk(path: Path, table, meta: dict, levels=()) -> str:
     """Write one chunk's table (DataFrame or Arrow) and its record as Parquet, atomically
     (the ``levels`` columns dictionary-encoded, the rest plain and uncompressed, every page
-    with a CRC). Returns the SHA-256 of the file's bytes (hashed in memory, not read back)."""
+    with a CRC). Returns the SHA-256 of the file's bytes (hashed in memory, not read back).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -173,7 +176,8 @@ def remove_tmp(folder: Path) -> int:
 
 class TableWriter:
     """Stream tables (DataFrames or Arrow tables) with one schema into a Parquet file,
-    atomically at :meth:`close`."""
+    atomically at :meth:`close`.
+    """
 
     def __init__(self, path: Path, levels=()):
         self.path, self.tmp, self.levels = path, tmp_name(path), levels
@@ -217,7 +221,8 @@ class TableWriter:
 class Manifest:
     """``manifest.json`` in memory, saved atomically (unless forced, at most every SAVE_EVERY_S
     seconds, or 10 times the last save's duration when that is longer: a plan of 10^5 chunks
-    is tens of MB of JSON; the chunk files themselves are the record of what is done)."""
+    is tens of MB of JSON; the chunk files themselves are the record of what is done).
+    """
 
     def __init__(self, path: Path, data: dict):
         self.path, self.data, self.saved, self.took = path, data, 0.0, 0.0
@@ -244,7 +249,8 @@ def foreign_entries(out: Path, manifest: bool = True) -> list[str]:
     """Entries of the sweep folder ``out`` that a sweep did not write and would overwrite or
     delete: in ``chunks/`` and ``results.parquet/``, names other than a sweep's; a
     ``summary.json`` that is not a sweep's; with ``manifest=False`` (a folder without a
-    manifest), anything but the lock, temporary files and those two folders."""
+    manifest), anything but the lock, temporary files and those two folders.
+    """
     bad = []
     for sub, pattern in ((CHUNKS, CHUNK_RE), (RESULTS, PART_RE)):
         d = out / sub
@@ -264,7 +270,8 @@ def foreign_entries(out: Path, manifest: bool = True) -> list[str]:
 
 def _unlink_ours(d: Path, pattern: re.Pattern, ids: range | None) -> None:
     """Delete the temporary entries of folder ``d`` and the files named by ``pattern`` (with
-    a number in ``ids`` when given); then ``d`` itself when it is left empty."""
+    a number in ``ids`` when given); then ``d`` itself when it is left empty.
+    """
     if not d.is_dir():
         return
     for f in d.iterdir():
@@ -287,7 +294,8 @@ def remove_results(out: Path) -> None:
 def wipe(out: Path, n_chunks: int | None = None) -> None:
     """Delete a previous sweep's files, and only those: its manifest and summary, its chunk
     files and results parts (numbers below ``n_chunks``, the manifest's chunk count; any
-    number when the manifest was unreadable), and temporary files."""
+    number when the manifest was unreadable), and temporary files.
+    """
     ids = None if n_chunks is None else range(max(int(n_chunks), 1))
     _unlink_ours(out / CHUNKS, CHUNK_RE, ids)
     _unlink_ours(out / RESULTS, PART_RE, ids)
@@ -301,7 +309,8 @@ def recover(man: Manifest, out: Path, job_hash: str) -> list[dict]:
     """Reconcile the manifest with the chunk files (the truth after a kill): a done chunk
     whose file is gone is computed again; a complete chunk file of this job that the manifest
     missed counts as done (``recovered``; :func:`verify_chunks` reads it in full). Returns the
-    chunk files found unreadable (deleted), as :func:`verify_chunks` does."""
+    chunk files found unreadable (deleted), as :func:`verify_chunks` does.
+    """
     done, n = man.data["done"], man.data["plan"]["n_chunks"]
     damaged = []
     for cid in list(done):
@@ -328,7 +337,8 @@ def recover(man: Manifest, out: Path, job_hash: str) -> list[dict]:
 
 def _chunk_problem(path: Path, rec: dict, cid: int, job_hash: str) -> str | None:
     """Why the chunk file ``path`` cannot be reused (None when it can); fills in
-    ``rec["sha256"]`` for a chunk that had no checksum recorded and reads well."""
+    ``rec["sha256"]`` for a chunk that had no checksum recorded and reads well.
+    """
     import pyarrow.parquet as pq
 
     try:
@@ -344,7 +354,7 @@ def _chunk_problem(path: Path, rec: dict, cid: int, job_hash: str) -> str | None
     try:                                # no checksum recorded: read it all (page CRCs too)
         t = pq.read_table(path, use_threads=False, page_checksum_verification=True)
         meta = json.loads((t.schema.metadata or {}).get(META_KEY, b"null")) or {}
-    except Exception as exc:  # noqa: BLE001 - any reading error means a damaged file
+    except Exception as exc:
         return f"unreadable: {str(exc).splitlines()[0][:200] if str(exc) else type(exc)}"
     if meta.get("id") != cid or meta.get("job_hash") != job_hash:
         return "not this chunk's file"
@@ -356,7 +366,8 @@ def verify_chunks(man: Manifest, out: Path, job_hash: str) -> list[dict]:
     """Check every chunk the manifest counts as done against the SHA-256 recorded when it
     was written (a chunk with none recorded, e.g. recovered, is read in full); a damaged one
     is deleted and dropped from ``done``, to be computed again. Returns one
-    ``{"chunk", "file", "problem"}`` per damaged chunk."""
+    ``{"chunk", "file", "problem"}`` per damaged chunk.
+    """
     damaged = []
     done = man.data["done"]
     for cid in sorted(done, key=int):

@@ -33,8 +33,14 @@ import pandas as pd
 
 from gpusim.errors import GpusimError
 
-__all__ = ["TaskRunner", "register_task", "get_task", "available_tasks", "level_kind",
-           "coerce_levels"]
+__all__ = [
+    "TaskRunner",
+    "available_tasks",
+    "coerce_levels",
+    "get_task",
+    "level_kind",
+    "register_task",
+]
 
 PROVIDERS = {
     "backtest": ("gpusim.backtest.task", "rebalancing backtests"),
@@ -51,7 +57,8 @@ module does not exist yet is reported as planned ("cannot be swept yet")."""
 # ----------------------------------------------------------------------------- helpers
 def level_kind(labels: Iterable) -> str:
     """Column kind of a level, from all its labels: ``bool``, ``int``, ``float`` (numbers with
-    None as NaN) or ``str`` (strings, or mixed types written as text)."""
+    None as NaN) or ``str`` (strings, or mixed types written as text).
+    """
     if isinstance(labels, pd.Index) and len(labels):      # e.g. 10^8 random-weight labels
         if pd.api.types.is_bool_dtype(labels.dtype):
             return "bool"
@@ -122,7 +129,8 @@ class TaskRunner:
         """Validate the job and return the (picklable) context given to every call.
 
         ``native_axes``: :class:`gpusim.sweep.job.Axis` objects of native parameters;
-        ``backend``: the resolved :class:`gpusim.backend.Backend`."""
+        ``backend``: the resolved :class:`gpusim.backend.Backend`.
+        """
         raise NotImplementedError
 
     def check_point(self, ctx, point: dict) -> None:
@@ -145,13 +153,15 @@ class TaskRunner:
 
     def run(self, ctx, point: dict, part: dict) -> tuple[Any, dict]:
         """Compute one chunk: a flat table (a host DataFrame or ``pyarrow.Table``, the same
-        columns and types for every chunk) and a JSON-ready info dict."""
+        columns and types for every chunk) and a JSON-ready info dict.
+        """
         raise NotImplementedError
 
     def reduce(self, ctx, point: dict, items: Iterator[tuple[pd.DataFrame, dict]],
                info: dict) -> Iterator[pd.DataFrame]:
         """Final rows of one point from its chunks' (table, info), in plan order; may fill
-        ``info`` with per-point facts for the summary. Default: the chunks' rows, in order."""
+        ``info`` with per-point facts for the summary. Default: the chunks' rows, in order.
+        """
         for table, _ in items:
             yield table
 

@@ -28,7 +28,7 @@ from gpusim.tune.space import parse_space, space_json
 from gpusim.tune.targets import _key, check_names, evaluate, get_target
 from gpusim.validate import integer, listing
 
-__all__ = ["tune", "DIRECTIONS", "SAMPLERS"]
+__all__ = ["DIRECTIONS", "SAMPLERS", "tune"]
 
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("tpe", "random")

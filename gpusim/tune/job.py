@@ -41,7 +41,7 @@ from typing import Any
 from gpusim.errors import GpusimError
 from gpusim.validate import listing
 
-__all__ = ["TuneJob", "load_tune_job", "load_data", "fixed_args", "run_tune_job"]
+__all__ = ["TuneJob", "fixed_args", "load_data", "load_tune_job", "run_tune_job"]
 
 JOB_KEYS = ("task", "name", "out", "backend", "n_trials", "batch", "objective", "direction",
             "seed", "sampler", "compare_grid", "data", "space", "fixed", "grid_values")
@@ -150,7 +150,8 @@ def fixed_args(task: str, fixed: Mapping[str, Any], base_dir: Path, symbols: lis
                ) -> dict:
     """Job-file fixed values as API arguments: walk-forward ``weight_bounds``, ``beta``,
     ``cash`` become ``constraints``; backtest ``weights`` specs (``"equal"``, ``{random = N,
-    seed = S}``, a file, vectors) and ``threshold = "none"`` are converted."""
+    seed = S}``, a file, vectors) and ``threshold = "none"`` are converted.
+    """
     kw = dict(fixed)
     if task == "walkforward":
         from gpusim.walkforward.task import pop_job_constraints
@@ -168,7 +169,7 @@ def fixed_args(task: str, fixed: Mapping[str, Any], base_dir: Path, symbols: lis
             kw["weights"] = RandomWeights(int(w["random"]), seed=int(w.get("seed", 0)),
                                           sampler=w.get("sampler", "dirichlet"),
                                           alpha=float(w.get("alpha", 1.0)))
-        elif isinstance(w, Mapping) and "file" in w or isinstance(w, str) and w != "equal":
+        elif (isinstance(w, Mapping) and "file" in w) or (isinstance(w, str) and w != "equal"):
             from gpusim.parse import parse_weights
 
             f = str(w["file"]) if isinstance(w, Mapping) else w
@@ -180,7 +181,8 @@ def fixed_args(task: str, fixed: Mapping[str, Any], base_dir: Path, symbols: lis
 def run_tune_job(job: TuneJob, *, progress: bool = True):
     """Load the data, tune, and compare with the grid when the job asks (and the run was not
     interrupted); returns the :class:`~gpusim.tune.result.TuneResult`, whose
-    ``summary["job"]`` records the job. Saving is the caller's (``res.save(job.out)``)."""
+    ``summary["job"]`` records the job. Saving is the caller's (``res.save(job.out)``).
+    """
     from gpusim.tune.api import tune
 
     data = load_data(job)

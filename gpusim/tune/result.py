@@ -1,5 +1,6 @@
 """The result of :func:`gpusim.tune`: the trials table, the best parameters, the comparison with
-the full grid, and saving."""
+the full grid, and saving.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pandas as pd
 from gpusim.errors import GpusimError
 from gpusim.results import atomic_dir, check_format, jsonable, versions, write_table
 
-__all__ = ["TuneResult", "GridComparison"]
+__all__ = ["GridComparison", "TuneResult"]
 
 
 @dataclass
@@ -65,7 +66,8 @@ def trials_frame(records: list[dict], dims, metric_cols: list[str], objective: s
     """The trials table: index ``trial``; the tuned parameters, ``value`` (the objective, NaN
     for a failed trial), the metric columns, ``batch``, ``state``, ``repeat_of`` (the first
     trial with the same parameters, whose values it re-uses; -1 when none) and ``best_so_far``
-    (best value of the trials up to this one)."""
+    (best value of the trials up to this one).
+    """
     names = [d.name for d in dims]
     tail = ["batch", "state", "repeat_of", "best_so_far"]
     if not records:
@@ -98,7 +100,8 @@ def _column(vals: list, index: pd.Index) -> pd.Series:
 
 def _storable(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """A copy whose parameter columns of mixed types (e.g. ``"W"`` and ``21``) are text, so
-    that Parquet can store them."""
+    that Parquet can store them.
+    """
     out = df.copy()
     for c in names:
         if c in out.columns and out[c].dtype == object and len(
@@ -256,7 +259,8 @@ class TuneResult:
         """Write ``trials.parquet`` (``trials.csv`` with ``fmt="csv"`` or without pyarrow),
         ``grid.parquet`` after :meth:`compare_grid`, and ``summary.json`` (the summary, package
         versions with Optuna's, the file names) into ``out_dir`` atomically: all files are
-        written to a temporary folder first, then moved in."""
+        written to a temporary folder first, then moved in.
+        """
         check_format(fmt)
         import optuna
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from gpusim.errors import GpusimError
 
-__all__ = ["Dim", "parse_space", "space_json", "MAX_GRID_VALUES"]
+__all__ = ["MAX_GRID_VALUES", "Dim", "parse_space", "space_json"]
 
 MAX_GRID_VALUES = 100_000
 """Most values one enumerable dimension may list (a finer range is not enumerable)."""
@@ -87,7 +87,7 @@ class Dim:
 
     def _count(self) -> int:
         step = self.step or 1
-        return int(math.floor((self.high - self.low) / step + 1e-9)) + 1
+        return math.floor((self.high - self.low) / step + 1e-9) + 1
 
     def grid_values(self) -> list:
         """Every value of an enumerable dimension, in order (plain Python values).

@@ -27,7 +27,7 @@ import pandas as pd
 from gpusim.errors import GpusimError
 from gpusim.validate import listing
 
-__all__ = ["Target", "TARGETS", "get_target", "evaluate"]
+__all__ = ["TARGETS", "Target", "evaluate", "get_target"]
 
 TRIAL_LEVEL = "trial"
 """Zip key of the Params of one batch."""
@@ -89,7 +89,8 @@ class Target:
 
     def fixed_for(self, dims: Sequence, fixed: Mapping[str, Any]) -> dict:
         """The fixed arguments of every call: ``fixed`` plus :attr:`defaults`, plus what keeps
-        calls comparable (walk-forward: one ``start`` for every lookback of the space)."""
+        calls comparable (walk-forward: one ``start`` for every lookback of the space).
+        """
         out = {**self.defaults, **fixed}
         if self.name == "walkforward" and "start" not in out:
             lbs = _lookbacks(dims, fixed)

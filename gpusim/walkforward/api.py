@@ -399,7 +399,7 @@ def _choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
             _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of)
         if method == "exact" or do_gap:
             sol = []
-            for d, sid, cid in tkey:
+            for _d, sid, cid in tkey:
                 b = [x[cid] for x in bounds]
                 w, status = _solver(ctx, cache, b[2], b[3]).solve(
                     ctx.H["F"][sid], ctx.H["mex"][sid], *b[:2], ctx.H["G"][sid], *b[2:])
@@ -447,7 +447,8 @@ def _solver(ctx, cache, gl, gu):
 def _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of):
     """Copy each decision's search result (its task, its checkpoint) into ``dec``: candidate,
     scale, weights = scale x the regenerated candidate, and which constraints bound (the best
-    candidate ignoring the constraints breaks them)."""
+    candidate ignoring the constraints breaks them).
+    """
     c = np.searchsorted(ctx.chk, n_of[w_b])
     get = {k: res[k][tinv, c] for k in ("best", "scale", "n_accepted", "sharpe", "best_any")}
     d, sid, cid = tkey[tinv, 0], tkey[tinv, 1], tkey[tinv, 2]

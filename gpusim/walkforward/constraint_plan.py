@@ -193,7 +193,8 @@ class ConstraintPlan:
 
     def bounds(self, dates: pd.DatetimeIndex):
         """Host (lo (D, A), hi (D, A), gl (D, M), gu (D, M)) at ``dates`` from the numbers and
-        time series; callables are filled later by :meth:`apply_callables` (defaults here)."""
+        time series; callables are filled later by :meth:`apply_callables` (defaults here).
+        """
         D, A, M = len(dates), len(self.symbols), self.M
         arr = {"lo": np.zeros((D, A)), "hi": np.ones((D, A)), "gl": np.full((D, M), -np.inf),
                "gu": np.full((D, M), np.inf)}
@@ -206,7 +207,8 @@ class ConstraintPlan:
 
     def apply_callables(self, state: WalkState, lo, hi, gl, gu) -> None:
         """Evaluate the callables for one state and write their values into the (A,)/(M,)
-        rows ``lo, hi, gl, gu`` of that date (in place), then check them."""
+        rows ``lo, hi, gl, gu`` of that date (in place), then check them.
+        """
         arr = {"lo": lo, "hi": hi, "gl": gl, "gu": gu}
         for s in self.slots:
             if s.is_callable:
@@ -215,7 +217,8 @@ class ConstraintPlan:
 
     def check(self, lo, hi, gl, gu, dates) -> None:
         """One-line errors for bounds that no weight vector can meet (given as input); upper
-        weight bounds above 1 are clipped to 1 in place."""
+        weight bounds above 1 are clipped to 1 in place.
+        """
         np.clip(hi, None, 1.0, out=hi)
         bad = [
             (lo < 0).any(axis=1), (lo > hi + 1e-15).any(axis=1),
@@ -243,7 +246,8 @@ class ConstraintPlan:
 
     def activity(self, w, G, lo, hi, gl, gu, tol):
         """(n_constraints,) bool: which constraints have a non-trivial bound active at ``w``
-        (within ``tol``)."""
+        (within ``tol``).
+        """
         out = np.zeros(len(self.constraints), bool)
         if self.weight_owner is not None:
             a = ((lo > 0) & (np.abs(w - lo) <= tol)) | ((hi < 1) & (np.abs(w - hi) <= tol))
@@ -284,7 +288,8 @@ def _put(target: np.ndarray, slot: _Slot, vals: np.ndarray, one: bool = False) -
 
 def max_scale(y, lo, hi, G, gl, gu) -> float:
     """Largest s in (0, 1] allowed by the upper-type limits for direction ``y`` (cash mode);
-    NumPy twin of the rule in :func:`cpu_ref.walkforward.constrain_1d_nb` (host)."""
+    NumPy twin of the rule in :func:`cpu_ref.walkforward.constrain_1d_nb` (host).
+    """
     s = 1.0
     pos = y > 0
     if pos.any():
@@ -320,7 +325,8 @@ def _benchmark(c: Beta, index: pd.DatetimeIndex) -> np.ndarray:
 
 def compile_constraints(constraints, symbols, index: pd.DatetimeIndex) -> ConstraintPlan:
     """Validate ``constraints`` (a constraint, a list of them, or None) for a market with
-    ``symbols`` and dates ``index`` and return the :class:`ConstraintPlan`."""
+    ``symbols`` and dates ``index`` and return the :class:`ConstraintPlan`.
+    """
     if constraints is None:
         constraints = []
     if isinstance(constraints, Constraint):

@@ -90,7 +90,8 @@ class WalkState:
 
 class Constraint:
     """Base class: ``name`` labels the constraint in reports; ``tol`` is the tolerance within
-    which the random search accepts this constraint's equality rows."""
+    which the random search accepts this constraint's equality rows.
+    """
 
     name: str = "constraint"
     tol: float = 1e-3
@@ -101,7 +102,8 @@ class Constraint:
 
 class WeightBounds(Constraint):
     """Per-asset bounds ``lo <= w <= hi`` (each a number, dict by symbol, (A,) array, Series,
-    DataFrame dates x symbols, or callable; None: 0 and 1)."""
+    DataFrame dates x symbols, or callable; None: 0 and 1).
+    """
 
     def __init__(self, lo: Any = None, hi: Any = None, name: str = "weights",
                  tol: float = 1e-3):
@@ -160,7 +162,8 @@ class Beta(Constraint):
 
 class Budget(Constraint):
     """Total invested weight ``min <= sum w <= max`` (0 <= min <= max <= 1); the rest is cash
-    (it earns nothing in the execution and ``rf`` in the ex-ante Sharpe)."""
+    (it earns nothing in the execution and ``rf`` in the ex-ante Sharpe).
+    """
 
     def __init__(self, min: Any = 0.0, max: Any = 1.0, name: str = "budget",
                  tol: float = 1e-3):

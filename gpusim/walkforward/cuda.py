@@ -41,7 +41,8 @@ def accept_dev(w, rv, G, lo, hi, gl, gu, eqtol, cash):
     """Scale and acceptance of one candidate ``w`` (A,) under bounds ``lo``/``hi`` (A,) and
     rows ``gl <= G w <= gu`` (G (M, A)), the rule of :func:`cpu_ref.walkforward.constrain_1d_nb`
     with the float steps of :func:`gpusim.walkforward.search_cpu._accept_block`. Writes
-    ``rv[m] = G[m] . w``; returns (accepted, scale)."""
+    ``rv[m] = G[m] . w``; returns (accepted, scale).
+    """
     A = w.shape[0]
     M = G.shape[0]
     for m in range(M):
@@ -81,7 +82,8 @@ def accept_dev(w, rv, G, lo, hi, gl, gu, eqtol, cash):
 @cuda.jit(device=True)
 def quad_dev(F, tri, w):
     """``|F w|²`` for a covariance factor ``F`` (A, A), upper triangular when ``tri``, summed
-    in the order of :func:`gpusim.walkforward.search_cpu._variance_one`."""
+    in the order of :func:`gpusim.walkforward.search_cpu._variance_one`.
+    """
     A = w.shape[0]
     q = 0.0
     for ii in range(A):
@@ -97,7 +99,8 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
     """One thread per (task, slice); arguments as in
     :func:`gpusim.walkforward.search_cpu.search_cpu_nb` (records of
     :mod:`gpusim.walkforward.segments`, device arrays) with per-task stream keys ``task_key``
-    (n_tasks,) uint64 and outputs ``out`` of shape (n_tasks, n_slices, n_seg)."""
+    (n_tasks,) uint64 and outputs ``out`` of shape (n_tasks, n_slices, n_seg).
+    """
     tid = cuda.grid(1)
     task = tid // n_slices
     sl = tid - task * n_slices
@@ -205,7 +208,8 @@ def execute_cuda(close, W, woff, wsid, masks, mid, fees, acct, scratch, out):
 def execute_gpu(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, *,
                 threads_per_block=None):
     """Metrics (C, 11) host array of C walk-forward portfolios on the GPU (or the simulator);
-    arguments as :func:`gpusim.walkforward.execute.execute_cpu_nb` (host arrays)."""
+    arguments as :func:`gpusim.walkforward.execute.execute_cpu_nb` (host arrays).
+    """
     C = len(wsid)
     A = close.shape[1]
     if C == 0:

@@ -1,5 +1,6 @@
 """The result of :func:`gpusim.walkforward.api.walkforward`: metrics, report, allocations and
-decisions per combination, re-runs on the CPU reference, plots and saving."""
+decisions per combination, re-runs on the CPU reference, plots and saving.
+"""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ class WalkForwardResult(MetricsResult):
 
     def allocations(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
         """Target weights chosen at each rebalance date of one combination (dates x symbols,
-        plus ``cash`` when a Budget allows it). Pick it by level values or a full index key."""
+        plus ``cash`` when a Budget allows it). Pick it by level values or a full index key.
+        """
         _, w = self._ws(key, level_values)
         D = self._s.dec[w]
         df = pd.DataFrame(D["weights"], index=self._s.ctx.index[D["bars"]],
@@ -90,7 +92,8 @@ class WalkForwardResult(MetricsResult):
 
     def plot_weights(self, path, key: tuple | None = None, **level_values) -> Path:
         """PNG of the target weights chosen at each rebalance date of one combination, held
-        until the next, with the rebalance dates marked. Returns the path."""
+        until the next, with the rebalance dates marked. Returns the path.
+        """
         from gpusim.plots import plot_weights_over_time
 
         flat = self._locate(key, level_values)
@@ -104,7 +107,8 @@ class WalkForwardResult(MetricsResult):
     def decisions(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
         """Per rebalance date of one combination: bar, status, fallback, candidate index and
         period seed (random; regenerate with ``cpu_ref.rng.population_nb(seed, candidate, 1,
-        ...)``), scale, n_accepted, ex-ante Sharpe on the window, exact Sharpe and gap."""
+        ...)``), scale, n_accepted, ex-ante Sharpe on the window, exact Sharpe and gap.
+        """
         _, w = self._ws(key, level_values)
         D = self._s.dec[w]
         cols = {"bar": D["bars"], "status": D["status"], "fallback": D["fallback"],
@@ -120,7 +124,8 @@ class WalkForwardResult(MetricsResult):
 
     def records(self, key: tuple | None = None, **level_values) -> dict:
         """Re-run one combination through the reference ``cpu_ref.walkforward.simulate_1d_nb``:
-        ``{"metrics": Series, "value": Series, "target": DataFrame, "realised": DataFrame}``."""
+        ``{"metrics": Series, "value": Series, "target": DataFrame, "realised": DataFrame}``.
+        """
         from cpu_ref.walkforward import simulate_1d_nb
 
         flat, w = self._ws(key, level_values)
@@ -142,7 +147,8 @@ class WalkForwardResult(MetricsResult):
         ``n_combinations`` combinations, and (random method) the choice at up to ``n_dates``
         dates of each: reference window statistics and betas, every candidate re-generated and
         re-scored one by one - the same best index must come out, with the same Sharpe and
-        weights. Returns ``{"max_rel_diff", "same_choices", "n_checked", "ok"}``."""
+        weights. Returns ``{"max_rel_diff", "same_choices", "n_checked", "ok"}``.
+        """
         from cpu_ref.walkforward import reference_choice
 
         s, ctx = self._s, self._s.ctx
@@ -182,7 +188,8 @@ class WalkForwardResult(MetricsResult):
 
     def save(self, out_dir, fmt: str | None = None) -> Path:
         """Write metrics, report (Parquet, CSV fallback or ``fmt="csv"``), ``allocations.csv``
-        (long table: combination levels, date, weights) and ``summary.json`` atomically."""
+        (long table: combination levels, date, weights) and ``summary.json`` atomically.
+        """
         return self._save(out_dir, fmt)
 
     def _tables(self) -> dict[str, pd.DataFrame]:

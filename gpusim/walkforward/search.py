@@ -2,7 +2,8 @@
 (:func:`period_keys_nb`), :func:`run_search` (the CPU kernel of
 :mod:`gpusim.walkforward.search_cpu` or the CUDA one of :mod:`gpusim.walkforward.cuda`,
 reduced by :func:`gpusim.walkforward.segments.reduce_segments`) and
-:func:`regenerate_nb` of the chosen candidates."""
+:func:`regenerate_nb` of the chosen candidates.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from gpusim.walkforward.segments import Limits, Tasks, Windows, new_outputs, red
 def period_keys_nb(seed, bars):
     """Seeds and stream keys (uint64) of the candidate streams of the periods at ``bars``:
     ``seed_t = mix64(seed_key(seed) + (t + 1) * GOLDEN)`` and ``key_t = seed_key(seed_t)``
-    (the definition of :mod:`cpu_ref.walkforward`, re-derived here from the shared RNG)."""
+    (the definition of :mod:`cpu_ref.walkforward`, re-derived here from the shared RNG).
+    """
     n = bars.shape[0]
     seeds = np.empty(n, dtype=np.uint64)
     keys = np.empty(n, dtype=np.uint64)
@@ -33,7 +35,8 @@ def period_keys_nb(seed, bars):
 @njit(cache=True)
 def regenerate_nb(pseeds, idx, code, alpha, lo):
     """Candidates ``idx[r]`` of the streams ``pseeds[r]`` with lower bounds ``lo[r]`` (R, A):
-    the directions y (R, A) that the search scored (no upper bound applied). Host arrays."""
+    the directions y (R, A) that the search scored (no upper bound applied). Host arrays.
+    """
     R, A = lo.shape
     out = np.zeros((R, A))
     no_hi = np.full(A, np.inf)

@@ -39,7 +39,8 @@ _INF = float("inf")
 def _exp_block(key, i0, A, E, fbuf, ebuf):
     """E[j, b] = -log(u) for candidate i0 + b, asset j: bit-identical to
     ``cpu_ref.rng.neg_log_uniform(bits(key, i0 + b, j, 0))`` (the same float operations; the
-    power-of-two normalisation is read from the exponent field instead of seven compares)."""
+    power-of-two normalisation is read from the exponent field instead of seven compares).
+    """
     fi = fbuf.view(np.int64)
     for j in range(A):
         for b in range(BLOCK):
@@ -103,7 +104,8 @@ def _weights(E, esum, lo, smp, W):
 @njit(cache=True, error_model="numpy")
 def _lin_block(W, v, out):
     """out[b] = sum_j v_j W[j, b] for the BLOCK columns, summed in index order (four terms
-    per pass; the order of the GPU kernel, so the results are identical)."""
+    per pass; the order of the GPU kernel, so the results are identical).
+    """
     A = W.shape[0]
     for b in range(BLOCK):
         out[b] = 0.0
@@ -188,7 +190,8 @@ def _variance_one(W, b, F, tri):
 @njit(cache=True, error_model="numpy")
 def _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc):
     """Scale (cash mode) and acceptance of the BLOCK columns of W (the rule of
-    :func:`cpu_ref.walkforward.constrain_1d_nb`)."""
+    :func:`cpu_ref.walkforward.constrain_1d_nb`).
+    """
     A = W.shape[0]
     M = G.shape[0]
     for m in range(M):
@@ -295,7 +298,8 @@ def _mark_live(nb, i0, chk, ann, r, q, acc, best, sc):
     """Exact pruning of candidates ``i0 .. i0+nb-1``: ``sc[b]`` = 1 for a live candidate (to
     be scored), -inf for one whose Sharpe bound ``r[b] / sqrt(ann q[b]²)`` (``q`` holds
     ``gb . w``) is below its segment's best (``best`` as in :func:`_score_task`; the accepted
-    best for an accepted candidate ``acc[b]``). Returns the number of live candidates."""
+    best for an accepted candidate ``acc[b]``). Returns the number of live candidates.
+    """
     bs, _bi, _bsc, as_, _ai, _nacc = best
     sq = math.sqrt(ann)
     seg = 0
@@ -322,7 +326,8 @@ def _mark_live(nb, i0, chk, ann, r, q, acc, best, sc):
 def _update_bests(nb, i0, chk, sc, acc, scl, best):
     """Fold the scores ``sc`` (-inf: pruned), acceptance ``acc`` and scales ``scl`` of
     candidates ``i0 .. i0+nb-1`` into the per-segment ``best`` of :func:`_score_task`
-    (ties go to the smaller candidate index)."""
+    (ties go to the smaller candidate index).
+    """
     bs, bi, bsc, as_, ai, nacc = best
     seg = 0
     while i0 >= chk[seg]:
@@ -437,7 +442,8 @@ def search_cpu_nb(items, groups, tasks, code, alpha, win, lim, ann, chk, out):
 
 def plan_items(grp_n, n_threads: int, min_per_item: int = 4 * BLOCK):
     """Work items (group, split, c0, c1) covering candidates 0..grp_n[g]-1 of every group, split
-    so that there are at least ~4 items per thread; returns the arrays and the split count."""
+    so that there are at least ~4 items per thread; returns the arrays and the split count.
+    """
     G = len(grp_n)
     want = max(1, 4 * n_threads)
     splits = max(1, min(-(-want // max(G, 1)), int(max(grp_n, default=1) // min_per_item) or 1))
@@ -452,4 +458,4 @@ def plan_items(grp_n, n_threads: int, min_per_item: int = 4 * BLOCK):
                 isp.append(s)
                 c0.append(lo)
                 c1.append(hi)
-    return tuple(np.asarray(v, dtype=np.int64) for v in (ig, isp, c0, c1)) + (splits,)
+    return (*tuple(np.asarray(v, dtype=np.int64) for v in (ig, isp, c0, c1)), splits)

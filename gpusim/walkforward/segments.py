@@ -22,7 +22,8 @@ the margin keeps the exact pruning rule of both kernels clear of the bound's rou
 
 class Tasks(NamedTuple):
     """The search tasks, (n_tasks,) int64 arrays: task ``t`` scores candidates ``0 .. n[t]-1``
-    on window ``sid[t]`` under bounds set ``cid[t]``."""
+    on window ``sid[t]`` under bounds set ``cid[t]``.
+    """
 
     sid: Any
     cid: Any
@@ -34,7 +35,8 @@ class Windows(NamedTuple):
     factor of the covariance (``w'Σw = |F w|²``), ``tri`` (S,) whether ``F[s]`` is upper
     triangular, ``mex`` (S, A) annual excess means ``ann mu - rf``, ``gb`` (S, A) variance
     bound vectors (:func:`gpusim.walkforward.stats.bound_vectors`), ``G`` (S, M, A) constraint
-    rows."""
+    rows.
+    """
 
     F: Any
     tri: Any
@@ -46,7 +48,8 @@ class Windows(NamedTuple):
 class Limits(NamedTuple):
     """Per bounds set ``c``: ``lo``, ``hi`` (C, A) weight bounds and ``gl``, ``gu`` (C, M) row
     bounds (float64 arrays); ``eqtol`` (M,) tolerances of the equality rows; ``cash`` (bool)
-    whether weights may sum to less than 1 (:mod:`cpu_ref.walkforward`)."""
+    whether weights may sum to less than 1 (:mod:`cpu_ref.walkforward`).
+    """
 
     lo: Any
     hi: Any
@@ -60,7 +63,8 @@ class Bests(NamedTuple):
     """Search outputs, (n_tasks, n_split, n_seg) arrays: best accepted score ``bs``, index ``bi``
     and scale ``bsc``; best score ``as_`` and index ``ai`` ignoring the constraints; accepted
     counts ``nacc``. Slicing every field at ``[task, split]`` gives one work item's (n_seg,)
-    rows."""
+    rows.
+    """
 
     bs: Any
     bi: Any

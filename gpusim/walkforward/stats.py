@@ -76,7 +76,8 @@ def window_stats(xp, close, a, t):
 def factorize(xp, cov):
     """(F (S, A, A), tri (S,) bool) with ``w' cov w = |F w|²``: ``F = L'`` (upper-triangular
     Cholesky factor) where cov is positive definite, else ``diag(sqrt(max(λ, 0))) V'`` from the
-    eigendecomposition (``tri`` False). Arrays in ``xp``."""
+    eigendecomposition (``tri`` False). Arrays in ``xp``.
+    """
     S, _A, _ = cov.shape
     tri = np.ones(S, dtype=np.bool_)
     try:
@@ -104,7 +105,8 @@ def bound_vectors(xp, cov, iters: int = 12):
     """(S, A) vectors ``g = cov u / sqrt(u' cov u)`` with ``u`` near the top eigenvector of each
     covariance (power iterations). For any weights, ``w' cov w >= (g . w)²`` (Cauchy-Schwarz in
     the cov inner product), whatever ``u`` is; with the top eigenvector the bound is tight for
-    most portfolios, which lets the search skip candidates that cannot win. Arrays in ``xp``."""
+    most portfolios, which lets the search skip candidates that cannot win. Arrays in ``xp``.
+    """
     S, A, _ = cov.shape
     u = xp.full((S, A), 1.0 / math.sqrt(max(A, 1)))
     for _ in range(iters):

@@ -19,7 +19,8 @@ class WalkforwardTask(TaskRunner):
     lookbacks and num_tests, so a point is one chunk); the rest are call-level. Constraints in
     job files: ``weight_bounds = [lo, hi]``, ``cash = true`` (or a minimum investment),
     ``beta = "spy.csv:SPY<=0.1"`` (a list for several; paths relative to the working folder).
-    Rows: the levels, :data:`gpusim.walkforward.api.METRICS` and the report columns."""
+    Rows: the levels, :data:`gpusim.walkforward.api.METRICS` and the report columns.
+    """
 
     name = "walkforward"
     params = {"every": "rebalance rule: D | W | M | Q | Y | k", "lookback": "returns per window "
@@ -99,7 +100,8 @@ register_task(WalkforwardTask())
 
 def pop_job_constraints(kw: dict) -> list:
     """Remove the job-file constraint keys (``weight_bounds = [lo, hi]``, ``beta`` specs,
-    ``cash``) from ``kw`` and return them as constraint objects (an empty list when none)."""
+    ``cash``) from ``kw`` and return them as constraint objects (an empty list when none).
+    """
     from gpusim.walkforward.constraints import Budget, WeightBounds
 
     cons = []

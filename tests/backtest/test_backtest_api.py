@@ -171,7 +171,7 @@ def test_records_of_a_threshold_run_match_the_reference(mkt):
     res = backtest(mkt, weights="equal", threshold=Param(np.arange(1, 16) / 100),
                    fees=0.005, init_cash=100, backend="cpu", progress=False)
     rec = res.records(threshold=tau)
-    m, value, bars, tgt, real = ref_metrics(mkt, [0.25] * 4, np.zeros(160, bool), tau, 0.005,
+    _m, value, bars, tgt, real = ref_metrics(mkt, [0.25] * 4, np.zeros(160, bool), tau, 0.005,
                                             init_cash=100)
     dates = mkt.prices.index
     assert rec.rebalance_bars.equals(dates[bars])

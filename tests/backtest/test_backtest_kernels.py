@@ -337,7 +337,7 @@ def test_cpu_fast_path_vs_reference_grid(seed, T, A, relative):
     rng = np.random.default_rng(seed)
     close = _market(rng, T, A)
     args = (close, *_grid(rng, T, A))
-    W, wid, masks, mid, ths, fees = args[1:]
+    _W, _wid, _masks, _mid, _ths, fees = args[1:]
     got = backtest_cpu_nb(*args[:6], relative, fees, 1.0, 252.0, 0.0)
     want = simulate_nb(*args[:6], relative, fees, 1.0, 252.0, 0.0)
     _assert_metrics_close(got, want, f"seed {seed}")
@@ -357,7 +357,7 @@ def test_cpu_fast_path_vs_reference_1d_and_path():
         met, values, *_ = simulate_1d_nb(close, W[wid[c]], masks[mid[c]], ths[c], False,
                                          fees[c], 100.0, 252.0, 0.01)
         _assert_metrics_close(got[k], met, f"combination {c}")
-        ora, ora_values, _ = _oracle_1d(close, W[wid[c]], masks[mid[c]], ths[c], False,
+        _ora, ora_values, _ = _oracle_1d(close, W[wid[c]], masks[mid[c]], ths[c], False,
                                         fees[c], 100.0, 252.0, 0.01)
         np.testing.assert_allclose(values, ora_values, rtol=RTOL)
 
@@ -441,7 +441,7 @@ def test_chunking_many_combinations_matches_one_by_one():
     ths = rng.choice([0.0, 0.005, 0.02], C)
     fees = rng.choice([0.0, 0.002, 0.05], C)
     got = backtest_cpu_nb(close, W, wid, masks, mid, ths, False, fees, 1.0, 252.0, 0.0)
-    for c in rng.choice(C, 40, replace=False).tolist() + [0, C - 1]:
+    for c in [*rng.choice(C, 40, replace=False).tolist(), 0, C - 1]:
         one = backtest_cpu_nb(close, W, wid[c:c + 1], masks, mid[c:c + 1], ths[c:c + 1], False,
                               fees[c:c + 1], 1.0, 252.0, 0.0)
         np.testing.assert_array_equal(got[c], one[0])

@@ -65,7 +65,7 @@ def test_rebalance_with_fees_partial_fill_by_hand():
     f = 0.01
     close = [[1.0, 1.0], [2.0, 1.0], [2.0, 1.5]]
     mask = [False, True, False]
-    m, v, bars, tgt, real = run(close, [0.5, 0.5], mask=mask, fees=f, init_cash=100.0)
+    m, v, bars, _tgt, real = run(close, [0.5, 0.5], mask=mask, fees=f, init_cash=100.0)
 
     # bar 0: V = 100, order values 50 and 50 tie -> asset 0 first (stable, by index)
     h0 = 50.0
@@ -119,7 +119,7 @@ def test_rebalance_with_fees_partial_fill_by_hand():
 def test_buys_processed_in_ascending_order_value():
     """Three buys competing for cash: the smallest order fills first, the largest comes short."""
     f = 0.01
-    m, v, bars, tgt, real = run([[1.0, 1.0, 1.0]], [0.5, 0.2, 0.3], fees=f, init_cash=100.0)
+    _m, v, _bars, _tgt, real = run([[1.0, 1.0, 1.0]], [0.5, 0.2, 0.3], fees=f, init_cash=100.0)
     # order values 50, 20, 30 -> order: asset 1 (20), asset 2 (30), asset 0 (50)
     cash = 100.0 - 20.0 * (1 + f) - 30.0 * (1 + f)  # 49.5 left for asset 0
     h = np.array([cash / (1 + f), 20.0, 30.0])
@@ -134,7 +134,7 @@ def test_sells_before_buys_ordering_matters():
     # A must buy 50 units, B must sell 50 - 100/3 units. Buying first (index order) finds no
     # cash and would skip; sells first frees the cash and both land on target.
     close = [[1.0, 1.0], [1.0, 3.0]]
-    m, v, bars, tgt, real = run(close, [0.5, 0.5], mask=[False, True], init_cash=100.0)
+    m, v, _bars, _tgt, real = run(close, [0.5, 0.5], mask=[False, True], init_cash=100.0)
     np.testing.assert_allclose(v, [100.0, 200.0], rtol=1e-15)
     np.testing.assert_allclose(real[1], [0.5, 0.5], rtol=1e-14)
     # turnover: 100 at bar 0, then 50 sold + 50 bought at bar 1
@@ -168,7 +168,7 @@ def test_rebalance_routine_counts_even_without_fills():
     T = 6
     close = np.tile([2.0, 5.0, 4.0], (T, 1))
     w = [0.2, 0.3, 0.5]
-    m, v, bars, tgt, real = run(close, w, mask=np.ones(T, bool), init_cash=10.0)
+    m, v, bars, _tgt, _real = run(close, w, mask=np.ones(T, bool), init_cash=10.0)
     m1, *_ = run(close[:1], w, init_cash=10.0)
     assert m[M["n_rebalances"]] == T
     np.testing.assert_array_equal(bars, np.arange(T))
@@ -192,9 +192,9 @@ def test_every_bar_no_fees_stays_at_target():
 
 def test_mask_bar0_always_rebalances():
     close = [[1.0, 2.0], [1.5, 2.0], [1.2, 2.5]]
-    _, v, bars, _, _ = run(close, [0.5, 0.5], mask=[False, False, True])
+    _, _v, bars, _, _ = run(close, [0.5, 0.5], mask=[False, False, True])
     np.testing.assert_array_equal(bars, [0, 2])
-    _, v, bars, _, _ = run(close, [0.5, 0.5], mask=[True, False, False])
+    _, _v, bars, _, _ = run(close, [0.5, 0.5], mask=[True, False, False])
     np.testing.assert_array_equal(bars, [0])
 
 
@@ -224,7 +224,7 @@ def test_absolute_threshold_triggers_on_hand_computed_bars():
     assert abs(_weight_a(2.0, hA, hB, 1.0) - 0.5) >= 0.05
     V5 = hA * 2.0 + hB
 
-    m, v, bars, tgt, real = run(close, [0.5, 0.5], threshold=0.05)
+    _m, v, bars, _tgt, real = run(close, [0.5, 0.5], threshold=0.05)
     np.testing.assert_array_equal(bars, [0, 3, 5])
     np.testing.assert_allclose(v[[3, 5]], [V3, V5], rtol=1e-14)
     np.testing.assert_allclose(real, 0.5, rtol=1e-14)
@@ -324,7 +324,7 @@ def test_metrics_match_numpy_formulas(rf):
     mask = np.zeros(T, bool)
     mask[::21] = True
     f, init_cash, ann = 0.002, 100.0, 252.0
-    m, v, bars, tgt, real = run(close, w, mask=mask, threshold=0.02, fees=f,
+    m, v, bars, _tgt, _real = run(close, w, mask=mask, threshold=0.02, fees=f,
                                 init_cash=init_cash, ann=ann, rf=rf)
     assert len(bars) > mask.sum()  # the band triggered between scheduled bars too
     ref = _numpy_metrics(v, init_cash, ann, rf)

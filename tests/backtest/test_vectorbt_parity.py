@@ -119,7 +119,7 @@ def test_from_orders_parity(dataset, rule, fees):
         call_seq="auto", fees=fees, init_cash=INIT_CASH, freq="1D",
     )
     rf = 0.02 if rule == "monthly" else 0.0
-    m, bars = compare(pf, close, W5, mask, np.nan, False, fees, rf=rf)
+    _m, bars = compare(pf, close, W5, mask, np.nan, False, fees, rf=rf)
     np.testing.assert_array_equal(bars, np.flatnonzero(rows))
 
 
@@ -175,7 +175,7 @@ def run_band_vbt(close, w, threshold, relative, fees):
 def test_threshold_from_order_func_parity(dataset, threshold, relative, fees):
     close = load_close(dataset)
     pf, vbt_bars = run_band_vbt(close, W5, threshold, relative, fees)
-    m, bars = compare(pf, close, W5, np.zeros(len(close), bool), threshold, relative, fees)
+    _m, bars = compare(pf, close, W5, np.zeros(len(close), bool), threshold, relative, fees)
     np.testing.assert_array_equal(bars, vbt_bars)
     assert 4 <= len(bars) < len(close) // 5  # the band really triggers, but not every bar
 
@@ -192,7 +192,7 @@ def test_tiny_order_rules_differ_below_tolerance():
         group_by=True, cash_sharing=True, call_seq="auto", fees=0.1, init_cash=INIT_CASH,
         freq="1D",
     )
-    m, v, bars, _, _ = simulate_1d_nb(np.ascontiguousarray(close.values), w, np.ones(T, bool),
+    m, v, _bars, _, _ = simulate_1d_nb(np.ascontiguousarray(close.values), w, np.ones(T, bool),
                                       np.nan, False, 0.1, INIT_CASH, 365.0, 0.0)
     assert rel_diff(v, pf.value().values) <= RTOL
     assert rel_diff(m[M["fees_paid"]], np.sum(pf.orders.values["fees"])) <= RTOL

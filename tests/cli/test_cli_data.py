@@ -120,7 +120,7 @@ def test_several_files_day_first_and_fill(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "'BBB': missing price (NaN) on 2020-12-31" in err and "--fill ffill" in err
-    assert main(argv + ["--fill", "ffill"]) == 0
+    assert main([*argv, "--fill", "ffill"]) == 0
     cap = capsys.readouterr()
     assert json.loads(cap.out)["n_bars"] == 5
     assert "data: fill='ffill': carried 1 price(s) forward over missing rows (BBB 1)" in cap.err

@@ -36,7 +36,7 @@ def test_search_ctrl_c_saves_the_best_so_far(tmp_path):
         time.sleep(0.1)
     time.sleep(1.0)
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=120)
+    _out, err = p.communicate(timeout=120)
     assert p.returncode == 130, err[-2000:]
     assert "SystemError" not in err and "Traceback" not in err
     assert "interrupted" in err

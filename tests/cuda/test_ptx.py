@@ -17,6 +17,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "check_ptx.py"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cc", ["8.0"])
 def test_kernels_compile_to_ptx_and_sampler_is_fma_free(cc):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}

@@ -50,7 +50,7 @@ def frames(draw):
         least = draw(st.sampled_from([0, 1, 3, 3, 3, 4, 4, 5]))  # empty and one row too
         dates = sorted(draw(st.sets(st.sampled_from(list(DAYS)), min_size=least, max_size=6)))
     else:
-        dates = draw(st.lists(st.sampled_from(list(DAYS) + [pd.NaT]), max_size=7))
+        dates = draw(st.lists(st.sampled_from([*list(DAYS), pd.NaT]), max_size=7))
     n = len(dates)
     if draw(st.integers(0, 9)) < 8:
         names = draw(st.lists(NAMES, min_size=1, max_size=4, unique=True))

@@ -330,7 +330,7 @@ def test_synthetic_recovers_vol_and_corr():
     vol = np.array([0.10, 0.25, 0.40])
     corr = np.array([[1.0, 0.6, -0.3], [0.6, 1.0, 0.2], [-0.3, 0.2, 1.0]])
     m = synthetic_market(n_assets=3, n_bars=20000, seed=3, vol=vol, corr=corr, mu=0.05)
-    mu, cov = m.stats()
+    _mu, cov = m.stats()
     sd = np.sqrt(np.diag(cov))
     np.testing.assert_allclose(sd * np.sqrt(m.ann), vol, rtol=0.03)
     np.testing.assert_allclose(cov / np.outer(sd, sd), corr, atol=0.03)
@@ -338,7 +338,7 @@ def test_synthetic_recovers_vol_and_corr():
 
 def test_synthetic_default_parameters():
     m = synthetic_market(n_assets=4, n_bars=20000, seed=1)
-    mu, cov = m.stats()
+    _mu, cov = m.stats()
     sd = np.sqrt(np.diag(cov))
     np.testing.assert_allclose(sd * np.sqrt(252), np.linspace(0.10, 0.40, 4), rtol=0.03)
     load = np.linspace(0.2, 0.7, 4)

@@ -29,7 +29,7 @@ def test_step_area_markers_and_legend(tmp_path):
     polys = [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert len({to_hex(p.get_facecolor()[0]) for p in polys}) == 20
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == list(w.columns)[::-1] + ["rebalance (24)"]
+    assert labels == [*list(w.columns)[::-1], "rebalance (24)"]
     # the bottom band is a step: constant between dates, up to `end`
     v = polys[0].get_paths()[0].vertices
     upper = v[(v[:, 1] > 0)]

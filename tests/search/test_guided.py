@@ -240,7 +240,7 @@ def test_ex_ante_holdout_uses_the_held_out_statistics(real20):
     n = res.summary["holdout"]["n_train_bars"]
     mu, cov = gpusim.Market(real20.prices.iloc[n:], 252.0).stats()
     w = res.weights().to_numpy()[0]
-    ret, vol, sh = sharpe_1d_nb(w, mu, cov, 252.0, 0.0)
+    _ret, _vol, sh = sharpe_1d_nb(w, mu, cov, 252.0, 0.0)
     assert res.best["oos_sharpe"] == pytest.approx(sh, rel=1e-12)
     mu_t, cov_t = gpusim.Market(real20.prices.iloc[:n], 252.0).stats()
     assert res.summary["exact_max_sharpe"] == pytest.approx(

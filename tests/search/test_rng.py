@@ -63,7 +63,7 @@ def test_uniforms_are_uniform():
 @pytest.mark.parametrize("code,alpha", [(1, 1.0), (2, 0.5), (2, 3.0)])
 def test_dirichlet_moments(code, alpha):
     A, n = 4, 200000
-    W, ok = rng.population_nb(5, 0, n, A, code, alpha, np.zeros(A), np.ones(A))
+    W, _ok = rng.population_nb(5, 0, n, A, code, alpha, np.zeros(A), np.ones(A))
     a0 = A * alpha
     var = (alpha * (a0 - alpha)) / (a0 * a0 * (a0 + 1))
     cov01 = -(alpha * alpha) / (a0 * a0 * (a0 + 1))

@@ -64,7 +64,7 @@ def test_cpu_fast_path_matches_reference(A, sampler, alpha, bounds):
     ref_i, ref_s = search_ref(11, 0, n, code, alpha, lo, hi, mu, cov, 252.0, 0.0, k)
     assert res.top["candidate"].tolist() == ref_i.tolist()
     np.testing.assert_allclose(res.top["sharpe"], ref_s, rtol=1e-12, atol=0)
-    W, st, ok = score_nb(11, ref_i, code, alpha, lo, hi, mu, cov, 252.0, 0.0)
+    W, st, _ok = score_nb(11, ref_i, code, alpha, lo, hi, mu, cov, 252.0, 0.0)
     assert np.array_equal(res.weights().to_numpy(), W)
     np.testing.assert_allclose(res.top["annual_return"], st[:, 0], rtol=1e-14)
     if bounds is not None:

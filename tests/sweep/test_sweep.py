@@ -242,6 +242,7 @@ def _env():
     return env
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     job = _write(tmp_path / "job.toml", KILL_JOB.format(out="killed"))
     out = tmp_path / "killed"

@@ -341,6 +341,7 @@ def _interrupt(job: Path, out: Path, sig: int, extra: int, pause: float, args=()
         proc.stderr.close()
 
 
+@pytest.mark.slow
 def test_sigkill_and_sigint_at_random_points_then_resume(tmp_path, capsys):
     _load_slow_task()
     job = tmp_path / "job.toml"

@@ -192,7 +192,7 @@ def test_chosen_weights_regenerate_and_rescore(mkt):
         dec = res.decisions(num_tests=n)
         assert (dec["status"] == "ok").all() and (dec["scale"] == 1.0).all()
         lo, hi = np.full(4, 0.05), np.full(4, 0.6)
-        for (date, row), (_, d) in zip(alloc.iterrows(), dec.iterrows()):
+        for (_date, row), (_, d) in zip(alloc.iterrows(), dec.iterrows()):
             t = int(d["bar"])
             assert d["seed"] == ref.period_seed_nb(np.uint64(9), t)
             y, ok = rng.population_nb(np.uint64(d["seed"]), int(d["candidate"]), 1, 4, 1, 1.0,
@@ -343,7 +343,7 @@ def test_beta_to_spy_holds_at_every_rebalance(spy_market):
     # accepted random candidates, re-generated one by one, all meet the bound
     dec = rnd.decisions()
     plan_rows = np.ones((2, 6))
-    for date, d in dec.iloc[::6].iterrows():
+    for _date, d in dec.iloc[::6].iterrows():
         t = int(d["bar"])
         b = _beta(close, bench, t, 126)
         plan_rows[0] = b
