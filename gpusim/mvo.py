@@ -170,7 +170,8 @@ def check_bounds(bounds, n, long_only, names=None):
         raise SolverError("bounds contain NaN; use -inf/inf (or None) for 'no bound'")
     if long_only and np.any(lo < 0):
         raise SolverError(f"bounds allow negative weights (lo={lo.min():g}) but long_only=True; "
-                          "pass long_only=False to allow short positions")
+                          "short positions need long_only=False (Python API; the command line "
+                          "is long-only)")
     bad = np.flatnonzero(lo > hi)
     if bad.size:
         i = int(bad[0])

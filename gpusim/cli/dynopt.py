@@ -112,6 +112,8 @@ def load_data(args: argparse.Namespace) -> tuple[Any, str]:
              if args.instruments else None)
     if args.synthetic is not None and args.data is not None:
         raise GpusimError("give --data or --synthetic, not both")
+    if not args.years > 0:
+        raise GpusimError(f"--years {args.years:g} must be > 0")
     folder = args.data if args.data is not None else (
         None if args.synthetic is not None else default_data_dir())
     if folder is None:
@@ -136,8 +138,6 @@ def load_data(args: argparse.Namespace) -> tuple[Any, str]:
     if args.start or args.end:
         data = data.window(args.start, args.end)
     else:
-        if not args.years > 0:
-            raise GpusimError(f"--years {args.years:g} must be > 0")
         data = data.last_years(args.years)
     return data, note
 

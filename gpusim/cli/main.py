@@ -59,8 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore", BackendFallbackWarning)  # `gpusim info` says why
     try:
         return int(args.func(args) or 0)
-    except GpusimError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (GpusimError, OSError) as exc:     # bad input, or an output path that fails
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

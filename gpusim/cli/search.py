@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -33,6 +34,8 @@ def _count(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a count (e.g. 1000000, 1e6, 10^6)") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite count >= 0 (e.g. 1e6)")
     if v != int(v):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
     return int(v)
@@ -97,7 +100,9 @@ def _cmd_search(args) -> int:
                  progress=False if args.no_progress else None,
                  baselines=not args.no_baselines, solver=args.solver, **options(args))
     if res.top.empty:
-        say("no candidate satisfied the upper bounds: widen --hi or raise --n")
+        say("no valid candidate: " + ("none satisfied the upper bounds (widen --hi or raise --n)"
+                                      if args.hi is not None else
+                                      "every score was undefined (check --alpha and the data)"))
     say(res.to_text())
     if args.out:
         out = res.save(args.out, fmt=args.format)
@@ -154,6 +159,11 @@ def _cmd_bench(args) -> int:
         assets = [int(a) for a in args.assets.split(",")]
     except ValueError:
         raise GpusimError(f"--assets {args.assets!r} must be a comma list of integers") from None
+    if not assets or min(assets) < 1:
+        raise GpusimError(f"--assets {args.assets!r}: every asset count must be >= 1 "
+                          "(e.g. --assets 5,20,100)")
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise GpusimError(f"--seconds {args.seconds:g} must be > 0 (e.g. --seconds 1)")
     res = bench_search(assets, seconds=args.seconds, backends=args.backend)
     print(json.dumps(res, indent=2) if args.json else format_table(res))
     return 0
