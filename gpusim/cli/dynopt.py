@@ -125,6 +125,8 @@ def load_data(args: argparse.Namespace) -> tuple[Any, str]:
             raise GpusimError(f"--synthetic {spec!r} is not N[:DAYS[:SEED]] with integers")
         kw = dict(zip(("n_instruments", "n_days", "seed"), map(int, parts)))
         data = synthetic_futures(**kw)
+        args.data_source = {"synthetic_futures": {"n_instruments": 8, "n_days": 1260,
+                                                  "seed": 0, **kw}}
         note = ("" if args.synthetic is not None else
                 "note: no pysystemtrade data found (../shared/data/pysystemtrade); using "
                 "synthetic futures\n")
@@ -134,6 +136,8 @@ def load_data(args: argparse.Namespace) -> tuple[Any, str]:
             data = data.window(args.start, args.end)
         return data, note
     data = load_futures(folder, instruments=names, sort=args.sort, dedupe=args.dedupe)
+    args.data_source = {"folder": str(folder), "instruments": names, "sort": args.sort,
+                        "dedupe": args.dedupe}
     note = "".join(f"data: {n}\n" for n in data.notes)
     if args.start or args.end:
         data = data.window(args.start, args.end)
@@ -164,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
                  cov_every=cov_every[0], lookback=args.lookback, min_periods=args.min_periods,
                  shrinkage=args.shrinkage, backend=args.backend, chunk_size=args.chunk_size,
                  progress=not args.no_progress)
+    res.summary["data"] = getattr(args, "data_source", None)   # what to reload to reproduce it
     out = None
     if args.out:
         out = str(res.save(args.out, best_k=args.top_k, sort_by=args.sort_by,

@@ -35,7 +35,7 @@ from gpusim.backend import resolve_backend
 from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import Param, build_grid
-from gpusim.results import jsonable
+from gpusim.results import jsonable, versions
 from gpusim.specs import axis_values, fee_value, rebalance_mask
 from gpusim.validate import cash_and_rate, date_text, integer, number
 from gpusim.walkforward import execute, search, stats
@@ -284,6 +284,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                       "execution": round(t_exec, 6),
                       "total": round(time.perf_counter() - t_all, 6)},
         "candidates_scored": ctx.H["scored"], "candidates_generated": ctx.H["generated"],
+        "data": mkt.data_info() if hasattr(mkt, "data_info") else {"name": mkt.name},
+        "versions": versions(),
     }
     st = _State(close=close, s0=s0, masks=masks, Wall=Wall, woff=woff, counts=counts,
                 wsid=wsid, fee_c=fee_c, dec=dec, ws_info=ws_info, grid=grid, ctx=ctx,
