@@ -15,3 +15,7 @@ class BackendError(GpusimError):
 
 class SolverError(GpusimError):
     """A convex baseline could not be solved (names the reason and the fix)."""
+
+
+class DataWarning(UserWarning):
+    """Inputs that run but deserve a look: a singular covariance, an asset without variance."""

@@ -55,8 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
     from gpusim.backend import BackendFallbackWarning
+    from gpusim.errors import DataWarning
 
     warnings.simplefilter("ignore", BackendFallbackWarning)  # `gpusim info` says why
+    warnings.simplefilter("ignore", DataWarning)             # printed as "warning: ..." lines
     try:
         return int(args.func(args) or 0)
     except (GpusimError, OSError) as exc:     # bad input, or an output path that fails

@@ -104,6 +104,8 @@ def _cmd_search(args) -> int:
                                       if args.hi is not None else
                                       "every score was undefined (check --alpha and the data)"))
     say(res.to_text())
+    for w in res.summary.get("warnings") or ():
+        print(f"warning: {w}", file=sys.stderr)
     if args.out:
         out = res.save(args.out, fmt=args.format)
         say(f"\nwrote {out}/top_k.{args.format} and {out}/summary.json")

@@ -28,6 +28,7 @@ from gpusim.search.inputs import (
     check_args,
     merge_topk,
     resolve_bounds,
+    sigma_warnings,
     stats_from,
 )
 from gpusim.search.result import OUTPUT_FORMATS as OUTPUT_FORMATS  # re-exported
@@ -135,6 +136,7 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     n, start, seed, alpha, rf, code, key, k = (a["n"], a["start"], a["seed"], a["alpha"],
                                                a["rf"], a["code"], a["key"], a["k"])
     mu, cov, ann_v, ann_src, syms, name = stats_from(market, ann, symbols)
+    notes = sigma_warnings(cov, syms, getattr(getattr(market, "prices", None), "shape", (None,))[0])
     A = mu.size
     if A > _rng.MAX_ASSETS:
         raise GpusimError(f"{A} assets exceed the generator's limit of {_rng.MAX_ASSETS}")
@@ -201,6 +203,7 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
         "n_valid": n_valid, "top_k": k, "backend": be.label, "dtype": dtype,
         "elapsed_s": elapsed, "candidates_per_s": done / elapsed if elapsed > 0 else float("nan"),
         "partial": partial, "best_sharpe": float(best_s[0]) if best_s.size else None,
+        "warnings": notes,
         "mu": mu.tolist(), "cov": cov.tolist(),
     }
     ms = base.get("max_sharpe")

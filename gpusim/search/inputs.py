@@ -55,6 +55,7 @@ def stats_from(market, ann, symbols):
             raise GpusimError("mu and cov must be finite; remove NaN/inf before searching")
         if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-14):
             raise GpusimError("cov is not symmetric; pass (cov + cov.T) / 2")
+        check_psd(cov)
         a = 1.0 if ann is None else float(ann)
         if not a > 0:
             raise GpusimError(f"ann={ann!r} must be > 0 (periods per year)")
@@ -155,4 +156,53 @@ def _baselines(mu, cov, ann, rf, lo, hi, bounded, solver) -> dict:
             out[name] = fn(mu, cov, ann=ann, rf=rf, bounds=b, solver=solver)
         except GpusimError as exc:
             out[f"{name}_error"] = str(exc)
+    return out
+
+
+PSD_RTOL = 1e-10
+"""An eigenvalue below ``-PSD_RTOL * max|eigenvalue|`` makes a covariance invalid."""
+SINGULAR_RTOL = 1e-12
+"""Eigenvalues at or below ``SINGULAR_RTOL * max eigenvalue`` count as zero (singular Σ)."""
+
+
+def check_psd(cov: np.ndarray) -> None:
+    """Raise a one-line :class:`GpusimError` unless ``cov`` (A, A) is a non-zero covariance
+    (positive semi-definite within :data:`PSD_RTOL`).
+    """
+    ev = np.linalg.eigvalsh(cov)
+    top = float(np.abs(ev).max()) if ev.size else 0.0
+    if top == 0.0:
+        raise GpusimError("cov is zero: no asset has any variance, so no Sharpe ratio is "
+                          "defined; check the returns it was estimated from")
+    if ev[0] < -PSD_RTOL * top:
+        raise GpusimError(f"cov is not a covariance: it has a negative eigenvalue "
+                          f"({ev[0]:.3g}); pass a positive semi-definite matrix")
+
+
+def sigma_warnings(cov: np.ndarray, symbols: list[str], n_bars: int | None = None) -> list[str]:
+    """Warnings about a covariance (A, A) that runs but deserves a look: assets with (near)
+    zero variance (their weight is then free of risk: Sharpe ratios blow up) and a singular Σ
+    (e.g. more assets than bars). Each is also emitted as a :class:`~gpusim.errors.DataWarning`.
+    """
+    import warnings
+
+    from gpusim.errors import DataWarning
+
+    out = []
+    d = np.diag(cov)
+    dmax = float(d.max()) if d.size else 0.0
+    flat = [s for s, v in zip(symbols, d, strict=True) if v <= SINGULAR_RTOL * dmax]
+    if flat and dmax > 0:
+        out.append(f"asset(s) with (near) zero variance: {', '.join(flat[:8])}"
+                   f"{' ...' if len(flat) > 8 else ''}; their Sharpe ratios are not meaningful "
+                   "(drop them, e.g. with symbols=)")
+    ev = np.linalg.eigvalsh(cov)
+    rank = int((ev > SINGULAR_RTOL * ev[-1]).sum()) if ev.size and ev[-1] > 0 else 0
+    if ev.size and rank < ev.size:
+        why = (f" ({len(symbols)} assets but only {n_bars} bars)"
+               if n_bars is not None and n_bars <= len(symbols) else "")
+        out.append(f"the covariance is singular: rank {rank} of {ev.size}{why}; some portfolios "
+                   "have (near) zero estimated risk and their Sharpe ratios are not meaningful")
+    for w in out:
+        warnings.warn(w, DataWarning, stacklevel=3)
     return out

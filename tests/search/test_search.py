@@ -269,3 +269,23 @@ def test_fast_generator_bit_identical_to_reference_population(code, alpha):
     W, ok_ref = rng.population_nb(21, i0, nb, A, code, alpha, lo, hi)
     assert np.array_equal(Wt[:, :nb].T, W)
     assert np.array_equal(ok[:nb], ok_ref) and 0 < ok_ref.sum() < nb
+
+
+def test_covariance_checks_and_warnings():
+    """Issue 16: a negative or zero covariance is an error; a flat asset or a singular Σ runs
+    with a DataWarning that the summary records."""
+    from gpusim.errors import DataWarning
+
+    mu = np.array([0.01, 0.02, 0.0])
+    cov = np.diag([0.01, 0.02, 0.0])
+    with pytest.warns(DataWarning, match="zero variance: A02"):
+        res = gpusim.search((mu, cov), n=500, ann=252, backend="cpu", progress=False,
+                            baselines=False)
+    assert any("singular: rank 2 of 3" in w for w in res.summary["warnings"])
+    with pytest.raises(GpusimError, match="negative eigenvalue"):
+        gpusim.search((mu, -cov - 1e-3 * np.eye(3)), n=10, ann=252, backend="cpu")
+    with pytest.raises(GpusimError, match="cov is zero"):
+        gpusim.search((mu, 0 * cov), n=10, ann=252, backend="cpu")
+    m = gpusim.synthetic_market(n_assets=3, n_bars=200, seed=1)
+    res = gpusim.search(m, n=500, backend="cpu", progress=False, baselines=False)
+    assert res.summary["warnings"] == []
