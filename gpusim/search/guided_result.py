@@ -8,19 +8,14 @@ regenerates every reported candidate from its stream and re-scores it with :mod:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from gpusim.errors import GpusimError
-from gpusim.results import atomic_dir, versions
+from gpusim.results import versions
 from gpusim.search.guided_verify import OOS_PREFIX
 from gpusim.search.result import TopKView
-
-OUTPUT_FORMATS = ("parquet", "csv")
 
 
 @dataclass
@@ -99,17 +94,6 @@ class GuidedResult(TopKView):
                          f"sample (fell by {h['fell_by']:.4f})")
         return "\n".join(lines)
 
-    def save(self, out, fmt: str = "parquet") -> Path:
-        """Write ``top_k.<fmt>`` and ``summary.json`` into ``out`` atomically."""
-        if fmt not in OUTPUT_FORMATS:
-            raise GpusimError(f"format {fmt!r} is unknown; use one of {OUTPUT_FORMATS}")
-        with atomic_dir(out, stale=("top_k.parquet", "top_k.csv")) as tmp:
-            if fmt == "parquet":
-                self.top.to_parquet(tmp / "top_k.parquet")
-            else:
-                self.top.to_csv(tmp / "top_k.csv")
-            (tmp / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
-        return Path(out)
 
 
 def _table(columns, values, prefix=""):

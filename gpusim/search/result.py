@@ -45,6 +45,22 @@ class TopKView:
         """Top-k weights only (rank x symbol)."""
         return self.top[self.symbols]
 
+    def save(self, out, fmt: str = "parquet") -> Path:
+        """Write ``top_k.<fmt>`` and ``summary.json`` into ``out`` atomically.
+
+        Files are written to a temporary folder beside ``out`` and moved in only when all of
+        them succeeded, so a failure never leaves half-written results.
+        """
+        if fmt not in OUTPUT_FORMATS:
+            raise GpusimError(f"format {fmt!r} is unknown; use one of {OUTPUT_FORMATS}")
+        with atomic_dir(out, stale=("top_k.parquet", "top_k.csv")) as tmp:
+            if fmt == "parquet":
+                self.top.to_parquet(tmp / "top_k.parquet")
+            else:
+                self.top.to_csv(tmp / "top_k.csv")
+            (tmp / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
+        return Path(out)
+
 
 @dataclass
 class SearchResult(TopKView):
@@ -164,18 +180,3 @@ class SearchResult(TopKView):
         return cls(top=top, baselines={}, summary=summary, mu=np.array(summary["mu"]),
                    cov=np.array(summary["cov"]), lo=np.array(b["lo"]), hi=np.array(b["hi"]))
 
-    def save(self, out, fmt: str = "parquet") -> Path:
-        """Write ``top_k.<fmt>`` and ``summary.json`` into ``out`` atomically.
-
-        Files are written to a temporary folder beside ``out`` and moved in only when all of
-        them succeeded, so a failure never leaves half-written results.
-        """
-        if fmt not in OUTPUT_FORMATS:
-            raise GpusimError(f"format {fmt!r} is unknown; use one of {OUTPUT_FORMATS}")
-        with atomic_dir(out, stale=("top_k.parquet", "top_k.csv")) as tmp:
-            if fmt == "parquet":
-                self.top.to_parquet(tmp / "top_k.parquet")
-            else:
-                self.top.to_csv(tmp / "top_k.csv")
-            (tmp / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
-        return Path(out)
