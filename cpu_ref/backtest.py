@@ -37,8 +37,8 @@ class MetricT(NamedTuple):
     """
 
     total_return: int = 0
-    annual_return: int = 1
-    annual_volatility: int = 2
+    cagr: int = 1
+    volatility: int = 2
     sharpe: int = 3
     sortino: int = 4
     max_drawdown: int = 5
@@ -161,17 +161,17 @@ def metrics_from_path_nb(value, init_cash, ann, rf, traded, fees_paid, n_rebalan
     mean_value /= n
     turnover = np.nan
     if mean_value != 0.0:
-        turnover = traded / mean_value
+        turnover = traded / mean_value * (ann / n)  # annualised: traded value / mean value per year
 
     out[Metric.total_return] = total_return
-    out[Metric.annual_return] = annual_return
-    out[Metric.annual_volatility] = annual_volatility
+    out[Metric.cagr] = annual_return
+    out[Metric.volatility] = annual_volatility
     out[Metric.sharpe] = sharpe
     out[Metric.sortino] = sortino
     out[Metric.max_drawdown] = max_drawdown
     out[Metric.calmar] = calmar
     out[Metric.turnover] = turnover
-    out[Metric.fees_paid] = fees_paid
+    out[Metric.fees_paid] = fees_paid / init_cash  # a fraction of the initial capital
     out[Metric.n_rebalances] = n_rebalances
     out[Metric.final_value] = final
     return out

@@ -9,7 +9,7 @@ both are checked against the independent reference :mod:`cpu_ref.backtest`. Thei
 sums go through ``fmul``/``fadd``, bound here to libdevice ``dmul_rn``/``dadd_rn`` so that NVVM
 never contracts them into fused multiply-adds: every step rounds as on the CPU, so the metrics
 (and every rebalance decision, including exact ties at a band edge) are bit-identical to
-:func:`~gpusim.backtest.cpu.backtest_cpu_nb`, except that ``annual_return`` (and so
+:func:`~gpusim.backtest.cpu.backtest_cpu_nb`, except that ``cagr`` (and so
 ``calmar``) comes from libdevice's ``pow`` rather than the CPU's libm and may differ in the last
 ulp. ``scripts/check_ptx.py`` compiles this kernel for a real GPU target without a GPU (the
 kernel body has no ``fma``; the ones in the PTX are inside ``pow``).

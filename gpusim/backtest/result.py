@@ -15,7 +15,7 @@ from gpusim.results import MetricsResult, jsonable
 
 __all__ = ["LOWER_IS_BETTER", "METRICS", "BacktestResult", "Records"]
 
-LOWER_IS_BETTER = frozenset({"annual_volatility", "turnover", "fees_paid", "n_rebalances"})
+LOWER_IS_BETTER = frozenset({"volatility", "turnover", "fees_paid", "n_rebalances"})
 """Metrics whose best value is the smallest; for all others (max_drawdown included: <= 0,
 closest to 0 is best) the largest is best."""
 
@@ -65,7 +65,7 @@ class BacktestResult(MetricsResult):
 
     Notes
     -----
-    :meth:`best` ranks the largest value first, except for ``annual_volatility``,
+    :meth:`best` ranks the largest value first, except for ``volatility``,
     ``turnover``, ``fees_paid`` and ``n_rebalances`` (smallest first); for ``max_drawdown``
     (<= 0) best means closest to 0. :meth:`save` writes ``metrics``, ``best.csv`` and
     ``summary.json`` (:meth:`MetricsResult.save`).

@@ -226,14 +226,14 @@ def write_metrics(out, c, T, acct, v, acc, traded, fees, nreb):
     downside = math.sqrt(down / T)
     mean_v = sum_v / T
     out[c, Metric.total_return] = growth - 1.0
-    out[c, Metric.annual_return] = ann_ret
-    out[c, Metric.annual_volatility] = std * sq_ann
+    out[c, Metric.cagr] = ann_ret
+    out[c, Metric.volatility] = std * sq_ann
     out[c, Metric.sharpe] = excess / std * sq_ann if std > 0.0 else _NAN
     out[c, Metric.sortino] = excess / downside * sq_ann if downside > 0.0 else _NAN
     out[c, Metric.max_drawdown] = mdd
     out[c, Metric.calmar] = ann_ret / abs(mdd) if mdd < 0.0 else _NAN
-    out[c, Metric.turnover] = traded / mean_v if mean_v != 0.0 else _NAN
-    out[c, Metric.fees_paid] = fees
+    out[c, Metric.turnover] = traded / mean_v * (ann / T) if mean_v != 0.0 else _NAN
+    out[c, Metric.fees_paid] = fees / init_cash
     out[c, Metric.n_rebalances] = float(nreb)
     out[c, Metric.final_value] = v
 

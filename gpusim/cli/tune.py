@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
                   "points tried)")
         print(f"best {len(best)} distinct trials:")
         names = list(s["space"])
-        cols = [*names, "value", *[c for c in ("sharpe", "annual_return", "max_drawdown",
+        cols = [*names, "value", *[c for c in ("sharpe", "cagr", "max_drawdown",
                                                 "turnover") if c in t.columns and
                                    c != s["objective"]], "batch"]
         print_table(best[cols])

@@ -25,19 +25,24 @@ __all__ = ["ANNOTATE_MAX", "heatmap_figure", "heatmap_table", "metric_label", "p
 ANNOTATE_MAX = 150
 """Cells are annotated with their values when the table has at most this many cells."""
 
-LOWER_IS_BETTER = frozenset({"annual_volatility", "volatility", "turnover", "fees_paid",
-                             "n_rebalances", "avg_tracking_error", "tracking_error", "cost"})
+LOWER_IS_BETTER = frozenset({"volatility", "expected_volatility", "turnover", "fees_paid",
+                             "n_rebalances", "avg_tracking_error", "tracking_error", "costs",
+                             "annual_cost", "contracts_per_year"})
 """Metrics drawn with the reversed colour map, so that the bright end is always the good end."""
 
 _METRIC_WORDS = {"sharpe": "Sharpe ratio", "sortino": "Sortino ratio", "calmar": "Calmar ratio",
                  "cagr": "CAGR", "total_return": "total return", "max_drawdown": "max drawdown",
-                 "annual_volatility": "volatility (annualised)",
-                 "annual_return": "return (annualised)", "turnover": "turnover (annualised)",
-                 "fees_paid": "fees paid", "n_rebalances": "number of rebalances",
+                 "volatility": "volatility (annualised)",
+                 "expected_return": "expected return (annualised)",
+                 "expected_volatility": "expected volatility (annualised)",
+                 "mean_return": "mean return (annualised)", "turnover": "turnover (per year)",
+                 "fees_paid": "fees paid (fraction of capital)", "n_rebalances": "number of rebalances",
                  "final_value": "final value", "gap": "gap (best found / exact optimum)",
-                 "avg_tracking_error": "average tracking error"}
-_PERCENT = frozenset({"cagr", "total_return", "max_drawdown", "annual_volatility", "annual_return",
-                      "fees_paid", "avg_tracking_error", "tracking_error", "volatility"})
+                 "avg_tracking_error": "average tracking error", "costs": "costs (fraction of capital)",
+                 "annual_cost": "costs per year", "contracts_per_year": "contracts traded per year"}
+_PERCENT = frozenset({"cagr", "total_return", "max_drawdown", "volatility", "expected_return",
+                      "expected_volatility", "mean_return", "fees_paid", "costs", "annual_cost",
+                      "avg_tracking_error", "tracking_error"})
 
 
 def metric_label(metric: str) -> str:

@@ -31,11 +31,11 @@ def _top(top):
     if top is None:
         return None
     if isinstance(top, pd.DataFrame):
-        cols = [c for c in ("vol", "annual_volatility") if c in top.columns][:1]
-        cols += [c for c in ("ret", "annual_return") if c in top.columns][:1]
+        cols = [c for c in ("vol", "expected_volatility") if c in top.columns][:1]
+        cols += [c for c in ("ret", "expected_return") if c in top.columns][:1]
         if len(cols) != 2:
             raise GpusimError("top as a DataFrame needs columns vol and ret (or "
-                              "annual_volatility and annual_return)")
+                              "expected_volatility and expected_return)")
         return top[cols[0]].to_numpy(float), top[cols[1]].to_numpy(float)
     try:
         a = np.asarray(top, dtype=float)
@@ -153,7 +153,7 @@ def plot_search(path, *, cloud_vol, cloud_ret, cloud_sharpe, frontier=None, best
     top : optional
         The top-k candidates, highlighted: ``(vol array (k,), ret array (k,))``, a (k, 2) array
         of (vol, ret) rows, or a DataFrame with columns ``vol``/``ret`` (or
-        ``annual_volatility``/``annual_return``, as in ``SearchResult.top``).
+        ``expected_volatility``/``expected_return``, as in ``SearchResult.top``).
     params : dict, optional
         Parameters shown in words under the title (see :func:`gpusim.plots.describe_params`).
 

@@ -188,8 +188,8 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
 
     W, stats, _ = score_nb(seed, best_i.astype(np.int64), code, alpha, lo, hi, mu, cov, ann_v, rf)
     top = pd.DataFrame(W, columns=syms)
-    top.insert(0, "annual_volatility", stats[:, 1])
-    top.insert(0, "annual_return", stats[:, 0])
+    top.insert(0, "expected_volatility", stats[:, 1])
+    top.insert(0, "expected_return", stats[:, 0])
     top.insert(0, "sharpe", best_s)
     top.insert(0, "candidate", best_i.astype(np.int64))
     top.index = pd.RangeIndex(1, len(top) + 1, name="rank")

@@ -10,7 +10,7 @@ and NaN metrics score -inf. Every objective is maximised.
 * :class:`ExPost` — a metric of the §6 backtest of each weight vector under a rebalance rule,
   drift threshold and fees, through the backtest fast path
   (:func:`gpusim.backtest.cpu.backtest_cpu_nb`, or ``backtest_gpu``; bit-identical except the
-  last ulp of ``annual_return``/``calmar``, see :mod:`gpusim.backtest.cuda`).
+  last ulp of ``cagr``/``calmar``, see :mod:`gpusim.backtest.cuda`).
 
 :func:`split_holdout` cuts a market into training and held-out bars for ``holdout=``.
 """
@@ -26,7 +26,7 @@ from cpu_ref.backtest import METRICS
 from gpusim.errors import GpusimError
 
 EX_POST = {"sharpe": "sharpe", "sortino": "sortino", "calmar": "calmar",
-           "max_drawdown": "max_drawdown", "cagr": "annual_return"}
+           "max_drawdown": "max_drawdown", "cagr": "cagr"}
 """objective name -> column of :data:`cpu_ref.backtest.METRICS` that is maximised
 (``max_drawdown`` is <= 0: maximising it minimises the drawdown)."""
 OBJECTIVES = tuple(EX_POST)

@@ -68,8 +68,8 @@ class SearchResult(TopKView):
 
     Attributes
     ----------
-    top : DataFrame indexed by rank (1..k): candidate index, sharpe, annual_return,
-        annual_volatility and the weights by symbol (host memory).
+    top : DataFrame indexed by rank (1..k): candidate index, sharpe, expected_return,
+        expected_volatility and the weights by symbol (host memory).
     baselines : dict with ``"max_sharpe"`` / ``"min_variance"`` :class:`gpusim.mvo.Baseline`
         (or ``"max_sharpe_error"`` / ``"min_variance_error"`` messages), empty when skipped.
     summary : JSON-ready dict: seed, sampler, n, n_evaluated, backend, dtype, elapsed_s,
@@ -117,8 +117,8 @@ class SearchResult(TopKView):
         def pt(b):
             return None if b is None else (b.vol, b.ret)
 
-        best = None if self.top.empty else (self.best["annual_volatility"],
-                                             self.best["annual_return"])
+        best = None if self.top.empty else (self.best["expected_volatility"],
+                                             self.best["expected_return"])
         return plot_search(path, cloud_vol=c["vol"].to_numpy(), cloud_ret=c["ret"].to_numpy(),
                            cloud_sharpe=c["sharpe"].to_numpy(), frontier=frontier, best=best,
                            exact=pt(self.baselines.get("max_sharpe")),
@@ -135,7 +135,7 @@ class SearchResult(TopKView):
                  f"candidates/s" + ("  [PARTIAL: interrupted]" if s["partial"] else "")]
         if s.get("n_valid") is not None and s["n_valid"] < s["n_evaluated"]:
             lines.append(f"{s['n_valid']:,} candidates were within the upper bounds")
-        cols = ["candidate", "sharpe", "annual_return", "annual_volatility"]
+        cols = ["candidate", "sharpe", "expected_return", "expected_volatility"]
         syms = self.symbols[:max_symbols]
         table = self.top[cols + syms].copy()
         with pd.option_context("display.width", 200, "display.max_columns", 40,

@@ -122,8 +122,8 @@ class SearchTask(TaskRunner):
         W, stats, _ = score_nb(p["seed"], best_i.astype(np.int64), p["code"], p["alpha"],
                                p["lo"], p["hi"], ctx.mu, ctx.cov, ctx.ann, p["rf"])
         top = pd.DataFrame(W, columns=ctx.symbols)
-        top.insert(0, "annual_volatility", stats[:, 1])
-        top.insert(0, "annual_return", stats[:, 0])
+        top.insert(0, "expected_volatility", stats[:, 1])
+        top.insert(0, "expected_return", stats[:, 0])
         top.insert(0, "sharpe", best_s)
         top.insert(0, "candidate", best_i.astype(np.int64))
         top.insert(0, "rank", np.arange(1, len(top) + 1, dtype=np.int64))

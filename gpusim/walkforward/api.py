@@ -135,8 +135,9 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
         first bar with a full window for every finite lookback (1 + max lookback), or
         1 + DEFAULT_HISTORY when every lookback is None.
     sampler, alpha : candidate sampler ("dirichlet" default, or "uniform") and concentration.
-    gap : solve the exact problem too and report how far random search fell short in-sample:
-        True, False, or None (only when there are <= GAP_AUTO_MAX problems).
+    gap : solve the exact problem too and report the in-sample gap, Sharpe of the chosen
+        weights / exact max Sharpe (<= 1; 1 is optimal, as in search): True, False, or None
+        (only when there are <= GAP_AUTO_MAX problems).
     solver : cvxpy solver for the exact problems (default Clarabel, then OSQP, SCS, ECOS).
     bind_tol : a bound is active at weights within this distance of it (reports).
     backend : "auto", "cpu" or "gpu".
@@ -431,7 +432,7 @@ def _choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
     for D in dec:
         with np.errstate(divide="ignore", invalid="ignore"):
             D["gap"] = np.where(~D["fallback"] & (D["exact_sharpe"] > 0),
-                                1.0 - D["sharpe"] / D["exact_sharpe"], np.nan)
+                                D["sharpe"] / D["exact_sharpe"], np.nan)
     return dec
 
 
@@ -486,7 +487,7 @@ def _report(dec, wsid, idx, plan, method, do_gap):
         if do_gap:
             g = D["gap"][np.isfinite(D["gap"])]
             r["gap_mean"] = float(g.mean()) if g.size else np.nan
-            r["gap_max"] = float(g.max()) if g.size else np.nan
+            r["gap_min"] = float(g.min()) if g.size else np.nan
         for i, name in enumerate(plan.names):
             r[f"bound_{name}"] = float(D["bound"][ok, i].mean()) if ok.any() else np.nan
         rows.append(r)

@@ -43,8 +43,8 @@ class WalkForwardResult(MetricsResult):
     report : DataFrame (combination x ...): ``n_rebalances``; ``n_fallback`` (dates where the
         previous weights were kept: no accepted candidate or a failed solve); ``insample_sharpe``
         (mean ex-ante Sharpe of the chosen weights on their windows); ``acceptance`` (random:
-        mean fraction of candidates accepted); ``exact_sharpe``, ``gap_mean``, ``gap_max``
-        (when the gap was computed: shortfall 1 - Sharpe_random / Sharpe_exact per date);
+        mean fraction of candidates accepted); ``exact_sharpe``, ``gap_mean``, ``gap_min``
+        (when the gap was computed: Sharpe_random / Sharpe_exact per date, <= 1);
         ``bound_<constraint>``: fraction of dates at which the constraint bound - exact method:
         a non-trivial bound is active at the solution (within ``bind_tol``); random search: the
         best candidate ignoring the constraints breaks it.

@@ -217,8 +217,8 @@ def test_best_directions(mkt):
     assert len(b) == 5 and b["sharpe"].iloc[0] == m["sharpe"].max()
     assert b["sharpe"].is_monotonic_decreasing
     assert res.best("max_drawdown", k=1)["max_drawdown"].iloc[0] == m["max_drawdown"].max()
-    assert res.best("annual_volatility", 1)["annual_volatility"].iloc[0] == \
-        m["annual_volatility"].min()
+    assert res.best("volatility", 1)["volatility"].iloc[0] == \
+        m["volatility"].min()
     assert res.best("sharpe", 1, ascending=True)["sharpe"].iloc[0] == m["sharpe"].min()
     with pytest.raises(GpusimError, match="metric='sharp' is unknown; use one of total_return"):
         res.best("sharp")

@@ -36,7 +36,7 @@ ATOL = 1e-12
 
 def test_metric_names_follow_the_contract():
     assert tuple(METRICS) == (
-        "total_return", "annual_return", "annual_volatility", "sharpe", "sortino",
+        "total_return", "cagr", "volatility", "sharpe", "sortino",
         "max_drawdown", "calmar", "turnover", "fees_paid", "n_rebalances", "final_value",
     )
 
@@ -111,14 +111,14 @@ def _oracle_1d(close, w, mask, threshold, relative, fee, init_cash=1.0, ann=252.
     nan = float("nan")
     met = {
         "total_return": values[-1] / init_cash - 1,
-        "annual_return": ann_ret,
-        "annual_volatility": std * math.sqrt(ann),
+        "cagr": ann_ret,
+        "volatility": std * math.sqrt(ann),
         "sharpe": ex.mean() / std * math.sqrt(ann) if std > 0 else nan,
         "sortino": ex.mean() / down * math.sqrt(ann) if down > 0 else nan,
         "max_drawdown": mdd,
         "calmar": ann_ret / abs(mdd) if mdd < 0 else nan,
-        "turnover": traded / values.mean(),
-        "fees_paid": fees_paid,
+        "turnover": traded / values.mean() * ann / T,  # per year
+        "fees_paid": fees_paid / init_cash,  # a fraction of the initial capital
         "n_rebalances": float(nreb),
         "final_value": values[-1],
     }
@@ -198,13 +198,13 @@ def test_hand_rebalance_every_bar_no_fees():
     assert tr2 > 0
     expect = {
         "total_return": v[2] - 1,
-        "annual_return": v[2] ** (252 / 3) - 1,
-        "annual_volatility": std * math.sqrt(252),
+        "cagr": v[2] ** (252 / 3) - 1,
+        "volatility": std * math.sqrt(252),
         "sharpe": R.mean() / std * math.sqrt(252),
         "sortino": float("nan"),  # no negative return: downside deviation 0
         "max_drawdown": 0.0,
         "calmar": float("nan"),
-        "turnover": (1.0 + 0.1 + 2 * tr2) / (sum(v) / 3),
+        "turnover": (1.0 + 0.1 + 2 * tr2) / (sum(v) / 3) * 252 / 3,
         "fees_paid": 0.0,
         "n_rebalances": 3.0,
         "final_value": v[2],
@@ -228,13 +228,13 @@ def test_hand_buy_and_hold_with_fee_partial_fill():
     std = R.std(ddof=1)
     expect = {
         "total_return": v[2] - 1,
-        "annual_return": v[2] ** 84 - 1,
-        "annual_volatility": std * math.sqrt(252),
+        "cagr": v[2] ** 84 - 1,
+        "volatility": std * math.sqrt(252),
         "sharpe": R.mean() / std * math.sqrt(252),
         "sortino": R.mean() / math.sqrt(R[0] ** 2 / 3) * math.sqrt(252),
         "max_drawdown": 0.0,  # V rises after bar 0 (the fee loss is in R_0, not a drawdown)
         "calmar": float("nan"),
-        "turnover": (0.5 + hB * 20) / v.mean(),
+        "turnover": (0.5 + hB * 20) / v.mean() * 84,
         "fees_paid": 0.005 + f * hB * 20,
         "n_rebalances": 1.0,
         "final_value": v[2],
@@ -257,7 +257,7 @@ def test_hand_sells_before_buys_and_drawdown():
     assert out[M["max_drawdown"]] == pytest.approx(0.6 - 1, rel=1e-14)
     assert out[M["final_value"]] == pytest.approx(v2, rel=1e-14)
     tr = 1.0 + 0.08 + 0.08 + 2 * (hA * 10 - 0.8 * v2)
-    assert out[M["turnover"]] == pytest.approx(tr / ((1.0 + 0.6 + v2) / 3), rel=1e-13)
+    assert out[M["turnover"]] == pytest.approx(tr / ((1.0 + 0.6 + v2) / 3) * 84, rel=1e-13)
     ann_ret = v2 ** 84 - 1
     assert out[M["calmar"]] == pytest.approx(ann_ret / 0.4, rel=1e-13)
     # buy and hold instead: V = (1, 0.6, 1.0)
@@ -294,7 +294,7 @@ def test_mask_and_band_combine_by_or_and_rf_init_cash():
 def test_single_bar():
     out = _run1(CLOSE3[:1], W50, NEVER3[:, :1], fee=0.005)
     assert out[M["n_rebalances"]] == 1.0
-    assert np.isnan(out[M["annual_volatility"]]) and np.isnan(out[M["sharpe"]])
+    assert np.isnan(out[M["volatility"]]) and np.isnan(out[M["sharpe"]])
     assert out[M["final_value"]] < 1.0
 
 

@@ -33,7 +33,7 @@ def run(close, w, mask=None, threshold=np.nan, relative=False, fees=0.0, init_ca
 
 def test_metric_names_and_order():
     assert METRICS == (
-        "total_return", "annual_return", "annual_volatility", "sharpe", "sortino",
+        "total_return", "cagr", "volatility", "sharpe", "sortino",
         "max_drawdown", "calmar", "turnover", "fees_paid", "n_rebalances", "final_value",
     )
 
@@ -57,8 +57,9 @@ def test_buy_and_hold_no_fees_by_hand():
     assert m[M["fees_paid"]] == 0.0
     assert m[M["final_value"]] == pytest.approx(1040.0, rel=1e-15)
     assert m[M["total_return"]] == pytest.approx(0.04, rel=1e-13)
-    # traded 1000 at bar 0, mean value (1000 + 1020 + 1160 + 1040) / 4 = 1055
-    assert m[M["turnover"]] == pytest.approx(1000.0 / 1055.0, rel=1e-14)
+    # traded 1000 at bar 0, mean value (1000 + 1020 + 1160 + 1040) / 4 = 1055; per year:
+    # x 252 bars a year / 4 bars
+    assert m[M["turnover"]] == pytest.approx(1000.0 / 1055.0 * 252 / 4, rel=1e-14)
 
 
 def test_rebalance_with_fees_partial_fill_by_hand():
@@ -109,8 +110,8 @@ def test_rebalance_with_fees_partial_fill_by_hand():
     np.testing.assert_allclose(real, [[50.0 / V0, h1_bar0 / V0], [h0 * 2.0 / V1, h1 / V1]],
                                rtol=1e-13)
     assert real[1, 1] < 0.5 < real[1, 0]  # the last buy came up short
-    assert m[M["fees_paid"]] == pytest.approx(fees, rel=1e-13)
-    assert m[M["turnover"]] == pytest.approx(traded / np.mean([V0, V1, V2]), rel=1e-13)
+    assert m[M["fees_paid"]] == pytest.approx(fees / 100.0, rel=1e-13)  # of the initial 100
+    assert m[M["turnover"]] == pytest.approx(traded / np.mean([V0, V1, V2]) * 252 / 3, rel=1e-13)
     assert m[M["n_rebalances"]] == 2.0
     # cash accounting: at bar 0 the whole loss is the fee
     assert 100.0 - V0 == pytest.approx(f * 50.0 + f * (49.5 / 1.01), rel=1e-12)
@@ -138,7 +139,7 @@ def test_sells_before_buys_ordering_matters():
     np.testing.assert_allclose(v, [100.0, 200.0], rtol=1e-15)
     np.testing.assert_allclose(real[1], [0.5, 0.5], rtol=1e-14)
     # turnover: 100 at bar 0, then 50 sold + 50 bought at bar 1
-    assert m[M["turnover"]] == pytest.approx(200.0 / 150.0, rel=1e-14)
+    assert m[M["turnover"]] == pytest.approx(200.0 / 150.0 * 252 / 2, rel=1e-14)
 
     # the same rebalance directly: index order would have left A at 50 units
     h = np.array([50.0, 50.0])
@@ -172,7 +173,8 @@ def test_rebalance_routine_counts_even_without_fills():
     m1, *_ = run(close[:1], w, init_cash=10.0)
     assert m[M["n_rebalances"]] == T
     np.testing.assert_array_equal(bars, np.arange(T))
-    assert m[M["turnover"]] * v.mean() == m1[M["turnover"]] * v[0]  # only bar 0 traded
+    # only bar 0 traded: the same value traded, per year over T bars against 1 bar
+    assert m[M["turnover"]] * v.mean() * T == pytest.approx(m1[M["turnover"]] * v[0], rel=1e-15)
 
 
 def test_every_bar_no_fees_stays_at_target():
@@ -305,8 +307,8 @@ def _numpy_metrics(v, init_cash, ann, rf):
     dd = v / np.maximum.accumulate(v) - 1
     return dict(
         total_return=total,
-        annual_return=annual,
-        annual_volatility=std * np.sqrt(ann),
+        cagr=annual,
+        volatility=std * np.sqrt(ann),
         sharpe=ex.mean() / std * np.sqrt(ann),
         sortino=ex.mean() / np.sqrt(np.mean(np.minimum(ex, 0) ** 2)) * np.sqrt(ann),
         max_drawdown=dd.min(),
@@ -333,10 +335,11 @@ def test_metrics_match_numpy_formulas(rf):
     assert m[M["max_drawdown"]] < 0
     assert m[M["n_rebalances"]] == len(bars)
     # every fee is f times the gross traded value
-    traded = m[M["turnover"]] * v.mean()
-    assert m[M["fees_paid"]] == pytest.approx(f * traded, rel=1e-12)
+    traded = m[M["turnover"]] * v.mean() * len(v) / ann
+    assert m[M["fees_paid"]] * init_cash == pytest.approx(f * traded, rel=1e-12)
     np.testing.assert_array_equal(metrics_from_values(v, init_cash, ann, rf, traded,
-                                                      m[M["fees_paid"]], len(bars))[:7], m[:7])
+                                                      m[M["fees_paid"]] * init_cash,
+                                                      len(bars))[:7], m[:7])
 
 
 def test_fees_and_turnover_from_cash_accounting():
@@ -345,8 +348,8 @@ def test_fees_and_turnover_from_cash_accounting():
     rng = np.random.default_rng(3)
     close = 20.0 * np.cumprod(1.0 + 0.01 * rng.standard_normal((40, 3)), axis=0)
     m, v, *_ = run(close, [0.3, 0.3, 0.4], fees=0.005, init_cash=100.0)
-    assert m[M["fees_paid"]] == pytest.approx(100.0 - v[0], rel=1e-12)
-    assert m[M["turnover"]] * v.mean() == pytest.approx(v[0], rel=1e-12)
+    assert m[M["fees_paid"]] * 100.0 == pytest.approx(100.0 - v[0], rel=1e-12)
+    assert m[M["turnover"]] * v.mean() * len(v) / 252 == pytest.approx(v[0], rel=1e-12)
 
 
 def test_nan_when_denominator_is_zero():
@@ -354,8 +357,8 @@ def test_nan_when_denominator_is_zero():
     close = np.tile([1.0, 2.0], (5, 1))
     m, v, *_ = run(close, [0.5, 0.5])
     np.testing.assert_array_equal(v, 1.0)
-    assert m[M["total_return"]] == 0.0 and m[M["annual_return"]] == 0.0
-    assert m[M["annual_volatility"]] == 0.0 and m[M["max_drawdown"]] == 0.0
+    assert m[M["total_return"]] == 0.0 and m[M["cagr"]] == 0.0
+    assert m[M["volatility"]] == 0.0 and m[M["max_drawdown"]] == 0.0
     for name in ("sharpe", "sortino", "calmar"):
         assert math.isnan(m[M[name]]), name
     # a path that only rises: no downside, no drawdown
@@ -364,7 +367,7 @@ def test_nan_when_denominator_is_zero():
     assert m[M["sharpe"]] > 0
     # one bar: no sample std
     m, *_ = run([[1.0, 2.0]], [0.5, 0.5])
-    assert math.isnan(m[M["annual_volatility"]]) and math.isnan(m[M["sharpe"]])
+    assert math.isnan(m[M["volatility"]]) and math.isnan(m[M["sharpe"]])
     assert m[M["final_value"]] == 1.0
 
 
@@ -374,7 +377,7 @@ def test_metrics_from_values_direct():
     R = np.array([0.0, 0.1, 0.99 / 1.1 - 1, 1.2 / 0.99 - 1])
     assert m[M["sharpe"]] == pytest.approx(R.mean() / R.std(ddof=1) * np.sqrt(12), rel=1e-13)
     assert m[M["max_drawdown"]] == pytest.approx(0.99 / 1.1 - 1, rel=1e-14)
-    assert m[M["turnover"]] == pytest.approx(2.0 / v.mean(), rel=1e-14)
+    assert m[M["turnover"]] == pytest.approx(2.0 / v.mean() * 12 / 4, rel=1e-14)
     assert (m[M["fees_paid"]], m[M["n_rebalances"]], m[M["final_value"]]) == (0.01, 3.0, 1.2)
     with pytest.raises(ValueError):
         metrics_from_values(np.ones((2, 2)), 1.0, 12.0, 0.0, 0.0, 0.0, 1)

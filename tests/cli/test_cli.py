@@ -16,8 +16,8 @@ def test_search_default_market_writes_outputs(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "Top 4 by ex-ante Sharpe" in text and "exact max sharpe" in text and "Gap:" in text
     top = pd.read_csv(out / "top_k.csv", index_col="rank")
-    assert len(top) == 4 and list(top.columns[:4]) == ["candidate", "sharpe", "annual_return",
-                                                       "annual_volatility"]
+    assert len(top) == 4 and list(top.columns[:4]) == ["candidate", "sharpe", "expected_return",
+                                                       "expected_volatility"]
     summ = json.loads((out / "summary.json").read_text())
     assert summ["n"] == 200_000 and summ["seed"] == 7 and summ["backend"] == "cpu"
     assert summ["best_sharpe"] == pytest.approx(top["sharpe"].iloc[0], rel=1e-15)

@@ -18,7 +18,7 @@ def metrics():
         names=["weights", "rebalance", "threshold", "fees"])
     rng = np.random.default_rng(3)
     return pd.DataFrame({"sharpe": rng.normal(0.8, 0.2, len(idx)),
-                         "annual_return": rng.normal(0.1, 0.03, len(idx)),
+                         "cagr": rng.normal(0.1, 0.03, len(idx)),
                          "turnover": rng.uniform(0, 3, len(idx))}, index=idx)
 
 
@@ -40,8 +40,8 @@ def test_nan_level_values_are_a_row(metrics):
 
 
 def test_errors(metrics):
-    with pytest.raises(GpusimError, match="metric 'cagr' is not a column"):
-        H.heatmap_table(metrics, "cagr", "rebalance", "fees")
+    with pytest.raises(GpusimError, match="metric 'calmar' is not a column"):
+        H.heatmap_table(metrics, "calmar", "rebalance", "fees")
     with pytest.raises(GpusimError, match="x='every' is not an index level"):
         H.heatmap_table(metrics, "sharpe", "every", "fees")
     with pytest.raises(GpusimError, match="two different levels"):
@@ -61,24 +61,24 @@ def test_labels_in_words():
 
 def test_figure_cells_colourbar_and_annotations(metrics, tmp_path):
     pytest.importorskip("matplotlib")
-    fig = H.heatmap_figure(metrics, "annual_return", x="rebalance", y="threshold",
+    fig = H.heatmap_figure(metrics, "cagr", x="rebalance", y="threshold",
                            agg="max", params={"weights": "equal"})
     ax, cax = fig.axes
     (im,) = ax.get_images()
     pivot = metrics.reset_index().pivot_table(index="threshold", columns="rebalance",
-                                              values="annual_return", aggfunc="max",
+                                              values="cagr", aggfunc="max",
                                               dropna=False)
     cells = np.ma.filled(im.get_array(), np.nan)
-    t = H.heatmap_table(metrics, "annual_return", "rebalance", "threshold")
+    t = H.heatmap_table(metrics, "cagr", "rebalance", "threshold")
     np.testing.assert_allclose(cells[1:], pivot.loc[[0.02, 0.05], t.columns].to_numpy())
     assert np.isfinite(cells).all()
-    assert cax.get_ylabel() == "return (annualised)"
+    assert cax.get_ylabel() == "CAGR"
     assert [tk.get_text() for tk in ax.get_xticklabels()] == \
         ["buy and hold", "every 5 bars", "monthly", "quarterly"]
     assert [tk.get_text() for tk in ax.get_yticklabels()] == ["none", "2%", "5%"]
     assert ax.get_xlabel() == "rebalancing" and ax.get_ylabel() == "drift band"
     title = ax.get_title().replace(",\n", ", ")  # wrapped at 70 characters
-    assert title == ("Return (annualised) by drift band and rebalancing (max over weights, "
+    assert title == ("CAGR by drift band and rebalancing (max over weights, "
                      "fees)\nequal weights")
     texts = [t.get_text() for t in ax.texts]
     assert len(texts) == 12 and texts[0] == f"{cells[0, 0]:.1%}"

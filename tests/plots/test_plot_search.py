@@ -78,7 +78,7 @@ def test_rf_cml_and_top_k(search, tmp_path):
     ms = max_sharpe(mu, cov, ann=252, rf=rf)
     f = efficient_frontier(mu, cov, ann=252, n_points=25, rf=rf)
     order = np.argsort(-(ret - rf) / vol)[:10]
-    top = pd.DataFrame({"annual_volatility": vol[order], "annual_return": ret[order]})
+    top = pd.DataFrame({"expected_volatility": vol[order], "expected_return": ret[order]})
     fig = plots.search_figure(cloud_vol=vol, cloud_ret=ret, cloud_sharpe=(ret - rf) / vol,
                               frontier=f, exact=(ms.vol, ms.ret), rf=rf, top=top,
                               params={"num_tests": 3000})

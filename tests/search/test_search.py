@@ -66,7 +66,7 @@ def test_cpu_fast_path_matches_reference(A, sampler, alpha, bounds):
     np.testing.assert_allclose(res.top["sharpe"], ref_s, rtol=1e-12, atol=0)
     W, st, _ok = score_nb(11, ref_i, code, alpha, lo, hi, mu, cov, 252.0, 0.0)
     assert np.array_equal(res.weights().to_numpy(), W)
-    np.testing.assert_allclose(res.top["annual_return"], st[:, 0], rtol=1e-14)
+    np.testing.assert_allclose(res.top["expected_return"], st[:, 0], rtol=1e-14)
     if bounds is not None:
         assert 0 < res.summary["n_valid"] < n
         idx = np.arange(n, dtype=np.int64)
