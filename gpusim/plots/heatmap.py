@@ -36,9 +36,11 @@ _METRIC_WORDS = {"sharpe": "Sharpe ratio", "sortino": "Sortino ratio", "calmar":
                  "expected_return": "expected return (annualised)",
                  "expected_volatility": "expected volatility (annualised)",
                  "mean_return": "mean return (annualised)", "turnover": "turnover (per year)",
-                 "fees_paid": "fees paid (fraction of capital)", "n_rebalances": "number of rebalances",
+                 "fees_paid": "fees paid (fraction of capital)",
+                 "n_rebalances": "number of rebalances",
                  "final_value": "final value", "gap": "gap (best found / exact optimum)",
-                 "avg_tracking_error": "average tracking error", "costs": "costs (fraction of capital)",
+                 "avg_tracking_error": "average tracking error",
+                 "costs": "costs (fraction of capital)",
                  "annual_cost": "costs per year", "contracts_per_year": "contracts traded per year"}
 _PERCENT = frozenset({"cagr", "total_return", "max_drawdown", "volatility", "expected_return",
                       "expected_volatility", "mean_return", "fees_paid", "costs", "annual_cost",
