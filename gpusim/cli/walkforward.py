@@ -72,9 +72,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-hi", type=float, default=None, help="upper bound of every group")
     gap = p.add_mutually_exclusive_group()
     gap.add_argument("--gap", dest="gap", action="store_true", default=None,
-                     help="always solve the exact problems for the in-sample gap report")
+                     help="solve the exact problem at every date for the in-sample gap report")
     gap.add_argument("--no-gap", dest="gap", action="store_false",
-                     help="never solve them (default: only for <= 500 problems)")
+                     help="do not compute the gap (default)")
     p.add_argument("--solver", default=None, help="cvxpy solver (default Clarabel)")
     p.add_argument("--init-cash", type=float, default=1.0)
     p.add_argument("--rf", type=float, default=0.0, help="annual risk-free rate")

@@ -48,9 +48,6 @@ __all__ = ["DEFAULT_HISTORY", "METHODS", "METRICS", "WalkForwardResult", "walkfo
 METHODS = ("random", "exact")
 DEFAULT_HISTORY = 63
 """Returns before the first rebalance when every lookback is None and ``start`` is not given."""
-GAP_AUTO_MAX = 500
-"""``gap=None`` runs the exact solver for the in-sample gap when there are at most this many
-(date, lookback) problems."""
 
 
 def _lookback(x):
@@ -136,8 +133,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
         1 + DEFAULT_HISTORY when every lookback is None.
     sampler, alpha : candidate sampler ("dirichlet" default, or "uniform") and concentration.
     gap : solve the exact problem too and report the in-sample gap, Sharpe of the chosen
-        weights / exact max Sharpe (<= 1; 1 is optimal, as in search): True, False, or None
-        (only when there are <= GAP_AUTO_MAX problems).
+        weights / exact max Sharpe (<= 1; 1 is optimal, as in search): True computes it (one
+        exact solve per date and lookback); None (default) and False do not.
     solver : cvxpy solver for the exact problems (default Clarabel, then OSQP, SCS, ECOS).
     bind_tol : a bound is active at weights within this distance of it (reports).
     backend : "auto", "cpu" or "gpu".
@@ -172,7 +169,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     init_cash, rf = cash_and_rate(init_cash, rf)
     bind_tol = number(bind_tol, "bind_tol")
     if gap not in (None, True, False):
-        raise GpusimError(f"gap={gap!r} must be True, False or None (auto)")
+        raise GpusimError(f"gap={gap!r} must be True (compute the in-sample gap), False or None "
+                          "(do not)")
 
     if isinstance(every, Param):
         rl = [rebalance_mask(r, index, "every") for r in every.values]
@@ -239,8 +237,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                dev={"F": F, "tri": tri, "mex": mex, "gb": gb, "G": G}, H=H, chk=chk,
                pair_key=pair_key, nL=nL,
                bounds=[lo, hi, gl, gu], progress=progress)
-    n_exact = len(pair_key) if not plan.has_callable else sum(len(b) for b in ws_bars)
-    do_gap = method == "random" and (gap is True or (gap is None and n_exact <= GAP_AUTO_MAX))
+    do_gap = method == "random" and gap is True  # None: not computed unless asked
     ws_info = [{"every": labels[e], "lookback": lb_vals[lk], "num_tests": nt_vals[n]}
                for e, lk, n in ws_keys]
     tc = time.perf_counter()

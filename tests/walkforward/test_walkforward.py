@@ -287,6 +287,23 @@ def test_random_converges_to_exact_on_three_assets():
     assert g300k > 1 - 1e-3 > g100
 
 
+def test_gap_is_computed_only_when_asked(mkt):
+    """gap=None (default) and gap=False run no exact solve; gap=True reports best/exact <= 1."""
+    common = dict(every="M", lookback=80, num_tests=50, progress=False, backend="cpu")
+    for kw in ({}, {"gap": False}):
+        res = walkforward(mkt, **common, **kw)
+        assert res.summary["gap"] is False
+        assert "gap_mean" not in res.report.columns and "exact_sharpe" not in res.report.columns
+        assert np.isnan(res.decisions()["gap"].to_numpy()).all()
+    res = walkforward(mkt, gap=True, **common)
+    assert res.summary["gap"] is True
+    g = res.decisions()["gap"].to_numpy()
+    assert np.isfinite(g).all() and np.all(g <= 1 + 1e-9) and g.min() < 1 - 1e-3
+    assert res.report["gap_min"].iloc[0] == pytest.approx(g.min(), rel=1e-12)
+    with pytest.raises(GpusimError, match="gap="):
+        walkforward(mkt, gap="auto", **common)
+
+
 def test_exact_weights_equal_a_direct_cvxpy_solve(mkt):
     close = _c(mkt.prices.to_numpy())
     cons = [WeightBounds(lo=0.02, hi=0.5), GroupBounds({"A00": "x", "A01": "x"}, hi=0.4)]
