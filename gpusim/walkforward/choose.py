@@ -1,0 +1,220 @@
+"""Choosing the walk-forward weights (DESIGN §7): the decisions of every weight set at each of
+its rebalance dates, by random search (:mod:`gpusim.walkforward.search`) or the exact solver
+(:mod:`gpusim.walkforward.exact`), and the report table of :func:`gpusim.walkforward.walkforward`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpusim.walkforward import search
+from gpusim.walkforward.constraints import WalkState
+
+__all__ = ["Ctx", "choose", "report_table"]
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing the weights
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Ctx:
+    be: Any
+    xp: Any
+    plan: Any
+    code: int
+    alpha: float
+    seed: int
+    ann: float
+    rf: float
+    solver: Any
+    bind_tol: float
+    U: np.ndarray
+    index: pd.DatetimeIndex
+    symbols: list
+    dev: dict
+    H: dict
+    chk: np.ndarray
+    pair_key: np.ndarray
+    nL: int
+    bounds: list
+    progress: bool
+
+    def sharpe(self, sid, w) -> float:
+        v = self.ann * float(w @ self.H["cov"][sid] @ w)
+        return float(self.H["mex"][sid] @ w) / math.sqrt(v) if v > 0 else -math.inf
+
+
+def _bar(ctx, total, desc):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False,
+                disable=not ctx.progress or not sys.stderr.isatty())
+
+
+def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
+    """Choose the weights of every weight set at each of its rebalance dates.
+
+    Decisions (weight set ``w``, its k-th date ``d``) are processed in batches: one batch with
+    every decision when no constraint is a callable (bounds per date: ``cid`` = date index),
+    else one batch per date in order (bounds per decision, from the callables, which see the
+    previous weights). Within a batch, identical (date, window, bounds) problems are solved
+    once: one random-search task with the largest ``num_tests`` (the others are checkpoints),
+    or one exact solve. Returns one dict of (K,)-arrays per weight set (weights (K, A),
+    status, candidate, ...).
+    """
+    plan, A, nC = ctx.plan, len(ctx.symbols), len(ctx.plan.constraints)
+    dec = []
+    for w_i, b in enumerate(ws_bars):
+        K = len(b)
+        dec.append({"bars": b, "weights": np.zeros((K, A)), "status": np.full(K, "ok", object),
+                    "candidate": np.full(K, -1, np.int64), "scale": np.ones(K),
+                    "seed": np.zeros(K, np.uint64), "n_accepted": np.zeros(K, np.int64),
+                    "sharpe": np.full(K, np.nan), "exact_sharpe": np.full(K, np.nan),
+                    "fallback": np.zeros(K, bool), "bound": np.zeros((K, nC), bool),
+                    "n": nt_vals[ws_keys[w_i][2]]})
+    bw = np.concatenate([np.full(len(b), w_i) for w_i, b in enumerate(ws_bars)])
+    bk = np.concatenate([np.arange(len(b)) for b in ws_bars])
+    bd = np.searchsorted(ctx.U, np.concatenate(ws_bars))
+    if plan.has_callable:
+        order = np.lexsort((bw, bd))
+        batches = np.split(order, np.flatnonzero(np.diff(bd[order])) + 1)
+    else:
+        batches = [np.arange(len(bw))]
+    cache: dict = {}
+    prev: list = [None] * len(ws_keys)
+    lk_of = np.array([k[1] for k in ws_keys], dtype=np.int64)
+    n_of = np.array([D["n"] for D in dec], dtype=np.int64)
+    ctx.H["scored"] = ctx.H["generated"] = 0
+    pbar = _bar(ctx, len(bw), f"walkforward {method}")
+    for sel in batches:
+        w_b, k_b, d_b = bw[sel], bk[sel], bd[sel]
+        sids = np.searchsorted(ctx.pair_key, d_b * ctx.nL + lk_of[w_b]).astype(np.int64)
+        if plan.has_callable:   # bounds per decision, from the callables
+            rows = []
+            for w_i, k, d, sid in zip(w_b, k_b, d_b, sids):
+                H = ctx.H
+                state = WalkState(date=ctx.index[ctx.U[d]], bar=int(ctx.U[d]),
+                                  symbols=ctx.symbols, params=ws_info[w_i],
+                                  prev_weights=prev[w_i], mu=H["mu"][sid], cov=H["cov"][sid],
+                                  betas={} if H["betas"] is None else {
+                                      n: H["betas"][sid, i] for i, n in
+                                      enumerate(plan.bench_names)})
+                r = [x[d].copy() for x in ctx.bounds]
+                plan.apply_callables(state, *r)
+                rows.append(r)
+                dec[w_i].setdefault("cbounds", {})[k] = r
+            bounds = [np.ascontiguousarray(np.stack([r[i] for r in rows])) for i in range(4)]
+            cids = np.arange(len(sel))
+        else:
+            bounds, cids = ctx.bounds, d_b
+        tkey, tinv = np.unique(np.stack([d_b, sids, cids], 1), axis=0, return_inverse=True)
+        tinv = tinv.reshape(-1)
+        if method == "random":
+            t_n = np.zeros(len(tkey), np.int64)
+            np.maximum.at(t_n, tinv, n_of[w_b])
+            res = search.run_search(ctx.be, ctx.xp, ctx.seed, ctx.U, tkey[:, 1], tkey[:, 2], t_n,
+                                tkey[:, 0], ctx.code, ctx.alpha, ctx.dev, *bounds,
+                                ctx.plan.eqtol, plan.cash, ctx.ann, ctx.chk)
+            ctx.H["scored"] += int(t_n.sum())
+            ctx.H["generated"] += int(pd.Series(t_n).groupby(tkey[:, 0]).max().sum())
+            _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of)
+        if method == "exact" or do_gap:
+            sol = []
+            for _d, sid, cid in tkey:
+                b = [x[cid] for x in bounds]
+                w, status = _solver(ctx, cache, b[2], b[3]).solve(
+                    ctx.H["F"][sid], ctx.H["mex"][sid], *b[:2], ctx.H["G"][sid], *b[2:])
+                sol.append((w, status, ctx.sharpe(sid, w) if w is not None else np.nan, b))
+            for j, (w_i, k) in enumerate(zip(w_b, k_b)):
+                w, status, sh, b = sol[tinv[j]]
+                D = dec[w_i]
+                D["exact_sharpe"][k] = sh
+                if method == "exact":
+                    D["status"][k] = "ok" if status == "optimal" else status
+                    if w is not None:
+                        D["weights"][k], D["sharpe"][k] = w, sh
+                        D["bound"][k] = plan.activity(w, ctx.H["G"][sids[j]], *b, ctx.bind_tol)
+        for w_i in np.unique(w_b):   # fallbacks: keep the last good weights (cash before any)
+            D = dec[w_i]
+            ks = np.sort(k_b[w_b == w_i])
+            ok = np.isin(D["status"][ks], ("ok", "optimal_inaccurate"))
+            last = np.maximum.accumulate(np.where(ok, np.arange(len(ks)), -1))
+            Wk = D["weights"][ks]
+            fill = np.zeros(A) if prev[w_i] is None else prev[w_i]
+            D["weights"][ks] = np.where(last[:, None] >= 0, Wk[np.maximum(last, 0)], fill)
+            D["fallback"][ks] = ~ok
+            D["bound"][ks[~ok]] = False
+            prev[w_i] = D["weights"][ks[-1]].copy()
+        pbar.update(len(sel))
+    pbar.close()
+    for D in dec:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            D["gap"] = np.where(~D["fallback"] & (D["exact_sharpe"] > 0),
+                                D["sharpe"] / D["exact_sharpe"], np.nan)
+    return dec
+
+
+def _solver(ctx, cache, gl, gu):
+    """The cvxpy problem for this structure of equality rows (built once, then re-used)."""
+    from gpusim.walkforward.exact import ExactMaxSharpe
+
+    eq = tuple(bool(x) for x in (gl == gu) & np.isfinite(gu))
+    if eq not in cache:
+        cache[eq] = ExactMaxSharpe(len(ctx.symbols), np.array(eq, bool), ctx.plan.cash,
+                                   ctx.solver)
+    return cache[eq]
+
+
+def _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of):
+    """Copy each decision's search result (its task, its checkpoint) into ``dec``: candidate,
+    scale, weights = scale x the regenerated candidate, and which constraints bound (the best
+    candidate ignoring the constraints breaks them).
+    """
+    c = np.searchsorted(ctx.chk, n_of[w_b])
+    get = {k: res[k][tinv, c] for k in ("best", "scale", "n_accepted", "sharpe", "best_any")}
+    d, sid, cid = tkey[tinv, 0], tkey[tinv, 1], tkey[tinv, 2]
+    seeds, _ = search.period_keys_nb(np.uint64(ctx.seed), ctx.U[d])
+    lo = np.ascontiguousarray(bounds[0][cid])
+    Y = search.regenerate_nb(seeds, get["best"], ctx.code, ctx.alpha, lo) * get["scale"][:, None]
+    bound = np.zeros((len(w_b), len(ctx.plan.constraints)), bool)
+    if bound.shape[1]:
+        Ya = search.regenerate_nb(seeds, get["best_any"], ctx.code, ctx.alpha, lo)
+        for j in range(len(w_b)):
+            bound[j] = ctx.plan.violations(Ya[j], ctx.H["G"][sid[j]],
+                                           *[x[cid[j]] for x in bounds])
+    for w_i in np.unique(w_b):
+        sel = w_b == w_i
+        D, ks = dec[w_i], k_b[sel]
+        D["candidate"][ks], D["scale"][ks] = get["best"][sel], get["scale"][sel]
+        D["n_accepted"][ks], D["sharpe"][ks] = get["n_accepted"][sel], get["sharpe"][sel]
+        D["seed"][ks], D["weights"][ks], D["bound"][ks] = seeds[sel], Y[sel], bound[sel]
+        D["status"][ks[get["best"][sel] < 0]] = "no_candidate"
+
+
+def report_table(dec, wsid, idx, plan, method, do_gap):
+    rows = []
+    for D in dec:
+        ok = ~D["fallback"]
+        r = {"n_rebalances": len(ok), "n_fallback": int((~ok).sum()),
+             "insample_sharpe": float(np.mean(D["sharpe"][ok])) if ok.any() else np.nan}
+        if method == "random":
+            r["acceptance"] = float(np.mean(D["n_accepted"] / D["n"]))
+        if do_gap or method == "exact":
+            es = D["exact_sharpe"][np.isfinite(D["exact_sharpe"])]
+            r["exact_sharpe"] = float(es.mean()) if es.size else np.nan
+        if do_gap:
+            g = D["gap"][np.isfinite(D["gap"])]
+            r["gap_mean"] = float(g.mean()) if g.size else np.nan
+            r["gap_min"] = float(g.min()) if g.size else np.nan
+        for i, name in enumerate(plan.names):
+            r[f"bound_{name}"] = float(D["bound"][ok, i].mean()) if ok.any() else np.nan
+        rows.append(r)
+    return pd.DataFrame([rows[w] for w in wsid], index=idx)
+
