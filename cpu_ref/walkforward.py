@@ -321,10 +321,12 @@ def simulate_nb(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf):
 
 
 def reference_choice(close, bench, t, lookback, seed, n, code, alpha, lo, hi, static_G,
-                     beta_rows, gl, gu, eqtol, cash, ann, rf):
+                     beta_rows, gl, gu, eqtol, cash, ann, rf, estimator=None):
     """The random-search choice of the rebalance at bar ``t``, recomputed from scratch.
 
-    Window statistics and betas by :func:`window_stats_1d_nb` / :func:`betas_1d_nb`, the rows
+    Window statistics and betas by :func:`window_stats_1d_nb` / :func:`betas_1d_nb` (or, for
+    the assets' mu and cov, ``estimator(returns (n, A)) -> (mu, cov)``, e.g. a function of
+    :mod:`cpu_ref.estimators`), the rows
     ``static_G`` (M, A) with the beta rows ``[(row, benchmark column)]`` filled in, the period's
     seed by :func:`period_seed_nb`, then every candidate scored by :func:`search_period_1d_nb`.
 
@@ -333,6 +335,9 @@ def reference_choice(close, bench, t, lookback, seed, n, code, alpha, lo, hi, st
     close = np.array(close, dtype=np.float64, order="C")   # writable C arrays: one signature
     a = 1 if lookback is None else max(1, t - lookback)
     mu, cov = window_stats_1d_nb(close, a, t)
+    if estimator is not None:
+        mu, cov = estimator(close[a:t] / close[a - 1:t - 1] - 1.0)
+        mu, cov = np.ascontiguousarray(mu, dtype=np.float64), np.ascontiguousarray(cov)
     G = np.array(static_G, dtype=np.float64).copy()
     if bench is not None and len(beta_rows):
         betas = betas_1d_nb(close, np.array(bench, dtype=np.float64, order="C"), a, t)

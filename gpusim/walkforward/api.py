@@ -39,6 +39,7 @@ from gpusim.validate import cash_and_rate, date_text, integer, number
 from gpusim.walkforward import execute, stats
 from gpusim.walkforward.choose import Ctx, choose, report_table
 from gpusim.walkforward.constraint_plan import compile_constraints
+from gpusim.walkforward.estimators import estimate, parse_estimator
 from gpusim.walkforward.result import WalkForwardResult, _State
 
 __all__ = ["DEFAULT_HISTORY", "METHODS", "METRICS", "WalkForwardResult", "walkforward"]
@@ -46,6 +47,8 @@ __all__ = ["DEFAULT_HISTORY", "METHODS", "METRICS", "WalkForwardResult", "walkfo
 METHODS = ("random", "exact")
 DEFAULT_HISTORY = 63
 """Returns before the first rebalance when every lookback is None and ``start`` is not given."""
+WS_KEYS = ("every", "lookback", "num_tests", "estimator")
+"""Grid axes that change the weights (fees do not): one weight set per combination of them."""
 
 
 def _lookback(x):
@@ -100,6 +103,20 @@ def _start(start, index, lookbacks) -> int:
     return s
 
 
+def _estimate(xp, close, a, t, pair_e, est_vals, A, index, symbols):
+    """(mu (S, K), cov (S, K, K)) of every window by its estimator (one batch per estimator)."""
+    if len(est_vals) == 1:
+        return estimate(xp, close, a, t, est_vals[0], A, index, symbols)
+    K = close.shape[1]
+    mu, cov = xp.empty((len(a), K)), xp.empty((len(a), K, K))
+    for e, est in enumerate(est_vals):
+        sel = np.flatnonzero(pair_e == e)
+        if len(sel):
+            m, c = estimate(xp, close, a[sel], t[sel], est, A, index, symbols)
+            mu[xp.asarray(sel)], cov[xp.asarray(sel)] = m, c
+    return mu, cov
+
+
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
@@ -109,7 +126,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                 init_cash: float = 1.0, rf: float = 0.0, start: Any = None,
                 sampler: str = "dirichlet", alpha: float = 1.0, gap: bool | None = None,
                 solver: str | None = None, bind_tol: float = 1e-6, backend: str = "auto",
-                progress: bool = True) -> WalkForwardResult:
+                progress: bool = True, estimator: Any = "sample") -> WalkForwardResult:
     """Walk-forward re-optimisation over the grid every x lookback x num_tests x fees.
 
     Parameters
@@ -181,10 +198,19 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     lb_entry, lb_vals = _axis(lookback, _lookback)
     nt_entry, nt_vals = _axis(num_tests, _num_tests)
     fee_entry, fee_vals = axis_values(fees, fee_value)
-    if not any(isinstance(e, Param) for e in (every_entry, lb_entry, nt_entry, fee_entry)):
+    est_vals = [parse_estimator(v) for v in (estimator.values if isinstance(estimator, Param)
+                                             else [estimator])]
+    est_labels = [e.label for e in est_vals]
+    if len(set(est_labels)) != len(est_labels):
+        raise GpusimError(f"estimator: two estimators are labelled alike ({est_labels}); give "
+                          "the callables distinct function names")
+    est_entry = (Param(est_labels, estimator.name, estimator.level)
+                 if isinstance(estimator, Param) else est_labels[0])
+    if not any(isinstance(e, Param) for e in (every_entry, lb_entry, nt_entry, fee_entry,
+                                              est_entry)):
         every_entry = Param(labels)
-    entries = {"every": every_entry, "lookback": lb_entry, "num_tests": nt_entry,
-               "fees": fee_entry}
+    entries = {"every": every_entry, "lookback": lb_entry, "estimator": est_entry,
+               "num_tests": nt_entry, "fees": fee_entry}
     grid = build_grid(entries, {"lookback": pd.Index(lb_vals, dtype=object)}
                       if isinstance(lb_entry, Param) else None)
     axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
@@ -198,17 +224,18 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     codes = grid.codes(0, C)
     z = np.zeros(C, dtype=np.int64)
     cc = {k: codes[axis_of[k]] if k in axis_of else z for k in entries}
-    ws_keys, wsid = np.unique(np.stack([cc["every"], cc["lookback"], cc["num_tests"]], 1),
-                              axis=0, return_inverse=True)
+    ws_keys, wsid = np.unique(np.stack([cc[k] for k in WS_KEYS], 1), axis=0,
+                              return_inverse=True)
     wsid = wsid.reshape(-1).astype(np.int64)
     masks = np.ascontiguousarray(masks_full[:, s0:])
     masks[:, 0] = True
-    ws_bars = [s0 + np.flatnonzero(masks[e]) for e, _, _ in ws_keys]
+    ws_bars = [s0 + np.flatnonzero(masks[k[0]]) for k in ws_keys]
     U = np.unique(np.concatenate(ws_bars))
-    nL = len(lb_vals)
-    pair_key = np.unique(np.concatenate([np.searchsorted(U, b) * nL + lk
-                                         for b, (_, lk, _) in zip(ws_bars, ws_keys)]))
-    pair_d, pair_l = pair_key // nL, pair_key % nL
+    nL, nE = len(lb_vals), len(est_vals)
+    pair_key = np.unique(np.concatenate([(np.searchsorted(U, b) * nL + k[1]) * nE + k[3]
+                                         for b, k in zip(ws_bars, ws_keys)]))
+    pair_e = pair_key % nE
+    pair_d, pair_l = pair_key // nE // nL, pair_key // nE % nL
     t_end = U[pair_d]
     t_beg = np.array([1 if lb_vals[lk] is None else max(1, t - lb_vals[lk])
                       for t, lk in zip(t_end, pair_l)], dtype=np.int64)
@@ -216,7 +243,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
 
     tc = time.perf_counter()
     allp = close if plan.bench_close is None else np.hstack([close, plan.bench_close])
-    mu_all, cov_all = stats.window_stats(xp, xp.asarray(allp), t_beg, t_end)
+    mu_all, cov_all = _estimate(xp, xp.asarray(allp), t_beg, t_end, pair_e, est_vals, A, index,
+                                symbols)
     mu, cov = mu_all[:, :A], xp.ascontiguousarray(cov_all[:, :A, :A])
     nb = len(plan.bench_names)
     betas = (xp.stack([cov_all[:, :A, A + b] / cov_all[:, A + b, A + b][:, None]
@@ -233,11 +261,11 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     ctx = Ctx(be=be, xp=xp, plan=plan, code=code, alpha=float(alpha), seed=int(seed), ann=ann,
                rf=rf, solver=solver, bind_tol=bind_tol, U=U, index=index, symbols=symbols,
                dev={"F": F, "tri": tri, "mex": mex, "gb": gb, "G": G}, H=H, chk=chk,
-               pair_key=pair_key, nL=nL,
-               bounds=[lo, hi, gl, gu], progress=progress)
+               pair_key=pair_key, nL=nL, bounds=[lo, hi, gl, gu], progress=progress, nE=nE,
+              estimators=dict(zip(est_labels, est_vals)))
     do_gap = method == "random" and gap is True  # None: not computed unless asked
-    ws_info = [{"every": labels[e], "lookback": lb_vals[lk], "num_tests": nt_vals[n]}
-               for e, lk, n in ws_keys]
+    ws_info = [{"every": labels[k[0]], "lookback": lb_vals[k[1]], "num_tests": nt_vals[k[2]],
+                "estimator": est_labels[k[3]]} for k in ws_keys]
     tc = time.perf_counter()
     dec = choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap)
     t_choose = time.perf_counter() - tc
@@ -274,7 +302,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
         "ann_source": getattr(mkt, "ann_source", ""), "seed": int(seed), "sampler": sampler,
         "alpha": float(alpha), "num_tests": [int(x) for x in chk], "init_cash": init_cash,
         "rf": rf, "constraints": [repr(c) for c in plan.constraints], "cash_allowed": plan.cash,
-        "gap": do_gap, "statuses": statuses, "levels": {a.name: len(a.labels) for a in grid.axes},
+        "gap": do_gap, "estimators": est_labels, "statuses": statuses,
+        "levels": {a.name: len(a.labels) for a in grid.axes},
         "fixed": {k: jsonable(v) for k, v in grid.fixed.items()},
         "timings_s": {"statistics": round(t_stats, 6), "choose": round(t_choose, 6),
                       "execution": round(t_exec, 6),

@@ -45,6 +45,8 @@ class Ctx:
     nL: int
     bounds: list
     progress: bool
+    nE: int = 1
+    estimators: dict | None = None
 
     def sharpe(self, sid, w) -> float:
         v = self.ann * float(w @ self.H["cov"][sid] @ w)
@@ -89,13 +91,14 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
         batches = [np.arange(len(bw))]
     cache: dict = {}
     prev: list = [None] * len(ws_keys)
-    lk_of = np.array([k[1] for k in ws_keys], dtype=np.int64)
+    lk_of = np.array([k[1] * ctx.nE + k[3] for k in ws_keys], dtype=np.int64)
     n_of = np.array([D["n"] for D in dec], dtype=np.int64)
     ctx.H["scored"] = ctx.H["generated"] = 0
     pbar = _bar(ctx, len(bw), f"walkforward {method}")
     for sel in batches:
         w_b, k_b, d_b = bw[sel], bk[sel], bd[sel]
-        sids = np.searchsorted(ctx.pair_key, d_b * ctx.nL + lk_of[w_b]).astype(np.int64)
+        sids = np.searchsorted(ctx.pair_key, d_b * ctx.nL * ctx.nE + lk_of[w_b]).astype(
+            np.int64)
         if plan.has_callable:   # bounds per decision, from the callables
             rows = []
             for w_i, k, d, sid in zip(w_b, k_b, d_b, sids):

@@ -177,7 +177,9 @@ class WalkForwardResult(MetricsResult):
                 _, (bi, bsh, bsc, nacc, _, _), _, _, _ = reference_choice(
                     s.close, plan.bench_close, int(D["bars"][k]), info["lookback"], ctx.seed,
                     int(D["n"]), ctx.code, ctx.alpha, lo, hi, plan.static_G,
-                    plan.beta_rows, gl, gu, plan.eqtol, plan.cash, ctx.ann, ctx.rf)
+                    plan.beta_rows, gl, gu, plan.eqtol, plan.cash, ctx.ann, ctx.rf,
+                    estimator=_reference_estimator(ctx.estimators[info["estimator"]],
+                                                   ctx.symbols))
                 same &= bool(bi == D["candidate"][k] and nacc == D["n_accepted"][k])
                 if bi >= 0 and D["candidate"][k] >= 0:
                     worst = max(worst, abs(bsh - D["sharpe"][k]) / abs(bsh),
@@ -211,3 +213,18 @@ class WalkForwardResult(MetricsResult):
                 a.insert(0, k, v)
             parts.append(a)
         pd.concat(parts).to_csv(path, index=False)
+
+
+def _reference_estimator(est, symbols):
+    """The :mod:`cpu_ref.estimators` function of a parsed estimator (None: sample), for
+    :func:`cpu_ref.walkforward.reference_choice`; a user callable gets an unlabelled window.
+    """
+    from cpu_ref import estimators as ref
+
+    if est.kind == "ewma":
+        return lambda r: ref.ewma_stats(r, est.halflife)
+    if est.kind == "ledoit_wolf":
+        return lambda r: (ref.sample_stats(r)[0], ref.ledoit_wolf_cov(r))
+    if est.kind == "callable":
+        return lambda r: est.func(pd.DataFrame(r, columns=symbols))
+    return None
