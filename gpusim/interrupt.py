@@ -8,7 +8,9 @@ the finished part marked ``partial``. A second Ctrl-C while the first is pending
 ``KeyboardInterrupt`` at once (the way out of a chunk that never ends).
 
 Outside the main thread (where signal handlers cannot be installed) the context manager does
-nothing and the loop sees no request.
+nothing and the loop sees no request. Nested loops (a tuning batch that runs a walk-forward
+call): the outermost loop owns Ctrl-C, an inner one installed while it is active is inert and runs
+to its end, so the first Ctrl-C finishes the batch in flight and a second one stops at once.
 """
 
 from __future__ import annotations
@@ -51,9 +53,13 @@ class Interrupt:
         self.request()
 
     def install(self) -> Interrupt:
-        """Route SIGINT to :meth:`request` (main thread only; elsewhere a no-op). Returns self."""
+        """Route SIGINT to :meth:`request` (main thread only, and only when no outer
+        :class:`Interrupt` owns SIGINT; otherwise a no-op). Returns self.
+        """
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.getsignal(signal.SIGINT)
+            if isinstance(getattr(self._previous, "__self__", None), Interrupt):
+                return self                       # nested: the outer loop decides
             signal.signal(signal.SIGINT, self._handler)
             self._installed = True
         return self

@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
     s = res.summary
     if args.json:
         print_json(s, out=out, sort_by=args.sort_by, best=records(table.reset_index()))
-        return 0
+        return _partial_exit(s)
     t = s["timings_s"]
     print(f"{s['n_combinations']} combinations ({s['method']}), {s['n_dates']} rebalance dates, "
           f"{s['n_assets']} assets, bars {s['start']} .. {s['end']} on {s['backend']} in "
@@ -152,6 +152,15 @@ def _run(args: argparse.Namespace) -> int:
     print_table(table, max_columns=30)
     if out:
         print(f"wrote {out}")
+    return _partial_exit(s)
+
+
+def _partial_exit(s: dict) -> int:
+    """130 with a warning after Ctrl-C (every combination simulated up to the last chosen date)."""
+    if s["partial"]:
+        print(f"warning: interrupted; simulated up to {s['end']} ({s['n_dates_done']} of "
+              f"{s['n_dates']} rebalance dates; partial results)", file=sys.stderr)
+        return 130
     return 0
 
 

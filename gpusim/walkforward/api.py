@@ -36,7 +36,7 @@ from gpusim.grid import Param, build_grid
 from gpusim.results import jsonable, versions
 from gpusim.specs import axis_values, fee_value, rebalance_mask
 from gpusim.validate import cash_and_rate, date_text, integer, number
-from gpusim.walkforward import execute, stats
+from gpusim.walkforward import chunked, execute, stats
 from gpusim.walkforward.choose import Ctx, choose, report_table
 from gpusim.walkforward.constraint_plan import compile_constraints
 from gpusim.walkforward.estimators import estimate, parse_estimator
@@ -267,8 +267,12 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     ws_info = [{"every": labels[k[0]], "lookback": lb_vals[k[1]], "num_tests": nt_vals[k[2]],
                 "estimator": est_labels[k[3]]} for k in ws_keys]
     tc = time.perf_counter()
-    dec = choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap)
+    with chunked.interruptible(ctx):       # Ctrl-C: stop between blocks of dates
+        dec = choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap)
     t_choose = time.perf_counter() - tc
+    if chunked.stopped(ctx):               # simulate the bars before the first date not chosen
+        close, masks, ws_bars = chunked.trim(dec, ws_bars, masks, close, ctx, s0)
+        T, index = len(close), ctx.index
 
     # ---- execution -------------------------------------------------------------------------
     counts = np.array([len(b) for b in ws_bars], dtype=np.int64)
@@ -310,7 +314,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                       "total": round(time.perf_counter() - t_all, 6)},
         "candidates_scored": ctx.H["scored"], "candidates_generated": ctx.H["generated"],
         "data": mkt.data_info() if hasattr(mkt, "data_info") else {"name": mkt.name},
-        "versions": versions(),
+        "versions": versions(), "partial": chunked.stopped(ctx), "n_dates_done": len(ctx.U),
     }
     st = _State(close=close, s0=s0, masks=masks, Wall=Wall, woff=woff, counts=counts,
                 wsid=wsid, fee_c=fee_c, dec=dec, ws_info=ws_info, grid=grid, ctx=ctx,

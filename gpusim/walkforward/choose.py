@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gpusim.walkforward import search
+from gpusim.walkforward import chunked, search
 from gpusim.walkforward.constraints import WalkState
 
 __all__ = ["Ctx", "choose", "report_table"]
@@ -47,6 +47,7 @@ class Ctx:
     progress: bool
     nE: int = 1
     estimators: dict | None = None
+    stop: Any = None
 
     def sharpe(self, sid, w) -> float:
         v = self.ann * float(w @ self.H["cov"][sid] @ w)
@@ -63,13 +64,13 @@ def _bar(ctx, total, desc):
 def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
     """Choose the weights of every weight set at each of its rebalance dates.
 
-    Decisions (weight set ``w``, its k-th date ``d``) are processed in batches: one batch with
-    every decision when no constraint is a callable (bounds per date: ``cid`` = date index),
-    else one batch per date in order (bounds per decision, from the callables, which see the
-    previous weights). Within a batch, identical (date, window, bounds) problems are solved
-    once: one random-search task with the largest ``num_tests`` (the others are checkpoints),
-    or one exact solve. Returns one dict of (K,)-arrays per weight set (weights (K, A),
-    status, candidate, ...).
+    Decisions (weight set ``w``, its k-th date ``d``) are processed in batches in date order
+    (Ctrl-C is checked between them, :mod:`gpusim.walkforward.chunked`): blocks of dates when
+    no constraint is a callable (bounds per date: ``cid`` = date index), else one per date
+    (bounds per decision, from the callables, which see the previous weights). Within a
+    batch, identical (date, window, bounds) problems are solved once: one random-search task
+    with the largest ``num_tests`` (the others are checkpoints), or one exact solve. Returns
+    one dict of (K,)-arrays per weight set (weights (K, A), status, candidate, ...).
     """
     plan, A, nC = ctx.plan, len(ctx.symbols), len(ctx.plan.constraints)
     dec = []
@@ -84,18 +85,17 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
     bw = np.concatenate([np.full(len(b), w_i) for w_i, b in enumerate(ws_bars)])
     bk = np.concatenate([np.arange(len(b)) for b in ws_bars])
     bd = np.searchsorted(ctx.U, np.concatenate(ws_bars))
-    if plan.has_callable:
-        order = np.lexsort((bw, bd))
-        batches = np.split(order, np.flatnonzero(np.diff(bd[order])) + 1)
-    else:
-        batches = [np.arange(len(bw))]
     cache: dict = {}
     prev: list = [None] * len(ws_keys)
     lk_of = np.array([k[1] * ctx.nE + k[3] for k in ws_keys], dtype=np.int64)
     n_of = np.array([D["n"] for D in dec], dtype=np.int64)
+    batches = chunked.date_batches(bd, bw, chunked.work(method, do_gap, n_of[bw]),
+                                   plan.has_callable)
     ctx.H["scored"] = ctx.H["generated"] = 0
     pbar = _bar(ctx, len(bw), f"walkforward {method}")
     for sel in batches:
+        if chunked.stop_before(ctx, bd[sel]):   # Ctrl-C: the dates from here on are dropped
+            break
         w_b, k_b, d_b = bw[sel], bk[sel], bd[sel]
         sids = np.searchsorted(ctx.pair_key, d_b * ctx.nL * ctx.nE + lk_of[w_b]).astype(
             np.int64)

@@ -53,7 +53,8 @@ class WalkForwardResult(MetricsResult):
     Notes
     -----
     :meth:`best` ranks as :class:`~gpusim.backtest.result.BacktestResult` does (same metrics).
-    Walk-forward runs are not interrupted part-way: ``partial`` is always False.
+    ``partial`` is True after Ctrl-C: the combinations were simulated up to ``summary["end"]``
+    only (the dates whose weights were chosen; see :mod:`gpusim.walkforward.chunked`).
     """
 
     metric_names = METRICS
@@ -61,7 +62,7 @@ class WalkForwardResult(MetricsResult):
 
     def __init__(self, metrics: pd.DataFrame, report: pd.DataFrame, summary: dict,
                  state: _State):
-        super().__init__(metrics, summary, False, state)
+        super().__init__(metrics, summary, bool(summary.get("partial", False)), state)
         self.report = report
 
     @property

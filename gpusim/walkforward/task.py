@@ -85,6 +85,8 @@ class WalkforwardTask(TaskRunner):
 
         res = walkforward(ctx["market"], **ctx["native"], **self._kwargs(ctx, point),
                           backend=ctx["backend"], progress=False)
+        if res.partial:          # a cut-short run is never stored as a finished chunk
+            raise KeyboardInterrupt
         rep = res.report
         table = res.metrics.join(rep[[c for c in rep.columns if c not in res.metrics.columns]])
         table = table.reset_index()

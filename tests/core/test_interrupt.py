@@ -42,3 +42,22 @@ def test_outside_the_main_thread_it_is_inert():
     t.join()
     assert seen["flag"] is False
     assert seen["handler"] is signal.getsignal(signal.SIGINT)
+
+
+def test_nested_loop_leaves_ctrl_c_to_the_outer_one():
+    """A tuning batch running a walk-forward call: the first Ctrl-C lets the inner call finish
+    (the outer loop stops after it), a second one stops at once."""
+    with deferred_interrupt() as outer:
+        handler = signal.getsignal(signal.SIGINT)
+        with deferred_interrupt() as inner:
+            assert signal.getsignal(signal.SIGINT) is handler
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                if outer:
+                    break
+            assert outer.requested and not inner.requested
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(10**6):
+                    pass
+        assert signal.getsignal(signal.SIGINT) is handler
