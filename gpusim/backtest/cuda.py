@@ -37,7 +37,7 @@ _dev = compile_bodies(cuda.jit(device=True), exact_arith())
 simulate_one_dev = _dev["simulate_one"]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def backtest_cuda(close, W, wid, masks, mid, thresholds, relative, fees, acct, scratch, out):
     """One thread per combination c < C = out.shape[0]; writes ``out[c, :]`` (11 metrics).
 

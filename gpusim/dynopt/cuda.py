@@ -36,7 +36,7 @@ _dev = compile_bodies(cuda.jit(device=True))
 simulate_one_dev = _dev["simulate_one"]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dynopt_cuda(inp, masks, mid, capitals, shadow_costs, buffers, ann, max_steps, scratch, out,
                 rec, record):
     """One thread per combination j < C = out.shape[0]; writes ``out[j, :]`` and, when

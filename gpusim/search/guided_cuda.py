@@ -24,7 +24,7 @@ _dev = compile_bodies(cuda.jit(device=True), exact_arith())
 sharpe_row_dev = _dev["sharpe_row"]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def sharpe_rows_cuda(W, ok, mu, U, ann, rf, out):
     """Thread r < n scores row r of ``W`` (n, A) into ``out[r, :3]`` (device arrays)."""
     r = cuda.grid(1)

@@ -94,7 +94,7 @@ def quad_dev(F, tri, w):
     return q
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out):
     """One thread per (task, slice); arguments as in
     :func:`gpusim.walkforward.search_cpu.search_cpu_nb` (records of
@@ -192,7 +192,7 @@ def search_gpu(xp, task_key, tasks, code, alpha, win, lim, ann, chk, *, n_slices
     return Bests(*(xp.asnumpy(o) for o in outs))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def execute_cuda(close, W, woff, wsid, masks, mid, fees, acct, scratch, out):
     """One thread per portfolio c < C = out.shape[0]; writes ``out[c, :]`` (11 metrics).
 
