@@ -6,34 +6,38 @@ periods per year and ``rf`` the annual risk-free rate. For weights w (A,):
 
     return = ann * mu @ w,   vol = sqrt(ann * w @ cov @ w),   sharpe = (return - rf) / vol
 
-cvxpy is imported only inside the functions below, so ``import gpusim`` stays cheap. Solver
-order: Clarabel (tolerances 1e-10), then the other installed QP-capable solvers (OSQP, SCS,
-HiGHS); every solve's status is checked and any failure is a one-line
-:class:`gpusim.errors.SolverError`. Each answer is then polished: the KKT system of the QP is
-solved with the bounds active at the solver's point held as equalities, and the result replaces
-the solver's point only if it is feasible, no worse and has non-negative multipliers.
+:func:`max_sharpe` and :func:`min_variance` first run a dedicated active-set solver
+(:mod:`gpusim.activeset`, BLAS limited to one thread up to :data:`ONE_THREAD_MAX` assets: these
+small dense solves only lose to thread start-up, and collapse when the cores are busy); its
+answer is accepted only with a KKT residual <= 1e-9 (``solver="ACTIVE_SET"``). Otherwise, or with
+``solver="cvxpy"`` or a named cvxpy solver, cvxpy is used: it is imported only inside the
+functions below, so ``import gpusim`` stays cheap. Solver order: Clarabel (tolerances 1e-10),
+then the other installed QP-capable solvers (OSQP, SCS, HiGHS); every solve's status is checked
+and any failure is a one-line :class:`gpusim.errors.SolverError`. Each cvxpy answer is then
+polished: the KKT system of the QP is solved with the bounds active at the solver's point held as
+equalities, and the result replaces the solver's point only if it is feasible, no worse and has
+non-negative multipliers.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from gpusim.errors import SolverError
+from gpusim.mvo_solve import (  # noqa: F401  (_OPTIONS: tests patch it through this module)
+    _OPTIONS,
+    _QP,
+    ACTIVE_SET,
+    ONE_THREAD_MAX,
+    _active_set,
+    _one_blas_thread,
+    _solve,
+)
 
-__all__ = ["Baseline", "efficient_frontier", "max_sharpe", "min_variance"]
+__all__ = ["ONE_THREAD_MAX", "Baseline", "efficient_frontier", "max_sharpe", "min_variance"]
 
-_PREFERENCE = ("CLARABEL", "ECOS", "OSQP", "SCS", "HIGHS")
-_OPTIONS = {
-    "CLARABEL": dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, max_iter=500),
-    "ECOS": dict(abstol=1e-10, reltol=1e-10, feastol=1e-10, max_iters=500),
-    "OSQP": dict(eps_abs=1e-10, eps_rel=1e-10, max_iter=200_000),
-    "SCS": dict(eps_abs=1e-9, eps_rel=1e-9, max_iters=200_000),
-}
-_OK = ("optimal", "optimal_inaccurate")
-_DEFINITE = ("infeasible", "unbounded")  # problem-level answers: no fallback
 _PSD_TOL = 1e-10  # smallest eigenvalue may be >= -_PSD_TOL * largest |eigenvalue|
 _SYM_TOL = 1e-10  # max |cov - cov.T| <= _SYM_TOL * max |cov| is symmetrised silently
 
@@ -103,6 +107,21 @@ def _nearest_corr_psd(cov, max_iter=2000, tol=1e-13):
     return (x + x.T) / 2 * np.outer(d, d)
 
 
+def _psd_by_cholesky(cov):
+    """True when ``cov + _PSD_TOL * max(diag) I`` has a Cholesky factor: then the smallest
+    eigenvalue is > -_PSD_TOL * max(diag) >= -_PSD_TOL * max |eigenvalue| (the PSD test below,
+    at O(A^3 / 3) instead of an eigendecomposition). False means "ask eigvalsh".
+    """
+    d = np.diag(cov).max()
+    if not d > 0:
+        return False
+    try:
+        np.linalg.cholesky(cov + _PSD_TOL * d * np.eye(cov.shape[0]))
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
 def _check_inputs(mu, cov, ann, rf, repair):
     """Validated (mu (A,), cov (A, A), ann, rf) as float64; repairs cov when asked."""
     try:
@@ -130,6 +149,8 @@ def _check_inputs(mu, cov, ann, rf, repair):
         raise SolverError(f"cov is not symmetric (max |cov - cov.T| = {asym:.3g}); fix the "
                           "estimator or pass repair='clip' or repair='nearest' to symmetrise it")
     cov = (cov + cov.T) / 2
+    if _psd_by_cholesky(cov):
+        return mu, cov, ann, rf
     lam = np.linalg.eigvalsh(cov)
     if lam[0] < -_PSD_TOL * max(np.abs(lam).max(), 1e-300):
         if repair is None:
@@ -224,85 +245,6 @@ def _max_linear(c, lo, hi, solver):
     return np.inf if status == "unbounded" else float(prob.value)
 
 
-# ----------------------------------------------------------------------------- solving
-def _candidates(solver):
-    import cvxpy as cp
-
-    installed = cp.installed_solvers()
-    if solver is None:
-        found = [s for s in _PREFERENCE if s in installed]
-        if not found:
-            raise SolverError("no QP-capable cvxpy solver is installed (installed: "
-                              f"{', '.join(installed) or 'none'}); pip install clarabel")
-        return found
-    name = str(solver).upper()
-    if name not in installed:
-        raise SolverError(f"solver {solver!r} is not installed; installed cvxpy solvers: "
-                          f"{', '.join(installed)}; pass one of them or solver=None")
-    return [name]
-
-
-def _solve(prob, solver, what):
-    """Solve ``prob`` with the first solver that succeeds; returns (status, solver name)."""
-    tried = []
-    for name in _candidates(solver):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                prob.solve(solver=name, **_OPTIONS.get(name, {}))
-        except Exception as e:  # cvxpy.error.SolverError and solver-specific failures
-            tried.append(f"{name} raised {type(e).__name__}")
-            continue
-        status = str(prob.status)
-        if status in _OK or status in _DEFINITE:
-            return status, name
-        tried.append(f"{name} returned {status}")
-    hint = "pass solver=None to try every installed solver" if solver else \
-        "check the scale of mu/cov or pass repair='clip'"
-    raise SolverError(f"{what} could not be solved ({'; '.join(tried)}); {hint}")
-
-
-class _QP:
-    """min x'Qx s.t. A x = b, G x <= h as ONE cvxpy problem (h is a Parameter, so it can be
-    re-solved cheaply), plus an active-set polish of each answer.
-    """
-
-    def __init__(self, q, a, b, g, h):
-        import cvxpy as cp
-
-        self.q, self.a, self.b, self.g = q, a, b, g
-        self.x = cp.Variable(q.shape[0])
-        self.h = cp.Parameter(len(h))
-        self.h.value = h
-        cons = [a @ self.x == b] + ([g @ self.x <= self.h] if len(h) else [])
-        self.prob = cp.Problem(cp.Minimize(cp.quad_form(self.x, cp.psd_wrap(q))), cons)
-
-    def solve(self, solver, what):
-        """Returns (x or None, status, solver name)."""
-        status, used = _solve(self.prob, solver, what)
-        if status in _DEFINITE or self.x.value is None:
-            return None, status, used
-        return self._polish(np.asarray(self.x.value, dtype=float)), status, used
-
-    def _polish(self, x, tol=1e-7):
-        """Solve the KKT system with the inequalities active at x as equalities; keep the result
-        only if it is feasible, no worse, and its multipliers have the right sign.
-        """
-        q, h = self.q, self.h.value
-        act = h - self.g @ x <= tol * (1 + np.abs(h)) if len(h) else np.zeros(0, bool)
-        ae, be = np.vstack([self.a, self.g[act]]), np.concatenate([self.b, h[act]])
-        n, m = x.size, len(be)
-        kkt = np.block([[2 * q, ae.T], [ae, np.zeros((m, m))]])
-        sol = np.linalg.lstsq(kkt, np.concatenate([np.zeros(n), be]), rcond=None)[0]
-        xn, lam = sol[:n], sol[n + len(self.b):]
-        eps = 1e-12 * (1 + np.abs(xn).max())
-        ok = (np.all(np.isfinite(sol)) and np.abs(self.a @ xn - self.b).max() <= eps
-              and (not len(h) or np.all(self.g @ xn <= h + eps))
-              and np.all(lam >= -1e-9 * (1 + np.abs(sol[n:]).max()))
-              and xn @ q @ xn <= x @ q @ x + 1e-14 * (1 + abs(x @ q @ x)))
-        return xn if ok else x
-
-
 def _stats(w, mu, cov, ann, rf):
     ret = float(ann * mu @ w)
     vol = float(np.sqrt(max(ann * w @ cov @ w, 0.0)))
@@ -343,8 +285,9 @@ def max_sharpe(mu, cov, *, ann=1.0, rf=0.0, bounds=None, long_only=True, solver=
     long_only : bool
         Forbid negative weights (default). With False and no bounds, weights are unbounded.
     solver : str, optional
-        cvxpy solver name; default Clarabel with fallback to the other installed solvers.
-        A named solver is used alone.
+        None (default): the active-set solver, then cvxpy (Clarabel with fallback to the other
+        installed solvers) if it cannot vouch for its answer. ``"active_set"``: only it;
+        ``"cvxpy"``: only the cvxpy chain; a cvxpy solver name: that solver alone.
     repair : {None, "clip", "nearest"}
         What to do with a non-symmetric or non-PSD ``cov``: error (None), symmetrise and zero
         the negative eigenvalues ("clip"), or symmetrise and take Higham's nearest correlation
@@ -355,6 +298,11 @@ def max_sharpe(mu, cov, *, ann=1.0, rf=0.0, bounds=None, long_only=True, solver=
     Baseline
         ``weights`` (A,) on the host plus annualised ``ret``, ``vol``, ``sharpe``.
     """
+    with _one_blas_thread(np.size(mu)):
+        return _max_sharpe(mu, cov, ann, rf, bounds, long_only, solver, repair)
+
+
+def _max_sharpe(mu, cov, ann, rf, bounds, long_only, solver, repair):
     mu, cov, ann, rf = _check_inputs(mu, cov, ann, rf, repair)
     lo, hi = check_bounds(bounds, mu.size, long_only)
     ex = mu - rf / ann
@@ -364,6 +312,10 @@ def max_sharpe(mu, cov, *, ann=1.0, rf=0.0, bounds=None, long_only=True, solver=
                           "(or use min_variance)")
     m, s = _scales(ex, cov)
     n = mu.size
+    w = _active_set(solver, cov / s, ex / m, lo, hi, True, "max Sharpe")
+    if w is not None:
+        w = _clean(w, lo, hi)
+        return Baseline(w, *_stats(w, mu, cov, ann, rf), "max_sharpe", "optimal", ACTIVE_SET)
     q = np.zeros((n + 1, n + 1))  # x = (y, kappa)
     q[:n, :n] = cov / s
     a_eq = np.vstack([np.append(ex / m, 0.0), np.append(np.ones(n), -1.0)])  # ex'y=1, 1'y=kappa
@@ -397,8 +349,17 @@ def min_variance(mu, cov, *, ann=1.0, rf=0.0, bounds=None, long_only=True, solve
 
     Parameters and returns are as in :func:`max_sharpe` (``rf`` only enters the Sharpe ratio).
     """
+    with _one_blas_thread(np.size(mu)):
+        return _min_variance(mu, cov, ann, rf, bounds, long_only, solver, repair)
+
+
+def _min_variance(mu, cov, ann, rf, bounds, long_only, solver, repair):
     mu, cov, ann, rf = _check_inputs(mu, cov, ann, rf, repair)
     lo, hi = check_bounds(bounds, mu.size, long_only)
+    w = _active_set(solver, cov / _scales(mu, cov)[1], mu, lo, hi, False, "min variance")
+    if w is not None:
+        w = _clean(w, lo, hi)
+        return Baseline(w, *_stats(w, mu, cov, ann, rf), "min_variance", "optimal", ACTIVE_SET)
     x, status, used = _min_var_qp(mu, cov, lo, hi)[0].solve(solver, "min variance")
     if x is None:
         raise SolverError(f"min variance problem is {status}; check the bounds")
