@@ -79,6 +79,36 @@ def ptx_counts(ptx: str) -> dict:
     return {"instructions": instr, "registers": regs}
 
 
+_LABEL = re.compile(r"^\s*(\$?[\w$]+):\s*$")
+_BRANCH = re.compile(r"\bbra(?:\.uni)?\s+(\$?[\w$]+);")
+
+
+def inner_loop_cost(ptx: str, fma: str = "fma.rn.f64") -> dict | None:
+    """Instructions per multiply-add of the innermost loop that contains ``fma``.
+
+    A loop is a label and the backward branch to it; the innermost loop with at least one
+    ``fma`` (smallest body) is measured: ``instructions`` in its body, ``fma`` among them and
+    ``per_fma`` = instructions / fma (an unrolled loop has several). None when none is found.
+    """
+    lines = ptx.splitlines()
+    where = {}
+    for n, line in enumerate(lines):
+        m = _LABEL.match(line)
+        if m:
+            where[m.group(1)] = n
+    best = None
+    for n, line in enumerate(lines):
+        m = _BRANCH.search(line)
+        if not m or m.group(1) not in where or where[m.group(1)] >= n:
+            continue
+        body = [x.strip() for x in lines[where[m.group(1)] + 1:n + 1]]
+        instr = [x for x in body if x.endswith(";") and not x.startswith((".", "//"))]
+        nf = sum(x.startswith(fma) for x in instr)
+        if nf and (best is None or len(instr) < best["instructions"]):
+            best = {"instructions": len(instr), "fma": nf, "per_fma": round(len(instr) / nf, 2)}
+    return best
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cc", default="8.0", help="compute capability, e.g. 7.0, 8.0, 9.0")
@@ -113,11 +143,11 @@ def main() -> int:
                 out[i] = rng_dev.neg_log_uniform_dev(rng_dev.bits_dev(key, i, 0, 0))
 
         stream = t.NamedTuple((u8, i8, f8, v, v), search_steps.Stream)
-        top = t.Tuple((m, i8[:, ::1], i8[::1]))
+        th, cand, f4 = t.Tuple((f8, i8)), t.Tuple((v, i8[::1], i8[::1])), t.float32[::1]
         yield "search_cuda", search_cuda.search_cuda.py_func, (
-            stream, f8, i8, i8, m, f8, f8, top), None
+            stream, f8, i8, i8, v, v, f8, f8, th, v, cand, i8[::1]), "loop:fma.rn.f64"
         yield "search_cuda_f32", search_cuda.search_cuda_f32.py_func, (
-            stream, f8, i8, i8, t.float32[:, ::1], f8, f8, top), None
+            stream, f8, i8, i8, f4, f4, f8, f8, th, v, cand, i8[::1]), "loop:fma.rn.f32"
         acct, scratch3 = t.UniTuple(f8, 3), t.Tuple((m, m, i8[:, ::1]))
         yield "backtest_cuda", backtest_cuda.backtest_cuda.py_func, (
             m, m, i8[::1], b1[:, ::1], i8[::1], v, b1, v, acct, scratch3, m), None
@@ -141,6 +171,8 @@ def main() -> int:
                  **ptx_counts(ptx), "seconds": round(time.perf_counter() - t0, 2), "ok": True}
             if check == "no-fma" and r["fma"]:
                 r["ok"] = ok = False
+            if check and check.startswith("loop:"):
+                r["inner_loop"] = inner_loop_cost(ptx, check[5:])
             results.append(r)
     except Exception as exc:  # compiler missing: say so, distinctly from a failed check
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -155,6 +187,10 @@ def main() -> int:
             print(f"{r['kernel']:25s} {'ok  ' if r['ok'] else 'FAIL'} {r['ptx_chars']:7d} chars "
                   f"{r['instructions']:6d} instr {r['registers']:5d} vregs {r['fma']:4d} fma  "
                   f"{r['seconds']:.2f} s")
+            if r.get("inner_loop"):
+                c = r["inner_loop"]
+                print(f"{'':25s} inner loop: {c['instructions']} instructions, {c['fma']} "
+                      f"multiply-adds: {c['per_fma']} per multiply-add")
     return 0 if ok else 1
 
 

@@ -36,37 +36,33 @@ from gpusim.search.result import SearchResult
 
 
 class _CpuRunner:
-    """Fused CPU kernel over chunks (symmetric scoring up to SYM_MAX_A assets, BLAS above,
-    pinned to one thread: the cores run tasks).
+    """Fused CPU kernel over chunks (:class:`gpusim.search.cpu.CpuSearch`: per-task top-k heaps
+    that persist across chunks; symmetric scoring up to SYM_MAX_A assets, BLAS above).
     """
 
     def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k):
-        import numba
-        from threadpoolctl import threadpool_limits
+        from gpusim.search.cpu import CpuSearch
+        from gpusim.search.steps import Stream
 
-        from gpusim.search.cpu import SYM_MAX_A, search_cpu_nb
-        from gpusim.search.steps import Stream, upper_doubled
-
-        self.kernel = search_cpu_nb
-        self.stream = Stream(key, code, alpha, lo, hi)
-        self.args = (mu, cov, ann, rf, k)
-        self.n_tasks = 4 * numba.get_num_threads()
-        self.sym = mu.shape[0] <= SYM_MAX_A
-        self.U = upper_doubled(cov)
-        self.limits = threadpool_limits(1, user_api="blas")
+        self.state = CpuSearch(Stream(key, code, alpha, lo, hi), mu, cov, ann, rf, k)
 
     def run(self, start, n):
-        mu, cov, ann, rf, k = self.args
-        s, i, n_ok = self.kernel(self.stream, start, n, mu, cov, self.U, ann, rf, k, self.n_tasks,
-                                 self.sym)
-        return s.ravel(), i.ravel(), int(n_ok.sum())
+        return self.state.run(start, n)
+
+    def best(self):
+        return self.state.best()
+
+    def reset(self):
+        self.state.reset()
 
     def close(self):
-        self.limits.restore_original_limits()
+        self.state.close()
 
 
 class _GpuRunner:
-    """numba.cuda kernel over chunks (device arrays on hardware, host in the simulator)."""
+    """numba.cuda kernel over chunks (device arrays on hardware, host in the simulator); the
+    launcher keeps the top-k and its threshold across chunks.
+    """
 
     def __init__(self, be: Backend, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, dtype):
         from gpusim.search.cuda import SearchLauncher
@@ -79,6 +75,12 @@ class _GpuRunner:
 
     def run(self, start, n):
         return self.launcher.run(start, n)
+
+    def best(self):
+        return self.launcher.best()
+
+    def reset(self):
+        self.launcher.reset()
 
     def close(self):
         pass
@@ -157,21 +159,18 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
 
     bar = tqdm(total=n, unit="cand", unit_scale=True, disable=not show, desc="search",
                smoothing=0.1)
-    best_s = np.empty(0)
-    best_i = np.empty(0, dtype=np.int64)
     done = n_valid = 0
     partial = False
     runner.run(start, 1)  # compile (or load from cache) before the clock starts; discarded
+    runner.reset()
     t0 = time.perf_counter()
     stop = Interrupt().install()    # Ctrl-C ends the loop at a chunk boundary
     try:
         while done < n and not stop:
             m = min(chunk, n - done)
             tc = time.perf_counter()
-            s, i, ok = runner.run(start + done, m)
+            ok = runner.run(start + done, m)  # the runner keeps the top-k across chunks
             dt = time.perf_counter() - tc
-            best_s, best_i = merge_topk(np, np.concatenate([best_s, s]),
-                                        np.concatenate([best_i, i]), k)
             done += m
             n_valid += ok
             bar.update(m)
@@ -184,6 +183,7 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
         bar.close()
         runner.close()
     partial = partial or stop.requested
+    best_s, best_i = runner.best()
     elapsed = time.perf_counter() - t0
 
     W, stats, _ = score_nb(seed, best_i.astype(np.int64), code, alpha, lo, hi, mu, cov, ann_v, rf)

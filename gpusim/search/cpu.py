@@ -2,7 +2,11 @@
 
 No population is ever stored: each task generates a block of ``BLOCK`` candidates at a time into
 a small (A, BLOCK) scratch array (candidates innermost, so the inner loops vectorise), scores
-them and keeps a task-local top-k, merged on the host. The weights come from the shared
+them and keeps a task-local top-k in a binary min-heap of size k whose root (the task's k-th
+best so far) is a running threshold held in two locals: almost every candidate is rejected by
+one compare, an accepted one costs O(log k). The heaps live in :class:`CpuSearch` and persist
+across kernel calls (chunks), so the threshold keeps rising over the whole search and the cost
+per candidate does not depend on k. The weights come from the shared
 counter-based RNG (:mod:`cpu_ref.rng`), so they are bit-identical to the reference and the GPU.
 """
 
@@ -14,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from cpu_ref.rng import Sampler, bits_nb, neg_log_reduced_nb, odd53_nb, std_gamma_nb, uniform_nb
-from gpusim.search.steps import topk_insert
+from gpusim.search.steps import heap_replace, upper_doubled
 
 BLOCK = 256
 # Up to this many assets the block is scored by the hand-written symmetric kernel
@@ -25,8 +29,7 @@ _EXP1 = np.int64(1023 << 52)
 _SQRT2 = 1.4142135623730951
 
 
-# topk_insert is also compiled as a CUDA device function in gpusim.search.cuda.
-_topk_insert = njit(cache=True, inline="always", error_model="numpy")(topk_insert)
+_heap_replace = njit(cache=True, inline="always", error_model="numpy")(heap_replace)
 
 
 @njit(cache=True, error_model="numpy")
@@ -144,36 +147,32 @@ def _score_block_sym(Wt, nb, U, amu, ann, rf, y, q, r, out):
         out[b] = (r[b] - rf) / math.sqrt(v) if v > 0.0 else -np.inf
 
 
+
+
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")
-def search_cpu_nb(stream, start, n, mu, cov, U, ann, rf, k, n_tasks, sym):
-    """Score candidates ``start .. start+n-1`` and return each task's top-k.
+def search_cpu_nb(stream, start, n, Saug, U, ann, rf, heap_s, heap_i, n_ok, sym):
+    """Score candidates ``start .. start+n-1`` into the per-task heaps (updated in place).
 
     Parameters
     ----------
     stream : :class:`gpusim.search.steps.Stream` (host arrays) — key, sampler, bounds.
-    mu : (A,) per-bar mean; cov : (A, A) per-bar covariance;
-    U : :func:`gpusim.search.steps.upper_doubled` of ``cov`` (for the symmetric scorer).
-    sym : score with :func:`_score_block_sym` (True; callers pass ``A <= SYM_MAX_A``) or by
-        a BLAS product (:func:`_score_block`).
-
-    Returns
-    -------
-    scores : (n_tasks, k) float64, descending per row, -inf where empty.
-    index : (n_tasks, k) int64 candidate indices, -1 where empty.
-    n_ok : (n_tasks,) int64 candidates within the upper bounds, per task. Host arrays.
+    Saug : (A+1, A) float64, the per-bar covariance with the row ``ann * mu`` appended.
+    U : (A, A) :func:`gpusim.search.steps.upper_doubled` of the covariance (symmetric scorer).
+    heap_s, heap_i : (n_tasks, k) float64 / int64 per-task min-heaps (root = worst kept, by
+        (score asc, index desc)); empty slots are (-inf, -1). See
+        :func:`gpusim.search.steps.heap_replace`.
+    n_ok : (n_tasks,) int64, incremented by the candidates within the upper bounds.
+    sym : score with :func:`_score_block_sym` (callers pass ``A <= SYM_MAX_A``) or by a BLAS
+        product (:func:`_score_block`).
     """
     key, code, alpha, lo, hi = stream
-    A = mu.shape[0]
+    A = U.shape[0]
+    n_tasks = heap_s.shape[0]
     lo_sum = 0.0
+    amu = np.empty(A)
     for j in range(A):
         lo_sum += lo[j]
-    Saug = np.empty((A + 1, A))
-    Saug[:A] = cov
-    Saug[A] = ann * mu
-    amu = ann * mu
-    top_s = np.full((n_tasks, k), -np.inf)
-    top_i = np.full((n_tasks, k), -1, dtype=np.int64)
-    n_ok = np.zeros(n_tasks, dtype=np.int64)
+        amu[j] = Saug[A, j]
     nblocks = (n + BLOCK - 1) // BLOCK
     per = (nblocks + n_tasks - 1) // n_tasks
     for task in prange(n_tasks):
@@ -185,8 +184,11 @@ def search_cpu_nb(stream, start, n, mu, cov, U, ann, rf, k, n_tasks, sym):
         ssum = np.empty(BLOCK)
         r = np.empty(BLOCK)
         y = np.empty(BLOCK)
-        ts = top_s[task]
-        ti = top_i[task]
+        hs = heap_s[task]
+        hi_ = heap_i[task]
+        th_s = hs[0]  # the task's running k-th best: (score, index) of the heap root
+        th_i = hi_[0]
+        count = 0
         for blk in range(task * per, min((task + 1) * per, nblocks)):
             i0 = start + blk * BLOCK
             nb = min(BLOCK, start + n - i0)
@@ -196,9 +198,65 @@ def search_cpu_nb(stream, start, n, mu, cov, U, ann, rf, k, n_tasks, sym):
             else:
                 _score_block(Wt, nb, Saug, ann, rf, Y, q, sc)
             for b in range(nb):
-                s = sc[b]
                 if ok[b]:
-                    n_ok[task] += 1
-                    if s == s:
-                        _topk_insert(ts, ti, s, i0 + b)
-    return top_s, top_i, n_ok
+                    count += 1
+                    s = sc[b]
+                    # better than the root in (score desc, index asc); NaN and -inf never pass
+                    if s > th_s or (s == th_s and th_i >= 0 and i0 + b < th_i):
+                        _heap_replace(hs, hi_, s, i0 + b)
+                        th_s = hs[0]
+                        th_i = hi_[0]
+        n_ok[task] += count
+
+
+class CpuSearch:
+    """State of one CPU search across chunks: the per-task heaps and the valid count.
+
+    ``run(start, n)`` scores a range into the heaps and returns its count of candidates within
+    the bounds; ``best()`` merges the heaps into the top-k (Sharpe desc, index asc); ``reset()``
+    empties them. BLAS is pinned to one thread while it lives (the cores run tasks); ``close()``
+    restores it.
+
+    Parameters
+    ----------
+    stream : :class:`gpusim.search.steps.Stream`; mu (A,), cov (A, A) per bar; ann, rf floats;
+    k : top-k size; n_tasks : heaps (default: 4 per Numba thread, 1 per thread when k > 1000 so
+        the heaps stay small).
+    """
+
+    def __init__(self, stream, mu, cov, ann, rf, k, n_tasks=None):
+        import numba
+        from threadpoolctl import threadpool_limits
+
+        A = mu.shape[0]
+        cov = np.ascontiguousarray(cov, dtype=np.float64)
+        self.Saug = np.empty((A + 1, A))
+        self.Saug[:A] = cov
+        self.Saug[A] = float(ann) * np.asarray(mu, dtype=np.float64)
+        self.U = upper_doubled(cov)
+        self.stream, self.ann, self.rf, self.k = stream, float(ann), float(rf), int(k)
+        if n_tasks is None:
+            n_tasks = numba.get_num_threads() * (4 if k <= 1000 else 1)
+        self.n_tasks = int(n_tasks)
+        self.sym = A <= SYM_MAX_A
+        self.limits = threadpool_limits(1, user_api="blas")
+        self.reset()
+
+    def reset(self):
+        self.heap_s = np.full((self.n_tasks, self.k), -np.inf)
+        self.heap_i = np.full((self.n_tasks, self.k), -1, dtype=np.int64)
+        self.n_ok = np.zeros(self.n_tasks, dtype=np.int64)
+
+    def run(self, start, n):
+        before = int(self.n_ok.sum())
+        search_cpu_nb(self.stream, start, n, self.Saug, self.U, self.ann, self.rf, self.heap_s,
+                      self.heap_i, self.n_ok, self.sym)
+        return int(self.n_ok.sum()) - before
+
+    def best(self):
+        from gpusim.search.inputs import merge_topk
+
+        return merge_topk(np, self.heap_s.ravel(), self.heap_i.ravel(), self.k)
+
+    def close(self):
+        self.limits.restore_original_limits()

@@ -1,9 +1,19 @@
-"""numba.cuda fused search kernel: generate -> score ex-ante Sharpe -> per-thread top-k.
+"""numba.cuda fused search kernel: generate -> score ex-ante Sharpe -> running-threshold top-k.
 
-Each thread walks candidates ``start + tid, start + tid + nthreads, ...`` (grid stride), builds
-each weight vector in a per-thread local array with the shared counter-based sampler, scores it
-and keeps its own top-k in global memory (rows of ``top_s``/``top_i``); the host (or CuPy on
-the device) merges the rows. No population is stored. Runs unchanged in Numba's CUDA simulator.
+A launch runs a resident grid (the thread count depends on the device, never on k). Each thread
+walks candidates ``start + r`` for ``r = tid, tid + nthreads, ...`` (a 32-bit unsigned offset
+inside the chunk), builds the weight vector with the shared counter-based sampler into its
+column of a global scratch ``W`` (A, T) (adjacent threads, adjacent addresses: coalesced; sized
+to A, no fixed-size local array, no asset cap), scores it and compares it with the current
+global k-th best ``(th_s, th_i)``, held in registers for the whole launch. Only candidates at
+least as good go to a device candidate buffer, through an atomic counter. Between launches
+:class:`SearchLauncher` merges the buffer into the top-k (CuPy on the device, NumPy in the
+simulator) and refreshes the threshold. A buffer that overflows is never trusted: the launch is
+rerun with the threshold raised to the k-th best of (top-k + buffer), a lower bound of the true
+k-th best, so no candidate of the top-k is ever dropped (each rerun raises the threshold
+strictly, since the buffer holds more than k candidates). Launch sizes grow with the candidates
+seen so that the expected buffer use stays under half its capacity. No population is stored.
+Runs unchanged in Numba's CUDA simulator.
 
 Import only after the backend chose the GPU (this imports numba.cuda).
 """
@@ -13,60 +23,82 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda
 
-from gpusim._cuda.launch import MAX_ASSETS, block_size, grid_for, resident_threads
+from gpusim._cuda.launch import block_size, grid_for, resident_threads
 from gpusim._cuda.rng import sample_dev
-from gpusim.search.steps import Stream, topk_insert, upper_doubled
+from gpusim.search.steps import Stream, upper_packed
 
-topk_insert_dev = cuda.jit(device=True)(topk_insert)
+ONE = np.uint64(1)
+ZERO = np.uint64(0)
+MAX_LAUNCH = (1 << 32) - 1
+"""Candidates per launch: the in-chunk offset is a 32-bit unsigned integer."""
+SCRATCH_BYTES = 1 << 30
+"""At most this much device memory for the weight scratch ``W`` (A, T) float64."""
 
 
 def _make_search_kernel(ft):
     """The fused kernel, scoring in precision ``ft`` (np.float64 or np.float32).
 
     Weights are always generated in float64 (identical populations on every backend and dtype);
-    a float32 kernel scores a float32 copy against a float32 ``Uaug`` and returns float64
-    Sharpe values computed from its float32 sums. The quadratic form runs over the upper
-    triangle (A (A + 1) / 2 multiply-adds per candidate, not A**2).
+    a float32 kernel scores float32 copies against a float32 ``Up`` and returns float64 Sharpe
+    values computed from its float32 sums. The quadratic form runs over the packed upper
+    triangle (A (A + 1) / 2 multiply-adds per candidate, not A**2), with unsigned offsets that
+    only ever grow (no 2-D index arithmetic, no negative-index wraparound).
     """
 
-    @cuda.jit
-    def kernel(stream, lo_sum, start, n, Uaug, ann, rf, top):
+    @cuda.jit(cache=True)
+    def kernel(stream, lo_sum, start, n, Up, amu, ann, rf, th, W, cand, n_ok):
         key, code, alpha, lo, hi = stream
-        top_s, top_i, n_ok = top
+        th_s, th_i = th
+        cand_s, cand_i, count = cand
+        T = n_ok.shape[0]
         tid = cuda.grid(1)
-        nthreads = cuda.gridsize(1)
-        if tid >= top_s.shape[0]:
+        if tid >= T:
             return
-        A = lo.shape[0]
-        buf = cuda.local.array(MAX_ASSETS, float64)
-        w = buf[:A]
-        wf = cuda.local.array(MAX_ASSETS, ft)  # the weights in the scoring precision
-        ts = top_s[tid]
-        ti = top_i[tid]
-        count = 0
-        for r in range(tid, n, nthreads):
-            i = start + r
+        A = np.uint64(lo.shape[0])
+        Tu = np.uint64(T)
+        w = W[tid::T]  # this thread's weights: A entries, T apart
+        cap = cand_s.shape[0]
+        nn = np.uint32(n)
+        step = np.uint32(cuda.gridsize(1))
+        r = np.uint32(tid)
+        n_valid = 0
+        while r < nn:
+            i = start + np.int64(r)
+            r = np.uint32(r + step)
             if not sample_dev(key, i, code, alpha, lo, hi, lo_sum, w):
                 continue
-            count += 1
-            for j in range(A):
-                wf[j] = ft(w[j])
+            n_valid += 1
             ret = ft(0.0)
             q = ft(0.0)
-            for j in range(A):   # w'Sw = sum_j w_j (S_jj w_j + 2 sum_{k>j} S_jk w_k)
-                sj = Uaug[j, j] * wf[j]
-                for kk in range(j + 1, A):
-                    sj += Uaug[j, kk] * wf[kk]
-                q += wf[j] * sj
-                ret += Uaug[A, j] * wf[j]
+            p = ZERO
+            oj = np.uint64(tid)
+            j = ZERO
+            while j < A:   # w'Sw = sum_j w_j (S_jj w_j + 2 sum_{k>j} S_jk w_k)
+                wj = ft(W[oj])
+                sj = Up[p] * wj
+                p += ONE
+                ok = oj + Tu
+                pend = p + (A - j - ONE)  # the rest of row j of Up
+                while p < pend:
+                    sj += Up[p] * ft(W[ok])
+                    p += ONE
+                    ok += Tu
+                q += wj * sj
+                ret += amu[j] * wj
+                oj += Tu
+                j += ONE
             v = ann * np.float64(q)
             if v > 0.0:
                 s = (np.float64(ret) - rf) / math.sqrt(v)
-                if s == s:
-                    topk_insert_dev(ts, ti, s, i)
-        n_ok[tid] += count
+                # at least as good as the k-th best (score desc, index asc); NaN never passes
+                if s > th_s or (s == th_s and i <= th_i):
+                    slot = cuda.atomic.add(count, 0, 1)
+                    if slot < cap:
+                        cand_s[slot] = s
+                        cand_i[slot] = i
+        n_ok[tid] += n_valid
 
     return kernel
 
@@ -75,64 +107,122 @@ search_cuda = _make_search_kernel(np.float64)
 search_cuda.__doc__ = """One launch over candidates ``start .. start+n-1`` (float64 scoring).
 
 ``stream``: :class:`gpusim.search.steps.Stream` (device lo, hi (A,)) with ``lo_sum = sum(lo)``;
-Uaug (A+1, A) = :func:`gpusim.search.steps.upper_doubled` of
-the covariance (upper triangle, off-diagonal entries doubled) with the row ``ann * mu`` appended;
-``top = (top_s, top_i, n_ok)``: top_s (T, k) float64 and top_i (T, k) int64 initialised to
--inf / -1 (T = threads in the grid), n_ok (T,) int64 counts the candidates within the upper
-bounds per thread.
+``Up`` (A (A+1)/2,) = :func:`gpusim.search.steps.upper_packed` of the covariance; ``amu`` (A,)
+= ``ann * mu``; ``th = (th_s, th_i)`` the k-th best so far ((-inf, -1) while the top-k is not
+full); ``W`` (A * T,) float64 scratch; ``cand = (cand_s (cap,) float64, cand_i (cap,) int64,
+count (1,) int64)``: candidates at least as good as ``th`` and their count (which keeps counting
+past ``cap``); ``n_ok`` (T,) int64 counts the candidates within the upper bounds per thread
+(T = threads in the grid). ``n < 2**32``.
 """
-search_cuda_f32 = _make_search_kernel(np.float32)  # same, Uaug float32: scoring in float32
+search_cuda_f32 = _make_search_kernel(np.float32)  # same, Up and amu float32: scoring in float32
 
 
-def plan_threads(n: int, k: int, *, threads_per_block: int | None = None,
-                 max_entries: int = 1 << 22, kernel=None) -> tuple[int, int]:
+def plan_threads(n: int, A: int, *, threads_per_block: int | None = None,
+                 kernel=None) -> tuple[int, int]:
     """(blocks, threads_per_block) of a grid-stride launch over ``n`` candidates: at most one
     thread per candidate, at most a resident grid (:func:`gpusim._cuda.launch.resident_threads`
-    of ``kernel``), and T * k <= ``max_entries`` per-thread top-k entries (T = threads).
+    of ``kernel``) and a weight scratch (A, T) of at most ``SCRATCH_BYTES``. Independent of k.
     """
     tpb = block_size(threads_per_block)
-    max_threads = max(tpb, max_entries // max(k, 1))
-    threads = min(n, max_threads, resident_threads(tpb, kernel))
+    by_memory = max(tpb, SCRATCH_BYTES // (8 * max(A, 1)))
+    threads = min(n, by_memory, resident_threads(tpb, kernel))
     return grid_for(threads, tpb), tpb
 
 
 class SearchLauncher:
-    """Holds the device inputs of one search and launches chunks.
+    """Holds the device inputs and the running top-k of one search; launches chunks.
 
-    ``xp`` is the backend's array namespace: CuPy on a real GPU (inputs, per-thread top-k rows
-    and their merge all stay on the device; only k results come back per chunk), NumPy in the
-    CUDA simulator. ``merge(xp, scores, index, k)`` merges the per-thread rows.
+    ``xp`` is the backend's array namespace: CuPy on a real GPU (inputs, candidate buffer and
+    the top-k all stay on the device; two scalars come back per launch), NumPy in the CUDA
+    simulator. ``merge(xp, scores, index, k)`` merges (:func:`gpusim.search.inputs.merge_topk`).
+    ``run(start, n)`` adds candidates to the top-k and returns how many were within the bounds;
+    ``best()`` returns the top-k as host arrays; ``reset()`` empties it. ``buffer``: candidate
+    buffer capacity (default ``max(4 k, 2**16)``; at least k + 1).
     """
 
     def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, *, xp, merge,
-                 threads_per_block=None, dtype="float64"):
+                 threads_per_block=None, dtype="float64", buffer=None):
         A = mu.shape[0]
-        if A > MAX_ASSETS:
-            raise ValueError(f"the GPU search supports at most {MAX_ASSETS} assets (got {A}); "
-                             "use backend='cpu' for larger universes")
-        Uaug = np.empty((A + 1, A))
-        Uaug[:A] = upper_doubled(cov)
-        Uaug[A] = ann * mu
+        ft = np.dtype(dtype)
         self.kernel = search_cuda_f32 if dtype == "float32" else search_cuda
-        self.blocks, self.tpb = plan_threads(chunk, k, threads_per_block=threads_per_block,
+        self.blocks, self.tpb = plan_threads(min(chunk, MAX_LAUNCH), A,
+                                             threads_per_block=threads_per_block,
                                              kernel=self.kernel)
         self.T = self.blocks * self.tpb
-        self.xp, self.merge, self.k = xp, merge, k
+        self.xp, self.merge, self.k = xp, merge, int(k)
+        cap = int(buffer) if buffer is not None else max(4 * self.k, 1 << 16)
+        self.cap = max(cap, self.k + 1)
         self.stream = Stream(np.uint64(key), int(code), float(alpha),
                              xp.asarray(lo, dtype=np.float64), xp.asarray(hi, dtype=np.float64))
-        self.args = (float(np.sum(lo)), xp.asarray(Uaug, dtype=np.dtype(dtype)), float(ann),
-                     float(rf))
+        self.lo_sum = float(np.sum(lo))
+        self.Up = xp.asarray(upper_packed(cov), dtype=ft)
+        self.amu = xp.asarray(float(ann) * np.asarray(mu, dtype=np.float64), dtype=ft)
+        self.ann, self.rf = float(ann), float(rf)
+        self.W = xp.zeros(A * self.T)
+        self.cand = (xp.empty(self.cap), xp.empty(self.cap, dtype=np.int64),
+                     xp.zeros(1, dtype=np.int64))
+        self.n_launches = self.n_reruns = 0
+        self.reset()
 
-    def run(self, start: int, n: int):
-        """Launch over candidates start..start+n-1; return host (scores (k,), index (k,), n_ok)."""
+    def reset(self):
         xp = self.xp
-        top_s = xp.full((self.T, self.k), -np.inf)
-        top_i = xp.full((self.T, self.k), -1, dtype=np.int64)
+        self.top_s = xp.empty(0)
+        self.top_i = xp.empty(0, dtype=np.int64)
+        self.th = (-math.inf, -1)
+        self.seen = 0
+
+    def _launch(self, start, n, th):
+        xp = self.xp
         n_ok = xp.zeros(self.T, dtype=np.int64)
-        lo_sum, Uaug, ann, rf = self.args
-        self.kernel[self.blocks, self.tpb](self.stream, lo_sum, np.int64(start), np.int64(n), Uaug,
-                                           ann, rf, (top_s, top_i, n_ok))
-        s, i = self.merge(xp, top_s.ravel(), top_i.ravel(), self.k)
-        if xp is np:
-            return s, i, int(n_ok.sum())
-        return xp.asnumpy(s), xp.asnumpy(i), int(n_ok.sum())
+        self.cand[2][:] = 0
+        self.kernel[self.blocks, self.tpb](
+            self.stream, self.lo_sum, np.int64(start), np.int64(n), self.Up, self.amu, self.ann,
+            self.rf, (np.float64(th[0]), np.int64(th[1])), self.W, self.cand, n_ok)
+        self.n_launches += 1
+        return int(self.cand[2][0]), n_ok
+
+    def _step(self, start, n):
+        """One launch (plus reruns on overflow) over start..start+n-1, merged into the top-k."""
+        xp = self.xp
+        th = self.th
+        while True:
+            c, n_ok = self._launch(start, n, th)
+            cs, ci = self.cand[0], self.cand[1]
+            if c <= self.cap:
+                break
+            # overflow: the buffer holds cap > k candidates >= th of this range; the k-th best
+            # of (top-k + buffer) is a lower bound of the true k-th best: rerun from it
+            self.n_reruns += 1
+            s, i = self.merge(xp, xp.concatenate([self.top_s, cs]),
+                              xp.concatenate([self.top_i, ci]), self.k)
+            th = (float(s[-1]), int(i[-1]))
+        self.top_s, self.top_i = self.merge(xp, xp.concatenate([self.top_s, cs[:c]]),
+                                            xp.concatenate([self.top_i, ci[:c]]), self.k)
+        if self.top_s.shape[0] == self.k:
+            self.th = (float(self.top_s[-1]), int(self.top_i[-1]))
+        self.seen += n
+        return int(n_ok.sum())
+
+    def run(self, start: int, n: int) -> int:
+        """Score candidates start..start+n-1 into the top-k; return the count within bounds.
+
+        Launch sizes: while the top-k is not full, at most ``cap`` candidates (they all fit
+        the buffer); then at most ``cap * seen / (2 k)`` (the expected number passing the k-th
+        best of ``seen`` candidates is ``k m / seen``), and at least one resident grid.
+        """
+        done = n_valid = 0
+        while done < n:
+            if self.top_s.shape[0] < self.k:
+                m = self.cap
+            else:
+                m = max(self.T, self.cap * self.seen // (2 * self.k))
+            m = min(m, n - done, MAX_LAUNCH)
+            n_valid += self._step(start + done, m)
+            done += m
+        return n_valid
+
+    def best(self):
+        """The top-k so far as host arrays (scores (k',) float64, index (k',) int64)."""
+        if self.xp is np:
+            return self.top_s.copy(), self.top_i.copy()
+        return self.xp.asnumpy(self.top_s), self.xp.asnumpy(self.top_i)

@@ -1,7 +1,10 @@
 """What the CPU and CUDA weight-search kernels share: the :class:`Stream` record of their
-candidates, :func:`upper_doubled` (the host-side operand of both symmetric scorers) and
-:func:`topk_insert` (the per-task / per-thread top-k body, compiled with ``njit`` in
-:mod:`gpusim.search.cpu` and ``cuda.jit(device=True)`` in :mod:`gpusim.search.cuda`).
+candidates, :func:`upper_doubled` / :func:`upper_packed` (the host-side operands of the symmetric
+scorers) and
+:func:`heap_replace` (the CPU tasks' top-k heaps, compiled with ``njit`` in
+:mod:`gpusim.search.cpu`).
+
+Order of candidates everywhere: Sharpe descending, then candidate index ascending.
 """
 
 from __future__ import annotations
@@ -33,16 +36,35 @@ def upper_doubled(cov: np.ndarray) -> np.ndarray:
     return np.triu(cov, 1) * 2.0 + np.diag(np.diag(cov))
 
 
-def topk_insert(ts, ti, s, i):
-    """Insert (s, i) into the descending list (ts, ti) ordered by (score desc, index asc)."""
-    k = ts.shape[0]
-    last = k - 1
-    if not (s > ts[last] or (s == ts[last] and i < ti[last] and ti[last] >= 0)):
-        return
-    p = last
-    while p > 0 and (s > ts[p - 1] or (s == ts[p - 1] and i < ti[p - 1])):
-        ts[p] = ts[p - 1]
-        ti[p] = ti[p - 1]
-        p -= 1
-    ts[p] = s
-    ti[p] = i
+def upper_packed(cov: np.ndarray) -> np.ndarray:
+    """The rows of :func:`upper_doubled` from the diagonal on, concatenated: (A (A+1) / 2,)
+    ``[U_00, U_01, ..., U_0,A-1, U_11, ..., U_A-1,A-1]`` (the CUDA kernel walks it in order).
+    """
+    U = upper_doubled(cov)
+    return np.ascontiguousarray(U[np.triu_indices(U.shape[0])])
+
+
+def heap_replace(hs, hi, s, i):
+    """Replace the root of the min-heap (hs, hi) (k,) by (s, i) and restore the heap.
+
+    The heap is ordered by "worse first": (a) is worse than (b) when ``a_s < b_s``, or
+    ``a_s == b_s`` and ``a_i > b_i`` (a larger index loses a tie), so the root is the k-th best
+    kept. Empty slots are (-inf, -1). Callers replace only when (s, i) beats the root.
+    """
+    k = hs.shape[0]
+    p = 0
+    while True:
+        c = 2 * p + 1
+        if c >= k:
+            break
+        d = c + 1
+        if d < k and (hs[d] < hs[c] or (hs[d] == hs[c] and hi[d] > hi[c])):
+            c = d
+        if hs[c] < s or (hs[c] == s and hi[c] > i):
+            hs[p] = hs[c]
+            hi[p] = hi[c]
+            p = c
+        else:
+            break
+    hs[p] = s
+    hi[p] = i

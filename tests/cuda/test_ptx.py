@@ -33,3 +33,6 @@ def test_kernels_compile_to_ptx_and_sampler_is_fma_free(cc):
             "rng -log(u) probe"} <= set(names)
     assert names["rng -log(u) probe"]["fma"] == 0
     assert all(k["ptx_chars"] > 1000 for k in res["kernels"])
+    # the search's inner loop: two loads, a multiply-add and little else (was 20 per FMA)
+    assert names["search_cuda"]["inner_loop"]["per_fma"] <= 6.0
+    assert names["search_cuda_f32"]["inner_loop"]["fma"] >= 1
