@@ -16,6 +16,7 @@ from gpusim.cli.common import (
     DATA_EPILOG,
     Command,
     add_data_options,
+    check_output_paths,
     check_ranking,
     grid_run_line,
     load_market,
@@ -82,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     from gpusim.results import flat_table
 
     check_ranking(args.sort_by, args.top_k, METRICS)
+    check_output_paths(args.out)
     if args.init_cash is not None and not args.init_cash > 0:
         raise GpusimError(f"--init-cash {args.init_cash:g} must be > 0")
     market = load_market(args)

@@ -20,6 +20,7 @@ __all__ = [
     "Command",
     "add_data_options",
     "add_subcommand",
+    "check_output_paths",
     "check_ranking",
     "grid_run_line",
     "guarded",
@@ -217,6 +218,54 @@ def check_ranking(sort_by: str, top_k: int, metrics: Sequence[str]) -> None:
                           f"{', '.join(metrics)}")
     if top_k < 1:
         raise GpusimError(f"--top-k {top_k} must be >= 1")
+
+
+def check_output_paths(out: str | None = None, plot: str | None = None) -> None:
+    """Fail before any work when ``--out DIR`` or ``--plot PNG`` cannot be written.
+
+    Raises GpusimError (one line, exit 2) when ``--plot`` is a directory, matplotlib is missing,
+    ``--out`` is an existing file, or the folder that would receive either cannot be written
+    (probed by creating and removing a temporary file there), so that a run never computes for
+    minutes and then leaves half of its outputs behind.
+    """
+    from pathlib import Path
+
+    if plot is not None:
+        p = Path(plot)
+        if p.is_dir():
+            raise GpusimError(f"--plot {plot!r} is a directory; give a PNG file name, e.g. "
+                              f"--plot {p / 'frontier.png'}")
+        _probe_folder(p.parent, "--plot", plot)
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise GpusimError("--plot needs matplotlib: pip install 'gpusim[plot]'") from None
+    if out is not None:
+        p = Path(out)
+        if p.exists() and not p.is_dir():
+            raise GpusimError(f"--out {out!r} is a file; give a folder (it is created)")
+        _probe_folder(p if p.is_dir() else p.parent, "--out", out)
+
+
+def _probe_folder(folder, flag: str, value: str) -> None:
+    """Raise GpusimError unless a file can be created in ``folder`` (or its first existing
+    ancestor, where the missing folders would be made).
+    """
+    import tempfile
+    from pathlib import Path
+
+    a = Path(folder).absolute()
+    while not a.exists() and a != a.parent:
+        a = a.parent
+    try:
+        if not a.is_dir():
+            raise NotADirectoryError(f"{a} is not a folder")
+        with tempfile.TemporaryFile(dir=a):
+            pass
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise GpusimError(f"{flag} {value!r}: cannot write in {a} ({why}); choose a writable "
+                          "folder") from None
 
 
 def partial_exit(summary: dict, partial: bool) -> int:

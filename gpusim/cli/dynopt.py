@@ -16,6 +16,7 @@ from typing import Any
 
 from gpusim.cli.common import (
     Command,
+    check_output_paths,
     check_ranking,
     grid_run_line,
     partial_exit,
@@ -151,6 +152,7 @@ def _run(args: argparse.Namespace) -> int:
     from gpusim.results import flat_table
 
     check_ranking(args.sort_by, args.top_k, METRICS)
+    check_output_paths(args.out)
     capital = as_axis(parse_values(args.capital, "--capital"), "capital")
     shadow = as_axis(parse_values(args.shadow_cost, "--shadow-cost"), "shadow_cost")
     buffer = as_axis(parse_values(args.buffer, "--buffer"), "buffer")

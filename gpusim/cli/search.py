@@ -16,7 +16,13 @@ import math
 import sys
 from typing import Any
 
-from gpusim.cli.common import DATA_EPILOG, add_data_options, load_market, printer
+from gpusim.cli.common import (
+    DATA_EPILOG,
+    add_data_options,
+    check_output_paths,
+    load_market,
+    printer,
+)
 from gpusim.errors import GpusimError
 
 __all__ = ["add_bench_parser", "add_parser", "add_verify_parser"]
@@ -90,6 +96,7 @@ def _cmd_search(args) -> int:
     from gpusim.cli.search_guided import options
     from gpusim.search.api import search
 
+    check_output_paths(args.out, args.plot)
     market = load_market(args)
     bounds = None if args.lo is None and args.hi is None else (args.lo, args.hi)
     say = printer(args.json)

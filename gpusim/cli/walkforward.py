@@ -18,6 +18,7 @@ from gpusim.cli.common import (
     DATA_EPILOG,
     Command,
     add_data_options,
+    check_output_paths,
     check_ranking,
     load_market,
     print_json,
@@ -118,6 +119,7 @@ def _run(args: argparse.Namespace) -> int:
     from gpusim.walkforward.api import METRICS, walkforward
 
     check_ranking(args.sort_by, args.top_k, METRICS)
+    check_output_paths(args.out)
     market = load_market(args)
     lookbacks = parse_lookbacks(args.lookback)
     num_tests = parse_values(str(args.num_tests).replace("_", ""), "--num-tests")
