@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numba
 
 from gpusim.backtest.cpu import backtest_cpu_nb, backtest_scalar_nb
+from gpusim.backtest.steps import scalar_inputs
 
 FEE = 0.001
 INIT_CASH = 100.0  # vectorbt's default, so final values compare directly
@@ -84,8 +85,8 @@ def kernel_args(w, sel=None):
     wid, mid, ths, fees = w["wid"], w["mid"], w["thresholds"], w["fees"]
     if sel is not None:
         wid, mid, ths, fees = wid[sel], mid[sel], ths[sel], fees[sel]
-    return (w["close"], w["W"], wid, w["masks"], mid, ths, w["relative"], fees, INIT_CASH, ANN,
-            0.0)
+    return scalar_inputs(w["close"], w["W"], wid, w["masks"], mid, ths, w["relative"], fees,
+                         INIT_CASH, ANN, 0.0)
 
 
 def timed(fn, *args, repeats=3):

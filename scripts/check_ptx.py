@@ -150,7 +150,8 @@ def main() -> int:
             stream, f8, i8, i8, f4, f4, f8, f8, th, v, cand, i8[::1]), "loop:fma.rn.f32"
         acct, scratch3 = t.UniTuple(f8, 3), t.Tuple((m, m, i8[:, ::1]))
         yield "backtest_cuda", backtest_cuda.backtest_cuda.py_func, (
-            m, m, i8[::1], b1[:, ::1], i8[::1], v, b1, v, acct, scratch3, m), None
+            m, m, i8[::1], i8[::1], b1[:, ::1], i8[::1], m, i8[::1], i8[::1], v, acct, scratch3,
+            m), None
         inputs = t.NamedTuple((m, m, m, m, m, f8[:, :, ::1], i8[::1]), dynopt_steps.Inputs)
         scratch = t.NamedUniTuple(m, 6, dynopt_steps.Scratch)
         yield "dynopt_cuda", dynopt_cuda.dynopt_cuda.py_func, (

@@ -28,6 +28,7 @@ import pandas as pd
 from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
 from gpusim.backend import resolve_backend
 from gpusim.backtest.result import LOWER_IS_BETTER, BacktestResult, Records
+from gpusim.backtest.steps import NEVER, scalar_bands
 from gpusim.chunks import run_chunks
 from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
@@ -212,8 +213,9 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     else:
         from gpusim.backtest.cpu import backtest_cpu_nb as kernel
 
-    ctx = _Context(mkt, close, symbols, grid, axis_of, wsrc, masks, thr_vals, fee_vals,
-                   bool(relative), init_cash, float(mkt.ann), rf)
+    B, brow, bnxt = scalar_bands(thr_vals, bool(relative), A)
+    ctx = _Context(mkt, close, symbols, grid, axis_of, wsrc, masks, thr_vals, B, brow, bnxt,
+                   fee_vals, bool(relative), init_cash, float(mkt.ann), rf)
     C = grid.size
     need = C * (2 * 8 * len(METRICS) + 8 * len(grid.axes))   # metrics array, frame, index codes
     if need > _available_bytes():
@@ -225,13 +227,13 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     # compile / load the kernel on a 1-combination, 2-bar slice so the timing is of the run
     tc = time.perf_counter()
     a = ctx.chunk_args(0, 1)
-    kernel(close[:2], a["W"], a["wid"], np.ascontiguousarray(masks[:, :2]), a["mid"],
-           a["thresholds"], bool(relative), a["fees"], init_cash, float(mkt.ann), rf)
+    kernel(close[:2], a["W"], a["wid"], a["wnxt"], np.ascontiguousarray(masks[:, :2]), a["mid"],
+           B, a["bid"], bnxt, a["fees"], init_cash, float(mkt.ann), rf)
     t0 = time.perf_counter()
 
     def chunk(start, stop):
         a = ctx.chunk_args(start, stop)
-        return kernel(close, a["W"], a["wid"], masks, a["mid"], a["thresholds"], bool(relative),
+        return kernel(close, a["W"], a["wid"], a["wnxt"], masks, a["mid"], B, a["bid"], bnxt,
                       a["fees"], init_cash, float(mkt.ann), rf)
 
     r = run_chunks(out, cs, chunk, desc=f"backtest [{be.label}]", progress=progress,
@@ -251,6 +253,9 @@ class _Context:
     wsrc: Weights
     masks: np.ndarray          # (M, T) bool
     thresholds: np.ndarray     # (values of the threshold axis,) NaN = no band
+    B: np.ndarray              # (RB, 2A) band rows [rel | abs] (steps.scalar_bands)
+    brow: np.ndarray           # (values of the threshold axis,) first band row of each
+    bnxt: np.ndarray           # (RB,) switch bars of the band rows
     fees: np.ndarray
     relative: bool
     init_cash: float
@@ -265,12 +270,15 @@ class _Context:
                 for k in ("weights", "rebalance", "threshold", "fees")}
 
     def chunk_args(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        """Kernel arguments W, wid, mid, thresholds, fees for combinations start..stop-1."""
+        """Kernel arguments W, wid, wnxt, mid, bid, fees (and the combinations' ``thresholds``)
+        for combinations start..stop-1.
+        """
         c = self._codes(start, stop)
         wc = c["weights"]
         lo, hi = int(wc.min()), int(wc.max()) + 1   # contiguous: weights is the outer level
-        return {"W": self.wsrc.rows(lo, hi, len(self.symbols)), "wid": wc - lo,
-                "mid": c["rebalance"],
+        W = self.wsrc.rows(lo, hi, len(self.symbols))
+        return {"W": W, "wid": wc - lo, "wnxt": np.full(W.shape[0], NEVER, dtype=np.int64),
+                "mid": c["rebalance"], "bid": np.ascontiguousarray(self.brow[c["threshold"]]),
                 "thresholds": np.ascontiguousarray(self.thresholds[c["threshold"]]),
                 "fees": np.ascontiguousarray(self.fees[c["fees"]])}
 

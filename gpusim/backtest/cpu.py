@@ -1,7 +1,8 @@
 """CPU fast path of the rebalancing backtest (DESIGN §6, contract of issue 3).
 
-One combination = (target weights ``W[wid[c]]``, rebalance mask ``masks[mid[c]]``, drift
-threshold ``thresholds[c]``, fee ``fees[c]``), simulated bar by bar on the shared close prices.
+One combination = (a target schedule starting at ``W[wid[c]]``, rebalance mask
+``masks[mid[c]]``, a band schedule starting at ``B[bid[c]]``, fee ``fees[c]``), simulated bar by
+bar on the shared close prices.
 Metrics are accumulated online (Welford mean/M2 of the per-bar returns, running downside sum of
 squares, running peak and drawdown, running sums of V and of traded value), so no value path is
 ever stored and prices are never tiled per combination: each (combination, bar) costs O(A).
@@ -29,11 +30,14 @@ from numba import njit, prange
 from gpusim.backtest.steps import (
     _BAND_MARGIN,
     N_METRICS,
-    band_breached_nb,
+    NEVER,
+    band_breached_rows_nb,
+    band_limit_nb,
+    band_on_nb,
     portfolio_value_nb,
-    prepare_inputs,
     rebalance_nb,
-    simulate_one_nb,
+    scalar_inputs,
+    simulate_sched_nb,
     write_metrics_nb,
 )
 
@@ -79,31 +83,60 @@ Lane = LaneT()
 _NSTATE = len(Lane)
 
 
+class SchedT(NamedTuple):
+    """Rows of the (4, LANES) int64 per-chunk schedule state of :func:`_simulate_block`."""
+
+    row: int = 0  # row of W in force
+    tn: int = 1  # bar at which the next row of W takes over (NEVER: none)
+    brow: int = 2  # band row in force
+    bn: int = 3  # bar at which the next band row takes over
+
+
+Sched = SchedT()
+
+
 @njit(cache=True, error_model="numpy")
-def _init_lanes(W, wid, mid, thresholds, relative, init_cash, c0, nb, lanes):
+def _lane_limits(W, B, sc, wt, lim, b):
+    """Targets ``wt[:, b]`` and band limits ``lim[:, b]`` of lane b from its rows in force."""
+    A = W.shape[1]
+    row = sc[Sched.row, b]
+    brow = sc[Sched.brow, b]
+    for j in range(A):
+        w = W[row, j]
+        wt[j, b] = w
+        lim[j, b] = band_limit_nb(B, brow, j, w, A)
+
+
+@njit(cache=True, error_model="numpy")
+def _init_lanes(W, wid, wnxt, mid, B, bid, bnxt, init_cash, c0, nb, lanes):
     """Start lanes 0 .. nb-1 of ``lanes`` (see :func:`_simulate_block`) on combinations
-    ``c0 ..``: no holdings, targets ``wt``, band limits ``lim`` (inf: no band), the initial lane
-    state. Returns (has_band, same_mask): whether any lane has a drift band, and whether all
-    lanes share one rebalance mask.
+    ``c0 ..``: no holdings, the first rows of their schedules, targets ``wt``, band limits
+    ``lim``, the initial lane state. Returns (has_band, same_mask, next_event): whether some
+    band row of some lane limits an asset, whether all lanes share one rebalance mask, and the
+    first bar at which a lane's targets or band change.
     """
-    h, _oval, _order, wt, lim, st = lanes
+    h, _oval, _order, wt, lim, st, sc = lanes
     A = W.shape[1]
     has_band = False
     m0 = mid[c0]
     same_mask = True
+    nxt = NEVER
     for b in range(nb):
         c = c0 + b
-        th = thresholds[c]
-        wi = wid[c]
+        sc[Sched.row, b] = wid[c]
+        sc[Sched.tn, b] = wnxt[wid[c]]
+        sc[Sched.brow, b] = bid[c]
+        sc[Sched.bn, b] = bnxt[bid[c]]
+        nxt = min(nxt, sc[Sched.tn, b], sc[Sched.bn, b])
+        _lane_limits(W, B, sc, wt, lim, b)
         for j in range(A):
             h[j, b] = 0.0
-            wt[j, b] = W[wi, j]
-            if th > 0.0:
-                lim[j, b] = th * W[wi, j] if relative else th
-            else:
-                lim[j, b] = _INF
-        if th > 0.0:
-            has_band = True
+        r = bid[c]
+        while not has_band:
+            has_band = band_on_nb(B, r, A)
+            if bnxt[r] == NEVER:
+                break
+            r += 1
         if mid[c] != m0:
             same_mask = False
         for k in range(_NSTATE):
@@ -111,23 +144,48 @@ def _init_lanes(W, wid, mid, thresholds, relative, init_cash, c0, nb, lanes):
         st[Lane.cash, b] = init_cash
         st[Lane.vprev, b] = init_cash
         st[Lane.peak, b] = -_INF
-    return has_band, same_mask
+    return has_band, same_mask, nxt
 
 
 @njit(cache=True, error_model="numpy")
-def _band_screen(close, t, W, wid, thresholds, relative, c0, nb, lanes):
+def _switch_rows(t, W, wnxt, B, bnxt, nb, lanes):
+    """Advance the lanes whose targets or band change at bar ``t`` (a target change marks the
+    lane to rebalance); returns the next bar at which some lane changes.
+    """
+    _h, _oval, _order, wt, lim, st, sc = lanes
+    do = st[Lane.do]
+    nxt = NEVER
+    for b in range(nb):
+        moved = False
+        while sc[Sched.tn, b] <= t:
+            sc[Sched.row, b] += 1
+            sc[Sched.tn, b] = wnxt[sc[Sched.row, b]]
+            do[b] = 1.0
+            moved = True
+        while sc[Sched.bn, b] <= t:
+            sc[Sched.brow, b] += 1
+            sc[Sched.bn, b] = bnxt[sc[Sched.brow, b]]
+            moved = True
+        if moved:
+            _lane_limits(W, B, sc, wt, lim, b)
+        nxt = min(nxt, sc[Sched.tn, b], sc[Sched.bn, b])
+    return nxt
+
+
+@njit(cache=True, error_model="numpy")
+def _band_screen(close, t, W, B, nb, lanes):
     """Set ``do[b]`` (lane state) for the lanes whose drift band is breached at bar ``t``: a
     division-free screen over all lanes (vectorised), then the exact test of
-    :func:`~.steps.band_breached` for the lanes within a rounding margin of their band.
+    :func:`~.steps.band_breached_rows` for the lanes within a rounding margin of their band.
     """
-    h, _oval, _order, wt, lim, st = lanes
+    h, _oval, _order, wt, lim, st, sc = lanes
     A = close.shape[1]
     v = st[Lane.v]
     do = st[Lane.do]
     inv = st[Lane.inv]
     cand = st[Lane.cand]
     # screen: a_j ~ h_j p_j (1/v) within a margin that covers the rounding gap to
-    # h_j p_j / v; lanes that may breach get the exact test of band_breached
+    # h_j p_j / v; lanes that may breach get the exact test of band_breached_rows
     for b in range(nb):
         inv[b] = 1.0 / v[b]
         cand[b] = -_INF if v[b] > _TINY_V else 0.0  # 1/v may overflow: exact test
@@ -143,34 +201,33 @@ def _band_screen(close, t, W, wid, thresholds, relative, c0, nb, lanes):
             cand[b] = max(cand[b], e - lj[b])  # max, not a select: vectorises
     for b in range(nb):
         if cand[b] >= 0.0 and do[b] == 0.0:
-            c = c0 + b
-            if band_breached_nb(close, t, v[b], W, wid[c], h, b, thresholds[c],
-                                relative):
+            if band_breached_rows_nb(close, t, v[b], W, sc[Sched.row, b], h, b, B,
+                                     sc[Sched.brow, b]):
                 do[b] = 1.0
 
 
 @njit(cache=True, error_model="numpy")
-def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct, c0, nb,
-                    lanes, out):
+def _simulate_block(close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees, acct, c0, nb, lanes,
+                    out):
     """Simulate combinations c0 .. c0+nb-1 (nb <= LANES) in lockstep (arguments as
     :func:`backtest_cpu_nb`, ``acct = (init_cash, ann, rf)``); lane b uses column b of the
-    scratch ``lanes = (h, oval, order, wt, lim, st)``: (A, LANES) arrays and the
-    (NSTATE, LANES) lane state ``st`` (rows :data:`Lane`).
+    scratch ``lanes = (h, oval, order, wt, lim, st, sc)``: (A, LANES) arrays, the
+    (NSTATE, LANES) lane state ``st`` (rows :data:`Lane`) and the (4, LANES) int64 schedule
+    state ``sc`` (rows :data:`Sched`).
 
     Per bar, the value, the band screen and the metric updates are branch-free loops over the
     lanes (SIMD across combinations; ``error_model="numpy"`` keeps divisions vectorisable);
-    the exact band test and the rebalances run lane by lane with the scalar step bodies. Every
-    lane performs the same floating-point operations in the same order as
-    :func:`~.steps.simulate_one` (the band screen only decides which lanes get the exact test),
-    so the results are bit-identical to it.
+    target and band changes (only at the bars of a schedule), the exact band test and the
+    rebalances run lane by lane with the scalar step bodies. Every lane performs the same
+    floating-point operations in the same order as :func:`~.steps.simulate_sched` (the band
+    screen only decides which lanes get the exact test), so the results are bit-identical to it.
     """
     init_cash, ann, rf = acct
-    h, oval, order, _wt, _lim, st = lanes
+    h, oval, order, _wt, _lim, st, sc = lanes
     T = close.shape[0]
-    A = close.shape[1]
     rf_bar = rf / ann
-    has_band, same_mask = _init_lanes(W, wid, mid, thresholds, relative, init_cash, c0, nb,
-                                      lanes)
+    has_band, same_mask, nxt = _init_lanes(W, wid, wnxt, mid, B, bid, bnxt, init_cash, c0, nb,
+                                           lanes)
     m0 = mid[c0]
     cash = st[Lane.cash]
     v = st[Lane.v]
@@ -182,6 +239,7 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct,
     peak = st[Lane.peak]
     mdd = st[Lane.mdd]
     sum_v = st[Lane.sumv]
+    A = close.shape[1]
     for t in range(T):
         for b in range(nb):
             v[b] = cash[b]
@@ -200,13 +258,15 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct,
         else:
             for b in range(nb):
                 do[b] = 1.0 if masks[mid[c0 + b], t] else 0.0
+        if nxt <= t:
+            nxt = _switch_rows(t, W, wnxt, B, bnxt, nb, lanes)
         if has_band and t > 0:
-            _band_screen(close, t, W, wid, thresholds, relative, c0, nb, lanes)
+            _band_screen(close, t, W, B, nb, lanes)
         for b in range(nb):
             if do[b] != 0.0:
                 c = c0 + b
-                cash[b], tr, fe = rebalance_nb(close, t, v[b], cash[b], W, wid[c], h, oval,
-                                               order, b, fees[c])
+                cash[b], tr, fe = rebalance_nb(close, t, v[b], cash[b], W, sc[Sched.row, b], h,
+                                               oval, order, b, fees[c])
                 st[Lane.traded, b] += tr
                 st[Lane.fees, b] += fe
                 st[Lane.nreb, b] += 1.0
@@ -234,17 +294,21 @@ def _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct,
 
 
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")
-def backtest_cpu_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf):
+def backtest_cpu_nb(close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees, init_cash, ann, rf):
     """Metrics of C combinations, parallel over combinations (numba prange over chunks).
 
     Parameters
     ----------
     close : (T, A) float64, C-contiguous, > 0 — shared by all combinations.
-    W : (K, A) float64 target weights (long-only, rows sum to 1).
-    wid : (C,) int64 — combination c uses ``W[wid[c]]``.
+    W : (R, A) float64 target weights (long-only, rows sum to 1), schedules stacked.
+    wid : (C,) int64 — combination c starts (bar 0) with targets ``W[wid[c]]``.
+    wnxt : (R,) int64 — row r + 1 takes over at bar ``wnxt[r]`` (and that bar rebalances);
+        ``NEVER`` for the last row of a schedule (constant targets: all ``NEVER``).
     masks : (M, T) bool rebalance masks; mid : (C,) int64 — combination c uses ``masks[mid[c]]``.
-    thresholds : (C,) float64 drift bands (<= 0 or NaN: no band).
-    relative : bool — relative band |a_j - w_j| >= threshold * w_j instead of absolute.
+    B : (RB, 2A) float64 band rows [rel | abs]: asset j drifts out when |a_j - w_j| >=
+        max(rel_j w_j, abs_j) (absolute band: rel 0; relative: abs 0; none: rel 0, abs inf).
+    bid : (C,) int64 — combination c starts with band row ``B[bid[c]]``; bnxt : (RB,) int64
+        as ``wnxt`` for the band rows (a change of band does not rebalance by itself).
     fees : (C,) float64 proportional fees in [0, 1).
     init_cash, ann, rf : float — initial cash, periods per year, annual risk-free rate.
 
@@ -275,19 +339,19 @@ def backtest_cpu_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_
         wt = np.empty((A, LANES))
         lim = np.empty((A, LANES))
         st = np.empty((_NSTATE, LANES))
-        scratch = (h, oval, order, wt, lim, st)
+        sc = np.empty((4, LANES), dtype=np.int64)
+        scratch = (h, oval, order, wt, lim, st, sc)
         for blk in range(k * per, min(nblocks, (k + 1) * per)):
             c0 = blk * lanes
-            _simulate_block(close, W, wid, masks, mid, thresholds, relative, fees, acct, c0,
+            _simulate_block(close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees, acct, c0,
                             min(lanes, C - c0), scratch, out)
     return out
 
 
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")
-def backtest_scalar_nb(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann,
-                       rf):
+def backtest_scalar_nb(close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees, init_cash, ann, rf):
     """Same result as :func:`backtest_cpu_nb`, one combination at a time with
-    :func:`~.steps.simulate_one` (the GPU thread's code path); kept for tests and benchmarks.
+    :func:`~.steps.simulate_sched` (the GPU thread's code path); kept for tests and benchmarks.
     """
     A = close.shape[1]
     C = wid.shape[0]
@@ -302,15 +366,17 @@ def backtest_scalar_nb(close, W, wid, masks, mid, thresholds, relative, fees, in
         oval = np.empty((A, 1))
         order = np.empty((A, 1), dtype=np.int64)
         for c in range(k * size, min(C, (k + 1) * size)):
-            simulate_one_nb(close, W, (wid[c], 0), (masks, mid[c], thresholds[c], relative),
-                            fees[c], (init_cash, ann, rf), (h, oval, order), 0, out, c)
+            simulate_sched_nb(close, W, (wid[c], wnxt), (masks, mid[c], B, bid[c], bnxt),
+                              fees[c], (init_cash, ann, rf), (h, oval, order), 0, out, c)
     return out
 
 
 def backtest_cpu(close, W, wid, masks, mid, thresholds, relative=False, fees=0.0,
                  init_cash=1.0, ann=252.0, rf=0.0):
-    """Checked entry point of :func:`backtest_cpu_nb` (scalars ``mid``/``thresholds``/``fees``
-    broadcast over the C = len(wid) combinations). Returns a (C, 11) float64 host array.
+    """Checked entry point of :func:`backtest_cpu_nb` for constant targets ``W[wid[c]]`` and a
+    scalar drift band per combination (absolute, or ``relative``; scalars
+    ``mid``/``thresholds``/``fees`` broadcast over the C = len(wid) combinations). Returns a
+    (C, 11) float64 host array.
     """
-    return backtest_cpu_nb(*prepare_inputs(close, W, wid, masks, mid, thresholds, relative,
-                                           fees, init_cash, ann, rf))
+    return backtest_cpu_nb(*scalar_inputs(close, W, wid, masks, mid, thresholds, relative, fees,
+                                          init_cash, ann, rf))

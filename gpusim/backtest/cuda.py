@@ -30,53 +30,63 @@ from numba import cuda
 
 from gpusim._cuda.launch import block_size, grid_for
 from gpusim._cuda.rng import exact_arith
-from gpusim.backtest.steps import N_METRICS, compile_bodies, prepare_inputs
+from gpusim.backtest.steps import N_METRICS, compile_bodies, prepare_inputs, scalar_inputs
 
 # fmul/fadd never fused into FMA: every step rounds as on the CPU (bit-identical results)
 _dev = compile_bodies(cuda.jit(device=True), exact_arith())
 simulate_one_dev = _dev["simulate_one"]
+simulate_sched_dev = _dev["simulate_sched"]
 
 
 @cuda.jit(cache=True)
-def backtest_cuda(close, W, wid, masks, mid, thresholds, relative, fees, acct, scratch, out):
+def backtest_cuda(close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees, acct, scratch, out):
     """One thread per combination c < C = out.shape[0]; writes ``out[c, :]`` (11 metrics).
 
-    Device arrays: close (T, A) f8, W (K, A) f8, wid (C,) i8, masks (M, T) bool, mid (C,) i8,
-    thresholds (C,) f8, fees (C,) f8; ``scratch = (h, oval, order)``: (A, C) f8, f8 and i8;
-    out (C, 11) f8. Scalars: relative (bool), ``acct = (init_cash, ann, rf)`` (floats).
+    Device arrays (meaning as in :func:`gpusim.backtest.cpu.backtest_cpu_nb`): close (T, A)
+    f8, W (R, A) f8, wid (C,) i8, wnxt (R,) i8, masks (M, T) bool, mid (C,) i8, B (RB, 2A) f8,
+    bid (C,) i8, bnxt (RB,) i8, fees (C,) f8; ``scratch = (h, oval, order)``: (A, C) f8, f8 and
+    i8; out (C, 11) f8. ``acct = (init_cash, ann, rf)`` (floats).
     """
     c = cuda.grid(1)
     if c < out.shape[0]:
-        simulate_one_dev(close, W, (wid[c], 0), (masks, mid[c], thresholds[c], relative),
-                         fees[c], acct, scratch, c, out, c)
+        simulate_sched_dev(close, W, (wid[c], wnxt), (masks, mid[c], B, bid[c], bnxt), fees[c],
+                           acct, scratch, c, out, c)
 
 
-def backtest_gpu(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf, *,
+def backtest_gpu(close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees, init_cash, ann, rf, *,
                  threads_per_block=None):
     """Metrics of C combinations on the GPU (or in Numba's CUDA simulator).
 
     Takes the arguments of :func:`gpusim.backtest.cpu.backtest_cpu_nb` as host arrays
     (checked and coerced by :func:`~gpusim.backtest.steps.prepare_inputs`; scalar
-    ``mid``/``thresholds``/``fees`` broadcast over C = len(wid)), copies them to the device with
+    ``mid``/``bid``/``fees`` broadcast over C = len(wid)), copies them to the device with
     ``numba.cuda.to_device``, allocates the (A, C) scratch and the (C, 11) output on the device,
     launches :func:`backtest_cuda` with ``threads_per_block`` threads per block (default: the
     policy of :func:`gpusim._cuda.launch.block_size`), and returns the
     metrics as a host ``np.ndarray`` of shape (C, 11), columns in the order of ``METRICS``.
     """
-    (close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann,
-     rf) = prepare_inputs(close, W, wid, masks, mid, thresholds, relative, fees, init_cash,
-                          ann, rf)
+    (close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees, init_cash, ann,
+     rf) = prepare_inputs(close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees, init_cash, ann,
+                          rf)
     tpb = block_size(threads_per_block)
     C = wid.shape[0]
     A = close.shape[1]
     if C == 0:
         return np.empty((0, N_METRICS))
-    d_args = [cuda.to_device(a) for a in (close, W, wid, masks, mid, thresholds)]
-    d_fees = cuda.to_device(fees)
+    d_args = [cuda.to_device(a) for a in (close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees)]
     d_h = cuda.device_array((A, C), dtype=np.float64)
     d_oval = cuda.device_array((A, C), dtype=np.float64)
     d_order = cuda.device_array((A, C), dtype=np.int64)
     d_out = cuda.device_array((C, N_METRICS), dtype=np.float64)
-    backtest_cuda[grid_for(C, tpb), tpb](*d_args, relative, d_fees, (init_cash, ann, rf),
-                                         (d_h, d_oval, d_order), d_out)
+    backtest_cuda[grid_for(C, tpb), tpb](*d_args, (init_cash, ann, rf), (d_h, d_oval, d_order),
+                                         d_out)
     return d_out.copy_to_host()
+
+
+def backtest_gpu_scalar(close, W, wid, masks, mid, thresholds, relative=False, fees=0.0,
+                        init_cash=1.0, ann=252.0, rf=0.0, *, threads_per_block=None):
+    """:func:`backtest_gpu` for constant targets and a scalar band per combination (the
+    arguments of :func:`gpusim.backtest.cpu.backtest_cpu`).
+    """
+    return backtest_gpu(*scalar_inputs(close, W, wid, masks, mid, thresholds, relative, fees,
+                                       init_cash, ann, rf), threads_per_block=threads_per_block)

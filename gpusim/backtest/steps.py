@@ -40,7 +40,10 @@ N_METRICS = len(METRICS)
 _NAN = float("nan")
 _INF = float("inf")
 NO_BAND = -1.0
-"""A drift threshold that disables the band (any value <= 0 or NaN does)."""
+"""A drift threshold that disables the band of :func:`simulate_one` (any value <= 0 or NaN
+does)."""
+NEVER = np.iinfo(np.int64).max
+"""A switch bar that never comes: ``wnxt``/``bnxt`` of the last row of a schedule."""
 _BAND_MARGIN = 1e-12  # >> the gap between |h p (1/v) - w| and |h p / v - w| (a few ulp of |a|+|w|)
 
 
@@ -82,6 +85,42 @@ def band_breached(close, t, v, W, wi, h, col, threshold, relative):
     for j in range(close.shape[1]):
         w = W[wi, j]
         lim = threshold * w if relative else threshold
+        hp = h[j, col] * close[t, j]
+        a = fmul(hp, inv)
+        e = fadd(abs(a - w), fmul(_BAND_MARGIN, 1.0 + abs(a) + abs(w)))
+        if not e < lim:  # NaN: exact test too
+            if abs(hp / v - w) >= lim:
+                return True
+    return False
+
+
+def band_limit(B, bi, j, w, A):
+    """Drift limit of asset ``j`` under band row ``B[bi]`` = [rel (A,) | abs (A,)] and target
+    ``w``: max(rel_j * w, abs_j). Absolute band: rel 0; relative band: abs 0; hybrid: both; no
+    band on the asset: rel 0, abs inf.
+    """
+    return max(fmul(B[bi, j], w), B[bi, A + j])
+
+
+def band_on(B, bi, A):
+    """Whether band row ``B[bi]`` limits some asset (an abs column below inf)."""
+    for j in range(A):
+        if B[bi, A + j] < _INF:
+            return True
+    return False
+
+
+def band_breached_rows(close, t, v, W, wi, h, col, B, bi):
+    """As :func:`band_breached` with the per-asset limits of band row ``B[bi]``
+    (:func:`band_limit`): True when some |a_j - w_j| >= max(rel_j w_j, abs_j).
+    """
+    if not v > 0.0:
+        return False
+    A = close.shape[1]
+    inv = 1.0 / v
+    for j in range(A):
+        w = W[wi, j]
+        lim = band_limit(B, bi, j, w, A)
         hp = h[j, col] * close[t, j]
         a = fmul(hp, inv)
         e = fadd(abs(a - w), fmul(_BAND_MARGIN, 1.0 + abs(a) + abs(w)))
@@ -188,6 +227,63 @@ def simulate_one(close, W, target, rule, fee, acct, scratch, col, out, c):
     write_metrics(out, c, T, acct, v, acc, traded, fees, nreb)
 
 
+def simulate_sched(close, W, wsched, rule, fee, acct, scratch, col, out, c):
+    """Simulate one backtest combination and write its 11 metrics to ``out[c]``.
+
+    ``wsched = (wi, wnxt)``: target schedule; row ``wi`` of ``W`` is in force from bar 0 and
+    row r + 1 takes over at bar ``wnxt[r]`` (:data:`NEVER`: row r is the last); a bar where the
+    targets change rebalances. ``rule = (masks, mi, B, bi, bnxt)``: rebalance mask
+    ``masks[mi]`` (bar 0 always rebalances) ORed with the drift band against the targets in
+    force, band rows ``B`` (R, 2A) = [rel | abs] (:func:`band_limit`) in force from row ``bi``
+    at bar 0, row r + 1 from bar ``bnxt[r]``. Other arguments as :func:`simulate_one`.
+    """
+    wi, wnxt = wsched
+    masks, mi, B, bi, bnxt = rule
+    init_cash, ann, rf = acct
+    h, oval, order = scratch
+    T = close.shape[0]
+    A = close.shape[1]
+    for j in range(A):
+        h[j, col] = 0.0
+    rf_bar = rf / ann
+    cash = init_cash
+    v = init_cash
+    v_prev = init_cash
+    acc = (0.0, 0.0, 0.0, -_INF, 0.0, 0.0)  # online metrics, see bar_update
+    traded = 0.0
+    fees = 0.0
+    nreb = 0
+    row = wi
+    tn = wnxt[row]
+    br = bi
+    bn = bnxt[br]
+    use_band = band_on(B, br, A)
+    for t in range(T):
+        v = portfolio_value(close, t, cash, h, col)
+        do = t == 0 or masks[mi, t]
+        while tn <= t:
+            row += 1
+            tn = wnxt[row]
+            do = True
+        if bn <= t:
+            while bn <= t:
+                br += 1
+                bn = bnxt[br]
+            use_band = band_on(B, br, A)
+        if not do and use_band:
+            do = band_breached_rows(close, t, v, W, row, h, col, B, br)
+        if do:
+            cash, tr, fe = rebalance(close, t, v, cash, W, row, h, oval, order, col, fee)
+            traded += tr
+            fees += fe
+            nreb += 1
+            v = portfolio_value(close, t, cash, h, col)
+        acc = bar_update(t, v / v_prev - 1.0, v, rf_bar, acc)
+        v_prev = v
+
+    write_metrics(out, c, T, acct, v, acc, traded, fees, nreb)
+
+
 def bar_update(t, r, v, rf_bar, acc):
     """The online metrics ``acc = (mean, m2, down, peak, mdd, sum_v)`` after bar ``t`` (return
     ``r``, value ``v``): Welford ``mean``/``m2``, downside sum of squares below ``rf_bar``,
@@ -238,8 +334,9 @@ def write_metrics(out, c, T, acct, v, acc, traded, fees, nreb):
     out[c, Metric.final_value] = v
 
 
-BODIES = ("fmul", "fadd", "portfolio_value", "band_breached", "rebalance", "bar_update",
-          "write_metrics", "simulate_one")
+BODIES = ("fmul", "fadd", "portfolio_value", "band_breached", "band_limit", "band_on",
+          "band_breached_rows", "rebalance", "bar_update", "write_metrics", "simulate_one",
+          "simulate_sched")
 
 
 def compile_bodies(jit, overrides=None):
@@ -256,18 +353,70 @@ rebalance_nb = _nb["rebalance"]
 bar_update_nb = _nb["bar_update"]
 write_metrics_nb = _nb["write_metrics"]
 simulate_one_nb = _nb["simulate_one"]
+band_limit_nb = _nb["band_limit"]
+band_breached_rows_nb = _nb["band_breached_rows"]
+simulate_sched_nb = _nb["simulate_sched"]
+band_on_nb = _nb["band_on"]
 
 
 # --------------------------------------------------------------------------------------------
 # Host-side input checks (shared by the CPU and GPU entry points)
 # --------------------------------------------------------------------------------------------
 
-def prepare_inputs(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf):
+def scalar_bands(thresholds, relative, n_assets):
+    """Band rows of per-combination scalar thresholds: ``(B, bid, bnxt)`` for the kernels.
+
+    ``thresholds`` (C,): a drift band per combination (<= 0 or NaN: none); ``relative``: the
+    band |a_j - w_j| >= threshold * w_j instead of >= threshold. One constant row per distinct
+    threshold (``bnxt`` all :data:`NEVER`); ``bid`` (C,) its row.
+    """
+    A = int(n_assets)
+    th = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    th = np.where(th > 0, th, np.inf)       # NaN and <= 0: no band
+    uniq, bid = np.unique(th, return_inverse=True)
+    if uniq.size == 0:
+        uniq = np.array([np.inf])
+    B = np.zeros((uniq.size, 2 * A))
+    on = np.isfinite(uniq)
+    if relative:
+        B[:, :A] = np.where(on, uniq, 0.0)[:, None]
+        B[:, A:] = np.where(on, 0.0, np.inf)[:, None]
+    else:
+        B[:, A:] = uniq[:, None]
+    return (B, np.ascontiguousarray(bid.reshape(-1), dtype=np.int64),
+            np.full(uniq.size, NEVER, dtype=np.int64))
+
+
+def scalar_inputs(close, W, wid, masks, mid, thresholds, relative, fees, init_cash, ann, rf):
+    """Kernel arguments (:func:`prepare_inputs`, checked) of constant targets ``W[wid[c]]`` and
+    a scalar drift band per combination (absolute, or ``relative``): the form of issue 3.
+    """
+    A = np.shape(close)[1]
+    W = np.asarray(W, dtype=np.float64)
+    K = W.shape[0] if W.ndim == 2 else 1
+    wid = np.asarray(wid, dtype=np.int64).reshape(-1)
+    th = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), wid.shape)
+    B, bid, bnxt = scalar_bands(th, relative, A)
+    return prepare_inputs(close, W, wid, np.full(K, NEVER, dtype=np.int64), masks, mid, B, bid,
+                          bnxt, fees, init_cash, ann, rf)
+
+
+def _check_schedule(nxt, what):
+    """Switch bars of stacked schedules: strictly increasing inside one, :data:`NEVER` last."""
+    if nxt.size and nxt[-1] != NEVER:
+        raise ValueError(f"{what}: the last row must be NEVER")
+    live = nxt[:-1] != NEVER
+    if np.any(nxt[:-1][live] >= nxt[1:][live]) or np.any(nxt < 0):
+        raise ValueError(f"{what}: switch bars must increase within a schedule")
+
+
+def prepare_inputs(close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees, init_cash, ann, rf):
     """Coerce and check the backtest inputs; returns them as a tuple in the kernel's order.
 
-    Arrays become C-contiguous float64 / int64 / bool host arrays; raises ``ValueError`` on
-    inconsistent shapes, out-of-range indices, fees outside [0, 1), non-positive or non-finite
-    prices, or non-positive ``init_cash``/``ann``.
+    Arrays become C-contiguous float64 / int64 / bool host arrays (``mid``/``bid``/``fees``
+    scalars broadcast over C = len(wid)); raises ``ValueError`` on inconsistent shapes,
+    out-of-range indices, schedules whose switch bars do not increase, fees outside [0, 1),
+    non-positive or non-finite prices, or non-positive ``init_cash``/``ann``.
     """
     close = np.ascontiguousarray(close, dtype=np.float64)
     if close.ndim != 2 or close.shape[0] < 1 or close.shape[1] < 1:
@@ -280,6 +429,19 @@ def prepare_inputs(close, W, wid, masks, mid, thresholds, relative, fees, init_c
         W = W.reshape(1, -1)
     if W.ndim != 2 or W.shape[1] != A:
         raise ValueError(f"W must be (K, {A}), got shape {W.shape}")
+    wnxt = np.ascontiguousarray(wnxt, dtype=np.int64).reshape(-1)
+    if wnxt.shape != (W.shape[0],):
+        raise ValueError(f"wnxt must be ({W.shape[0]},), got shape {wnxt.shape}")
+    _check_schedule(wnxt, "wnxt")
+    B = np.ascontiguousarray(B, dtype=np.float64)
+    if B.ndim != 2 or B.shape[1] != 2 * A or B.shape[0] < 1:
+        raise ValueError(f"B must be (R, {2 * A}), got shape {B.shape}")
+    if np.any(np.isnan(B)) or np.any(B < 0):
+        raise ValueError("B must hold band limits >= 0 (inf: none), not NaN")
+    bnxt = np.ascontiguousarray(bnxt, dtype=np.int64).reshape(-1)
+    if bnxt.shape != (B.shape[0],):
+        raise ValueError(f"bnxt must be ({B.shape[0]},), got shape {bnxt.shape}")
+    _check_schedule(bnxt, "bnxt")
     masks = np.ascontiguousarray(masks, dtype=np.bool_)
     if masks.ndim == 1:
         masks = masks.reshape(1, -1)
@@ -288,16 +450,17 @@ def prepare_inputs(close, W, wid, masks, mid, thresholds, relative, fees, init_c
     wid = np.ascontiguousarray(wid, dtype=np.int64).reshape(-1)
     C = wid.shape[0]
     mid = np.ascontiguousarray(np.broadcast_to(np.asarray(mid, dtype=np.int64), (C,)))
-    thresholds = np.ascontiguousarray(
-        np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (C,)))
+    bid = np.ascontiguousarray(np.broadcast_to(np.asarray(bid, dtype=np.int64), (C,)))
     fees = np.ascontiguousarray(np.broadcast_to(np.asarray(fees, dtype=np.float64), (C,)))
     if C and (wid.min() < 0 or wid.max() >= W.shape[0]):
         raise ValueError(f"wid must index rows of W (0..{W.shape[0] - 1})")
     if C and (mid.min() < 0 or mid.max() >= masks.shape[0]):
         raise ValueError(f"mid must index rows of masks (0..{masks.shape[0] - 1})")
+    if C and (bid.min() < 0 or bid.max() >= B.shape[0]):
+        raise ValueError(f"bid must index rows of B (0..{B.shape[0] - 1})")
     if C and not (np.all(fees >= 0) and np.all(fees < 1)):
         raise ValueError("fees must lie in [0, 1)")
     init_cash, ann, rf = float(init_cash), float(ann), float(rf)
     if not (init_cash > 0 and ann > 0 and math.isfinite(rf)):
         raise ValueError("init_cash and ann must be > 0 and rf finite")
-    return close, W, wid, masks, mid, thresholds, bool(relative), fees, init_cash, ann, rf
+    return close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees, init_cash, ann, rf

@@ -92,9 +92,9 @@ class ExPost:
         """(n, 11) backtest metrics of the rows of ``W`` (each one combination)."""
         n = W.shape[0]
         if self.gpu:
-            from gpusim.backtest.cuda import backtest_gpu as kernel
+            from gpusim.backtest.cuda import backtest_gpu_scalar as kernel
         else:
-            from gpusim.backtest.cpu import backtest_cpu_nb as kernel
+            from gpusim.backtest.cpu import backtest_cpu as kernel
         return kernel(self.close, np.ascontiguousarray(W), np.arange(n, dtype=np.int64),
                       self.masks, np.zeros(n, dtype=np.int64), np.full(n, self.threshold),
                       self.relative, np.full(n, self.fees), self.init_cash, self.ann, self.rf)

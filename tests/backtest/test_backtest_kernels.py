@@ -19,13 +19,8 @@ import numpy as np
 import pytest
 
 from cpu_ref.backtest import METRICS, simulate_1d_nb, simulate_nb
-from gpusim.backtest.cpu import (
-    LANES,
-    backtest_cpu,
-    backtest_cpu_nb,
-    backtest_scalar_nb,
-    prepare_inputs,
-)
+from gpusim.backtest.cpu import LANES, backtest_cpu, backtest_scalar_nb
+from gpusim.backtest.steps import NEVER, prepare_inputs, scalar_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 M = {name: k for k, name in enumerate(METRICS)}
@@ -314,7 +309,7 @@ def test_cpu_fast_path_vs_oracle(seed, T, A, relative):
     extra = np.flatnonzero(((mid == 0) | (mid == 4)) & (wid == 0) & ((ths == 0) | (ths == 0.01)))
     pick = np.union1d(pick, extra)
     wid, mid, ths, fees = wid[pick], mid[pick], ths[pick], fees[pick]
-    got = backtest_cpu_nb(close, W, wid, masks, mid, ths, relative, fees, 1.0, 252.0, 0.02)
+    got = backtest_cpu(close, W, wid, masks, mid, ths, relative, fees, 1.0, 252.0, 0.02)
     want = np.empty_like(got)
     n_partial_later = 0
     for c in range(wid.size):
@@ -338,7 +333,7 @@ def test_cpu_fast_path_vs_reference_grid(seed, T, A, relative):
     close = _market(rng, T, A)
     args = (close, *_grid(rng, T, A))
     _W, _wid, _masks, _mid, _ths, fees = args[1:]
-    got = backtest_cpu_nb(*args[:6], relative, fees, 1.0, 252.0, 0.0)
+    got = backtest_cpu(*args[:6], relative, fees, 1.0, 252.0, 0.0)
     want = simulate_nb(*args[:6], relative, fees, 1.0, 252.0, 0.0)
     _assert_metrics_close(got, want, f"seed {seed}")
     nreb = got[:, M["n_rebalances"]]
@@ -351,7 +346,7 @@ def test_cpu_fast_path_vs_reference_1d_and_path():
     close = _market(rng, T, A)
     W, wid, masks, mid, ths, fees = _grid(rng, T, A, K=2)
     pick = rng.choice(wid.size, size=25, replace=False)
-    got = backtest_cpu_nb(close, W, wid[pick], masks, mid[pick], ths[pick], False, fees[pick],
+    got = backtest_cpu(close, W, wid[pick], masks, mid[pick], ths[pick], False, fees[pick],
                           100.0, 252.0, 0.01)
     for k, c in enumerate(pick):
         met, values, *_ = simulate_1d_nb(close, W[wid[c]], masks[mid[c]], ths[c], False,
@@ -398,15 +393,15 @@ def test_band_edge_is_exact(relative):
     n = wid.size
     args = (close, W, wid, never, np.zeros(n, np.int64), ths, relative, np.full(n, 0.005),
             1.0, 252.0, 0.0)
-    fast = backtest_cpu_nb(*args)
-    np.testing.assert_array_equal(fast, backtest_scalar_nb(*args))
+    fast = backtest_cpu(*args)
+    np.testing.assert_array_equal(fast, backtest_scalar_nb(*scalar_inputs(*args)))
     for c in range(n):
         info = {}
         met, _, _ = _oracle_1d(close, W[wid[c]], never[0], ths[c], relative, 0.005, info=info)
         assert (1 in info["rebal_bars"]) == (c % 2 == 0)
         _assert_metrics_close(fast[c], _row(met), f"combination {c}")
     _assert_metrics_close(fast, simulate_nb(*args), "vs cpu_ref")
-    gpu = _gpu().backtest_gpu(*args, threads_per_block=4)
+    gpu = _gpu().backtest_gpu_scalar(*args, threads_per_block=4)
     np.testing.assert_array_equal(gpu[:, M["n_rebalances"]], fast[:, M["n_rebalances"]])
     _assert_metrics_close(gpu, fast, "gpu")
 
@@ -426,7 +421,8 @@ def test_lockstep_blocks_bit_identical_to_scalar_path(C):
     fees = rng.choice([0.0, 0.001, 0.005, 0.05], C)
     for relative in (False, True):
         args = (close, W, wid, masks, mid, ths, relative, fees, 10.0, 252.0, 0.02)
-        np.testing.assert_array_equal(backtest_cpu_nb(*args), backtest_scalar_nb(*args))
+        np.testing.assert_array_equal(backtest_cpu(*args),
+                                      backtest_scalar_nb(*scalar_inputs(*args)))
 
 
 def test_chunking_many_combinations_matches_one_by_one():
@@ -440,17 +436,18 @@ def test_chunking_many_combinations_matches_one_by_one():
     mid = rng.integers(0, masks.shape[0], C)
     ths = rng.choice([0.0, 0.005, 0.02], C)
     fees = rng.choice([0.0, 0.002, 0.05], C)
-    got = backtest_cpu_nb(close, W, wid, masks, mid, ths, False, fees, 1.0, 252.0, 0.0)
+    got = backtest_cpu(close, W, wid, masks, mid, ths, False, fees, 1.0, 252.0, 0.0)
     for c in [*rng.choice(C, 40, replace=False).tolist(), 0, C - 1]:
-        one = backtest_cpu_nb(close, W, wid[c:c + 1], masks, mid[c:c + 1], ths[c:c + 1], False,
+        one = backtest_cpu(close, W, wid[c:c + 1], masks, mid[c:c + 1], ths[c:c + 1], False,
                               fees[c:c + 1], 1.0, 252.0, 0.0)
         np.testing.assert_array_equal(got[c], one[0])
-    assert backtest_cpu_nb(close, W, wid[:0], masks, mid[:0], ths[:0], False, fees[:0],
+    assert backtest_cpu(close, W, wid[:0], masks, mid[:0], ths[:0], False, fees[:0],
                            1.0, 252.0, 0.0).shape == (0, 11)
 
 
 def test_prepare_inputs_rejects_bad_input():
-    ok = (CLOSE3, W50, [0], NEVER3, [0], [0.0], False, [0.0], 1.0, 252.0, 0.0)
+    band = np.r_[np.zeros(2), np.full(2, 0.05)].reshape(1, 4)
+    ok = (CLOSE3, W50, [0], [NEVER], NEVER3, [0], band, [0], [NEVER], [0.0], 1.0, 252.0, 0.0)
     prepare_inputs(*ok)
 
     def bad(k, v, msg):
@@ -462,10 +459,20 @@ def test_prepare_inputs_rejects_bad_input():
     bad(0, -CLOSE3, "close")
     bad(1, np.ones((1, 3)) / 3, "W must be")
     bad(2, [1], "wid")
-    bad(3, np.zeros((1, 4), bool), "masks must be")
-    bad(4, [2], "mid")
-    bad(7, [1.0], "fees")
-    bad(8, 0.0, "init_cash")
+    bad(3, [2], "wnxt: the last row")
+    bad(4, np.zeros((1, 4), bool), "masks must be")
+    bad(5, [2], "mid")
+    bad(6, np.full((1, 4), np.nan), "B must hold")
+    bad(6, np.zeros((1, 3)), "B must be")
+    bad(7, [1], "bid")
+    bad(8, [3], "bnxt: the last row")
+    bad(9, [1.0], "fees")
+    bad(10, 0.0, "init_cash")
+    two = (CLOSE3, np.r_[W50, W50], [0], [2, NEVER], NEVER3, [0], band, [0], [NEVER], [0.0])
+    prepare_inputs(*two, 1.0, 252.0, 0.0)
+    with pytest.raises(ValueError, match="increase"):
+        prepare_inputs(CLOSE3, np.r_[W50, W50, W50], [0], [2, 1, NEVER], *two[4:], 1.0, 252.0,
+                       0.0)
 
 
 def test_importing_cpu_fast_path_does_not_touch_numba_cuda():
@@ -491,8 +498,8 @@ def _gpu():
 
 def test_cuda_kernel_hand_case():
     bc = _gpu()
-    out = bc.backtest_gpu(CLOSE3, W50, [0, 0], np.r_[NEVER3, EVERY3], [0, 1], [0.0, 0.04], False,
-                          [0.01, 0.0], 1.0, 252.0, 0.0, threads_per_block=32)
+    out = bc.backtest_gpu_scalar(CLOSE3, W50, [0, 0], np.r_[NEVER3, EVERY3], [0, 1], [0.0, 0.04],
+                                 False, [0.01, 0.0], 1.0, 252.0, 0.0, threads_per_block=32)
     cpu = backtest_cpu(CLOSE3, W50, [0, 0], np.r_[NEVER3, EVERY3], [0, 1], [0.0, 0.04], False,
                        [0.01, 0.0])
     _assert_metrics_close(out, cpu)
@@ -513,9 +520,9 @@ def test_cuda_kernel_vs_cpu_and_oracle(relative):
     pick = np.r_[pick, extra]
     wid, mid, ths, fees = wid[pick], mid[pick], ths[pick], fees[pick]
     # 96 threads per block: two blocks, the second one partly idle (c >= C guard)
-    got = bc.backtest_gpu(close, W, wid, masks, mid, ths, relative, fees, 100.0, 252.0, 0.01,
+    got = bc.backtest_gpu_scalar(close, W, wid, masks, mid, ths, relative, fees, 100.0, 252.0, 0.01,
                           threads_per_block=96)
-    cpu = backtest_cpu_nb(close, W, wid, masks, mid, ths, relative, fees, 100.0, 252.0, 0.01)
+    cpu = backtest_cpu(close, W, wid, masks, mid, ths, relative, fees, 100.0, 252.0, 0.01)
     _assert_metrics_close(got, cpu, "gpu vs cpu fast path")
     for c in rng.choice(C, 8, replace=False):
         met, _, _ = _oracle_1d(close, W[wid[c]], masks[mid[c]], ths[c], relative, fees[c],
@@ -536,11 +543,11 @@ def test_cuda_kernel_many_assets_no_cap_and_empty():
     masks = _masks(rng, T)
     args = (close, W, [0, 1, 1], masks, [1, 3, 0], [0.0, 0.0, 0.01], True, [0.001, 0.0, 0.005],
             1.0, 252.0, 0.0)
-    _assert_metrics_close(bc.backtest_gpu(*args, threads_per_block=2), backtest_cpu(*args))
-    assert bc.backtest_gpu(close, W, [], masks, [], [], False, [], 1.0, 252.0, 0.0).shape \
+    _assert_metrics_close(bc.backtest_gpu_scalar(*args, threads_per_block=2), backtest_cpu(*args))
+    assert bc.backtest_gpu_scalar(close, W, [], masks, [], [], False, [], 1.0, 252.0, 0.0).shape \
         == (0, 11)
     with pytest.raises(ValueError, match="threads_per_block"):
-        bc.backtest_gpu(*args, threads_per_block=0)
+        bc.backtest_gpu_scalar(*args, threads_per_block=0)
 
 
 _PTX_PROBE = r"""
@@ -553,8 +560,8 @@ try:
     f8, i8, b1 = t.float64, t.int64, t.boolean
     v, m = f8[::1], f8[:, ::1]
     acct, scratch = t.UniTuple(f8, 3), t.Tuple((m, m, i8[:, ::1]))
-    ptx, _ = cuda.compile_ptx(bc.backtest_cuda.py_func, (m, m, i8[::1], b1[:, ::1], i8[::1], v,
-                              b1, v, acct, scratch, m), cc=(8, 0))
+    ptx, _ = cuda.compile_ptx(bc.backtest_cuda.py_func, (m, m, i8[::1], i8[::1], b1[:, ::1],
+                              i8[::1], m, i8[::1], i8[::1], v, acct, scratch, m), cc=(8, 0))
 except Exception as exc:
     msg = str(exc)
     if any(k in msg for k in ("NVVM", "nvvm", "NVRTC", "nvrtc")):
