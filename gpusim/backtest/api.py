@@ -101,7 +101,8 @@ def _plan_chunk(n_comb: int, n_assets: int, backend_name: str) -> int:
 def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold: Any = None,
              relative: bool = False, fees: Any = 0.0, init_cash: float = 1.0, rf: float = 0.0,
              backend: str = "auto", chunk_size: int | None = None,
-             progress: bool = True) -> BacktestResult:
+             progress: bool = True, *, alloc=None, params: dict | None = None, seed: int = 0,
+             share_draws: Any = ()) -> BacktestResult:
     """Simulate rebalanced portfolios over the grid of weights x rebalance x threshold x fees.
 
     Parameters
@@ -122,6 +123,10 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
     chunk_size : combinations per kernel launch (default: planned from memory, <= 2**16 on the
         CPU, <= 2**20 on the GPU).
     progress : show a tqdm bar over combinations (only when stderr is a TTY).
+    alloc, params, seed, share_draws : a user allocation function ``alloc(c, params, targets)
+        -> bool`` and its parameters: see :func:`gpusim.strategy.api.backtest_alloc` (then
+        ``rebalance`` is when ``alloc`` is called, every bar when ``"never"``, and
+        ``threshold`` is not used: test the drift inside the function).
 
     Returns
     -------
@@ -130,6 +135,18 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
         Ctrl-C stops after the current chunk and returns the finished rows with
         ``partial=True``.
     """
+    if alloc is not None:
+        from gpusim.strategy.api import backtest_alloc
+
+        if threshold is not None or relative:
+            raise GpusimError("threshold= and relative= are not used with alloc=: test the drift "
+                              "inside the function (c.weights against c.targets)")
+        every_bar = isinstance(rebalance, str) and rebalance == "never"
+        return backtest_alloc(market, alloc, params, weights, None if every_bar else rebalance,
+                              fees, seed, share_draws, init_cash, rf, backend, chunk_size,
+                              progress)
+    if params is not None:
+        raise GpusimError("params= is for alloc=: pass the allocation function too")
     r = _run(market, weights, rebalance, threshold, relative, fees, init_cash, rf, backend,
              chunk_size, progress)
     ctx = r.ctx

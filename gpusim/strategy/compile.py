@@ -1,0 +1,188 @@
+"""The user's allocation function, made ready for Numba on the CPU and the GPU.
+
+:func:`prepare` reads the function's source and rewrites every ``c.uniform(j, k)`` (``c`` its
+first argument) into a call of a global helper (:func:`~gpusim.strategy.steps.state_uniform`,
+bound per target), keeping the file name and line numbers; :func:`alloc_function` compiles it
+for one target (``"cpu"``: ``numba.njit``; ``"gpu"``: ``numba.cuda.jit(device=True)``).
+Compiled functions and kernels are cached in memory by the function's identity (module,
+qualified name) and source, so a second call with the same function compiles nothing.
+
+A function Numba cannot compile is one :class:`~gpusim.errors.GpusimError` naming the function,
+the file and line of the offending statement, the statement and Numba's reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import linecache
+import os
+import re
+import textwrap
+import types
+from dataclasses import dataclass
+from typing import Any
+
+from gpusim.errors import GpusimError
+from gpusim.strategy.steps import UNIFORM_NAME
+
+
+@dataclass(frozen=True)
+class UserFunction:
+    """A user's function, its rewritten code and where it came from."""
+
+    func: types.FunctionType      # the original Python function
+    code: types.CodeType          # the rewritten code object
+    globals: dict                 # its globals (closure cells as globals, the helper unbound)
+    key: tuple                    # (module, qualname, source): identity and source
+    filename: str
+    first_line: int
+    last_line: int
+
+    @property
+    def name(self) -> str:
+        return self.func.__qualname__
+
+    def bind(self, uniform_impl) -> types.FunctionType:
+        """The rewritten function with ``c.uniform`` bound to ``uniform_impl``."""
+        g = dict(self.globals)
+        g[UNIFORM_NAME] = uniform_impl
+        return types.FunctionType(self.code, g, self.func.__name__, self.func.__defaults__)
+
+
+class _Uniform(ast.NodeTransformer):
+    """``c.uniform(args)`` -> ``__gpusim_uniform__(c, args)`` for the state argument ``c``."""
+
+    def __init__(self, cname: str):
+        self.cname = cname
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        f = node.func
+        if (isinstance(f, ast.Attribute) and f.attr == "uniform"
+                and isinstance(f.value, ast.Name) and f.value.id == self.cname):
+            return ast.copy_location(ast.Call(func=ast.Name(UNIFORM_NAME, ast.Load()),
+                                              args=[f.value, *node.args],
+                                              keywords=node.keywords), node)
+        return node
+
+
+def prepare(fn: Any, what: str = "alloc") -> UserFunction:
+    """Check ``fn`` and rewrite its ``c.uniform`` calls (see the module docstring)."""
+    fn = getattr(fn, "py_func", fn)   # a numba dispatcher: its Python function
+    if not isinstance(fn, types.FunctionType):
+        raise GpusimError(f"{what}={fn!r} must be a Python function "
+                          "def f(c, params, targets) -> bool")
+    nargs = fn.__code__.co_argcount
+    if nargs != 3:
+        raise GpusimError(f"{what} function {fn.__qualname__!r} takes {nargs} argument(s); it "
+                          "must take three: (c, params, targets)")
+    closure = {n: cell.cell_contents for n, cell in
+               zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True)}
+    g = {**fn.__globals__, **closure}
+    filename = fn.__code__.co_filename
+    try:
+        lines, first = inspect.getsourcelines(fn)
+    except (OSError, TypeError):
+        lines, first = None, fn.__code__.co_firstlineno
+    fdef = None
+    if lines:
+        src = textwrap.dedent("".join(lines))
+        try:
+            tree = ast.parse(src)
+            fdef = tree.body[0] if tree.body and isinstance(tree.body[0], ast.FunctionDef) else None
+        except SyntaxError:
+            fdef = None
+    if fdef is None:   # no source (e.g. a lambda or exec'd code): c.uniform is not available
+        return UserFunction(fn, fn.__code__, g, (fn.__module__, fn.__qualname__, fn.__code__),
+                            filename, first, first)
+    fdef.decorator_list = []
+    tree = ast.fix_missing_locations(_Uniform(fdef.args.args[0].arg).visit(tree))
+    ast.increment_lineno(tree, first - 1)
+    ns: dict = {}
+    exec(compile(tree, filename, "exec"), g, ns)
+    code = ns[fdef.name].__code__
+    return UserFunction(fn, code, g, (fn.__module__, fn.__qualname__, src, _closure_key(closure)),
+                        filename, first, first + len(lines) - 1)
+
+
+def _closure_key(closure: dict) -> tuple:
+    out = []
+    for k, v in sorted(closure.items()):
+        try:
+            hash(v)
+            out.append((k, v))
+        except TypeError:
+            out.append((k, id(v)))
+    return tuple(out)
+
+
+_CACHE: dict[tuple, Any] = {}
+
+
+def cached(target: str, uf: UserFunction, build):
+    """``build()`` once per (target, function identity and source); then the cached object."""
+    k = (target, uf.key)
+    if k not in _CACHE:
+        _CACHE[k] = build()
+    return _CACHE[k]
+
+
+_LOC = re.compile(r'File "([^"]+)", line (\d+)|at (/[^\n]*?) \((\d+)\)')
+
+
+def compile_error(uf: UserFunction, exc: Exception, what: str = "alloc") -> GpusimError:
+    """One error naming the function, the offending line and Numba's reason."""
+    msg = str(exc)
+    mine = os.path.realpath(uf.filename)
+    where = [(uf.filename, int(n or n2)) for f, n, f2, n2 in _LOC.findall(msg)
+             if os.path.realpath(f or f2) == mine
+             and uf.first_line <= int(n or n2) <= uf.last_line]
+    reason = next((ln.strip() for ln in msg.splitlines()
+                   if ln.strip() and not ln.startswith(("Failed in", "- Resolution", "No im"))
+                   and not _LOC.search(ln)), msg.strip().splitlines()[0] if msg.strip() else "")
+    reason = re.sub(r"\x1b\[[0-9;]*m", "", reason)
+    if where:
+        f, n = where[-1]
+        line = linecache.getline(f, n).strip() or "?"
+        loc = f"{f}, line {n}: {line!r}"
+    else:
+        loc = f"{uf.filename}, line {uf.first_line}"
+    return GpusimError(f"{what} function {uf.name!r} cannot be compiled by Numba at {loc}: "
+                       f"{reason} (use the NumPy subset Numba supports: arrays, floats, loops)")
+
+
+def state_type(n_assets: int | None = None):
+    """The numba type of the state (:class:`~gpusim.strategy.steps.State`) in the kernels."""
+    from numba import types as nt
+
+    from gpusim.strategy.steps import State
+
+    f8, i8 = nt.float64, nt.int64
+    return nt.NamedTuple((i8, i8, i8, f8[:, ::1], f8[::1], f8[::1], f8[:], f8, f8, i8,
+                          nt.uint64, i8), State)
+
+
+def compile_cpu(uf: UserFunction, what: str = "alloc"):
+    """The user's function compiled with ``numba.njit`` (its ``c.uniform`` bound to the CPU
+    RNG), typed once for the kernel's argument types so that errors point at the user's line.
+    """
+    def build():
+        from numba import njit
+        from numba import types as nt
+        from numba.core.errors import NumbaError
+
+        from cpu_ref.rng import uniform_nb
+        from gpusim.strategy.steps import state_uniform
+
+        helper = njit(error_model="numpy")(types.FunctionType(
+            state_uniform.__code__, {**state_uniform.__globals__, "uniform": uniform_nb},
+            "state_uniform", state_uniform.__defaults__))
+        f = njit(error_model="numpy")(uf.bind(helper))
+        try:
+            f.compile((state_type(), nt.float64[::1], nt.float64[::1]))
+        except NumbaError as exc:
+            raise compile_error(uf, exc, what) from None
+        return f
+
+    return cached("cpu-fn", uf, build)
