@@ -13,6 +13,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PENDING: set[str] = set()
 """Files whose kernels another change declares cached (none left)."""
+NOT_ON_DISK = {"gpusim/strategy/cuda.py"}
+"""Kernels that must not be cached on disk: the user-function kernel binds the user's function
+as a global of one kernel body, and numba's cache key (code bytes, closure, signature) does not
+see globals, so a disk cache would serve one function's kernel for another's. It is cached in
+memory per function (identity and source) instead."""
 
 
 def _is_cuda_jit(node: ast.expr) -> bool:
@@ -50,7 +55,7 @@ def test_every_cuda_kernel_is_cached():
         rel = p.relative_to(ROOT).as_posix()
         for line, cached in kernels(p):
             seen += 1
-            if not cached and rel not in PENDING:
+            if not cached and rel not in PENDING | NOT_ON_DISK:
                 missing.append(f"{rel}:{line}")
     assert seen >= 6, "the scan found too few kernels: is it still reading the right files?"
     assert not missing, f"cuda.jit kernels without cache=True: {missing}"
