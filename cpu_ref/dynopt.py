@@ -62,13 +62,13 @@ class MetricT(NamedTuple):
     in jitted code, on the CPU and in CUDA device functions (vectorbt's ``enums.py`` idiom).
     """
 
-    annual_return: int = 0
-    annual_volatility: int = 1
+    mean_return: int = 0
+    volatility: int = 1
     sharpe: int = 2
-    annual_turnover: int = 3
+    contracts_per_year: int = 3
     avg_tracking_error: int = 4
     avg_adjustment_factor: int = 5
-    costs_paid: int = 6
+    costs: int = 6
     annual_cost: int = 7
 
 
@@ -78,15 +78,15 @@ Metric = MetricT()
 METRICS = MetricT._fields
 """Metric columns, in order:
 
-annual_return          mean daily return x ann (returns = (P&L - costs) / capital)
-annual_volatility      std(daily returns, ddof=1) x sqrt(ann)
+mean_return            mean daily return x ann (returns = (P&L - costs) / capital; no compounding)
+volatility             std(daily returns, ddof=1) x sqrt(ann)
 sharpe                 mean / std x sqrt(ann) (NaN when std = 0)
-annual_turnover        contracts traded (sum over instruments of |change|) per year: total x ann / T
+contracts_per_year     contracts traded (sum over instruments of |change|) per year: total x ann / T
 avg_tracking_error     mean over days with at least one instrument in the optimisation of the TE
                        of the held positions (after the day's trades) against w* (annualised)
 avg_adjustment_factor  mean alpha over the rebalance days with TE_prior > 0 (NaN when none)
-costs_paid             total trading costs, base currency
-annual_cost            costs_paid / capital x ann / T (return drag per year)
+costs                  total trading costs as a fraction of capital
+annual_cost            costs x ann / T (return drag per year)
 """
 
 N_METRICS = len(METRICS)
@@ -256,13 +256,13 @@ def _metrics(returns, te, alpha, turnover, costs_paid, capital, ann):
         ss += (returns[t] - mean) ** 2
     std = math.sqrt(ss / (T - 1)) if T > 1 else np.nan
     out = np.empty(N_METRICS)
-    out[Metric.annual_return] = mean * ann
-    out[Metric.annual_volatility] = std * math.sqrt(ann)
+    out[Metric.mean_return] = mean * ann
+    out[Metric.volatility] = std * math.sqrt(ann)
     out[Metric.sharpe] = mean / std * math.sqrt(ann) if std > 0.0 else np.nan
-    out[Metric.annual_turnover] = turnover * ann / T
+    out[Metric.contracts_per_year] = turnover * ann / T
     out[Metric.avg_tracking_error] = _nanmean(te)
     out[Metric.avg_adjustment_factor] = _nanmean(alpha)
-    out[Metric.costs_paid] = costs_paid
+    out[Metric.costs] = costs_paid / capital
     out[Metric.annual_cost] = costs_paid / capital * ann / T
     return out
 

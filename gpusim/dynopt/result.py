@@ -15,11 +15,11 @@ from gpusim.validate import positive
 
 __all__ = ["LOWER_IS_BETTER", "METRICS", "DynoptResult"]
 
-METRICS = ("annual_return", "annual_volatility", "sharpe", "annual_turnover",
-           "avg_tracking_error", "avg_adjustment_factor", "costs_paid", "annual_cost")
+METRICS = ("mean_return", "volatility", "sharpe", "contracts_per_year",
+           "avg_tracking_error", "avg_adjustment_factor", "costs", "annual_cost")
 """Metric columns (the order of :data:`cpu_ref.dynopt.METRICS`; read its docstring)."""
-LOWER_IS_BETTER = frozenset({"annual_volatility", "annual_turnover", "avg_tracking_error",
-                             "costs_paid", "annual_cost"})
+LOWER_IS_BETTER = frozenset({"volatility", "contracts_per_year", "avg_tracking_error",
+                             "costs", "annual_cost"})
 
 
 class DynoptResult(MetricsResult):

@@ -237,13 +237,13 @@ def simulate_one(inp, masks, mi, params, ann, max_steps, scratch, col, out, row,
         m2 += delta * (r - mean)
     std = math.sqrt(m2 / (T - 1)) if T > 1 else _NAN
     sq = math.sqrt(ann)
-    out[row, Metric.annual_return] = mean * ann
-    out[row, Metric.annual_volatility] = std * sq
+    out[row, Metric.mean_return] = mean * ann
+    out[row, Metric.volatility] = std * sq
     out[row, Metric.sharpe] = mean / std * sq if std > 0.0 else _NAN
-    out[row, Metric.annual_turnover] = turnover * ann / T
+    out[row, Metric.contracts_per_year] = turnover * ann / T
     out[row, Metric.avg_tracking_error] = te_sum / te_cnt if te_cnt > 0 else _NAN
     out[row, Metric.avg_adjustment_factor] = a_sum / a_cnt if a_cnt > 0 else _NAN
-    out[row, Metric.costs_paid] = costs_paid
+    out[row, Metric.costs] = costs_paid / capital
     out[row, Metric.annual_cost] = costs_paid / capital * ann / T
 
 

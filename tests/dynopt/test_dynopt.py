@@ -127,12 +127,13 @@ def test_kernels_reproduce_the_three_day_loop(name):
                   record=True)
     assert pos[0, :, 0].tolist() == [2.0, 2.0, 3.0]
     r = np.array([-10.0, 40.0, -25.0]) / 10_000.0
-    np.testing.assert_allclose(m[0, M["annual_return"]], r.mean() * 252, rtol=1e-12)
+    np.testing.assert_allclose(m[0, M["mean_return"]], r.mean() * 252, rtol=1e-12)
     np.testing.assert_allclose(m[0, M["sharpe"]], r.mean() / r.std(ddof=1) * math.sqrt(252),
                                rtol=1e-12)
     np.testing.assert_allclose(m[0, M["avg_tracking_error"]], (0.026 + 0.0252 + 0.0294) / 3,
                                rtol=1e-12)
-    assert m[0, M["costs_paid"]] == 15.0 and m[0, M["annual_turnover"]] == 252.0
+    assert m[0, M["costs"]] == pytest.approx(15.0 / 10_000.0, rel=1e-15)
+    assert m[0, M["contracts_per_year"]] == 252.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +274,7 @@ def test_result_table_and_positions(small_result):
                                  "optimal_risk", "contracts"]
     assert day["tracking_error"].mean() == pytest.approx(m.iloc[5]["avg_tracking_error"],
                                                          rel=1e-10)
-    assert res.best("annual_turnover", 3)["annual_turnover"].is_monotonic_increasing
+    assert res.best("contracts_per_year", 3)["contracts_per_year"].is_monotonic_increasing
 
 
 def test_buffer_zero_means_alpha_one_and_more_turnover(small_result):
@@ -281,8 +282,8 @@ def test_buffer_zero_means_alpha_one_and_more_turnover(small_result):
     assert (m.xs(0.0, level="buffer")["avg_adjustment_factor"] == 1.0).all()
     buffered = m.xs(0.02, level="buffer")
     assert (buffered["avg_adjustment_factor"] < 1.0).all()
-    assert (buffered["annual_turnover"].to_numpy()
-            <= m.xs(0.0, level="buffer")["annual_turnover"].to_numpy()).all()
+    assert (buffered["contracts_per_year"].to_numpy()
+            <= m.xs(0.0, level="buffer")["contracts_per_year"].to_numpy()).all()
 
 
 @pytest.mark.skipif(not simulator_requested(), reason="needs the CUDA simulator")
@@ -418,14 +419,14 @@ def test_futures_turnover_falls_with_shadow_cost_and_buffer_and_te_stays_in_rang
                  buffer=Param([0.0, 0.01, 0.0125, 0.02]), backend="cpu", progress=False)
     m = res.metrics
     assert len(m) == 24
-    by_shadow = m.groupby(level="shadow_cost")["annual_turnover"].mean().to_numpy()
-    by_buffer = m.groupby(level="buffer")["annual_turnover"].mean().to_numpy()
+    by_shadow = m.groupby(level="shadow_cost")["contracts_per_year"].mean().to_numpy()
+    by_buffer = m.groupby(level="buffer")["contracts_per_year"].mean().to_numpy()
     assert (np.diff(by_shadow) < 0).all(), by_shadow
     assert (np.diff(by_buffer) < 0).all(), by_buffer
     for cap in (2e5, 1e6):          # also within each capital
         mc = m.xs(cap, level="capital")
-        assert (np.diff(mc.groupby(level="shadow_cost")["annual_turnover"].mean()) < 0).all()
-        assert (np.diff(mc.groupby(level="buffer")["annual_turnover"].mean()) < 0).all()
+        assert (np.diff(mc.groupby(level="shadow_cost")["contracts_per_year"].mean()) < 0).all()
+        assert (np.diff(mc.groupby(level="buffer")["contracts_per_year"].mean()) < 0).all()
     # documented range: 0 < average TE < average risk of the optimal portfolio (the TE of
     # holding nothing); larger accounts track better
     te = m["avg_tracking_error"]

@@ -201,13 +201,13 @@ def test_daily_loop_by_hand():
     r = np.array([-10.0, 40.0, -25.0]) / cap
     np.testing.assert_allclose(ret, r, rtol=1e-12)
     mean, std = r.mean(), r.std(ddof=1)
-    np.testing.assert_allclose(m[M["annual_return"]], mean * 252, rtol=1e-12)
-    np.testing.assert_allclose(m[M["annual_volatility"]], std * math.sqrt(252), rtol=1e-12)
+    np.testing.assert_allclose(m[M["mean_return"]], mean * 252, rtol=1e-12)
+    np.testing.assert_allclose(m[M["volatility"]], std * math.sqrt(252), rtol=1e-12)
     np.testing.assert_allclose(m[M["sharpe"]], mean / std * math.sqrt(252), rtol=1e-12)
-    assert m[M["annual_turnover"]] == pytest.approx(3 * 252 / 3, rel=1e-12)
+    assert m[M["contracts_per_year"]] == pytest.approx(3 * 252 / 3, rel=1e-12)
     assert m[M["avg_tracking_error"]] == pytest.approx((0.026 + 0.0252 + 0.0294) / 3, rel=1e-12)
     assert m[M["avg_adjustment_factor"]] == pytest.approx(sum(a) / 3, rel=1e-12)
-    assert m[M["costs_paid"]] == pytest.approx(15.0, rel=1e-12)
+    assert m[M["costs"]] == pytest.approx(15.0 / cap, rel=1e-12)  # a fraction of capital
     assert m[M["annual_cost"]] == pytest.approx(15.0 / cap * 252 / 3, rel=1e-12)
 
     # rebalancing only on day 0 (e.g. a weekly rule): hold the 2 contracts
@@ -215,7 +215,7 @@ def test_daily_loop_by_hand():
     m2, pos2, _, alpha2, _ = dynopt_1d_nb(dprice, notional, cost, k, w_star, covs, cov_id, mask2,
                                           cap, 0.0, B, 252.0)
     assert pos2[:, 0].tolist() == [2.0, 2.0, 2.0]
-    assert np.isnan(alpha2[1:]).all() and m2[M["costs_paid"]] == 10.0
+    assert np.isnan(alpha2[1:]).all() and m2[M["costs"]] == 10.0 / cap
 
 
 def test_instrument_leaving_the_optimisation_is_closed():
