@@ -17,7 +17,7 @@ import pandas as pd
 
 from gpusim.errors import GpusimError
 from gpusim.grid import Param
-from gpusim.validate import listing, number, py_scalar
+from gpusim.validate import dirichlet_alpha, listing, number, py_scalar
 
 __all__ = [
     "CALENDAR_RULES",
@@ -86,6 +86,8 @@ class RandomWeights:
         """Candidates ``start .. stop-1`` as a host (stop-start, n_assets) float64 array."""
         from cpu_ref.rng import population_nb, sampler_code
 
+        if self.sampler == "dirichlet":
+            dirichlet_alpha(self.alpha, n_assets, "RandomWeights(alpha)")
         code = sampler_code(self.sampler, float(self.alpha))
         lo = np.zeros(n_assets)
         hi = np.ones(n_assets)

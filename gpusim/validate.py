@@ -27,6 +27,7 @@ __all__ = [
     "check_choice",
     "check_chunk_size",
     "date_text",
+    "dirichlet_alpha",
     "integer",
     "listing",
     "number",
@@ -153,6 +154,29 @@ def check_chunk_size(value: Any) -> int | None:
     if value is None:
         return None
     return integer(value, "chunk_size", 1, fix=" (or None to plan it)")
+
+
+LN_TINY = 744.44
+"""-ln of the smallest positive float64 (2**-1074): a Gamma(alpha) draw ``g * u**(1/alpha)``
+underflows to 0 when ``u < exp(-LN_TINY * alpha)``, with probability ``exp(-LN_TINY * alpha)``."""
+UNDEFINED_SHARE = 1e-15
+"""Largest share of candidates allowed to have every draw underflow (no weights at all)."""
+
+
+def dirichlet_alpha(alpha: Any, n_assets: int, name: str = "alpha") -> float:
+    """The Dirichlet concentration ``alpha`` as a float, within its valid range for
+    ``n_assets``: a finite number >= ``ln(1/UNDEFINED_SHARE) / (LN_TINY * n_assets)``
+    (0.0464 / n_assets; below it the Gamma draws of a whole candidate all underflow to 0 too
+    often, and that candidate has no weights). The message names ``--alpha`` too.
+    """
+    a = number(alpha, name, expect="a positive concentration (1 = flat)")
+    floor = math.log(1.0 / UNDEFINED_SHARE) / (LN_TINY * max(int(n_assets), 1))
+    if not (math.isfinite(a) and a >= floor):
+        raise GpusimError(
+            f"{name}={py_scalar(alpha)!r} (--alpha) must be a finite Dirichlet concentration "
+            f">= {floor:.3g} for {n_assets} assets (below it the Gamma draws of a candidate "
+            f"all underflow to 0: no weights); 1 is flat, < 1 favours few assets")
+    return a
 
 
 def check_choice(value: Any, name: str, choices, *, cli: str | None = None,

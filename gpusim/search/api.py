@@ -33,6 +33,7 @@ from gpusim.search.inputs import (
 )
 from gpusim.search.result import OUTPUT_FORMATS as OUTPUT_FORMATS  # re-exported
 from gpusim.search.result import SearchResult
+from gpusim.validate import dirichlet_alpha
 
 
 class _CpuRunner:
@@ -140,6 +141,8 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     mu, cov, ann_v, ann_src, syms, name = stats_from(market, ann, symbols)
     notes = sigma_warnings(cov, syms, getattr(getattr(market, "prices", None), "shape", (None,))[0])
     A = mu.size
+    if sampler == "dirichlet":
+        dirichlet_alpha(alpha, A)
     if A > _rng.MAX_ASSETS:
         raise GpusimError(f"{A} assets exceed the generator's limit of {_rng.MAX_ASSETS}")
     lo, hi = resolve_bounds(bounds, A, syms)

@@ -70,6 +70,7 @@ from gpusim.interrupt import Interrupt
 from gpusim.search import sampling as smp
 from gpusim.search.guided_result import GuidedResult, build_result
 from gpusim.search.objectives import OBJECTIVES, ExAnte, ExPost, split_holdout
+from gpusim.validate import dirichlet_alpha
 
 METHODS = ("guided", "random")
 DEFAULTS = {"elite_frac": 0.1, "smoothing": 0.7, "scale_smoothing": 0.3, "sigma0": 2.0,
@@ -394,6 +395,8 @@ def search_batched(market, *, method: str = "guided", objective: str = "sharpe",
                            ann=ann, symbols=symbols, bounds=bounds, max_assets=max_assets,
                            min_weight=min_weight, holdout=holdout, backend=be)
     A, n = problem.A, a["n"]
+    if sampler == "dirichlet":
+        dirichlet_alpha(alpha, A)
     P = _as_int(population, "population", MIN_ELITE, 1 << 24) if population is not None else (
         min(n, default_population(A)))
     chunk = _as_int(chunk_size, "chunk_size", 1, 1 << 30) if chunk_size is not None else (

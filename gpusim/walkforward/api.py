@@ -35,7 +35,7 @@ from gpusim.errors import GpusimError
 from gpusim.grid import Param, build_grid
 from gpusim.results import jsonable, versions
 from gpusim.specs import axis_values, fee_value, rebalance_mask
-from gpusim.validate import cash_and_rate, date_text, integer, number
+from gpusim.validate import cash_and_rate, date_text, dirichlet_alpha, integer, number
 from gpusim.walkforward import chunked, execute, stats
 from gpusim.walkforward.choose import Ctx, choose, report_table
 from gpusim.walkforward.constraint_plan import compile_constraints
@@ -174,6 +174,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
         raise GpusimError(f"method={method!r} is unknown; use 'random' or 'exact'")
     from cpu_ref.rng import sampler_code
 
+    if sampler == "dirichlet":
+        alpha = dirichlet_alpha(alpha, A)
     try:
         code = sampler_code(sampler, float(alpha))
     except ValueError as exc:
