@@ -36,11 +36,17 @@ when ``G_m y < 0``); it is accepted when every bound holds at that ``s`` (to a r
 ``SLACK * (1 + |bound|)``). Ex-ante Sharpe ``ann (mu - rf/ann) . w / sqrt(ann w' cov w)`` is
 scale-free, so it is scored on ``y``; with ``sum(w) = 1`` it is DESIGN §5's Sharpe.
 
+Objectives (higher is better), of the weights ``w = s y`` of a candidate: ``max_sharpe`` the
+ex-ante Sharpe above (scale-free, scored on ``y``); ``min_variance`` ``-ann w' cov w``;
+``max_return`` ``(ann mu - rf) . w``; ``max_utility`` ``(ann mu - rf) . w - lam/2 ann w' cov w``
+(``lam`` the risk aversion). With ``sum(w) = 1`` the ``rf`` terms are a constant.
+
 Public API
 ----------
 period_seed_nb, period_seeds        seeds of the per-period candidate streams
 window_stats_1d_nb                  mu, cov (and betas) of one window, two-pass
 excess_sharpe_1d_nb                 ex-ante Sharpe (cash earns rf)
+objective_1d_nb                     the objective's score of one candidate
 constrain_1d_nb                     acceptance rule and scale of one candidate
 search_period_1d_nb                 best of n candidates of one period, all scored
 simulate_1d_nb                      one portfolio with a target vector per rebalance bar
@@ -59,6 +65,9 @@ from .rng import GOLDEN, mix64_nb, sample_nb, seed_key_nb
 
 SLACK = 1e-12
 """Relative rounding slack of the bound checks after scaling (cash mode)."""
+OBJECTIVES = ("max_sharpe", "min_variance", "max_return", "max_utility")
+"""Objective names; the code of each is its position (MAX_SHARPE = 0, ...)."""
+MAX_SHARPE, MIN_VARIANCE, MAX_RETURN, MAX_UTILITY = 0, 1, 2, 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,6 +180,32 @@ def excess_sharpe_1d_nb(w, mu, cov, ann, rf):
 
 
 @njit(cache=True)
+def objective_1d_nb(y, s, mu, cov, ann, rf, obj, lam):
+    """Score of the weights ``w = s y`` by objective code ``obj`` (module docstring; higher is
+    better): max_sharpe is scored on ``y`` (scale-free), the others on ``w``.
+    """
+    if obj == MAX_SHARPE:
+        return excess_sharpe_1d_nb(y, mu, cov, ann, rf)
+    A = y.shape[0]
+    w = np.empty(A)
+    for j in range(A):
+        w[j] = s * y[j]
+    ret = 0.0
+    for j in range(A):
+        ret += (ann * mu[j] - rf) * w[j]
+    var = 0.0
+    for j in range(A):
+        for k in range(A):
+            var += w[j] * cov[j, k] * w[k]
+    var *= ann
+    if obj == MIN_VARIANCE:
+        return -var
+    if obj == MAX_RETURN:
+        return ret
+    return ret - 0.5 * lam * var
+
+
+@njit(cache=True)
 def constrain_1d_nb(y, lo, hi, G, gl, gu, eqtol, cash):
     """Acceptance of one candidate ``y`` (A,) and the scale of its weights (module docstring).
 
@@ -214,8 +249,10 @@ def constrain_1d_nb(y, lo, hi, G, gl, gu, eqtol, cash):
 
 @njit(cache=True)
 def search_period_1d_nb(pseed, n, code, alpha, lo, hi, G, gl, gu, eqtol, cash, mu, cov, ann,
-                        rf):
-    """Score candidates ``0 .. n-1`` of the stream ``pseed`` one by one, keep the best.
+                        rf, obj=0, lam=0.0):
+    """Score candidates ``0 .. n-1`` of the stream ``pseed`` one by one by the objective
+    ``obj`` (risk aversion ``lam``, :func:`objective_1d_nb` at the candidate's scale), keep the
+    best.
 
     Candidates are drawn with lower bounds ``lo`` (the sampler's affine map) and no upper bound
     (``hi`` is checked by :func:`constrain_1d_nb`). Ties go to the smaller index.
@@ -240,10 +277,10 @@ def search_period_1d_nb(pseed, n, code, alpha, lo, hi, G, gl, gu, eqtol, cash, m
     n_acc = 0
     for i in range(n):
         sample_nb(key, i, code, alpha, lo, no_hi, lo_sum, y)
-        sh = excess_sharpe_1d_nb(y, mu, cov, ann, rf)
+        ok, s = constrain_1d_nb(y, lo, hi, G, gl, gu, eqtol, cash)
+        sh = objective_1d_nb(y, s, mu, cov, ann, rf, obj, lam)
         if sh > best_any_s:
             best_any, best_any_s = i, sh
-        ok, s = constrain_1d_nb(y, lo, hi, G, gl, gu, eqtol, cash)
         if ok:
             n_acc += 1
             if sh > best_s:
@@ -321,7 +358,8 @@ def simulate_nb(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf):
 
 
 def reference_choice(close, bench, t, lookback, seed, n, code, alpha, lo, hi, static_G,
-                     beta_rows, gl, gu, eqtol, cash, ann, rf, estimator=None):
+                     beta_rows, gl, gu, eqtol, cash, ann, rf, estimator=None, obj=0,
+                     lam=0.0):
     """The random-search choice of the rebalance at bar ``t``, recomputed from scratch.
 
     Window statistics and betas by :func:`window_stats_1d_nb` / :func:`betas_1d_nb` (or, for
@@ -345,5 +383,5 @@ def reference_choice(close, bench, t, lookback, seed, n, code, alpha, lo, hi, st
             G[row] = betas[col]
     pseed = period_seed_nb(np.uint64(seed), t)
     res = search_period_1d_nb(np.uint64(pseed), n, code, alpha, lo, hi, G, gl, gu, eqtol, cash,
-                              mu, cov, ann, rf)
+                              mu, cov, ann, rf, obj, float(lam))
     return pseed, res, mu, cov, G

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cpu_ref.backtest import METRICS
+from cpu_ref.walkforward import OBJECTIVES
 from gpusim.backend import resolve_backend
 from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
@@ -47,7 +48,7 @@ __all__ = ["DEFAULT_HISTORY", "METHODS", "METRICS", "WalkForwardResult", "walkfo
 METHODS = ("random", "exact")
 DEFAULT_HISTORY = 63
 """Returns before the first rebalance when every lookback is None and ``start`` is not given."""
-WS_KEYS = ("every", "lookback", "num_tests", "estimator")
+WS_KEYS = ("every", "lookback", "num_tests", "estimator", "objective")
 """Grid axes that change the weights (fees do not): one weight set per combination of them."""
 
 
@@ -103,6 +104,25 @@ def _start(start, index, lookbacks) -> int:
     return s
 
 
+def _objective(x) -> str:
+    name = str(x).strip().lower()
+    if name not in OBJECTIVES:
+        raise GpusimError(f"objective={x!r} is unknown; use one of {', '.join(OBJECTIVES)}")
+    return name
+
+
+def _bound_by_objective(dec, ws_info, plan) -> dict:
+    """{objective: {constraint: fraction of the (non-fallback) rebalances where it bound}}."""
+    out = {}
+    for obj in dict.fromkeys(i["objective"] for i in ws_info):
+        rows = [D["bound"][~D["fallback"]] for D, i in zip(dec, ws_info)
+                if i["objective"] == obj]
+        b = np.concatenate(rows) if rows else np.zeros((0, len(plan.names)), bool)
+        out[obj] = {n: (float(b[:, j].mean()) if len(b) else None)
+                    for j, n in enumerate(plan.names)}
+    return out
+
+
 def _estimate(xp, close, a, t, pair_e, est_vals, A, index, symbols):
     """(mu (S, K), cov (S, K, K)) of every window by its estimator (one batch per estimator)."""
     if len(est_vals) == 1:
@@ -126,7 +146,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                 init_cash: float = 1.0, rf: float = 0.0, start: Any = None,
                 sampler: str = "dirichlet", alpha: float = 1.0, gap: bool | None = None,
                 solver: str | None = None, bind_tol: float = 1e-6, backend: str = "auto",
-                progress: bool = True, estimator: Any = "sample") -> WalkForwardResult:
+                progress: bool = True, estimator: Any = "sample", objective: Any = "max_sharpe",
+                risk_aversion: float = 1.0) -> WalkForwardResult:
     """Walk-forward re-optimisation over the grid every x lookback x num_tests x fees.
 
     Parameters
@@ -208,11 +229,15 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                           "the callables distinct function names")
     est_entry = (Param(est_labels, estimator.name, estimator.level)
                  if isinstance(estimator, Param) else est_labels[0])
+    obj_entry, obj_vals = _axis(objective, _objective)
+    lam = number(risk_aversion, "risk_aversion")
+    if not (lam >= 0 and math.isfinite(lam)):
+        raise GpusimError(f"risk_aversion={risk_aversion!r} must be a number >= 0")
     if not any(isinstance(e, Param) for e in (every_entry, lb_entry, nt_entry, fee_entry,
-                                              est_entry)):
+                                              est_entry, obj_entry)):
         every_entry = Param(labels)
     entries = {"every": every_entry, "lookback": lb_entry, "estimator": est_entry,
-               "num_tests": nt_entry, "fees": fee_entry}
+               "objective": obj_entry, "num_tests": nt_entry, "fees": fee_entry}
     grid = build_grid(entries, {"lookback": pd.Index(lb_vals, dtype=object)}
                       if isinstance(lb_entry, Param) else None)
     axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
@@ -264,10 +289,10 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                rf=rf, solver=solver, bind_tol=bind_tol, U=U, index=index, symbols=symbols,
                dev={"F": F, "tri": tri, "mex": mex, "gb": gb, "G": G}, H=H, chk=chk,
                pair_key=pair_key, nL=nL, bounds=[lo, hi, gl, gu], progress=progress, nE=nE,
-              estimators=dict(zip(est_labels, est_vals)))
+              estimators=dict(zip(est_labels, est_vals)), lam=lam, objectives=OBJECTIVES)
     do_gap = method == "random" and gap is True  # None: not computed unless asked
     ws_info = [{"every": labels[k[0]], "lookback": lb_vals[k[1]], "num_tests": nt_vals[k[2]],
-                "estimator": est_labels[k[3]]} for k in ws_keys]
+                "estimator": est_labels[k[3]], "objective": obj_vals[k[4]]} for k in ws_keys]
     tc = time.perf_counter()
     with chunked.interruptible(ctx):       # Ctrl-C: stop between blocks of dates
         dec = choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap)
@@ -308,7 +333,9 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
         "ann_source": getattr(mkt, "ann_source", ""), "seed": int(seed), "sampler": sampler,
         "alpha": float(alpha), "num_tests": [int(x) for x in chk], "init_cash": init_cash,
         "rf": rf, "constraints": [repr(c) for c in plan.constraints], "cash_allowed": plan.cash,
-        "gap": do_gap, "estimators": est_labels, "statuses": statuses,
+        "gap": do_gap, "estimators": est_labels, "objectives": obj_vals,
+        "risk_aversion": lam, "bound_by_objective": _bound_by_objective(dec, ws_info, plan),
+        "statuses": statuses,
         "levels": {a.name: len(a.labels) for a in grid.axes},
         "fixed": {k: jsonable(v) for k, v in grid.fixed.items()},
         "timings_s": {"statistics": round(t_stats, 6), "choose": round(t_choose, 6),

@@ -48,6 +48,18 @@ class Ctx:
     nE: int = 1
     estimators: dict | None = None
     stop: Any = None
+    lam: float = 0.0
+    objectives: tuple = ("max_sharpe",)
+
+    def score(self, sid, w, obj: int) -> float:
+        """Objective ``obj`` (code) of weights ``w`` on window ``sid`` (host; see
+        :func:`cpu_ref.walkforward.objective_1d_nb`).
+        """
+        if obj == 0:
+            return self.sharpe(sid, w)
+        r = float(self.H["mex"][sid] @ w)
+        v = self.ann * float(w @ self.H["cov"][sid] @ w)
+        return (-v, r, r - 0.5 * self.lam * v)[obj - 1]
 
     def sharpe(self, sid, w) -> float:
         v = self.ann * float(w @ self.H["cov"][sid] @ w)
@@ -80,6 +92,7 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
                     "candidate": np.full(K, -1, np.int64), "scale": np.ones(K),
                     "seed": np.zeros(K, np.uint64), "n_accepted": np.zeros(K, np.int64),
                     "sharpe": np.full(K, np.nan), "exact_sharpe": np.full(K, np.nan),
+                    "score": np.full(K, np.nan), "exact_score": np.full(K, np.nan),
                     "fallback": np.zeros(K, bool), "bound": np.zeros((K, nC), bool),
                     "n": nt_vals[ws_keys[w_i][2]]})
     bw = np.concatenate([np.full(len(b), w_i) for w_i, b in enumerate(ws_bars)])
@@ -88,9 +101,13 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
     cache: dict = {}
     prev: list = [None] * len(ws_keys)
     lk_of = np.array([k[1] * ctx.nE + k[3] for k in ws_keys], dtype=np.int64)
+    obj_of = np.array([ctx.objectives.index(i["objective"]) if "objective" in i else 0
+                       for i in ws_info], dtype=np.int64)
     n_of = np.array([D["n"] for D in dec], dtype=np.int64)
     batches = chunked.date_batches(bd, bw, chunked.work(method, do_gap, n_of[bw]),
                                    plan.has_callable)
+    for D, o in zip(dec, obj_of):
+        D["obj"] = int(o)
     ctx.H["scored"] = ctx.H["generated"] = 0
     pbar = _bar(ctx, len(bw), f"walkforward {method}")
     for sel in batches:
@@ -117,32 +134,40 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
             cids = np.arange(len(sel))
         else:
             bounds, cids = ctx.bounds, d_b
-        tkey, tinv = np.unique(np.stack([d_b, sids, cids], 1), axis=0, return_inverse=True)
+        tkey, tinv = np.unique(np.stack([d_b, sids, cids, obj_of[w_b]], 1), axis=0,
+                               return_inverse=True)
         tinv = tinv.reshape(-1)
         if method == "random":
             t_n = np.zeros(len(tkey), np.int64)
             np.maximum.at(t_n, tinv, n_of[w_b])
             res = search.run_search(ctx.be, ctx.xp, ctx.seed, ctx.U, tkey[:, 1], tkey[:, 2], t_n,
                                 tkey[:, 0], ctx.code, ctx.alpha, ctx.dev, *bounds,
-                                ctx.plan.eqtol, plan.cash, ctx.ann, ctx.chk)
+                                ctx.plan.eqtol, plan.cash, ctx.ann, ctx.chk, tkey[:, 3],
+                                np.full(len(tkey), ctx.lam))
             ctx.H["scored"] += int(t_n.sum())
             ctx.H["generated"] += int(pd.Series(t_n).groupby(tkey[:, 0]).max().sum())
             _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of)
         if method == "exact" or do_gap:
             sol = []
-            for _d, sid, cid in tkey:
+            for _d, sid, cid, obj in tkey:
                 b = [x[cid] for x in bounds]
-                w, status = _solver(ctx, cache, b[2], b[3]).solve(
-                    ctx.H["F"][sid], ctx.H["mex"][sid], *b[:2], ctx.H["G"][sid], *b[2:])
-                sol.append((w, status, ctx.sharpe(sid, w) if w is not None else np.nan, b))
+                args = (ctx.H["F"][sid], ctx.H["mex"][sid], *b[:2], ctx.H["G"][sid], *b[2:])
+                if obj == 0:
+                    w, status = _solver(ctx, cache, b[2], b[3], obj).solve(*args)
+                else:
+                    w, status = _solver(ctx, cache, b[2], b[3], obj).solve(
+                        *args, ann=ctx.ann, lam=ctx.lam)
+                ok_w = w is not None
+                sol.append((w, status, ctx.sharpe(sid, w) if ok_w else np.nan,
+                            ctx.score(sid, w, obj) if ok_w else np.nan, b))
             for j, (w_i, k) in enumerate(zip(w_b, k_b)):
-                w, status, sh, b = sol[tinv[j]]
+                w, status, sh, sc, b = sol[tinv[j]]
                 D = dec[w_i]
-                D["exact_sharpe"][k] = sh
+                D["exact_sharpe"][k], D["exact_score"][k] = sh, sc
                 if method == "exact":
                     D["status"][k] = "ok" if status == "optimal" else status
                     if w is not None:
-                        D["weights"][k], D["sharpe"][k] = w, sh
+                        D["weights"][k], D["sharpe"][k], D["score"][k] = w, sh, sc
                         D["bound"][k] = plan.activity(w, ctx.H["G"][sids[j]], *b, ctx.bind_tol)
         for w_i in np.unique(w_b):   # fallbacks: keep the last good weights (cash before any)
             D = dec[w_i]
@@ -158,21 +183,29 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
         pbar.update(len(sel))
     pbar.close()
     for D in dec:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            D["gap"] = np.where(~D["fallback"] & (D["exact_sharpe"] > 0),
-                                D["sharpe"] / D["exact_sharpe"], np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):  # min_variance: variance ratio
+            num, den = ((D["exact_score"], D["score"]) if D["obj"] == 1 else
+                        (D["score"], D["exact_score"]))
+            D["gap"] = np.where(~D["fallback"] & (den * (-1.0 if D["obj"] == 1 else 1.0) > 0),
+                                num / den, np.nan)
     return dec
 
 
-def _solver(ctx, cache, gl, gu):
-    """The cvxpy problem for this structure of equality rows (built once, then re-used)."""
+def _solver(ctx, cache, gl, gu, obj=0):
+    """The cvxpy problem for this objective and structure of equality rows (built once, then
+    re-used).
+    """
     from gpusim.walkforward.exact import ExactMaxSharpe
+    from gpusim.walkforward.exact_objectives import ExactObjective
 
     eq = tuple(bool(x) for x in (gl == gu) & np.isfinite(gu))
-    if eq not in cache:
-        cache[eq] = ExactMaxSharpe(len(ctx.symbols), np.array(eq, bool), ctx.plan.cash,
-                                   ctx.solver)
-    return cache[eq]
+    key = (eq, int(obj))
+    if key not in cache:
+        cache[key] = (ExactMaxSharpe(len(ctx.symbols), np.array(eq, bool), ctx.plan.cash,
+                                     ctx.solver) if obj == 0 else
+                      ExactObjective(len(ctx.symbols), np.array(eq, bool), ctx.plan.cash,
+                                     ctx.objectives[obj], solver=ctx.solver))
+    return cache[key]
 
 
 def _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of):
@@ -196,7 +229,9 @@ def _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of):
         sel = w_b == w_i
         D, ks = dec[w_i], k_b[sel]
         D["candidate"][ks], D["scale"][ks] = get["best"][sel], get["scale"][sel]
-        D["n_accepted"][ks], D["sharpe"][ks] = get["n_accepted"][sel], get["sharpe"][sel]
+        D["n_accepted"][ks], D["score"][ks] = get["n_accepted"][sel], get["sharpe"][sel]
+        D["sharpe"][ks] = [ctx.sharpe(sid[j], Y[j]) if get["best"][j] >= 0 else -np.inf
+                           for j in np.flatnonzero(sel)]
         D["seed"][ks], D["weights"][ks], D["bound"][ks] = seeds[sel], Y[sel], bound[sel]
         D["status"][ks[get["best"][sel] < 0]] = "no_candidate"
 
@@ -206,7 +241,8 @@ def report_table(dec, wsid, idx, plan, method, do_gap):
     for D in dec:
         ok = ~D["fallback"]
         r = {"n_rebalances": len(ok), "n_fallback": int((~ok).sum()),
-             "insample_sharpe": float(np.mean(D["sharpe"][ok])) if ok.any() else np.nan}
+             "insample_sharpe": float(np.mean(D["sharpe"][ok])) if ok.any() else np.nan,
+             "insample_score": float(np.mean(D["score"][ok])) if ok.any() else np.nan}
         if method == "random":
             r["acceptance"] = float(np.mean(D["n_accepted"] / D["n"]))
         if do_gap or method == "exact":

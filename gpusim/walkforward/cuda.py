@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from cpu_ref.walkforward import SLACK
+from cpu_ref.walkforward import MAX_RETURN, MAX_SHARPE, MIN_VARIANCE, SLACK
 from gpusim._cuda.launch import MAX_ASSETS, MAX_ROWS, block_size, grid_for, resident_threads
 from gpusim._cuda.rng import exact_arith, sample_dev
 from gpusim.backtest.cuda import simulate_one_dev
@@ -94,6 +94,21 @@ def quad_dev(F, tri, w):
     return q
 
 
+@cuda.jit(device=True)
+def score_dev(obj, h, r, v, s):
+    """Objective score of a candidate (``r = mex . y``, ``v = ann y' cov y``, scale ``s``,
+    ``h = lam / 2``) with the float steps of :func:`gpusim.walkforward.search_cpu.score_nb`.
+    """
+    if obj == MAX_SHARPE:
+        return r / math.sqrt(v) if v > 0.0 else -math.inf
+    vs = fmul(fmul(v, s), s)
+    if obj == MIN_VARIANCE:
+        return -vs
+    if obj == MAX_RETURN:
+        return fmul(r, s)
+    return fadd(fmul(r, s), -fmul(h, vs))
+
+
 @cuda.jit(cache=True)
 def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out):
     """One thread per (task, slice); arguments as in
@@ -116,6 +131,8 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
     key = task_key[task]
     sid = tasks.sid[task]
     cid = tasks.cid[task]
+    obj = tasks.obj[task]
+    h = tasks.h[task]
     lo_t = lo[cid]
     hi_t = hi[cid]
     lo_sum = 0.0
@@ -136,18 +153,25 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
         for j in range(A):
             r = fadd(r, fmul(mex[sid, j], w[j]))
             z = fadd(z, fmul(gb[sid, j], w[j]))
-        # prune (exact): r / sqrt(ann z²) bounds the Sharpe from above, see bound_vectors
+        # prune (exact): the score at the variance bound ann z² bounds it from above
         thr = bs[task, sl, seg] if ok else as_[task, sl, seg]
-        if r > 0.0:
-            zz = abs(z) * sq_ann
-            ub = r / zz if zz > 0.0 else math.inf
+        if obj == MAX_SHARPE:
+            if r > 0.0:
+                zz = abs(z) * sq_ann
+                ub = r / zz if zz > 0.0 else math.inf
+            else:
+                ub = 0.0
+            if thr > 0.0 and ub < thr * (1.0 - PRUNE_RTOL):
+                continue
         else:
-            ub = 0.0
-        if thr > 0.0 and ub < thr * (1.0 - PRUNE_RTOL):
-            continue
-        q = quad_dev(F[sid], j_tri, w)
-        v = ann * q
-        score = r / math.sqrt(v) if v > 0.0 else -math.inf
+            ub = score_dev(obj, h, r, ann * fmul(z, z), s)
+            if thr > -math.inf and ub < fadd(thr, -fmul(PRUNE_RTOL, abs(thr))):
+                continue
+        if obj == MAX_RETURN:
+            score = fmul(r, s)
+        else:
+            q = quad_dev(F[sid], j_tri, w)
+            score = score_dev(obj, h, r, ann * q, s)
         if score > as_[task, sl, seg]:
             as_[task, sl, seg] = score
             ai[task, sl, seg] = i

@@ -116,7 +116,8 @@ class WalkForwardResult(MetricsResult):
                 "candidate": D["candidate"], "seed": D.get("seed", np.zeros(len(D["bars"]),
                                                                             np.uint64)),
                 "scale": D["scale"], "n_accepted": D["n_accepted"], "sharpe": D["sharpe"],
-                "exact_sharpe": D["exact_sharpe"], "gap": D["gap"]}
+                "score": D["score"], "exact_sharpe": D["exact_sharpe"],
+                "exact_score": D["exact_score"], "gap": D["gap"]}
         for i, name in enumerate(self._s.ctx.plan.names):
             cols[f"bound_{name}"] = D["bound"][:, i]
         df = pd.DataFrame(cols, index=self._s.ctx.index[D["bars"]])
@@ -180,10 +181,11 @@ class WalkForwardResult(MetricsResult):
                     int(D["n"]), ctx.code, ctx.alpha, lo, hi, plan.static_G,
                     plan.beta_rows, gl, gu, plan.eqtol, plan.cash, ctx.ann, ctx.rf,
                     estimator=_reference_estimator(ctx.estimators[info["estimator"]],
-                                                   ctx.symbols))
+                                                   ctx.symbols),
+                    obj=ctx.objectives.index(info["objective"]), lam=ctx.lam)
                 same &= bool(bi == D["candidate"][k] and nacc == D["n_accepted"][k])
                 if bi >= 0 and D["candidate"][k] >= 0:
-                    worst = max(worst, abs(bsh - D["sharpe"][k]) / abs(bsh),
+                    worst = max(worst, abs(bsh - D["score"][k]) / max(abs(bsh), 1e-300),
                                 abs(bsc - D["scale"][k]) / abs(bsc))
                 n += 1
         return {"max_rel_diff": worst, "same_choices": same, "n_checked": n,

@@ -52,13 +52,14 @@ def regenerate_nb(pseeds, idx, code, alpha, lo):
 
 
 def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo, hi, gl, gu,
-               eqtol, cash, ann, chk):
+               eqtol, cash, ann, chk, t_obj=None, t_lam=None):
     """Run random-search tasks on the backend ``be`` and reduce them.
 
     Tasks are sorted by their date index ``t_d`` (into the bar array ``dates``); tasks of one
     date form a group sharing the period's stream. ``dev`` holds the window arrays ``F``,
     ``tri``, ``mex``, ``gb``, ``G`` (in ``xp``); ``lo, hi, gl, gu`` are the host bounds indexed by
-    ``t_cid``. Returns the dict of :func:`~.segments.reduce_segments` ((n_tasks, n_seg) host
+    ``t_cid``; ``t_obj`` (objective codes, default max_sharpe) and ``t_lam`` (risk aversions)
+    per task. Returns the dict of :func:`~.segments.reduce_segments` ((n_tasks, n_seg) host
     arrays).
     """
     # contiguous int64 / float64 only: one compiled signature of the kernel
@@ -69,7 +70,10 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
     _, keys = period_keys_nb(np.uint64(seed), dates[gd])
     last = np.append(first[1:], len(t_d))
     grp_n = np.array([t_n[a:b].max() for a, b in zip(first, last)], dtype=np.int64)
-    tasks = Tasks(t_sid, t_cid, t_n)
+    nt = len(t_n)
+    t_obj = np.zeros(nt, np.int64) if t_obj is None else np.ascontiguousarray(t_obj, np.int64)
+    t_h = 0.5 * (np.zeros(nt) if t_lam is None else np.asarray(t_lam, dtype=np.float64))
+    tasks = Tasks(t_sid, t_cid, t_n, t_obj, np.ascontiguousarray(t_h))
     win = Windows(dev["F"], dev["tri"], dev["mex"], dev["gb"], dev["G"])
     lim = Limits(lo, hi, gl, gu, eqtol, bool(cash))
     if be.name == "gpu":

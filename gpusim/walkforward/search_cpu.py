@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from cpu_ref.rng import Sampler, bits_nb, std_gamma_nb, uniform_nb
-from cpu_ref.walkforward import SLACK
+from cpu_ref.walkforward import MAX_RETURN, MAX_SHARPE, MIN_VARIANCE, SLACK
 from gpusim.walkforward.segments import PRUNE_RTOL
 
 BLOCK = 128
@@ -246,8 +246,24 @@ def _reject_outside(x, lw, up, scl, acc):
             acc[b] = False
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def score_nb(obj, h, r, v, s):
+    """Objective score (higher is better) of a candidate with ``r = mex . y``, ``v = ann y' cov
+    y`` and scale ``s`` (weights ``s y``; :func:`cpu_ref.walkforward.objective_1d_nb`);
+    ``h = lam / 2``. The float steps of the GPU kernel's ``score_dev``.
+    """
+    if obj == MAX_SHARPE:
+        return r / math.sqrt(v) if v > 0.0 else -_INF
+    vs = (v * s) * s
+    if obj == MIN_VARIANCE:
+        return -vs
+    if obj == MAX_RETURN:
+        return r * s
+    return r * s - h * vs
+
+
 @njit(cache=True, error_model="numpy")
-def _score_task(W, nb, i0, win, sid, lim, cid, ann, chk, scratch, best):
+def _score_task(W, nb, i0, win, sid, lim, cid, ann, chk, scratch, best, obj, h):
     """Acceptance and Sharpe of the first ``nb`` of the block of weights ``W`` (A, BLOCK)
     (candidates ``i0 ..``) for one task, on window ``sid`` of ``win`` (``Windows``) under bounds
     set ``cid`` of ``lim`` (``Limits``); ``chk`` (n_seg,) checkpoints. Updates the task's
@@ -278,27 +294,31 @@ def _score_task(W, nb, i0, win, sid, lim, cid, ann, chk, scratch, best):
         _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc)
     _lin_block(W, mex, r)
     _lin_block(W, gb, q)                     # q holds gb . w until the variances
-    n_live = _mark_live(nb, i0, chk, ann, r, q, acc, best, sc)
-    if n_live > BLOCK // 8:
+    n_live = _mark_live(nb, i0, chk, ann, r, q, acc, best, sc, obj, h, scl)
+    if obj == MAX_RETURN:                    # no variance needed
+        for b in range(nb):
+            if sc[b] == 1.0:
+                sc[b] = r[b] * scl[b]
+    elif n_live > BLOCK // 8:
         _variance_block(W, F, tri, y, q)
         for b in range(nb):
             if sc[b] == 1.0:
-                v = ann * q[b]
-                sc[b] = r[b] / math.sqrt(v) if v > 0.0 else -_INF
+                sc[b] = score_nb(obj, h, r[b], ann * q[b], scl[b])
     else:
         for b in range(nb):
             if sc[b] == 1.0:
-                v = ann * _variance_one(W, b, F, tri)
-                sc[b] = r[b] / math.sqrt(v) if v > 0.0 else -_INF
+                sc[b] = score_nb(obj, h, r[b], ann * _variance_one(W, b, F, tri), scl[b])
     _update_bests(nb, i0, chk, sc, acc, scl, best)
 
 
 @njit(cache=True, error_model="numpy")
-def _mark_live(nb, i0, chk, ann, r, q, acc, best, sc):
+def _mark_live(nb, i0, chk, ann, r, q, acc, best, sc, obj, h, scl):
     """Exact pruning of candidates ``i0 .. i0+nb-1``: ``sc[b]`` = 1 for a live candidate (to
-    be scored), -inf for one whose Sharpe bound ``r[b] / sqrt(ann q[b]²)`` (``q`` holds
-    ``gb . w``) is below its segment's best (``best`` as in :func:`_score_task`; the accepted
-    best for an accepted candidate ``acc[b]``). Returns the number of live candidates.
+    be scored), -inf for one whose score bound is below its segment's best (``best`` as in
+    :func:`_score_task`; the accepted best for an accepted candidate ``acc[b]``). Every
+    objective decreases with the variance, which is at least ``ann (gb . w)²`` (``q`` holds
+    ``gb . w``): the bound is the score at that variance (Sharpe: ``r[b] / sqrt(ann q[b]²)``).
+    Returns the number of live candidates.
     """
     bs, _bi, _bsc, as_, _ai, _nacc = best
     sq = math.sqrt(ann)
@@ -311,12 +331,16 @@ def _mark_live(nb, i0, chk, ann, r, q, acc, best, sc):
             seg += 1
         thr = bs[seg] if acc[b] else as_[seg]
         rb = r[b]
-        if rb > 0.0:
-            z = abs(q[b]) * sq
-            ub = rb / z if z > 0.0 else _INF
+        if obj == MAX_SHARPE:
+            if rb > 0.0:
+                z = abs(q[b]) * sq
+                ub = rb / z if z > 0.0 else _INF
+            else:
+                ub = 0.0
+            live = not (thr > 0.0 and ub < thr * (1.0 - PRUNE_RTOL))
         else:
-            ub = 0.0
-        live = not (thr > 0.0 and ub < thr * (1.0 - PRUNE_RTOL))
+            ub = score_nb(obj, h, rb, ann * (q[b] * q[b]), scl[b])
+            live = not (thr > -_INF and ub < thr - PRUNE_RTOL * abs(thr))
         sc[b] = 1.0 if live else -_INF      # marks the live lanes
         n_live += 1 if live else 0
     return n_live
@@ -394,7 +418,8 @@ def search_cpu_nb(items, groups, tasks, code, alpha, win, lim, ann, chk, out):
     """
     item_grp, item_split, item_c0, item_c1 = items
     grp_key, grp_t0, grp_t1 = groups
-    task_sid, task_cid, task_n = tasks.sid, tasks.cid, tasks.n
+    task_sid, task_cid, task_n, task_obj, task_h = tasks.sid, tasks.cid, tasks.n, tasks.obj, \
+        tasks.h
     lo = lim.lo
     A = win.mex.shape[1]
     M = win.G.shape[1]
@@ -437,7 +462,8 @@ def search_cpu_nb(items, groups, tasks, code, alpha, win, lim, ann, chk, out):
                     last = cid
                 best = (out.bs[task, sp], out.bi[task, sp], out.bsc[task, sp],
                         out.as_[task, sp], out.ai[task, sp], out.nacc[task, sp])
-                _score_task(W, nt, i0, win, sid, lim, cid, ann, chk, scratch, best)
+                _score_task(W, nt, i0, win, sid, lim, cid, ann, chk, scratch, best,
+                            task_obj[task], task_h[task])
 
 
 def plan_items(grp_n, n_threads: int, min_per_item: int = 4 * BLOCK):

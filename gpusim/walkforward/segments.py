@@ -21,13 +21,16 @@ the margin keeps the exact pruning rule of both kernels clear of the bound's rou
 
 
 class Tasks(NamedTuple):
-    """The search tasks, (n_tasks,) int64 arrays: task ``t`` scores candidates ``0 .. n[t]-1``
-    on window ``sid[t]`` under bounds set ``cid[t]``.
+    """The search tasks, (n_tasks,) arrays: task ``t`` scores candidates ``0 .. n[t]-1``
+    on window ``sid[t]`` under bounds set ``cid[t]`` by objective code ``obj[t]`` (int64,
+    :data:`cpu_ref.walkforward.OBJECTIVES`) with ``h[t]`` = risk aversion / 2 (float64).
     """
 
     sid: Any
     cid: Any
     n: Any
+    obj: Any
+    h: Any
 
 
 class Windows(NamedTuple):

@@ -131,7 +131,8 @@ def test_cpu_search_invariant_to_work_splitting(mkt):
         ig, isp, c0, c1, ns = wk.plan_items(tn, threads)
         outs = segments.new_outputs(2, ns, 3)
         wk.search_cpu_nb((ig, isp, c0, c1), (keys, np.array([0, 1]), np.array([1, 2])),
-                         segments.Tasks(np.array([0, 1]), np.array([0, 1]), tn), 1, 1.0,
+                         segments.Tasks(np.array([0, 1]), np.array([0, 1]), tn,
+                                        np.zeros(2, np.int64), np.zeros(2)), 1, 1.0,
                          segments.Windows(F, tri, mex, gb, G),
                          segments.Limits(lo, hi, gl, gu, np.zeros(0), False), 252.0, chk, outs)
         res.append((ns, segments.reduce_segments(*outs)))
