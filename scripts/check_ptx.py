@@ -148,6 +148,10 @@ def main() -> int:
             stream, f8, i8, i8, v, v, f8, f8, th, v, cand, i8[::1]), "loop:fma.rn.f64"
         yield "search_cuda_f32", search_cuda.search_cuda_f32.py_func, (
             stream, f8, i8, i8, f4, f4, f8, f8, th, v, cand, i8[::1]), "loop:fma.rn.f32"
+        from gpusim.search import gemm_cuda
+
+        yield "search_gemm_tile", gemm_cuda.generate_tile_cuda.py_func, (
+            stream, f8, i8, m, b1[::1]), None
         acct, scratch3 = t.UniTuple(f8, 3), t.Tuple((m, m, i8[:, ::1]))
         yield "backtest_cuda", backtest_cuda.backtest_cuda.py_func, (
             m, m, i8[::1], i8[::1], b1[:, ::1], i8[::1], m, i8[::1], i8[::1], v, acct, scratch3,

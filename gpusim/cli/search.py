@@ -79,6 +79,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"),
                    help="scoring precision (float32: GPU only)")
     p.add_argument("--chunk-size", type=_count, default=None)
+    p.add_argument("--path", default="auto", choices=("auto", "fused", "gemm"),
+                   help="fused kernel, GEMM tiles (BLAS/cuBLAS), or auto by asset count")
     p.add_argument("--solver", default=None, help="cvxpy solver (default Clarabel)")
     p.add_argument("--no-baselines", action="store_true", help="skip the cvxpy baselines")
     p.add_argument("--out", metavar="DIR", default=None, help="write top_k + summary.json here")
@@ -103,7 +105,7 @@ def _cmd_search(args) -> int:
     say(market.describe())
     res = search(market, n=args.n, sampler=args.sampler, alpha=args.alpha, seed=args.seed,
                  top_k=args.top_k, bounds=bounds, rf=args.rf, backend=args.backend,
-                 dtype=args.dtype, chunk_size=args.chunk_size,
+                 dtype=args.dtype, chunk_size=args.chunk_size, path=args.path,
                  progress=False if args.no_progress else None,
                  baselines=not args.no_baselines, solver=args.solver, **options(args))
     if res.top.empty:

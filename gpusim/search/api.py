@@ -91,7 +91,7 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
            seed: int = 0, top_k: int = 10, bounds=None, rf: float = 0.0, ann=None,
            symbols=None, backend="auto", dtype: str = "float64", chunk_size=None,
            progress=None, baselines: bool = True, solver=None, start: int = 0,
-           method: str = "random", **options) -> SearchResult:
+           method: str = "random", path: str = "auto", **options) -> SearchResult:
     """Score candidates ``start .. start+n-1`` of the stream ``seed`` by ex-ante Sharpe; keep
     the top k.
 
@@ -114,6 +114,10 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     baselines : also solve the exact max-Sharpe and min-variance portfolios with cvxpy.
     start : first candidate index (default 0): ranges of one stream searched separately merge
         (:func:`merge_topk`) into exactly the top-k of one search over their union.
+    path : ``"fused"`` (generate, score and keep the top-k in one kernel), ``"gemm"`` (tiles of
+        candidates scored by one matrix product, NumPy/BLAS or CuPy/cuBLAS; float64 only; the
+        same population and top-k) or ``"auto"``: GEMM from
+        :data:`gpusim.search.gemm.GEMM_MIN_ASSETS` assets on, per backend.
     method : ``"random"`` (this fused kernel) or ``"guided"`` (cross-entropy method); options
         (``budget``, ``objective``, ``max_assets``, ``min_weight``, ``rebalance``, ``threshold``,
         ``fees``, ``holdout``, ``population``, ...) go to
@@ -155,8 +159,15 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
         chunk = min(n, 1 << 16)
     adaptive = chunk_size is None and be.name == "cpu"
 
-    runner = (_CpuRunner(key, code, alpha, lo, hi, mu, cov, ann_v, rf, k) if be.name == "cpu"
-              else _GpuRunner(be, key, code, alpha, lo, hi, mu, cov, ann_v, rf, k, chunk, dtype))
+    from gpusim.search.gemm import choose_path, gemm_runner
+
+    path = choose_path(path, be.name, A, dtype)
+    if path == "gemm":
+        runner = gemm_runner(be, key, code, alpha, lo, hi, mu, cov, ann_v, rf, k, merge_topk)
+    elif be.name == "cpu":
+        runner = _CpuRunner(key, code, alpha, lo, hi, mu, cov, ann_v, rf, k)
+    else:
+        runner = _GpuRunner(be, key, code, alpha, lo, hi, mu, cov, ann_v, rf, k, chunk, dtype)
     show = progress if progress is not None else sys.stderr.isatty()
     from tqdm.auto import tqdm
 
@@ -203,7 +214,7 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
         "ann_source": ann_src, "rf": rf, "seed": seed, "sampler": sampler,
         "sampler_code": code, "alpha": alpha, "bounds": None if bounds is None else
         {"lo": lo.tolist(), "hi": hi.tolist()}, "start": start, "n": n, "n_evaluated": done,
-        "n_valid": n_valid, "top_k": k, "backend": be.label, "dtype": dtype,
+        "n_valid": n_valid, "top_k": k, "backend": be.label, "dtype": dtype, "path": path,
         "elapsed_s": elapsed, "candidates_per_s": done / elapsed if elapsed > 0 else float("nan"),
         "partial": partial, "best_sharpe": float(best_s[0]) if best_s.size else None,
         "warnings": notes,
