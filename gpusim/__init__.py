@@ -53,6 +53,10 @@ _EXPORTS = {
     "max_sharpe": "mvo",
     "min_variance": "mvo",
     "efficient_frontier": "mvo",
+    "simulate": "strategy.simulate",
+    "OptimizeState": "strategy.simulate",
+    "SimulationResult": "strategy.simulate",
+    "StrategyResult": "strategy.result",
 }
 
 # Public functions that share their module's name are bound eagerly: a lazy attribute would be
