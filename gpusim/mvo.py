@@ -36,7 +36,19 @@ from gpusim.mvo_solve import (  # noqa: F401  (_OPTIONS: tests patch it through 
     _solve,
 )
 
-__all__ = ["ONE_THREAD_MAX", "Baseline", "efficient_frontier", "max_sharpe", "min_variance"]
+__all__ = ["ONE_THREAD_MAX", "VOL_FLOOR_RTOL", "Baseline", "efficient_frontier", "max_sharpe",
+           "min_variance", "vol_floor"]
+
+VOL_FLOOR_RTOL = 1e-6
+"""A portfolio whose ex-ante volatility is at most ``VOL_FLOOR_RTOL`` x the largest asset
+volatility has no meaningful Sharpe ratio (its variance is at the level of rounding noise, or an
+asset has none): the Sharpe is reported as NaN (undefined), not as a number."""
+
+
+def vol_floor(cov, ann) -> float:
+    """The volatility floor ``VOL_FLOOR_RTOL * sqrt(ann * max_j cov_jj)`` (annual)."""
+    d = np.diag(np.asarray(cov, dtype=np.float64))
+    return float(VOL_FLOOR_RTOL * np.sqrt(ann * max(float(d.max()), 0.0))) if d.size else 0.0
 
 _PSD_TOL = 1e-10  # smallest eigenvalue may be >= -_PSD_TOL * largest |eigenvalue|
 _SYM_TOL = 1e-10  # max |cov - cov.T| <= _SYM_TOL * max |cov| is symmetrised silently
@@ -51,7 +63,8 @@ class Baseline:
     weights : np.ndarray, shape (A,)
         Portfolio weights (host), summing to 1.
     ret, vol, sharpe : float
-        Annualised ex-ante return, volatility and Sharpe ratio (see module docstring).
+        Annualised ex-ante return, volatility and Sharpe ratio (see module docstring); the
+        Sharpe is NaN when ``vol`` is at or below :func:`vol_floor` (undefined).
     kind, status, solver : str
         ``"max_sharpe"``/``"min_variance"``; cvxpy status of the accepted solve (``"optimal"``
         or ``"optimal_inaccurate"``); name of the cvxpy solver that produced it.
@@ -248,9 +261,9 @@ def _max_linear(c, lo, hi, solver):
 def _stats(w, mu, cov, ann, rf):
     ret = float(ann * mu @ w)
     vol = float(np.sqrt(max(ann * w @ cov @ w, 0.0)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sharpe = float(np.float64(ret - rf) / vol)
-    return ret, vol, sharpe
+    if vol <= vol_floor(cov, ann):          # noise, or a riskless asset: undefined
+        return ret, vol, float("nan")
+    return ret, vol, float(np.float64(ret - rf) / vol)
 
 
 def _clean(w, lo, hi):

@@ -30,6 +30,7 @@ from gpusim.search.inputs import (
     resolve_bounds,
     sigma_warnings,
     stats_from,
+    undefined_sharpes,
 )
 from gpusim.search.result import OUTPUT_FORMATS as OUTPUT_FORMATS  # re-exported
 from gpusim.search.result import SearchResult
@@ -201,14 +202,14 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     elapsed = time.perf_counter() - t0
 
     W, stats, _ = score_nb(seed, best_i.astype(np.int64), code, alpha, lo, hi, mu, cov, ann_v, rf)
+    base = _baselines(mu, cov, ann_v, rf, lo, hi, bounds is not None, solver) if baselines else {}
+    best_s, low = undefined_sharpes(best_s, stats[:, 1], cov, ann_v, base)
     top = pd.DataFrame(W, columns=syms)
     top.insert(0, "expected_volatility", stats[:, 1])
     top.insert(0, "expected_return", stats[:, 0])
     top.insert(0, "sharpe", best_s)
     top.insert(0, "candidate", best_i.astype(np.int64))
     top.index = pd.RangeIndex(1, len(top) + 1, name="rank")
-
-    base = _baselines(mu, cov, ann_v, rf, lo, hi, bounds is not None, solver) if baselines else {}
     summary = {
         "task": "search", "market": name, "symbols": syms, "n_assets": A, "ann": ann_v,
         "ann_source": ann_src, "rf": rf, "seed": seed, "sampler": sampler,
@@ -216,14 +217,16 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
         {"lo": lo.tolist(), "hi": hi.tolist()}, "start": start, "n": n, "n_evaluated": done,
         "n_valid": n_valid, "top_k": k, "backend": be.label, "dtype": dtype, "path": path,
         "elapsed_s": elapsed, "candidates_per_s": done / elapsed if elapsed > 0 else float("nan"),
-        "partial": partial, "best_sharpe": float(best_s[0]) if best_s.size else None,
-        "warnings": notes,
+        "partial": partial,
+        "best_sharpe": float(best_s[0]) if best_s.size and np.isfinite(best_s[0]) else None,
+        "warnings": notes + low,
         "mu": mu.tolist(), "cov": cov.tolist(),
     }
     ms = base.get("max_sharpe")
-    summary["exact_max_sharpe"] = None if ms is None else ms.sharpe
+    summary["exact_max_sharpe"] = (None if ms is None or not np.isfinite(ms.sharpe)
+                                   else ms.sharpe)   # undefined (NaN) is null in JSON
     summary["gap"] = (float(best_s[0]) / ms.sharpe if ms is not None and best_s.size
-                      and ms.sharpe > 0 else None)
+                      and np.isfinite(best_s[0]) and ms.sharpe > 0 else None)
     mv = base.get("min_variance")
     summary["exact_min_variance_vol"] = None if mv is None else mv.vol
     summary["versions"] = versions()
@@ -231,6 +234,14 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
 
 
 # ----------------------------------------------------------------------------- verify
+def _rel(got, want) -> np.ndarray:
+    """|got - want| / |want| per entry; 0 where both are NaN (undefined), inf where one is."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.abs(got - want) / np.maximum(np.abs(want), 1e-300)
+    return np.where(np.isnan(got) & np.isnan(want), 0.0, np.nan_to_num(r, nan=np.inf))
+
+
 def verify(result: SearchResult, *, sample: int = 20_000, backend=None) -> dict:
     """Re-check a search result on the CPU reference (:mod:`cpu_ref`).
 
@@ -257,8 +268,9 @@ def verify(result: SearchResult, *, sample: int = 20_000, backend=None) -> dict:
             s["ann"], s["rf"])
     idx = result.top["candidate"].to_numpy(np.int64)
     W, stats, ok = score_nb(s["seed"], idx, *args)
-    rel = (np.abs(stats[:, 2] - result.top["sharpe"].to_numpy())
-           / np.maximum(np.abs(stats[:, 2]), 1e-300) if idx.size else np.zeros(0))
+    ann = s["ann"]
+    rel = _rel(result.top["sharpe"].to_numpy(),
+               undefined_sharpes(stats[:, 2], stats[:, 1], result.cov, ann)[0])
     same_w = bool(np.array_equal(W, result.weights().to_numpy()))
     m = int(min(sample, s["n"]))
     k = int(min(s["top_k"], m))
@@ -276,7 +288,9 @@ def verify(result: SearchResult, *, sample: int = 20_000, backend=None) -> dict:
     # the re-run's top-k re-scored in float64, against the reference's top-k values
     got_s = np.sort(score_nb(s["seed"], got_i, *args)[1][:, 2])[::-1]
     rel2 = np.abs(got_s - ref_s) / np.abs(ref_s) if got_s.size == ref_s.size else [np.inf]
-    rel3 = np.abs(again.top["sharpe"].to_numpy() - ref_s) / np.abs(ref_s) if same else []
+    ref_v = score_nb(s["seed"], ref_i.astype(np.int64), *args)[1][:, 1]
+    rel3 = (_rel(again.top["sharpe"].to_numpy(),
+                 undefined_sharpes(ref_s, ref_v, result.cov, ann)[0]) if same else [])
     worst = float(max(np.max(rel, initial=0.0), np.max(rel2, initial=0.0),
                       np.max(rel3, initial=0.0)))
     topk_ok = same if dtype == "float64" else bool(np.max(rel2, initial=0.0) < tol)

@@ -159,6 +159,30 @@ def _baselines(mu, cov, ann, rf, lo, hi, bounded, solver) -> dict:
     return out
 
 
+def undefined_sharpes(sharpe, vol, cov, ann, base=None) -> tuple[np.ndarray, list[str]]:
+    """Sharpe ratios (k,) of portfolios whose volatility ``vol`` (k,) is at or below the floor
+    :func:`gpusim.mvo.vol_floor` set to NaN (undefined: their variance is rounding noise, or an
+    asset has none), and the reasons as warning lines (also about the exact baselines ``base``,
+    whose Sharpe :mod:`gpusim.mvo` already reports as NaN).
+    """
+    from gpusim.mvo import VOL_FLOOR_RTOL, vol_floor
+
+    floor = vol_floor(cov, ann)
+    low = np.asarray(vol, dtype=np.float64) <= floor
+    out = np.where(low, np.nan, np.asarray(sharpe, dtype=np.float64))
+    why = f"at or below the floor {floor:.3g} ({VOL_FLOOR_RTOL:g} x the largest asset volatility)"
+    notes = []
+    if low.any():
+        notes.append(f"{int(low.sum())} of the top {low.size} portfolios have a volatility {why}:"
+                     " their Sharpe ratios are undefined (NaN)")
+    for name, b in (base or {}).items():
+        if hasattr(b, "vol") and b.vol <= floor:
+            notes.append(f"exact {name.replace('_', ' ')}: volatility {b.vol:.3g} {why}: Sharpe "
+                         "undefined (NaN)" + ("; an asset without variance makes the maximum "
+                                              "unbounded" if name == "max_sharpe" else ""))
+    return out, notes
+
+
 PSD_RTOL = 1e-10
 """An eigenvalue below ``-PSD_RTOL * max|eigenvalue|`` makes a covariance invalid."""
 SINGULAR_RTOL = 1e-12

@@ -1,0 +1,69 @@
+"""Sharpe ratios of (near) riskless portfolios are undefined, not numbers (issue 16, item 7).
+
+Before: a riskless asset with a positive drift gave a max-Sharpe baseline of 1.4e13 (volatility
+1.8e-15 from rounding), a gap above 1, and a top-k of such numbers; a constant-price asset gave
+a min-variance "Sharpe" from 1e-16 noise. Now a volatility at or below the floor
+VOL_FLOOR_RTOL x the largest asset volatility gives NaN, with the reason in the warnings.
+"""
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import gpusim
+from gpusim.mvo import VOL_FLOOR_RTOL, min_variance, vol_floor
+
+
+@pytest.fixture(scope="module")
+def prices():
+    p = gpusim.synthetic_market(n_assets=4, n_bars=300, seed=1).prices.copy()
+    p["BOND"] = 100 * 1.0001 ** np.arange(300)          # riskless, 2.5% a year
+    return p
+
+
+def test_floor_is_relative_to_the_largest_asset_volatility():
+    cov = np.diag([0.04, 0.01]) / 252
+    assert vol_floor(cov, 252) == pytest.approx(VOL_FLOOR_RTOL * 0.2)
+    mu = np.array([0.1, 0.05]) / 252
+    b = min_variance(mu, cov, ann=252)                   # vol 0.0894: far above the floor
+    assert math.isfinite(b.sharpe) and b.sharpe == pytest.approx(b.ret / b.vol)
+
+
+def test_riskless_asset_gives_nan_with_reasons(prices, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = gpusim.search(prices, n=20_000, alpha=0.05, seed=1, backend="cpu",
+                            progress=False)
+    ms, mv = res.baselines["max_sharpe"], res.baselines["min_variance"]
+    assert ms.weights[-1] == pytest.approx(1.0) and ms.vol < 1e-12
+    assert math.isnan(ms.sharpe) and math.isnan(mv.sharpe)
+    top = res.top
+    low = top["expected_volatility"].to_numpy() <= vol_floor(res.cov, res.summary["ann"])
+    assert low.any()
+    assert np.isnan(top["sharpe"].to_numpy()[low]).all()
+    assert np.isfinite(top["sharpe"].to_numpy()[~low]).all()
+    s = res.summary
+    assert s["gap"] is None and s["exact_max_sharpe"] is None
+    text = " ".join(s["warnings"])
+    assert "Sharpe ratios are undefined (NaN)" in text
+    assert "exact max sharpe" in text and "unbounded" in text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert gpusim.verify(res)["ok"]
+    out = res.save(tmp_path / "r")
+    saved = json.loads((out / "summary.json").read_text(),
+                       parse_constant=lambda c: pytest.fail(f"{c} in summary.json"))
+    assert saved["exact_max_sharpe"] is None and saved["best_sharpe"] is None
+
+
+def test_constant_asset_min_variance_is_not_a_number():
+    p = gpusim.synthetic_market(n_assets=3, n_bars=200, seed=2).prices.copy()
+    p["CASH"] = 100.0
+    m = gpusim.load_prices(p)
+    mu, cov = m.stats()
+    b = min_variance(mu, cov, ann=252)
+    assert b.weights[-1] == pytest.approx(1.0)
+    assert b.vol <= vol_floor(cov, 252) and math.isnan(b.sharpe)
