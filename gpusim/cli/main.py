@@ -1,5 +1,5 @@
 """The ``gpusim`` command line: search, backtest, walkforward, dynopt, sweep, tune, verify,
-bench, info.
+bench, info, selftest.
 
 Every command prints one line ``error: ...`` on stderr and exits with status 2 on bad input
 (never a traceback); Ctrl-C exits with 130 (a search interrupted mid-way still prints and saves
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gpusim.cli.info import add_parser as add_info
     from gpusim.cli.search import add_bench_parser, add_verify_parser
     from gpusim.cli.search import add_parser as add_search
+    from gpusim.cli.selftest import add_parser as add_selftest
     from gpusim.cli.sweep import add_parser as add_sweep
     from gpusim.cli.tune import add_parser as add_tune
     from gpusim.cli.walkforward import add_parser as add_walkforward
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_parser(sub)
     add_bench_parser(sub)
     add_info(sub)
+    add_selftest(sub)
     return p
 
 
