@@ -68,7 +68,7 @@ def run_check(simulate: bool, sections=SECTIONS, say=print) -> dict:
         out["seconds"] = round(time.perf_counter() - t0, 3)
         doc["sections"][name] = out
         say(f"gpu check: {name} {out['status']} ({out['seconds']:.1f} s)"
-            + (f": {out.get('error') or out.get('reason') or ''}"
+            + (f": {out.get('error') or out.get('reason') or '; '.join(out['failures'])}"
                if out["status"] != "ok" else ""))
     doc["seconds"] = round(time.perf_counter() - t_all, 3)
     doc["ok"] = all(s["status"] != "fail" for s in doc["sections"].values())
