@@ -22,6 +22,8 @@ from gpusim.errors import GpusimError
 from gpusim.interrupt import Interrupt
 from gpusim.results import versions
 from gpusim.search.inputs import (
+    ANN_ASSUMED,
+    ANN_NOTE,
     TOLERANCE,
     _as_int,
     _baselines,
@@ -145,6 +147,7 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
                                                a["rf"], a["code"], a["key"], a["k"])
     mu, cov, ann_v, ann_src, syms, name = stats_from(market, ann, symbols)
     notes = sigma_warnings(cov, syms, getattr(getattr(market, "prices", None), "shape", (None,))[0])
+    notes = ([ANN_NOTE] if ann_src == ANN_ASSUMED else []) + notes
     A = mu.size
     if sampler == "dirichlet":
         dirichlet_alpha(alpha, A)

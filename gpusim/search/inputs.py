@@ -31,6 +31,13 @@ def _as_int(value, name: str, lo: int, hi: int) -> int:
     return int(f)
 
 
+ANN_ASSUMED = "default 1 (mu, cov taken as annual)"
+"""``ann_source`` of a ``(mu, cov)`` search without ``ann``."""
+ANN_NOTE = ("(mu, cov) given without ann: ann = 1 is assumed, i.e. mu and cov are taken as "
+            "annual; pass ann=252 (or your bars per year) if they are per-bar statistics")
+"""The warning (a DataWarning, and a line of the summary's ``warnings``) for that case."""
+
+
 def stats_from(market, ann, symbols):
     """(mu, cov, ann, ann_source, symbols, name) from a Market, a price frame or (mu, cov)."""
     from gpusim.data.load import load_prices
@@ -56,10 +63,16 @@ def stats_from(market, ann, symbols):
         if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-14):
             raise GpusimError("cov is not symmetric; pass (cov + cov.T) / 2")
         check_psd(cov)
-        a = 1.0 if ann is None else float(ann)
-        if not a > 0:
-            raise GpusimError(f"ann={ann!r} must be > 0 (periods per year)")
-        src = "given" if ann is not None else "default 1 (mu, cov taken as annual)"
+        from gpusim.validate import check_ann
+
+        a = 1.0 if ann is None else check_ann(ann, error=GpusimError)
+        src = "given" if ann is not None else ANN_ASSUMED
+        if ann is None:
+            import warnings
+
+            from gpusim.errors import DataWarning
+
+            warnings.warn(ANN_NOTE, DataWarning, stacklevel=3)
         names = list(symbols) if symbols is not None else names
         names = names or [f"A{j:02d}" for j in range(mu.size)]
         if len(names) != mu.size:

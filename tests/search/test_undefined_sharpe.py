@@ -67,3 +67,27 @@ def test_constant_asset_min_variance_is_not_a_number():
     b = min_variance(mu, cov, ann=252)
     assert b.weights[-1] == pytest.approx(1.0)
     assert b.vol <= vol_floor(cov, 252) and math.isnan(b.sharpe)
+
+
+def test_mu_cov_without_ann_says_ann_1_is_assumed():
+    """search((mu, cov)) without ann used to take ann = 1 silently (issue 16, item 7)."""
+    from gpusim.errors import DataWarning, GpusimError
+
+    mu = np.array([0.08, 0.05, 0.03])
+    cov = np.diag([0.04, 0.02, 0.01])
+    with pytest.warns(DataWarning, match="ann = 1 is assumed"):
+        res = gpusim.search((mu, cov), n=2000, backend="cpu", progress=False, baselines=False)
+    assert res.summary["ann"] == 1.0 and any("ann = 1 is assumed" in w
+                                             for w in res.summary["warnings"])
+    best = res.top.iloc[0]
+    w = res.weights().iloc[0].to_numpy()
+    assert best["expected_return"] == pytest.approx(mu @ w, rel=1e-12)   # annual as given
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                     # no warning
+        daily = gpusim.search((mu / 252, cov / 252), ann=252, n=2000, backend="cpu",
+                              progress=False, baselines=False)
+    assert not daily.summary["warnings"]
+    np.testing.assert_allclose(daily.top["sharpe"], res.top["sharpe"], rtol=1e-12)
+    for bad in ("x", 0, -1, math.inf):
+        with pytest.raises(GpusimError, match="ann="):
+            gpusim.search((mu, cov), ann=bad, n=10, backend="cpu", progress=False)
