@@ -30,6 +30,7 @@ from gpusim.backend import resolve_backend
 from gpusim.backtest.result import LOWER_IS_BETTER, BacktestResult, Records
 from gpusim.backtest.steps import NEVER, scalar_bands
 from gpusim.chunks import run_chunks
+from gpusim.compiling import compile_notice
 from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import Grid, Param, build_grid
@@ -244,8 +245,10 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     # compile / load the kernel on a 1-combination, 2-bar slice so the timing is of the run
     tc = time.perf_counter()
     a = ctx.chunk_args(0, 1)
-    kernel(close[:2], a["W"], a["wid"], a["wnxt"], np.ascontiguousarray(masks[:, :2]), a["mid"],
-           B, a["bid"], bnxt, a["fees"], init_cash, float(mkt.ann), rf)
+    with compile_notice("the backtest kernel", 10 if be.name == "cpu" else None,
+                        enabled=bool(progress)):
+        kernel(close[:2], a["W"], a["wid"], a["wnxt"], np.ascontiguousarray(masks[:, :2]),
+               a["mid"], B, a["bid"], bnxt, a["fees"], init_cash, float(mkt.ann), rf)
     t0 = time.perf_counter()
 
     def chunk(start, stop):

@@ -312,12 +312,20 @@ def print_table(df, *, width: int = 200, max_columns: int = 20,
         print(df.to_string(float_format=lambda x: f"{x:.6g}"))
 
 
+COMPILED_S = 0.5
+"""A warm-up slower than this (seconds) compiled (a load from the disk cache takes less)."""
+
+
 def grid_run_line(s: dict, steps: str, items: str) -> str:
     """The run line of a grid command, e.g. ``"36 of 36 combinations x 756 bars x 5 assets on
     cpu in 0.012 s (2.27e+06 combination-bars/s)"`` for ``steps="bars", items="assets"``, from
     a summary with keys ``n_<steps>``, ``n_<items>`` and ``combination_<steps>_per_s``.
     """
+    from gpusim.compiling import compile_text
+
     rate = s[f"combination_{steps}_per_s"]
+    cs = s.get("compile_s") or 0.0
     return (f"{s['n_done']} of {s['n_combinations']} combinations x {s[f'n_{steps}']} {steps} x "
             f"{s[f'n_{items}']} {items} on {s['backend']} in {s['elapsed_s']:.3f} s"
-            + (f" ({rate:.3g} combination-{steps}/s)" if rate else ""))
+            + (f" ({rate:.3g} combination-{steps}/s)" if rate else "")
+            + compile_text(cs, cs >= COMPILED_S))

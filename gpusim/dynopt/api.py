@@ -59,6 +59,7 @@ import pandas as pd
 
 from gpusim.backend import resolve_backend
 from gpusim.chunks import run_chunks
+from gpusim.compiling import compile_notice
 from gpusim.dynopt.inputs import DynoptInputs, prepare
 from gpusim.dynopt.result import LOWER_IS_BETTER, METRICS, DynoptResult
 from gpusim.errors import GpusimError
@@ -169,8 +170,10 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
     out = np.empty((C, len(METRICS)))
     tc = time.perf_counter()   # compile / load the kernel on a 2-day slice, outside the timing
     a = ctx.chunk_args(0, 1)
-    kernel(*(x[:2] for x in inp.kernel_args()[:5]), inp.covs, inp.cov_id[:2], masks[:, :2],
-           a["mid"], a["capitals"], a["shadow_costs"], a["buffers"], inp.ann)
+    with compile_notice("the dynopt kernel", 10 if be.name == "cpu" else None,
+                        enabled=bool(progress)):
+        kernel(*(x[:2] for x in inp.kernel_args()[:5]), inp.covs, inp.cov_id[:2],
+               masks[:, :2], a["mid"], a["capitals"], a["shadow_costs"], a["buffers"], inp.ann)
     t0 = time.perf_counter()
 
     def chunk(start, stop):

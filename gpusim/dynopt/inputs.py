@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpusim.compiling import compile_notice
 from gpusim.data.futures import FuturesData
 from gpusim.errors import DataError, GpusimError
 from gpusim.specs import rebalance_mask
@@ -147,9 +148,10 @@ def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=Non
                                                            cov_every, idx)
 
     p, npx = P.to_numpy(), NP.to_numpy()
-    vols, covs, cov_id = estimate_covariances_nb(np.ascontiguousarray(_returns(p, npx)),
-                                                 np.ascontiguousarray(update), int(lookback),
-                                                 int(min_periods), shrinkage, float(ann))
+    with compile_notice("the covariance estimator", 12):
+        vols, covs, cov_id = estimate_covariances_nb(
+            np.ascontiguousarray(_returns(p, npx)), np.ascontiguousarray(update), int(lookback),
+            int(min_periods), shrinkage, float(ann))
     vol_t = vols[cov_id]
     notional = npx * mult * FX
     cost_base = CO * FX

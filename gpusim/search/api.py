@@ -18,6 +18,7 @@ import pandas as pd
 from cpu_ref import rng as _rng
 from cpu_ref.search import score_nb, search_ref
 from gpusim.backend import Backend, resolve_backend
+from gpusim.compiling import compile_notice
 from gpusim.errors import GpusimError
 from gpusim.interrupt import Interrupt
 from gpusim.results import versions
@@ -29,6 +30,7 @@ from gpusim.search.inputs import (
     _baselines,
     check_args,
     merge_topk,
+    rescore,
     resolve_bounds,
     sigma_warnings,
     stats_from,
@@ -37,6 +39,10 @@ from gpusim.search.inputs import (
 from gpusim.search.result import OUTPUT_FORMATS as OUTPUT_FORMATS  # re-exported
 from gpusim.search.result import SearchResult
 from gpusim.validate import dirichlet_alpha
+
+COMPILE_ESTIMATE_S = {"cpu": 8.0, "gpu": None}
+"""Typical first-run compilation of the search kernel (seconds, measured on a 2-core machine;
+None: not measured, the notice gives no figure)."""
 
 
 class _CpuRunner:
@@ -173,14 +179,18 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     else:
         runner = _GpuRunner(be, key, code, alpha, lo, hi, mu, cov, ann_v, rf, k, chunk, dtype)
     show = progress if progress is not None else sys.stderr.isatty()
+    # compile (or load from the disk cache) on one candidate, before the bar and the clock
+    # start; the result is discarded. A first run says so before it waits.
+    with compile_notice("the search kernel", COMPILE_ESTIMATE_S[be.name],
+                        enabled=progress is not False) as watch:
+        runner.run(start, 1)
+    runner.reset()
     from tqdm.auto import tqdm
 
     bar = tqdm(total=n, unit="cand", unit_scale=True, disable=not show, desc="search",
                smoothing=0.1)
     done = n_valid = 0
     partial = False
-    runner.run(start, 1)  # compile (or load from cache) before the clock starts; discarded
-    runner.reset()
     t0 = time.perf_counter()
     stop = Interrupt().install()    # Ctrl-C ends the loop at a chunk boundary
     try:
@@ -204,7 +214,7 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     best_s, best_i = runner.best()
     elapsed = time.perf_counter() - t0
 
-    W, stats, _ = score_nb(seed, best_i.astype(np.int64), code, alpha, lo, hi, mu, cov, ann_v, rf)
+    W, stats, _ = rescore(seed, best_i, code, alpha, lo, hi, mu, cov, ann_v, rf)
     base = _baselines(mu, cov, ann_v, rf, lo, hi, bounds is not None, solver) if baselines else {}
     best_s, low = undefined_sharpes(best_s, stats[:, 1], cov, ann_v, base)
     top = pd.DataFrame(W, columns=syms)
@@ -219,6 +229,7 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
         "sampler_code": code, "alpha": alpha, "bounds": None if bounds is None else
         {"lo": lo.tolist(), "hi": hi.tolist()}, "start": start, "n": n, "n_evaluated": done,
         "n_valid": n_valid, "top_k": k, "backend": be.label, "dtype": dtype, "path": path,
+        "compile_s": watch.seconds, "compiled": watch.compiled,
         "elapsed_s": elapsed, "candidates_per_s": done / elapsed if elapsed > 0 else float("nan"),
         "partial": partial,
         "best_sharpe": float(best_s[0]) if best_s.size and np.isfinite(best_s[0]) else None,

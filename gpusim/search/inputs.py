@@ -159,6 +159,38 @@ def check_args(*, n, top_k, seed, sampler, alpha, rf, dtype, backend_name, start
             "key": np.uint64(_rng.seed_key_nb(seed))}
 
 
+def rescore(seed, indices, code, alpha, lo, hi, mu, cov, ann, rf):
+    """Regenerate candidates ``indices`` (m,) of stream ``seed`` and score them, in plain
+    Python and NumPy (no compilation: for the few top-k rows of a result).
+
+    The weights come from the uncompiled bodies of :mod:`cpu_ref.rng` (bit-identical to every
+    kernel); the statistics are ex-ante (DESIGN §5). Returns what
+    :func:`cpu_ref.search.score_nb` returns: W (m, A), stats (m, 3) = expected return,
+    expected volatility, Sharpe (-inf when over ``hi`` or without variance) and ok (m,) bool.
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    cov = np.asarray(cov, dtype=np.float64)
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    indices = np.asarray(indices, dtype=np.int64)
+    W = np.empty((indices.size, mu.size))
+    ok = np.empty(indices.size, dtype=bool)
+    lo_sum = 0.0
+    for v in lo:           # the kernels' order of summation
+        lo_sum += v
+    with np.errstate(over="ignore"):   # uint64 arithmetic wraps, as in the kernels
+        key = _rng.seed_key(np.uint64(seed))
+        for r, i in enumerate(indices):
+            ok[r] = _rng.sample(key, int(i), code, alpha, lo, hi, lo_sum, W[r])
+    ret = ann * (W @ mu)
+    var = ann * np.einsum("ij,jk,ik->i", W, cov, W)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vol = np.sqrt(np.maximum(var, 0.0))
+        sharpe = np.where(var > 0.0, (ret - rf) / vol, -np.inf)
+    sharpe[~ok] = -np.inf
+    return W, np.column_stack([ret, vol, sharpe]).reshape(-1, 3), ok
+
+
 def _baselines(mu, cov, ann, rf, lo, hi, bounded, solver) -> dict:
     from gpusim.mvo import max_sharpe, min_variance
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cpu_ref.search import score_nb
+from gpusim.compiling import compile_text
 from gpusim.errors import GpusimError
 from gpusim.results import atomic_dir
 
@@ -132,7 +133,8 @@ class SearchResult(TopKView):
         s = self.summary
         lines = [f"{s['n_evaluated']:,} candidates ({s['sampler']}, seed {s['seed']}) on "
                  f"{s['backend']} in {s['elapsed_s']:.2f} s: {s['candidates_per_s']:,.0f} "
-                 f"candidates/s" + ("  [PARTIAL: interrupted]" if s["partial"] else "")]
+                 f"candidates/s" + compile_text(s.get("compile_s"), s.get("compiled"))
+                 + ("  [PARTIAL: interrupted]" if s["partial"] else "")]
         if s.get("n_valid") is not None and s["n_valid"] < s["n_evaluated"]:
             lines.append(f"{s['n_valid']:,} candidates were within the upper bounds")
         cols = ["candidate", "sharpe", "expected_return", "expected_volatility"]
