@@ -113,9 +113,10 @@ def merge_topk(xp, scores, index, k: int):
 
     Works on NumPy or CuPy arrays (``xp``) and returns arrays of the same namespace. Large
     inputs are first cut to the entries scoring at least the k-th best (a partition, O(N)), so
-    ties at the boundary are still resolved by index.
+    ties at the boundary are still resolved by index. A NaN score (undefined) is never kept:
+    it used to become the k-th best of the partition and empty the whole result.
     """
-    keep = index >= 0
+    keep = (index >= 0) & ~xp.isnan(scores)
     scores, index = scores[keep], index[keep]
     if scores.size > 4 * k:
         kth = xp.partition(scores, scores.size - k)[scores.size - k]

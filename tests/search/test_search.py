@@ -47,6 +47,24 @@ def test_merge_topk_total_order():
     assert mi.tolist() == i[order].tolist() and ms.tolist() == s[order].tolist()
 
 
+def test_merge_topk_drops_nan_scores():
+    """NaN (undefined) scores are never kept: with more NaNs than k, the partition's k-th best
+    used to be NaN and the result came back empty (issue 16)."""
+    s = np.array([np.nan] * 100 + [1.0, 2.0, 3.0])
+    ms, mi = merge_topk(np, s, np.arange(103), 2)
+    assert ms.tolist() == [3.0, 2.0] and mi.tolist() == [102, 101]
+    ms, mi = merge_topk(np, np.array([np.nan, 1.0, np.nan, -np.inf]), np.arange(4), 3)
+    assert ms.tolist() == [1.0, -np.inf] and mi.tolist() == [1, 3]
+    r = np.random.default_rng(1)
+    s = r.normal(size=4000)
+    s[r.random(4000) < 0.7] = np.nan
+    i = r.permutation(4000)
+    ms, mi = merge_topk(np, s, i, 9)
+    fin = np.isfinite(s)
+    order = np.lexsort((i[fin], -s[fin]))[:9]
+    assert mi.tolist() == i[fin][order].tolist() and not np.isnan(ms).any()
+
+
 @pytest.mark.parametrize("A,sampler,alpha,bounds", [
     (3, "dirichlet", 1.0, None),
     (7, "uniform", 1.0, None),
