@@ -87,12 +87,17 @@ def parse_rebalance(spec: str) -> list[str | int]:
 
 
 def parse_lookbacks(spec: str) -> list[float | None]:
-    """Lookback windows from a comma list: numbers (returns per window), or ``none`` / ``all``
-    (None: every past return), e.g. ``"none,63,252"`` -> [None, 63.0, 252.0].
+    """Lookback windows from a comma list: numbers (returns per window), ranges
+    ``start:stop:step``, or ``none`` / ``all`` (None: every past return), e.g.
+    ``"none,63,252"`` -> [None, 63.0, 252.0], ``"21:63:21,none"`` -> [21.0, 42.0, 63.0, None].
     """
-    toks = [t.strip() for t in str(spec).split(",")]
-    return [None if t.lower() in ("none", "all") else parse_values(t, "--lookback")[0]
-            for t in toks]
+    out: list[float | None] = []
+    for t in (t.strip() for t in str(spec).split(",")):
+        if t.lower() in ("none", "all"):
+            out.append(None)
+        else:                  # a range gives all of its values (it used to give its first)
+            out.extend(parse_values(t, "--lookback"))
+    return out
 
 
 def parse_weights(spec: str, symbols: list[str]) -> Any:

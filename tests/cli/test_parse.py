@@ -31,6 +31,14 @@ def test_rebalance_lookbacks_and_axes():
     assert parse_lookbacks("none, 63,ALL") == [None, 63.0, None]
     with pytest.raises(GpusimError, match="--lookback: 'x' is not a number"):
         parse_lookbacks("63,x")
+    # a range gives every value (it used to give only its start, silently)
+    assert parse_lookbacks("20:100:20") == [20.0, 40.0, 60.0, 80.0, 100.0]
+    assert parse_lookbacks("21:63:21,none") == [21.0, 42.0, 63.0, None]
+    for bad, words in (("a:b:c", "'a' is not a number"), ("20::5", "'' is not a number"),
+                       ("20:100", "is not start:stop:step"), ("100:20:20", "stop >= start"),
+                       ("20:100:0", "step > 0"), ("60,", "empty value")):
+        with pytest.raises(GpusimError, match=f"--lookback: .*{words}"):
+            parse_lookbacks(bad)
     assert as_axis([0.1], "fees") == 0.1
     axis = as_axis([0.1, 0.2], "fees")
     assert isinstance(axis, Param) and axis.name == "fees" and list(axis.values) == [0.1, 0.2]
