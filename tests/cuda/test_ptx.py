@@ -32,6 +32,15 @@ def test_kernels_compile_to_ptx_and_sampler_is_fma_free(cc):
             "walkforward.search_cuda", "walkforward.execute_cuda",
             "rng -log(u) probe"} <= set(names)
     assert names["rng -log(u) probe"]["fma"] == 0
+    # every bit-identity claim of the README is asserted, and holds
+    claims = {k: r for k, r in names.items() if r.get("claim")}
+    assert set(claims) == {"rng -log(u) probe", "rng sample probe (uniform, dirichlet)",
+                           "guided.sharpe_rows_cuda"}
+    assert all(r["ok"] and r["fma"] == 0 and r["approx_f64"] == 0 for r in claims.values())
+    # the measure of contraction sees what it should: the alpha != 1 branch contracts (the
+    # README says those populations may differ in the last bit), the claimed kernels do not
+    assert names["population_cuda"]["fma_contracted"] > 0
+    assert all(0 <= r["fma_contracted"] <= r["fma"] for r in res["kernels"])
     assert all(k["ptx_chars"] > 1000 for k in res["kernels"])
     # the search's inner loop: two loads, a multiply-add and little else (was 20 per FMA)
     assert names["search_cuda"]["inner_loop"]["per_fma"] <= 6.0
