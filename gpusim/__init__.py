@@ -36,6 +36,8 @@ _EXPORTS = {
     "Records": "backtest.result",
     "Param": "grid",
     "RandomWeights": "specs",
+    "Schedule": "schedule",
+    "Portfolios": "schedule",
     "product_grid": "grid",
     "DynoptResult": "dynopt.result",
     "FuturesData": "data.futures",

@@ -174,12 +174,35 @@ class Weights:
     labels: pd.Index
     dense: np.ndarray | None = None
     random: RandomWeights | None = None
+    first: np.ndarray | None = None    # schedules: (K + 1,) first row of each in ``dense``
+    nxt: np.ndarray | None = None      # schedules: (R,) bar at which the next row takes over
 
     def rows(self, lo: int, hi: int, n_assets: int) -> np.ndarray:
-        """Rows lo..hi-1 as a C-contiguous (hi-lo, A) float64 host array."""
+        """Rows lo..hi-1 as a C-contiguous (hi-lo, A) float64 host array (constant targets)."""
         if self.random is not None:
             return self.random.rows(lo, hi, n_assets)
         return np.ascontiguousarray(self.dense[lo:hi])
+
+    def take(self, lo: int, hi: int, n_assets: int) -> Weights:
+        """Level entries lo..hi-1 as their own :class:`Weights` (random rows generated)."""
+        labels = self.labels[lo:hi]
+        if self.first is None:
+            return Weights(labels, self.rows(lo, hi, n_assets))
+        r0, r1 = int(self.first[lo]), int(self.first[hi])
+        return Weights(labels, self.dense[r0:r1], first=self.first[lo:hi + 1] - r0,
+                       nxt=self.nxt[r0:r1])
+
+    def block(self, lo: int, hi: int, n_assets: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Level entries lo..hi-1 as kernel rows: ``(W (R, A), start (hi-lo,) row of each
+        entry in W, nxt (R,) switch bars or None for constant targets)``.
+        """
+        if self.first is None:
+            return self.rows(lo, hi, n_assets), np.arange(hi - lo, dtype=np.int64), None
+        r0, r1 = int(self.first[lo]), int(self.first[hi])
+        return (np.ascontiguousarray(self.dense[r0:r1]),
+                np.asarray(self.first[lo:hi] - r0, dtype=np.int64),
+                np.ascontiguousarray(self.nxt[r0:r1]))
 
 
 def _check_vectors(W: np.ndarray, labels, symbols: list[str]) -> np.ndarray:

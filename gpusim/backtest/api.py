@@ -28,13 +28,21 @@ import pandas as pd
 from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
 from gpusim.backend import resolve_backend
 from gpusim.backtest.result import LOWER_IS_BETTER, BacktestResult, Records
-from gpusim.backtest.steps import NEVER, scalar_bands
 from gpusim.chunks import run_chunks
 from gpusim.compiling import compile_notice
 from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import Grid, Param, build_grid
 from gpusim.results import jsonable, versions
+from gpusim.schedule import (
+    BANDS,
+    NEVER,
+    Portfolios,
+    Schedule,
+    band_table,
+    band_value,
+    resolve_targets,
+)
 from gpusim.specs import (
     CALENDAR_RULES,
     VALID_RULES,
@@ -44,20 +52,21 @@ from gpusim.specs import (
     calendar_mask,
     fee_value,
     rebalance_mask,
-    resolve_weights,
-    threshold_value,
 )
 from gpusim.validate import cash_and_rate, check_chunk_size
 
 __all__ = [
+    "BANDS",
     "CALENDAR_RULES",
     "LOWER_IS_BETTER",
     "METRICS",
     "VALID_RULES",
     "BacktestResult",
     "Param",
+    "Portfolios",
     "RandomWeights",
     "Records",
+    "Schedule",
     "backtest",
     "calendar_mask",
     "rebalance_mask",
@@ -102,22 +111,34 @@ def _plan_chunk(n_comb: int, n_assets: int, backend_name: str) -> int:
 def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold: Any = None,
              relative: bool = False, fees: Any = 0.0, init_cash: float = 1.0, rf: float = 0.0,
              backend: str = "auto", chunk_size: int | None = None,
-             progress: bool = True, *, alloc=None, params: dict | None = None, seed: int = 0,
+             progress: bool = True, *, band: str | None = None, threshold_abs: Any = None,
+             alloc=None, params: dict | None = None, seed: int = 0,
              share_draws: Any = ()) -> BacktestResult:
-    """Simulate rebalanced portfolios over the grid of weights x rebalance x threshold x fees.
+    """Simulate rebalanced portfolios over the grid of weights x rebalance x threshold
+    (x threshold_abs) x fees.
 
     Parameters
     ----------
     market : Market or prices DataFrame (DatetimeIndex x symbols; read by ``load_prices``).
     weights : ``"equal"``; one vector (dict/Series by symbol, or (A,) array); a (K, A) array
-        (labels 0..K-1); a DataFrame with the symbols as columns (its row labels label the
-        level); :class:`RandomWeights` (labels = candidate index); or a Param of vectors.
-        Long-only, each summing to 1 within 1e-8.
+        (labels 0..K-1); a DataFrame with the symbols as columns and row labels that are not
+        dates (one constant portfolio per row, labelled by it); :class:`RandomWeights`
+        (labels = candidate index); a target schedule: a DataFrame with a DatetimeIndex or
+        ``gpusim.Schedule(df)`` (row d in force from the first bar >= d, which rebalances to
+        it; a NaN row: no change); ``gpusim.Portfolios(df)`` (constant portfolios labelled by
+        any row labels); or a Param of vectors and/or schedules. Long-only, each row summing to
+        1 within 1e-8.
     rebalance : ``"never"``, an int k >= 1, ``"D"``/``"W"``/``"M"``/``"Q"``/``"Y"`` (first bar of
         each new period), a (T,) bool mask, or a Param of those. Bar 0 always rebalances.
-    threshold : None (no band), a float > 0 or a Param: rebalance when some asset drifts by at
-        least this from its target (ORed with ``rebalance``).
-    relative : band ``|a_j - w_j| >= threshold * w_j`` instead of the absolute band.
+    threshold : None (no band), a band or a Param of bands: rebalance when some asset drifts
+        out of its band around the targets in force (ORed with ``rebalance``). A band is a
+        float > 0, a vector per asset (array, or dict/Series by symbol: symbols left out have
+        no band), a Series by date (changes over time; none before its first date) or a
+        DataFrame dates x symbols.
+    relative : shorthand for ``band="relative"``.
+    band : ``"absolute"`` (default: |a_j - w_j| >= threshold_j), ``"relative"``
+        (>= threshold_j w_j) or ``"hybrid"`` (>= max(threshold_j w_j, threshold_abs_j)).
+    threshold_abs : the absolute part of the hybrid band (values as ``threshold``), or a Param.
     fees : proportional fee in [0, 1), or a Param.
     init_cash, rf : starting cash (> 0) and annual risk-free rate.
     backend : ``"auto"``, ``"cpu"`` or ``"gpu"``.
@@ -139,9 +160,10 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
     if alloc is not None:
         from gpusim.strategy.api import backtest_alloc
 
-        if threshold is not None or relative:
-            raise GpusimError("threshold= and relative= are not used with alloc=: test the drift "
-                              "inside the function (c.weights against c.targets)")
+        if threshold is not None or relative or band is not None or threshold_abs is not None:
+            raise GpusimError("threshold=, relative=, band= and threshold_abs= are not used "
+                              "with alloc=: test the drift inside the function (c.weights "
+                              "against c.targets)")
         every_bar = isinstance(rebalance, str) and rebalance == "never"
         return backtest_alloc(market, alloc, params, weights, None if every_bar else rebalance,
                               fees, seed, share_draws, init_cash, rf, backend, chunk_size,
@@ -149,7 +171,7 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
     if params is not None:
         raise GpusimError("params= is for alloc=: pass the allocation function too")
     r = _run(market, weights, rebalance, threshold, relative, fees, init_cash, rf, backend,
-             chunk_size, progress)
+             chunk_size, progress, band=band, threshold_abs=threshold_abs)
     ctx = r.ctx
     metrics = pd.DataFrame(r.out[:r.done], index=ctx.grid.index_block(0, r.done),
                            columns=list(METRICS))
@@ -183,8 +205,10 @@ class _Run:
             "levels": {a.name: len(a.labels) for a in grid.axes},
             "fixed": {k: jsonable(v) for k, v in grid.fixed.items()},
             "weights": repr(weights) if isinstance(weights, RandomWeights) else (
+                f"{len(ctx.wsrc.labels)} schedule(s)" if ctx.wsrc.first is not None else
                 f"{len(ctx.wsrc.labels)} vector(s)"),
-            "relative": ctx.relative, "init_cash": ctx.init_cash, "rf": ctx.rf,
+            "band": ctx.band, "relative": ctx.band == "relative",
+            "init_cash": ctx.init_cash, "rf": ctx.rf,
             "chunk_size": self.chunk_size, "n_chunks": self.n_chunks,
             "compile_s": round(self.compile_s, 6), "elapsed_s": round(elapsed, 6),
             "combination_bars_per_s": float(done * T / elapsed) if elapsed > 0 else None,
@@ -192,8 +216,42 @@ class _Run:
         }
 
 
+def _band_axis(arg, symbols, index, what):
+    """(grid entry, [(rows, bars) per value]) of a band argument that may be a Param."""
+    def label(x, i):
+        if x is None or isinstance(x, (int, float, np.number)):
+            return None if x is None else float(x)
+        name = getattr(x, "name", None)
+        kind = "dated" if isinstance(getattr(x, "index", None), pd.DatetimeIndex) else "per-asset"
+        return str(name) if isinstance(name, str) else (kind if i is None else f"{kind}{i}")
+
+    if isinstance(arg, Param):
+        vals = [band_value(x, symbols, index, what) for x in arg.values]
+        return Param([label(x, i) for i, x in enumerate(arg.values)], arg.name, arg.level), vals
+    return label(arg, None), [band_value(arg, symbols, index, what)]
+
+
+def _band_kind(band, relative, threshold_abs) -> str:
+    if not isinstance(relative, (bool, np.bool_)):
+        raise GpusimError(f"relative={relative!r} must be True or False")
+    if band is None:
+        band = "relative" if relative else "absolute"
+    if band not in BANDS:
+        raise GpusimError(f"band={band!r} is unknown; use one of {', '.join(map(repr, BANDS))}")
+    if relative and band != "relative":
+        raise GpusimError(f"relative=True contradicts band={band!r}; give only band=")
+    if band == "hybrid" and threshold_abs is None:
+        raise GpusimError("band='hybrid' needs threshold_abs= (its absolute part), e.g. "
+                          "threshold=0.25, threshold_abs=0.02 for max(0.25 w, 0.02)")
+    if band != "hybrid" and threshold_abs is not None:
+        raise GpusimError("threshold_abs= is the absolute part of band='hybrid'; pass "
+                          "band='hybrid', or use threshold= alone for an absolute band")
+    return band
+
+
 def _run(market, weights="equal", rebalance="never", threshold=None, relative=False, fees=0.0,
-         init_cash=1.0, rf=0.0, backend="auto", chunk_size=None, progress=True) -> _Run:
+         init_cash=1.0, rf=0.0, backend="auto", chunk_size=None, progress=True, *, band=None,
+         threshold_abs=None) -> _Run:
     """Validate the arguments, build the grid and run every combination through the kernel
     (chunked; a Ctrl-C keeps the finished rows). :func:`backtest` turns the rows into its
     metrics frame; sweeps turn them into Arrow tables directly.
@@ -204,7 +262,7 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     close = np.ascontiguousarray(prices.to_numpy(dtype=np.float64))
     T, A = close.shape
 
-    wsrc, wname, wlevel = resolve_weights(weights, symbols)
+    wsrc, wname, wlevel = resolve_targets(weights, symbols, prices.index)
 
     if isinstance(rebalance, Param):
         rl = [rebalance_mask(r, prices.index) for r in rebalance.values]
@@ -214,15 +272,17 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     else:
         lab, m = rebalance_mask(rebalance, prices.index)
         reb_entry, masks = lab, np.ascontiguousarray(m.reshape(1, T))
-    thr_entry, thr_vals = axis_values(threshold, threshold_value)
+    kind = _band_kind(band, relative, threshold_abs)
+    thr_entry, thr_vals = _band_axis(threshold, symbols, prices.index, "threshold")
+    abs_entry, abs_vals = _band_axis(threshold_abs, symbols, prices.index, "threshold_abs")
     fee_entry, fee_vals = axis_values(fees, fee_value)
-    if not isinstance(relative, (bool, np.bool_)):
-        raise GpusimError(f"relative={relative!r} must be True or False")
     init_cash, rf = cash_and_rate(init_cash, rf)
     check_chunk_size(chunk_size)
 
     entries = {"weights": Param(wsrc.labels, wname, wlevel), "rebalance": reb_entry,
-               "threshold": thr_entry, "fees": fee_entry}
+               "threshold": thr_entry, "threshold_abs": abs_entry, "fees": fee_entry}
+    if kind != "hybrid":
+        del entries["threshold_abs"]
     grid = build_grid(entries)
     axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
     be = resolve_backend(backend)
@@ -231,9 +291,14 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     else:
         from gpusim.backtest.cpu import backtest_cpu_nb as kernel
 
-    B, brow, bnxt = scalar_bands(thr_vals, bool(relative), A)
-    ctx = _Context(mkt, close, symbols, grid, axis_of, wsrc, masks, thr_vals, B, brow, bnxt,
-                   fee_vals, bool(relative), init_cash, float(mkt.ann), rf)
+    # band rows of every (threshold, threshold_abs) pair of values, stacked
+    blocks = [band_table(kind, r, a) for r in thr_vals for a in abs_vals]
+    bfirst = np.cumsum([0] + [b[0].shape[0] for b in blocks])[:-1].reshape(len(thr_vals),
+                                                                              len(abs_vals))
+    B = np.ascontiguousarray(np.concatenate([b[0] for b in blocks]))
+    bnxt = np.ascontiguousarray(np.concatenate([b[1] for b in blocks]))
+    ctx = _Context(mkt, close, symbols, grid, axis_of, wsrc, masks, B, bfirst, bnxt, fee_vals,
+                   kind, init_cash, float(mkt.ann), rf)
     C = grid.size
     need = C * (2 * 8 * len(METRICS) + 8 * len(grid.axes))   # metrics array, frame, index codes
     if need > _available_bytes():
@@ -247,8 +312,9 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     a = ctx.chunk_args(0, 1)
     with compile_notice("the backtest kernel", 10 if be.name == "cpu" else None,
                         enabled=bool(progress)):
-        kernel(close[:2], a["W"], a["wid"], a["wnxt"], np.ascontiguousarray(masks[:, :2]),
-               a["mid"], B, a["bid"], bnxt, a["fees"], init_cash, float(mkt.ann), rf)
+        kernel(close[:2], a["W"], a["wid"], np.full_like(a["wnxt"], NEVER),
+               np.ascontiguousarray(masks[:, :2]), a["mid"], B, a["bid"],
+               np.full_like(bnxt, NEVER), a["fees"], init_cash, float(mkt.ann), rf)
     t0 = time.perf_counter()
 
     def chunk(start, stop):
@@ -272,33 +338,30 @@ class _Context:
     axis_of: dict[str, str]    # argument -> level name, for the arguments that are Params
     wsrc: Weights
     masks: np.ndarray          # (M, T) bool
-    thresholds: np.ndarray     # (values of the threshold axis,) NaN = no band
-    B: np.ndarray              # (RB, 2A) band rows [rel | abs] (steps.scalar_bands)
-    brow: np.ndarray           # (values of the threshold axis,) first band row of each
+    B: np.ndarray              # (RB, 2A) band rows [rel | abs] of every band value pair
+    bfirst: np.ndarray         # (n threshold values, n threshold_abs values) first row in B
     bnxt: np.ndarray           # (RB,) switch bars of the band rows
     fees: np.ndarray
-    relative: bool
+    band: str                  # "absolute" | "relative" | "hybrid"
     init_cash: float
     ann: float
     rf: float
 
     def _codes(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        """Positions into weights rows / masks / thresholds / fees for start..stop-1."""
+        """Positions into weights / masks / band values / fees for start..stop-1."""
         codes = self.grid.codes(start, stop)
         zeros = np.zeros(stop - start, dtype=np.int64)
         return {k: codes[self.axis_of[k]] if k in self.axis_of else zeros
-                for k in ("weights", "rebalance", "threshold", "fees")}
+                for k in ("weights", "rebalance", "threshold", "threshold_abs", "fees")}
 
     def chunk_args(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        """Kernel arguments W, wid, wnxt, mid, bid, fees (and the combinations' ``thresholds``)
-        for combinations start..stop-1.
-        """
+        """Kernel arguments W, wid, wnxt, mid, bid, fees for combinations start..stop-1."""
         c = self._codes(start, stop)
         wc = c["weights"]
         lo, hi = int(wc.min()), int(wc.max()) + 1   # contiguous: weights is the outer level
-        W = self.wsrc.rows(lo, hi, len(self.symbols))
-        return {"W": W, "wid": wc - lo, "wnxt": np.full(W.shape[0], NEVER, dtype=np.int64),
-                "mid": c["rebalance"], "bid": np.ascontiguousarray(self.brow[c["threshold"]]),
-                "thresholds": np.ascontiguousarray(self.thresholds[c["threshold"]]),
+        W, first, nxt = self.wsrc.block(lo, hi, len(self.symbols))
+        if nxt is None:
+            nxt = np.full(W.shape[0], NEVER, dtype=np.int64)
+        return {"W": W, "wid": first[wc - lo], "wnxt": nxt, "mid": c["rebalance"],
+                "bid": np.ascontiguousarray(self.bfirst[c["threshold"], c["threshold_abs"]]),
                 "fees": np.ascontiguousarray(self.fees[c["fees"]])}
-

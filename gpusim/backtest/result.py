@@ -35,6 +35,9 @@ class Records:
     metrics : Series of :data:`METRICS` from the reference.
     allocations : (T, A + 1) DataFrame of daily allocations h_j p_{t,j} / V_t plus ``cash``
         (holdings are constant between rebalance bars, so they follow from ``realised``).
+    orders : DataFrame, one row per filled order in fill order (sells first within a bar):
+        ``date``, ``bar``, ``symbol``, ``size`` (signed units, sells < 0), ``price`` (the
+        close), ``value`` (|size| * price), ``fee`` (paid), ``side`` ("buy"/"sell").
     """
 
     params: dict
@@ -45,12 +48,26 @@ class Records:
     value: pd.Series
     metrics: pd.Series
     allocations: pd.DataFrame = field(repr=False)
+    orders: pd.DataFrame = field(default=None, repr=False)
 
     def __getitem__(self, key: str):
         return getattr(self, key)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _rows_from(rows: np.ndarray, nxt: np.ndarray, r0: int) -> tuple[np.ndarray, np.ndarray]:
+    """One schedule out of stacked kernel rows: ``(rows (S, .), start bars (S,))`` from row
+    ``r0`` to the first row whose switch bar is NEVER.
+    """
+    from gpusim.schedule import NEVER
+
+    r1 = r0
+    while nxt[r1] != NEVER:
+        r1 += 1
+    bars = np.r_[0, nxt[r0:r1]].astype(np.int64)
+    return np.ascontiguousarray(rows[r0:r1 + 1]), bars
 
 
 class BacktestResult(MetricsResult):
@@ -80,16 +97,19 @@ class BacktestResult(MetricsResult):
         Pick it by level values (``records(threshold=0.05)``; levels with one value may be
         omitted) or by a full row label of ``metrics`` (``records(res.best().index[0])``).
         """
-        from cpu_ref.backtest import simulate_1d_nb
+        from cpu_ref.backtest_sched import ORDER_FIELDS, simulate_schedule_1d_nb
 
         ctx = self._ctx
         flat = self._locate(key, level_values)
         a = ctx.chunk_args(flat, flat + 1)
-        w = a["W"][a["wid"][0]]
+        W, wbars = _rows_from(a["W"], a["wnxt"], int(a["wid"][0]))
+        B, bbars = _rows_from(ctx.B, ctx.bnxt, int(a["bid"][0]))
+        A = len(ctx.symbols)
         mask = ctx.masks[a["mid"][0]]
-        thr, fee = float(a["thresholds"][0]), float(a["fees"][0])
-        m, value, bars, tgt, real = simulate_1d_nb(ctx.close, w, mask, thr, ctx.relative, fee,
-                                                   ctx.init_cash, ctx.ann, ctx.rf)
+        fee = float(a["fees"][0])
+        m, value, bars, tgt, real, orders = simulate_schedule_1d_nb(
+            ctx.close, W, wbars, mask, np.ascontiguousarray(B[:, :A]),
+            np.ascontiguousarray(B[:, A:]), bbars, fee, ctx.init_cash, ctx.ann, ctx.rf)
         dates = ctx.market.prices.index
         sym = pd.Index(ctx.symbols)
         rb = dates[bars]
@@ -102,13 +122,20 @@ class BacktestResult(MetricsResult):
         daily["cash"] = 1.0 - alloc.sum(axis=1)
         params = {**ctx.grid.labels_of(flat),
                   **{k: jsonable(v) for k, v in ctx.grid.fixed.items()},
-                  "relative": ctx.relative, "init_cash": ctx.init_cash}
+                  "band": ctx.band, "relative": ctx.band == "relative",
+                  "init_cash": ctx.init_cash}
+        o = dict(zip(ORDER_FIELDS, np.asarray(orders).T))
+        bar_i, asset_i = o["bar"].astype(np.int64), o["asset"].astype(np.int64)
+        order_table = pd.DataFrame({
+            "date": dates[bar_i], "bar": bar_i, "symbol": sym[asset_i].to_numpy(),
+            "size": o["size"], "price": o["price"], "value": np.abs(o["size"]) * o["price"],
+            "fee": o["fee"], "side": np.where(o["size"] < 0, "sell", "buy")})
         return Records(params=params, rebalance_bars=pd.DatetimeIndex(rb), rebalance_idx=bars,
                        target=pd.DataFrame(tgt, index=rb, columns=sym),
                        realised=pd.DataFrame(real, index=rb, columns=sym),
                        value=pd.Series(V, index=dates, name="value"),
                        metrics=pd.Series(m, index=list(METRICS), name="reference"),
-                       allocations=daily)
+                       allocations=daily, orders=order_table)
 
     def plot_allocations(self, path, key: tuple | None = None, **level_values) -> Path:
         """Write a PNG: stacked daily allocations of one combination (re-run through the

@@ -35,6 +35,7 @@ from numba import njit
 
 from cpu_ref.backtest import METRICS, SIZE_RTOL, Metric  # the reference owns the contract's names
 from cpu_ref.jitting import compile_bodies as _compile_bodies
+from gpusim.schedule import NEVER  # the switch bar that never comes (last row of a schedule)
 
 N_METRICS = len(METRICS)
 _NAN = float("nan")
@@ -42,8 +43,6 @@ _INF = float("inf")
 NO_BAND = -1.0
 """A drift threshold that disables the band of :func:`simulate_one` (any value <= 0 or NaN
 does)."""
-NEVER = np.iinfo(np.int64).max
-"""A switch bar that never comes: ``wnxt``/``bnxt`` of the last row of a schedule."""
 _BAND_MARGIN = 1e-12  # >> the gap between |h p (1/v) - w| and |h p / v - w| (a few ulp of |a|+|w|)
 
 

@@ -1,7 +1,9 @@
 """The ``backtest`` sweep task: :func:`gpusim.backtest` over blocks of grid combinations.
 
 A sweep (:mod:`gpusim.sweep`) with ``task = "backtest"`` sweeps weights x rebalance x threshold
-x fees (in that order) inside each call; ``relative``, ``init_cash`` and ``rf`` are call-level.
+x threshold_abs x fees (in that order) inside each call; ``band``, ``relative``, ``init_cash``
+and ``rf`` are call-level. A weights value ``{schedule = "targets.csv"}`` is a target schedule
+(dates x symbols); a file given as ``weights = "w.csv"`` is a table of constant portfolios.
 Every chunk is one ``backtest()`` call on a rectangular sub-grid, so the rows are those of one
 uninterrupted call (the kernel is chunking-invariant).
 """
@@ -25,7 +27,8 @@ from gpusim.validate import py_scalar
 
 __all__ = ["BacktestTask"]
 
-BT_ORDER = ("weights", "rebalance", "threshold", "fees")
+BT_ORDER = ("weights", "rebalance", "threshold", "threshold_abs", "fees")
+_CALL = ("band", "relative", "init_cash", "rf")
 
 
 @dataclass
@@ -54,8 +57,15 @@ class _BtCtx:
 
 def _weights_arg(v, symbols: list[str]):
     """A backtest ``weights=`` value from a job-file value."""
+    from gpusim.schedule import Portfolios, read_schedule
     from gpusim.specs import RandomWeights
 
+    if isinstance(v, Mapping) and "schedule" in v:
+        extra = sorted(set(v) - {"schedule"})
+        if extra:
+            raise GpusimError(f"weights: unknown key(s) {extra} next to schedule; give "
+                              "{schedule = FILE}")
+        return read_schedule(str(v["schedule"]), "weights.schedule")
     if isinstance(v, Mapping) and "random" in v:
         extra = sorted(set(v) - {"random", "seed", "sampler", "alpha"})
         if extra:
@@ -67,13 +77,12 @@ def _weights_arg(v, symbols: list[str]):
         return RandomWeights(n, seed=v.get("seed", 0), sampler=v.get("sampler", "dirichlet"),
                              alpha=float(v.get("alpha", 1.0)))
     if isinstance(v, Mapping) and "file" in v:
-        from gpusim.parse import parse_weights
-
-        return parse_weights(str(v["file"]), symbols)
+        v = str(v["file"])
     if isinstance(v, str):
         from gpusim.parse import parse_weights
 
-        return parse_weights(v, symbols)
+        w = parse_weights(v, symbols)
+        return Portfolios(w) if isinstance(w, pd.DataFrame) else w
     if isinstance(v, list) and v and all(isinstance(r, list) for r in v):
         return np.asarray(v, dtype=float)
     return v
@@ -89,26 +98,34 @@ class BacktestTask(TaskRunner):
     """Rebalancing backtests (:func:`gpusim.backtest`) over blocks of grid combinations."""
 
     name = "backtest"
-    params = {"weights": "target weights: equal | {random = N, seed = S} | vectors | file",
+    params = {"weights": "target weights: equal | {random = N, seed = S} | vectors | file | "
+                         "{schedule = FILE} (dates x symbols)",
               "rebalance": "never | D | W | M | Q | Y | k (every k bars)",
-              "threshold": "drift band (none = no band)",
-              "fees": "proportional fee", "relative": "relative drift band (bool)",
+              "threshold": "drift band (none = no band; a table by symbol: per asset)",
+              "threshold_abs": "absolute part of the hybrid band",
+              "fees": "proportional fee", "band": "absolute | relative | hybrid",
+              "relative": "relative drift band (bool)",
               "init_cash": "starting cash", "rf": "annual risk-free rate"}
     native = frozenset(BT_ORDER)
     unit = "combinations"
     rank_by = ("sharpe", False)
 
     def prepare(self, market, fixed, native_axes, backend):
-        from gpusim.backtest.api import METRICS
+        from gpusim.backtest.api import METRICS, _band_kind
         from gpusim.grid import Param
-        from gpusim.specs import fee_value, rebalance_mask, resolve_weights, threshold_value
+        from gpusim.schedule import band_value, resolve_targets
+        from gpusim.specs import fee_value, rebalance_mask
 
         symbols = list(market.symbols)
         index = market.prices.index
+
+        def threshold_value(x):
+            return band_value(x, symbols, index)
+
         groups: list[_Group] = []
         if not any("weights" in a.names for a in native_axes):
             w = _weights_arg(fixed.get("weights", "equal"), symbols)
-            ws, _, _ = resolve_weights(w, symbols)
+            ws, _, _ = resolve_targets(w, symbols, index)
             groups.append(_Group(["weights"], len(ws.labels), weights=ws,
                                  labels={"weights": ws.labels}))
         for a in native_axes:
@@ -116,7 +133,8 @@ class BacktestTask(TaskRunner):
             for m in g.members:
                 col = a.column(m)
                 if m == "weights":
-                    ws, _, _ = resolve_weights(Param(col, name="weights"), symbols)
+                    vals = [_weights_arg(x, symbols) for x in col]
+                    ws, _, _ = resolve_targets(Param(vals, name="weights"), symbols, index)
                     g.weights, g.labels[m] = ws, ws.labels
                 elif m == "rebalance":
                     labs = []
@@ -126,9 +144,13 @@ class BacktestTask(TaskRunner):
                                               "(never, D, W, M, Q, Y, k)")
                         labs.append(rebalance_mask(r, index)[0])
                     g.values[m], g.labels[m] = col, labs
-                elif m == "threshold":
+                elif m in ("threshold", "threshold_abs"):
                     vals = [_threshold_arg(x) for x in col]
                     for x in vals:
+                        if not (x is None or isinstance(x, (int, float))):
+                            raise GpusimError(f"{m}: a swept band must be a number or none, "
+                                              f"got {x!r}; give a per-asset table as a fixed "
+                                              f"{m}")
                         threshold_value(x)
                     g.values[m] = vals
                     g.labels[m] = [None if x is None else float(x) for x in vals]
@@ -139,15 +161,20 @@ class BacktestTask(TaskRunner):
             groups.append(g)
         groups.sort(key=lambda g: min(BT_ORDER.index(m) for m in g.members))
         in_grid = {m for g in groups for m in g.members}
-        fixed_native = {k: (_threshold_arg(v) if k == "threshold" else v)
+        fixed_native = {k: (_threshold_arg(v) if k.startswith("threshold") else v)
                         for k, v in fixed.items() if k in BT_ORDER and k not in in_grid}
         if "rebalance" in fixed_native:
             rebalance_mask(fixed_native["rebalance"], index)
-        if fixed_native.get("threshold") is not None:
-            threshold_value(fixed_native["threshold"])
+        for k in ("threshold", "threshold_abs"):
+            if fixed_native.get(k) is not None:
+                threshold_value(fixed_native[k])
         if "fees" in fixed_native:
             fee_value(fixed_native["fees"])
-        call_fixed = {k: fixed[k] for k in ("relative", "init_cash", "rf") if k in fixed}
+        call_fixed = {k: fixed[k] for k in _CALL if k in fixed}
+        has_abs = "threshold_abs" in in_grid or fixed_native.get("threshold_abs") is not None
+        if not any(k in a.names for a in native_axes for k in _CALL):
+            _band_kind(call_fixed.get("band"), call_fixed.get("relative", False),
+                       0.0 if has_abs else None)
         levels = [m for m in BT_ORDER if m in in_grid]
         kinds = {m: level_kind(g.labels[m]) for g in groups for m in g.members}
         per_row = 8 * (len(METRICS) + len(levels) + len(symbols)) * 4
@@ -164,6 +191,8 @@ class BacktestTask(TaskRunner):
         kw = {**ctx.call_fixed, **point}
         if "relative" in kw and not isinstance(kw["relative"], bool):
             raise GpusimError(f"relative={kw['relative']!r} must be true or false")
+        if "band" in kw and kw["band"] not in ("absolute", "relative", "hybrid"):
+            raise GpusimError(f"band={kw['band']!r} must be absolute, relative or hybrid")
         for k in ("init_cash", "rf"):
             if k in kw:
                 v = kw[k]
@@ -217,6 +246,7 @@ class BacktestTask(TaskRunner):
     def run(self, ctx, point, part):
         from gpusim.backtest.api import _run
         from gpusim.grid import Param
+        from gpusim.schedule import ResolvedWeights
 
         kw = {**ctx.call_fixed, **point, **ctx.fixed_native}
         A = len(ctx.symbols)
@@ -224,12 +254,10 @@ class BacktestTask(TaskRunner):
             level = f"zip{gi}" if len(g.members) > 1 else None
             for m in g.members:
                 if m == "weights":
-                    W = g.weights.rows(pos.start, pos.stop, A)
-                    val = pd.DataFrame(W, index=g.weights.labels[pos.start:pos.stop],
-                                       columns=ctx.symbols)
+                    kw[m] = ResolvedWeights(g.weights.take(pos.start, pos.stop, A), name=m,
+                                            level=level)
                 else:
-                    val = [g.values[m][i] for i in pos]
-                kw[m] = Param(val, name=m, level=level)
+                    kw[m] = Param([g.values[m][i] for i in pos], name=m, level=level)
         # the rows as arrays (no metrics frame and MultiIndex to build and take apart again)
         r = _run(ctx.market, backend=ctx.backend, progress=False, **kw)
         if r.partial:
