@@ -161,8 +161,8 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
         from gpusim.strategy.api import backtest_alloc
 
         if threshold is not None or relative or band is not None or threshold_abs is not None:
-            raise GpusimError("threshold=, relative=, band= and threshold_abs= are not used "
-                              "with alloc=: test the drift inside the function (c.weights "
+            raise GpusimError("threshold= and relative= are not used with alloc= (nor band=, "
+                              "threshold_abs=): test the drift inside the function (c.weights "
                               "against c.targets)")
         every_bar = isinstance(rebalance, str) and rebalance == "never"
         return backtest_alloc(market, alloc, params, weights, None if every_bar else rebalance,
