@@ -174,10 +174,17 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
                         enabled=bool(progress)):
         kernel(*(x[:2] for x in inp.kernel_args()[:5]), inp.covs, inp.cov_id[:2],
                masks[:, :2], a["mid"], a["capitals"], a["shadow_costs"], a["buffers"], inp.ann)
+    resident = None
+    if be.name == "gpu":   # inputs and scratch on the device once, for every chunk
+        from gpusim.dynopt.cuda import DynoptGpuRunner
+
+        resident = DynoptGpuRunner(*inp.kernel_args(), masks, inp.ann, min(cs, C))
     t0 = time.perf_counter()
 
     def chunk(start, stop):
         a = ctx.chunk_args(start, stop)
+        if resident is not None:
+            return resident(a["mid"], a["capitals"], a["shadow_costs"], a["buffers"])
         return kernel(*inp.kernel_args(), masks, a["mid"], a["capitals"], a["shadow_costs"],
                       a["buffers"], inp.ann)
 

@@ -83,3 +83,54 @@ def dynopt_gpu(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capi
     if record:
         return out, np.ascontiguousarray(d_rec.copy_to_host().transpose(2, 0, 1))
     return out
+
+
+class DynoptGpuRunner:
+    """The GPU path of one :func:`gpusim.dynopt` call, chunk after chunk.
+
+    The market inputs (prices, notionals, costs, optimal positions, covariances) and the
+    rebalance masks are copied to the device once; the (N, C) scratch and the (C, METRICS)
+    output are allocated once for ``max_combinations`` and reused; each chunk sends only its
+    per-combination parameters and brings its metrics back through a pinned buffer. Results
+    equal :func:`dynopt_gpu` on the same combinations.
+    """
+
+    def __init__(self, dprice, notional, cost, k, w_star, covs, cov_id, masks, ann,
+                 max_combinations, *, max_steps=MAX_STEPS, threads_per_block=None):
+        from gpusim._cuda.resident import ChunkOutput, to_device_all
+
+        a = prepare_inputs(dprice, notional, cost, k, w_star, covs, cov_id, masks, 0, 1.0,
+                           0.0, 0.0, ann)
+        self.n_masks = a[7].shape[0]
+        self.ann, self.max_steps = a[12], int(max_steps)
+        self.tpb = block_size(threads_per_block)
+        self.rows = max(1, int(max_combinations))
+        d = to_device_all(a[:8])
+        self.inputs, self.masks = Inputs(*d[:7]), d[7]
+        N = a[0].shape[1]
+        self.scratch = Scratch(*(cuda.device_array((N, self.rows), dtype=np.float64)
+                                 for _ in range(6)))
+        self.out = ChunkOutput(self.rows, N_METRICS)
+        self.no_rec = cuda.to_device(np.zeros((1, 1, 1)))
+
+    def __call__(self, mid, capitals, shadow_costs, buffers) -> np.ndarray:
+        """(C, METRICS) host metrics of one chunk of C <= max_combinations combinations."""
+        vecs = [np.atleast_1d(np.asarray(v)) for v in (mid, capitals, shadow_costs, buffers)]
+        C = max(v.shape[0] for v in vecs)
+        if C == 0:
+            return np.empty((0, N_METRICS))
+        mid, caps, shs, bus = (np.ascontiguousarray(np.broadcast_to(v, (C,)), dtype=dt)
+                               for v, dt in zip(vecs, (np.int64, np.float64, np.float64,
+                                                       np.float64)))
+        if mid.min() < 0 or mid.max() >= self.n_masks:
+            raise ValueError(f"mid must index rows of masks (0..{self.n_masks - 1})")
+        if not (np.all(caps > 0) and np.all(np.isfinite(caps))):
+            raise ValueError("capitals must be finite and > 0")
+        if np.any(shs < 0) or np.any(bus < 0):
+            raise ValueError("shadow costs and buffers must be >= 0")
+        d_out = self.out.view(C)
+        dynopt_cuda[grid_for(C, self.tpb), self.tpb](
+            self.inputs, self.masks, cuda.to_device(mid), cuda.to_device(caps),
+            cuda.to_device(shs), cuda.to_device(bus), self.ann, self.max_steps, self.scratch,
+            d_out, self.no_rec, False)
+        return self.out.fetch(C)

@@ -1,0 +1,80 @@
+"""GPU runners keep inputs on the device across chunks, allocate scratch once and return
+results through pinned buffers (DESIGN §3); results equal the one-shot launchers (simulator).
+"""
+
+import numpy as np
+import pytest
+from numba import cuda
+
+from gpusim._cuda.resident import ChunkOutput
+
+
+def test_chunk_output_view_and_fetch():
+    out = ChunkOutput(4, 3)
+    out.view(2).copy_to_device(np.arange(6.0).reshape(2, 3))
+    got = out.fetch(2)
+    assert got.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    out.view(1).copy_to_device(np.full((1, 3), 9.0))
+    assert got[0, 0] == 0.0           # the fetched chunk is a copy, not the reused buffer
+    with pytest.raises(ValueError, match="a chunk of 5 rows does not fit the 4-row buffer"):
+        out.view(5)
+
+
+class _CountTransfers:
+    """Counts host-to-device copies of arrays with at least ``min_size`` elements."""
+
+    def __init__(self, monkeypatch, min_size):
+        self.big = 0
+        real = cuda.to_device
+
+        def to_device(a, *args, **kw):
+            if np.asarray(a).size >= min_size:
+                self.big += 1
+            return real(a, *args, **kw)
+
+        monkeypatch.setattr(cuda, "to_device", to_device)
+
+
+def test_dynopt_runner_resident_across_chunks(monkeypatch):
+    from gpusim import Param, dynopt, synthetic_futures
+    from gpusim.dynopt import cuda as dc
+
+    data = synthetic_futures(n_instruments=3, n_days=50, seed=2)
+    kw = dict(idm=2.0, capital=Param([2e5, 5e5, 1e6]), shadow_cost=Param([0.0, 10.0]),
+              buffer=0.01, min_periods=10, progress=False)
+    cpu = dynopt(data, backend="cpu", **kw)
+    made = []
+    real_init = dc.DynoptGpuRunner.__init__
+
+    def init(self, *a, **k):
+        made.append(a[-1])
+        real_init(self, *a, **k)
+
+    monkeypatch.setattr(dc.DynoptGpuRunner, "__init__", init)
+    runs, big = [], []
+    for cs in (None, 4, 2):       # 1, 2 and 3 chunks of the 6 combinations
+        count = _CountTransfers(monkeypatch, min_size=50)   # (T, N) and (T,) inputs, not params
+        runs.append(dynopt(data, backend="gpu", chunk_size=cs, **kw))
+        big.append(count.big)
+    assert [r.summary["n_chunks"] for r in runs] == [1, 2, 3]
+    assert made == [6, 4, 2]              # one runner per call, sized for its largest chunk
+    assert big[0] >= 8 and big == [big[0]] * 3   # inputs cross once, whatever the chunks
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r.metrics.to_numpy(), runs[0].metrics.to_numpy())
+    np.testing.assert_allclose(runs[0].metrics.to_numpy(), cpu.metrics.to_numpy(), rtol=1e-10,
+                               atol=1e-14)
+
+
+def test_dynopt_runner_checks_its_parameters():
+    from gpusim import synthetic_futures
+    from gpusim.dynopt.cuda import DynoptGpuRunner
+    from gpusim.dynopt.inputs import prepare
+
+    inp = prepare(synthetic_futures(n_instruments=2, n_days=30, seed=1), None, None, None, None,
+                  None, min_periods=5)
+    masks = np.ones((1, inp.dprice.shape[0]), dtype=bool)
+    run = DynoptGpuRunner(*inp.kernel_args(), masks, inp.ann, 3)
+    with pytest.raises(ValueError, match="mid must index rows of masks"):
+        run([1], [1e6], [0.0], [0.0])
+    with pytest.raises(ValueError, match="a chunk of 4 rows does not fit"):
+        run([0] * 4, [1e6] * 4, [0.0] * 4, [0.0] * 4)
