@@ -41,6 +41,10 @@ ex-ante Sharpe above (scale-free, scored on ``y``); ``min_variance`` ``-ann w' c
 ``max_return`` ``(ann mu - rf) . w``; ``max_utility`` ``(ann mu - rf) . w - lam/2 ann w' cov w``
 (``lam`` the risk aversion). With ``sum(w) = 1`` the ``rf`` terms are a constant.
 
+Risk caps (Volatility, TrackingError), checked on ``w = s y`` after the rule above: cap ``k``
+holds when ``ann var(r_w - r_b) = ann (w' cov w - 2 w . c_k + v_k) <= cap_k²`` (``c_k`` the
+assets' covariances with the benchmark, ``v_k`` its variance; zero for a volatility cap).
+
 Public API
 ----------
 period_seed_nb, period_seeds        seeds of the per-period candidate streams
@@ -48,6 +52,7 @@ window_stats_1d_nb                  mu, cov (and betas) of one window, two-pass
 excess_sharpe_1d_nb                 ex-ante Sharpe (cash earns rf)
 objective_1d_nb                     the objective's score of one candidate
 constrain_1d_nb                     acceptance rule and scale of one candidate
+caps_ok_1d_nb                       the risk caps of one candidate
 search_period_1d_nb                 best of n candidates of one period, all scored
 simulate_1d_nb                      one portfolio with a target vector per rebalance bar
 simulate_nb                         many portfolios in parallel (prange): metrics (C, 11)
@@ -248,8 +253,41 @@ def constrain_1d_nb(y, lo, hi, G, gl, gu, eqtol, cash):
 
 
 @njit(cache=True)
+def caps_ok_1d_nb(y, s, cov, CC, cv, cap2, ann):
+    """True when the weights ``w = s y`` meet every risk cap ``k`` with ``cap2[k] < inf``:
+    ``ann (w' cov w - 2 w . CC[k] + cv[k]) <= cap2[k]`` (module docstring).
+    """
+    A = y.shape[0]
+    w = np.empty(A)
+    for j in range(A):
+        w[j] = s * y[j]
+    var = 0.0
+    for j in range(A):
+        for k in range(A):
+            var += w[j] * cov[j, k] * w[k]
+    for k in range(cap2.shape[0]):
+        if cap2[k] < np.inf:
+            cross = 0.0
+            for j in range(A):
+                cross += w[j] * CC[k, j]
+            if ann * (var - 2.0 * cross + cv[k]) > cap2[k]:
+                return False
+    return True
+
+
+@njit(cache=True)
 def search_period_1d_nb(pseed, n, code, alpha, lo, hi, G, gl, gu, eqtol, cash, mu, cov, ann,
                         rf, obj=0, lam=0.0):
+    """:func:`search_period_caps_1d_nb` without risk caps."""
+    A = mu.shape[0]
+    return search_period_caps_1d_nb(pseed, n, code, alpha, lo, hi, G, gl, gu, eqtol, cash, mu,
+                                    cov, ann, rf, obj, lam, np.zeros((0, A)), np.zeros(0),
+                                    np.zeros(0))
+
+
+@njit(cache=True)
+def search_period_caps_1d_nb(pseed, n, code, alpha, lo, hi, G, gl, gu, eqtol, cash, mu, cov,
+                             ann, rf, obj, lam, CC, cv, cap2):
     """Score candidates ``0 .. n-1`` of the stream ``pseed`` one by one by the objective
     ``obj`` (risk aversion ``lam``, :func:`objective_1d_nb` at the candidate's scale), keep the
     best.
@@ -278,6 +316,8 @@ def search_period_1d_nb(pseed, n, code, alpha, lo, hi, G, gl, gu, eqtol, cash, m
     for i in range(n):
         sample_nb(key, i, code, alpha, lo, no_hi, lo_sum, y)
         ok, s = constrain_1d_nb(y, lo, hi, G, gl, gu, eqtol, cash)
+        if ok and cap2.shape[0] > 0:
+            ok = caps_ok_1d_nb(y, s, cov, CC, cv, cap2, ann)
         sh = objective_1d_nb(y, s, mu, cov, ann, rf, obj, lam)
         if sh > best_any_s:
             best_any, best_any_s = i, sh
@@ -359,29 +399,40 @@ def simulate_nb(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf):
 
 def reference_choice(close, bench, t, lookback, seed, n, code, alpha, lo, hi, static_G,
                      beta_rows, gl, gu, eqtol, cash, ann, rf, estimator=None, obj=0,
-                     lam=0.0):
+                     lam=0.0, cap_bench=(), cap=None):
     """The random-search choice of the rebalance at bar ``t``, recomputed from scratch.
 
-    Window statistics and betas by :func:`window_stats_1d_nb` / :func:`betas_1d_nb` (or, for
-    the assets' mu and cov, ``estimator(returns (n, A)) -> (mu, cov)``, e.g. a function of
-    :mod:`cpu_ref.estimators`), the rows
-    ``static_G`` (M, A) with the beta rows ``[(row, benchmark column)]`` filled in, the period's
-    seed by :func:`period_seed_nb`, then every candidate scored by :func:`search_period_1d_nb`.
+    Window statistics of the assets and benchmark columns together by
+    :func:`window_stats_1d_nb` (or ``estimator(returns (n, A + B), A) -> (mu, cov)``, e.g.
+    built from :mod:`cpu_ref.estimators`); betas ``cov[j, A+b] / cov[A+b, A+b]`` fill the beta
+    rows ``[(row, benchmark column)]`` of ``static_G`` (M, A); risk cap ``k`` (``cap[k]``,
+    inf: none) uses benchmark column ``cap_bench[k]`` (-1: a volatility cap); the period's seed
+    by :func:`period_seed_nb`, then every candidate scored by :func:`search_period_caps_1d_nb`.
 
-    Returns ``(period seed, search_period_1d_nb's tuple, mu, cov, G)``.
+    Returns ``(period seed, search_period_caps_1d_nb's tuple, mu, cov, G)``.
     """
     close = np.array(close, dtype=np.float64, order="C")   # writable C arrays: one signature
+    A = close.shape[1]
+    both = close if bench is None else np.ascontiguousarray(np.hstack([close, np.asarray(
+        bench, dtype=np.float64).reshape(close.shape[0], -1)]))
     a = 1 if lookback is None else max(1, t - lookback)
-    mu, cov = window_stats_1d_nb(close, a, t)
-    if estimator is not None:
-        mu, cov = estimator(close[a:t] / close[a - 1:t - 1] - 1.0)
-        mu, cov = np.ascontiguousarray(mu, dtype=np.float64), np.ascontiguousarray(cov)
+    if estimator is None:
+        mu_all, cov_all = window_stats_1d_nb(both, a, t)
+    else:
+        mu_all, cov_all = estimator(both[a:t] / both[a - 1:t - 1] - 1.0, A)
+    mu = np.ascontiguousarray(mu_all[:A], dtype=np.float64)
+    cov = np.ascontiguousarray(cov_all[:A, :A], dtype=np.float64)
     G = np.array(static_G, dtype=np.float64).copy()
-    if bench is not None and len(beta_rows):
-        betas = betas_1d_nb(close, np.array(bench, dtype=np.float64, order="C"), a, t)
-        for row, col in beta_rows:
-            G[row] = betas[col]
+    for row, col in beta_rows:
+        G[row] = cov_all[:A, A + col] / cov_all[A + col, A + col]
+    K = len(cap_bench)
+    CC, cv = np.zeros((K, A)), np.zeros(K)
+    for k, col in enumerate(cap_bench):
+        if col >= 0:
+            CC[k] = cov_all[:A, A + col]
+            cv[k] = cov_all[A + col, A + col]
+    cap2 = np.zeros(0) if K == 0 else np.asarray(cap, dtype=np.float64) ** 2
     pseed = period_seed_nb(np.uint64(seed), t)
-    res = search_period_1d_nb(np.uint64(pseed), n, code, alpha, lo, hi, G, gl, gu, eqtol, cash,
-                              mu, cov, ann, rf, obj, float(lam))
+    res = search_period_caps_1d_nb(np.uint64(pseed), n, code, alpha, lo, hi, G, gl, gu, eqtol,
+                                   cash, mu, cov, ann, rf, obj, float(lam), CC, cv, cap2)
     return pseed, res, mu, cov, G

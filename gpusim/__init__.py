@@ -50,6 +50,8 @@ _EXPORTS = {
     "GroupBounds": "walkforward.constraints",
     "Beta": "walkforward.constraints",
     "Budget": "walkforward.constraints",
+    "Volatility": "walkforward.constraints",
+    "TrackingError": "walkforward.constraints",
     "TaskRunner": "sweep.tasks",
     "register_task": "sweep.tasks",
     "max_sharpe": "mvo",

@@ -123,6 +123,19 @@ def _bound_by_objective(dec, ws_info, plan) -> dict:
     return out
 
 
+def _cap_stats(xp, cov_all, plan, A):
+    """(CC (S, K, A), cv (S, K)) of the risk caps: the assets' covariances with each cap's
+    benchmark and its variance (zeros for a volatility cap), contiguous in ``xp``.
+    """
+    S, K = cov_all.shape[0], plan.K
+    CC, cv = xp.zeros((S, K, A)), xp.zeros((S, K))
+    for k, col in enumerate(plan.cap_bench):
+        if col >= 0:
+            CC[:, k] = cov_all[:, :A, A + col]
+            cv[:, k] = cov_all[:, A + col, A + col]
+    return xp.ascontiguousarray(CC), xp.ascontiguousarray(cv)
+
+
 def _estimate(xp, close, a, t, pair_e, est_vals, A, index, symbols):
     """(mu (S, K), cov (S, K, K)) of every window by its estimator (one batch per estimator)."""
     if len(est_vals) == 1:
@@ -280,17 +293,24 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     F, tri = stats.factorize(xp, cov)
     gb = stats.bound_vectors(xp, cov)
     G = plan.G(xp, betas, len(pair_key))
+    CC, cv = _cap_stats(xp, cov_all, plan, A)
     H = {k: (v if xp is np or v is None else xp.asnumpy(v)) for k, v in (
-        ("mu", mu), ("cov", cov), ("F", F), ("mex", mex), ("G", G), ("betas", betas))}
-    lo, hi, gl, gu = plan.bounds(index[U])
+        ("mu", mu), ("cov", cov), ("F", F), ("mex", mex), ("G", G), ("betas", betas),
+        ("CC", CC), ("cv", cv))}
+    lo, hi, gl, gu, cap = plan.bounds(index[U])
     t_stats = time.perf_counter() - tc
 
     ctx = Ctx(be=be, xp=xp, plan=plan, code=code, alpha=float(alpha), seed=int(seed), ann=ann,
                rf=rf, solver=solver, bind_tol=bind_tol, U=U, index=index, symbols=symbols,
-               dev={"F": F, "tri": tri, "mex": mex, "gb": gb, "G": G}, H=H, chk=chk,
-               pair_key=pair_key, nL=nL, bounds=[lo, hi, gl, gu], progress=progress, nE=nE,
+               dev={"F": F, "tri": tri, "mex": mex, "gb": gb, "G": G, "CC": CC, "cv": cv},
+               H=H, chk=chk, pair_key=pair_key, nL=nL, bounds=[lo, hi, gl, gu, cap],
+               progress=progress, nE=nE,
               estimators=dict(zip(est_labels, est_vals)), lam=lam, objectives=OBJECTIVES)
     do_gap = method == "random" and gap is True  # None: not computed unless asked
+    if plan.K and plan.cash and "max_sharpe" in obj_vals and (method == "exact" or do_gap):
+        raise GpusimError("the exact max_sharpe problem with a Budget (cash) does not take "
+                          "Volatility/TrackingError caps; use objective='max_return' or "
+                          "'max_utility', method='random', or drop the Budget")
     ws_info = [{"every": labels[k[0]], "lookback": lb_vals[k[1]], "num_tests": nt_vals[k[2]],
                 "estimator": est_labels[k[3]], "objective": obj_vals[k[4]]} for k in ws_keys]
     tc = time.perf_counter()

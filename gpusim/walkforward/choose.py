@@ -61,6 +61,12 @@ class Ctx:
         v = self.ann * float(w @ self.H["cov"][sid] @ w)
         return (-v, r, r - 0.5 * self.lam * v)[obj - 1]
 
+    def risks(self, sid, w):
+        """(K,) annualised risk of ``w`` per cap: volatility or tracking error."""
+        H = self.H
+        v = float(w @ H["cov"][sid] @ w)
+        return np.sqrt(np.maximum(self.ann * (v - 2.0 * (H["CC"][sid] @ w) + H["cv"][sid]), 0))
+
     def sharpe(self, sid, w) -> float:
         v = self.ann * float(w @ self.H["cov"][sid] @ w)
         return float(self.H["mex"][sid] @ w) / math.sqrt(v) if v > 0 else -math.inf
@@ -130,7 +136,8 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
                 plan.apply_callables(state, *r)
                 rows.append(r)
                 dec[w_i].setdefault("cbounds", {})[k] = r
-            bounds = [np.ascontiguousarray(np.stack([r[i] for r in rows])) for i in range(4)]
+            bounds = [np.ascontiguousarray(np.stack([r[i] for r in rows]))
+                      for i in range(len(rows[0]))]
             cids = np.arange(len(sel))
         else:
             bounds, cids = ctx.bounds, d_b
@@ -151,12 +158,13 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
             sol = []
             for _d, sid, cid, obj in tkey:
                 b = [x[cid] for x in bounds]
-                args = (ctx.H["F"][sid], ctx.H["mex"][sid], *b[:2], ctx.H["G"][sid], *b[2:])
+                args = (ctx.H["F"][sid], ctx.H["mex"][sid], *b[:2], ctx.H["G"][sid], *b[2:4])
+                caps = _cap_values(ctx, sid, b[4])
                 if obj == 0:
-                    w, status = _solver(ctx, cache, b[2], b[3], obj).solve(*args)
+                    w, status = _solver(ctx, cache, b[2], b[3], obj).solve(*args, caps=caps)
                 else:
                     w, status = _solver(ctx, cache, b[2], b[3], obj).solve(
-                        *args, ann=ctx.ann, lam=ctx.lam)
+                        *args, caps=caps, ann=ctx.ann, lam=ctx.lam)
                 ok_w = w is not None
                 sol.append((w, status, ctx.sharpe(sid, w) if ok_w else np.nan,
                             ctx.score(sid, w, obj) if ok_w else np.nan, b))
@@ -168,7 +176,9 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
                     D["status"][k] = "ok" if status == "optimal" else status
                     if w is not None:
                         D["weights"][k], D["sharpe"][k], D["score"][k] = w, sh, sc
-                        D["bound"][k] = plan.activity(w, ctx.H["G"][sids[j]], *b, ctx.bind_tol)
+                        D["bound"][k] = plan.activity(w, ctx.H["G"][sids[j]], *b[:4],
+                                                      ctx.bind_tol) | plan.cap_flags(
+                            ctx.risks(sids[j], w), b[4], ctx.bind_tol)
         for w_i in np.unique(w_b):   # fallbacks: keep the last good weights (cash before any)
             D = dec[w_i]
             ks = np.sort(k_b[w_b == w_i])
@@ -200,12 +210,43 @@ def _solver(ctx, cache, gl, gu, obj=0):
 
     eq = tuple(bool(x) for x in (gl == gu) & np.isfinite(gu))
     key = (eq, int(obj))
+    A = len(ctx.symbols)
+    rows = [A if b < 0 else A + 1 for b in ctx.plan.cap_bench]
     if key not in cache:
-        cache[key] = (ExactMaxSharpe(len(ctx.symbols), np.array(eq, bool), ctx.plan.cash,
-                                     ctx.solver) if obj == 0 else
-                      ExactObjective(len(ctx.symbols), np.array(eq, bool), ctx.plan.cash,
-                                     ctx.objectives[obj], solver=ctx.solver))
+        cache[key] = (ExactMaxSharpe(A, np.array(eq, bool), ctx.plan.cash, ctx.solver,
+                                     cap_rows=rows) if obj == 0 else
+                      ExactObjective(A, np.array(eq, bool), ctx.plan.cash, ctx.objectives[obj],
+                                     cap_rows=rows, solver=ctx.solver))
     return cache[key]
+
+
+def _factor(M):
+    """F with ``F' F = M`` (symmetric PSD ``M``): a square root from the eigendecomposition."""
+    lam, V = np.linalg.eigh(0.5 * (M + M.T))
+    return np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T
+
+
+def _cap_values(ctx, sid, cap):
+    """[(C, c)] of the risk caps at window ``sid`` for caps ``cap`` (K,) (inf: none, C = 0):
+    ``|C w - c| = risk(w) / cap`` (volatility ``sqrt(ann) |F w|``; tracking error
+    ``sqrt(ann) |F_ab [w; -1]|`` with ``F_ab`` a factor of the joint (asset, benchmark)
+    covariance).
+    """
+    out, A, sq = [], len(ctx.symbols), np.sqrt(ctx.ann)
+    for k, col in enumerate(ctx.plan.cap_bench):
+        rows = A if col < 0 else A + 1
+        if not np.isfinite(cap[k]):
+            out.append((np.zeros((rows, A)), np.zeros(rows)))
+        elif col < 0:
+            out.append((sq * ctx.H["F"][sid] / cap[k], np.zeros(A)))
+        else:
+            J = np.empty((A + 1, A + 1))
+            J[:A, :A] = ctx.H["cov"][sid]
+            J[:A, A] = J[A, :A] = ctx.H["CC"][sid, k]
+            J[A, A] = ctx.H["cv"][sid, k]
+            Fj = sq * _factor(J) / cap[k]
+            out.append((Fj[:, :A], Fj[:, A]))
+    return out
 
 
 def _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of):
@@ -223,8 +264,9 @@ def _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of):
     if bound.shape[1]:
         Ya = search.regenerate_nb(seeds, get["best_any"], ctx.code, ctx.alpha, lo)
         for j in range(len(w_b)):
-            bound[j] = ctx.plan.violations(Ya[j], ctx.H["G"][sid[j]],
-                                           *[x[cid[j]] for x in bounds])
+            b = [x[cid[j]] for x in bounds]
+            bound[j] = ctx.plan.violations(Ya[j], ctx.H["G"][sid[j]], *b[:4]) | \
+                ctx.plan.cap_flags(ctx.risks(sid[j], Ya[j]), b[4], 0.0, broken=True)
     for w_i in np.unique(w_b):
         sel = w_b == w_i
         D, ks = dec[w_i], k_b[sel]

@@ -24,6 +24,8 @@ from gpusim.walkforward.constraints import (
     Budget,
     Constraint,
     GroupBounds,
+    TrackingError,
+    Volatility,
     WalkState,
     WeightBounds,
 )
@@ -178,6 +180,13 @@ class ConstraintPlan:
     cash: bool
     slots: list
     weight_owner: int | None
+    cap_names: list = None          # Volatility / TrackingError caps, in order
+    cap_owner: np.ndarray = None    # (K,) constraint index of each cap
+    cap_bench: list = None          # (K,) benchmark column of a TrackingError, -1: Volatility
+
+    @property
+    def K(self) -> int:
+        return len(self.cap_names or [])
 
     @property
     def M(self) -> int:
@@ -197,25 +206,26 @@ class ConstraintPlan:
         """
         D, A, M = len(dates), len(self.symbols), self.M
         arr = {"lo": np.zeros((D, A)), "hi": np.ones((D, A)), "gl": np.full((D, M), -np.inf),
-               "gu": np.full((D, M), np.inf)}
+               "gu": np.full((D, M), np.inf), "cap": np.full((D, self.K), np.inf)}
         for s in self.slots:
             if s.is_callable:
                 continue
             _put(arr[s.target], s, _static(s, dates))
-        self.check(arr["lo"], arr["hi"], arr["gl"], arr["gu"], dates)
-        return arr["lo"], arr["hi"], arr["gl"], arr["gu"]
+        self.check(arr["lo"], arr["hi"], arr["gl"], arr["gu"], dates, arr["cap"])
+        return arr["lo"], arr["hi"], arr["gl"], arr["gu"], arr["cap"]
 
-    def apply_callables(self, state: WalkState, lo, hi, gl, gu) -> None:
-        """Evaluate the callables for one state and write their values into the (A,)/(M,)
-        rows ``lo, hi, gl, gu`` of that date (in place), then check them.
+    def apply_callables(self, state: WalkState, lo, hi, gl, gu, cap) -> None:
+        """Evaluate the callables for one state and write their values into the (A,)/(M,)/(K,)
+        rows ``lo, hi, gl, gu, cap`` of that date (in place), then check them.
         """
-        arr = {"lo": lo, "hi": hi, "gl": gl, "gu": gu}
+        arr = {"lo": lo, "hi": hi, "gl": gl, "gu": gu, "cap": cap}
         for s in self.slots:
             if s.is_callable:
                 _put(arr[s.target], s, _call_value(s, state)[None, :], one=True)
-        self.check(lo[None], hi[None], gl[None], gu[None], pd.DatetimeIndex([state.date]))
+        self.check(lo[None], hi[None], gl[None], gu[None], pd.DatetimeIndex([state.date]),
+                   cap[None])
 
-    def check(self, lo, hi, gl, gu, dates) -> None:
+    def check(self, lo, hi, gl, gu, dates, cap=None) -> None:
         """One-line errors for bounds that no weight vector can meet (given as input); upper
         weight bounds above 1 are clipped to 1 in place.
         """
@@ -229,6 +239,10 @@ class ConstraintPlan:
         why = ["a lower weight bound is < 0 (long-only)", "a lower bound exceeds its upper bound",
                "a row's lower bound exceeds its upper bound", "the lower bounds sum to > 1",
                "the upper bounds sum to < 1 (fully invested; add Budget() to allow cash)"]
+        if cap is not None and cap.size:
+            bad.append((cap <= 0).any(axis=1))
+            why.append("a Volatility/TrackingError max is <= 0 (give a positive annual level, "
+                       "or NaN for no cap)")
         for b, w in zip(bad, why):
             if b.any():
                 d = int(np.argmax(b))
@@ -243,6 +257,17 @@ class ConstraintPlan:
         return xp.ascontiguousarray(G)
 
     # ---- reports --------------------------------------------------------------------------
+
+    def cap_flags(self, risk, cap, tol, broken: bool = False):
+        """(n_constraints,) bool from the (K,) risks (volatility / tracking error) of some
+        weights: caps active (``risk >= cap - tol``) or, with ``broken``, exceeded.
+        """
+        out = np.zeros(len(self.constraints), bool)
+        for k in range(self.K):
+            if np.isfinite(cap[k]) and (risk[k] > cap[k] * (1 + 1e-9) if broken else
+                                        risk[k] >= cap[k] - tol):
+                out[self.cap_owner[k]] = True
+        return out
 
     def activity(self, w, G, lo, hi, gl, gu, tol):
         """(n_constraints,) bool: which constraints have a non-trivial bound active at ``w``
@@ -335,7 +360,8 @@ def compile_constraints(constraints, symbols, index: pd.DatetimeIndex) -> Constr
     for c in constraints:
         if not isinstance(c, Constraint):
             raise GpusimError(f"constraints: {c!r} is not a constraint; use WeightBounds, "
-                              "GroupBounds, Beta or Budget from gpusim.walkforward.constraints")
+                              "GroupBounds, Beta, Budget, Volatility or TrackingError from "
+                              "gpusim")
     names = [c.name for c in constraints]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
@@ -346,6 +372,7 @@ def compile_constraints(constraints, symbols, index: pd.DatetimeIndex) -> Constr
             raise GpusimError(f"constraints: give at most one {k}")
     symbols = [str(s) for s in symbols]
     A = len(symbols)
+    cap_names, cap_owner, cap_bench = [], [], []
     rows, owner, trivial, Grows, eqtol, beta_rows = [], [], [], [], [], []
     bench_names, bench_cols, slots = [], [], []
     weight_owner, cash = None, False
@@ -371,6 +398,25 @@ def compile_constraints(constraints, symbols, index: pd.DatetimeIndex) -> Constr
             pos = np.arange(first, len(rows))
             slots += _expand(c.lo, "gl", pos, labels, f"{c.name} lo")
             slots += _expand(c.hi, "gu", pos, labels, f"{c.name} hi")
+            continue
+        if isinstance(c, (Volatility, TrackingError)):
+            col = -1
+            if isinstance(c, TrackingError):
+                key = id(c.benchmark)
+                if key not in bench_cols:
+                    bench_cols.append(key)
+                    bench_names.append((c.name, _benchmark(c, index)))
+                col = bench_cols.index(key)
+            if not _is_callable(c.max) and not isinstance(c.max, (pd.Series, pd.DataFrame)):
+                x = _num(c.max, f"{c.name} max")
+                if not (math.isnan(x) or x > 0):
+                    raise GpusimError(f"{c.name} max={c.max!r} must be > 0 (annualised, e.g. "
+                                      "0.15 for 15%)")
+            slots += _expand(c.max, "cap", np.array([len(cap_names)]), [c.name],
+                             f"{c.name} max")
+            cap_names.append(c.name)
+            cap_owner.append(ci)
+            cap_bench.append(col)
             continue
         if isinstance(c, Beta):
             key = id(c.benchmark)
@@ -411,5 +457,6 @@ def compile_constraints(constraints, symbols, index: pd.DatetimeIndex) -> Constr
         static_G=np.array(Grows).reshape(M, A), beta_rows=beta_rows,
         bench_names=[n for n, _ in bench_names], bench_close=bench,
         eqtol=np.array(eqtol, dtype=np.float64).reshape(M), cash=cash, slots=slots,
-        weight_owner=weight_owner)
+        weight_owner=weight_owner, cap_names=cap_names,
+        cap_owner=np.array(cap_owner, dtype=np.int64), cap_bench=cap_bench)
 

@@ -9,6 +9,11 @@ Kinds
                        the same estimation window as mu and cov (cash has beta 0).
 :class:`Budget`        ``min <= sum_j w_j <= max``: the portfolio may hold cash (the rest). Without
                        a Budget the portfolio is fully invested (``sum w = 1``).
+:class:`Volatility`    ex-ante volatility ``sqrt(ann w' cov w) <= max`` (annualised, on the window).
+:class:`TrackingError` ex-ante tracking error to a benchmark series,
+                       ``sqrt(ann var(r_w - r_b)) <= max`` on the window
+                       (``ann (w' cov w - 2 w . c + v_b)``, ``c`` the assets' covariances with
+                       the benchmark and ``v_b`` its variance; cash is riskless).
 
 Value forms (every bound)
 -------------------------
@@ -34,6 +39,10 @@ score); it is accepted when every bound holds at that ``s``. Equality rows (``lo
 never met by a random candidate: use the exact method). Exact method: every bound as a
 convex constraint of the max-Sharpe problem (equalities exactly); with a Budget the optimal
 direction is scaled the same way (as invested as the constraints allow).
+Volatility and TrackingError caps: random search by rejection (at the candidate's scale); the
+exact method as second-order cones (``|C w - c| <= 1``); with a Budget, the exact max-Sharpe
+problem does not take them (its optimum is a direction scaled afterwards): use another
+objective or the random search.
 """
 
 from __future__ import annotations
@@ -53,6 +62,8 @@ __all__ = [
     "Beta",
     "Budget",
     "GroupBounds",
+    "TrackingError",
+    "Volatility",
     "WalkState",
     "WeightBounds",
 ]
@@ -168,6 +179,41 @@ class Budget(Constraint):
     def __init__(self, min: Any = 0.0, max: Any = 1.0, name: str = "budget",
                  tol: float = 1e-3):
         self.lo, self.hi, self.name, self.tol = min, max, _name(name), _tol(tol)
+
+
+class Volatility(Constraint):
+    """Ex-ante annualised volatility ``sqrt(ann w' cov w) <= max`` on each window's covariance.
+
+    Parameters
+    ----------
+    max : number > 0, time series or callable ``f(state, t)`` (NaN or inf: no cap that day).
+    """
+
+    def __init__(self, max: Any, name: str = "volatility"):
+        self.max, self.name = max, _name(name)
+
+
+class TrackingError(Constraint):
+    """Ex-ante annualised tracking error to a benchmark ``sqrt(ann var(r_w - r_b)) <= max``.
+
+    Parameters
+    ----------
+    benchmark : pd.Series of benchmark prices (DatetimeIndex covering the market's dates), or
+        of returns with ``returns=True``; a one-column DataFrame is accepted.
+    max : number > 0, time series or callable ``f(state, t)`` (NaN or inf: no cap that day).
+    """
+
+    def __init__(self, benchmark, max: Any, *, returns: bool = False, name: str | None = None):
+        if isinstance(benchmark, pd.DataFrame):
+            if benchmark.shape[1] != 1:
+                raise GpusimError("TrackingError(benchmark=...) takes one series; pass df['SPY']")
+            benchmark = benchmark.iloc[:, 0]
+        if not isinstance(benchmark, pd.Series) or not isinstance(benchmark.index,
+                                                                  pd.DatetimeIndex):
+            raise GpusimError("TrackingError(benchmark=...) must be a pd.Series of prices "
+                              "indexed by dates (e.g. load_prices('spy.csv').prices['SPY'])")
+        self.benchmark, self.max, self.returns = benchmark, max, bool(returns)
+        self.name = _name(name or f"te_{benchmark.name or 'benchmark'}")
 
 
 def _name(name) -> str:

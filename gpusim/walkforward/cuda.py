@@ -121,8 +121,8 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
     sl = tid - task * n_slices
     if task >= tasks.n.shape[0]:
         return
-    F, tri, mex, gb, G = win
-    lo, hi, gl, gu, eqtol, cash = lim
+    F, tri, mex, gb, G, CC, cv = win
+    lo, hi, gl, gu, cap2, eqtol, cash = lim
     bs, bi, bsc, as_, ai, nacc = out
     A = mex.shape[1]
     wbuf = cuda.local.array(MAX_ASSETS, float64)
@@ -140,12 +140,27 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
         lo_sum += lo_t[j]
     j_tri = tri[sid]
     sq_ann = math.sqrt(ann)
+    n_caps = cap2.shape[1]
     seg = 0
     for i in range(sl, tasks.n[task], n_slices):
         while i >= chk[seg]:
             seg += 1
         sample_dev(key, i, code, alpha, lo_t, hi_t, lo_sum, w)  # hi is checked below
         ok, s = accept_dev(w, rv, G[sid], lo_t, hi_t, gl[cid], gu[cid], eqtol, cash)
+        q = 0.0
+        score = -math.inf
+        if n_caps > 0:               # risk caps: the variance of every candidate
+            q = quad_dev(F[sid], j_tri, w)
+            for k in range(n_caps):
+                c2 = cap2[cid, k]
+                if c2 < math.inf:
+                    rc = 0.0
+                    for j in range(A):
+                        rc = fadd(rc, fmul(CC[sid, k, j], w[j]))
+                    te2 = ann * fadd(fadd(fmul(fmul(q, s), s), -fmul(fmul(2.0, s), rc)),
+                                     cv[sid, k])
+                    if te2 > c2:
+                        ok = False
         if ok:
             nacc[task, sl, seg] += 1
         r = 0.0
@@ -155,7 +170,9 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
             z = fadd(z, fmul(gb[sid, j], w[j]))
         # prune (exact): the score at the variance bound ann z² bounds it from above
         thr = bs[task, sl, seg] if ok else as_[task, sl, seg]
-        if obj == MAX_SHARPE:
+        if n_caps > 0:
+            score = score_dev(obj, h, r, ann * q, s)
+        elif obj == MAX_SHARPE:
             if r > 0.0:
                 zz = abs(z) * sq_ann
                 ub = r / zz if zz > 0.0 else math.inf
@@ -167,7 +184,9 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
             ub = score_dev(obj, h, r, ann * fmul(z, z), s)
             if thr > -math.inf and ub < fadd(thr, -fmul(PRUNE_RTOL, abs(thr))):
                 continue
-        if obj == MAX_RETURN:
+        if n_caps > 0:
+            pass
+        elif obj == MAX_RETURN:
             score = fmul(r, s)
         else:
             q = quad_dev(F[sid], j_tri, w)
@@ -207,7 +226,7 @@ def search_gpu(xp, task_key, tasks, code, alpha, win, lim, ann, chk, *, n_slices
 
     tasks = Tasks(*map(dev, tasks))
     win = Windows(*map(dev, win))
-    lim = Limits(*map(dev, lim[:5]), bool(lim.cash))
+    lim = Limits(*map(dev, lim[:6]), bool(lim.cash))
     search_cuda[grid_for(nt * n_slices, tpb), tpb](dev(task_key), tasks, np.int64(n_slices),
                                                    int(code), float(alpha), win, lim,
                                                    float(ann), dev(chk), outs)

@@ -47,9 +47,11 @@ class ExactMaxSharpe:
     eq_rows : (M,) bool, which linear rows are equalities (the structure of the problem).
     cash : weights may sum to less than 1.
     solver : cvxpy solver name, or None for Clarabel with fallback to OSQP, SCS, ECOS.
+    cap_rows : row counts of the risk caps ``|C w - c| <= 1``, homogeneous:
+        ``|C y - c kappa| <= kappa`` (fully invested only).
     """
 
-    def __init__(self, A: int, eq_rows, cash: bool, solver: str | None = None):
+    def __init__(self, A: int, eq_rows, cash: bool, solver: str | None = None, cap_rows=()):
         import cvxpy as cp
 
         eq_rows = np.asarray(eq_rows, dtype=bool)
@@ -84,10 +86,14 @@ class ExactMaxSharpe:
             self.Ge = cp.Parameter((Me, A))
             self.ge = cp.Parameter(Me)
             cons += [self.Ge @ self.y == cp.multiply(self.ge, self.k)]
+        self.caps = [(cp.Parameter((r, A)), cp.Parameter(r)) for r in cap_rows]
+        cons += [cp.norm(C @ self.y - c * self.k, 2) <= self.k for C, c in self.caps]
+        if self.caps:
+            self.solvers = [s for s in self.solvers if s != "OSQP"]  # cones: not a QP solver
         self.prob = cp.Problem(cp.Minimize(cp.sum_squares(self.F @ self.y)), cons)
         self.Mi, self.Me = Mi, Me
 
-    def solve(self, F, mex, lo, hi, G, gl, gu):
+    def solve(self, F, mex, lo, hi, G, gl, gu, caps=()):
         """Max-Sharpe weights for one date.
 
         Parameters
@@ -95,6 +101,7 @@ class ExactMaxSharpe:
         F : (A, A) covariance factor (``w' cov w = |F w|²``, any scale).
         mex : (A,) annual excess means ``ann mu - rf``.
         lo, hi : (A,) weight bounds; G (M, A), gl, gu (M,) rows (``+-inf``: no bound).
+        caps : [(C (k, A), c (k,))] values of the risk caps (as many as ``cap_rows``).
 
         Returns
         -------
@@ -121,6 +128,8 @@ class ExactMaxSharpe:
             if self.Me:
                 self.Ge.value = G[self.eq]
                 self.ge.value = gu[self.eq]
+        for (C, c), (Cv, cv) in zip(self.caps, caps):
+            C.value, c.value = Cv, cv
         status, tried = None, []
         for name in self.solvers:
             try:

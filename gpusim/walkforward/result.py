@@ -174,15 +174,16 @@ class WalkForwardResult(MetricsResult):
                                        ).astype(int))
             for k in ks:
                 d = int(np.searchsorted(ctx.U, D["bars"][k]))
-                lo, hi, gl, gu = (D["cbounds"][k] if plan.has_callable else
-                                  [x[d] for x in ctx.bounds])
+                lo, hi, gl, gu, cap = (D["cbounds"][k] if plan.has_callable else
+                                       [x[d] for x in ctx.bounds])
                 _, (bi, bsh, bsc, nacc, _, _), _, _, _ = reference_choice(
                     s.close, plan.bench_close, int(D["bars"][k]), info["lookback"], ctx.seed,
                     int(D["n"]), ctx.code, ctx.alpha, lo, hi, plan.static_G,
                     plan.beta_rows, gl, gu, plan.eqtol, plan.cash, ctx.ann, ctx.rf,
                     estimator=_reference_estimator(ctx.estimators[info["estimator"]],
                                                    ctx.symbols),
-                    obj=ctx.objectives.index(info["objective"]), lam=ctx.lam)
+                    obj=ctx.objectives.index(info["objective"]), lam=ctx.lam,
+                    cap_bench=plan.cap_bench, cap=cap)
                 same &= bool(bi == D["candidate"][k] and nacc == D["n_accepted"][k])
                 if bi >= 0 and D["candidate"][k] >= 0:
                     worst = max(worst, abs(bsh - D["score"][k]) / max(abs(bsh), 1e-300),
@@ -219,15 +220,23 @@ class WalkForwardResult(MetricsResult):
 
 
 def _reference_estimator(est, symbols):
-    """The :mod:`cpu_ref.estimators` function of a parsed estimator (None: sample), for
-    :func:`cpu_ref.walkforward.reference_choice`; a user callable gets an unlabelled window.
+    """The :mod:`cpu_ref.estimators` function ``f(returns (n, A + B), A) -> (mu, cov)`` of a
+    parsed estimator (None: sample), for :func:`cpu_ref.walkforward.reference_choice`: EWMA
+    of every column; Ledoit-Wolf or a user callable (given an unlabelled window) for the
+    assets' block, sample covariances with the benchmarks.
     """
     from cpu_ref import estimators as ref
 
     if est.kind == "ewma":
-        return lambda r: ref.ewma_stats(r, est.halflife)
-    if est.kind == "ledoit_wolf":
-        return lambda r: (ref.sample_stats(r)[0], ref.ledoit_wolf_cov(r))
-    if est.kind == "callable":
-        return lambda r: est.func(pd.DataFrame(r, columns=symbols))
-    return None
+        return lambda r, A: ref.ewma_stats(r, est.halflife)
+
+    def block(r, A):
+        mu, cov = ref.sample_stats(r)
+        if est.kind == "ledoit_wolf":
+            cov[:A, :A] = ref.ledoit_wolf_cov(r[:, :A])
+        else:
+            m, c = est.func(pd.DataFrame(r[:, :A], columns=symbols))
+            mu[:A], cov[:A, :A] = m, c
+        return mu, cov
+
+    return None if est.kind == "sample" else block

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from cpu_ref.rng import GOLDEN, mix64_nb, sample_nb, seed_key_nb
-from gpusim.walkforward.search_cpu import plan_items, search_cpu_nb
+from gpusim.walkforward.search_cpu import BLOCK, search_cpu_nb
 from gpusim.walkforward.segments import Limits, Tasks, Windows, new_outputs, reduce_segments
 
 
@@ -52,12 +52,13 @@ def regenerate_nb(pseeds, idx, code, alpha, lo):
 
 
 def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo, hi, gl, gu,
-               eqtol, cash, ann, chk, t_obj=None, t_lam=None):
+               cap, eqtol, cash, ann, chk, t_obj=None, t_lam=None):
     """Run random-search tasks on the backend ``be`` and reduce them.
 
     Tasks are sorted by their date index ``t_d`` (into the bar array ``dates``); tasks of one
     date form a group sharing the period's stream. ``dev`` holds the window arrays ``F``,
-    ``tri``, ``mex``, ``gb``, ``G`` (in ``xp``); ``lo, hi, gl, gu`` are the host bounds indexed by
+    ``tri``, ``mex``, ``gb``, ``G``, ``CC``, ``cv`` (in ``xp``); ``lo, hi, gl, gu, cap`` (risk
+    caps, inf: none) are the host bounds indexed by
     ``t_cid``; ``t_obj`` (objective codes, default max_sharpe) and ``t_lam`` (risk aversions)
     per task. Returns the dict of :func:`~.segments.reduce_segments` ((n_tasks, n_seg) host
     arrays).
@@ -65,7 +66,9 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
     # contiguous int64 / float64 only: one compiled signature of the kernel
     t_sid, t_cid, t_n, t_d = (np.ascontiguousarray(v, dtype=np.int64) for v in (
         t_sid, t_cid, t_n, t_d))
-    lo, hi, gl, gu = (np.ascontiguousarray(v, dtype=np.float64) for v in (lo, hi, gl, gu))
+    lo, hi, gl, gu, cap = (np.ascontiguousarray(v, dtype=np.float64) for v in (lo, hi, gl, gu,
+                                                                               cap))
+    cap2 = np.ascontiguousarray(cap * cap)
     gd, first = np.unique(t_d, return_index=True)
     _, keys = period_keys_nb(np.uint64(seed), dates[gd])
     last = np.append(first[1:], len(t_d))
@@ -74,8 +77,8 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
     t_obj = np.zeros(nt, np.int64) if t_obj is None else np.ascontiguousarray(t_obj, np.int64)
     t_h = 0.5 * (np.zeros(nt) if t_lam is None else np.asarray(t_lam, dtype=np.float64))
     tasks = Tasks(t_sid, t_cid, t_n, t_obj, np.ascontiguousarray(t_h))
-    win = Windows(dev["F"], dev["tri"], dev["mex"], dev["gb"], dev["G"])
-    lim = Limits(lo, hi, gl, gu, eqtol, bool(cash))
+    win = Windows(dev["F"], dev["tri"], dev["mex"], dev["gb"], dev["G"], dev["CC"], dev["cv"])
+    lim = Limits(lo, hi, gl, gu, cap2, eqtol, bool(cash))
     if be.name == "gpu":
         from gpusim.walkforward.cuda import search_gpu
 
@@ -90,3 +93,24 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
         search_cpu_nb((ig, isp, c0, c1), groups, tasks, code, alpha, win, lim, float(ann), chk,
                       outs)
     return reduce_segments(*outs)
+
+
+def plan_items(grp_n, n_threads: int, min_per_item: int = 4 * BLOCK):
+    """Work items (group, split, c0, c1) covering candidates 0..grp_n[g]-1 of every group, split
+    so that there are at least ~4 items per thread; returns the arrays and the split count.
+    """
+    G = len(grp_n)
+    want = max(1, 4 * n_threads)
+    splits = max(1, min(-(-want // max(G, 1)), int(max(grp_n, default=1) // min_per_item) or 1))
+    ig, isp, c0, c1 = [], [], [], []
+    for g, n in enumerate(grp_n):
+        step = -(-int(n) // splits)
+        step = -(-step // BLOCK) * BLOCK
+        for s in range(splits):
+            lo, hi = s * step, min(int(n), (s + 1) * step)
+            if hi > lo:
+                ig.append(g)
+                isp.append(s)
+                c0.append(lo)
+                c1.append(hi)
+    return (*tuple(np.asarray(v, dtype=np.int64) for v in (ig, isp, c0, c1)), splits)

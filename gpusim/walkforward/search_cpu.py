@@ -293,6 +293,10 @@ def _score_task(W, nb, i0, win, sid, lim, cid, ann, chk, scratch, best, obj, h):
     else:
         _accept_block(W, lo, hi, G, gl, gu, eqtol, cash, RV, scl, acc)
     _lin_block(W, mex, r)
+    if lim.cap2.shape[1] > 0:
+        _capped(W, nb, win, sid, lim, cid, ann, scratch, obj, h)
+        _update_bests(nb, i0, chk, sc, acc, scl, best)
+        return
     _lin_block(W, gb, q)                     # q holds gb . w until the variances
     n_live = _mark_live(nb, i0, chk, ann, r, q, acc, best, sc, obj, h, scl)
     if obj == MAX_RETURN:                    # no variance needed
@@ -309,6 +313,29 @@ def _score_task(W, nb, i0, win, sid, lim, cid, ann, chk, scratch, best, obj, h):
             if sc[b] == 1.0:
                 sc[b] = score_nb(obj, h, r[b], ann * _variance_one(W, b, F, tri), scl[b])
     _update_bests(nb, i0, chk, sc, acc, scl, best)
+
+
+@njit(cache=True, error_model="numpy")
+def _capped(W, nb, win, sid, lim, cid, ann, scratch, obj, h):
+    """Risk caps (Volatility, TrackingError): every candidate's variance ``q``, then acceptance
+    ``ann ((q s) s - (2 s) (CC_k . w) + cv_k) <= cap_k²`` at its scale ``s`` (the float steps
+    of the GPU kernel) and its score (no pruning). ``r`` holds ``mex . w``.
+    """
+    y, q, r, _RV, scl, sc, acc = scratch
+    F, tri = win.F[sid], win.tri[sid]
+    _variance_block(W, F, tri, y, q)
+    for k in range(lim.cap2.shape[1]):
+        c2 = lim.cap2[cid, k]
+        if c2 < _INF:
+            _lin_block(W, win.CC[sid, k], sc)     # sc holds CC_k . w until the scores
+            cvk = win.cv[sid, k]
+            for b in range(nb):
+                s = scl[b]
+                te2 = ann * ((((q[b] * s) * s) + -((2.0 * s) * sc[b])) + cvk)
+                if te2 > c2:
+                    acc[b] = False
+    for b in range(nb):
+        sc[b] = score_nb(obj, h, r[b], ann * q[b], scl[b])
 
 
 @njit(cache=True, error_model="numpy")
@@ -403,7 +430,7 @@ def search_cpu_nb(items, groups, tasks, code, alpha, win, lim, ann, chk, out):
 
     Parameters
     ----------
-    items : tuple ``(grp, split, c0, c1)`` of (n_items,) int64 arrays (:func:`plan_items`):
+    items : tuple ``(grp, split, c0, c1)`` of (n_items,) int64 arrays (:func:`~.search.plan_items`):
         item ``it`` scores candidates ``c0[it] .. c1[it]-1`` of group ``grp[it]`` for every
         task of the group (candidates beyond a task's ``n`` excepted) and writes split
         ``split[it]`` of the outputs.
@@ -464,24 +491,3 @@ def search_cpu_nb(items, groups, tasks, code, alpha, win, lim, ann, chk, out):
                         out.as_[task, sp], out.ai[task, sp], out.nacc[task, sp])
                 _score_task(W, nt, i0, win, sid, lim, cid, ann, chk, scratch, best,
                             task_obj[task], task_h[task])
-
-
-def plan_items(grp_n, n_threads: int, min_per_item: int = 4 * BLOCK):
-    """Work items (group, split, c0, c1) covering candidates 0..grp_n[g]-1 of every group, split
-    so that there are at least ~4 items per thread; returns the arrays and the split count.
-    """
-    G = len(grp_n)
-    want = max(1, 4 * n_threads)
-    splits = max(1, min(-(-want // max(G, 1)), int(max(grp_n, default=1) // min_per_item) or 1))
-    ig, isp, c0, c1 = [], [], [], []
-    for g, n in enumerate(grp_n):
-        step = -(-int(n) // splits)
-        step = -(-step // BLOCK) * BLOCK
-        for s in range(splits):
-            lo, hi = s * step, min(int(n), (s + 1) * step)
-            if hi > lo:
-                ig.append(g)
-                isp.append(s)
-                c0.append(lo)
-                c1.append(hi)
-    return (*tuple(np.asarray(v, dtype=np.int64) for v in (ig, isp, c0, c1)), splits)

@@ -38,7 +38,9 @@ class Windows(NamedTuple):
     factor of the covariance (``w'Σw = |F w|²``), ``tri`` (S,) whether ``F[s]`` is upper
     triangular, ``mex`` (S, A) annual excess means ``ann mu - rf``, ``gb`` (S, A) variance
     bound vectors (:func:`gpusim.walkforward.stats.bound_vectors`), ``G`` (S, M, A) constraint
-    rows.
+    rows; ``CC`` (S, K, A) and ``cv`` (S, K): per cap, the assets' covariances with its
+    benchmark and the benchmark's variance (zero for a volatility cap), so that a cap's risk is
+    ``ann (w' cov w - 2 CC_k . w + cv_k)``.
     """
 
     F: Any
@@ -46,18 +48,22 @@ class Windows(NamedTuple):
     mex: Any
     gb: Any
     G: Any
+    CC: Any
+    cv: Any
 
 
 class Limits(NamedTuple):
     """Per bounds set ``c``: ``lo``, ``hi`` (C, A) weight bounds and ``gl``, ``gu`` (C, M) row
-    bounds (float64 arrays); ``eqtol`` (M,) tolerances of the equality rows; ``cash`` (bool)
-    whether weights may sum to less than 1 (:mod:`cpu_ref.walkforward`).
+    bounds and ``cap2`` (C, K) squared risk caps (inf: none) (float64 arrays); ``eqtol`` (M,)
+    tolerances of the equality rows; ``cash`` (bool) whether weights may sum to less than 1
+    (:mod:`cpu_ref.walkforward`).
     """
 
     lo: Any
     hi: Any
     gl: Any
     gu: Any
+    cap2: Any
     eqtol: Any
     cash: bool
 

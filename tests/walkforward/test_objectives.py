@@ -14,7 +14,7 @@ from gpusim.grid import Param
 from gpusim.walkforward.api import walkforward
 from gpusim.walkforward.constraints import Budget, WeightBounds
 
-TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
+TIGHT = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12}
 """PyPortfolioOpt's solve at the precision of gpusim's (Clarabel's defaults are 1e-8)."""
 OBJ = ["max_sharpe", "min_variance", "max_return", "max_utility"]
 

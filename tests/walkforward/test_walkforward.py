@@ -128,13 +128,15 @@ def test_cpu_search_invariant_to_work_splitting(mkt):
     _, keys = wsearch.period_keys_nb(np.uint64(1), t)
     res = []
     for threads in (0, 64):         # one split per date, then many
-        ig, isp, c0, c1, ns = wk.plan_items(tn, threads)
+        ig, isp, c0, c1, ns = wsearch.plan_items(tn, threads)
         outs = segments.new_outputs(2, ns, 3)
         wk.search_cpu_nb((ig, isp, c0, c1), (keys, np.array([0, 1]), np.array([1, 2])),
                          segments.Tasks(np.array([0, 1]), np.array([0, 1]), tn,
                                         np.zeros(2, np.int64), np.zeros(2)), 1, 1.0,
-                         segments.Windows(F, tri, mex, gb, G),
-                         segments.Limits(lo, hi, gl, gu, np.zeros(0), False), 252.0, chk, outs)
+                         segments.Windows(F, tri, mex, gb, G, np.zeros((2, 0, 4)),
+                                          np.zeros((2, 0))),
+                         segments.Limits(lo, hi, gl, gu, np.zeros((2, 0)), np.zeros(0), False),
+                         252.0, chk, outs)
         res.append((ns, segments.reduce_segments(*outs)))
     assert res[0][0] == 1 and res[1][0] > 1
     for k in res[0][1]:
