@@ -28,8 +28,9 @@ import functools
 from gpusim.backend import simulator_requested
 
 MAX_ASSETS = 256
-"""Assets per candidate in the search kernels (size of the per-thread ``cuda.local`` weight
-buffers, fixed at compile time); larger universes run on the CPU."""
+"""Assets per candidate in the walk-forward search kernel (size of its per-thread
+``cuda.local`` weight buffer, fixed at compile time); larger universes run on the CPU. The
+weight-search kernels (:mod:`gpusim.search.cuda`) have no such cap."""
 MAX_ROWS = 64
 """Linear constraint rows per candidate in the walk-forward search kernel (``cuda.local``)."""
 THREADS_PER_BLOCK = 128
