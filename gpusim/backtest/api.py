@@ -315,10 +315,17 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
         kernel(close[:2], a["W"], a["wid"], np.full_like(a["wnxt"], NEVER),
                np.ascontiguousarray(masks[:, :2]), a["mid"], B, a["bid"],
                np.full_like(bnxt, NEVER), a["fees"], init_cash, float(mkt.ann), rf)
+    if be.name == "gpu":   # prices, masks, bands and scratch on the device once per call
+        from gpusim.backtest.cuda import BacktestGpuRunner
+
+        resident = BacktestGpuRunner(close, masks, B, bnxt, init_cash, float(mkt.ann), rf,
+                                     min(cs, C))
     t0 = time.perf_counter()
 
     def chunk(start, stop):
         a = ctx.chunk_args(start, stop)
+        if be.name == "gpu":
+            return resident(a["W"], a["wid"], a["wnxt"], a["mid"], a["bid"], a["fees"])
         return kernel(close, a["W"], a["wid"], a["wnxt"], masks, a["mid"], B, a["bid"], bnxt,
                       a["fees"], init_cash, float(mkt.ann), rf)
 

@@ -90,3 +90,51 @@ def backtest_gpu_scalar(close, W, wid, masks, mid, thresholds, relative=False, f
     """
     return backtest_gpu(*scalar_inputs(close, W, wid, masks, mid, thresholds, relative, fees,
                                        init_cash, ann, rf), threads_per_block=threads_per_block)
+
+
+class BacktestGpuRunner:
+    """The GPU path of one :func:`gpusim.backtest` call, chunk after chunk.
+
+    Prices, rebalance masks and band rows are copied to the device once; the (A, C) scratch and
+    the (C, 11) output are allocated once for ``max_combinations`` and reused; each chunk sends
+    only its weight block and per-combination indices, and its metrics come back through a
+    pinned buffer. Each chunk's inputs are checked as by :func:`backtest_gpu`, whose results it
+    equals.
+    """
+
+    def __init__(self, close, masks, B, bnxt, init_cash, ann, rf, max_combinations, *,
+                 threads_per_block=None):
+        from gpusim._cuda.resident import ChunkOutput, to_device_all
+
+        self.host = (close, masks, B, bnxt)
+        self.acct = (float(init_cash), float(ann), float(rf))
+        self.tpb = block_size(threads_per_block)
+        self.rows = max(1, int(max_combinations))
+        self.dev = None
+        self._to_device_all, self._chunk_output = to_device_all, ChunkOutput
+
+    def _allocate(self, close, masks, B, bnxt):
+        self.dev = self._to_device_all((close, masks, B, bnxt))
+        A = close.shape[1]
+        self.scratch = (cuda.device_array((A, self.rows), dtype=np.float64),
+                        cuda.device_array((A, self.rows), dtype=np.float64),
+                        cuda.device_array((A, self.rows), dtype=np.int64))
+        self.out = self._chunk_output(self.rows, N_METRICS)
+
+    def __call__(self, W, wid, wnxt, mid, bid, fees) -> np.ndarray:
+        """(C, 11) host metrics of one chunk of C <= max_combinations combinations."""
+        close, masks, B, bnxt = self.host
+        (close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees, init_cash, ann,
+         rf) = prepare_inputs(close, W, wid, wnxt, masks, mid, B, bid, bnxt, fees, *self.acct)
+        C = wid.shape[0]
+        if C == 0:
+            return np.empty((0, N_METRICS))
+        if self.dev is None:     # the first chunk: the shared inputs, as checked, go over once
+            self._allocate(close, masks, B, bnxt)
+        d_close, d_masks, d_B, d_bnxt = self.dev
+        d_out = self.out.view(C)
+        per = [cuda.to_device(a) for a in (W, wid, wnxt, mid, bid, fees)]
+        backtest_cuda[grid_for(C, self.tpb), self.tpb](
+            d_close, per[0], per[1], per[2], d_masks, per[3], d_B, per[4], d_bnxt, per[5],
+            (init_cash, ann, rf), self.scratch, d_out)
+        return self.out.fetch(C)

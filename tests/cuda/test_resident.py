@@ -78,3 +78,34 @@ def test_dynopt_runner_checks_its_parameters():
         run([1], [1e6], [0.0], [0.0])
     with pytest.raises(ValueError, match="a chunk of 4 rows does not fit"):
         run([0] * 4, [1e6] * 4, [0.0] * 4, [0.0] * 4)
+
+
+def test_backtest_runner_resident_across_chunks(monkeypatch):
+    import gpusim
+    from gpusim import Param
+    from gpusim.backtest import cuda as bc
+
+    m = gpusim.synthetic_market(n_assets=3, n_bars=80, seed=6)
+    kw = dict(weights=gpusim.RandomWeights(5, seed=1), rebalance=Param(["never", "M"]),
+              threshold=Param([None, 0.03]), fees=0.002, init_cash=100, progress=False)
+    cpu = gpusim.backtest(m, backend="cpu", **kw)
+    made = []
+    real_init = bc.BacktestGpuRunner.__init__
+
+    def init(self, *a, **k):
+        made.append(a[-1])
+        real_init(self, *a, **k)
+
+    monkeypatch.setattr(bc.BacktestGpuRunner, "__init__", init)
+    runs, big = [], []
+    for cs in (None, 8, 3):          # 20 combinations: 1, 3 and 7 chunks
+        count = _CountTransfers(monkeypatch, min_size=80)   # prices and masks, not the weights
+        runs.append(gpusim.backtest(m, backend="gpu", chunk_size=cs, **kw))
+        big.append(count.big)
+    assert [r.summary["n_chunks"] for r in runs] == [1, 3, 7]
+    assert made == [20, 8, 3]
+    assert big == [2, 2, 2]           # close (T, A) and masks (M, T): once per call
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r.metrics.to_numpy(), runs[0].metrics.to_numpy())
+    np.testing.assert_allclose(runs[0].metrics.to_numpy(), cpu.metrics.to_numpy(), rtol=1e-10,
+                               atol=1e-12)
