@@ -36,6 +36,13 @@ the previous positions, instruments outside the optimisation (``c_i = 0``) are t
 the traded contracts pay ``cost`` each. Returns are (P&L - costs) / capital (fixed capital, no
 compounding).
 
+No-trade rule (``no_trade_rule=True``, pysystemtrade's ``optimise_positions``): on a rebalance
+day yesterday's positions are kept unchanged (instruments outside the optimisation still closed)
+when the TE of the previous weights against the *unrounded optimum* w* is strictly below the
+buffer B (then the greedy does not run), or when the greedy result is all zeros. Those days
+record no adjustment factor. The static comparison (classic position buffer) is in
+:mod:`cpu_ref.dynopt_static`.
+
 Public API
 ----------
 METRICS                  names of the metric columns, in order; Metric their indices
@@ -179,7 +186,7 @@ def buffer_1d_nb(n_prev, n_greedy, c, cov, buffer):
 
 @njit(cache=True)
 def dynopt_1d_nb(dprice, notional, cost, k, w_star, covs, cov_id, mask, capital, shadow_cost,
-                 buffer, ann):
+                 buffer, ann, no_trade_rule=False):
     """Simulate one combination (capital, shadow cost, buffer, rebalance mask).
 
     Parameters
@@ -194,6 +201,7 @@ def dynopt_1d_nb(dprice, notional, cost, k, w_star, covs, cov_id, mask, capital,
     covs : (P, N, N) annualised covariances; cov_id : (T,) int64, day t uses ``covs[cov_id[t]]``.
     mask : (T,) bool, True on rebalance days.
     capital, shadow_cost, buffer, ann : float.
+    no_trade_rule : bool, pysystemtrade's early exit (module docstring).
 
     Returns
     -------
@@ -226,10 +234,17 @@ def dynopt_1d_nb(dprice, notional, cost, k, w_star, covs, cov_id, mask, capital,
         day_cost = 0.0
         if mask[t]:
             w0 = n * c
-            greedy = greedy_1d_nb(c, w_star[t], w0, k[t], cov, shadow_cost)
-            n_new, a, te_prior = buffer_1d_nb(n, greedy, c, cov, buffer)
-            if te_prior > 0.0:
-                alpha[t] = a
+            keep = no_trade_rule and tracking_error_1d_nb(w0, w_star[t], cov) < buffer
+            greedy = n
+            if not keep:
+                greedy = greedy_1d_nb(c, w_star[t], w0, k[t], cov, shadow_cost)
+                keep = no_trade_rule and np.all(greedy == 0.0)
+            if keep:
+                n_new = n.copy()
+            else:
+                n_new, a, te_prior = buffer_1d_nb(n, greedy, c, cov, buffer)
+                if te_prior > 0.0:
+                    alpha[t] = a
             for i in range(N):
                 if not c[i] > 0.0:
                     n_new[i] = 0.0  # outside the optimisation: close
@@ -280,7 +295,7 @@ def _nanmean(x):
 
 @njit(parallel=True, cache=True)
 def dynopt_nb(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capitals,
-              shadow_costs, buffers, ann):
+              shadow_costs, buffers, ann, no_trade_rule=False):
     """Metrics of C combinations (prange over combinations): combination j uses
     ``masks[mid[j]]``, ``capitals[j]``, ``shadow_costs[j]`` and ``buffers[j]``; other arguments
     as :func:`dynopt_1d_nb`. Returns (C, len(METRICS)) float64.
@@ -290,7 +305,7 @@ def dynopt_nb(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capit
     for j in prange(C):
         m, _, _, _, _ = dynopt_1d_nb(dprice, notional, cost, k, w_star, covs, cov_id,
                                      masks[mid[j]], capitals[j], shadow_costs[j], buffers[j],
-                                     ann)
+                                     ann, no_trade_rule)
         out[j] = m
     return out
 

@@ -197,9 +197,10 @@ def main() -> int:
             m, m, i8[::1], i8[::1], b1[:, ::1], i8[::1], m, i8[::1], i8[::1], v, acct, scratch3,
             m), None
         inputs = t.NamedTuple((m, m, m, m, m, f8[:, :, ::1], i8[::1]), dynopt_steps.Inputs)
-        scratch = t.NamedUniTuple(m, 6, dynopt_steps.Scratch)
+        scratch = t.NamedUniTuple(m, 7, dynopt_steps.Scratch)
         yield "dynopt_cuda", dynopt_cuda.dynopt_cuda.py_func, (
-            inputs, b1[:, ::1], i8[::1], v, v, v, f8, i8, scratch, m, f8[:, :, ::1], b1), None
+            inputs, b1[:, ::1], i8[::1], v, v, v, f8, i8, scratch, m, f8[:, :, ::1], b1, b1,
+            f8), None
         from gpusim.walkforward import cuda as walkforward_cuda
 
         for name, blob in walkforward_signatures().items():

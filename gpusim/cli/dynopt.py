@@ -3,6 +3,7 @@
     gpusim dynopt                                   # pysystemtrade data, last 10 years, 36 combos
     gpusim dynopt --instruments SP500_micro,US10,GOLD_micro --capital 5e4,1e5 --buffer 0.0125
     gpusim dynopt --synthetic 8:1260:0 --out runs/dynopt --positions
+    gpusim dynopt --capital 1e7 --buffer 0.03 --no-trade-rule --static   # vs pysystemtrade/static
 
 Runs on its own as ``python -m gpusim.cli.dynopt``; wiring and exit codes:
 :class:`gpusim.cli.common.Command`.
@@ -82,6 +83,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="returns needed for a risk estimate (default: 20)")
     p.add_argument("--shrinkage", type=float, default=0.5,
                    help="shrink correlations toward zero by this factor (default: 0.5)")
+    p.add_argument("--no-trade-rule", action="store_true",
+                   help="pysystemtrade's early exit: keep yesterday's positions when their TE "
+                        "to the unrounded optimum is below the buffer (or the greedy answer is "
+                        "all zeros)")
+    p.add_argument("--static", nargs="?", const=0.1, type=float, default=None, metavar="BAND",
+                   help="also report static positions (optimal positions with Carver's "
+                        "position buffer of +-BAND x |optimal|, default 0.1) as static_* "
+                        "columns")
     p.add_argument("--backend", default="auto", help="auto | cpu | gpu (default: auto)")
     p.add_argument("--chunk-size", type=int, default=None,
                    help="combinations per kernel launch (default: planned)")
@@ -148,10 +157,11 @@ def load_data(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gpusim.dynopt.api import METRICS, dynopt
+    from gpusim.dynopt.api import METRICS, STATIC_METRICS, dynopt
     from gpusim.results import flat_table
 
-    check_ranking(args.sort_by, args.top_k, METRICS)
+    check_ranking(args.sort_by, args.top_k,
+                  METRICS + (STATIC_METRICS if args.static is not None else ()))
     check_output_paths(args.out)
     capital = as_axis(parse_values(args.capital, "--capital"), "capital")
     shadow = as_axis(parse_values(args.shadow_cost, "--shadow-cost"), "shadow_cost")
@@ -168,7 +178,10 @@ def _run(args: argparse.Namespace) -> int:
     res = dynopt(data, risk_target=args.risk_target, idm=args.idm, capital=capital,
                  shadow_cost=shadow, buffer=buffer, rebalance=rebalance,
                  cov_every=cov_every[0], lookback=args.lookback, min_periods=args.min_periods,
-                 shrinkage=args.shrinkage, backend=args.backend, chunk_size=args.chunk_size,
+                 shrinkage=args.shrinkage, no_trade_rule=args.no_trade_rule,
+                 compare_static=args.static is not None,
+                 static_buffer=0.1 if args.static is None else args.static,
+                 backend=args.backend, chunk_size=args.chunk_size,
                  progress=not args.no_progress)
     res.summary["data"] = getattr(args, "data_source", None)   # what to reload to reproduce it
     out = None

@@ -61,13 +61,14 @@ from gpusim.backend import resolve_backend
 from gpusim.chunks import run_chunks
 from gpusim.compiling import compile_notice
 from gpusim.dynopt.inputs import DynoptInputs, prepare
-from gpusim.dynopt.result import LOWER_IS_BETTER, METRICS, DynoptResult
+from gpusim.dynopt.result import LOWER_IS_BETTER, METRICS, STATIC_METRICS, DynoptResult
 from gpusim.errors import GpusimError
 from gpusim.grid import Grid, Param, build_grid
 from gpusim.specs import rebalance_mask
 from gpusim.validate import check_chunk_size, positive
 
-__all__ = ["LOWER_IS_BETTER", "METRICS", "DynoptInputs", "DynoptResult", "dynopt", "prepare"]
+__all__ = ["LOWER_IS_BETTER", "METRICS", "STATIC_METRICS", "DynoptInputs", "DynoptResult",
+           "dynopt", "prepare"]
 
 CPU_CHUNK_CAP = 4096
 GPU_CHUNK_CAP = 2 ** 17
@@ -90,7 +91,8 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
            capital: Any = 1e6, shadow_cost: Any = 10.0, buffer: Any = 0.0125,
            rebalance: Any = "D", cov_every: Any = "W", lookback: int = 250,
            min_periods: int = 20, shrinkage: float = 0.5, notional_prices=None,
-           ann: float | None = None, backend: str = "auto", chunk_size: int | None = None,
+           ann: float | None = None, no_trade_rule: bool = False, compare_static: bool = False,
+           static_buffer: float = 0.1, backend: str = "auto", chunk_size: int | None = None,
            progress: bool = True) -> DynoptResult:
     """Greedy integer-position dynamic optimisation over a grid of parameters.
 
@@ -119,6 +121,15 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
         shrinkage of correlations toward zero (R_ij = (1 - shrinkage) rho_ij).
     notional_prices : optional (T, N) prices for the contract values (default ``prices``).
     ann : days per year (default: inferred from the dates, 252 for business days).
+    no_trade_rule : pysystemtrade's early exit (DESIGN §8): on a rebalance day keep yesterday's
+        positions when their TE against the unrounded optimum is below the buffer, or when the
+        greedy answer is all zeros (see :mod:`cpu_ref.dynopt`). Default: the plain steps.
+    compare_static : also simulate the *static* positions (optimal positions rounded with
+        Carver's classic position buffer, :mod:`cpu_ref.dynopt_static`) on the same rebalance
+        days and report their metrics side by side, columns ``static_*``
+        (:data:`~gpusim.dynopt.result.STATIC_METRICS`).
+    static_buffer : half-width of the static buffer as a fraction of |optimal position|
+        (Carver's 10% of the average position; >= 0).
     backend : ``"auto"``, ``"cpu"`` or ``"gpu"``.
     chunk_size : combinations per kernel launch (default: planned).
     progress : tqdm bar over combinations (only when stderr is a TTY).
@@ -126,7 +137,8 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
     Returns
     -------
     DynoptResult
-        ``metrics`` (host DataFrame, one row per combination, columns :data:`METRICS`);
+        ``metrics`` (host DataFrame, one row per combination, columns :data:`METRICS`, then
+        ``static_*`` with ``compare_static``);
         ``positions(...)``; ``daily(...)``; ``save(...)``. Ctrl-C stops after the current chunk
         and returns the finished rows with ``partial=True``.
     """
@@ -154,11 +166,17 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
         lab, m = reb_rule(rebalance)
         reb_entry, masks = lab, np.ascontiguousarray(m.reshape(1, T))
     check_chunk_size(chunk_size)
+    if not isinstance(no_trade_rule, (bool, np.bool_)):
+        raise GpusimError(f"no_trade_rule={no_trade_rule!r} must be True or False")
+    if not isinstance(compare_static, (bool, np.bool_)):
+        raise GpusimError(f"compare_static={compare_static!r} must be True or False")
+    band = positive(static_buffer, "static_buffer", allow_zero=True) if compare_static else None
+    columns = list(METRICS) + (list(STATIC_METRICS) if compare_static else [])
 
     entries = {"capital": cap_e, "shadow_cost": sh_e, "buffer": bu_e, "rebalance": reb_entry}
     grid = build_grid(entries)
     axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
-    ctx = _Context(inp, grid, axis_of, masks, caps, shs, bus)
+    ctx = _Context(inp, grid, axis_of, masks, caps, shs, bus, bool(no_trade_rule), band)
     be = resolve_backend(backend)
     if be.name == "gpu":
         from gpusim.dynopt.cuda import dynopt_gpu as kernel
@@ -167,18 +185,20 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
     C = grid.size
     cap = GPU_CHUNK_CAP if be.name == "gpu" else CPU_CHUNK_CAP
     cs = int(chunk_size) if chunk_size else max(1, min(C, cap, (2 ** 28) // (48 * N + 64)))
-    out = np.empty((C, len(METRICS)))
+    out = np.empty((C, len(columns)))
+    opts = {"no_trade_rule": bool(no_trade_rule), "static_band": band}
     tc = time.perf_counter()   # compile / load the kernel on a 2-day slice, outside the timing
     a = ctx.chunk_args(0, 1)
     with compile_notice("the dynopt kernel", 10 if be.name == "cpu" else None,
                         enabled=bool(progress)):
         kernel(*(x[:2] for x in inp.kernel_args()[:5]), inp.covs, inp.cov_id[:2],
-               masks[:, :2], a["mid"], a["capitals"], a["shadow_costs"], a["buffers"], inp.ann)
+               masks[:, :2], a["mid"], a["capitals"], a["shadow_costs"], a["buffers"], inp.ann,
+               **opts)
     resident = None
     if be.name == "gpu":   # inputs and scratch on the device once, for every chunk
         from gpusim.dynopt.cuda import DynoptGpuRunner
 
-        resident = DynoptGpuRunner(*inp.kernel_args(), masks, inp.ann, min(cs, C))
+        resident = DynoptGpuRunner(*inp.kernel_args(), masks, inp.ann, min(cs, C), **opts)
     t0 = time.perf_counter()
 
     def chunk(start, stop):
@@ -186,14 +206,14 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
         if resident is not None:
             return resident(a["mid"], a["capitals"], a["shadow_costs"], a["buffers"])
         return kernel(*inp.kernel_args(), masks, a["mid"], a["capitals"], a["shadow_costs"],
-                      a["buffers"], inp.ann)
+                      a["buffers"], inp.ann, **opts)
 
     r = run_chunks(out, cs, chunk, desc=f"dynopt [{be.label}]", progress=progress)
     done, partial, n_chunks, elapsed = r.done, r.partial, r.n_chunks, r.elapsed_s
 
     from gpusim.results import jsonable, versions
 
-    metrics = pd.DataFrame(out[:done], index=grid.index_block(0, done), columns=list(METRICS))
+    metrics = pd.DataFrame(out[:done], index=grid.index_block(0, done), columns=columns)
     risk = inp.optimal_risk()
     summary = {
         "command": "dynopt", "backend": be.label, "n_combinations": C, "n_done": done,
@@ -203,6 +223,8 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
         "fixed": {k: jsonable(v) for k, v in grid.fixed.items()},
         **{k: jsonable(v) for k, v in inp.info.items()},
         "avg_optimal_risk": float(np.nanmean(risk)) if np.isfinite(risk).any() else None,
+        "no_trade_rule": bool(no_trade_rule), "compare_static": bool(compare_static),
+        "static_buffer": band,
         "chunk_size": cs, "n_chunks": n_chunks, "compile_s": round(t0 - tc, 6),
         "elapsed_s": round(elapsed, 6),
         "combination_days_per_s": float(done * T / elapsed) if elapsed > 0 else None,
@@ -220,6 +242,8 @@ class _Context:
     capitals: np.ndarray
     shadow_costs: np.ndarray
     buffers: np.ndarray
+    no_trade_rule: bool = False
+    static_band: float | None = None
 
     def chunk_args(self, start: int, stop: int) -> dict:
         codes = self.grid.codes(start, stop)

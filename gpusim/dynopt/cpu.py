@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from cpu_ref.dynopt import MAX_STEPS  # the greedy safeguard is the contract's
-from gpusim.dynopt.steps import N_METRICS, Inputs, prepare_inputs, simulate_one_nb
+from gpusim.dynopt.steps import NO_STATIC, Inputs, n_columns, prepare_inputs, simulate_one_nb
 
 # --------------------------------------------------------------------------------------------
 # CPU population kernel
@@ -19,7 +19,7 @@ from gpusim.dynopt.steps import N_METRICS, Inputs, prepare_inputs, simulate_one_
 
 @njit(parallel=True, nogil=True, cache=True)
 def dynopt_cpu_nb(inp, masks, mid, capitals, shadow_costs, buffers, ann, max_steps, order,
-                  rec, record):
+                  rec, record, no_trade, band, width):
     """Metrics of C combinations, parallel over combinations (numba prange).
 
     Parameters
@@ -32,14 +32,17 @@ def dynopt_cpu_nb(inp, masks, mid, capitals, shadow_costs, buffers, ann, max_ste
     order : (C,) int64 permutation: the order in which the prange hands out combinations
         (interleave expensive and cheap ones for load balance); results do not depend on it.
     rec : (T, N, C) float64 when ``record`` (contracts held per day), else any (1, 1, 1) array.
+    no_trade : bool, pysystemtrade's no-trade rule; band : float, half-width of the static
+        comparison's position buffer (< 0: no static comparison); width : columns of the output
+        (:func:`gpusim.dynopt.steps.n_columns`).
 
     Returns
     -------
-    (C, len(METRICS)) float64 host array.
+    (C, width) float64 host array: METRICS (then STATIC_METRICS).
     """
     N = inp.dprice.shape[1]
     C = mid.shape[0]
-    out = np.empty((C, N_METRICS))
+    out = np.empty((C, width))
     for jj in prange(C):
         j = order[jj]
         n = np.empty((N, 1))
@@ -48,8 +51,10 @@ def dynopt_cpu_nb(inp, masks, mid, capitals, shadow_costs, buffers, ann, max_ste
         w0 = np.empty((N, 1))
         g = np.empty((N, 1))
         d = np.empty((N, 1))
-        simulate_one_nb(inp, masks, mid[j], (capitals[j], shadow_costs[j], buffers[j]), ann,
-                        max_steps, (n, ng, c, w0, g, d), 0, out, j, rec, record)
+        ns = np.empty((N, 1))
+        simulate_one_nb(inp, masks, mid[j],
+                        (capitals[j], shadow_costs[j], buffers[j], no_trade, band), ann,
+                        max_steps, (n, ng, c, w0, g, d, ns), 0, out, j, rec, record)
     return out
 
 
@@ -65,19 +70,22 @@ _DUMMY_REC = np.zeros((1, 1, 1))
 
 
 def dynopt_cpu(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capitals,
-               shadow_costs, buffers, ann, *, record=False, max_steps=MAX_STEPS):
+               shadow_costs, buffers, ann, *, record=False, max_steps=MAX_STEPS,
+               no_trade_rule=False, static_band=None):
     """Checked entry point of :func:`dynopt_cpu_nb`.
 
-    Returns the (C, len(METRICS)) metrics, and with ``record=True`` also the (C, T, N)
-    contracts held after each day's trades (host arrays).
+    Returns the (C, width) metrics (METRICS, then STATIC_METRICS when ``static_band`` is a
+    number), and with ``record=True`` also the (C, T, N) contracts held after each day's trades
+    (host arrays).
     """
+    band = NO_STATIC if static_band is None else float(static_band)
     a = prepare_inputs(dprice, notional, cost, k, w_star, covs, cov_id, masks, mid, capitals,
                        shadow_costs, buffers, ann)
     T, N = a[0].shape
     C = a[8].shape[0]
     rec = np.zeros((T, N, C)) if record else _DUMMY_REC
     out = dynopt_cpu_nb(Inputs(*a[:7]), *a[7:], int(max_steps), interleave(C), rec,
-                        bool(record))
+                        bool(record), bool(no_trade_rule), band, n_columns(band))
     if record:
         return out, np.ascontiguousarray(rec.transpose(2, 0, 1))
     return out

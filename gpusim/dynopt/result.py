@@ -13,13 +13,21 @@ from gpusim.errors import GpusimError
 from gpusim.results import MetricsResult
 from gpusim.validate import positive
 
-__all__ = ["LOWER_IS_BETTER", "METRICS", "DynoptResult"]
+__all__ = ["LOWER_IS_BETTER", "METRICS", "STATIC_METRICS", "DynoptResult"]
 
 METRICS = ("mean_return", "volatility", "sharpe", "contracts_per_year",
            "avg_tracking_error", "avg_adjustment_factor", "costs", "annual_cost")
 """Metric columns (the order of :data:`cpu_ref.dynopt.METRICS`; read its docstring)."""
+STATIC_METRICS = ("static_mean_return", "static_volatility", "static_sharpe",
+                  "static_contracts_per_year", "static_avg_tracking_error", "static_costs",
+                  "static_annual_cost")
+"""Columns of the static comparison (``compare_static=True``; the order of
+:data:`cpu_ref.dynopt_static.STATIC_METRICS`): the metrics of the optimal positions rounded with
+Carver's classic position buffer, on the same days, capital and costs."""
 LOWER_IS_BETTER = frozenset({"volatility", "contracts_per_year", "avg_tracking_error",
-                             "costs", "annual_cost"})
+                             "costs", "annual_cost", "static_volatility",
+                             "static_contracts_per_year", "static_avg_tracking_error",
+                             "static_costs", "static_annual_cost"})
 
 
 class DynoptResult(MetricsResult):
@@ -28,7 +36,8 @@ class DynoptResult(MetricsResult):
     Attributes
     ----------
     metrics : DataFrame, one row per combination (levels ``capital``, ``shadow_cost``,
-        ``buffer`` and ``rebalance`` when swept), columns :data:`METRICS`. Host memory.
+        ``buffer`` and ``rebalance`` when swept), columns :data:`METRICS` (then
+        :data:`STATIC_METRICS` with ``compare_static=True``). Host memory.
     summary : dict (backend, sizes, dates, settings, avg_optimal_risk, timing, versions).
     partial : True when the run was interrupted (only the finished rows are in ``metrics``).
 
@@ -38,8 +47,18 @@ class DynoptResult(MetricsResult):
     (:data:`LOWER_IS_BETTER`), the largest first otherwise.
     """
 
-    metric_names = METRICS
+    metric_names = METRICS + STATIC_METRICS  # the static ones only when compare_static=True
     lower_is_better = LOWER_IS_BETTER
+
+    def best(self, metric: str = "sharpe", k: int = 10, ascending: bool | None = None
+             ) -> pd.DataFrame:
+        """As :meth:`gpusim.results.MetricsResult.best`; the ``static_*`` metrics need
+        ``compare_static=True``.
+        """
+        if metric in STATIC_METRICS and metric not in self.metrics.columns:
+            raise GpusimError(f"metric={metric!r} needs dynopt(..., compare_static=True) "
+                              "(CLI: --static)")
+        return super().best(metric, k, ascending)
 
     def _repr_parts(self) -> list[str]:
         s = self.summary
@@ -65,8 +84,30 @@ class DynoptResult(MetricsResult):
         a = ctx.chunk_args(flat, flat + 1)
         inp = ctx.inputs
         res = dynopt_1d_nb(*inp.kernel_args(), ctx.masks[a["mid"][0]], float(a["capitals"][0]),
-                           float(a["shadow_costs"][0]), float(a["buffers"][0]), inp.ann)
+                           float(a["shadow_costs"][0]), float(a["buffers"][0]), inp.ann,
+                           bool(ctx.no_trade_rule))
         return flat, res
+
+    def static_positions(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
+        """Contracts of the static comparison (optimal positions with Carver's classic position
+        buffer, ``cpu_ref.dynopt_static.static_1d_nb``) after each day's trades, dates x
+        instruments, for the capital and rebalance days of one combination (picked as in
+        :meth:`positions`). Needs ``compare_static=True``.
+        """
+        from cpu_ref.dynopt_static import static_1d_nb
+
+        ctx = self._ctx
+        if ctx.static_band is None:
+            raise GpusimError("static positions need dynopt(..., compare_static=True) "
+                              "(CLI: --static)")
+        flat = self._locate(key, level_values)
+        a = ctx.chunk_args(flat, flat + 1)
+        dprice, notional, cost, _, w_star, covs, cov_id = ctx.inputs.kernel_args()
+        _, pos, _, _ = static_1d_nb(dprice, notional, cost, w_star, covs, cov_id,
+                                    ctx.masks[a["mid"][0]], float(a["capitals"][0]),
+                                    float(ctx.static_band), ctx.inputs.ann)
+        return pd.DataFrame(pos.astype(np.int64), index=ctx.inputs.index,
+                            columns=ctx.inputs.symbols)
 
     def positions(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
         """Contracts held after each day's trades (dates x instruments, int64) for one

@@ -18,9 +18,12 @@ tests); metrics agree to ~1e-12 relative (online Welford mean/variance here, two
 The step bodies are plain Python over scalars and 2-D scratch arrays indexed ``[instrument,
 col]``; :func:`compile_bodies` compiles them with ``numba.njit`` here (the ``*_nb`` names) and
 with ``numba.cuda.jit(device=True)`` in :mod:`gpusim.dynopt.cuda`, where
-:func:`simulate_one` is the whole work of one GPU thread. Scratch: six (N, ncols) arrays
+:func:`simulate_one` is the whole work of one GPU thread. Scratch: seven (N, ncols) arrays
 ``n`` (held contracts), ``ng`` (greedy contracts), ``c`` (weight per contract), ``w0`` (previous
-weights), ``g`` (Σ (w - w*)) and ``d`` (a gap vector); a combination uses column ``col``. The CPU
+weights), ``g`` (Σ (w - w*)), ``d`` (a gap vector) and ``ns`` (static positions); a combination
+uses column ``col``. Options: pysystemtrade's no-trade rule (``no_trade``) and the static
+comparison (positions of Carver's classic buffer, ``band >= 0``) as in :mod:`cpu_ref.dynopt`
+and :mod:`cpu_ref.dynopt_static`. The CPU
 path allocates (N, 1) arrays per combination; the GPU path one (N, C) set in global memory
 (thread j uses column j: coalesced, and no compile-time cap on the number of instruments).
 
@@ -41,10 +44,18 @@ import numpy as np
 from numba import njit
 
 from cpu_ref.dynopt import METRICS, Metric  # the reference owns the names and their order
+from cpu_ref.dynopt_static import N_STATIC
 from cpu_ref.jitting import compile_bodies as _compile_bodies
 
 N_METRICS = len(METRICS)
 _NAN = float("nan")
+NO_STATIC = -1.0
+"""``band`` value of a run without the static comparison."""
+
+
+def n_columns(band: float) -> int:
+    """Width of the metrics output: METRICS, then STATIC_METRICS when ``band >= 0``."""
+    return N_METRICS + (N_STATIC if band >= 0 else 0)
 
 
 class Inputs(NamedTuple):
@@ -65,7 +76,7 @@ class Inputs(NamedTuple):
 class Scratch(NamedTuple):
     """Per-combination state, (N, ncols) float64 arrays of which a combination uses column
     ``col``: held contracts ``n``, greedy contracts ``ng``, weight per contract ``c``, previous
-    weights ``w0``, ``g = Σ (w - w*)`` and a gap vector ``d``.
+    weights ``w0``, ``g = Σ (w - w*)``, a gap vector ``d`` and the static positions ``ns``.
     """
 
     n: Any
@@ -74,6 +85,7 @@ class Scratch(NamedTuple):
     w0: Any
     g: Any
     d: Any
+    ns: Any
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,21 +175,80 @@ def greedy(covs, p, w_star, k, t, c, w0, ng, g, col, N, shadow_cost, max_steps):
     return steps
 
 
+def buffered_position(held, x, band):
+    """Carver's position buffer (:func:`cpu_ref.dynopt_static.buffered_position_1d_nb`)."""
+    top = round_half_even(x + band * abs(x))
+    bot = round_half_even(x - band * abs(x))
+    if held > top:
+        return top
+    if held < bot:
+        return bot
+    return held
+
+
+def static_day(dprice, notional, cost, w_star, t, rebalance, capital, band, ns, col, N):
+    """One day of the static positions ``ns[:, col]``: returns (P&L of yesterday's positions,
+    contracts traded, cost of the trades).
+    """
+    pnl = 0.0
+    if t > 0:
+        for i in range(N):
+            pnl += ns[i, col] * dprice[t, i]
+    traded = 0.0
+    day_cost = 0.0
+    if rebalance:
+        for i in range(N):
+            x = 0.0
+            if notional[t, i] > 0.0:
+                x = w_star[t, i] * capital / notional[t, i]
+            new = buffered_position(ns[i, col], x, band)
+            q = abs(new - ns[i, col])
+            traded += q
+            day_cost += q * cost[t, i]
+            ns[i, col] = new
+    return pnl, traded, day_cost
+
+
+def write_metrics(out, row, base, mean, m2, T, ann, turnover, te_sum, te_cnt, costs_paid,
+                  capital, with_alpha, a_sum, a_cnt):
+    """Metrics from the online sums into ``out[row, base:]`` (order of ``METRICS``; without
+    ``avg_adjustment_factor`` when not ``with_alpha``, the order of ``STATIC_METRICS``).
+    """
+    std = math.sqrt(m2 / (T - 1)) if T > 1 else _NAN
+    sq = math.sqrt(ann)
+    out[row, base + Metric.mean_return] = mean * ann
+    out[row, base + Metric.volatility] = std * sq
+    out[row, base + Metric.sharpe] = mean / std * sq if std > 0.0 else _NAN
+    out[row, base + Metric.contracts_per_year] = turnover * ann / T
+    out[row, base + Metric.avg_tracking_error] = te_sum / te_cnt if te_cnt > 0 else _NAN
+    shift = 0
+    if with_alpha:
+        out[row, base + Metric.avg_adjustment_factor] = a_sum / a_cnt if a_cnt > 0 else _NAN
+    else:
+        shift = 1
+    out[row, base + Metric.costs - shift] = costs_paid / capital
+    out[row, base + Metric.annual_cost - shift] = costs_paid / capital * ann / T
+
+
 def simulate_one(inp, masks, mi, params, ann, max_steps, scratch, col, out, row, rec, record):
-    """Simulate one combination; write its metrics (order of ``METRICS``) to ``out[row]`` and,
-    when ``record``, the contracts held after each day's trades to ``rec[:, :, row]``.
+    """Simulate one combination; write its metrics (order of ``METRICS``, then
+    ``STATIC_METRICS`` when the static comparison is on) to ``out[row]`` and, when ``record``,
+    the contracts held after each day's trades to ``rec[:, :, row]``.
 
     ``inp`` :class:`Inputs`; ``masks[mi]`` (T,) rebalance days; ``params = (capital,
-    shadow_cost, buffer)``; ``max_steps`` greedy safeguard; ``scratch`` :class:`Scratch` (or the
-    same tuple), column ``col``.
+    shadow_cost, buffer, no_trade_rule, band)`` with ``band < 0`` for no static comparison;
+    ``max_steps`` greedy safeguard; ``scratch`` :class:`Scratch` (or the same tuple), column
+    ``col``.
     """
     dprice, notional, cost, k, w_star, covs, cov_id = inp
-    capital, shadow_cost, buffer = params
-    n, ng, c, w0, g, d = scratch
+    capital, shadow_cost, buffer, no_trade, band = params
+    n, ng, c, w0, g, d, ns = scratch
+    static = band >= 0.0
     T = dprice.shape[0]
     N = dprice.shape[1]
     for i in range(N):
         n[i, col] = 0.0
+        ns[i, col] = 0.0
     mean = 0.0
     m2 = 0.0
     turnover = 0.0
@@ -186,6 +257,11 @@ def simulate_one(inp, masks, mi, params, ann, max_steps, scratch, col, out, row,
     te_cnt = 0
     a_sum = 0.0
     a_cnt = 0
+    s_mean = 0.0
+    s_m2 = 0.0
+    s_turnover = 0.0
+    s_costs = 0.0
+    s_te_sum = 0.0
     for t in range(T):
         p = cov_id[t]
         pnl = 0.0
@@ -204,15 +280,30 @@ def simulate_one(inp, masks, mi, params, ann, max_steps, scratch, col, out, row,
         if masks[mi, t]:
             for i in range(N):
                 w0[i, col] = n[i, col] * c[i, col]
-            greedy(covs, p, w_star, k, t, c, w0, ng, g, col, N, shadow_cost, max_steps)
-            for i in range(N):
-                d[i, col] = w0[i, col] - ng[i, col] * c[i, col]
-            te_prior = math.sqrt(max(quad_form(covs, p, d, col, N), 0.0))
+            keep = False
+            if no_trade:  # pysystemtrade: TE(previous vs unrounded optimum) < B: no trade
+                for i in range(N):
+                    d[i, col] = w0[i, col] - w_star[t, i]
+                keep = math.sqrt(max(quad_form(covs, p, d, col, N), 0.0)) < buffer
+            if not keep:
+                greedy(covs, p, w_star, k, t, c, w0, ng, g, col, N, shadow_cost, max_steps)
+                if no_trade:  # ... and an all-zero greedy answer keeps the previous positions
+                    keep = True
+                    for i in range(N):
+                        if ng[i, col] != 0.0:
+                            keep = False
             alpha = 0.0
-            if te_prior > 0.0:
-                alpha = max((te_prior - buffer) / te_prior, 0.0)
-                a_sum += alpha
-                a_cnt += 1
+            if keep:
+                for i in range(N):
+                    ng[i, col] = n[i, col]
+            else:
+                for i in range(N):
+                    d[i, col] = w0[i, col] - ng[i, col] * c[i, col]
+                te_prior = math.sqrt(max(quad_form(covs, p, d, col, N), 0.0))
+                if te_prior > 0.0:
+                    alpha = max((te_prior - buffer) / te_prior, 0.0)
+                    a_sum += alpha
+                    a_cnt += 1
             for i in range(N):
                 old = n[i, col]
                 new = 0.0
@@ -235,19 +326,28 @@ def simulate_one(inp, masks, mi, params, ann, max_steps, scratch, col, out, row,
         delta = r - mean
         mean += delta / (t + 1)
         m2 += delta * (r - mean)
-    std = math.sqrt(m2 / (T - 1)) if T > 1 else _NAN
-    sq = math.sqrt(ann)
-    out[row, Metric.mean_return] = mean * ann
-    out[row, Metric.volatility] = std * sq
-    out[row, Metric.sharpe] = mean / std * sq if std > 0.0 else _NAN
-    out[row, Metric.contracts_per_year] = turnover * ann / T
-    out[row, Metric.avg_tracking_error] = te_sum / te_cnt if te_cnt > 0 else _NAN
-    out[row, Metric.avg_adjustment_factor] = a_sum / a_cnt if a_cnt > 0 else _NAN
-    out[row, Metric.costs] = costs_paid / capital
-    out[row, Metric.annual_cost] = costs_paid / capital * ann / T
+        if static:
+            s_pnl, s_traded, s_cost = static_day(dprice, notional, cost, w_star, t, masks[mi, t],
+                                                 capital, band, ns, col, N)
+            s_turnover += s_traded
+            s_costs += s_cost
+            if in_opt:
+                for i in range(N):
+                    d[i, col] = ns[i, col] * c[i, col] - w_star[t, i]
+                s_te_sum += math.sqrt(max(quad_form(covs, p, d, col, N), 0.0))
+            r = (s_pnl - s_cost) / capital
+            delta = r - s_mean
+            s_mean += delta / (t + 1)
+            s_m2 += delta * (r - s_mean)
+    write_metrics(out, row, 0, mean, m2, T, ann, turnover, te_sum, te_cnt, costs_paid, capital,
+                  True, a_sum, a_cnt)
+    if static:
+        write_metrics(out, row, N_METRICS, s_mean, s_m2, T, ann, s_turnover, s_te_sum, te_cnt,
+                      s_costs, capital, False, 0.0, 0)
 
 
-BODIES = ("round_half_even", "quad_form", "greedy", "simulate_one")
+BODIES = ("round_half_even", "quad_form", "greedy", "buffered_position", "static_day",
+          "write_metrics", "simulate_one")
 
 
 def compile_bodies(jit):
