@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pickle
 import re
@@ -149,6 +150,21 @@ class _NoContraction:
         self.nvvm.compile_ir = self.real
 
 
+def _band_rebalance(c, params, targets):
+    """A user allocation function (issue 11's example) for the strategy kernel."""
+    drift = 0.0
+    for j in range(c.n_assets):
+        drift = max(drift, abs(c.weights[j] - c.targets[j]))
+    if c.t == 0 or drift >= params[0]:
+        for j in range(c.n_assets):
+            targets[j] = -math.log(c.uniform(j, 0))
+        s = targets.sum()
+        for j in range(c.n_assets):
+            targets[j] /= s
+        return True
+    return False
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cc", default="8.0", help="compute capability, e.g. 7.0, 8.0, 9.0")
@@ -231,6 +247,13 @@ def main() -> int:
             u8, i8, i8, f8, v, v, f8, m, b1[::1]), None
         yield "guided.sharpe_rows_cuda", guided_cuda.sharpe_rows_cuda.py_func, (
             m, b1[::1], v, m, f8, f8, m), None
+        from gpusim.strategy import cuda as strategy_cuda
+        from gpusim.strategy.compile import prepare
+
+        yield "strategy_cuda (random-target band function)", strategy_cuda.cuda_kernel(
+            prepare(_band_rebalance)).py_func, (
+            m, m, i8[::1], b1[:, ::1], i8[::1], m, v, acct, u8, i8[::1],
+            t.Tuple((m, m, i8[:, ::1], m, m, m)), m), None
 
     results, ok = [], True
     try:

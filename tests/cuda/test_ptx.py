@@ -30,7 +30,7 @@ def test_kernels_compile_to_ptx_and_sampler_is_fma_free(cc):
     names = {k["kernel"]: k for k in res["kernels"]}
     assert {"search_cuda", "search_cuda_f32", "backtest_cuda", "dynopt_cuda",
             "walkforward.search_cuda", "walkforward.execute_cuda",
-            "rng -log(u) probe"} <= set(names)
+            "rng -log(u) probe", "strategy_cuda (random-target band function)"} <= set(names)
     assert names["rng -log(u) probe"]["fma"] == 0
     # every bit-identity claim of the README is asserted, and holds
     claims = {k: r for k, r in names.items() if r.get("claim")}
