@@ -2,6 +2,8 @@
 
     gpusim backtest --prices prices.csv --weights random:2000:7 --rebalance M --fees 0.001
     gpusim backtest --threshold 0.01:0.15:0.01 --fees 0.005 --out runs/thr --top-k 5
+    gpusim backtest --schedule targets.csv --threshold 0.05 --fees 0.001
+    gpusim backtest --band hybrid --threshold 0.25 --threshold-abs 0.01,0.02,0.05
 
 Runs on its own as ``python -m gpusim.cli.backtest``; wiring and exit codes:
 :class:`gpusim.cli.common.Command`.
@@ -41,7 +43,9 @@ DESCRIPTION = (
 EPILOG = """value lists: a single value (0.005), a comma list (0,0.001,0.005) or an inclusive
 range start:stop:step (0.01:0.15:0.01). --weights: equal | random:N[:seed] | a CSV or Parquet
 file with one column per symbol and one row per weight vector (an optional first column of
-labels).
+labels). --schedule: a CSV/Parquet table of target weights that change over time, a first
+column of dates then one column per symbol; row d is in force from the first bar >= d, which
+rebalances to it (a comma list of files sweeps them).
 
 """ + DATA_EPILOG
 
@@ -56,8 +60,15 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", default=None, metavar="VALUES",
                    help="drift band(s) that trigger a rebalance, e.g. 0.05 or 0.01:0.15:0.01 "
                         "(default: none)")
+    p.add_argument("--schedule", default=None, metavar="FILES",
+                   help="target schedule(s): dates x symbols (replaces --weights)")
     p.add_argument("--relative", action="store_true",
                    help="relative band |a - w| >= threshold * w instead of absolute")
+    p.add_argument("--band", default=None, choices=("absolute", "relative", "hybrid"),
+                   help="drift band: absolute |a - w| >= threshold, relative >= threshold * w, "
+                        "hybrid >= max(threshold * w, threshold-abs) (default: absolute)")
+    p.add_argument("--threshold-abs", default=None, metavar="VALUES",
+                   help="absolute part of the hybrid band, e.g. 0.02 or 0.01,0.02")
     p.add_argument("--fees", default="0", metavar="VALUES",
                    help="proportional fee(s), e.g. 0.001 or 0,0.001,0.005 (default: 0)")
     p.add_argument("--init-cash", type=float, default=1.0, help="starting cash (default: 1)")
@@ -79,15 +90,31 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from gpusim.backtest.api import METRICS, backtest
+    from gpusim.grid import Param
     from gpusim.results import flat_table
+    from gpusim.schedule import Portfolios, read_schedule
 
     check_ranking(args.sort_by, args.top_k, METRICS)
     check_output_paths(args.out)
     if args.init_cash is not None and not args.init_cash > 0:
         raise GpusimError(f"--init-cash {args.init_cash:g} must be > 0")
     market = load_market(args)
-    weights = parse_weights(args.weights, list(market.symbols))
+    if args.schedule is not None:
+        if args.weights != "equal":
+            raise GpusimError("--schedule replaces --weights; give one of them")
+        files = [f.strip() for f in str(args.schedule).split(",") if f.strip()]
+        scheds = [read_schedule(f) for f in files]
+        weights = scheds[0] if len(scheds) == 1 else Param(scheds, "weights")
+    else:
+        weights = parse_weights(args.weights, list(market.symbols))
+        if isinstance(weights, pd.DataFrame):
+            weights = Portfolios(weights)
+    threshold_abs = (None if args.threshold_abs is None else
+                     as_axis(parse_values(args.threshold_abs, "--threshold-abs"),
+                             "threshold_abs"))
     rebalance = as_axis(parse_rebalance(args.rebalance), "rebalance")
     threshold = (None if args.threshold is None else
                  as_axis(parse_values(args.threshold, "--threshold", allow_none=True),
@@ -95,7 +122,8 @@ def _run(args: argparse.Namespace) -> int:
     fees = as_axis(parse_values(args.fees, "--fees"), "fees")
 
     res = backtest(market, weights=weights, rebalance=rebalance, threshold=threshold,
-                   relative=args.relative, fees=fees, init_cash=args.init_cash, rf=args.rf,
+                   relative=args.relative, band=args.band, threshold_abs=threshold_abs,
+                   fees=fees, init_cash=args.init_cash, rf=args.rf,
                    backend=args.backend, chunk_size=args.chunk_size,
                    progress=not args.no_progress)
     best = res.best(args.sort_by, args.top_k)

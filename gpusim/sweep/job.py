@@ -301,6 +301,8 @@ def load_job(path, *, out=None) -> Job:
     w = fixed.get("weights")
     if isinstance(w, Mapping) and "file" in w:
         fixed["weights"] = {**w, "file": str(base / str(w["file"]))}
+    elif isinstance(w, Mapping) and "schedule" in w:      # a target schedule (backtest)
+        fixed["weights"] = {**w, "schedule": str(base / str(w["schedule"]))}
     elif isinstance(w, str) and w.strip().lower() != "equal" and not w.lower().startswith(
             "random:"):
         fixed["weights"] = {"file": str(base / w)}
@@ -398,8 +400,8 @@ def norm_value(v: Any) -> Any:
     if isinstance(v, np.ndarray) and v.size > 64:
         return {"array": list(v.shape), "sha256": hashlib.sha256(
             np.ascontiguousarray(v).tobytes()).hexdigest()}
-    if isinstance(v, Mapping) and "file" in v:
-        return {**plain(v), "sha256": _file_sha(str(v["file"]))}
+    if isinstance(v, Mapping) and ("file" in v or "schedule" in v):
+        return {**plain(v), "sha256": _file_sha(str(v.get("file", v.get("schedule"))))}
     p = plain(v)
     try:
         json.dumps(p)
