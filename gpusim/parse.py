@@ -154,26 +154,45 @@ def parse_beta(spec: str) -> Any:
     """A :class:`gpusim.walkforward.constraints.Beta` bound from ``FILE[:COLUMN]OP VALUE``
     (e.g. ``spy.csv:SPY<=0.1``: the portfolio's beta to that price series).
     """
-    import pandas as pd
-
     from gpusim.walkforward.constraints import Beta
 
     m = re.fullmatch(r"\s*(.+?)\s*(<=|>=|==|=)\s*([-+0-9.eE]+)\s*", str(spec))
     if not m:
         raise GpusimError(f"--beta {spec!r} is not FILE[:COLUMN]OPVALUE (e.g. spy.csv:SPY<=0.1)")
     src, op, val = m.groups()
+    return Beta(_series(src, "--beta"), op, float(val))
+
+
+def parse_te(spec: str) -> Any:
+    """A :class:`gpusim.walkforward.constraints.TrackingError` cap from ``FILE[:COLUMN]<=VALUE``
+    (e.g. ``spy.csv:SPY<=0.05``: at most 5% annualised tracking error to that price series).
+    """
+    from gpusim.walkforward.constraints import TrackingError
+
+    m = re.fullmatch(r"\s*(.+?)\s*(<=|=)\s*([-+0-9.eE]+)\s*", str(spec))
+    if not m:
+        raise GpusimError(f"--max-te {spec!r} is not FILE[:COLUMN]<=VALUE (e.g. "
+                          "spy.csv:SPY<=0.05)")
+    src, _, val = m.groups()
+    return TrackingError(_series(src, "--max-te"), max=float(val))
+
+
+def _series(src: str, flag: str):
+    """The price series ``FILE[:COLUMN]`` (a one-column file needs no column)."""
+    import pandas as pd
+
     path, _, col = src.partition(":") if not Path(src).is_file() else (src, "", "")
     if not Path(path).is_file():
-        raise GpusimError(f"--beta: file {path!r} not found")
+        raise GpusimError(f"{flag}: file {path!r} not found")
     try:
         df = pd.read_csv(path, index_col=0, parse_dates=[0])
     except Exception as exc:
-        raise GpusimError(f"--beta: cannot read {path!r}: {exc}".splitlines()[0]) from None
+        raise GpusimError(f"{flag}: cannot read {path!r}: {exc}".splitlines()[0]) from None
     if col and col not in df.columns:
-        raise GpusimError(f"--beta: column {col!r} not in {path!r} (columns: "
+        raise GpusimError(f"{flag}: column {col!r} not in {path!r} (columns: "
                           f"{', '.join(map(str, df.columns[:8]))})")
     if not col and df.shape[1] != 1:
-        raise GpusimError(f"--beta: {path!r} has {df.shape[1]} columns; name one with "
+        raise GpusimError(f"{flag}: {path!r} has {df.shape[1]} columns; name one with "
                           "FILE:COLUMN")
     s = df[col] if col else df.iloc[:, 0]
-    return Beta(s.rename(col or s.name), op, float(val))
+    return s.rename(col or s.name)

@@ -3,6 +3,8 @@ r"""``gpusim walkforward``: walk-forward re-optimisation over grids from the she
     gpusim walkforward --prices prices.csv --every D,W,M --lookback none,63,252 \\
         --num-tests 30,100,10000 --fees 0.001 --out runs/wf
     gpusim walkforward --method exact --beta spy.csv:SPY<=0.1 --cash --every M --lookback 126
+    gpusim walkforward --objective max_sharpe,min_variance --estimator sample,ledoit_wolf,ewma:63 \\
+        --max-vol 0.15 --max-te spy.csv:SPY<=0.05 --method random,exact --lookback 252
 
 Runs on its own as ``python -m gpusim.cli.walkforward``; wiring and exit codes:
 :class:`gpusim.cli.common.Command`.
@@ -27,7 +29,14 @@ from gpusim.cli.common import (
     table_format,
 )
 from gpusim.errors import GpusimError
-from gpusim.parse import as_axis, parse_beta, parse_lookbacks, parse_rebalance, parse_values
+from gpusim.parse import (
+    as_axis,
+    parse_beta,
+    parse_lookbacks,
+    parse_rebalance,
+    parse_te,
+    parse_values,
+)
 
 __all__ = ["add_parser", "build_parser", "main", "parse_beta", "run"]
 
@@ -44,7 +53,11 @@ Q, Y, k (bars) or never. --lookback: returns per window, or none (all past retur
 --beta FILE[:COLUMN]OP VALUE with OP one of <=, >=, = (e.g. spy.csv:SPY<=0.1): portfolio beta to
 that price series (dates must cover the prices'). --cash allows cash (weights sum <= 1), which a
 low beta usually needs. --groups FILE: CSV of symbol,group rows, with --group-lo/--group-hi
-bounds for every group. --start is the first simulated bar; --data-start/--data-end cut the
+bounds for every group. --objective: max_sharpe, min_variance, max_return (with --max-vol or
+--max-te), max_utility (with --risk-aversion). --estimator: sample, ewma:HALFLIFE, ledoit_wolf.
+--max-vol V: ex-ante annualised volatility <= V; --max-te FILE[:COLUMN]<=V: tracking error to
+that price series <= V (repeatable). --method, --objective and --estimator take comma lists
+(sweep axes). --start is the first simulated bar; --data-start/--data-end cut the
 price data.
 
 """ + DATA_EPILOG
@@ -58,7 +71,18 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-tests", default="1000", metavar="VALUES",
                    help="random candidates per rebalance (default 1000)")
     p.add_argument("--fees", default="0", metavar="VALUES", help="proportional fee(s)")
-    p.add_argument("--method", default="random", choices=("random", "exact"))
+    p.add_argument("--method", default="random", metavar="METHODS",
+                   help="random and/or exact, e.g. random,exact (default random)")
+    p.add_argument("--objective", default="max_sharpe", metavar="NAMES",
+                   help="max_sharpe | min_variance | max_return | max_utility (comma list)")
+    p.add_argument("--estimator", default="sample", metavar="NAMES",
+                   help="sample | ewma:HALFLIFE | ledoit_wolf (comma list; default sample)")
+    p.add_argument("--risk-aversion", type=float, default=1.0, metavar="LAMBDA",
+                   help="risk aversion of max_utility (default 1)")
+    p.add_argument("--max-vol", type=float, default=None, metavar="V",
+                   help="cap on the ex-ante annualised volatility, e.g. 0.15")
+    p.add_argument("--max-te", action="append", default=[], metavar="FILE[:COL]<=V",
+                   help="cap on the tracking error to a benchmark price file (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--start", default=None, help="first simulated bar (index or date)")
     p.add_argument("--sampler", default="dirichlet", help="dirichlet (default) or uniform")
@@ -110,9 +134,19 @@ def _constraints(args: argparse.Namespace, symbols: list[str]) -> list:
     elif args.group_lo is not None or args.group_hi is not None:
         raise GpusimError("--group-lo/--group-hi need --groups FILE")
     out += [parse_beta(b) for b in args.beta]
+    if args.max_vol is not None:
+        from gpusim.walkforward.constraints import Volatility
+
+        out.append(Volatility(max=args.max_vol))
+    out += [parse_te(s) for s in args.max_te]
     if args.cash is not None:
         out.append(Budget(min=args.cash))
     return out
+
+
+def _names(text: str) -> list[str]:
+    """A comma list of names (methods, objectives, estimators)."""
+    return [x.strip() for x in str(text).split(",") if x.strip()]
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -129,7 +163,10 @@ def _run(args: argparse.Namespace) -> int:
     res = walkforward(
         market, every=as_axis(parse_rebalance(args.every), "every"),
         lookback=as_axis(lookbacks, "lookback"), num_tests=as_axis(num_tests, "num_tests"),
-        fees=as_axis(parse_values(args.fees, "--fees"), "fees"), method=args.method,
+        fees=as_axis(parse_values(args.fees, "--fees"), "fees"),
+        method=as_axis(_names(args.method), "method"),
+        objective=as_axis(_names(args.objective), "objective"),
+        estimator=as_axis(_names(args.estimator), "estimator"), risk_aversion=args.risk_aversion,
         constraints=_constraints(args, market.symbols), seed=args.seed,
         init_cash=args.init_cash, rf=args.rf, start=start, sampler=args.sampler, gap=args.gap,
         solver=args.solver, backend=args.backend, progress=not args.no_progress)

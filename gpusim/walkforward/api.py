@@ -48,7 +48,7 @@ __all__ = ["DEFAULT_HISTORY", "METHODS", "METRICS", "WalkForwardResult", "walkfo
 METHODS = ("random", "exact")
 DEFAULT_HISTORY = 63
 """Returns before the first rebalance when every lookback is None and ``start`` is not given."""
-WS_KEYS = ("every", "lookback", "num_tests", "estimator", "objective")
+WS_KEYS = ("every", "lookback", "num_tests", "estimator", "objective", "method")
 """Grid axes that change the weights (fees do not): one weight set per combination of them."""
 
 
@@ -104,6 +104,12 @@ def _start(start, index, lookbacks) -> int:
     return s
 
 
+def _method(x) -> str:
+    if x not in METHODS:
+        raise GpusimError(f"method={x!r} is unknown; use 'random' or 'exact'")
+    return x
+
+
 def _objective(x) -> str:
     name = str(x).strip().lower()
     if name not in OBJECTIVES:
@@ -155,7 +161,7 @@ def _estimate(xp, close, a, t, pair_e, est_vals, A, index, symbols):
 # --------------------------------------------------------------------------------------------
 
 def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any = 1000,
-                fees: Any = 0.0, method: str = "random", constraints=None, seed: int = 0,
+                fees: Any = 0.0, method: Any = "random", constraints=None, seed: int = 0,
                 init_cash: float = 1.0, rf: float = 0.0, start: Any = None,
                 sampler: str = "dirichlet", alpha: float = 1.0, gap: bool | None = None,
                 solver: str | None = None, bind_tol: float = 1e-6, backend: str = "auto",
@@ -204,8 +210,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     close = np.array(prices.to_numpy(dtype=np.float64), order="C")  # writable C copy
     T, A = close.shape
     ann = float(mkt.ann)
-    if method not in METHODS:
-        raise GpusimError(f"method={method!r} is unknown; use 'random' or 'exact'")
+    meth_entry, meth_vals = _axis(method, _method)
+    method = ",".join(meth_vals)            # the label in summaries
     from cpu_ref.rng import sampler_code
 
     if sampler == "dirichlet":
@@ -247,10 +253,11 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     if not (lam >= 0 and math.isfinite(lam)):
         raise GpusimError(f"risk_aversion={risk_aversion!r} must be a number >= 0")
     if not any(isinstance(e, Param) for e in (every_entry, lb_entry, nt_entry, fee_entry,
-                                              est_entry, obj_entry)):
+                                              est_entry, obj_entry, meth_entry)):
         every_entry = Param(labels)
-    entries = {"every": every_entry, "lookback": lb_entry, "estimator": est_entry,
-               "objective": obj_entry, "num_tests": nt_entry, "fees": fee_entry}
+    entries = {"method": meth_entry, "every": every_entry, "lookback": lb_entry,
+               "estimator": est_entry, "objective": obj_entry, "num_tests": nt_entry,
+               "fees": fee_entry}
     grid = build_grid(entries, {"lookback": pd.Index(lb_vals, dtype=object)}
                       if isinstance(lb_entry, Param) else None)
     axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
@@ -306,13 +313,14 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                H=H, chk=chk, pair_key=pair_key, nL=nL, bounds=[lo, hi, gl, gu, cap],
                progress=progress, nE=nE,
               estimators=dict(zip(est_labels, est_vals)), lam=lam, objectives=OBJECTIVES)
-    do_gap = method == "random" and gap is True  # None: not computed unless asked
-    if plan.K and plan.cash and "max_sharpe" in obj_vals and (method == "exact" or do_gap):
+    do_gap = "random" in meth_vals and gap is True  # None: not computed unless asked
+    if plan.K and plan.cash and "max_sharpe" in obj_vals and ("exact" in meth_vals or do_gap):
         raise GpusimError("the exact max_sharpe problem with a Budget (cash) does not take "
                           "Volatility/TrackingError caps; use objective='max_return' or "
                           "'max_utility', method='random', or drop the Budget")
     ws_info = [{"every": labels[k[0]], "lookback": lb_vals[k[1]], "num_tests": nt_vals[k[2]],
-                "estimator": est_labels[k[3]], "objective": obj_vals[k[4]]} for k in ws_keys]
+                "estimator": est_labels[k[3]], "objective": obj_vals[k[4]],
+                "method": meth_vals[k[5]]} for k in ws_keys]
     tc = time.perf_counter()
     with chunked.interruptible(ctx):       # Ctrl-C: stop between blocks of dates
         dec = choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap)

@@ -16,6 +16,8 @@ import pandas as pd
 from gpusim.walkforward import chunked, search
 from gpusim.walkforward.constraints import WalkState
 
+METHOD_CODES = {"random": 0, "exact": 1}
+
 __all__ = ["Ctx", "choose", "report_table"]
 
 
@@ -86,8 +88,9 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
     (Ctrl-C is checked between them, :mod:`gpusim.walkforward.chunked`): blocks of dates when
     no constraint is a callable (bounds per date: ``cid`` = date index), else one per date
     (bounds per decision, from the callables, which see the previous weights). Within a
-    batch, identical (date, window, bounds) problems are solved once: one random-search task
-    with the largest ``num_tests`` (the others are checkpoints), or one exact solve. Returns
+    batch, identical (date, window, bounds, objective, method) problems are solved once: one
+    random-search task with the largest ``num_tests`` (the others are checkpoints), or one exact
+    solve. Each weight set's method is ``ws_info[w]["method"]`` (default ``method``). Returns
     one dict of (K,)-arrays per weight set (weights (K, A), status, candidate, ...).
     """
     plan, A, nC = ctx.plan, len(ctx.symbols), len(ctx.plan.constraints)
@@ -109,11 +112,13 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
     lk_of = np.array([k[1] * ctx.nE + k[3] for k in ws_keys], dtype=np.int64)
     obj_of = np.array([ctx.objectives.index(i["objective"]) if "objective" in i else 0
                        for i in ws_info], dtype=np.int64)
+    meth_of = np.array([METHOD_CODES[i.get("method", method)] for i in ws_info], np.int64)
     n_of = np.array([D["n"] for D in dec], dtype=np.int64)
-    batches = chunked.date_batches(bd, bw, chunked.work(method, do_gap, n_of[bw]),
-                                   plan.has_callable)
-    for D, o in zip(dec, obj_of):
-        D["obj"] = int(o)
+    work = np.where(meth_of[bw] == 0, chunked.work("random", do_gap, n_of[bw]),
+                    chunked.work("exact", do_gap, n_of[bw]))
+    batches = chunked.date_batches(bd, bw, work, plan.has_callable)
+    for D, o, m in zip(dec, obj_of, meth_of):
+        D["obj"], D["method"] = int(o), ("random", "exact")[m]
     ctx.H["scored"] = ctx.H["generated"] = 0
     pbar = _bar(ctx, len(bw), f"walkforward {method}")
     for sel in batches:
@@ -141,22 +146,27 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
             cids = np.arange(len(sel))
         else:
             bounds, cids = ctx.bounds, d_b
-        tkey, tinv = np.unique(np.stack([d_b, sids, cids, obj_of[w_b]], 1), axis=0,
+        m_b = meth_of[w_b]
+        tkey, tinv = np.unique(np.stack([d_b, sids, cids, obj_of[w_b], m_b], 1), axis=0,
                                return_inverse=True)
         tinv = tinv.reshape(-1)
-        if method == "random":
-            t_n = np.zeros(len(tkey), np.int64)
-            np.maximum.at(t_n, tinv, n_of[w_b])
-            res = search.run_search(ctx.be, ctx.xp, ctx.seed, ctx.U, tkey[:, 1], tkey[:, 2], t_n,
-                                tkey[:, 0], ctx.code, ctx.alpha, ctx.dev, *bounds,
-                                ctx.plan.eqtol, plan.cash, ctx.ann, ctx.chk, tkey[:, 3],
-                                np.full(len(tkey), ctx.lam))
+        rt = np.flatnonzero(tkey[:, 4] == 0)            # random-search tasks
+        if len(rt):
+            pos = np.full(len(tkey), -1)
+            pos[rt] = np.arange(len(rt))
+            rk, rj = tkey[rt], np.flatnonzero(m_b == 0)
+            t_n = np.zeros(len(rk), np.int64)
+            np.maximum.at(t_n, pos[tinv[rj]], n_of[w_b[rj]])
+            res = search.run_search(ctx.be, ctx.xp, ctx.seed, ctx.U, rk[:, 1], rk[:, 2], t_n,
+                                    rk[:, 0], ctx.code, ctx.alpha, ctx.dev, *bounds,
+                                    ctx.plan.eqtol, plan.cash, ctx.ann, ctx.chk, rk[:, 3],
+                                    np.full(len(rk), ctx.lam))
             ctx.H["scored"] += int(t_n.sum())
-            ctx.H["generated"] += int(pd.Series(t_n).groupby(tkey[:, 0]).max().sum())
-            _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of)
-        if method == "exact" or do_gap:
+            ctx.H["generated"] += int(pd.Series(t_n).groupby(rk[:, 0]).max().sum())
+            _fill_random(ctx, dec, w_b[rj], k_b[rj], res, pos[tinv[rj]], rk, bounds, n_of)
+        if (m_b == 1).any() or do_gap:
             sol = []
-            for _d, sid, cid, obj in tkey:
+            for _d, sid, cid, obj, _m in tkey:
                 b = [x[cid] for x in bounds]
                 args = (ctx.H["F"][sid], ctx.H["mex"][sid], *b[:2], ctx.H["G"][sid], *b[2:4])
                 caps = _cap_values(ctx, sid, b[4])
@@ -172,7 +182,7 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
                 w, status, sh, sc, b = sol[tinv[j]]
                 D = dec[w_i]
                 D["exact_sharpe"][k], D["exact_score"][k] = sh, sc
-                if method == "exact":
+                if m_b[j] == 1:
                     D["status"][k] = "ok" if status == "optimal" else status
                     if w is not None:
                         D["weights"][k], D["sharpe"][k], D["score"][k] = w, sh, sc
@@ -279,18 +289,21 @@ def _fill_random(ctx, dec, w_b, k_b, res, tinv, tkey, bounds, n_of):
 
 
 def report_table(dec, wsid, idx, plan, method, do_gap):
+    """One row per combination: rebalances, fallbacks, in-sample Sharpe and score, acceptance
+    (random), exact Sharpe and gap (when computed), ``bound_<constraint>`` rates.
+    """
     rows = []
     for D in dec:
         ok = ~D["fallback"]
         r = {"n_rebalances": len(ok), "n_fallback": int((~ok).sum()),
              "insample_sharpe": float(np.mean(D["sharpe"][ok])) if ok.any() else np.nan,
              "insample_score": float(np.mean(D["score"][ok])) if ok.any() else np.nan}
-        if method == "random":
+        if D["method"] == "random":
             r["acceptance"] = float(np.mean(D["n_accepted"] / D["n"]))
-        if do_gap or method == "exact":
+        if do_gap or D["method"] == "exact":
             es = D["exact_sharpe"][np.isfinite(D["exact_sharpe"])]
             r["exact_sharpe"] = float(es.mean()) if es.size else np.nan
-        if do_gap:
+        if do_gap and D["method"] == "random":
             g = D["gap"][np.isfinite(D["gap"])]
             r["gap_mean"] = float(g.mean()) if g.size else np.nan
             r["gap_min"] = float(g.min()) if g.size else np.nan

@@ -167,7 +167,7 @@ class WalkForwardResult(MetricsResult):
                 np.abs(ref[fin]), 1e-300), initial=0.0)))
             n += 1
             D = s.dec[s.wsid[flat]]
-            if self.summary["method"] != "random":
+            if D.get("method", self.summary["method"]) != "random":
                 continue
             info = s.ws_info[s.wsid[flat]]
             ks = np.unique(np.linspace(0, len(D["bars"]) - 1, min(len(D["bars"]), n_dates)

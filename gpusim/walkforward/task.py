@@ -8,24 +8,30 @@ from gpusim.sweep.tasks import TaskRunner, coerce_levels, level_kind, register_t
 
 __all__ = ["WalkforwardTask"]
 
-WF_ORDER = ("every", "lookback", "num_tests", "fees")
-WF_CALL = ("method", "seed", "init_cash", "rf", "start", "sampler", "alpha", "gap", "solver",
-           "weight_bounds", "beta", "cash")
+WF_ORDER = ("method", "every", "lookback", "estimator", "objective", "num_tests", "fees")
+WF_CALL = ("seed", "init_cash", "rf", "start", "sampler", "alpha", "gap", "solver",
+           "risk_aversion", "weight_bounds", "beta", "cash", "max_vol", "max_te")
 
 
 class WalkforwardTask(TaskRunner):
     """Walk-forward grids (:func:`gpusim.walkforward`) as a sweep task: every, lookback,
-    num_tests and fees are swept inside one call (the searches of a date are shared by its
-    lookbacks and num_tests, so a point is one chunk); the rest are call-level. Constraints in
-    job files: ``weight_bounds = [lo, hi]``, ``cash = true`` (or a minimum investment),
-    ``beta = "spy.csv:SPY<=0.1"`` (a list for several; paths relative to the working folder).
+    num_tests, fees, method, objective and estimator are swept inside one call (the searches of
+    a date are shared by its lookbacks and num_tests, so a point is one chunk); the rest are
+    call-level. Constraints in job files: ``weight_bounds = [lo, hi]``, ``cash = true`` (or a
+    minimum investment), ``beta = "spy.csv:SPY<=0.1"``, ``max_vol = 0.15``,
+    ``max_te = "spy.csv:SPY<=0.05"`` (beta and max_te: a list for several; paths relative to
+    the working folder).
     Rows: the levels, :data:`gpusim.walkforward.api.METRICS` and the report columns.
     """
 
     name = "walkforward"
     params = {"every": "rebalance rule: D | W | M | Q | Y | k", "lookback": "returns per window "
               "(none = all)", "num_tests": "random candidates per rebalance", "fees":
-              "proportional fee", "method": "random | exact", "seed": "stream seed",
+              "proportional fee", "method": "random | exact", "objective": "max_sharpe | "
+              "min_variance | max_return | max_utility", "estimator": "sample | ewma:H | "
+              "ledoit_wolf", "risk_aversion": "max_utility's lambda", "max_vol":
+              "volatility cap", "max_te": "FILE[:COLUMN]<=VALUE (or a list)",
+              "seed": "stream seed",
               "init_cash": "starting cash", "rf": "annual risk-free rate", "start":
               "first simulated bar (index or date)", "sampler": "dirichlet | uniform", "alpha":
               "Dirichlet concentration", "gap": "solve the exact problems for the gap report",
@@ -62,9 +68,7 @@ class WalkforwardTask(TaskRunner):
         return {**kw, "constraints": cons}
 
     def check_point(self, ctx, point):
-        kw = self._kwargs(ctx, point)
-        if kw.get("method", "random") not in ("random", "exact"):
-            raise GpusimError(f"method={kw['method']!r} is unknown; use 'random' or 'exact'")
+        self._kwargs(ctx, point)      # constraint keys parse
 
     def levels(self, ctx):
         return list(ctx["levels"])
@@ -102,9 +106,11 @@ register_task(WalkforwardTask())
 
 def pop_job_constraints(kw: dict) -> list:
     """Remove the job-file constraint keys (``weight_bounds = [lo, hi]``, ``beta`` specs,
-    ``cash``) from ``kw`` and return them as constraint objects (an empty list when none).
+    ``max_vol``, ``max_te`` specs, ``cash``) from ``kw`` and return them as constraint objects
+    (an empty list when none).
     """
-    from gpusim.walkforward.constraints import Budget, WeightBounds
+    from gpusim.parse import parse_te
+    from gpusim.walkforward.constraints import Budget, Volatility, WeightBounds
 
     cons = []
     wb = kw.pop("weight_bounds", None)
@@ -115,6 +121,12 @@ def pop_job_constraints(kw: dict) -> list:
     beta = kw.pop("beta", None)
     for spec in ([] if beta is None else [beta] if isinstance(beta, str) else beta):
         cons.append(parse_beta(spec))
+    vol = kw.pop("max_vol", None)
+    if vol is not None:
+        cons.append(Volatility(max=float(vol)))
+    te = kw.pop("max_te", None)
+    for spec in ([] if te is None else [te] if isinstance(te, str) else te):
+        cons.append(parse_te(spec))
     cash = kw.pop("cash", None)
     if cash is not None and cash is not False:
         cons.append(Budget(min=0.0 if cash is True else float(cash)))

@@ -144,3 +144,27 @@ def test_binding_report_per_objective_and_errors():
         walkforward(m, objective="max_sortino", progress=False)
     with pytest.raises(GpusimError, match="risk_aversion"):
         walkforward(m, risk_aversion=-1, progress=False)
+
+
+def test_method_param_equals_single_runs():
+    m = gpusim.synthetic_market(n_assets=3, n_bars=160, seed=8)
+    kw = dict(every="M", lookback=60, num_tests=500, objective=Param(["max_sharpe",
+                                                                       "min_variance"]),
+              constraints=[WeightBounds(hi=0.6)], progress=False, backend="cpu")
+    both = walkforward(m, method=Param(["random", "exact"]), **kw)
+    assert both.metrics.index.names[0] == "method" and len(both.metrics) == 4
+    assert both.summary["method"] == "random,exact"
+    for meth in ("random", "exact"):
+        one = walkforward(m, method=meth, **kw)
+        for obj in ("max_sharpe", "min_variance"):
+            np.testing.assert_allclose(both.allocations(method=meth, objective=obj),
+                                       one.allocations(objective=obj), rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(both.metrics.loc[(meth, obj)].to_numpy().ravel(),
+                                       one.metrics.loc[obj].to_numpy().ravel(), rtol=1e-12)
+    rep = both.report
+    assert rep["acceptance"].loc["random"].notna().all()
+    assert rep["acceptance"].loc["exact"].isna().all()
+    assert rep["exact_sharpe"].loc["exact"].notna().all()
+    assert both.verify(n_combinations=4)["ok"]
+    with pytest.raises(GpusimError, match="method="):
+        walkforward(m, method=Param(["random", "greedy"]), progress=False)
