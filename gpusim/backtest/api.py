@@ -113,7 +113,7 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
              backend: str = "auto", chunk_size: int | None = None,
              progress: bool = True, *, band: str | None = None, threshold_abs: Any = None,
              alloc=None, params: dict | None = None, seed: int = 0,
-             share_draws: Any = ()) -> BacktestResult:
+             share_draws: Any = (), device: int | None = None) -> BacktestResult:
     """Simulate rebalanced portfolios over the grid of weights x rebalance x threshold
     (x threshold_abs) x fees.
 
@@ -141,7 +141,8 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
     threshold_abs : the absolute part of the hybrid band (values as ``threshold``), or a Param.
     fees : proportional fee in [0, 1), or a Param.
     init_cash, rf : starting cash (> 0) and annual risk-free rate.
-    backend : ``"auto"``, ``"cpu"`` or ``"gpu"``.
+    backend : ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"gpu:N"``; ``device``: the CUDA device
+        (default ``GPUSIM_DEVICE``, else 0).
     chunk_size : combinations per kernel launch (default: planned from memory, <= 2**16 on the
         CPU, <= 2**20 on the GPU).
     progress : show a tqdm bar over combinations (only when stderr is a TTY).
@@ -157,6 +158,10 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
         Ctrl-C stops after the current chunk and returns the finished rows with
         ``partial=True``.
     """
+    if device is not None:   # one device for numba.cuda and CuPy (gpusim.backend)
+        from gpusim.backend import resolve_backend as _resolve
+
+        backend = _resolve(backend, device)
     if alloc is not None:
         from gpusim.strategy.api import backtest_alloc
 

@@ -93,7 +93,7 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
            min_periods: int = 20, shrinkage: float = 0.5, notional_prices=None,
            ann: float | None = None, no_trade_rule: bool = False, compare_static: bool = False,
            static_buffer: float = 0.1, backend: str = "auto", chunk_size: int | None = None,
-           progress: bool = True) -> DynoptResult:
+           progress: bool = True, device: int | None = None) -> DynoptResult:
     """Greedy integer-position dynamic optimisation over a grid of parameters.
 
     Parameters
@@ -130,7 +130,8 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
         (:data:`~gpusim.dynopt.result.STATIC_METRICS`).
     static_buffer : half-width of the static buffer as a fraction of |optimal position|
         (Carver's 10% of the average position; >= 0).
-    backend : ``"auto"``, ``"cpu"`` or ``"gpu"``.
+    backend : ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"gpu:N"``; ``device``: the CUDA device
+        (default ``GPUSIM_DEVICE``, else 0).
     chunk_size : combinations per kernel launch (default: planned).
     progress : tqdm bar over combinations (only when stderr is a TTY).
 
@@ -177,7 +178,7 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
     grid = build_grid(entries)
     axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
     ctx = _Context(inp, grid, axis_of, masks, caps, shs, bus, bool(no_trade_rule), band)
-    be = resolve_backend(backend)
+    be = resolve_backend(backend, device)
     if be.name == "gpu":
         from gpusim.dynopt.cuda import dynopt_gpu as kernel
     else:

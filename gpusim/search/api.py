@@ -100,7 +100,8 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
            seed: int = 0, top_k: int = 10, bounds=None, rf: float = 0.0, ann=None,
            symbols=None, backend="auto", dtype: str = "float64", chunk_size=None,
            progress=None, baselines: bool = True, solver=None, start: int = 0,
-           method: str = "random", path: str = "auto", **options) -> SearchResult:
+           method: str = "random", path: str = "auto", device: int | None = None,
+           **options) -> SearchResult:
     """Score candidates ``start .. start+n-1`` of the stream ``seed`` by ex-ante Sharpe; keep
     the top k.
 
@@ -114,7 +115,9 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     bounds : optional ``(lo, hi)``: scalars, (A,) arrays or dicts by symbol. Lower bounds are
         exact (affine map of the simplex), upper bounds by rejection.
     rf : annual risk-free rate; Sharpe = (ann mu.w - rf) / sqrt(ann w'Σw).
-    backend : ``"auto"`` | ``"gpu"`` | ``"cpu"`` (``GPUSIM_BACKEND`` in the environment).
+    backend : ``"auto"`` | ``"gpu"`` | ``"gpu:N"`` | ``"cpu"`` (``GPUSIM_BACKEND`` in the
+        environment).
+    device : CUDA device number (default ``GPUSIM_DEVICE``, else 0).
     dtype : ``"float64"`` (default, every backend) or ``"float32"`` (GPU only: weights are still
         generated in float64, so populations are identical; scoring runs in float32, Sharpe to
         ~1e-5 relative, so candidates closer than that may swap ranks).
@@ -138,6 +141,10 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     SearchResult (host memory). Interrupted with Ctrl-C, it holds the best of the candidates
     evaluated so far and ``summary["partial"]`` is True.
     """
+    if device is not None:   # one device for numba.cuda and CuPy (gpusim.backend)
+        from gpusim.backend import resolve_backend as _resolve
+
+        backend = _resolve(backend, device)
     if method != "random" or options:
         from gpusim.search.guided import search_batched
 

@@ -166,7 +166,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                 sampler: str = "dirichlet", alpha: float = 1.0, gap: bool | None = None,
                 solver: str | None = None, bind_tol: float = 1e-6, backend: str = "auto",
                 progress: bool = True, estimator: Any = "sample", objective: Any = "max_sharpe",
-                risk_aversion: float = 1.0) -> WalkForwardResult:
+                risk_aversion: float = 1.0, device: int | None = None) -> WalkForwardResult:
     """Walk-forward re-optimisation over the grid every x lookback x num_tests x fees.
 
     Parameters
@@ -192,7 +192,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
         exact solve per date and lookback); None (default) and False do not.
     solver : cvxpy solver for the exact problems (default Clarabel, then OSQP, SCS, ECOS).
     bind_tol : a bound is active at weights within this distance of it (reports).
-    backend : "auto", "cpu" or "gpu".
+    backend : "auto", "cpu", "gpu" or "gpu:N"; ``device``: the CUDA device (default
+        ``GPUSIM_DEVICE``, else 0).
     progress : tqdm bar on a TTY.
 
     Returns
@@ -263,7 +264,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
     s0 = _start(start, index, lb_vals)
     plan = compile_constraints(constraints, symbols, index)
-    be = resolve_backend(backend)
+    be = resolve_backend(backend, device)
     xp = be.xp
 
     # ---- weight sets, dates and windows ------------------------------------------------------

@@ -173,3 +173,30 @@ def test_emm_plugin_allocates_from_the_pool_and_releases():
     first, second = r.stdout.splitlines()[-2:]
     assert first == "[100, 1] 8192 100 2"
     assert second == "0"
+
+
+def _calls():
+    import gpusim
+    from gpusim import Param
+
+    m = gpusim.synthetic_market(n_assets=3, n_bars=60, seed=1)
+    fut = gpusim.synthetic_futures(n_instruments=2, n_days=40, seed=1)
+    return {
+        "search": lambda **kw: gpusim.search(m, n=64, progress=False, baselines=False, **kw),
+        "backtest": lambda **kw: gpusim.backtest(m, progress=False, **kw),
+        "walkforward": lambda **kw: gpusim.walkforward(m, every=20, lookback=20, num_tests=8,
+                                                       start=25, gap=False, progress=False,
+                                                       **kw),
+        "dynopt": lambda **kw: gpusim.dynopt(fut, capital=Param([1e6]), min_periods=5,
+                                             progress=False, **kw),
+    }
+
+
+@pytest.mark.parametrize("name", ["search", "backtest", "walkforward", "dynopt"])
+def test_public_calls_take_device(name):
+    call = _calls()[name]
+    with pytest.raises(BackendError, match="device=1: the CUDA simulator has one device, 0"):
+        call(backend="gpu", device=1)
+    with pytest.raises(BackendError, match="device=0 and backend='gpu:1' disagree"):
+        call(backend="gpu:1", device=0)
+    assert call(backend="gpu", device=0).summary["backend"] == "gpu-simulator"
