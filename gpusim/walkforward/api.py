@@ -178,9 +178,11 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
         one pass: ``num_tests=n`` is candidates 0..n-1 of the period's stream). Ignored by
         ``method="exact"`` (the level is kept so that tables of both methods align).
     fees : proportional fee in [0, 1), or a Param.
-    method : "random" (best of num_tests candidates) or "exact" (cvxpy max Sharpe).
+    method : "random" (best of num_tests candidates) or "exact" (cvxpy optimum), or a Param of
+        both (a ``method`` level).
     constraints : a list of :mod:`gpusim.walkforward.constraints` objects (WeightBounds,
-        GroupBounds, Beta, Budget), or None (long-only, fully invested).
+        GroupBounds, Beta, Budget, Volatility, TrackingError), or None (long-only, fully
+        invested).
     seed : candidate streams are seeded per period by (seed, date), see :mod:`cpu_ref.walkforward`.
     init_cash, rf : starting cash; annual risk-free rate (ex-ante Sharpe and metrics).
     start : first simulated bar (int bar index or date; bar 0 of the execution). Default: the
@@ -195,6 +197,12 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     backend : "auto", "cpu", "gpu" or "gpu:N"; ``device``: the CUDA device (default
         ``GPUSIM_DEVICE``, else 0).
     progress : tqdm bar on a TTY.
+    estimator : (mu, cov) of each window: "sample", "ewma:<half-life>", "ledoit_wolf", a
+        callable ``f(returns DataFrame) -> (mu, cov)`` (per bar; called once per window), or a
+        Param of them (:mod:`gpusim.walkforward.estimators`).
+    objective : "max_sharpe", "min_variance", "max_return" or "max_utility", or a Param
+        (:mod:`cpu_ref.walkforward` defines each score).
+    risk_aversion : lambda of max_utility, ``(ann mu - rf) . w - lambda/2 ann w' cov w``.
 
     Returns
     -------

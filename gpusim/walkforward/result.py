@@ -43,12 +43,16 @@ class WalkForwardResult(MetricsResult):
     report : DataFrame (combination x ...): ``n_rebalances``; ``n_fallback`` (dates where the
         previous weights were kept: no accepted candidate or a failed solve); ``insample_sharpe``
         (mean ex-ante Sharpe of the chosen weights on their windows); ``acceptance`` (random:
-        mean fraction of candidates accepted); ``exact_sharpe``, ``gap_mean``, ``gap_min``
-        (when the gap was computed: Sharpe_random / Sharpe_exact per date, <= 1);
+        mean fraction of candidates accepted); ``insample_score`` (mean objective value of the
+        chosen weights); ``exact_sharpe``, ``gap_mean``, ``gap_min`` (when the gap was
+        computed: objective_random / objective_exact per date, <= 1; min_variance: exact /
+        chosen variance);
         ``bound_<constraint>``: fraction of dates at which the constraint bound - exact method:
-        a non-trivial bound is active at the solution (within ``bind_tol``); random search: the
-        best candidate ignoring the constraints breaks it.
-    summary : dict (backend, timings, statuses, ...).
+        a non-trivial bound is active at the solution (within ``bind_tol``; a Volatility or
+        TrackingError cap: the risk is within ``bind_tol`` of it); random search: the best
+        candidate ignoring the constraints breaks it.
+    summary : dict (backend, timings, statuses, ``bound_by_objective`` {objective:
+        {constraint: rate}}, ...).
 
     Notes
     -----
@@ -108,7 +112,8 @@ class WalkForwardResult(MetricsResult):
     def decisions(self, key: tuple | None = None, **level_values) -> pd.DataFrame:
         """Per rebalance date of one combination: bar, status, fallback, candidate index and
         period seed (random; regenerate with ``cpu_ref.rng.population_nb(seed, candidate, 1,
-        ...)``), scale, n_accepted, ex-ante Sharpe on the window, exact Sharpe and gap.
+        ...)``), scale, n_accepted, ex-ante Sharpe on the window, ``score`` (the objective's
+        value), exact Sharpe and score, gap, ``bound_<constraint>``.
         """
         _, w = self._ws(key, level_values)
         D = self._s.dec[w]
