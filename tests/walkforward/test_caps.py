@@ -132,3 +132,21 @@ def test_cap_errors_and_binding_summary(spy):
     assert b["max_return"]["volatility"] > 0.5 and b["min_variance"]["volatility"] == 0.0
     assert b["max_return"]["volatility"] == res.report["bound_volatility"].to_numpy()[0]
     assert gpusim.Volatility is Volatility and gpusim.TrackingError is TrackingError
+
+
+def test_estimators_with_benchmark_constraints_match_the_reference(spy):
+    """EWMA estimates assets and benchmark together (betas, tracking error from the EWMA
+    covariances); Ledoit-Wolf and a callable the assets' block: verify() re-derives each."""
+    from gpusim.walkforward.constraints import Beta
+
+    m, bench = spy
+    mk = gpusim.load_prices(m.prices.iloc[:200])
+    cons = [Beta(bench, "<=", 0.6), TrackingError(bench, max=0.06), Budget(0.5, 1.0)]
+    res = walkforward(mk, every="M", lookback=60, num_tests=400, constraints=cons,
+                      estimator=Param(["ewma:20", "ledoit_wolf",
+                                       lambda r: (r.mean().to_numpy(), r.cov().to_numpy())]),
+                      objective="max_utility", risk_aversion=2.0, progress=False,
+                      backend="cpu")
+    v = res.verify(n_combinations=3, n_dates=3)
+    assert v["ok"] and v["n_checked"] >= 9, v
+    assert (res.report["acceptance"] < 0.95).all() and (res.report["acceptance"] > 0).all()
