@@ -16,6 +16,8 @@ capability. Each capability defines its runner in its own ``task.py`` and regist
 * ``search`` (:mod:`gpusim.search.task`) — the weight search over candidate-index ranges of the
   counter-based stream; the chunks' top-k lists merge into the top-k of one call, bit for bit.
 * ``walkforward`` (:mod:`gpusim.walkforward.task`) — walk-forward grids, one chunk per point.
+* ``dynopt`` (:mod:`gpusim.dynopt.task`) — dynamic-optimisation grids on futures data (the
+  ``futures`` key), one chunk per point.
 
 Runners must be picklable (the Dask engine ships them and their context to the workers; a worker
 that unpickles one imports its module, which registers it there too).
