@@ -109,8 +109,7 @@ class SearchTask(TaskRunner):
                        "compute_s": time.perf_counter() - t0}
 
     def reduce(self, ctx, point, items, info):
-        from cpu_ref.search import score_nb
-        from gpusim.search.inputs import merge_topk
+        from gpusim.search.inputs import merge_topk, rescore
 
         p = self._params(ctx, point)
         ss, ii, n_valid = [np.empty(0)], [np.empty(0, dtype=np.int64)], 0
@@ -119,8 +118,9 @@ class SearchTask(TaskRunner):
             ii.append(table["candidate"].to_numpy(np.int64))
             n_valid += int(inf.get("n_valid", 0))
         best_s, best_i = merge_topk(np, np.concatenate(ss), np.concatenate(ii), p["k"])
-        W, stats, _ = score_nb(p["seed"], best_i.astype(np.int64), p["code"], p["alpha"],
-                               p["lo"], p["hi"], ctx.mu, ctx.cov, ctx.ann, p["rf"])
+        # the same re-scoring as gpusim.search (bit-identical tables)
+        W, stats, _ = rescore(p["seed"], best_i.astype(np.int64), p["code"], p["alpha"],
+                              p["lo"], p["hi"], ctx.mu, ctx.cov, ctx.ann, p["rf"])
         top = pd.DataFrame(W, columns=ctx.symbols)
         top.insert(0, "expected_volatility", stats[:, 1])
         top.insert(0, "expected_return", stats[:, 0])
