@@ -115,7 +115,7 @@ def _holdout_summary(problem, top: pd.DataFrame) -> dict:
 
 def build_result(problem, top, run: dict, history: dict, baselines: bool, solver):
     """Assemble a :class:`GuidedResult` from the search state (host arrays)."""
-    from gpusim.search.inputs import _baselines
+    from gpusim.search.inputs import _baselines, undefined_sharpes
 
     obj = problem.objective
     k = top.score.size
@@ -135,6 +135,14 @@ def build_result(problem, top, run: dict, history: dict, baselines: bool, solver
     if obj.kind == "ex-ante" and baselines:
         base = _baselines(obj.mu, obj.cov, obj.ann, obj.rf, problem.lo, problem.hi,
                           info["bounds"] is not None, solver)
+    notes: list[str] = []
+    if obj.kind == "ex-ante":      # a volatility at the noise floor: Sharpe undefined (NaN)
+        df["sharpe"], notes = undefined_sharpes(df["sharpe"], df["expected_volatility"],
+                                                obj.cov, obj.ann, base)
+        if problem.oos is not None:
+            df[OOS_PREFIX + "sharpe"] = undefined_sharpes(
+                df[OOS_PREFIX + "sharpe"], df[OOS_PREFIX + "expected_volatility"],
+                problem.oos.cov, problem.oos.ann)[0]
     summary = {"task": "guided_search", **info, **run, "kind": obj.kind,
                "symbols": problem.symbols, "n_assets": problem.A, "top_k": int(top.k),
                "best_score": float(top.score[0]) if k else None,
@@ -142,9 +150,12 @@ def build_result(problem, top, run: dict, history: dict, baselines: bool, solver
     if obj.kind == "ex-post":
         summary["backtest"] = obj.describe()
     ms = base.get("max_sharpe")
-    summary["exact_max_sharpe"] = None if ms is None else ms.sharpe
+    summary["exact_max_sharpe"] = (None if ms is None or not np.isfinite(ms.sharpe)
+                                   else ms.sharpe)   # undefined (NaN) is null in JSON
     summary["gap"] = (float(top.score[0]) / ms.sharpe if ms is not None and k and ms.sharpe > 0
                       else None)
+    if notes:
+        summary["warnings"] = [*(summary.get("warnings") or []), *notes]
     if problem.oos is not None:
         summary["holdout"] = _holdout_summary(problem, df)
     summary["generation_params"] = {

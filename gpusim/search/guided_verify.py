@@ -49,10 +49,13 @@ def reference_table(objective, W: np.ndarray) -> np.ndarray:
     """The objective's columns for each row of ``W`` computed by :mod:`cpu_ref`, one by one."""
     if objective.kind == "ex-ante":
         from cpu_ref.search import sharpe_1d_nb
+        from gpusim.mvo import vol_floor
 
         rows = [sharpe_1d_nb(w, objective.mu, objective.cov, objective.ann, objective.rf)
                 for w in W]
-        return np.array([[sh, ret, vol] for ret, vol, sh in rows]).reshape(-1, 3)
+        floor = vol_floor(objective.cov, objective.ann)     # undefined below it (NaN)
+        return np.array([[sh if vol > floor else np.nan, ret, vol] for ret, vol, sh in rows]
+                        ).reshape(-1, 3)
     from cpu_ref.backtest import simulate_1d_nb
 
     o = objective

@@ -91,3 +91,15 @@ def test_mu_cov_without_ann_says_ann_1_is_assumed():
     for bad in ("x", 0, -1, math.inf):
         with pytest.raises(GpusimError, match="ann="):
             gpusim.search((mu, cov), ann=bad, n=10, backend="cpu", progress=False)
+
+
+def test_guided_search_reports_the_same_undefined_sharpes(prices):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = gpusim.search(prices, method="guided", budget=20_000, seed=1, backend="cpu",
+                            progress=False)
+    low = res.top["expected_volatility"].to_numpy() <= vol_floor(res.problem.objective.cov, 252)
+    assert low.any() and np.isnan(res.top["sharpe"].to_numpy()[low]).all()
+    assert res.summary["exact_max_sharpe"] is None and res.summary["gap"] is None
+    assert any("undefined (NaN)" in w for w in res.summary["warnings"])
+    assert res.verify()["ok"]                     # the reference applies the same floor
