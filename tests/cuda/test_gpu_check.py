@@ -116,3 +116,30 @@ def test_cli_selftest_gpu_simulate(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(out.read_text())
     assert list(doc["sections"]) == ["env", "samplers"] and doc["ok"]
+
+
+def test_without_cupy_the_kernels_are_checked_with_numba_alone(monkeypatch):
+    """A GPU machine without CuPy: the public gpu backend is unavailable, so the backtest and
+    dynopt sections drive their kernels directly (numba-cuda only) and still compare with the
+    CPU; the searches are skipped with the reason."""
+    from gpusim.selftest import speed
+    from gpusim.selftest.common import Skip
+
+    def no_cupy():
+        raise Skip("backend='gpu' is unavailable: CuPy is not installed")
+
+    monkeypatch.setattr(parity, "_gpu_backend", no_cupy)
+    monkeypatch.setattr(speed, "_gpu_backend", no_cupy)
+    doc = selftest.run_check(True, ("samplers", "search", "backtest", "dynopt", "throughput"),
+                             say=lambda s: None)
+    s = doc["sections"]
+    assert doc["ok"], s
+    assert s["samplers"]["status"] == "ok"
+    assert s["search"] == {"status": "skipped", "seconds": s["search"]["seconds"],
+                           "reason": "backend='gpu' is unavailable: CuPy is not installed"}
+    for name in ("backtest", "dynopt"):
+        assert s[name]["status"] == "ok" and s[name]["level"] == "kernel"
+        assert s[name]["max_rel_vs_cpu"] <= parity.METRIC_RTOL
+        assert "CuPy is not installed" in s[name]["note"]
+    assert [k["kernel"] for k in s["throughput"]["kernels"]] == ["backtest", "dynopt"]
+    assert s["throughput"]["ceilings"]["bandwidth_bytes"] > 0
