@@ -52,6 +52,7 @@ from gpusim.specs import (
     calendar_mask,
     fee_value,
     rebalance_mask,
+    threshold_value,
 )
 from gpusim.validate import cash_and_rate, check_chunk_size
 
@@ -178,8 +179,10 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
     r = _run(market, weights, rebalance, threshold, relative, fees, init_cash, rf, backend,
              chunk_size, progress, band=band, threshold_abs=threshold_abs)
     ctx = r.ctx
+    # copy=False: the frame wraps the kernel's rows (pandas copies a 2-D array by default,
+    # which doubled the peak memory of large grids)
     metrics = pd.DataFrame(r.out[:r.done], index=ctx.grid.index_block(0, r.done),
-                           columns=list(METRICS))
+                           columns=list(METRICS), copy=False)
     return BacktestResult(metrics, r.summary(weights), r.partial, ctx)
 
 
@@ -221,8 +224,40 @@ class _Run:
         }
 
 
+def _scalar_bands(kind, thr, ab, A):
+    """Band rows of scalar bands (numbers or None; NaN = none): ``(B, bfirst, bnxt)`` without
+    the per-value tables of :func:`band_table` (the common case, built in one go).
+    """
+    r = np.repeat(np.asarray(thr, dtype=np.float64), len(ab))[:, None]
+    a = np.tile(np.asarray(ab, dtype=np.float64), len(thr))[:, None]
+    if kind == "absolute":
+        lo, hi = np.zeros_like(r), np.where(np.isnan(r), np.inf, r)
+    elif kind == "relative":
+        lo, hi = np.nan_to_num(r, nan=0.0), np.where(np.isnan(r), np.inf, 0.0)
+    else:
+        lo = np.nan_to_num(r, nan=0.0)
+        hi = np.where(np.isnan(r) & np.isnan(a), np.inf, np.nan_to_num(a, nan=0.0))
+    B = np.ascontiguousarray(np.concatenate([np.repeat(lo, A, 1), np.repeat(hi, A, 1)], 1))
+    n = B.shape[0]
+    return (B, np.arange(n, dtype=np.int64).reshape(len(thr), len(ab)),
+            np.full(n, NEVER, dtype=np.int64))
+
+
+def _is_scalar_band(x) -> bool:
+    return x is None or (isinstance(x, (int, float, np.integer, np.floating))
+                         and not isinstance(x, (bool, np.bool_)))
+
+
 def _band_axis(arg, symbols, index, what):
-    """(grid entry, [(rows, bars) per value]) of a band argument that may be a Param."""
+    """(grid entry, [(rows, bars) per value] or [scalar per value]) of a band argument that
+    may be a Param; scalars (numbers, None) are kept as floats (NaN: none), checked.
+    """
+    vals = arg.values if isinstance(arg, Param) else [arg]
+    if all(_is_scalar_band(x) for x in vals):
+        conv = threshold_value if what == "threshold" else (
+            lambda x: float(band_value(x, symbols, index, what)[0][0, 0]))
+        entry, v = axis_values(arg, conv)
+        return entry, list(v)
     def label(x, i):
         if x is None or isinstance(x, (int, float, np.number)):
             return None if x is None else float(x)
@@ -297,11 +332,18 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
         from gpusim.backtest.cpu import backtest_cpu_nb as kernel
 
     # band rows of every (threshold, threshold_abs) pair of values, stacked
-    blocks = [band_table(kind, r, a) for r in thr_vals for a in abs_vals]
-    bfirst = np.cumsum([0] + [b[0].shape[0] for b in blocks])[:-1].reshape(len(thr_vals),
-                                                                              len(abs_vals))
-    B = np.ascontiguousarray(np.concatenate([b[0] for b in blocks]))
-    bnxt = np.ascontiguousarray(np.concatenate([b[1] for b in blocks]))
+    scalar = all(isinstance(v, float) for v in [*thr_vals, *abs_vals])
+    if scalar:
+        B, bfirst, bnxt = _scalar_bands(kind, thr_vals, abs_vals, A)
+    else:
+        zero = np.zeros(1, dtype=np.int64)
+        thr_vals, abs_vals = ([(np.full((1, A), v), zero) if isinstance(v, float) else v
+                               for v in vals] for vals in (thr_vals, abs_vals))
+        blocks = [band_table(kind, r, a) for r in thr_vals for a in abs_vals]
+        bfirst = np.cumsum([0] + [b[0].shape[0] for b in blocks])[:-1].reshape(
+            len(thr_vals), len(abs_vals))
+        B = np.ascontiguousarray(np.concatenate([b[0] for b in blocks]))
+        bnxt = np.ascontiguousarray(np.concatenate([b[1] for b in blocks]))
     ctx = _Context(mkt, close, symbols, grid, axis_of, wsrc, masks, B, bfirst, bnxt, fee_vals,
                    kind, init_cash, float(mkt.ann), rf)
     C = grid.size
@@ -313,13 +355,15 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     cs = int(chunk_size) if chunk_size else _plan_chunk(C, A, be.name)
     out = np.empty((C, len(METRICS)))
     # compile / load the kernel on a 1-combination, 2-bar slice so the timing is of the run
+    # (skipped when this process already has the CPU kernel compiled: one parallel launch less)
     tc = time.perf_counter()
-    a = ctx.chunk_args(0, 1)
-    with compile_notice("the backtest kernel", 10 if be.name == "cpu" else None,
-                        enabled=bool(progress)):
-        kernel(close[:2], a["W"], a["wid"], np.full_like(a["wnxt"], NEVER),
-               np.ascontiguousarray(masks[:, :2]), a["mid"], B, a["bid"],
-               np.full_like(bnxt, NEVER), a["fees"], init_cash, float(mkt.ann), rf)
+    if be.name == "gpu" or not getattr(kernel, "signatures", None):
+        a = ctx.chunk_args(0, 1)
+        with compile_notice("the backtest kernel", 10 if be.name == "cpu" else None,
+                            enabled=bool(progress)):
+            kernel(close[:2], a["W"], a["wid"], np.full_like(a["wnxt"], NEVER),
+                   np.ascontiguousarray(masks[:, :2]), a["mid"], B, a["bid"],
+                   np.full_like(bnxt, NEVER), a["fees"], init_cash, float(mkt.ann), rf)
     if be.name == "gpu":   # prices, masks, bands and scratch on the device once per call
         from gpusim.backtest.cuda import BacktestGpuRunner
 
