@@ -108,3 +108,19 @@ def test_path_choice_and_errors():
                       baselines=False)
     with pytest.raises(GpusimError, match="float64 only"):
         choose_path("gemm", "gpu", 10, "float32")
+
+
+def test_cli_path_option(capsys):
+    """`gpusim search --path gemm` runs the GEMM path and gives the fused top-k."""
+    import json
+
+    from gpusim.cli.main import main
+
+    got = {}
+    for path in ("gemm", "fused"):
+        rc = main(["search", "--prices", "synthetic:5:200:1", "--n", "3000", "--json",
+                   "--no-progress", "--no-baselines", "--backend", "cpu", "--path", path])
+        assert rc == 0
+        got[path] = json.loads(capsys.readouterr().out)
+        assert got[path]["path"] == path
+    assert got["gemm"]["best_sharpe"] == pytest.approx(got["fused"]["best_sharpe"], rel=1e-12)
