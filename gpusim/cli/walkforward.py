@@ -187,6 +187,10 @@ def _run(args: argparse.Namespace) -> int:
     bad = {k: v for k, v in s["statuses"].items() if k != "ok"}
     if bad:
         print(f"dates that kept the previous weights: {bad}")
+    for obj, rates in s.get("bound_by_objective", {}).items():
+        if rates:
+            print(f"constraints binding ({obj}): " + ", ".join(
+                f"{n} {r:.0%}" if r is not None else f"{n} -" for n, r in rates.items()))
     print(f"best {len(best)} by {args.sort_by}:")
     print_table(table, max_columns=30)
     if out:

@@ -21,14 +21,9 @@ import warnings
 import numpy as np
 
 from gpusim.errors import SolverError
-from gpusim.walkforward.exact import _OK, _OPTIONS, SOLVER_PREFERENCE
+from gpusim.walkforward.exact import _OK, SOLVER_PREFERENCE, TIGHT_OPTIONS
 
 __all__ = ["ExactObjective"]
-
-_TIGHT = {**_OPTIONS, "CLARABEL": {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12,
-                                   "tol_feas": 1e-12, "max_iter": 500}}
-"""Solver options: Clarabel to 1e-12 (on a cone the weights are accurate to about the square
-root of the gap tolerance: 1e-10 leaves ~1e-6 errors in efficient_risk's weights)."""
 
 
 def _solvers(solver):
@@ -132,7 +127,7 @@ class ExactObjective:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    self.prob.solve(solver=name, warm_start=True, **_TIGHT.get(name, {}))
+                    self.prob.solve(solver=name, warm_start=True, **TIGHT_OPTIONS.get(name, {}))
                 status = str(self.prob.status)
             except Exception as exc:  # cvxpy.error.SolverError and solver-specific failures
                 tried.append(f"{name} raised {type(exc).__name__}")

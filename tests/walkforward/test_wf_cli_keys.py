@@ -34,6 +34,7 @@ def test_cli_lists_and_caps_equal_the_python_call(mkt, tmp_path, capsys):
                "--backend", "cpu"])
     out = capsys.readouterr().out
     assert rc == 0 and "best" in out
+    assert "constraints binding (max_utility): volatility" in out and "te_BM" in out
     cm = pd.read_csv(tmp_path / "cli" / "metrics.csv")
     assert list(cm.columns[:3]) == ["method", "estimator", "objective"] and len(cm) == 8
     py = walkforward(mkt, every="M", lookback=60, num_tests=400,
