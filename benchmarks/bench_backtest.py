@@ -15,6 +15,12 @@ drift test in ``pre_segment_func_nb`` for threshold), run on a subset of the com
 time includes the total return, Sharpe and max drawdown computed from the portfolio, and the
 script checks that its final values agree with ours.
 
+A last table times whole ``gpusim.backtest()`` calls (DESIGN §10, issue 11): 3,000 combinations
+(200 target vectors x 15 thresholds) x 756 bars, a 3-row target schedule with the same
+thresholds, and (``--big``) the peak RSS of a 10^7-combination grid on 10 bars; it reports the
+call's wall time, the time inside the kernel and the share outside it (Python, pandas, grid
+building).
+
 Each figure is the median of ``--repeats`` timed calls after one warm-up call (compilation).
 Results are outputs of this machine, not truth. Usage::
 
@@ -206,6 +212,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per figure (median)")
     ap.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
     ap.add_argument("--no-vbt", action="store_true", help="skip vectorbt even if importable")
+    ap.add_argument("--big", action="store_true",
+                    help="also the peak memory of a 10^7-combination backtest() grid")
     ap.add_argument("--vbt-combos", type=int, default=None,
                     help="combinations given to vectorbt per workload (default 1500, quick 150)")
     args = ap.parse_args(argv)
@@ -271,7 +279,65 @@ def main(argv=None):
         nreb = out[:, 9]
         print(f"{'':<10} rebalances per combination: mean {nreb.mean():.1f}, "
               f"min {nreb.min():.0f}, max {nreb.max():.0f}{note}")
+    api_overhead(args.repeats, args.big)
     return 0
+
+
+def api_overhead(repeats: int, big: bool = False) -> None:
+    """Wall time of ``gpusim.backtest()`` calls vs the time spent in the CPU kernel."""
+    import pandas as pd
+
+    import gpusim
+    from gpusim.backtest import cpu as bk
+
+    m = gpusim.synthetic_market(n_assets=5, n_bars=756, seed=1)
+    idx = m.prices.index
+    W = np.random.default_rng(0).dirichlet(np.ones(5), 3)
+    sched = pd.DataFrame(W, index=idx[[0, 250, 500]], columns=m.prices.columns)
+    ths = gpusim.Param(np.arange(1, 16) / 100)
+    calls = {"200 vectors x 15 thr": dict(weights=gpusim.RandomWeights(200, seed=1)),
+             "schedule x 15 thr": dict(weights=sched)}
+    real = bk.backtest_cpu_nb
+    spent = [0.0]
+
+    def kernel(*a):
+        t = time.perf_counter()
+        r = real(*a)
+        spent[0] += time.perf_counter() - t
+        return r
+
+    print(f"\n{'backtest() call':<24} {'combos':>7} {'call ms':>9} {'kernel ms':>10} "
+          f"{'outside':>8}")
+    bk.backtest_cpu_nb = kernel
+    try:
+        for name, kw in calls.items():
+            run = dict(threshold=ths, fees=0.001, backend="cpu", progress=False, **kw)
+            res = gpusim.backtest(m, **run)
+            walls, kerns = [], []
+            for _ in range(max(repeats, 5)):
+                spent[0] = 0.0
+                t = time.perf_counter()
+                gpusim.backtest(m, **run)
+                walls.append(time.perf_counter() - t)
+                kerns.append(spent[0])
+            w, k = statistics.median(walls), statistics.median(kerns)
+            print(f"{name:<24} {len(res.metrics):>7} {w * 1e3:>9.2f} {k * 1e3:>10.2f} "
+                  f"{1 - k / w:>8.1%}")
+    finally:
+        bk.backtest_cpu_nb = real
+    if big:
+        import resource
+
+        r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        m10 = gpusim.synthetic_market(n_assets=5, n_bars=10, seed=1)
+        t = time.perf_counter()
+        res = gpusim.backtest(m10, weights=gpusim.RandomWeights(10 ** 6, seed=1),
+                              fees=gpusim.Param(np.arange(10) / 1000), backend="cpu",
+                              progress=False)
+        r1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"10^7 combinations x 10 bars: {time.perf_counter() - t:.1f} s, peak RSS "
+              f"{r1:.0f} MiB (start {r0:.0f}), metrics frame "
+              f"{res.metrics.memory_usage(deep=True).sum() / 2 ** 20:.0f} MiB")
 
 
 if __name__ == "__main__":
