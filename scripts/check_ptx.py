@@ -3,7 +3,7 @@
 The CUDA simulator (used by the tests) runs kernels as Python, so it cannot show that a kernel
 types and lowers for the real CUDA target. This script does that part: it compiles each kernel
 with NVVM for a compute capability (default 8.0) and asserts every bit-identity claim of the
-README (``CLAIMS``): no fused multiply-add (and no approximate f64 division or square root) in
+docs (``CLAIMS``): no fused multiply-add (and no approximate f64 division or square root) in
 the sampler's -log u, in the whole uniform/Dirichlet sample body, and in the guided search's
 scoring kernel. It prints the size of each kernel's PTX (characters, instructions, virtual
 registers, fma) and how many of its multiply-adds the compiler contracted from separate * and +
@@ -120,15 +120,15 @@ NO_CONTRACTION = "no-contraction"
 with NVVM's default ``-fma=1`` minus fma with ``-fma=0``; fma that remains under ``-fma=0`` is
 written explicitly, e.g. inside libdevice's log/pow)."""
 CLAIMS = {
-    "rng -log(u) probe": (NO_FMA, "README Randomness: the Dirichlet sampler's -log u is "
+    "rng -log(u) probe": (NO_FMA, "docs/search.md Randomness: the Dirichlet sampler's -log u is "
                                   "FMA-free"),
     "rng sample probe (uniform, dirichlet)": (
-        NO_FMA, "README Randomness: uniform and dirichlet populations round identically on "
+        NO_FMA, "docs/search.md Randomness: uniform and dirichlet populations round identically on "
                 "GPUs (the whole sample body without the alpha != 1 branch)"),
-    "guided.sharpe_rows_cuda": (NO_FMA, "README Guided search: scores from the same body with "
+    "guided.sharpe_rows_cuda": (NO_FMA, "docs/guided.md: scores from the same body with "
                                         "never-fused arithmetic (bit-identical to the CPU)"),
 }
-"""The bit-identity claims of the README, asserted on the named kernels."""
+"""The bit-identity claims of the docs, asserted on the named kernels."""
 _APPROX = re.compile(r"\b(?:div|sqrt|rcp|rsqrt)\.approx\.(?:ftz\.)?f64")
 
 
