@@ -220,7 +220,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     T, A = close.shape
     ann = float(mkt.ann)
     meth_entry, meth_vals = _axis(method, _method)
-    method = ",".join(meth_vals)            # the label in summaries
+    method = ",".join(dict.fromkeys(meth_vals))     # the label in summaries
     from cpu_ref.rng import sampler_code
 
     if sampler == "dirichlet":
@@ -252,7 +252,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     est_vals = [parse_estimator(v) for v in (estimator.values if isinstance(estimator, Param)
                                              else [estimator])]
     est_labels = [e.label for e in est_vals]
-    if len(set(est_labels)) != len(est_labels):
+    if len(set(est_labels)) != len(set(est_vals)):   # (a zipped Param may repeat one)
         raise GpusimError(f"estimator: two estimators are labelled alike ({est_labels}); give "
                           "the callables distinct function names")
     est_entry = (Param(est_labels, estimator.name, estimator.level)

@@ -74,3 +74,19 @@ def test_sweep_job_keys(mkt, tmp_path):
     np.testing.assert_array_equal(t.xs(1, level="seed")["sharpe"].to_numpy(),
                                   one.metrics["sharpe"].to_numpy())
     assert "bound_volatility" in t.columns
+
+
+def test_tune_batches_objectives_estimators_and_methods_into_one_call(mkt):
+    import itertools
+
+    from gpusim.tune.targets import evaluate, get_target
+
+    rows = [dict(objective=o, estimator=e, method=m) for o, e, m in itertools.product(
+        ["max_sharpe", "min_variance"], ["sample", "ewma:30"], ["random", "exact"])]
+    fixed = {"every": "M", "lookback": 60, "num_tests": 200, "gap": False}
+    table, calls, _ = evaluate(get_target("walkforward"), mkt, rows, fixed, "cpu")
+    assert calls == 1 and len(table) == 8            # all sweepable: one call
+    for r, (_, got) in zip(rows, table.iterrows()):
+        one = walkforward(mkt, progress=False, backend="cpu", **fixed, **r).metrics
+        np.testing.assert_allclose(got[list(one.columns)].to_numpy(float),
+                                   one.iloc[0].to_numpy(float), rtol=1e-12)
