@@ -85,3 +85,38 @@ fees = [0.0, 0.002]
                           progress=False).metrics
     np.testing.assert_array_equal(t["final_value"].to_numpy(), ref["final_value"].to_numpy())
     assert set(t.index.get_level_values("weights")) == {"targets"}
+
+
+def test_sweep_grid_of_schedules_and_hybrid_band_split_in_pieces(data, tmp_path):
+    from gpusim.sweep.api import load_job, run_job
+
+    d, prices, sched = data
+    other = sched.iloc[::-1].set_axis(sched.index)            # same dates, rows reversed
+    other.to_csv(tmp_path / "other.csv", index_label="date")
+    job = tmp_path / "job.toml"
+    job.write_text(f"""
+task = "backtest"
+out = "o"
+chunk_size = 3
+[data]
+path = "{d / 'prices.csv'}"
+[fixed]
+band = "hybrid"
+threshold = 0.02
+[grid]
+weights = [{{ schedule = "{d / 'targets.csv'}" }}, {{ schedule = "{tmp_path / 'other.csv'}" }}]
+threshold_abs = [0.003, 0.01, 0.03]
+fees = [0.0, 0.003]
+""")
+    res = run_job(load_job(job), progress=False)
+    assert res.ok and res.summary["n_chunks"] > 2
+    t = res.table
+    ref = gpusim.backtest(prices, weights=gpusim.Param([gpusim.Schedule(sched, "targets"),
+                                                        gpusim.Schedule(other, "other")]),
+                          band="hybrid", threshold=0.02,
+                          threshold_abs=gpusim.Param([0.003, 0.01, 0.03]),
+                          fees=gpusim.Param([0.0, 0.003]), progress=False).metrics
+    assert t.index.get_level_values("weights").tolist() == \
+        ref.index.get_level_values("weights").tolist()
+    np.testing.assert_array_equal(t[ref.columns].to_numpy(), ref.to_numpy())
+    assert ref["n_rebalances"].nunique() > 1
