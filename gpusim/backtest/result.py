@@ -122,7 +122,8 @@ class BacktestResult(MetricsResult):
         daily["cash"] = 1.0 - alloc.sum(axis=1)
         params = {**ctx.grid.labels_of(flat),
                   **{k: jsonable(v) for k, v in ctx.grid.fixed.items()},
-                  "band": ctx.band, "relative": ctx.band == "relative",
+                  "relative": ctx.band == "relative",
+                  **({"band": ctx.band} if ctx.band == "hybrid" else {}),
                   "init_cash": ctx.init_cash}
         o = dict(zip(ORDER_FIELDS, np.asarray(orders).T))
         bar_i, asset_i = o["bar"].astype(np.int64), o["asset"].astype(np.int64)

@@ -58,8 +58,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="never | D | W | M | Q | Y | k (every k bars); a comma list sweeps "
                         "them (default: never)")
     p.add_argument("--threshold", default=None, metavar="VALUES",
-                   help="drift band(s) that trigger a rebalance, e.g. 0.05 or 0.01:0.15:0.01 "
-                        "(default: none)")
+                   help="drift band(s) that trigger a rebalance, e.g. 0.05 or 0.01:0.15:0.01, "
+                        "or one band per asset SPY=0.05,TLT=0.02 (default: none)")
     p.add_argument("--schedule", default=None, metavar="FILES",
                    help="target schedule(s): dates x symbols (replaces --weights)")
     p.add_argument("--relative", action="store_true",
@@ -87,6 +87,21 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help="print the JSON summary (with the best rows) instead of the table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _per_asset(text: str, flag: str) -> dict:
+    """``SYM=0.05,SYM2=0.02`` -> a band per asset (symbols left out have none)."""
+    out = {}
+    for item in text.split(","):
+        sym, sep, val = item.partition("=")
+        try:
+            out[sym.strip()] = float(val)
+        except ValueError:
+            sep = ""
+        if not sep or not sym.strip():
+            raise GpusimError(f"{flag}: {item!r} is not SYMBOL=VALUE; give a band per asset as "
+                              "SPY=0.05,TLT=0.02 or values to sweep as 0.01,0.02")
+    return out
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -117,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
                              "threshold_abs"))
     rebalance = as_axis(parse_rebalance(args.rebalance), "rebalance")
     threshold = (None if args.threshold is None else
+                 _per_asset(args.threshold, "--threshold") if "=" in args.threshold else
                  as_axis(parse_values(args.threshold, "--threshold", allow_none=True),
                          "threshold"))
     fees = as_axis(parse_values(args.fees, "--fees"), "fees")

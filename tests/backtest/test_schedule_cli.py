@@ -120,3 +120,36 @@ fees = [0.0, 0.003]
         ref.index.get_level_values("weights").tolist()
     np.testing.assert_array_equal(t[ref.columns].to_numpy(), ref.to_numpy())
     assert ref["n_rebalances"].nunique() > 1
+
+
+def test_cli_and_job_per_asset_band_equal_api(data, tmp_path, capsys):
+    from gpusim.sweep.api import load_job, run_job
+
+    d, prices, _ = data
+    sym = [str(s) for s in prices.symbols]
+    band = {sym[0]: 0.004, sym[2]: 0.01}
+    ref = gpusim.backtest(prices, threshold=band, fees=0.001, progress=False).metrics
+    assert ref["n_rebalances"].iloc[0] != gpusim.backtest(
+        prices, threshold=0.004, fees=0.001, progress=False).metrics["n_rebalances"].iloc[0]
+    rc = main(["backtest", "--prices", str(d / "prices.csv"), "--threshold",
+               f"{sym[0]}=0.004,{sym[2]}=0.01", "--fees", "0.001", "--json", "--no-progress"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["best"][0]["final_value"] == pytest.approx(ref["final_value"].iloc[0], rel=1e-9)
+    job = tmp_path / "job.toml"
+    job.write_text(f"""
+task = "backtest"
+out = "o"
+[data]
+path = "{d / 'prices.csv'}"
+[fixed]
+threshold = {{ {sym[0]} = 0.004, {sym[2]} = 0.01 }}
+[grid]
+fees = [0.001]
+""")
+    res = run_job(load_job(job), progress=False)
+    assert res.ok
+    np.testing.assert_array_equal(res.table["final_value"].to_numpy(),
+                                  ref["final_value"].to_numpy())
+    rc = main(["backtest", "--prices", str(d / "prices.csv"), "--threshold", "SPY=x"])
+    assert rc != 0 and "SYMBOL=VALUE" in capsys.readouterr().err
