@@ -33,6 +33,8 @@ GAMMA_RTOL = 1e-12
 GAMMA_MAX_FLIPPED = 1e-3
 """and the fraction of candidates allowed beyond it (a last-bit difference can flip one
 Marsaglia-Tsang accept/reject decision, which changes that candidate's variate)."""
+LIMIT_BEYOND = 300
+"""Assets of the search beyond the former cap (GEMM path)."""
 METRIC_RTOL = 1e-10
 """Backtest / walk-forward / dynopt metrics: GPU vs CPU path."""
 SHARPE_RTOL = 1e-12
@@ -147,17 +149,18 @@ def _stats(A, seed=0):
     return X.mean(0), np.cov(X.T)
 
 
-def _search_pair(be, mu, cov, n, k, chunk, **kw):
+def _search_pair(be, mu, cov, n, k, chunk, path="auto", **kw):
     import gpusim
 
     kw = dict(n=n, seed=5, top_k=k, ann=252, progress=False, baselines=False, **kw)
     cpu = gpusim.search((mu, cov), backend="cpu", **kw)
-    gpu = gpusim.search((mu, cov), backend=be, chunk_size=chunk, **kw)
+    gpu = gpusim.search((mu, cov), backend=be, chunk_size=chunk, path=path, **kw)
     same = gpu.top["candidate"].tolist() == cpu.top["candidate"].tolist()
     rel = float(np.max(np.abs(gpu.top["sharpe"].to_numpy() - cpu.top["sharpe"].to_numpy())
                        / np.abs(cpu.top["sharpe"].to_numpy()))) if len(cpu.top) else 0.0
     ok = same and rel <= SHARPE_RTOL and gpu.summary["n_valid"] == cpu.summary["n_valid"]
-    return {"k": k, "chunk_size": chunk, "n": n, "A": len(mu), "same_candidates": same,
+    return {"k": k, "chunk_size": chunk, "n": n, "A": len(mu),
+            "path": gpu.summary.get("path", path), "same_candidates": same,
             "max_rel_sharpe_diff": rel, "ok": ok}
 
 
@@ -174,13 +177,19 @@ def search(size) -> dict:
 
 
 def limits(size) -> dict:
-    """The search at the kernel's asset limit (MAX_ASSETS) vs the CPU."""
+    """The search at the fused kernel's former asset cap (MAX_ASSETS) on both paths, and
+    beyond it on the GEMM path, vs the CPU.
+    """
     from gpusim._cuda.launch import MAX_ASSETS
 
     be = _gpu_backend()
-    mu, cov = _stats(MAX_ASSETS, 2)
-    row = _search_pair(be, mu, cov, SIZES[size]["limit_n"], 10, None)
-    return {"cases": [row], "failures": [] if row["ok"] else [f"A={MAX_ASSETS}"]}
+    n = SIZES[size]["limit_n"]
+    rows = []
+    for A, paths in ((MAX_ASSETS, ("fused", "gemm")), (LIMIT_BEYOND, ("gemm",))):
+        mu, cov = _stats(A, 2)
+        rows += [_search_pair(be, mu, cov, n, 10, None, path=p) for p in paths]
+    return {"cases": rows, "failures": [f"A={r['A']} {r['path']}" for r in rows
+                                        if not r["ok"]]}
 
 
 def _metrics_close(gpu, cpu) -> float:

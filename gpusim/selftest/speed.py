@@ -19,15 +19,16 @@ from gpusim.selftest.parity import _gpu_backend, _stats
 SPEED_SIZES = {
     "simulate": dict(gemm_n=96, copy_mb=4, reps=1, search=[(4, 200), (8, 100)], f32_A=8,
                      backtest=[(3, 60, 8)], walkforward=[(3, 80, 16)], dynopt=[(3, 60)],
-                     mem_calls=3),
+                     guided=[(5, 200)], mem_calls=3),
     "device": dict(gemm_n=8192, copy_mb=1024, reps=3,
                    search=[(8, 50_000_000), (20, 20_000_000), (64, 4_000_000), (256, 300_000)],
                    f32_A=64, backtest=[(8, 1000, 20_000), (8, 2500, 200_000)],
                    walkforward=[(10, 1500, 1000), (10, 1500, 10_000)],
-                   dynopt=[(10, 1500), (30, 2500)], mem_calls=5),
+                   dynopt=[(10, 1500), (30, 2500)], guided=[(20, 2_000_000)], mem_calls=5),
 }
-"""Sizes: search (A, n); backtest (A, bars, random weights x 4 rules); walk-forward
-(A, bars, num_tests); dynopt (instruments, days); repeated calls of the memory section."""
+"""Sizes: search and guided search (A, n); backtest (A, bars, random weights x 4 rules);
+walk-forward (A, bars, num_tests); dynopt (instruments, days); repeated calls of the memory
+section."""
 BACKTEST_FLOPS = 6
 """Rough float operations per (combination, bar, asset) of the backtest step (drift,
 value, band check); used only to express its rate as a fraction of DGEMM."""
@@ -130,14 +131,26 @@ def throughput(size) -> dict:
     for A, n in z["search"]:
         mu, cov = _stats(A, 3)
         for dtype in ("float64",) + (("float32",) if A == z["f32_A"] else ()):
-            first, t = _median_time(lambda mu=mu, cov=cov, n=n, dtype=dtype: gpusim.search(
-                (mu, cov), n=n, top_k=10, ann=252, backend=be, dtype=dtype, progress=False,
-                baselines=False), z["reps"], _sync)
+            res = []
+            first, t = _median_time(lambda mu=mu, cov=cov, n=n, dtype=dtype, res=res: res.append(
+                gpusim.search((mu, cov), n=n, top_k=10, ann=252, backend=be, dtype=dtype,
+                              progress=False, baselines=False)), z["reps"], _sync)
             flops = n * (2 * A * A + 4 * A) / t
             ref = dg if dtype == "float64" else ceil.get("sgemm_flops")
-            rows.append({"kernel": "search", "dtype": dtype, "A": A, "n": n, "seconds": t,
+            rows.append({"kernel": "search", "dtype": dtype, "A": A, "n": n,
+                         "path": res[-1].summary.get("path"), "seconds": t,
                          "first_call_seconds": first, "candidates_per_s": n / t,
                          "flops": flops, "fraction_of_gemm": _frac(flops, ref)})
+    for A, n in z["guided"]:
+        mu, cov = _stats(A, 5)
+        res = []
+        first, t = _median_time(lambda mu=mu, cov=cov, n=n, res=res: res.append(gpusim.search(
+            (mu, cov), ann=252, method="guided", budget=n, backend=be, progress=False,
+            baselines=False)), z["reps"], _sync)
+        ne = int(res[-1].summary.get("n_evaluated") or n)
+        rows.append({"kernel": "guided", "A": A, "budget": n, "evaluated": ne, "seconds": t,
+                     "first_call_seconds": first, "candidates_per_s": ne / t,
+                     "fraction_of_dgemm": _frac(ne * (2 * A * A + 4 * A) / t, dg)})
     for A, T, nw in z["backtest"]:
         m = gpusim.synthetic_market(n_assets=A, n_bars=T, seed=1)
         kw = dict(weights=gpusim.RandomWeights(nw, seed=1), rebalance=Param(["never", "M"]),

@@ -46,12 +46,14 @@ def test_gpu_check_simulate_writes_the_json(tmp_path):
     ks = {c["k"] for c in s["search"]["cases"]}
     assert ks == set(parity.SIZES["simulate"]["search_ks"])
     assert all(c["same_candidates"] for c in s["search"]["cases"])
-    assert s["limits"]["cases"][0]["A"] == 256
+    assert s["limits"]["cases"][0]["A"] == 256 and all(c["ok"] for c in s["limits"]["cases"])
     for name in ("backtest", "walkforward", "dynopt"):
         assert s[name]["max_rel_vs_cpu"] <= parity.METRIC_RTOL
     assert s["backtest"]["max_rel_vs_cpu_ref"] <= parity.METRIC_RTOL
     kinds = {k["kernel"] for k in s["throughput"]["kernels"]}
-    assert kinds == {"search", "backtest", "walkforward", "dynopt"}
+    assert kinds == {"search", "guided", "backtest", "walkforward", "dynopt"}
+    assert {c["path"] for c in s["limits"]["cases"]} == {"fused", "gemm"}
+    assert max(c["A"] for c in s["limits"]["cases"]) == parity.LIMIT_BEYOND
     assert all(k["seconds"] > 0 and (k.get("fraction_of_gemm") or k.get("fraction_of_dgemm")) > 0
                for k in s["throughput"]["kernels"])
     assert s["throughput"]["ceilings"]["dgemm_flops"] > 0
