@@ -1,7 +1,10 @@
 """Step bodies of the rebalancing backtest, compiled for the CPU and the GPU (DESIGN §6).
 
-One combination = (target weights ``W[wid[c]]``, rebalance mask ``masks[mid[c]]``, drift
-threshold ``thresholds[c]``, fee ``fees[c]``), simulated bar by bar on the shared close prices.
+One backtest combination = (a target schedule: rows of ``W`` from ``wid[c]`` switching at the
+bars ``wnxt``; rebalance mask ``masks[mid[c]]``; a band schedule: rows [rel | abs] of ``B``
+from ``bid[c]`` switching at ``bnxt``; fee ``fees[c]``), simulated bar by bar on the shared
+close prices by :func:`simulate_sched` (:func:`simulate_one` is the walk-forward form: a new
+row of targets at each rebalance, a scalar band).
 Metrics are accumulated online (Welford mean/M2 of the per-bar returns, running downside sum of
 squares, running peak and drawdown, running sums of V and of traded value), so no value path is
 ever stored and prices are never tiled per combination: each (combination, bar) costs O(A).
@@ -9,7 +12,7 @@ ever stored and prices are never tiled per combination: each (combination, bar) 
 The per-combination step functions here are plain Python bodies over scalars and 2-D scratch
 arrays indexed ``[asset, col]``; :func:`compile_bodies` compiles them with ``numba.njit`` here
 (the ``*_nb`` names) and with ``numba.cuda.jit(device=True)`` in
-:mod:`gpusim.backtest.cuda`, where :func:`simulate_one` is the whole work of one GPU
+:mod:`gpusim.backtest.cuda`, where :func:`simulate_sched` is the whole work of one GPU
 thread (the same idiom as :mod:`cpu_ref.rng`). They share nothing with :mod:`cpu_ref.backtest`,
 the independent oracle they are tested against.
 
@@ -23,7 +26,8 @@ Floating point: the threshold test is exact to the letter of the contract (a_j =
 ``>=``); the Welford mean update multiplies by 1/(t+1) instead of dividing (a last-ulp
 difference from a two-pass mean, far inside the 1e-10 tolerance of the tests).
 
-:func:`prepare_inputs` coerces and checks the inputs of both entry points (CPU and GPU).
+:func:`prepare_inputs` coerces and checks the inputs of both entry points (CPU and GPU);
+:func:`scalar_inputs` builds them for constant targets and one scalar band per combination.
 """
 
 from __future__ import annotations
