@@ -77,12 +77,17 @@ class Baseline:
     kind: str
     status: str
     solver: str
+    symbols: list[str] | None = None
+    """The assets' names: from a labelled ``mu`` (Series) or ``cov`` (DataFrame), or set by the
+    caller (the search does); None when unknown."""
 
     def as_series(self, symbols=None):
-        """Weights as a ``pandas.Series`` (index ``symbols`` or ``w_0..w_{A-1}``)."""
+        """Weights as a ``pandas.Series`` indexed by symbol (``symbols``, else :attr:`symbols`,
+        else ``w_0..w_{A-1}``).
+        """
         import pandas as pd
 
-        index = _labels(symbols, len(self.weights))
+        index = _labels(symbols if symbols is not None else self.symbols, len(self.weights))
         return pd.Series(self.weights, index=index, name=self.kind)
 
 
@@ -312,7 +317,16 @@ def max_sharpe(mu, cov, *, ann=1.0, rf=0.0, bounds=None, long_only=True, solver=
         ``weights`` (A,) on the host plus annualised ``ret``, ``vol``, ``sharpe``.
     """
     with _one_blas_thread(np.size(mu)):
-        return _max_sharpe(mu, cov, ann, rf, bounds, long_only, solver, repair)
+        return _named(_max_sharpe(mu, cov, ann, rf, bounds, long_only, solver, repair), mu, cov)
+
+
+def _named(b: Baseline, mu, cov) -> Baseline:
+    """``b`` with the symbols of a labelled ``mu`` (Series) or ``cov`` (DataFrame)."""
+    for labels in (getattr(mu, "index", None), getattr(cov, "columns", None)):
+        if labels is not None and len(labels) == len(b.weights):
+            b.symbols = [str(x) for x in labels]
+            break
+    return b
 
 
 def _max_sharpe(mu, cov, ann, rf, bounds, long_only, solver, repair):
@@ -363,7 +377,8 @@ def min_variance(mu, cov, *, ann=1.0, rf=0.0, bounds=None, long_only=True, solve
     Parameters and returns are as in :func:`max_sharpe` (``rf`` only enters the Sharpe ratio).
     """
     with _one_blas_thread(np.size(mu)):
-        return _min_variance(mu, cov, ann, rf, bounds, long_only, solver, repair)
+        return _named(_min_variance(mu, cov, ann, rf, bounds, long_only, solver, repair), mu,
+                      cov)
 
 
 def _min_variance(mu, cov, ann, rf, bounds, long_only, solver, repair):

@@ -247,10 +247,14 @@ class MetricsResult:
         """
         check_format(fmt)
         # best() validates sort_by before anything is written
-        best = None if best_k is None else self.best(sort_by, best_k)
+        best = None if best_k is None else self._best_rows(sort_by, best_k)
         return save_metrics(out_dir, self.metrics, best, self.summary, sort_by=sort_by,
                             best_k=best_k, fmt=fmt, tables=self._tables(),
                             extra=self._extra_files(best, **options))
+
+    def _best_rows(self, metric: str, k: int) -> pd.DataFrame:
+        """The rows written to ``best.csv`` (subclasses add columns, e.g. weights by symbol)."""
+        return self.best(metric, k)
 
     def _tables(self) -> dict[str, pd.DataFrame]:
         """Labelled tables saved like ``metrics`` (``{file stem: DataFrame}``)."""

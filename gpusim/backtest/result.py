@@ -91,6 +91,35 @@ class BacktestResult(MetricsResult):
     metric_names = METRICS
     lower_is_better = LOWER_IS_BETTER
 
+    def target_weights(self, keys=None) -> pd.DataFrame:
+        """Target weights by symbol of the rows ``keys`` (row labels of ``metrics``; default:
+        every row), shape (len(keys), A), indexed like those rows. Random targets are
+        regenerated from their seed and row number.
+        """
+        ctx = self._ctx
+        idx = self.metrics.index if keys is None else keys
+        rows = []
+        for key in idx:
+            flat = ctx.grid.locate(key)
+            a = ctx.chunk_args(flat, flat + 1)
+            rows.append(a["W"][a["wid"][0]])
+        W = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(ctx.symbols))
+        return pd.DataFrame(W, index=idx, columns=pd.Index(ctx.symbols))
+
+    def best(self, metric: str = "sharpe", k: int = 10, ascending: bool | None = None, *,
+             weights: bool = False) -> pd.DataFrame:
+        """The ``k`` best rows by ``metric`` (:meth:`MetricsResult.best`); with
+        ``weights=True`` their target weights by symbol follow the metrics (as in the CLI's
+        table and ``best.csv``).
+        """
+        b = super().best(metric, k, ascending)
+        if not weights:
+            return b
+        return pd.concat([b, self.target_weights(b.index)], axis=1)
+
+    def _best_rows(self, metric: str, k: int) -> pd.DataFrame:
+        return self.best(metric, k, weights=True)
+
     def records(self, key: tuple | None = None, **level_values) -> Records:
         """Re-run one combination through the reference and return its :class:`Records`.
 

@@ -142,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
                    fees=fees, init_cash=args.init_cash, rf=args.rf,
                    backend=args.backend, chunk_size=args.chunk_size,
                    progress=not args.no_progress)
-    best = res.best(args.sort_by, args.top_k)
+    best = res.best(args.sort_by, args.top_k, weights=True)
     out = None
     if args.out:
         out = str(res.save(args.out, best_k=args.top_k, sort_by=args.sort_by,
@@ -153,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(grid_run_line(s, "bars", "assets"))
         print(f"best {len(best)} by {args.sort_by}:")
-        print_table(best)
+        print_table(best, groups=[list(market.symbols)])
         if out:
             print(f"wrote {out}")
     return partial_exit(s, res.partial)

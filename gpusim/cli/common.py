@@ -300,16 +300,15 @@ def print_json(summary: dict, **extra: Any) -> None:
     print(json.dumps({**summary, **extra}, indent=2, default=str))
 
 
-def print_table(df, *, width: int = 200, max_columns: int = 20,
-                max_rows: int | None = None) -> None:
-    """Print a metrics table with 6 significant digits."""
-    import pandas as pd
+def print_table(df, *, width: int = 200, max_columns: int | None = None,
+                max_rows: int | None = None, groups=()) -> None:
+    """Print a table for people (:func:`gpusim.tables.format_table`: rounded per column,
+    every column, missing parameters in words; ``groups`` of columns share their decimals).
+    ``max_columns`` is ignored (kept for callers).
+    """
+    from gpusim.tables import format_table
 
-    opts = ["display.width", width, "display.max_columns", max_columns]
-    if max_rows is not None:
-        opts += ["display.max_rows", max_rows]
-    with pd.option_context(*opts):
-        print(df.to_string(float_format=lambda x: f"{x:.6g}"))
+    print(format_table(df, width=width, max_rows=max_rows, groups=groups))
 
 
 COMPILED_S = 0.5

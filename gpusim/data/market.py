@@ -228,14 +228,15 @@ class Market:
         r = p.to_numpy()[1:] / p.to_numpy()[:-1] - 1.0
         return pd.DataFrame(r, index=p.index[1:], columns=p.columns)
 
-    def stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-bar mean and covariance of the simple returns (host float64 arrays).
+    def stats(self) -> tuple[pd.Series, pd.DataFrame]:
+        """Per-bar mean and covariance of the simple returns, labelled by symbol (host float64;
+        ``.to_numpy()`` gives the arrays).
 
         Returns
         -------
-        mu : numpy.ndarray, shape (n_assets,)
+        mu : pandas.Series, shape (n_assets,), index = symbols
             ``mean(r)`` per asset, per bar (annualise with ``ann * mu``).
-        cov : numpy.ndarray, shape (n_assets, n_assets)
+        cov : pandas.DataFrame, shape (n_assets, n_assets), index = columns = symbols
             ``cov(r, ddof=1)`` per bar (annualise with ``ann * cov``).
         """
         r = self.returns.to_numpy()
@@ -244,7 +245,9 @@ class Market:
         mu = r.mean(axis=0)
         dev = r - mu
         cov = dev.T @ dev / (r.shape[0] - 1)
-        return mu, cov
+        sym = pd.Index([str(x) for x in self.symbols], name="symbol")
+        return (pd.Series(mu, index=sym, name="mu"),
+                pd.DataFrame(cov, index=sym, columns=sym.copy()))
 
     def subset(self, symbols) -> Market:
         """The same market restricted to ``symbols`` (a name or a list), in the order given."""

@@ -222,7 +222,8 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     elapsed = time.perf_counter() - t0
 
     W, stats, _ = rescore(seed, best_i, code, alpha, lo, hi, mu, cov, ann_v, rf)
-    base = _baselines(mu, cov, ann_v, rf, lo, hi, bounds is not None, solver) if baselines else {}
+    base = (_baselines(mu, cov, ann_v, rf, lo, hi, bounds is not None, solver, syms)
+            if baselines else {})
     best_s, low = undefined_sharpes(best_s, stats[:, 1], cov, ann_v, base)
     top = pd.DataFrame(W, columns=syms)
     top.insert(0, "expected_volatility", stats[:, 1])
@@ -250,6 +251,9 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
                       and np.isfinite(best_s[0]) and ms.sharpe > 0 else None)
     mv = base.get("min_variance")
     summary["exact_min_variance_vol"] = None if mv is None else mv.vol
+    summary["best_weights"] = (dict(zip(syms, W[0].tolist(), strict=True)) if len(W) else None)
+    for key, b in (("exact_max_sharpe_weights", ms), ("exact_min_variance_weights", mv)):
+        summary[key] = None if b is None else dict(zip(syms, b.weights.tolist(), strict=True))
     summary["versions"] = versions()
     return SearchResult(top=top, baselines=base, summary=summary, mu=mu, cov=cov, lo=lo, hi=hi)
 

@@ -16,6 +16,7 @@ import pandas as pd
 from gpusim.results import versions
 from gpusim.search.guided_verify import OOS_PREFIX
 from gpusim.search.result import TopKView
+from gpusim.tables import format_table
 
 
 @dataclass
@@ -63,7 +64,7 @@ class GuidedResult(TopKView):
 
         return verify_result(self)
 
-    def to_text(self, max_symbols: int = 12) -> str:
+    def to_text(self, max_symbols: int | None = None) -> str:
         """Human-readable report: run, top-k table, baseline and gap, holdout drop."""
         s = self.summary
         lines = [f"{s['method']} search, objective {s['objective']} ({s['kind']}), seed "
@@ -74,12 +75,10 @@ class GuidedResult(TopKView):
                  + ("  [PARTIAL: interrupted]" if s["partial"] else "")]
         syms = self.symbols[:max_symbols]
         cols = [c for c in self.top.columns if c not in self.symbols]
-        with pd.option_context("display.width", 220, "display.max_columns", 60,
-                               "display.float_format", "{:.6g}".format):
-            lines += [f"\nTop {len(self.top)} (weights by symbol"
-                      + (f", first {max_symbols} of {len(self.symbols)}"
-                         if len(self.symbols) > max_symbols else "") + "):",
-                      self.top[cols + syms].to_string()]
+        lines += [f"\nTop {len(self.top)} (weights by symbol"
+                  + (f", first {len(syms)} of {len(self.symbols)}"
+                     if len(syms) < len(self.symbols) else "") + "):",
+                  format_table(self.top[cols + syms], width=220, groups=[syms])]
         b = self.baselines.get("max_sharpe")
         if b is not None:
             lines.append(f"\nExact max Sharpe (cvxpy{', bounds only' if s.get('relaxed') else ''}"
@@ -134,7 +133,7 @@ def build_result(problem, top, run: dict, history: dict, baselines: bool, solver
     base = {}
     if obj.kind == "ex-ante" and baselines:
         base = _baselines(obj.mu, obj.cov, obj.ann, obj.rf, problem.lo, problem.hi,
-                          info["bounds"] is not None, solver)
+                          info["bounds"] is not None, solver, problem.symbols)
     notes: list[str] = []
     if obj.kind == "ex-ante":      # a volatility at the noise floor: Sharpe undefined (NaN)
         df["sharpe"], notes = undefined_sharpes(df["sharpe"], df["expected_volatility"],

@@ -49,10 +49,16 @@ def stats_from(market, ann, symbols):
         if symbols is not None:
             market = market.subset(list(symbols))
         mu, cov = market.stats()
-        return mu, cov, float(market.ann), market.ann_source, list(market.symbols), market.name
+        return (mu.to_numpy(), cov.to_numpy(), float(market.ann), market.ann_source,
+                list(market.symbols), market.name)
     if isinstance(market, tuple) and len(market) == 2:
         mu, cov = market
-        names = list(mu.index) if isinstance(mu, pd.Series) else None
+        names = (list(mu.index) if isinstance(mu, pd.Series) else
+                 list(cov.columns) if isinstance(cov, pd.DataFrame) else None)
+        if (isinstance(mu, pd.Series) and isinstance(cov, pd.DataFrame)
+                and [str(x) for x in cov.columns] != [str(x) for x in mu.index]):
+            raise GpusimError("the labels of mu and of cov's columns differ; pass cov "
+                              "reindexed as cov.loc[mu.index, mu.index]")
         mu = np.asarray(mu, dtype=np.float64)
         cov = np.asarray(cov, dtype=np.float64)
         if mu.ndim != 1 or cov.shape != (mu.size, mu.size):
@@ -192,7 +198,7 @@ def rescore(seed, indices, code, alpha, lo, hi, mu, cov, ann, rf):
     return W, np.column_stack([ret, vol, sharpe]).reshape(-1, 3), ok
 
 
-def _baselines(mu, cov, ann, rf, lo, hi, bounded, solver) -> dict:
+def _baselines(mu, cov, ann, rf, lo, hi, bounded, solver, symbols=None) -> dict:
     from gpusim.mvo import max_sharpe, min_variance
 
     out = {}
@@ -200,6 +206,7 @@ def _baselines(mu, cov, ann, rf, lo, hi, bounded, solver) -> dict:
     for name, fn in (("max_sharpe", max_sharpe), ("min_variance", min_variance)):
         try:
             out[name] = fn(mu, cov, ann=ann, rf=rf, bounds=b, solver=solver)
+            out[name].symbols = None if symbols is None else list(symbols)
         except GpusimError as exc:
             out[f"{name}_error"] = str(exc)
     return out

@@ -15,6 +15,7 @@ from cpu_ref.search import score_nb
 from gpusim.compiling import compile_text
 from gpusim.errors import GpusimError
 from gpusim.results import atomic_dir
+from gpusim.tables import format_table
 
 __all__ = ["OUTPUT_FORMATS", "SearchResult"]
 
@@ -128,7 +129,7 @@ class SearchResult(TopKView):
                            title=f"weight search: best of {self.summary['n_evaluated']:,} "
                                  "candidates")
 
-    def to_text(self, max_symbols: int = 12) -> str:
+    def to_text(self, max_symbols: int | None = None) -> str:
         """Human-readable report: the top-k table, the exact baselines and the gap."""
         s = self.summary
         lines = [f"{s['n_evaluated']:,} candidates ({s['sampler']}, seed {s['seed']}) on "
@@ -139,21 +140,20 @@ class SearchResult(TopKView):
             lines.append(f"{s['n_valid']:,} candidates were within the upper bounds")
         cols = ["candidate", "sharpe", "expected_return", "expected_volatility"]
         syms = self.symbols[:max_symbols]
-        table = self.top[cols + syms].copy()
-        with pd.option_context("display.width", 200, "display.max_columns", 40,
-                               "display.float_format", "{:.4f}".format):
-            lines += [f"\nTop {len(table)} by ex-ante Sharpe (weights by symbol"
-                      + (f", first {max_symbols} of {len(self.symbols)}" if
-                         len(self.symbols) > max_symbols else "") + "):", table.to_string()]
-            rows = {}
-            for name in ("max_sharpe", "min_variance"):
-                b = self.baselines.get(name)
-                if b is not None:
-                    rows[f"exact {name.replace('_', ' ')}"] = pd.Series(
-                        [b.sharpe, b.ret, b.vol, *b.weights[:max_symbols]],
-                        index=cols[1:] + syms)
-            if rows:
-                lines += ["\nExact baselines (cvxpy):", pd.DataFrame(rows).T.to_string()]
+        table = self.top[cols + syms]
+        lines += [f"\nTop {len(table)} by ex-ante Sharpe (weights by symbol"
+                  + (f", first {len(syms)} of {len(self.symbols)}" if
+                     len(syms) < len(self.symbols) else "") + "):",
+                  format_table(table, groups=[syms])]
+        rows = {}
+        for name in ("max_sharpe", "min_variance"):
+            b = self.baselines.get(name)
+            if b is not None:
+                rows[f"exact {name.replace('_', ' ')}"] = pd.Series(
+                    [b.sharpe, b.ret, b.vol, *b.weights[:len(syms)]], index=cols[1:] + syms)
+        if rows:
+            lines += ["\nExact baselines (cvxpy):",
+                      format_table(pd.DataFrame(rows).T, groups=[syms])]
         for name in ("max_sharpe_error", "min_variance_error"):
             if name in self.baselines:
                 lines.append(f"{name.replace('_error', '')}: not available: "

@@ -287,9 +287,9 @@ class SweepResult:
                          f"{f['attempts']} attempts: {f['error']}")
         best = s.get("best")
         if best and best.get("rows"):
-            with pd.option_context("display.width", 200, "display.max_columns", 24):
-                t = pd.DataFrame(best["rows"]).to_string(
-                    index=False, float_format=lambda x: f"{x:.6g}")
+            from gpusim.tables import format_table
+
+            t = format_table(pd.DataFrame(best["rows"]).rename(lambda i: i + 1))
             lines += [f"best {len(best['rows'])} by {best['by']}:", t]
         return "\n".join(lines)
 

@@ -33,8 +33,11 @@ def test_returns_mu_cov_by_hand():
     np.testing.assert_allclose(r["A"].to_numpy(), [0.1, -0.1, 0.1], rtol=0, atol=1e-14)
     np.testing.assert_allclose(r["B"].to_numpy(), [0.0, 0.1, -0.2], rtol=0, atol=1e-14)
     mu, cov = m.stats()
-    assert mu.dtype == np.float64 and cov.dtype == np.float64
+    assert mu.dtype == np.float64 and cov.to_numpy().dtype == np.float64
     assert mu.shape == (2,) and cov.shape == (2, 2)
+    # labelled by symbol (issue 15)
+    assert list(mu.index) == ["A", "B"] and list(cov.index) == list(cov.columns) == ["A", "B"]
+    assert cov.loc["A", "B"] == cov.loc["B", "A"]
     # means: 0.1/3 and -0.1/3; deviations A: 1/15, -2/15, 1/15; B: 1/30, 4/30, -5/30
     np.testing.assert_allclose(mu, [0.1 / 3, -0.1 / 3], rtol=1e-12)
     var_a = ((1 / 15) ** 2 + (2 / 15) ** 2 + (1 / 15) ** 2) / 2  # = 1/75

@@ -87,7 +87,7 @@ def test_constraint_map_random_points_always_feasible():
 
 # ----------------------------------------------------------------------------- scoring
 def test_ex_ante_scorer_matches_reference_and_is_chunking_free(real20):
-    mu, cov = real20.stats()
+    mu, cov = (x.to_numpy() for x in real20.stats())
     rng = np.random.default_rng(1)
     W = rng.dirichlet(np.full(20, 0.5), size=301)
     W[::7, ::3] = 0.0
@@ -238,7 +238,7 @@ def test_ex_ante_holdout_uses_the_held_out_statistics(real20):
     res = gpusim.search(real20, method="guided", budget=5_000, seed=3, holdout=0.3,
                         backend="cpu", progress=False)
     n = res.summary["holdout"]["n_train_bars"]
-    mu, cov = gpusim.Market(real20.prices.iloc[n:], 252.0).stats()
+    mu, cov = (x.to_numpy() for x in gpusim.Market(real20.prices.iloc[n:], 252.0).stats())
     w = res.weights().to_numpy()[0]
     _ret, _vol, sh = sharpe_1d_nb(w, mu, cov, 252.0, 0.0)
     assert res.best["oos_sharpe"] == pytest.approx(sh, rel=1e-12)
