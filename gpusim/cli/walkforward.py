@@ -77,8 +77,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="max_sharpe | min_variance | max_return | max_utility (comma list)")
     p.add_argument("--estimator", default="sample", metavar="NAMES",
                    help="sample | ewma:HALFLIFE | ledoit_wolf (comma list; default sample)")
-    p.add_argument("--risk-aversion", type=float, default=1.0, metavar="LAMBDA",
-                   help="risk aversion of max_utility (default 1)")
+    p.add_argument("--risk-aversion", default="1", metavar="VALUES",
+                   help="risk aversion(s) of max_utility (default 1)")
     p.add_argument("--max-vol", type=float, default=None, metavar="V",
                    help="cap on the ex-ante annualised volatility, e.g. 0.15")
     p.add_argument("--max-te", action="append", default=[], metavar="FILE[:COL]<=V",
@@ -166,7 +166,8 @@ def _run(args: argparse.Namespace) -> int:
         fees=as_axis(parse_values(args.fees, "--fees"), "fees"),
         method=as_axis(_names(args.method), "method"),
         objective=as_axis(_names(args.objective), "objective"),
-        estimator=as_axis(_names(args.estimator), "estimator"), risk_aversion=args.risk_aversion,
+        estimator=as_axis(_names(args.estimator), "estimator"), risk_aversion=as_axis(
+            parse_values(args.risk_aversion, "--risk-aversion"), "risk_aversion"),
         constraints=_constraints(args, market.symbols), seed=args.seed,
         init_cash=args.init_cash, rf=args.rf, start=start, sampler=args.sampler, gap=args.gap,
         solver=args.solver, backend=args.backend, progress=not args.no_progress)

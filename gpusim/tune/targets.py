@@ -126,7 +126,7 @@ TARGETS: dict[str, Target] = {
     "walkforward": Target("walkforward", "gpusim.walkforward.api", "walkforward",
                           "gpusim.walkforward.result:WalkForwardResult",
                           ("every", "lookback", "num_tests", "fees", "objective", "estimator",
-                           "method"), {"gap": False},
+                           "method", "risk_aversion"), {"gap": False},
                           extra="report"),
     "dynopt": Target("dynopt", "gpusim.dynopt.api", "dynopt",
                      "gpusim.dynopt.result:DynoptResult",

@@ -48,7 +48,8 @@ __all__ = ["DEFAULT_HISTORY", "METHODS", "METRICS", "WalkForwardResult", "walkfo
 METHODS = ("random", "exact")
 DEFAULT_HISTORY = 63
 """Returns before the first rebalance when every lookback is None and ``start`` is not given."""
-WS_KEYS = ("every", "lookback", "num_tests", "estimator", "objective", "method")
+WS_KEYS = ("every", "lookback", "num_tests", "estimator", "objective", "method",
+           "risk_aversion")
 """Grid axes that change the weights (fees do not): one weight set per combination of them."""
 
 
@@ -108,6 +109,13 @@ def _method(x) -> str:
     if x not in METHODS:
         raise GpusimError(f"method={x!r} is unknown; use 'random' or 'exact'")
     return x
+
+
+def _risk_aversion(x) -> float:
+    lam = number(x, "risk_aversion")
+    if not (lam >= 0 and math.isfinite(lam)):
+        raise GpusimError(f"risk_aversion={x!r} must be a number >= 0")
+    return lam
 
 
 def _objective(x) -> str:
@@ -202,7 +210,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
         Param of them (:mod:`gpusim.walkforward.estimators`).
     objective : "max_sharpe", "min_variance", "max_return" or "max_utility", or a Param
         (:mod:`cpu_ref.walkforward` defines each score).
-    risk_aversion : lambda of max_utility, ``(ann mu - rf) . w - lambda/2 ann w' cov w``.
+    risk_aversion : lambda of max_utility, ``(ann mu - rf) . w - lambda/2 ann w' cov w``, or a
+        Param of values (other objectives ignore it).
 
     Returns
     -------
@@ -258,15 +267,13 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     est_entry = (Param(est_labels, estimator.name, estimator.level)
                  if isinstance(estimator, Param) else est_labels[0])
     obj_entry, obj_vals = _axis(objective, _objective)
-    lam = number(risk_aversion, "risk_aversion")
-    if not (lam >= 0 and math.isfinite(lam)):
-        raise GpusimError(f"risk_aversion={risk_aversion!r} must be a number >= 0")
+    ra_entry, ra_vals = _axis(risk_aversion, _risk_aversion)
     if not any(isinstance(e, Param) for e in (every_entry, lb_entry, nt_entry, fee_entry,
-                                              est_entry, obj_entry, meth_entry)):
+                                              est_entry, obj_entry, meth_entry, ra_entry)):
         every_entry = Param(labels)
     entries = {"method": meth_entry, "every": every_entry, "lookback": lb_entry,
-               "estimator": est_entry, "objective": obj_entry, "num_tests": nt_entry,
-               "fees": fee_entry}
+               "estimator": est_entry, "objective": obj_entry, "risk_aversion": ra_entry,
+               "num_tests": nt_entry, "fees": fee_entry}
     grid = build_grid(entries, {"lookback": pd.Index(lb_vals, dtype=object)}
                       if isinstance(lb_entry, Param) else None)
     axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
@@ -321,7 +328,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                dev={"F": F, "tri": tri, "mex": mex, "gb": gb, "G": G, "CC": CC, "cv": cv},
                H=H, chk=chk, pair_key=pair_key, nL=nL, bounds=[lo, hi, gl, gu, cap],
                progress=progress, nE=nE,
-              estimators=dict(zip(est_labels, est_vals)), lam=lam, objectives=OBJECTIVES)
+              estimators=dict(zip(est_labels, est_vals)), lams=tuple(ra_vals),
+              objectives=OBJECTIVES)
     do_gap = "random" in meth_vals and gap is True  # None: not computed unless asked
     if plan.K and plan.cash and "max_sharpe" in obj_vals and ("exact" in meth_vals or do_gap):
         raise GpusimError("the exact max_sharpe problem with a Budget (cash) does not take "
@@ -329,7 +337,7 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                           "'max_utility', method='random', or drop the Budget")
     ws_info = [{"every": labels[k[0]], "lookback": lb_vals[k[1]], "num_tests": nt_vals[k[2]],
                 "estimator": est_labels[k[3]], "objective": obj_vals[k[4]],
-                "method": meth_vals[k[5]]} for k in ws_keys]
+                "method": meth_vals[k[5]], "risk_aversion": ra_vals[k[6]]} for k in ws_keys]
     tc = time.perf_counter()
     with chunked.interruptible(ctx):       # Ctrl-C: stop between blocks of dates
         dec = choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap)
@@ -371,7 +379,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
         "alpha": float(alpha), "num_tests": [int(x) for x in chk], "init_cash": init_cash,
         "rf": rf, "constraints": [repr(c) for c in plan.constraints], "cash_allowed": plan.cash,
         "gap": do_gap, "estimators": est_labels, "objectives": obj_vals,
-        "risk_aversion": lam, "bound_by_objective": _bound_by_objective(dec, ws_info, plan),
+        "risk_aversion": ra_vals if isinstance(ra_entry, Param) else ra_vals[0],
+        "bound_by_objective": _bound_by_objective(dec, ws_info, plan),
         "statuses": statuses,
         "levels": {a.name: len(a.labels) for a in grid.axes},
         "fixed": {k: jsonable(v) for k, v in grid.fixed.items()},

@@ -50,10 +50,10 @@ class Ctx:
     nE: int = 1
     estimators: dict | None = None
     stop: Any = None
-    lam: float = 0.0
+    lams: tuple = (0.0,)
     objectives: tuple = ("max_sharpe",)
 
-    def score(self, sid, w, obj: int) -> float:
+    def score(self, sid, w, obj: int, lam: float = 0.0) -> float:
         """Objective ``obj`` (code) of weights ``w`` on window ``sid`` (host; see
         :func:`cpu_ref.walkforward.objective_1d_nb`).
         """
@@ -61,7 +61,7 @@ class Ctx:
             return self.sharpe(sid, w)
         r = float(self.H["mex"][sid] @ w)
         v = self.ann * float(w @ self.H["cov"][sid] @ w)
-        return (-v, r, r - 0.5 * self.lam * v)[obj - 1]
+        return (-v, r, r - 0.5 * lam * v)[obj - 1]
 
     def risks(self, sid, w):
         """(K,) annualised risk of ``w`` per cap: volatility or tracking error."""
@@ -113,6 +113,7 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
     obj_of = np.array([ctx.objectives.index(i["objective"]) if "objective" in i else 0
                        for i in ws_info], dtype=np.int64)
     meth_of = np.array([METHOD_CODES[i.get("method", method)] for i in ws_info], np.int64)
+    lam_of = np.array([k[6] if len(k) > 6 else 0 for k in ws_keys], np.int64)
     n_of = np.array([D["n"] for D in dec], dtype=np.int64)
     work = np.where(meth_of[bw] == 0, chunked.work("random", do_gap, n_of[bw]),
                     chunked.work("exact", do_gap, n_of[bw]))
@@ -147,8 +148,8 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
         else:
             bounds, cids = ctx.bounds, d_b
         m_b = meth_of[w_b]
-        tkey, tinv = np.unique(np.stack([d_b, sids, cids, obj_of[w_b], m_b], 1), axis=0,
-                               return_inverse=True)
+        tkey, tinv = np.unique(np.stack([d_b, sids, cids, obj_of[w_b], m_b, lam_of[w_b]], 1),
+                               axis=0, return_inverse=True)
         tinv = tinv.reshape(-1)
         rt = np.flatnonzero(tkey[:, 4] == 0)            # random-search tasks
         if len(rt):
@@ -160,13 +161,13 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
             res = search.run_search(ctx.be, ctx.xp, ctx.seed, ctx.U, rk[:, 1], rk[:, 2], t_n,
                                     rk[:, 0], ctx.code, ctx.alpha, ctx.dev, *bounds,
                                     ctx.plan.eqtol, plan.cash, ctx.ann, ctx.chk, rk[:, 3],
-                                    np.full(len(rk), ctx.lam))
+                                    np.asarray(ctx.lams, dtype=np.float64)[rk[:, 5]])
             ctx.H["scored"] += int(t_n.sum())
             ctx.H["generated"] += int(pd.Series(t_n).groupby(rk[:, 0]).max().sum())
             _fill_random(ctx, dec, w_b[rj], k_b[rj], res, pos[tinv[rj]], rk, bounds, n_of)
         if (m_b == 1).any() or do_gap:
             sol = []
-            for _d, sid, cid, obj, _m in tkey:
+            for _d, sid, cid, obj, _m, li in tkey:
                 b = [x[cid] for x in bounds]
                 args = (ctx.H["F"][sid], ctx.H["mex"][sid], *b[:2], ctx.H["G"][sid], *b[2:4])
                 caps = _cap_values(ctx, sid, b[4])
@@ -174,10 +175,10 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
                     w, status = _solver(ctx, cache, b[2], b[3], obj).solve(*args, caps=caps)
                 else:
                     w, status = _solver(ctx, cache, b[2], b[3], obj).solve(
-                        *args, caps=caps, ann=ctx.ann, lam=ctx.lam)
+                        *args, caps=caps, ann=ctx.ann, lam=ctx.lams[li])
                 ok_w = w is not None
                 sol.append((w, status, ctx.sharpe(sid, w) if ok_w else np.nan,
-                            ctx.score(sid, w, obj) if ok_w else np.nan, b))
+                            ctx.score(sid, w, obj, ctx.lams[li]) if ok_w else np.nan, b))
             for j, (w_i, k) in enumerate(zip(w_b, k_b)):
                 w, status, sh, sc, b = sol[tinv[j]]
                 D = dec[w_i]

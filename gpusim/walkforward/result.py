@@ -187,7 +187,7 @@ class WalkForwardResult(MetricsResult):
                     plan.beta_rows, gl, gu, plan.eqtol, plan.cash, ctx.ann, ctx.rf,
                     estimator=_reference_estimator(ctx.estimators[info["estimator"]],
                                                    ctx.symbols),
-                    obj=ctx.objectives.index(info["objective"]), lam=ctx.lam,
+                    obj=ctx.objectives.index(info["objective"]), lam=info["risk_aversion"],
                     cap_bench=plan.cap_bench, cap=cap)
                 same &= bool(bi == D["candidate"][k] and nacc == D["n_accepted"][k])
                 if bi >= 0 and D["candidate"][k] >= 0:

@@ -8,9 +8,10 @@ from gpusim.sweep.tasks import TaskRunner, coerce_levels, level_kind, register_t
 
 __all__ = ["WalkforwardTask"]
 
-WF_ORDER = ("method", "every", "lookback", "estimator", "objective", "num_tests", "fees")
+WF_ORDER = ("method", "every", "lookback", "estimator", "objective", "risk_aversion",
+            "num_tests", "fees")
 WF_CALL = ("seed", "init_cash", "rf", "start", "sampler", "alpha", "gap", "solver",
-           "risk_aversion", "weight_bounds", "beta", "cash", "max_vol", "max_te")
+           "weight_bounds", "beta", "cash", "max_vol", "max_te")
 
 
 class WalkforwardTask(TaskRunner):

@@ -168,3 +168,22 @@ def test_method_param_equals_single_runs():
     assert both.verify(n_combinations=4)["ok"]
     with pytest.raises(GpusimError, match="method="):
         walkforward(m, method=Param(["random", "greedy"]), progress=False)
+
+
+def test_risk_aversion_param_equals_single_runs():
+    m = gpusim.synthetic_market(n_assets=4, n_bars=160, seed=12)
+    kw = dict(every="M", lookback=60, num_tests=800, objective="max_utility", progress=False,
+              backend="cpu")
+    for method in ("random", "exact"):
+        many = walkforward(m, method=method, risk_aversion=Param([0.5, 8.0]), **kw)
+        assert many.metrics.index.names == ["risk_aversion"]
+        assert many.summary["risk_aversion"] == [0.5, 8.0]
+        allocs = []
+        for lam in (0.5, 8.0):
+            one = walkforward(m, method=method, risk_aversion=lam, **kw)
+            np.testing.assert_allclose(many.allocations(risk_aversion=lam).to_numpy(),
+                                       one.allocations().to_numpy(), rtol=1e-12, atol=1e-15)
+            allocs.append(one.allocations().to_numpy())
+        assert np.abs(allocs[0] - allocs[1]).max() > 0.05     # more aversion: another choice
+        if method == "random":
+            assert many.verify(n_combinations=2, n_dates=3)["ok"]
