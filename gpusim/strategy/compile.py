@@ -23,6 +23,8 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from gpusim.errors import GpusimError
 from gpusim.strategy.steps import UNIFORM_NAME, State
 
@@ -47,11 +49,13 @@ class UserFunction:
         """The rewritten function with ``c.uniform`` bound to ``uniform_impl``."""
         g = dict(self.globals)
         g[UNIFORM_NAME] = uniform_impl
+        g[SUM_NAME] = np.sum
         return types.FunctionType(self.code, g, self.func.__name__, self.func.__defaults__)
 
 
 class _Rewrite(ast.NodeTransformer):
     """``c.uniform(args)`` -> ``__gpusim_uniform__(c, args)`` for the state argument ``c``;
+    ``x.sum()`` -> ``np.sum(x)``;
     and, unless ``c`` is re-assigned, every read of a state field ``c.f`` -> a local ``_c_f``
     bound once at the top of the function: an array read through the tuple in a loop would
     cost a reference count (an atomic operation) per access.
@@ -71,6 +75,11 @@ class _Rewrite(ast.NodeTransformer):
             return ast.copy_location(ast.Call(func=ast.Name(UNIFORM_NAME, ast.Load()),
                                               args=[f.value, *node.args],
                                               keywords=node.keywords), node)
+        if isinstance(f, ast.Attribute) and f.attr == "sum" and not node.args \
+                and not node.keywords:   # x.sum() -> np.sum(x): measured 3.6x faster in the
+            # kernel (numba's array method does not optimise as well there)
+            return ast.copy_location(ast.Call(func=ast.Name(SUM_NAME, ast.Load()),
+                                              args=[self.visit(f.value)], keywords=[]), node)
         self.generic_visit(node)
         return node
 
@@ -156,6 +165,7 @@ def _closure_key(closure: dict) -> tuple:
     return tuple(out)
 
 
+SUM_NAME = "__gpusim_sum__"
 _CACHE: dict[tuple, Any] = {}
 
 
@@ -214,10 +224,10 @@ def compile_cpu(uf: UserFunction, what: str = "alloc"):
         from cpu_ref.rng import uniform_nb
         from gpusim.strategy.steps import state_uniform
 
-        helper = njit(error_model="numpy")(types.FunctionType(
+        helper = njit(error_model="numpy", inline="always")(types.FunctionType(
             state_uniform.__code__, {**state_uniform.__globals__, "uniform": uniform_nb},
             "state_uniform", state_uniform.__defaults__))
-        f = njit(error_model="numpy")(uf.bind(helper))
+        f = njit(error_model="numpy", inline="always")(uf.bind(helper))
         try:
             f.compile((state_type(), nt.float64[::1], nt.float64[::1]))
         except NumbaError as exc:

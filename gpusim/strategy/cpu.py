@@ -2,11 +2,18 @@
 
 One kernel is compiled per user function (:func:`cpu_kernel`, cached in memory by the
 function's identity and source; not on disk, since the compiled kernel embeds the user's
-function). Each parallel chunk allocates its scratch once and runs its combinations one after
-the other through :func:`gpusim.strategy.steps.simulate_alloc`.
+function). Each parallel chunk allocates its scratch once and runs blocks of up to ``LANES``
+combinations in lockstep (:func:`alloc_block`): per bar, the portfolio values and the online
+metric updates are loops over the lanes that LLVM vectorises (as in the built-in engine's
+:mod:`gpusim.backtest.cpu`), and the user's function and the rebalances run lane by lane with
+the backtest's step bodies. Every lane performs the same floating-point operations in the same
+order as :func:`gpusim.strategy.steps.simulate_alloc` (the GPU thread's code, also compiled
+here as :func:`alloc_kernel_scalar` for the tests), so the results are bit-identical to it.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -16,17 +23,147 @@ from cpu_ref.rng import uniform_nb
 from gpusim.backtest import steps as bsteps
 from gpusim.strategy import steps
 from gpusim.strategy.compile import UserFunction, cached, compile_cpu
+from gpusim.strategy.steps import State
 
 MAX_CHUNKS = 1024
 """CPU work items per call (each allocates its scratch once)."""
+LANES = 32
+"""Combinations per lockstep block."""
+_INF = float("inf")
+
+
+class LaneT(NamedTuple):
+    """Rows of the (NSTATE, LANES) lane state of :func:`alloc_block`."""
+
+    cash: int = 0
+    v: int = 1  # value of the bar
+    vprev: int = 2  # value of the previous bar
+    mean: int = 3  # Welford mean of the returns
+    m2: int = 4  # Welford sum of squared deviations
+    down: int = 5  # downside sum of squares
+    peak: int = 6
+    mdd: int = 7
+    sumv: int = 8
+    traded: int = 9
+    fees: int = 10
+    nreb: int = 11
+    last: int = 12  # bar of the last rebalance
+
+
+Lane = LaneT()
+_NSTATE = len(Lane)
+
+
+def alloc_block(close, W, wid, masks, mid, params, fees, acct, key, streams, c0, nb, lanes,
+                out):
+    """Simulate combinations c0 .. c0+nb-1 (nb <= LANES) in lockstep; lane b uses column b of
+    ``h``/``oval``/``order`` (A, LANES), row b of ``cur``/``tin``/``prop`` (LANES, A) and of
+    the lane state ``st`` (NSTATE, LANES) in ``lanes``. Arguments as :func:`alloc_kernel`.
+    """
+    init_cash, ann, rf = acct
+    h, oval, order, cur, tin, prop, st = lanes
+    T = close.shape[0]
+    A = close.shape[1]
+    rf_bar = rf / ann
+    for b in range(nb):
+        for j in range(A):
+            h[j, b] = 0.0
+            tin[b, j] = W[wid[c0 + b], j]
+        for k in range(_NSTATE):
+            st[k, b] = 0.0
+        st[Lane.cash, b] = init_cash
+        st[Lane.vprev, b] = init_cash
+        st[Lane.peak, b] = -_INF
+        st[Lane.last, b] = -1.0
+    cash = st[Lane.cash]
+    v = st[Lane.v]
+    v_prev = st[Lane.vprev]
+    mean = st[Lane.mean]
+    m2 = st[Lane.m2]
+    down = st[Lane.down]
+    peak = st[Lane.peak]
+    mdd = st[Lane.mdd]
+    sum_v = st[Lane.sumv]
+    for t in range(T):
+        for b in range(nb):
+            v[b] = cash[b]
+        for j in range(A):
+            p = close[t, j]
+            hj = h[j]
+            for b in range(nb):
+                v[b] += hj[b] * p
+        for b in range(nb):
+            c = c0 + b
+            if t == 0 or masks[mid[c], t]:
+                vb = v[b]
+                for j in range(A):
+                    cur[b, j] = h[j, b] * close[t, j] / vb if vb > 0.0 else 0.0
+                    prop[b, j] = tin[b, j]
+                state = State(t, A, T, close[:t + 1], cur[b], tin[b], h[:, b], cash[b], vb,
+                              int(st[Lane.last, b]), key, streams[c])
+                do = alloc(state, params[c], prop[b])  # noqa: F821
+                if t == 0:
+                    do = True
+                if do:
+                    for j in range(A):
+                        tin[b, j] = prop[b, j]
+                    cash[b], tr, fe = rebalance(close, t, vb, cash[b], tin, b, h, oval,  # noqa
+                                                order, b, fees[c])
+                    st[Lane.traded, b] += tr
+                    st[Lane.fees, b] += fe
+                    st[Lane.nreb, b] += 1.0
+                    st[Lane.last, b] = t
+                    v[b] = portfolio_value(close, t, cash[b], h, b)  # noqa: F821
+        inv_n = 1.0 / (t + 1)
+        for b in range(nb):
+            vb = v[b]
+            r = vb / v_prev[b] - 1.0
+            d = r - mean[b]
+            mb = mean[b] + d * inv_n
+            mean[b] = mb
+            m2[b] += d * (r - mb)
+            x = r - rf_bar
+            down[b] += x * x if x < 0.0 else 0.0
+            pk = max(vb, peak[b])
+            peak[b] = pk
+            mdd[b] = min(vb / pk - 1.0, mdd[b])
+            sum_v[b] += vb
+            v_prev[b] = vb
+    for b in range(nb):
+        acc = (mean[b], m2[b], down[b], peak[b], mdd[b], sum_v[b])
+        write_metrics(out, c0 + b, T, acct, v[b], acc, st[Lane.traded, b],  # noqa: F821
+                      st[Lane.fees, b], int(st[Lane.nreb, b]))
 
 
 def alloc_kernel(close, W, wid, masks, mid, params, fees, acct, key, streams, out):
-    """Fill ``out[c]`` (11 metrics) for every combination c < C = len(wid) (prange).
+    """Fill ``out[c]`` (11 metrics) for every combination c < C = len(wid) (prange over
+    chunks of lockstep blocks).
 
     ``close`` (T, A); ``W`` (K, A) initial targets, ``wid`` (C,); ``masks`` (M, T) call masks,
     ``mid`` (C,); ``params`` (C, P); ``fees`` (C,); ``acct = (init_cash, ann, rf)``; ``key``
     uint64 seed key; ``streams`` (C,) int64 random streams; ``out`` (C, 11).
+    """
+    A = close.shape[1]
+    C = wid.shape[0]
+    nblocks = (C + LANES - 1) // LANES
+    nchunks = min(nblocks, MAX_CHUNKS)
+    if nchunks == 0:
+        return
+    per = (nblocks + nchunks - 1) // nchunks
+    nchunks = (nblocks + per - 1) // per
+    for k in prange(nchunks):
+        lanes = (np.empty((A, LANES)), np.empty((A, LANES)),
+                 np.empty((A, LANES), dtype=np.int64), np.empty((LANES, A)),
+                 np.empty((LANES, A)), np.empty((LANES, A)), np.empty((_NSTATE, LANES)))
+        for blk in range(k * per, min(nblocks, (k + 1) * per)):
+            c0 = blk * LANES
+            alloc_block(close, W, wid, masks, mid, params, fees, acct, key,
+                        streams, c0, min(LANES, C - c0), lanes, out)
+
+
+def alloc_kernel_scalar(close, W, wid, masks, mid, params, fees, acct, key, streams, out):
+    """Same result as :func:`alloc_kernel`, one combination at a time with
+    :func:`~gpusim.strategy.steps.simulate_alloc` (the GPU thread's code path; for tests).
     """
     A = close.shape[1]
     C = wid.shape[0]
@@ -48,21 +185,31 @@ def alloc_kernel(close, W, wid, masks, mid, params, fees, acct, key, streams, ou
                            (key, streams[c]), scratch, 0, out, c)
 
 
-def cpu_kernel(uf: UserFunction):
-    """The parallel kernel (:func:`alloc_kernel`) compiled for the user function ``uf``."""
+def cpu_kernel(uf: UserFunction, scalar: bool = False):
+    """The parallel kernel :func:`alloc_kernel` (or :func:`alloc_kernel_scalar`) compiled for
+    the user function ``uf``.
+    """
     def build():
         fn = compile_cpu(uf)
         ov = steps.step_overrides(bsteps._nb, fn, uniform_nb)
-        body = compile_bodies(njit(error_model="numpy"), vars(steps), ("simulate_alloc",), ov)
+        jit = njit(error_model="numpy")
+        if scalar:
+            body = compile_bodies(jit, vars(steps), ("simulate_alloc",), ov)
+            name = "alloc_kernel_scalar"
+        else:
+            body = compile_bodies(jit, globals(), ("alloc_block",), ov)
+            name = "alloc_kernel"
         return compile_bodies(njit(parallel=True, nogil=True, error_model="numpy"), globals(),
-                              ("alloc_kernel",), {"simulate_alloc": body["simulate_alloc"]}
-                              )["alloc_kernel"]
+                              (name,), body)[name]
 
-    return cached("cpu", uf, build)
+    return cached("cpu-scalar" if scalar else "cpu", uf, build)
 
 
-def backtest_alloc_cpu(uf, close, W, wid, masks, mid, params, fees, acct, key, streams):
-    """Metrics (C, 11) of the combinations of one chunk (host arrays; see :func:`alloc_kernel`)."""
+def backtest_alloc_cpu(uf, close, W, wid, masks, mid, params, fees, acct, key, streams, *,
+                       scalar=False):
+    """Metrics (C, 11) of the combinations of one chunk (host arrays; see :func:`alloc_kernel`;
+    ``scalar``: one combination at a time, the GPU thread's code).
+    """
     out = np.empty((len(wid), bsteps.N_METRICS))
-    cpu_kernel(uf)(close, W, wid, masks, mid, params, fees, acct, key, streams, out)
+    cpu_kernel(uf, scalar)(close, W, wid, masks, mid, params, fees, acct, key, streams, out)
     return out

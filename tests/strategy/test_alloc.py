@@ -188,3 +188,31 @@ def test_bad_arguments(mkt):
                  progress=False)
     with pytest.raises(GpusimError, match="'weights' is not allowed"):
         backtest(mkt, alloc=threshold_rule, params={"weights": 0.1}, progress=False)
+
+
+def test_lockstep_kernel_equals_one_combination_at_a_time(mkt):
+    """The CPU kernel's lockstep blocks give the GPU thread's code path bit for bit."""
+    from cpu_ref.rng import seed_key_nb
+    from gpusim.strategy.compile import prepare
+    from gpusim.strategy.cpu import backtest_alloc_cpu
+
+    res = backtest(mkt, alloc=band_rebalance, params={"tau": Param(TAUS)},
+                   weights=RandomWeights(13, seed=1), fees=Param(FEES), seed=5, backend="cpu",
+                   progress=False)
+    ctx = res._ctx
+    a = ctx.chunk_args(0, ctx.grid.size)
+    one = backtest_alloc_cpu(prepare(band_rebalance), ctx.close, a["W"], a["wid"], ctx.masks,
+                             a["mid"], a["params"], a["fees"], (1.0, float(mkt.ann), 0.0),
+                             np.uint64(seed_key_nb(5)), a["streams"], scalar=True)
+    assert ctx.grid.size > 64                                  # several lockstep blocks
+    np.testing.assert_array_equal(res.metrics.to_numpy(), one)
+
+
+def test_source_rewrite_keeps_the_meaning():
+    """c.uniform, c.<field> and x.sum() are rewritten; the function still means the same."""
+    from gpusim.strategy.compile import prepare
+
+    uf = prepare(band_rebalance)
+    names = set(uf.code.co_names) | set(uf.code.co_varnames)
+    assert {"__gpusim_uniform__", "__gpusim_sum__", "_c_weights", "_c_n_assets"} <= names
+    assert "uniform" not in uf.code.co_names and uf.first_line < uf.last_line
