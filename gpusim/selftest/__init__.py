@@ -26,7 +26,7 @@ from gpusim.selftest.common import Skip, one_line
 
 __all__ = ["SECTIONS", "main", "run_check"]
 
-SECTIONS = ("env", "hardware_tests", "samplers", "search", "limits", "backtest",
+SECTIONS = ("env", "hardware_tests", "samplers", "search", "limits", "backtest", "strategy",
             "walkforward", "dynopt", "throughput", "memory")
 """Sections of the check, in the order they run (and keys of ``sections`` in the JSON)."""
 CHECK_VERSION = 1
@@ -48,7 +48,8 @@ def run_check(simulate: bool, sections=SECTIONS, say=print) -> dict:
 
     funcs = {"env": parity.env, "hardware_tests": parity.hardware_tests,
              "samplers": parity.samplers, "search": parity.search, "limits": parity.limits,
-             "backtest": parity.backtest, "walkforward": parity.walkforward,
+             "backtest": parity.backtest, "strategy": parity.strategy,
+             "walkforward": parity.walkforward,
              "dynopt": parity.dynopt, "throughput": speed.throughput, "memory": speed.memory}
     size = "simulate" if simulate else "device"
     doc = {"check_version": CHECK_VERSION, "mode": "simulator" if simulate else "device",

@@ -274,3 +274,38 @@ def dynopt(size) -> dict:
     rel = _metrics_close(gpu.metrics, cpu.metrics)
     return {"combinations": len(gpu.metrics), "max_rel_vs_cpu": rel,
             "failures": [] if rel <= METRIC_RTOL else [f"metrics rel {rel:.1e}"]}
+
+
+def band_rebalance(c, params, targets):
+    """A user allocation function (gpusim.strategy): new random targets whenever the portfolio
+    drifts past ``params[0]``; compiled for the CPU and for the GPU by the strategy section.
+    """
+    tau = params[0]
+    drift = 0.0
+    for j in range(c.n_assets):
+        drift = max(drift, abs(c.weights[j] - c.targets[j]))
+    if c.t == 0 or drift >= tau:
+        s = 0.0
+        for j in range(c.n_assets):
+            targets[j] = -np.log(c.uniform(j, 0))
+            s += targets[j]
+        for j in range(c.n_assets):
+            targets[j] /= s
+        return True
+    return False
+
+
+def strategy(size) -> dict:
+    """A user allocation function (``backtest(alloc=...)``) on the GPU vs the CPU."""
+    import gpusim
+
+    be = _gpu_backend()
+    z = SIZES[size]
+    m = gpusim.synthetic_market(n_assets=z["bt_assets"], n_bars=z["bt_bars"], seed=8)
+    kw = dict(alloc=band_rebalance, params={"tau": gpusim.Param([0.02, 0.05, 0.1])},
+              fees=gpusim.Param([0.0, 0.002]), seed=7, progress=False)
+    cpu = gpusim.backtest(m, backend="cpu", **kw)
+    gpu = gpusim.backtest(m, backend=be, **kw)
+    rel = _metrics_close(gpu.metrics, cpu.metrics)
+    return {"combinations": len(gpu.metrics), "max_rel_vs_cpu": rel,
+            "failures": [] if rel <= METRIC_RTOL else [f"metrics rel {rel:.1e}"]}

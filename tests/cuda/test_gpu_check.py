@@ -50,6 +50,8 @@ def test_gpu_check_simulate_writes_the_json(tmp_path):
     for name in ("backtest", "walkforward", "dynopt"):
         assert s[name]["max_rel_vs_cpu"] <= parity.METRIC_RTOL
     assert s["backtest"]["max_rel_vs_cpu_ref"] <= parity.METRIC_RTOL
+    assert s["strategy"]["combinations"] == 6
+    assert s["strategy"]["max_rel_vs_cpu"] <= parity.METRIC_RTOL
     kinds = {k["kernel"] for k in s["throughput"]["kernels"]}
     assert kinds == {"search", "guided", "backtest", "walkforward", "dynopt"}
     assert {c["path"] for c in s["limits"]["cases"]} == {"fused", "gemm"}
