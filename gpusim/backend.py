@@ -213,6 +213,8 @@ def use_device(device: int) -> None:
     from numba import cuda
 
     current = _attached_device()
+    if current is None:     # first use in this thread (e.g. a worker handed a Backend)
+        _install_allocator()
     if current is not None and current != device:
         raise BackendError(f"device={device} was asked for, but this thread already runs on GPU "
                            f"{current}; use one process (or one Dask worker) per GPU")
