@@ -169,3 +169,21 @@ def test_errors_name_the_fix(mkt, kw, msg):
         kw = {**kw, "weights": table[kw["weights"]]}
     with pytest.raises(GpusimError, match=msg):
         gpusim.backtest(mkt, progress=False, backend="cpu", **kw)
+
+
+@pytest.mark.gpu
+def test_gpu_hardware_schedules_and_bands_equal_cpu():
+    # a real device (GPUSIM_TEST_HARDWARE=1): the CUDA kernel's schedules and band rows give the
+    # CPU path's rebalance counts exactly and its metrics to 1e-12 (cagr/calmar: libdevice pow)
+    m = gpusim.synthetic_market(n_assets=6, n_bars=500, seed=3)
+    idx = m.prices.index
+    rng = np.random.default_rng(8)
+    scheds = [pd.DataFrame(rng.dirichlet(np.ones(6), 4), index=idx[[0, 90, 250, 400]],
+                           columns=m.prices.columns) for _ in range(30)]
+    kw = dict(weights=Param(scheds), band="hybrid",
+              threshold=Param([0.1, pd.Series([0.3, 0.05], index=idx[[0, 200]])]),
+              threshold_abs=Param([0.01, 0.03]), fees=Param([0.0, 0.004]), progress=False)
+    g = gpusim.backtest(m, backend="gpu", **kw).metrics
+    c = gpusim.backtest(m, backend="cpu", **kw).metrics
+    np.testing.assert_array_equal(g["n_rebalances"], c["n_rebalances"])
+    np.testing.assert_allclose(g.to_numpy(), c.to_numpy(), rtol=1e-12, atol=1e-15)
