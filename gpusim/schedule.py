@@ -85,7 +85,7 @@ def _looks_dated(index: pd.Index) -> bool:
     if isinstance(index, pd.DatetimeIndex) or len(index) == 0 or index.dtype.kind in "iufb":
         return False
     x = index[0]
-    return isinstance(x, (_dt.date, np.datetime64)) or (
+    return isinstance(x, (_dt.date, np.datetime64, pd.Period)) or (
         isinstance(x, str) and bool(_DATE_TEXT.match(x)))
 
 

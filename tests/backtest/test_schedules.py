@@ -141,6 +141,16 @@ def test_nan_row_means_no_change_and_dates_between_bars(mkt):
     assert a.summary["weights"] == "1 schedule(s)"
 
 
+def test_schedule_wrapper_reads_date_text_and_periods_are_ambiguous(mkt):
+    s = _sched(mkt, [0, 50, 100])
+    text = s.set_axis(s.index.strftime("%Y-%m-%d"))
+    a = gpusim.backtest(mkt, weights=s, progress=False, backend="cpu").metrics
+    b = gpusim.backtest(mkt, weights=gpusim.Schedule(text), progress=False, backend="cpu").metrics
+    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
+    with pytest.raises(GpusimError, match="Schedule"):
+        gpusim.backtest(mkt, weights=s.set_axis(s.index.to_period("D")), progress=False)
+
+
 def test_portfolios_wrapper_keeps_constant_portfolios_labelled_by_dates(mkt):
     s = _sched(mkt, [0, 50, 100])
     res = gpusim.backtest(mkt, weights=gpusim.Portfolios(s), progress=False, backend="cpu")
