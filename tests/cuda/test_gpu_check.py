@@ -147,3 +147,13 @@ def test_without_cupy_the_kernels_are_checked_with_numba_alone(monkeypatch):
         assert "CuPy is not installed" in s[name]["note"]
     assert [k["kernel"] for k in s["throughput"]["kernels"]] == ["backtest", "dynopt"]
     assert s["throughput"]["ceilings"]["bandwidth_bytes"] > 0
+
+
+@pytest.mark.slow
+def test_hardware_tests_section_runs_only_the_gpu_files(monkeypatch):
+    """On this machine (no CuPy) pytest skips every gpu-marked test: the section says so."""
+    from gpusim.selftest.common import Skip
+
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    with pytest.raises(Skip, match="pytest ran none of them: .*skipped"):
+        parity.hardware_tests("device")
