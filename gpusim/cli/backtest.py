@@ -18,6 +18,7 @@ from gpusim.cli.common import (
     DATA_EPILOG,
     Command,
     add_data_options,
+    add_plot_option,
     check_output_paths,
     check_ranking,
     grid_run_line,
@@ -87,6 +88,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help="print the JSON summary (with the best rows) instead of the table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_plot_option(p, "the value and drawdown of the best 5 (by --sort-by)")
 
 
 def _per_asset(text: str, flag: str) -> dict:
@@ -113,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     from gpusim.schedule import Portfolios, read_schedule
 
     check_ranking(args.sort_by, args.top_k, METRICS)
-    check_output_paths(args.out)
+    check_output_paths(args.out, args.plot)
     if args.init_cash is not None and not args.init_cash > 0:
         raise GpusimError(f"--init-cash {args.init_cash:g} must be > 0")
     market = load_market(args)
@@ -156,6 +158,9 @@ def _run(args: argparse.Namespace) -> int:
         print_table(best, groups=[list(market.symbols)])
         if out:
             print(f"wrote {out}")
+    if args.plot and len(res.metrics):
+        path = res.plot_equity(args.plot, k=min(5, args.top_k), metric=args.sort_by)
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     return partial_exit(s, res.partial)
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "DATA_EPILOG",
     "Command",
     "add_data_options",
+    "add_plot_option",
     "add_subcommand",
     "check_output_paths",
     "check_ranking",
@@ -30,6 +31,7 @@ __all__ = [
     "print_table",
     "printer",
     "records",
+    "require",
     "standalone_parser",
     "table_format",
 ]
@@ -220,6 +222,35 @@ def check_ranking(sort_by: str, top_k: int, metrics: Sequence[str]) -> None:
         raise GpusimError(f"--top-k {top_k} must be >= 1")
 
 
+OPTIONAL_PACKAGES = {
+    "matplotlib": "pip install 'gpusim[plot]'",
+    "distributed": "pip install 'gpusim[dask]' (or pip install 'dask[distributed]')",
+    "optuna": "pip install 'gpusim[tune]' (or pip install optuna)",
+}
+"""Optional packages a command may need, and how to install each."""
+
+
+def require(module: str, what: str) -> None:
+    """Fail in one line, before any work or folder, when the optional package ``module``
+    (a key of :data:`OPTIONAL_PACKAGES`) is not installed; ``what`` names what needs it
+    (``"--engine dask"``). Looks the package up without importing it.
+    """
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise GpusimError(f"{what} needs {module}: {OPTIONAL_PACKAGES[module]}")
+
+
+def add_plot_option(p: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--plot PNG`` (``what``: the picture, in words) to a sub-command's parser."""
+    p.add_argument("--plot", metavar="PNG", default=None,
+                   help=f"write {what} to this PNG file (needs matplotlib)")
+
+
 def check_output_paths(out: str | None = None, plot: str | None = None) -> None:
     """Fail before any work when ``--out DIR`` or ``--plot PNG`` cannot be written.
 
@@ -236,10 +267,7 @@ def check_output_paths(out: str | None = None, plot: str | None = None) -> None:
             raise GpusimError(f"--plot {plot!r} is a directory; give a PNG file name, e.g. "
                               f"--plot {p / 'frontier.png'}")
         _probe_folder(p.parent, "--plot", plot)
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise GpusimError("--plot needs matplotlib: pip install 'gpusim[plot]'") from None
+        require("matplotlib", "--plot")
     if out is not None:
         p = Path(out)
         if p.exists() and not p.is_dir():

@@ -17,6 +17,7 @@ from typing import Any
 
 from gpusim.cli.common import (
     Command,
+    add_plot_option,
     check_output_paths,
     check_ranking,
     grid_run_line,
@@ -107,6 +108,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rows", type=int, default=60,
                    help="print the whole metrics table up to this many rows, else the best "
                         "--top-k (default: 60)")
+    add_plot_option(p, "the positions of the best combination (by --sort-by) against the "
+                       "optimal positions")
     p.add_argument("--json", action="store_true",
                    help="print the JSON summary (with the metrics rows) instead of the table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -162,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
 
     check_ranking(args.sort_by, args.top_k,
                   METRICS + (STATIC_METRICS if args.static is not None else ()))
-    check_output_paths(args.out)
+    check_output_paths(args.out, args.plot)
     capital = as_axis(parse_values(args.capital, "--capital"), "capital")
     shadow = as_axis(parse_values(args.shadow_cost, "--shadow-cost"), "shadow_cost")
     buffer = as_axis(parse_values(args.buffer, "--buffer"), "buffer")
@@ -203,6 +206,9 @@ def _run(args: argparse.Namespace) -> int:
         print_table(table, width=250, max_rows=max(args.max_rows, args.top_k) + 5)
         if out:
             print(f"wrote {out}")
+    if args.plot and len(res.metrics):
+        path = res.plot_positions(args.plot, key=res.best(args.sort_by, 1).index[0])
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     return partial_exit(s, res.partial)
 
 

@@ -9,7 +9,10 @@ __all__ = ["add_parser"]
 
 def add_parser(sub: Any) -> None:
     """Add ``gpusim info`` to an ``argparse`` subparsers object."""
-    p = sub.add_parser("info", help="backends available on this machine, and why not")
+    p = sub.add_parser("info", help="backends available on this machine, and why not",
+                       description="List the backends of this machine (cpu, gpu, gpu-simulator): "
+                       "which are usable, and for each that is not, "
+                       "why (what to install, or the reason the GPU probe failed).")
     p.set_defaults(func=_cmd_info)
 
 

@@ -70,24 +70,30 @@ def add_parser(sub: Any) -> None:
                    help="number of candidates (default 1e6; e.g. 1e8 or 10^8)")
     p.add_argument("--sampler", default="dirichlet", help="dirichlet (default) or uniform")
     p.add_argument("--alpha", type=float, default=1.0, help="Dirichlet concentration (1 = flat)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the candidate stream (same seed, same candidates on every "
+                        "backend; default 0)")
+    p.add_argument("--top-k", type=int, default=10,
+                   help="best candidates kept and printed (default 10)")
     p.add_argument("--lo", type=_floats, default=None, help="lower bound(s): one or A numbers")
     p.add_argument("--hi", type=_floats, default=None, help="upper bound(s): one or A numbers")
     p.add_argument("--rf", type=float, default=0.0, help="annual risk-free rate")
     p.add_argument("--backend", default=None, help="auto (default), gpu or cpu")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"),
                    help="scoring precision (float32: GPU only)")
-    p.add_argument("--chunk-size", type=_count, default=None)
+    p.add_argument("--chunk-size", type=_count, default=None,
+                   help="candidates per kernel call (default: adaptive, ~0.5 s per chunk on "
+                        "the CPU)")
     p.add_argument("--path", default="auto", choices=("auto", "fused", "gemm"),
                    help="fused kernel, GEMM tiles (BLAS/cuBLAS), or auto by asset count")
     p.add_argument("--solver", default=None, help="cvxpy solver (default Clarabel)")
     p.add_argument("--no-baselines", action="store_true", help="skip the cvxpy baselines")
     p.add_argument("--out", metavar="DIR", default=None, help="write top_k + summary.json here")
-    p.add_argument("--format", default="parquet", choices=("parquet", "csv"))
+    p.add_argument("--format", default="parquet", choices=("parquet", "csv"),
+                   help="format of top_k under --out (default parquet)")
     p.add_argument("--plot", metavar="PNG", default=None, help="write the frontier plot here")
     p.add_argument("--json", action="store_true", help="print the JSON summary to stdout")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     from gpusim.cli.search_guided import add_arguments
 
     add_arguments(p)
@@ -134,7 +140,11 @@ def _cmd_search(args) -> int:
 
 def add_verify_parser(sub: Any) -> None:
     """Add ``gpusim verify`` to an ``argparse`` subparsers object."""
-    p = sub.add_parser("verify", help="re-check a saved search result on the CPU reference")
+    p = sub.add_parser("verify", help="re-check a saved search result on the CPU reference",
+                       description="Re-check a folder written by `gpusim search --out` on the "
+                       "CPU reference (cpu_ref): regenerate every top-k candidate from (seed, "
+                       "index) and re-score it, and re-run the first --sample candidates on "
+                       "both. Prints a JSON report; exit 1 when a check fails.")
     p.add_argument("out", metavar="DIR", help="folder written by `gpusim search --out`")
     p.add_argument("--sample", type=_count, default=20_000,
                    help="also re-run candidates 0..sample-1 on both (default 20000)")
@@ -155,11 +165,15 @@ def _cmd_verify(args) -> int:
 
 def add_bench_parser(sub: Any) -> None:
     """Add ``gpusim bench`` to an ``argparse`` subparsers object."""
-    p = sub.add_parser("bench", help="quick throughput table for each backend vs plain NumPy")
+    p = sub.add_parser("bench", help="quick throughput table for each backend vs plain NumPy",
+                       description="Measure the weight search's throughput (candidates/s, "
+                       "median of repeated calls after a warm-up, compilation excluded) on "
+                       "each available backend and on plain NumPy, for each asset count. For "
+                       "the full suites see benchmarks/.")
     p.add_argument("--assets", default="5,20,100", help="comma list of asset counts")
     p.add_argument("--seconds", type=float, default=1.0, help="target seconds per measurement")
     p.add_argument("--backend", default=None, help="limit to one backend (cpu or gpu)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_cmd_bench)
 
 

@@ -12,7 +12,10 @@ __all__ = ["add_parser"]
 
 def add_parser(sub: Any) -> None:
     """Add ``gpusim selftest`` to an ``argparse`` subparsers object."""
-    p = sub.add_parser("selftest", help="prove the GPU path on this machine (writes one JSON)")
+    p = sub.add_parser("selftest", help="prove the GPU path on this machine (writes one JSON)",
+                       description="Run the GPU check (--gpu): environment, bit-identical "
+                       "populations, parity of every kernel with the CPU, limits and "
+                       "throughput; one JSON file. --simulate runs it in the CUDA simulator.")
     p.add_argument("--gpu", action="store_true", help="run the GPU check (the one self-test)")
     p.add_argument("--simulate", action="store_true",
                    help="in Numba's CUDA simulator at tiny sizes (no GPU needed)")

@@ -18,19 +18,27 @@ import argparse
 import json
 import sys
 
-from gpusim.cli.common import Command, print_json
+from gpusim.cli.common import Command, print_json, require
 from gpusim.errors import GpusimError
 
 __all__ = ["add_parser", "build_parser", "main", "run"]
 
+def _task_lines() -> str:
+    # names only: no task module is imported
+    from gpusim.sweep.tasks import PROVIDERS
+
+    return "; ".join(f"{name} ({what})" for name, (_, what) in PROVIDERS.items())
+
+
 DESCRIPTION = (
-    "Run a sweep job file: a task (backtest or search) over a grid of parameters, split into "
+    "Run a sweep job file: a task over a grid of parameters, split into "
     "chunks that are written atomically (Parquet) to the output folder with a manifest, so an "
     "interrupted sweep resumes where it stopped (--resume) and gives the same table, bit for "
-    "bit, as an uninterrupted run. --engine dask runs the chunks on a Dask cluster.")
+    "bit, as an uninterrupted run. --engine dask runs the chunks on a Dask cluster. Tasks: "
+    + _task_lines() + ".")
 
 EPILOG = """job file (TOML; relative paths are relative to the job file):
-  task = "backtest"                  # or "search"
+  task = "backtest"                  # or search, walkforward, dynopt, tune
   out = "runs/bands"                 # output folder
   backend = "cpu"                    # auto | cpu | gpu
   chunk_size = 20000                 # optional: combinations / candidates per chunk
@@ -108,6 +116,8 @@ def _sweep(args) -> int:
     if args.resume and args.force:
         raise GpusimError("--resume and --force contradict each other: --resume keeps the "
                           "finished chunks, --force deletes them; give one")
+    if args.engine == "dask":
+        require("distributed", "--engine dask")     # before the job is read or a folder made
     job = load_job(args.job, out=args.out)
     if args.backend:
         job.backend = args.backend

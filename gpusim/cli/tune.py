@@ -14,7 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gpusim.cli.common import Command, print_json, print_table, records, table_format
+from gpusim.cli.common import (
+    Command,
+    print_json,
+    print_table,
+    records,
+    require,
+    table_format,
+)
 
 __all__ = ["add_parser", "build_parser", "main", "run"]
 
@@ -54,15 +61,17 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=None, help="override the backend (auto|cpu|gpu)")
     p.add_argument("--compare-grid", action="store_true",
                    help="also run the full grid (enumerable spaces) and rank the tuned best")
-    p.add_argument("--format", default="parquet", choices=("parquet", "csv"))
+    p.add_argument("--format", default="parquet", choices=("parquet", "csv"),
+                   help="table format under the output folder (default parquet)")
     p.add_argument("--top-k", type=int, default=10, help="best distinct trials to print")
     p.add_argument("--json", action="store_true", help="print the JSON summary with the best")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _run(args: argparse.Namespace) -> int:
     from gpusim.tune.job import load_tune_job, run_tune_job
 
+    require("optuna", "gpusim tune")      # before the job's data is loaded
     job = load_tune_job(args.job, out=args.out)
     for name in ("n_trials", "batch", "seed", "backend"):
         if getattr(args, name) is not None:

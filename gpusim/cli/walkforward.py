@@ -20,6 +20,7 @@ from gpusim.cli.common import (
     DATA_EPILOG,
     Command,
     add_data_options,
+    add_plot_option,
     check_output_paths,
     check_ranking,
     load_market,
@@ -83,7 +84,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cap on the ex-ante annualised volatility, e.g. 0.15")
     p.add_argument("--max-te", action="append", default=[], metavar="FILE[:COL]<=V",
                    help="cap on the tracking error to a benchmark price file (repeatable)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random search's candidates (each rebalance date draws its "
+                        "own stream from it; default 0)")
     p.add_argument("--start", default=None, help="first simulated bar (index or date)")
     p.add_argument("--sampler", default="dirichlet", help="dirichlet (default) or uniform")
     p.add_argument("--weight-bounds", default=None, metavar="LO,HI",
@@ -101,15 +104,20 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     gap.add_argument("--no-gap", dest="gap", action="store_false",
                      help="do not compute the gap (default)")
     p.add_argument("--solver", default=None, help="cvxpy solver (default Clarabel)")
-    p.add_argument("--init-cash", type=float, default=1.0)
+    p.add_argument("--init-cash", type=float, default=1.0,
+                   help="starting cash (default 1; 100 to compare with vectorbt)")
     p.add_argument("--rf", type=float, default=0.0, help="annual risk-free rate")
     p.add_argument("--backend", default="auto", help="auto | cpu | gpu")
     p.add_argument("--out", default=None, metavar="DIR", help="write the results here")
-    p.add_argument("--format", default="parquet", choices=("parquet", "csv"))
-    p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--sort-by", default="sharpe", metavar="METRIC")
+    p.add_argument("--format", default="parquet", choices=("parquet", "csv"),
+                   help="table format under --out (default parquet, CSV if pyarrow is missing)")
+    p.add_argument("--top-k", type=int, default=10, help="rows of the best table (default 10)")
+    p.add_argument("--sort-by", default="sharpe", metavar="METRIC",
+                   help="metric that ranks the best table (default sharpe)")
     p.add_argument("--json", action="store_true", help="print a JSON summary with the best rows")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_plot_option(p, "the weights over time of the best combination (by --sort-by), with "
+                       "its rebalance dates")
 
 
 def _constraints(args: argparse.Namespace, symbols: list[str]) -> list:
@@ -153,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
     from gpusim.walkforward.api import METRICS, walkforward
 
     check_ranking(args.sort_by, args.top_k, METRICS)
-    check_output_paths(args.out)
+    check_output_paths(args.out, args.plot)
     market = load_market(args)
     lookbacks = parse_lookbacks(args.lookback)
     num_tests = parse_values(str(args.num_tests).replace("_", ""), "--num-tests")
@@ -178,6 +186,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.out:
         out = str(res.save(args.out, fmt=table_format(args.format)))
     s = res.summary
+    if args.plot and len(best):
+        path = res.plot_weights(args.plot, key=best.index[0])
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print_json(s, out=out, sort_by=args.sort_by, best=records(table.reset_index()))
         return _partial_exit(s)

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 from gpusim.errors import GpusimError
-from gpusim.sweep.engine import ENGINES, BackgroundWriter, open_engine
+from gpusim.sweep.engine import ENGINES, BackgroundWriter, check_engine, open_engine
 from gpusim.sweep.folder import _open
 from gpusim.sweep.job import Axis, Job, load_job, make_job
 from gpusim.sweep.lock import FolderLock
@@ -128,6 +128,7 @@ def run_job(job: Job | str | Path, *, resume: bool = False, force: bool = False,
         raise GpusimError(f"retries={retries!r} must be an int >= 0")
     if engine not in ENGINES:
         raise GpusimError(f"engine={engine!r} is unknown; use one of {', '.join(ENGINES)}")
+    check_engine(engine)         # a missing Dask fails before any folder is made
     s = _setup(job)
     out = Path(job.out)
     if out.exists() and not out.is_dir():

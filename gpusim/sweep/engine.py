@@ -23,6 +23,18 @@ from itertools import islice
 from gpusim.errors import GpusimError
 
 ENGINES = ("local", "dask")
+DASK_MISSING = ("engine 'dask' needs Dask: pip install 'gpusim[dask]' (or pip install "
+                "'dask[distributed]')")
+
+
+def check_engine(engine: str) -> None:
+    """Raise the one-line error of a missing optional engine (Dask) without importing it, so
+    that a run fails before it makes its output folder.
+    """
+    import importlib.util
+
+    if engine == "dask" and importlib.util.find_spec("distributed") is None:
+        raise GpusimError(DASK_MISSING)
 
 
 # ----------------------------------------------------------------------------- chunk call
@@ -130,8 +142,7 @@ class DaskEngine:
         try:
             import distributed
         except ImportError:
-            raise GpusimError("engine 'dask' needs Dask: pip install 'gpusim[dask]' (or "
-                              "pip install 'dask[distributed]')") from None
+            raise GpusimError(DASK_MISSING) from None
         self.cluster = None
         self.own_client = True
         if scheduler is None:
