@@ -177,6 +177,8 @@ def choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap):
                     w, status = _solver(ctx, cache, b[2], b[3], obj).solve(
                         *args, caps=caps, ann=ctx.ann, lam=ctx.lams[li])
                 ok_w = w is not None
+                if ok_w and obj != 1 and ctx.plan.K:
+                    w = _polish(ctx, sid, w, obj, ctx.lams[li], b)
                 sol.append((w, status, ctx.sharpe(sid, w) if ok_w else np.nan,
                             ctx.score(sid, w, obj, ctx.lams[li]) if ok_w else np.nan, b))
             for j, (w_i, k) in enumerate(zip(w_b, k_b)):
@@ -229,6 +231,25 @@ def _solver(ctx, cache, gl, gu, obj=0):
                       ExactObjective(A, np.array(eq, bool), ctx.plan.cash, ctx.objectives[obj],
                                      cap_rows=rows, solver=ctx.solver))
     return cache[key]
+
+
+def _polish(ctx, sid, w, obj, lam, b):
+    """:func:`~gpusim.walkforward.polish.polish_vol_cap` when exactly one volatility cap is in
+    force and no other cap binds at ``w`` (else ``w``).
+    """
+    from gpusim.walkforward.polish import polish_vol_cap
+
+    caps, plan = b[4], ctx.plan
+    vol = [k for k, col in enumerate(plan.cap_bench) if col < 0 and np.isfinite(caps[k])]
+    if len(vol) != 1:
+        return w
+    risk = ctx.risks(sid, w)
+    if any(np.isfinite(caps[k]) and risk[k] >= caps[k] * (1 - 1e-6)
+           for k in range(plan.K) if k != vol[0]):
+        return w
+    return polish_vol_cap(w, ctx.H["mex"][sid], ctx.H["cov"][sid], ctx.ann, caps[vol[0]],
+                          b[0], np.minimum(b[1], 1.0), ctx.H["G"][sid], b[2], b[3], plan.cash,
+                          lambda x: ctx.score(sid, x, obj, lam))
 
 
 def _factor(M):

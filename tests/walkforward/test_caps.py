@@ -183,3 +183,60 @@ def test_exact_max_sharpe_with_a_volatility_cap_equals_a_direct_solve(spy):
         assert np.sqrt(got @ S @ got) <= cap * (1 + 1e-9)
         n += 1
     assert n >= 10
+
+
+def test_polished_efficient_risk_on_ten_assets_equals_pypfopt():
+    """With the cap binding, the exact weights are polished on the first-order curve: they
+    equal PyPortfolioOpt's efficient_risk to 1e-6 on 10 assets too, and the polish never
+    leaves the constraints nor lowers the objective."""
+    ef_mod = pytest.importorskip("pypfopt.efficient_frontier")
+
+    st = pd.read_csv(shared_file("pypfopt/stock_prices.csv"), parse_dates=["date"],
+                     index_col="date")
+    m = gpusim.load_prices(st.dropna().iloc[:, :10].loc["2015":"2016"])
+    cap = 0.16
+    res = walkforward(m, every="M", lookback=126, method="exact", objective="max_return",
+                      constraints=[Volatility(max=cap), WeightBounds(hi=0.4)], progress=False,
+                      backend="cpu")
+    dec, n = res.decisions(), 0
+    for date, row in res.allocations().iterrows():
+        if dec.loc[date, "fallback"] or not dec.loc[date, "bound_volatility"]:
+            continue
+        t = m.prices.index.get_loc(date)
+        r = m.prices.pct_change().iloc[t - 126:t]
+        ef = ef_mod.EfficientFrontier(m.ann * r.mean(), m.ann * r.cov(),
+                                      weight_bounds=(0, 0.4), solver="CLARABEL",
+                                      solver_options=TIGHT)
+        ef.efficient_risk(cap)
+        np.testing.assert_allclose(row.to_numpy(), np.array(list(ef.weights)), atol=1e-6)
+        n += 1
+    assert n >= 8
+
+
+def test_polish_makes_a_loose_solve_exact(monkeypatch):
+    """Clarabel stopped at 1e-7 and at 1e-12: unpolished weights differ by > 1e-6, the
+    polished ones agree to 1e-9 (both land on the same first-order point)."""
+    import importlib
+
+    from gpusim.walkforward import exact
+
+    choose = importlib.import_module("gpusim.walkforward.choose")
+    m = gpusim.synthetic_market(n_assets=8, n_bars=400, seed=3)
+    kw = dict(every="M", lookback=126, method="exact", objective=Param(["max_return",
+                                                                         "max_utility"]),
+              risk_aversion=1.0, constraints=[Volatility(max=0.12), WeightBounds(hi=0.4)],
+              progress=False, backend="cpu")
+    tight = walkforward(m, **kw)
+    loose_opts = {**exact.TIGHT_OPTIONS["CLARABEL"], "tol_gap_abs": 1e-7, "tol_gap_rel": 1e-7,
+                  "tol_feas": 1e-7}
+    monkeypatch.setitem(exact.TIGHT_OPTIONS, "CLARABEL", loose_opts)
+    loose = walkforward(m, **kw)
+    monkeypatch.setattr(choose, "_polish", lambda ctx, sid, w, obj, lam, b: w)
+    raw = walkforward(m, **kw)
+    bound = tight.report["bound_volatility"].to_numpy()
+    assert (bound > 0.5).all()
+    for o in ("max_return", "max_utility"):
+        on = tight.decisions(objective=o)["bound_volatility"].to_numpy()   # the cap binds
+        a, b, c = (x.allocations(objective=o).to_numpy()[on] for x in (tight, loose, raw))
+        assert np.abs(a - b).max() < 1e-9
+        assert np.abs(a - c).max() > 1e-6
