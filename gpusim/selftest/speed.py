@@ -69,12 +69,16 @@ def _cupy():
     return cupy
 
 
-def ceilings(size) -> dict:
-    """Measured DGEMM / SGEMM (flop/s) and device-to-device copy bandwidth (bytes/s)."""
+def ceilings(size, numba_only: bool = False) -> dict:
+    """Measured DGEMM / SGEMM (flop/s) and device-to-device copy bandwidth (bytes/s).
+
+    With CuPy: cuBLAS and a CuPy copy; without it (or ``numba_only``): a numba.cuda device copy
+    for the bandwidth and no GEMM ceilings; in the simulator NumPy on the host.
+    """
     z = SPEED_SIZES[size]
-    cp = _cupy()
+    cp = None if numba_only else _cupy()
     out = {}
-    if size == "simulate":
+    if size == "simulate" and not numba_only:
         xp, sync, out["source"] = np, (lambda: None), "numpy on the host (simulator)"
     elif cp is not None:
         xp, out["source"] = cp, "cupy (cuBLAS, device copy)"

@@ -166,3 +166,11 @@ def test_hardware_tests_section_runs_only_the_gpu_files(monkeypatch):
     monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
     with pytest.raises(Skip, match="pytest ran none of them: .*skipped"):
         parity.hardware_tests("device")
+
+
+def test_ceilings_without_cupy_measure_a_numba_copy():
+    from gpusim.selftest import speed
+
+    c = speed.ceilings("simulate", numba_only=True)
+    assert c["source"].startswith("numba copy kernel")
+    assert c["bandwidth_bytes"] > 0 and c["dgemm_flops"] is None and c["sgemm_flops"] is None
