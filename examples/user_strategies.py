@@ -1,12 +1,12 @@
-"""Strategies the user writes (issue 11), at a small size: runs in about a minute on a laptop
-(most of it compiling the allocation function once for the CPU).
+"""Strategies the user writes (issue 11): runs in about a minute on a laptop (most of it
+compiling the allocation function once for the CPU).
 
 1. an allocation function compiled for the CPU (and the GPU): new random targets each time the
    portfolio drifts past tau, swept over tau x fees, with the orders of one combination;
 2. a table of dated target weights (a target schedule);
 3. a plain-Python optimiser (PyPortfolioOpt max-Sharpe) called weekly with the live portfolio.
 
-    python examples/user_strategies.py
+    python examples/user_strategies.py          # small=True: a tiny market, for the tests
 """
 
 from __future__ import annotations
@@ -37,25 +37,31 @@ def band_rebalance(c, params, targets):          # compiled for the CPU and for 
     return False
 
 
-def main() -> None:
-    market = gpusim.synthetic_market(n_assets=5, n_bars=504, seed=3)
+def main(small: bool = False) -> dict:
+    market = gpusim.synthetic_market(n_assets=5, n_bars=252 if small else 504, seed=3)
+    out: dict = {"market": market}
 
     # 1. a user allocation function over a grid
     res = gpusim.backtest(market, alloc=band_rebalance,
                           params={"tau": gpusim.Param(np.arange(1, 16) / 100)},
-                          fees=gpusim.Param([0.0, 0.005]), seed=7, backend="auto")
+                          fees=gpusim.Param([0.0, 0.005]), seed=7, backend="auto",
+                          progress=not small)
+    rec = res.records(tau=0.05, fees=0.005)
     print(res.metrics[["cagr", "sharpe", "n_rebalances", "fees_paid"]].head(6))
-    print(res.records(tau=0.05, fees=0.005).orders.head(8))
+    print(rec.orders.head(8))
+    out.update(alloc=res, records=rec)
 
     # 2. targets that change over time
     symbols = list(market.prices.columns)
-    dates = market.prices.index[[0, 126, 252, 378]]
+    T = len(market.prices)
+    dates = market.prices.index[[0, T // 4, T // 2, 3 * T // 4]]
     schedule = pd.DataFrame(np.random.default_rng(0).dirichlet(np.ones(5), size=4),
                             index=pd.DatetimeIndex(dates), columns=symbols)
     try:
         sch = gpusim.backtest(market, weights=schedule, threshold=0.05)
         if len(sch.metrics) == 1:
             print(sch.metrics.T)
+            out["schedule"] = sch
         else:
             print("(target schedules: this version reads a dated table as separate portfolios)")
     except gpusim.GpusimError as exc:
@@ -68,7 +74,7 @@ def main() -> None:
         from pypfopt.risk_models import sample_cov
     except ImportError:
         print("(install PyPortfolioOpt for the optimiser example)")
-        return
+        return out
 
     def optimize(state):                                # plain Python, e.g. PyPortfolioOpt
         if state.bar > 63 and np.abs(state.weights - state.targets).max() < 0.03:
@@ -79,9 +85,12 @@ def main() -> None:
             return None
         return EfficientFrontier(mu, sample_cov(h)).max_sharpe(risk_free_rate=0.0)
 
-    sim = gpusim.simulate(market, optimize=optimize, every="W", warmup=63, fees=0.001)
+    sim = gpusim.simulate(market, optimize=optimize, every="W", warmup=63, fees=0.001,
+                          progress=not small)
     print(sim.metrics.T)
     print(sim.schedule().round(3).head())
+    out["simulate"] = sim
+    return out
 
 
 if __name__ == "__main__":

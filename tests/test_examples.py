@@ -21,7 +21,7 @@ def _run(name, **kw):
 
 
 TESTED = {"random_search", "threshold_rebalancing", "walkforward_grid", "carver_dynopt",
-          "constraints_three_forms"}
+          "constraints_three_forms", "user_strategies"}
 
 
 def test_every_example_with_a_small_mode_is_tested_here():
@@ -79,3 +79,17 @@ def test_constraints_three_forms():
     assert ts[ts.index < mid].to_numpy().max() > 0.4            # the looser cap was used
     moves = a["callable"].diff().abs().to_numpy()[1:]
     assert moves.max() <= 0.10 + 1e-9
+
+
+def test_user_strategies():
+    r = _run("user_strategies")
+    res, rec = r["alloc"], r["records"]
+    assert len(res.metrics) == 30 and res.metrics["n_rebalances"].iloc[0] > 2
+    row = res.metrics.loc[("equal", 0.05, 0.005)]
+    np.testing.assert_allclose(rec.metrics.to_numpy(), row.to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(rec.orders["fee"].sum(), row["fees_paid"], rtol=1e-9)
+    if "simulate" in r:          # PyPortfolioOpt installed
+        sim = r["simulate"]
+        sched = sim.schedule()
+        assert len(sched) >= 2 and sched.index[1] >= r["market"].prices.index[63]
+        np.testing.assert_allclose(sched.sum(axis=1), 1.0, atol=1e-6)
