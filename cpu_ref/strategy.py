@@ -74,7 +74,8 @@ class State:
 
     def uniform(self, j, k=0):
         """U(0, 1) for asset (or slot) ``j`` and draw ``k`` at this bar of this stream."""
-        return uniform_nb(self.key, self.stream * self.n_bars + self.t, j, k)
+        return uniform_nb(self.key, np.int64(self.stream * self.n_bars + self.t), np.int64(j),
+                          np.int64(k))
 
 
 def current_weights(h, p, value):
@@ -115,7 +116,7 @@ def simulate_alloc_1d(alloc, close, w0, params, mask, fee, init_cash, ann, rf, s
     close = np.asarray(close, dtype=np.float64)
     T, A = close.shape
     params = np.asarray(params, dtype=np.float64)
-    key = seed_key_nb(seed)
+    key = np.uint64(seed_key_nb(seed))   # typed uint64 (a Python int may be read as int64)
     cash = float(init_cash)
     h = np.zeros(A)
     in_force = np.array(w0, dtype=np.float64)
