@@ -110,6 +110,29 @@ class BacktestTask(TaskRunner):
     unit = "combinations"
     rank_by = ("sharpe", False)
 
+    def label_rows(self, ctx, rows: list[dict]) -> list[dict]:
+        """The best rows of a sweep with their target weights by symbol (random targets are
+        regenerated from their seed and row number); rows whose weights have no single vector
+        (schedules) are left as they are.
+        """
+        g = next((g for g in ctx.groups if g.weights is not None), None)
+        if g is None or not hasattr(g.weights, "rows"):
+            return rows
+        labels = [str(x) for x in g.labels["weights"]]
+        out = []
+        for r in rows:
+            key = str(r.get("weights"))
+            if key not in labels:
+                out.append(r)
+                continue
+            i = labels.index(key)
+            w = np.asarray(g.weights.rows(i, i + 1, len(ctx.symbols)), dtype=np.float64)
+            if w.shape != (1, len(ctx.symbols)):
+                out.append(r)
+                continue
+            out.append({**r, **dict(zip(ctx.symbols, w[0].tolist(), strict=True))})
+        return out
+
     def prepare(self, market, fixed, native_axes, backend):
         from gpusim.backtest.api import METRICS, _band_kind
         from gpusim.grid import Param

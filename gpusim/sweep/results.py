@@ -195,7 +195,17 @@ def assemble(s, out: Path, d: dict, best: Best | None = None,
         raise
     return {"n_rows": n_rows, "columns": [] if schema is None else
             list(schema.names), "incomplete_points": skipped,
-            "best": best.summary(), "points": points, "parts": parts}
+            "best": _labelled(s, best.summary()), "points": points, "parts": parts}
+
+
+def _labelled(s, summary: dict | None) -> dict | None:
+    """The best rows with the task's labels added (e.g. a backtest's target weights by symbol,
+    through the runner's optional ``label_rows(ctx, rows)``).
+    """
+    label_rows = getattr(s.runner, "label_rows", None)
+    if summary and summary.get("rows") and label_rows is not None:
+        summary["rows"] = label_rows(s.ctx, summary["rows"])
+    return summary
 
 
 def _publish_parts(parts: list[tuple[Path, Path, str | None]], levels):

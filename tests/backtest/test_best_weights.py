@@ -27,3 +27,18 @@ def test_best_rows_carry_target_weights_by_symbol(tmp_path):
     csv = pd.read_csv(out / "best.csv")
     assert set(syms) <= set(csv.columns)
     np.testing.assert_allclose(csv[syms].to_numpy(), best[syms].to_numpy(), rtol=0, atol=0)
+
+
+def test_sweep_best_rows_carry_weights_by_symbol(tmp_path):
+    from gpusim.sweep.api import sweep as run_sweep
+
+    m = gpusim.synthetic_market(n_assets=3, n_bars=80, seed=4)
+    rw = RandomWeights(7, seed=5)
+    res = run_sweep("backtest", {"fees": [0.0, 0.002]}, market=m, weights=rw,
+                    out=tmp_path / "sw", backend="cpu", progress=False)
+    rows = res.summary["best"]["rows"]
+    assert rows
+    W = rw.rows(0, 7, 3)
+    for r in rows:
+        np.testing.assert_array_equal([r[s] for s in m.symbols], W[int(r["weights"])])
+    assert all(s in res.to_text() for s in m.symbols)
