@@ -359,7 +359,7 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     tc = time.perf_counter()
     if be.name == "gpu" or not getattr(kernel, "signatures", None):
         a = ctx.chunk_args(0, 1)
-        with compile_notice("the backtest kernel", 10 if be.name == "cpu" else None,
+        with compile_notice("the backtest kernel", 7 if be.name == "cpu" else None,
                             enabled=bool(progress)):
             kernel(close[:2], a["W"], a["wid"], np.full_like(a["wnxt"], NEVER),
                    np.ascontiguousarray(masks[:, :2]), a["mid"], B, a["bid"],

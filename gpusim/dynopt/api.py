@@ -190,7 +190,7 @@ def dynopt(prices, multipliers=None, fx=None, costs=None, optimal_positions=None
     opts = {"no_trade_rule": bool(no_trade_rule), "static_band": band}
     tc = time.perf_counter()   # compile / load the kernel on a 2-day slice, outside the timing
     a = ctx.chunk_args(0, 1)
-    with compile_notice("the dynopt kernel", 10 if be.name == "cpu" else None,
+    with compile_notice("the dynopt kernel", 6 if be.name == "cpu" else None,
                         enabled=bool(progress)):
         kernel(*(x[:2] for x in inp.kernel_args()[:5]), inp.covs, inp.cov_id[:2],
                masks[:, :2], a["mid"], a["capitals"], a["shadow_costs"], a["buffers"], inp.ann,

@@ -148,7 +148,7 @@ def prepare(prices, multipliers=None, fx=None, costs=None, optimal_positions=Non
                                                            cov_every, idx)
 
     p, npx = P.to_numpy(), NP.to_numpy()
-    with compile_notice("the covariance estimator", 12):
+    with compile_notice("the covariance estimator", 4):
         vols, covs, cov_id = estimate_covariances_nb(
             np.ascontiguousarray(_returns(p, npx)), np.ascontiguousarray(update), int(lookback),
             int(min_periods), shrinkage, float(ann))

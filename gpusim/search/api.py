@@ -40,7 +40,7 @@ from gpusim.search.result import OUTPUT_FORMATS as OUTPUT_FORMATS  # re-exported
 from gpusim.search.result import SearchResult
 from gpusim.validate import dirichlet_alpha
 
-COMPILE_ESTIMATE_S = {"cpu": 8.0, "gpu": None}
+COMPILE_ESTIMATE_S = {"cpu": 5.0, "gpu": None}
 """Typical first-run compilation of the search kernel (seconds, measured on a 2-core machine;
 None: not measured, the notice gives no figure)."""
 
