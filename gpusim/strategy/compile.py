@@ -191,6 +191,9 @@ def compile_error(uf: UserFunction, exc: Exception, what: str = "alloc") -> Gpus
                    if ln.strip() and not ln.startswith(("Failed in", "- Resolution", "No im"))
                    and not _LOC.search(ln)), msg.strip().splitlines()[0] if msg.strip() else "")
     reason = re.sub(r"\x1b\[[0-9;]*m", "", reason)
+    if "of type State(" in reason:
+        reason = (reason[:reason.index("of type State(")]
+                  + f"of the state c (its fields: {', '.join(State._fields)}, uniform(j, k))")
     if where:
         f, n = where[-1]
         line = linecache.getline(f, n).strip() or "?"
@@ -228,10 +231,16 @@ def compile_cpu(uf: UserFunction, what: str = "alloc"):
             state_uniform.__code__, {**state_uniform.__globals__, "uniform": uniform_nb},
             "state_uniform", state_uniform.__defaults__))
         f = njit(error_model="numpy", inline="always")(uf.bind(helper))
+        sig = (state_type(), nt.float64[::1], nt.float64[::1])
         try:
-            f.compile((state_type(), nt.float64[::1], nt.float64[::1]))
+            f.compile(sig)
         except NumbaError as exc:
             raise compile_error(uf, exc, what) from None
+        rt = f.overloads[sig].signature.return_type
+        if not isinstance(rt, (nt.Boolean, nt.Integer)):
+            raise GpusimError(f"{what} function {uf.name!r} ({uf.filename}, line "
+                              f"{uf.first_line}) returns {rt}: it must return True or False on "
+                              "every path (a path that ends without return gives None)")
         return f
 
     return cached("cpu-fn", uf, build)

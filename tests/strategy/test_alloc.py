@@ -216,3 +216,18 @@ def test_source_rewrite_keeps_the_meaning():
     names = set(uf.code.co_names) | set(uf.code.co_varnames)
     assert {"__gpusim_uniform__", "__gpusim_sum__", "_c_weights", "_c_n_assets"} <= names
     assert "uniform" not in uf.code.co_names and uf.first_line < uf.last_line
+
+
+def test_a_path_without_return_and_an_unknown_field_are_clear_errors(mkt):
+    def maybe(c, params, targets):
+        if c.t > 3:
+            return True
+
+    def unknown(c, params, targets):
+        return c.volume > 1
+
+    with pytest.raises(GpusimError, match="must return True or False on every path"):
+        backtest(mkt, alloc=maybe, backend="cpu", progress=False)
+    with pytest.raises(GpusimError, match=r"'return c.volume > 1': Unknown attribute 'volume' "
+                                          r"of the state c \(its fields: t, n_assets"):
+        backtest(mkt, alloc=unknown, backend="cpu", progress=False)
