@@ -57,15 +57,9 @@ def main(small: bool = False) -> dict:
     dates = market.prices.index[[0, T // 4, T // 2, 3 * T // 4]]
     schedule = pd.DataFrame(np.random.default_rng(0).dirichlet(np.ones(5), size=4),
                             index=pd.DatetimeIndex(dates), columns=symbols)
-    try:
-        sch = gpusim.backtest(market, weights=schedule, threshold=0.05)
-        if len(sch.metrics) == 1:
-            print(sch.metrics.T)
-            out["schedule"] = sch
-        else:
-            print("(target schedules: this version reads a dated table as separate portfolios)")
-    except gpusim.GpusimError as exc:
-        print(f"(target schedules: {exc})")
+    sch = gpusim.backtest(market, weights=schedule, threshold=0.05, progress=not small)
+    print(sch.metrics.T)
+    out["schedule"] = sch
 
     # 3. a Python optimiser that sees the simulated portfolio
     try:

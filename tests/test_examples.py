@@ -88,6 +88,8 @@ def test_user_strategies():
     row = res.metrics.loc[("equal", 0.05, 0.005)]
     np.testing.assert_allclose(rec.metrics.to_numpy(), row.to_numpy(), rtol=1e-12)
     np.testing.assert_allclose(rec.orders["fee"].sum(), row["fees_paid"], rtol=1e-9)
+    sch = r["schedule"].metrics                 # a dated table is one schedule, not 4 rows
+    assert len(sch) == 1 and sch["n_rebalances"].iloc[0] >= 4
     if "simulate" in r:          # PyPortfolioOpt installed
         sim = r["simulate"]
         sched = sim.schedule()

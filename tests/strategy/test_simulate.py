@@ -149,3 +149,19 @@ def test_pypfopt_max_sharpe_weekly_on_real_data():
     assert list(sched.columns) == list(prices.columns)
     np.testing.assert_allclose(sched.sum(axis=1), 1.0, atol=1e-6)
     assert res.metrics.iloc[0]["fees_paid"] > 0
+
+
+@pytest.mark.parametrize("every", ["M", 15])
+def test_segments_equal_the_builtin_engine_on_the_same_schedule(mkt, every):
+    """The dated targets of a simulation, run as a target schedule by gpusim.backtest, give
+    the same metrics bit for bit (repeated rows included: every row's bar trades)."""
+    def fixed(state):
+        return [0.1, 0.2, 0.3, 0.4]
+
+    for fn in (fixed, inverse_variance):
+        sim = gpusim.simulate(mkt, fn, every=every, fees=0.002, progress=False)
+        sched = sim.schedule()
+        assert len(sched) >= 3
+        bt = gpusim.backtest(mkt, weights=sched, fees=0.002, backend="cpu", progress=False)
+        assert len(bt.metrics) == 1
+        np.testing.assert_array_equal(bt.metrics.to_numpy(), sim.metrics.to_numpy())
