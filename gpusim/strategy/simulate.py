@@ -92,7 +92,8 @@ def _targets(r, symbols: list[str], where: str) -> np.ndarray:
 
 def simulate(market, optimize, every: Any = "W", fees: Any = 0.0, weights: Any = "equal",
              params: dict | None = None, warmup: int = 0, init_cash: float = 1.0,
-             rf: float = 0.0, progress: bool = True) -> SimulationResult:
+             rf: float = 0.0, backend: str = "auto", progress: bool = True
+             ) -> SimulationResult:
     """Simulate portfolios re-allocated by a Python optimiser (see the module docstring).
 
     Parameters
@@ -106,12 +107,19 @@ def simulate(market, optimize, every: Any = "W", fees: Any = 0.0, weights: Any =
     params : ``{name: value or Param}`` passed to the optimiser as ``state.params``.
     warmup : no call before this bar (bar 0 then trades to ``weights``).
     init_cash, rf : starting cash and annual risk-free rate.
+    backend : ``"auto"`` or ``"cpu"``: the segments run on the CPU (between two calls of a
+        Python function there is too little work for a GPU launch); ``"gpu"`` is an error.
     progress : a tqdm bar over the call bars (on a terminal).
 
     Returns
     -------
     SimulationResult
     """
+    if backend not in ("auto", "cpu", "gpu"):
+        raise GpusimError(f"backend={backend!r} is unknown; use 'auto', 'cpu' or 'gpu'")
+    if backend == "gpu":
+        raise GpusimError("simulate runs on the CPU (the optimiser is Python and each segment "
+                          "is short); use backend='cpu' or 'auto'")
     if not callable(optimize):
         raise GpusimError(f"optimize={optimize!r} must be a function optimize(state) -> "
                           "targets or None")

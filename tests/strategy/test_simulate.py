@@ -111,6 +111,15 @@ def test_bad_answers_are_one_line_errors(mkt, answer, match):
         gpusim.simulate(mkt, lambda s: answer, every="M", progress=False)
 
 
+def test_backend_argument(mkt):
+    with pytest.raises(GpusimError, match="simulate runs on the CPU"):
+        gpusim.simulate(mkt, inverse_variance, backend="gpu", progress=False)
+    with pytest.raises(GpusimError, match="backend='x' is unknown"):
+        gpusim.simulate(mkt, inverse_variance, backend="x", progress=False)
+    r = gpusim.simulate(mkt, inverse_variance, backend="cpu", progress=False)
+    assert r.summary["backend"] == "cpu"
+
+
 def test_errors_in_the_optimiser_say_where(mkt):
     def boom(state):
         raise ValueError("solver failed")
