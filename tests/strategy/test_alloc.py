@@ -142,6 +142,11 @@ def test_cuda_simulator_equals_cpu(mkt):
         gpu = backtest(small, alloc=fn, backend="gpu", **kw)
         assert gpu.summary["backend"] != cpu.summary["backend"]
         np.testing.assert_array_equal(gpu.metrics.to_numpy(), cpu.metrics.to_numpy())
+    builtin = backtest(small, threshold=Param([0.01, 0.05]), fees=Param(FEES), backend="gpu",
+                       progress=False)
+    ours = backtest(small, alloc=threshold_rule, params={"tau": Param([0.01, 0.05])},
+                    fees=Param(FEES), backend="gpu", progress=False)
+    np.testing.assert_array_equal(ours.metrics.to_numpy(), builtin.metrics.to_numpy())
 
 
 def test_shared_draws_give_every_tau_the_same_targets(mkt):
