@@ -18,6 +18,7 @@ the combinations that differ only in those levels (every tau then sees the same 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from cpu_ref.backtest import METRICS
 from cpu_ref.rng import seed_key_nb
 from gpusim.backend import resolve_backend
 from gpusim.chunks import run_chunks
+from gpusim.compiling import compile_notice
 from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import Grid, Param, build_grid
@@ -135,9 +137,15 @@ def backtest_alloc(market, alloc, params: dict | None = None, weights: Any = "eq
     C = grid.size
     cs = int(chunk_size) if chunk_size else min(C, GPU_CHUNK if be.name == "gpu" else CPU_CHUNK)
     tc = time.perf_counter()
-    a = ctx.chunk_args(0, 1)     # compile (or load) on one combination and two bars
-    run(uf, close[:2], a["W"], a["wid"], np.ascontiguousarray(masks[:, :2]), a["mid"],
-        a["params"], a["fees"], acct, key, a["streams"])
+    a = ctx.chunk_args(0, 1)     # compile on one combination and two bars
+
+    def say(line):               # the kernel embeds the function: compiled once per process
+        print(f"compiling {uf.name} for the {be.label} kernel (first call in this process)",
+              file=sys.stderr, flush=True)
+
+    with compile_notice(uf.name, None, enabled=progress, say=say):
+        run(uf, close[:2], a["W"], a["wid"], np.ascontiguousarray(masks[:, :2]), a["mid"],
+            a["params"], a["fees"], acct, key, a["streams"])
     t0 = time.perf_counter()
 
     def chunk(start, stop):
