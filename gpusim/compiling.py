@@ -38,6 +38,16 @@ class CompileWatch:
     seconds: float = 0.0
 
 
+def _say(line: str) -> None:
+    """A line on stderr, above any progress bar that is showing (``tqdm.write``)."""
+    try:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr)
+    except ImportError:                      # pragma: no cover - tqdm is a dependency
+        print(line, file=sys.stderr, flush=True)
+
+
 @contextmanager
 def compile_notice(what: str, estimate_s: float | None, *, enabled: bool = True,
                    say: Callable[[str], None] | None = None):
@@ -55,7 +65,7 @@ def compile_notice(what: str, estimate_s: float | None, *, enabled: bool = True,
     from numba.core import event
 
     watch = CompileWatch()
-    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    say = say or _say
 
     class _Listener(event.Listener):
         def on_start(self, ev):

@@ -31,6 +31,7 @@ import pandas as pd
 from cpu_ref.backtest import METRICS
 from cpu_ref.walkforward import OBJECTIVES
 from gpusim.backend import resolve_backend
+from gpusim.compiling import compile_notice
 from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import Param, build_grid
@@ -339,7 +340,8 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
                 "estimator": est_labels[k[3]], "objective": obj_vals[k[4]],
                 "method": meth_vals[k[5]], "risk_aversion": ra_vals[k[6]]} for k in ws_keys]
     tc = time.perf_counter()
-    with chunked.interruptible(ctx):       # Ctrl-C: stop between blocks of dates
+    with (compile_notice("the walk-forward kernels", 15, enabled=bool(progress)),
+          chunked.interruptible(ctx)):       # Ctrl-C: stop between blocks of dates
         dec = choose(ctx, method, ws_keys, ws_bars, ws_info, nt_vals, do_gap)
     t_choose = time.perf_counter() - tc
     if chunked.stopped(ctx):               # simulate the bars before the first date not chosen
