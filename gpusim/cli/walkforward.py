@@ -186,9 +186,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.out:
         out = str(res.save(args.out, fmt=table_format(args.format)))
     s = res.summary
-    if args.plot and len(best):
-        path = res.plot_weights(args.plot, key=best.index[0])
-        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
+    png = res.plot_weights(args.plot, key=best.index[0]) if args.plot and len(best) else None
+    if png and args.json:
+        print(f"wrote {png}", file=sys.stderr)
     if args.json:
         print_json(s, out=out, sort_by=args.sort_by, best=records(table.reset_index()))
         return _partial_exit(s)
@@ -207,6 +207,8 @@ def _run(args: argparse.Namespace) -> int:
     print_table(table, max_columns=30)
     if out:
         print(f"wrote {out}")
+    if png:
+        print(f"wrote {png}")
     return _partial_exit(s)
 
 

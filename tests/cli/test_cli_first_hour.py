@@ -92,3 +92,15 @@ def test_backtest_plot_writes_a_png(tmp_path, capsys):
                "--no-progress", "--plot", str(png)])
     assert rc == 0 and png.stat().st_size > 1000
     assert f"wrote {png}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [
+    ["walkforward", "--prices", "synthetic:3:200", "--every", "M", "--num-tests", "50"],
+    ["dynopt", "--synthetic", "3:200:1", "--capital", "1e6"],
+])
+def test_walkforward_and_dynopt_plot_write_a_png(argv, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "p.png"
+    rc = main([*argv, "--no-progress", "--plot", str(png)])
+    assert rc == 0 and png.stat().st_size > 1000
+    assert capsys.readouterr().out.rstrip().endswith(f"wrote {png}")
