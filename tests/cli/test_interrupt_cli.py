@@ -21,10 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_search_ctrl_c_saves_the_best_so_far(tmp_path):
     trace = tmp_path / "started"
-    # the marker file appears once the first chunk is merged: the kernel is compiled and running
-    code = (f"import pathlib; from gpusim.search import api as a; f = a.merge_topk\n"
-            f"def g(*x, **k):\n    pathlib.Path({str(trace)!r}).touch(); return f(*x, **k)\n"
-            f"a.merge_topk = g\nfrom gpusim.cli.main import main\nimport sys\n"
+    # the marker file appears once the CPU runner finished a chunk: the kernel is compiled and
+    # running (the runner keeps the top-k across chunks; nothing is merged per chunk)
+    code = (f"import pathlib; from gpusim.search import api as a; f = a._CpuRunner.run\n"
+            f"def g(self, *x, **k):\n    r = f(self, *x, **k)\n"
+            f"    pathlib.Path({str(trace)!r}).touch(); return r\n"
+            f"a._CpuRunner.run = g\nfrom gpusim.cli.main import main\nimport sys\n"
             f"sys.exit(main(['search', '--prices', 'synthetic:8:300:1', '--n', '1e10', "
             f"'--no-baselines', '--no-progress', '--out', 'res']))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
