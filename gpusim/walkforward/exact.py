@@ -43,6 +43,72 @@ weights are accurate to about the square root of the gap tolerance, so Clarabel 
 (1e-10 leaves ~1e-6 errors in the weights)."""
 
 
+def pick_solvers(solver, conic: bool) -> list[str]:
+    """The cvxpy solvers to try, in order: ``solver`` alone, or the installed ones of
+    :data:`SOLVER_PREFERENCE` (without OSQP when the problem has cones: not a conic solver).
+    """
+    import cvxpy as cp
+
+    installed = cp.installed_solvers()
+    if solver is not None:
+        if str(solver).upper() not in installed:
+            raise SolverError(f"solver={solver!r} is not installed; installed cvxpy solvers: "
+                              f"{', '.join(installed)}")
+        return [str(solver).upper()]
+    out = [s for s in SOLVER_PREFERENCE if s in installed and not (conic and s == "OSQP")]
+    if not out:
+        raise SolverError("no suitable cvxpy solver is installed; pip install clarabel")
+    return out
+
+
+def set_rows(p, G, gl, gu, caps) -> None:
+    """Parameter values of the linear rows (infinite bounds made finite and slack:
+    ``|G_m w| <= sum |G_m|`` for weights in the simplex) and of the cone caps of problem ``p``
+    (an :class:`ExactMaxSharpe` or ``ExactObjective``).
+    """
+    if p.Mi or p.Me:
+        big = np.abs(G).sum(axis=1) + 1.0
+        if p.Mi:
+            ii = ~p.eq
+            p.Gi.value = G[ii]
+            p.gli.value = np.where(np.isfinite(gl[ii]), gl[ii], -big[ii])
+            p.gui.value = np.where(np.isfinite(gu[ii]), gu[ii], big[ii])
+        if p.Me:
+            p.Ge.value = G[p.eq]
+            p.ge.value = gu[p.eq]
+    for (C, c), (Cv, cv) in zip(p.caps, caps):
+        C.value, c.value = Cv, cv
+
+
+def solve_chain(prob, solvers, options) -> tuple[str | None, str | None]:
+    """Solve ``prob`` (warm-started) with each solver in turn until one gives an answer or a
+    definite infeasible/unbounded status.
+
+    Returns
+    -------
+    (status, None) when ``status`` is optimal (or optimal_inaccurate); (None, reason) otherwise,
+    reason ``"infeasible"``, ``"unbounded"`` or ``"solver_error: ..."`` (what each solver did).
+    """
+    status, tried = None, []
+    for name in solvers:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                prob.solve(solver=name, warm_start=True, **options.get(name, {}))
+            status = str(prob.status)
+        except Exception as exc:  # cvxpy.error.SolverError and solver-specific failures
+            tried.append(f"{name} raised {type(exc).__name__}")
+            continue
+        if status in _OK or status.startswith(("infeasible", "unbounded")):
+            break
+        tried.append(f"{name} returned {status}")
+    if status is not None and status in _OK:
+        return status, None
+    if status is not None and status.startswith(("infeasible", "unbounded")):
+        return None, status.split("_")[0]
+    return None, "solver_error: " + "; ".join(tried)
+
+
 class ExactMaxSharpe:
     """A max-Sharpe problem for ``A`` assets and fixed row structure.
 
@@ -61,16 +127,7 @@ class ExactMaxSharpe:
 
         eq_rows = np.asarray(eq_rows, dtype=bool)
         self.A, self.eq, self.cash = int(A), eq_rows, bool(cash)
-        installed = cp.installed_solvers()
-        if solver is None:
-            self.solvers = [s for s in SOLVER_PREFERENCE if s in installed]
-        else:
-            if str(solver).upper() not in installed:
-                raise SolverError(f"solver={solver!r} is not installed; installed cvxpy solvers: "
-                                  f"{', '.join(installed)}")
-            self.solvers = [str(solver).upper()]
-        if not self.solvers:
-            raise SolverError("no QP-capable cvxpy solver is installed; pip install clarabel")
+        self.solvers = pick_solvers(solver, conic=bool(len(cap_rows)))
         Mi, Me = int((~eq_rows).sum()), int(eq_rows.sum())
         self.y = cp.Variable(A)
         self.k = cp.Variable()
@@ -93,8 +150,6 @@ class ExactMaxSharpe:
             cons += [self.Ge @ self.y == cp.multiply(self.ge, self.k)]
         self.caps = [(cp.Parameter((r, A)), cp.Parameter(r)) for r in cap_rows]
         cons += [cp.norm(C @ self.y - c * self.k, 2) <= self.k for C, c in self.caps]
-        if self.caps:
-            self.solvers = [s for s in self.solvers if s != "OSQP"]  # cones: not a QP solver
         self.prob = cp.Problem(cp.Minimize(cp.sum_squares(self.F @ self.y)), cons)
         self.Mi, self.Me = Mi, Me
 
@@ -123,36 +178,10 @@ class ExactMaxSharpe:
         self.m.value = mex / np.abs(mex).max()
         self.lo.value = lo
         self.hi.value = hi
-        if self.M:
-            big = np.abs(G).sum(axis=1) + 1.0
-            if self.Mi:
-                ii = ~self.eq
-                self.Gi.value = G[ii]
-                self.gli.value = np.where(np.isfinite(gl[ii]), gl[ii], -big[ii])
-                self.gui.value = np.where(np.isfinite(gu[ii]), gu[ii], big[ii])
-            if self.Me:
-                self.Ge.value = G[self.eq]
-                self.ge.value = gu[self.eq]
-        for (C, c), (Cv, cv) in zip(self.caps, caps):
-            C.value, c.value = Cv, cv
-        status, tried = None, []
-        for name in self.solvers:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    opts = TIGHT_OPTIONS if self.caps else _OPTIONS
-                    self.prob.solve(solver=name, warm_start=True, **opts.get(name, {}))
-                status = str(self.prob.status)
-            except Exception as exc:  # cvxpy.error.SolverError and solver-specific failures
-                tried.append(f"{name} raised {type(exc).__name__}")
-                continue
-            if status in _OK or status.startswith(("infeasible", "unbounded")):
-                break
-            tried.append(f"{name} returned {status}")
-        if status is None or status not in _OK:
-            if status is not None and status.startswith(("infeasible", "unbounded")):
-                return None, status.split("_")[0]
-            return None, "solver_error: " + "; ".join(tried)
+        set_rows(self, G, gl, gu, caps)
+        status, why = solve_chain(self.prob, self.solvers, TIGHT_OPTIONS if self.caps else _OPTIONS)
+        if status is None:
+            return None, why
         y, k = np.asarray(self.y.value, dtype=float), float(self.k.value)
         if not (np.isfinite(y).all() and k > 1e-12 * max(np.abs(y).sum(), 1e-300)):
             return None, "not_attained"

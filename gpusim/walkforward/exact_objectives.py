@@ -16,30 +16,11 @@ Every input is a ``cp.Parameter`` (DPP): cvxpy compiles the problem once per str
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from gpusim.errors import SolverError
-from gpusim.walkforward.exact import _OK, SOLVER_PREFERENCE, TIGHT_OPTIONS
+from gpusim.walkforward.exact import TIGHT_OPTIONS, pick_solvers, set_rows, solve_chain
 
 __all__ = ["ExactObjective"]
-
-
-def _solvers(solver):
-    import cvxpy as cp
-
-    installed = cp.installed_solvers()
-    if solver is None:
-        out = [s for s in SOLVER_PREFERENCE if s in installed and s != "OSQP"]
-    elif str(solver).upper() not in installed:
-        raise SolverError(f"solver={solver!r} is not installed; installed cvxpy solvers: "
-                          f"{', '.join(installed)}")
-    else:
-        out = [str(solver).upper()]
-    if not out:
-        raise SolverError("no conic cvxpy solver is installed; pip install clarabel")
-    return out
 
 
 class ExactObjective:
@@ -54,7 +35,7 @@ class ExactObjective:
 
         eq_rows = np.asarray(eq_rows, dtype=bool)
         self.A, self.eq, self.cash, self.objective = int(A), eq_rows, bool(cash), objective
-        self.solvers = _solvers(solver)
+        self.solvers = pick_solvers(solver, conic=True)
         self.w = w = cp.Variable(A)
         self.F = cp.Parameter((A, A))
         self.m = cp.Parameter(A)
@@ -110,35 +91,10 @@ class ExactObjective:
             self.m.value = c * mex
         self.lo.value = np.asarray(lo, dtype=float)
         self.hi.value = np.minimum(np.asarray(hi, dtype=float), 1.0)
-        if self.Mi or self.Me:
-            big = np.abs(G).sum(axis=1) + 1.0
-            if self.Mi:
-                ii = ~self.eq
-                self.Gi.value = G[ii]
-                self.gli.value = np.where(np.isfinite(gl[ii]), gl[ii], -big[ii])
-                self.gui.value = np.where(np.isfinite(gu[ii]), gu[ii], big[ii])
-            if self.Me:
-                self.Ge.value = G[self.eq]
-                self.ge.value = gu[self.eq]
-        for (C, c), (Cv, cv) in zip(self.caps, caps):
-            C.value, c.value = Cv, cv
-        status, tried = None, []
-        for name in self.solvers:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    self.prob.solve(solver=name, warm_start=True, **TIGHT_OPTIONS.get(name, {}))
-                status = str(self.prob.status)
-            except Exception as exc:  # cvxpy.error.SolverError and solver-specific failures
-                tried.append(f"{name} raised {type(exc).__name__}")
-                continue
-            if status in _OK or status.startswith(("infeasible", "unbounded")):
-                break
-            tried.append(f"{name} returned {status}")
-        if status is None or status not in _OK:
-            if status is not None and status.startswith(("infeasible", "unbounded")):
-                return None, status.split("_")[0]
-            return None, "solver_error: " + "; ".join(tried)
+        set_rows(self, G, gl, gu, caps)
+        status, why = solve_chain(self.prob, self.solvers, TIGHT_OPTIONS)
+        if status is None:
+            return None, why
         w = np.asarray(self.w.value, dtype=float)
         if not np.isfinite(w).all():
             return None, "not_attained"
