@@ -34,7 +34,7 @@ from gpusim.specs import Weights, _align, _check_vectors, resolve_weights
 from gpusim.validate import date_text, listing, number, py_scalar
 
 __all__ = ["BANDS", "NEVER", "Portfolios", "ResolvedWeights", "Schedule", "band_table",
-           "band_value", "read_schedule", "resolve_targets"]
+           "band_value", "read_schedule", "resolve_initial", "resolve_targets"]
 
 NEVER = np.iinfo(np.int64).max
 """A switch bar that never comes (the last row of a schedule)."""
@@ -317,3 +317,22 @@ def band_table(band: str, rel: tuple, ab: tuple) -> tuple[np.ndarray, np.ndarray
         lo, hi = np.nan_to_num(r, nan=0.0), np.where(none, np.inf, np.nan_to_num(a, nan=0.0))
     B = np.ascontiguousarray(np.concatenate([lo, hi], axis=1))
     return B, np.r_[bars[1:], NEVER].astype(np.int64)
+
+
+def resolve_initial(weights, symbols: list[str], who: str) -> tuple[Weights, str | None, Any]:
+    """:func:`gpusim.specs.resolve_weights` for calls whose ``weights=`` are the initial targets
+    (``backtest(alloc=)``, ``simulate``): a schedule (a :class:`Schedule` or a table with dated
+    rows) is a one-line error there instead of being read as constant portfolios.
+    """
+    values = weights.values if isinstance(weights, Param) else weights
+    if isinstance(values, Portfolios):
+        return resolve_weights(Param(values.table, getattr(weights, "name", None),
+                                     getattr(weights, "level", None)), symbols)
+    items = list(values) if isinstance(weights, Param) else [values]
+    if any(_as_schedule(v) is not None for v in items if not isinstance(v, str)):
+        raise GpusimError(
+            f"weights: {who} takes the initial targets (a vector, dict, 'equal' or "
+            "gpusim.Portfolios(df)); a dated table is a schedule, which only the built-in rules "
+            "run: gpusim.backtest(market, weights=schedule, ...), or let the function set the "
+            "targets at those dates")
+    return resolve_weights(weights, symbols)

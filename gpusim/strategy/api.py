@@ -35,7 +35,8 @@ from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import Grid, Param, build_grid
 from gpusim.results import jsonable, versions
-from gpusim.specs import Weights, axis_values, fee_value, rebalance_mask, resolve_weights
+from gpusim.schedule import resolve_initial
+from gpusim.specs import Weights, axis_values, fee_value, rebalance_mask
 from gpusim.strategy.compile import UserFunction, prepare
 from gpusim.strategy.result import StrategyResult
 from gpusim.validate import cash_and_rate, check_chunk_size, number
@@ -89,7 +90,7 @@ def backtest_alloc(market, alloc, params: dict | None = None, weights: Any = "eq
     symbols = [str(s) for s in prices.columns]
     close = np.ascontiguousarray(prices.to_numpy(dtype=np.float64))
     T, A = close.shape
-    wsrc, wname, wlevel = resolve_weights(weights, symbols)
+    wsrc, wname, wlevel = resolve_initial(weights, symbols, 'backtest(alloc=...)')
     params = {} if params is None else params
     if not isinstance(params, dict):
         raise GpusimError(f"params={params!r} must be a dict {{name: number or Param}}")

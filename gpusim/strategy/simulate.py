@@ -32,7 +32,8 @@ from gpusim.data.load import as_market
 from gpusim.errors import GpusimError
 from gpusim.grid import Param, build_grid
 from gpusim.results import MetricsResult, jsonable, versions
-from gpusim.specs import axis_values, fee_value, rebalance_mask, resolve_weights
+from gpusim.schedule import resolve_initial
+from gpusim.specs import axis_values, fee_value, rebalance_mask
 from gpusim.strategy import segments as seg
 from gpusim.validate import cash_and_rate, integer
 
@@ -128,7 +129,7 @@ def simulate(market, optimize, every: Any = "W", fees: Any = 0.0, weights: Any =
     symbols = [str(s) for s in prices.columns]
     close = np.ascontiguousarray(prices.to_numpy(dtype=np.float64))
     T, A = close.shape
-    wsrc, wname, wlevel = resolve_weights(weights, symbols)
+    wsrc, wname, wlevel = resolve_initial(weights, symbols, 'simulate')
     entries: dict[str, Any] = {"weights": Param(wsrc.labels, wname, wlevel)}
     params = {} if params is None else params
     if not isinstance(params, dict):

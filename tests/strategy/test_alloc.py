@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import gpusim
 from cpu_ref.backtest import METRICS, simulate_1d_nb
 from cpu_ref.strategy import simulate_alloc, simulate_alloc_1d
 from gpusim.backtest.api import backtest
@@ -236,3 +237,22 @@ def test_a_path_without_return_and_an_unknown_field_are_clear_errors(mkt):
     with pytest.raises(GpusimError, match=r"'return c.volume > 1': Unknown attribute 'volume' "
                                           r"of the state c \(its fields: t, n_assets"):
         backtest(mkt, alloc=unknown, backend="cpu", progress=False)
+
+
+def test_dated_weights_are_not_read_as_constant_portfolios(mkt):
+    """weights= are the initial targets of a user function: a dated table (a schedule for the
+    built-in rules) is an error, not one constant portfolio per date; Portfolios(df) says so."""
+    dates = mkt.prices.index[[0, 60]]
+    table = pd.DataFrame([[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]], index=dates,
+                         columns=mkt.symbols)
+    with pytest.raises(GpusimError, match=r"backtest\(alloc=...\) takes the initial targets"):
+        backtest(mkt, alloc=threshold_rule, params={"threshold": 0.05}, weights=table,
+                 progress=False)
+    with pytest.raises(GpusimError, match="a dated table is a schedule"):
+        gpusim.simulate(mkt, lambda s: None, every="M", weights=table, progress=False)
+    ours = backtest(mkt, alloc=threshold_rule, params={"threshold": 0.05},
+                    weights=gpusim.Portfolios(table), backend="cpu", progress=False)
+    builtin = backtest(mkt, threshold=0.05, weights=gpusim.Portfolios(table), backend="cpu",
+                       progress=False)
+    assert len(ours.metrics) == 2
+    np.testing.assert_array_equal(ours.metrics.to_numpy(), builtin.metrics.to_numpy())
