@@ -386,6 +386,18 @@ def _file_sha(path: str) -> str | None:
         return None
 
 
+def _folder_sha(path: str) -> str | None:
+    """sha256 over the names and contents of every file below ``path`` (sorted), or None."""
+    root = Path(path)
+    if not root.is_dir():
+        return _file_sha(path)
+    h = hashlib.sha256()
+    for f in sorted(q for q in root.rglob("*") if q.is_file()):
+        h.update(str(f.relative_to(root)).encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def norm_value(v: Any) -> Any:
     """JSON-ready, hashable description of a fixed argument value."""
     from gpusim.specs import RandomWeights
@@ -408,6 +420,16 @@ def norm_value(v: Any) -> Any:
     except TypeError:
         return {"repr": repr(v)}
     return p
+
+
+def _norm_fixed(key: str, v: Any) -> Any:
+    """:func:`norm_value`, and for a ``futures`` folder (the dynopt task's data, not ``[data]``)
+    the hash of its files, so that a resume notices changed files under the same path.
+    """
+    if key == "futures" and isinstance(v, (str, Path)) and not str(v).lower().startswith(
+            "synthetic"):
+        return {"folder": str(v), "sha256": _folder_sha(str(v))}
+    return norm_value(v)
 
 
 def _norm_data(spec) -> Any:
@@ -434,7 +456,7 @@ def fingerprint(job: Job, market, backend_name: str) -> dict:
     chunk size. The engine, the output folder and the progress bar are not part of it.
     """
     norm = {"task": job.task, "data": _norm_data(job.data),
-            "fixed": {k: norm_value(v) for k, v in sorted(job.fixed.items())},
+            "fixed": {k: _norm_fixed(k, v) for k, v in sorted(job.fixed.items())},
             "grid": [a.to_json() for a in job.grid], "backend": backend_name,
             "chunk_size": None if job.chunk_size is None else int(job.chunk_size)}
     dh = data_hash(market)

@@ -62,3 +62,29 @@ capital = [5e5, 2e6]
     with pytest.raises(GpusimError, match="synthetic"):
         run_sweep("dynopt", {"capital": [1e6]}, futures="synthetic:x", backend="cpu",
                   progress=False)
+
+
+def test_futures_folder_content_is_in_the_job_hash(tmp_path):
+    """The dynopt task reads its data from ``futures``, not ``[data]``: a changed file under the
+    same folder path changes the job hash (a resume refuses), a synthetic spec is hashed as text."""
+    from gpusim.data.market import synthetic_market
+    from gpusim.sweep.job import Job, fingerprint
+
+    folder = tmp_path / "futures"
+    (folder / "adjusted_prices_csv").mkdir(parents=True)
+    prices = folder / "adjusted_prices_csv" / "GOLD.csv"
+    prices.write_text("DATETIME,price\n2020-01-02,1500.0\n")
+    mkt = synthetic_market(n_assets=2, n_bars=30, seed=1)
+
+    def job_hash():
+        return fingerprint(Job("dynopt", fixed={"futures": str(folder)}), mkt, "cpu")["job_hash"]
+
+    h0 = job_hash()
+    assert job_hash() == h0
+    prices.write_text("DATETIME,price\n2020-01-02,1501.0\n")
+    h1 = job_hash()
+    assert h1 != h0
+    (folder / "adjusted_prices_csv" / "CORN.csv").write_text("DATETIME,price\n")
+    assert job_hash() != h1
+    syn = fingerprint(Job("dynopt", fixed={"futures": "synthetic:3:120:5"}), mkt, "cpu")
+    assert syn["job"]["fixed"]["futures"] == "synthetic:3:120:5"
