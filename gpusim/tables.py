@@ -48,7 +48,8 @@ def _column_text(s: pd.Series, name, decimals: int | None = None) -> pd.Series:
         return s.map(lambda x: word if x is None or (isinstance(x, float) and math.isnan(x))
                      else f"{x:,.{d}f}")
     if pd.api.types.is_integer_dtype(s):
-        return s.map(lambda x: f"{x:,}" if abs(x) >= 100_000 else str(x))
+        big = len(s) > 0 and int(s.abs().max()) >= 100_000   # one rule for the whole column
+        return s.map(lambda x: f"{x:,}" if big else str(x))
     return s.map(lambda x: word if x is None or (isinstance(x, float) and math.isnan(x))
                  else str(x))
 

@@ -20,6 +20,9 @@ def test_rounding_per_column_and_words_for_missing():
     assert list(t["n_rebalances"]) == ["3", "40", "1000"]
     assert list(t["cagr"]) == ["0.1235", "n/a", "0.2000"]            # a missing metric
     assert list(t["candidate"]) == ["270,023", "5", "7"]
+    # separators for the whole column or for none of it (not 95514 beside 767,728)
+    u = round_for_people(pd.DataFrame({"candidate": [767_728, 95_514], "n": [95_514, 12]}))
+    assert list(u["candidate"]) == ["767,728", "95,514"] and list(u["n"]) == ["95514", "12"]
     assert list(t.index.get_level_values("lookback")) == ["all", "20", "60"]
     text = format_table(df)
     assert "NaN" not in text and "e-05" not in text and "all" in text
