@@ -19,7 +19,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import numpy as _np
+
 from gpusim._version import __version__
+
+if not hasattr(_np, "row_stack"):
+    # NumPy 2.5 removed np.row_stack (an alias of vstack); numba-cuda 0.30 still names it when it
+    # loads its array functions at the first CUDA compile ("module 'numpy' has no attribute
+    # 'row_stack'", seen on an H200 image with numpy 2.5.2): restore the alias
+    _np.row_stack = _np.vstack
 
 _EXPORTS = {
     "GpusimError": "errors",
