@@ -91,7 +91,7 @@ sharpe                 mean / std x sqrt(ann) (NaN when std = 0)
 contracts_per_year     contracts traded (sum over instruments of |change|) per year: total x ann / T
 avg_tracking_error     mean over days with at least one instrument in the optimisation of the TE
                        of the held positions (after the day's trades) against w* (annualised)
-avg_adjustment_factor  mean alpha over the rebalance days with TE_prior > 0 (NaN when none)
+avg_adjustment_factor  mean alpha over the rebalance days with TE_prior > TE_ZERO (NaN if none)
 costs                  total trading costs as a fraction of capital
 annual_cost            costs x ann / T (return drag per year)
 """
@@ -99,6 +99,10 @@ annual_cost            costs x ann / T (return drag per year)
 N_METRICS = len(METRICS)
 
 MAX_STEPS = 1_000_000
+TE_ZERO = 1e-12
+"""TE_prior at or below this (in weight units; buffers are ~1e-2) is zero: the rounding residue
+of ``n c - n c`` (exactly 0 on the CPU, ~1e-17 where a device fuses it into one fma) neither
+adjusts positions nor counts as a day of ``avg_adjustment_factor``."""
 """Safeguard on the greedy steps of one day (each step adds one contract); far above any
 realistic sum of |contracts|."""
 
@@ -174,7 +178,7 @@ def buffer_1d_nb(n_prev, n_greedy, c, cov, buffer):
     """
     te_prior = tracking_error_1d_nb(n_prev * c, n_greedy * c, cov)
     alpha = 0.0
-    if te_prior > 0.0:
+    if te_prior > TE_ZERO:
         alpha = max((te_prior - buffer) / te_prior, 0.0)
     n_new = n_prev + np.rint(alpha * (n_greedy - n_prev))
     return n_new, alpha, te_prior
@@ -243,7 +247,7 @@ def dynopt_1d_nb(dprice, notional, cost, k, w_star, covs, cov_id, mask, capital,
                 n_new = n.copy()
             else:
                 n_new, a, te_prior = buffer_1d_nb(n, greedy, c, cov, buffer)
-                if te_prior > 0.0:
+                if te_prior > TE_ZERO:
                     alpha[t] = a
             for i in range(N):
                 if not c[i] > 0.0:

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit
 
-from cpu_ref.dynopt import METRICS, Metric  # the reference owns the names and their order
+from cpu_ref.dynopt import METRICS, TE_ZERO, Metric  # the reference owns the names and their order
 from cpu_ref.dynopt_static import N_STATIC
 from cpu_ref.jitting import compile_bodies as _compile_bodies
 
@@ -300,7 +300,7 @@ def simulate_one(inp, masks, mi, params, ann, max_steps, scratch, col, out, row,
                 for i in range(N):
                     d[i, col] = w0[i, col] - ng[i, col] * c[i, col]
                 te_prior = math.sqrt(max(quad_form(covs, p, d, col, N), 0.0))
-                if te_prior > 0.0:
+                if te_prior > TE_ZERO:
                     alpha = max((te_prior - buffer) / te_prior, 0.0)
                     a_sum += alpha
                     a_cnt += 1
