@@ -251,7 +251,7 @@ def main() -> int:
         from gpusim.strategy.compile import prepare
 
         yield "strategy_cuda (random-target band function)", strategy_cuda.cuda_kernel(
-            prepare(_band_rebalance)).py_func, (
+            prepare(_band_rebalance), 5).py_func, (
             m, m, i8[::1], b1[:, ::1], i8[::1], m, v, acct, u8, i8[::1],
             t.Tuple((m, m, i8[:, ::1], m, m, m)), m), None
 

@@ -8,8 +8,8 @@ never-fused device versions (``fmul``/``fadd`` as ``dmul_rn``/``dadd_rn``): the 
 CPU kernel's (``cagr``/``calmar`` up to libdevice's ``pow``). One kernel per user function,
 cached in memory by its identity and source.
 
-Scratch in global memory: ``h``, ``oval``, ``order`` (A, C) (thread c owns column c: coalesced
-across a warp) and ``cur``, ``tin``, ``prop`` (C, A) rows (what the user's function reads and
+Scratch in global memory: ``h``, ``oval``, ``order``, ``cur`` (A, C) (thread c owns column c:
+coalesced across a warp) and ``tin``, ``prop`` (C, A) rows (the targets the user's function
 writes, contiguous per thread).
 """
 
@@ -39,24 +39,24 @@ def alloc_kernel_cuda(close, W, wid, masks, mid, params, fees, acct, key, stream
                        (key, streams[c]), scratch, c, out, c)
 
 
-def cuda_kernel(uf: UserFunction):
-    """:func:`alloc_kernel_cuda` compiled for the user function ``uf``."""
+def cuda_kernel(uf: UserFunction, n_assets: int):
+    """:func:`alloc_kernel_cuda` compiled for the user function ``uf`` and A = ``n_assets``."""
     def build():
-        compile_cpu(uf)   # type-check on the CPU first: errors name the user's line
+        compile_cpu(uf, n_assets)   # type-check on the CPU first: errors name the user's line
         dev = cuda.jit(device=True)
         ov = exact_arith()
         uniform = _rng.compile_bodies(dev, ov)["uniform"]
         helper = dev(types.FunctionType(
             steps.state_uniform.__code__, {**vars(steps), "uniform": uniform},
             "state_uniform", steps.state_uniform.__defaults__))
-        fn = dev(uf.bind(helper))
+        fn = dev(uf.bind(helper, n_assets))
         bodies = bsteps.compile_bodies(dev, ov)
         body = compile_bodies(dev, vars(steps), ("simulate_alloc",),
                               steps.step_overrides(bodies, fn, uniform))
         return compile_bodies(cuda.jit, globals(), ("alloc_kernel_cuda",),
                               {"simulate_alloc": body["simulate_alloc"]})["alloc_kernel_cuda"]
 
-    return cached("gpu", uf, build)
+    return cached("gpu", uf, build, n_assets)
 
 
 def backtest_alloc_gpu(uf, close, W, wid, masks, mid, params, fees, acct, key, streams, *,
@@ -71,8 +71,8 @@ def backtest_alloc_gpu(uf, close, W, wid, masks, mid, params, fees, acct, key, s
          for a in (close, W, wid, masks, mid, params, fees)]
     d_streams = cuda.to_device(np.ascontiguousarray(streams, dtype=np.int64))
     scratch = (cuda.device_array((A, C)), cuda.device_array((A, C)),
-               cuda.device_array((A, C), dtype=np.int64), cuda.device_array((C, A)),
+               cuda.device_array((A, C), dtype=np.int64), cuda.device_array((A, C)),
                cuda.device_array((C, A)), cuda.device_array((C, A)))
     d_out = cuda.device_array((C, bsteps.N_METRICS))
-    cuda_kernel(uf)[grid_for(C, tpb), tpb](*d, acct, key, d_streams, scratch, d_out)
+    cuda_kernel(uf, A)[grid_for(C, tpb), tpb](*d, acct, key, d_streams, scratch, d_out)
     return d_out.copy_to_host()

@@ -6,9 +6,10 @@ globals (the backtest's step functions ``portfolio_value``, ``rebalance``, ``bar
 ``uniform``) are bound per target by :func:`cpu_ref.jitting.compile_bodies`: the same fills,
 fees and online metrics as the built-in rules, bit for bit.
 
-Scratch per column ``col``: ``h``, ``oval``, ``order`` are (A, ncols) as in the backtest's
-step bodies; ``cur`` (current weights), ``tin`` (targets in force) and ``prop`` (the targets the
-function writes) are (ncols, A) rows, so the arrays the user function sees are contiguous.
+Scratch per column ``col``: ``h``, ``oval``, ``order`` and ``cur`` (current weights, seen by
+the function as the column ``cur[:, col]``) are (A, ncols) as in the backtest's step bodies;
+``tin`` (targets in force) and ``prop`` (the targets the function writes) are (ncols, A) rows,
+so the targets the user function writes are contiguous.
 """
 
 from __future__ import annotations
@@ -65,9 +66,9 @@ def simulate_alloc(close, W, wi, mask, params, fee, acct, rng, scratch, col, out
         do = False
         if t == 0 or mask[t]:
             for j in range(A):
-                cur[col, j] = h[j, col] * close[t, j] / v if v > 0.0 else 0.0
+                cur[j, col] = h[j, col] * close[t, j] / v if v > 0.0 else 0.0
                 prop[col, j] = tin[col, j]
-            state = State(t, A, T, close[:t + 1], cur[col], tin[col], h[:, col], cash, v, last,
+            state = State(t, A, T, close[:t + 1], cur[:, col], tin[col], h[:, col], cash, v, last,
                           key, stream)
             do = alloc(state, params, prop[col])  # noqa: F821
             if t == 0:

@@ -220,8 +220,35 @@ def test_source_rewrite_keeps_the_meaning():
 
     uf = prepare(band_rebalance)
     names = set(uf.code.co_names) | set(uf.code.co_varnames)
-    assert {"__gpusim_uniform__", "__gpusim_sum__", "_c_weights", "_c_n_assets"} <= names
+    assert {"__gpusim_uniform__", "__gpusim_sum__", "_c_weights", "_c_n_assets",
+            "__gpusim_n_assets__"} <= names
     assert "uniform" not in uf.code.co_names and uf.first_line < uf.last_line
+
+
+def test_n_assets_is_a_constant_per_market_and_targets_use_is_detected():
+    """``c.n_assets`` is compiled in as a constant: one kernel per (function, A), so the same
+    function on markets of 3 and 6 assets uses each market's A (targets 1/A, by hand); a
+    function that never names its targets argument is marked so (the kernel then skips the
+    copies), one that does is not."""
+    from gpusim.strategy.compile import prepare
+
+    def equal_weight_monthly(c, params, targets):
+        for j in range(c.n_assets):
+            targets[j] = 1.0 / c.n_assets
+        return True
+
+    for A in (3, 6):
+        m = synthetic_market(n_assets=A, n_bars=60, seed=A)
+        for be in ("cpu", "gpu"):
+            res = backtest(m, alloc=equal_weight_monthly, rebalance="M", backend=be,
+                           progress=False)
+            np.testing.assert_allclose(res.records().target.to_numpy(), 1.0 / A, rtol=0)
+            ref = backtest(m, weights=np.full(A, 1.0 / A), rebalance="M", backend="cpu",
+                           progress=False)
+            np.testing.assert_array_equal(res.metrics.to_numpy(), ref.metrics.to_numpy())
+    assert prepare(equal_weight_monthly).uses_targets
+    assert not prepare(threshold_rule).uses_targets
+    assert prepare(band_rebalance).uses_targets
 
 
 def test_a_path_without_return_and_an_unknown_field_are_clear_errors(mkt):
