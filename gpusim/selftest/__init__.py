@@ -27,7 +27,7 @@ from gpusim.selftest.common import Skip, one_line
 __all__ = ["SECTIONS", "main", "run_check"]
 
 SECTIONS = ("env", "hardware_tests", "samplers", "search", "limits", "backtest", "strategy",
-            "walkforward", "dynopt", "throughput", "memory")
+            "walkforward", "dynopt", "throughput", "crossover", "memory")
 """Sections of the check, in the order they run (and keys of ``sections`` in the JSON)."""
 CHECK_VERSION = 1
 """Version of the JSON layout (``check_version``)."""
@@ -50,7 +50,8 @@ def run_check(simulate: bool, sections=SECTIONS, say=print) -> dict:
              "samplers": parity.samplers, "search": parity.search, "limits": parity.limits,
              "backtest": parity.backtest, "strategy": parity.strategy,
              "walkforward": parity.walkforward,
-             "dynopt": parity.dynopt, "throughput": speed.throughput, "memory": speed.memory}
+             "dynopt": parity.dynopt, "throughput": speed.throughput,
+             "crossover": speed.crossover, "memory": speed.memory}
     size = "simulate" if simulate else "device"
     doc = {"check_version": CHECK_VERSION, "mode": "simulator" if simulate else "device",
            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sections": {}}

@@ -19,16 +19,19 @@ from gpusim.selftest.parity import _gpu_backend, _stats
 SPEED_SIZES = {
     "simulate": dict(gemm_n=96, copy_mb=4, reps=1, search=[(4, 200), (8, 100)], f32_A=8,
                      backtest=[(3, 60, 8)], walkforward=[(3, 80, 16)], dynopt=[(3, 60)],
-                     guided=[(5, 200)], mem_calls=3),
+                     guided=[(5, 200)], mem_calls=3, crossover=[(4, 300), (12, 100)]),
     "device": dict(gemm_n=8192, copy_mb=1024, reps=3,
                    search=[(8, 50_000_000), (20, 20_000_000), (64, 4_000_000), (256, 300_000)],
                    f32_A=64, backtest=[(8, 1000, 20_000), (8, 2500, 200_000)],
                    walkforward=[(10, 1500, 1000), (10, 1500, 10_000)],
-                   dynopt=[(10, 1500), (30, 2500)], guided=[(20, 2_000_000)], mem_calls=5),
+                   dynopt=[(10, 1500), (30, 2500)], guided=[(20, 2_000_000)], mem_calls=5,
+                   crossover=[(A, max(1_000_000, round(4e10 / (A * A))))
+                              for A in (16, 32, 48, 64, 96, 128, 192, 256)]),
 }
 """Sizes: search and guided search (A, n); backtest (A, bars, random weights x 4 rules);
 walk-forward (A, bars, num_tests); dynopt (instruments, days); repeated calls of the memory
-section."""
+section; crossover (A, n): the fused and the GEMM search paths, both float64, on one
+population."""
 BACKTEST_FLOPS = 6
 """Rough float operations per (combination, bar, asset) of the backtest step (drift,
 value, band check); used only to express its rate as a fraction of DGEMM."""
@@ -222,3 +225,48 @@ def memory(size) -> dict:
         grew = rows[-1]["device_free_bytes"] < rows[1]["device_free_bytes"] - slack
     return {"calls": rows, "failures": ["device memory grows over repeated calls"] if grew
             else []}
+
+
+def crossover(size) -> dict:
+    """The fused and the GEMM search paths timed on the same population (float64, top 10) at
+    several A: which is faster where, the measured crossover (the smallest A from which the
+    GEMM path wins at every larger A measured) and what ``path="auto"`` picks
+    (:data:`gpusim.search.gemm.GEMM_MIN_ASSETS`). Also checks that both paths keep the same
+    top-k candidates (their scores differ only by rounding: one swap at the 10th place is
+    allowed and reported in ``same_top_k``).
+    """
+    import gpusim
+    from gpusim.search.gemm import GEMM_MIN_ASSETS
+
+    be = _gpu_backend()
+    z = SPEED_SIZES[size]
+    rows, failures = [], []
+    for A, n in z["crossover"]:
+        mu, cov = _stats(A, 6)
+        t, res = {}, {}
+        for path in ("fused", "gemm"):
+            out = []
+            _, t[path] = _median_time(lambda mu=mu, cov=cov, n=n, path=path, out=out: out.append(
+                gpusim.search((mu, cov), n=n, top_k=10, ann=252, backend=be, path=path,
+                              progress=False, baselines=False)), z["reps"], _sync)
+            res[path] = out[-1]
+        kept = [set(res[p].top["candidate"].tolist()) for p in ("fused", "gemm")]
+        same = kept[0] == kept[1]
+        if len(kept[0] & kept[1]) < len(kept[0]) - 1:   # one swap at the edge: a rounding tie
+            failures.append(f"A={A}: the fused and GEMM paths keep different top-10 candidates")
+        auto = "gemm" if A >= GEMM_MIN_ASSETS["gpu"] else "fused"
+        faster = "gemm" if t["gemm"] < t["fused"] else "fused"
+        rows.append({"A": A, "n": n, "fused_seconds": t["fused"], "gemm_seconds": t["gemm"],
+                     "fused_candidates_per_s": n / t["fused"],
+                     "gemm_candidates_per_s": n / t["gemm"],
+                     "gemm_speedup": t["fused"] / t["gemm"], "faster": faster, "auto": auto,
+                     "same_top_k": same})
+    cross = None
+    for r in reversed(rows):
+        if r["faster"] != "gemm":
+            break
+        cross = r["A"]
+    return {"cases": rows, "measured_crossover_A": cross,
+            "auto_gemm_from_A": GEMM_MIN_ASSETS["gpu"],
+            "auto_picks_faster": all(r["auto"] == r["faster"] for r in rows),
+            "failures": failures}
