@@ -302,6 +302,16 @@ def band_rebalance(c, params, targets):
     return False
 
 
+def threshold_rule(c, params, targets):
+    """The built-in absolute drift band as a user allocation function (throughput section:
+    the user-function kernel against the built-in rule on the same grid).
+    """
+    drift = 0.0
+    for j in range(c.n_assets):
+        drift = max(drift, abs(c.weights[j] - c.targets[j]))
+    return drift >= params[0]
+
+
 def strategy(size) -> dict:
     """A user allocation function (``backtest(alloc=...)``) on the GPU vs the CPU."""
     import gpusim

@@ -14,21 +14,25 @@ import time
 import numpy as np
 
 from gpusim.selftest.common import Skip
-from gpusim.selftest.parity import _gpu_backend, _stats
+from gpusim.selftest.parity import _gpu_backend, _stats, threshold_rule
 
 SPEED_SIZES = {
     "simulate": dict(gemm_n=96, copy_mb=4, reps=1, search=[(4, 200), (8, 100)], f32_A=8,
-                     backtest=[(3, 60, 8)], walkforward=[(3, 80, 16)], dynopt=[(3, 60)],
+                     backtest=[(3, 60, 8)], strategy=[(3, 60, 4)], walkforward=[(3, 80, 16)],
+                     dynopt=[(3, 60)],
                      guided=[(5, 200)], mem_calls=3, crossover=[(4, 300), (12, 100)]),
     "device": dict(gemm_n=8192, copy_mb=1024, reps=3,
                    search=[(8, 50_000_000), (20, 20_000_000), (64, 4_000_000), (256, 300_000)],
                    f32_A=64, backtest=[(8, 1000, 20_000), (8, 2500, 200_000)],
+                   strategy=[(8, 2500, 20_000)],
                    walkforward=[(10, 1500, 1000), (10, 1500, 10_000)],
                    dynopt=[(10, 1500), (30, 2500)], guided=[(20, 2_000_000)], mem_calls=5,
                    crossover=[(A, max(1_000_000, round(4e10 / (A * A))))
                               for A in (16, 32, 48, 64, 96, 128, 192, 256)]),
 }
 """Sizes: search and guided search (A, n); backtest (A, bars, random weights x 4 rules);
+strategy (A, bars, random weights x 15 drift bands: the built-in rule and the same rule as a
+user function);
 walk-forward (A, bars, num_tests); dynopt (instruments, days); repeated calls of the memory
 section; crossover (A, n): the fused and the GEMM search paths, both float64, on one
 population."""
@@ -167,6 +171,22 @@ def throughput(size) -> dict:
         rows.append({"kernel": "backtest", "A": A, "bars": T, "combinations": 4 * nw,
                      "seconds": t, "first_call_seconds": first, "combination_bars_per_s": cb,
                      "fraction_of_dgemm": _frac(cb * A * BACKTEST_FLOPS, dg)})
+    for A, T, nw in z["strategy"]:
+        m = gpusim.synthetic_market(n_assets=A, n_bars=T, seed=1)
+        taus = Param(np.arange(1, 16) / 100)
+        kw = dict(weights=gpusim.RandomWeights(nw, seed=1), fees=0.001, progress=False,
+                  backend=be)
+        for name, extra in (("builtin", {"threshold": taus}),
+                            ("alloc", {"alloc": threshold_rule, "params": {"tau": taus}})):
+            def call(m=m, kw=kw, extra=extra):
+                return gpusim.backtest(m, **extra, **kw)
+
+            first, t = _median_time(call, z["reps"], _sync)
+            cb = 15 * nw * T / t
+            rows.append({"kernel": f"strategy_{name}", "A": A, "bars": T,
+                         "combinations": 15 * nw, "seconds": t, "first_call_seconds": first,
+                         "combination_bars_per_s": cb,
+                         "fraction_of_dgemm": _frac(cb * A * BACKTEST_FLOPS, dg)})
     for A, T, nt in z["walkforward"]:
         m = gpusim.synthetic_market(n_assets=A, n_bars=T, seed=2)
         s0 = T // 3

@@ -62,7 +62,8 @@ def test_gpu_check_simulate_writes_the_json(tmp_path):
     assert s["strategy"]["combinations"] == 6
     assert s["strategy"]["max_rel_vs_cpu"] <= parity.METRIC_RTOL
     kinds = {k["kernel"] for k in s["throughput"]["kernels"]}
-    assert kinds == {"search", "guided", "backtest", "walkforward", "dynopt"}
+    assert kinds == {"search", "guided", "backtest", "strategy_builtin", "strategy_alloc",
+                     "walkforward", "dynopt"}
     assert {c["path"] for c in s["limits"]["cases"]} == {"fused", "gemm"}
     assert max(c["A"] for c in s["limits"]["cases"]) == parity.LIMIT_BEYOND
     assert all(k["seconds"] > 0 and (k.get("fraction_of_gemm") or k.get("fraction_of_dgemm")) > 0
