@@ -212,6 +212,9 @@ def main() -> int:
         yield "backtest_cuda", backtest_cuda.backtest_cuda.py_func, (
             m, m, i8[::1], i8[::1], b1[:, ::1], i8[::1], m, i8[::1], i8[::1], v, acct, scratch3,
             m), None
+        tables = t.Tuple((i8[:, ::1], i8[::1], i8[::1], i8[:, ::1], v))
+        yield "backtest_grid_cuda", backtest_cuda.backtest_grid_cuda.py_func, (
+            m, m, i8[::1], b1[:, ::1], m, i8[::1], tables, i8, i8, acct, scratch3, m), None
         inputs = t.NamedTuple((m, m, m, m, m, f8[:, :, ::1], i8[::1]), dynopt_steps.Inputs)
         scratch = t.NamedUniTuple(m, 7, dynopt_steps.Scratch)
         yield "dynopt_cuda", dynopt_cuda.dynopt_cuda.py_func, (

@@ -2,8 +2,10 @@
 
 :func:`backtest` crosses target weight vectors with rebalance rules, drift thresholds and fee
 levels (each may be a :class:`~gpusim.grid.Param` sweep axis), runs every combination through the
-fast path of the chosen backend — :func:`gpusim.backtest.cpu.backtest_cpu_nb` or
-:func:`gpusim.backtest.cuda.backtest_gpu` — in chunks (metrics only, no paths), and
+fast path of the chosen backend — :func:`gpusim.backtest.cpu.backtest_cpu_nb` (per-combination
+index arrays from :meth:`Grid.codes`) or :class:`gpusim.backtest.cuda.BacktestGpuRunner` (the
+chunk's weight block only; each GPU thread decodes its parameters from the flat combination
+index, :mod:`gpusim.backtest.decode`) — in chunks (metrics only, no paths), and
 returns a :class:`BacktestResult` whose ``metrics`` DataFrame has one row per combination.
 
 Records, value paths and allocation plots for chosen combinations are produced by re-running just
@@ -20,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,7 @@ import pandas as pd
 
 from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
 from gpusim.backend import resolve_backend
+from gpusim.backtest.decode import level_table, weight_positions
 from gpusim.backtest.result import LOWER_IS_BETTER, BacktestResult, Records
 from gpusim.chunks import run_chunks
 from gpusim.compiling import compile_notice
@@ -326,9 +330,7 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     grid = build_grid(entries)
     axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
     be = resolve_backend(backend)
-    if be.name == "gpu":
-        from gpusim.backtest.cuda import backtest_gpu as kernel
-    else:
+    if be.name != "gpu":
         from gpusim.backtest.cpu import backtest_cpu_nb as kernel
 
     # band rows of every (threshold, threshold_abs) pair of values, stacked
@@ -357,24 +359,25 @@ def _run(market, weights="equal", rebalance="never", threshold=None, relative=Fa
     # compile / load the kernel on a 1-combination, 2-bar slice so the timing is of the run
     # (skipped when this process already has the CPU kernel compiled: one parallel launch less)
     tc = time.perf_counter()
-    if be.name == "gpu" or not getattr(kernel, "signatures", None):
+    if be.name == "gpu":   # prices, masks, bands, decode tables and scratch: once per call
+        from gpusim.backtest.cuda import BacktestGpuRunner
+
+        resident = BacktestGpuRunner(close, masks, B, bnxt, ctx.tables, init_cash,
+                                     float(mkt.ann), rf, min(cs, C))
+        with compile_notice("the backtest kernel", None, enabled=bool(progress)):
+            resident.compile(*ctx.weight_block(0, 1))
+    elif not getattr(kernel, "signatures", None):
         a = ctx.chunk_args(0, 1)
-        with compile_notice("the backtest kernel", 7 if be.name == "cpu" else None,
-                            enabled=bool(progress)):
+        with compile_notice("the backtest kernel", 7, enabled=bool(progress)):
             kernel(close[:2], a["W"], a["wid"], np.full_like(a["wnxt"], NEVER),
                    np.ascontiguousarray(masks[:, :2]), a["mid"], B, a["bid"],
                    np.full_like(bnxt, NEVER), a["fees"], init_cash, float(mkt.ann), rf)
-    if be.name == "gpu":   # prices, masks, bands and scratch on the device once per call
-        from gpusim.backtest.cuda import BacktestGpuRunner
-
-        resident = BacktestGpuRunner(close, masks, B, bnxt, init_cash, float(mkt.ann), rf,
-                                     min(cs, C))
     t0 = time.perf_counter()
 
     def chunk(start, stop):
+        if be.name == "gpu":   # per chunk: the weight block; the rest is decoded on the device
+            return resident(start, stop, *ctx.weight_block(start, stop))
         a = ctx.chunk_args(start, stop)
-        if be.name == "gpu":
-            return resident(a["W"], a["wid"], a["wnxt"], a["mid"], a["bid"], a["fees"])
         return kernel(close, a["W"], a["wid"], a["wnxt"], masks, a["mid"], B, a["bid"], bnxt,
                       a["fees"], init_cash, float(mkt.ann), rf)
 
@@ -409,6 +412,26 @@ class _Context:
         zeros = np.zeros(stop - start, dtype=np.int64)
         return {k: codes[self.axis_of[k]] if k in self.axis_of else zeros
                 for k in ("weights", "rebalance", "threshold", "threshold_abs", "fees")}
+
+    @cached_property
+    def tables(self) -> tuple:
+        """The decode tables of the GPU runner, ``(levels, remap, wfirst, bfirst, fees)``
+        (:func:`gpusim.backtest.decode.combination`): a few small arrays for the whole grid.
+        """
+        levels, remap = level_table(self.grid, self.axis_of)
+        wfirst = np.zeros(0, np.int64) if self.wsrc.first is None else self.wsrc.first
+        return (levels, remap, np.ascontiguousarray(wfirst, dtype=np.int64),
+                np.ascontiguousarray(self.bfirst, dtype=np.int64),
+                np.ascontiguousarray(self.fees, dtype=np.float64))
+
+    def weight_block(self, start: int, stop: int) -> tuple:
+        """``(W (R, A), wnxt (R,) or None for constant targets, w0)``: the stacked weight rows
+        ``w0 .. w0+R-1`` that combinations start..stop-1 trade to (what the GPU runner sends
+        per chunk).
+        """
+        lo, hi = weight_positions(*self.tables[:2], start, stop)
+        W, _, nxt = self.wsrc.block(lo, hi, len(self.symbols))
+        return W, nxt, lo if self.wsrc.first is None else int(self.wsrc.first[lo])
 
     def chunk_args(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Kernel arguments W, wid, wnxt, mid, bid, fees for combinations start..stop-1."""

@@ -562,15 +562,19 @@ try:
     acct, scratch = t.UniTuple(f8, 3), t.Tuple((m, m, i8[:, ::1]))
     ptx, _ = cuda.compile_ptx(bc.backtest_cuda.py_func, (m, m, i8[::1], i8[::1], b1[:, ::1],
                               i8[::1], m, i8[::1], i8[::1], v, acct, scratch, m), cc=(8, 0))
+    tables = t.Tuple((i8[:, ::1], i8[::1], i8[::1], i8[:, ::1], v))
+    ptx_grid, _ = cuda.compile_ptx(bc.backtest_grid_cuda.py_func, (
+        m, m, i8[::1], b1[:, ::1], m, i8[::1], tables, i8, i8, acct, scratch, m), cc=(8, 0))
 except Exception as exc:
     msg = str(exc)
     if any(k in msg for k in ("NVVM", "nvvm", "NVRTC", "nvrtc")):
         print("unavailable", msg.splitlines()[0] if msg else "")
         sys.exit(3)
     raise
-entry = ptx[ptx.index(".visible .entry"):]
-entry = entry[:entry.index("\n}\n")]
-print(entry.count("fma.rn.f64"), ptx.count("div.rn.f64"))
+for p in (ptx, ptx_grid):
+    entry = p[p.index(".visible .entry"):]
+    entry = entry[:entry.index("\n}\n")]
+    print(entry.count("fma.rn.f64"), p.count("div.rn.f64"), end=" ")
 """
 
 
@@ -584,6 +588,6 @@ def test_cuda_kernel_compiles_for_sm80_without_fma():
     if r.returncode == 3:
         pytest.skip(f"CUDA compiler not available: {r.stdout.strip()[:200]}")
     assert r.returncode == 0, r.stderr[-2000:]
-    n_fma, n_div = map(int, r.stdout.split())
-    assert n_fma == 0
-    assert n_div > 0
+    n_fma, n_div, n_fma_grid, n_div_grid = map(int, r.stdout.split())
+    assert n_fma == n_fma_grid == 0          # backtest_cuda and the decoding backtest_grid_cuda
+    assert n_div > 0 and n_div_grid > 0

@@ -28,7 +28,7 @@ def test_kernels_compile_to_ptx_and_sampler_is_fma_free(cc):
     assert r.returncode == 0, r.stderr[-2000:] + r.stdout[-2000:]
     res = json.loads(r.stdout)
     names = {k["kernel"]: k for k in res["kernels"]}
-    assert {"search_cuda", "search_cuda_f32", "backtest_cuda", "dynopt_cuda",
+    assert {"search_cuda", "search_cuda_f32", "backtest_cuda", "backtest_grid_cuda", "dynopt_cuda",
             "walkforward.search_cuda", "walkforward.execute_cuda",
             "rng -log(u) probe", "strategy_cuda (random-target band function)"} <= set(names)
     assert names["rng -log(u) probe"]["fma"] == 0

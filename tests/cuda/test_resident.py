@@ -25,10 +25,13 @@ class _CountTransfers:
 
     def __init__(self, monkeypatch, min_size):
         self.big = 0
+        self.sizes = []            # elements of every copy, in order
         real = cuda.to_device
 
         def to_device(a, *args, **kw):
-            if np.asarray(a).size >= min_size:
+            n = np.asarray(a).size
+            self.sizes.append(n)
+            if n >= min_size:
                 self.big += 1
             return real(a, *args, **kw)
 
@@ -97,14 +100,21 @@ def test_backtest_runner_resident_across_chunks(monkeypatch):
         real_init(self, *a, **k)
 
     monkeypatch.setattr(bc.BacktestGpuRunner, "__init__", init)
-    runs, big = [], []
+    runs, big, sizes = [], [], []
     for cs in (None, 8, 3):          # 20 combinations: 1, 3 and 7 chunks
         count = _CountTransfers(monkeypatch, min_size=80)   # prices and masks, not the weights
         runs.append(gpusim.backtest(m, backend="gpu", chunk_size=cs, **kw))
         big.append(count.big)
+        sizes.append(list(count.sizes))
     assert [r.summary["n_chunks"] for r in runs] == [1, 3, 7]
     assert made == [20, 8, 3]
     assert big == [2, 2, 2]           # close (T, A) and masks (M, T): once per call
+    # per chunk one copy, the weight block (4 combinations per weight vector of 3 numbers:
+    # chunks of 8 span 2, 2, 1 vectors; of 3: 1, 2, 2, 1, 1, 2, 1); wid, mid, bid and fees are
+    # decoded on the device from tables that cross once per call
+    assert len(sizes[1]) - len(sizes[0]) == 2 and len(sizes[2]) - len(sizes[0]) == 6
+    assert sizes[0][-1:] == [15] and sizes[1][-3:] == [6, 6, 3]
+    assert sizes[2][-7:] == [3, 6, 6, 3, 3, 6, 3]
     for r in runs[1:]:
         np.testing.assert_array_equal(r.metrics.to_numpy(), runs[0].metrics.to_numpy())
     np.testing.assert_allclose(runs[0].metrics.to_numpy(), cpu.metrics.to_numpy(), rtol=1e-10,
