@@ -9,7 +9,8 @@ like dates but are not a DatetimeIndex) is an error naming :class:`Schedule` and
 
 A **drift band** value (``threshold=``, ``threshold_abs=``) is a number, a vector per asset
 (array or dict/Series by symbol; a symbol left out has no band), a Series by date (a band that
-changes over time; none before its first date) or a DataFrame dates x symbols. Bands are
+changes over time; none before its first date) or a DataFrame dates x symbols; job files give
+a table by symbol or a dated band file (:func:`band_arg`, :func:`read_bands`). Bands are
 ``"absolute"`` (|a_j - w_j| >= tau_j), ``"relative"`` (>= tau_j w_j) or ``"hybrid"``
 (>= max(tau_rel_j w_j, tau_abs_j)).
 
@@ -33,8 +34,9 @@ from gpusim.grid import Param
 from gpusim.specs import Weights, _align, _check_vectors, resolve_weights
 from gpusim.validate import date_text, listing, number, py_scalar
 
-__all__ = ["BANDS", "NEVER", "Portfolios", "ResolvedWeights", "Schedule", "band_table",
-           "band_value", "read_schedule", "resolve_initial", "resolve_targets"]
+__all__ = ["BANDS", "NEVER", "Portfolios", "ResolvedWeights", "Schedule", "band_arg",
+           "band_table", "band_value", "read_bands", "read_schedule", "resolve_initial",
+           "resolve_targets"]
 
 NEVER = np.iinfo(np.int64).max
 """A switch bar that never comes (the last row of a schedule)."""
@@ -151,29 +153,87 @@ def schedule_rows(table: pd.DataFrame, symbols: list[str], index: pd.Index,
     return _in_force(vals, bars, len(index))
 
 
-def read_schedule(path, what: str = "--schedule") -> Schedule:
-    """A :class:`Schedule` from a CSV or Parquet file: a first column of dates, then one column
-    per symbol (a row of empty cells: no change at that date).
+def _read_dated(path, what: str, form: str) -> tuple[pd.DataFrame, Any]:
+    """The table of a CSV or Parquet file indexed by its first column, read as dates
+    (``form`` says in messages what the columns after the dates are).
     """
     from pathlib import Path
 
     p = Path(str(path))
     if not p.is_file():
         raise GpusimError(f"{what}: {str(path)!r} is not a file; give a CSV/Parquet table with "
-                          "a first column of dates and one column per symbol")
+                          f"a first column of dates and {form}")
     try:
         df = (pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq")
               else pd.read_csv(p))
     except Exception as exc:
         raise GpusimError(f"{what}: cannot read {str(path)!r}: {exc}".splitlines()[0]) from None
-    if len(df.columns) < 2 or len(df) == 0:
-        raise GpusimError(f"{what}: {str(path)!r} needs a first column of dates, one column per "
-                          "symbol and at least one row")
+    if (len(df.columns) < 2 and not isinstance(df.index, pd.DatetimeIndex)) or len(df) == 0:
+        raise GpusimError(f"{what}: {str(path)!r} needs a first column of dates, {form} and at "
+                          "least one row")
     if not isinstance(df.index, pd.DatetimeIndex):
         df = df.set_index(df.columns[0])
     df.index = _dates(df.index, f"{what} {p.name}")
     df.columns = [str(c) for c in df.columns]
+    return df, p
+
+
+def read_schedule(path, what: str = "--schedule") -> Schedule:
+    """A :class:`Schedule` from a CSV or Parquet file: a first column of dates, then one column
+    per symbol (a row of empty cells: no change at that date).
+    """
+    df, p = _read_dated(path, what, "one column per symbol")
     return Schedule(df, name=p.stem)
+
+
+def read_bands(path, what: str = "threshold") -> pd.Series | pd.DataFrame:
+    """A dated band (``threshold=``, ``threshold_abs=``) from a CSV or Parquet file.
+
+    The first column holds dates; then either one column (the band of every asset: a Series
+    by date) or one column per symbol (a DataFrame dates x symbols; a symbol left out, or an
+    empty cell, has no band). Each row is in force from the first bar >= its date; there is
+    no band before the first date. The values are checked by :func:`band_value`; a Series
+    is named after the file's stem.
+    """
+    df, p = _read_dated(path, what, "one band column (every asset) or one column per symbol")
+    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise GpusimError(f"{what}: {str(path)!r} has column(s) {listing(bad, 8)} that are not "
+                          "numbers; give one band per cell (e.g. 0.05), an empty cell for none")
+    return df.iloc[:, 0].astype(float).rename(p.stem) if len(df.columns) == 1 else \
+        df.astype(float)
+
+
+def band_arg(v, what: str = "threshold") -> Any:
+    """The :func:`gpusim.backtest` band argument of a job-file value (``threshold``,
+    ``threshold_abs``): ``"none"``/``"off"``/``""`` -> None, a table by symbol -> dict (a
+    per-asset band), ``{file = PATH}`` -> :func:`read_bands` (a dated band); numbers, lists
+    (one band per symbol), Series and DataFrames as they are.
+    """
+    from collections.abc import Mapping
+
+    if isinstance(v, str) and v.strip().lower() in ("none", "off", ""):
+        return None
+    if not isinstance(v, Mapping):
+        return v
+    if "file" in v:
+        extra = sorted(set(v) - {"file"})
+        if extra:
+            raise GpusimError(f"{what}: unknown key(s) {extra} next to file; give "
+                              "{file = \"bands.csv\"} (dates, then one band column or one "
+                              "column per symbol)")
+        return read_bands(str(v["file"]), what)
+    out = {}
+    for k, x in v.items():
+        if isinstance(x, (bool, str)) or not isinstance(x, (int, float, np.number)):
+            raise GpusimError(f"{what}: the band of {k!r} is {x!r}; give a number per symbol, "
+                              "e.g. {SPY = 0.05, TLT = 0.10} (a symbol left out has no band), "
+                              "or {file = \"bands.csv\"} for dated bands")
+        out[str(k)] = float(x)
+    if not out:
+        raise GpusimError(f"{what}: an empty table has no band; give a number per symbol, e.g. "
+                          "{SPY = 0.05}, or none")
+    return out
 
 
 def _as_schedule(v) -> Schedule | None:
@@ -241,8 +301,8 @@ def _tau(x, what: str) -> float:
     if math.isnan(v):
         return v
     if not (v > 0 and math.isfinite(v)):
-        raise GpusimError(f"{what}: band {x!r} must be > 0 (e.g. 0.05), or NaN for no band on "
-                          "that asset")
+        raise GpusimError(f"{what}: band {py_scalar(x)!r} must be > 0 (e.g. 0.05), or NaN for "
+                          "no band on that asset")
     return v
 
 

@@ -3,7 +3,12 @@
 A sweep (:mod:`gpusim.sweep`) with ``task = "backtest"`` sweeps weights x rebalance x threshold
 x threshold_abs x fees (in that order) inside each call; ``band``, ``relative``, ``init_cash``
 and ``rf`` are call-level. A weights value ``{schedule = "targets.csv"}`` is a target schedule
-(dates x symbols); a file given as ``weights = "w.csv"`` is a table of constant portfolios.
+(dates x symbols); a file given as ``weights = "w.csv"`` is a table of constant portfolios (in
+the grid: one level value per row). A band value (``threshold``, ``threshold_abs``, fixed or
+swept) is a number, ``"none"``, a table by symbol ``{SPY = 0.05}`` or a dated band file
+``{file = "bands.csv"}`` (:func:`gpusim.schedule.band_arg`); a level holding a table or a file
+is labelled in text (:func:`_band_labels`). Paths are resolved by the job loader
+(:func:`gpusim.sweep.values.job_paths`).
 Every chunk is one ``backtest()`` call on a rectangular sub-grid, so the rows are those of one
 uninterrupted call (the kernel is chunking-invariant).
 """
@@ -14,6 +19,7 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,10 +94,67 @@ def _weights_arg(v, symbols: list[str]):
     return v
 
 
-def _threshold_arg(v):
-    if isinstance(v, str) and v.strip().lower() in ("none", "off", ""):
-        return None
-    return v
+def _swept_weights(col: list, symbols: list[str], zipped: bool) -> list:
+    """The values of a swept ``weights`` level: a file of constant portfolios gives one
+    vector per row, labelled by the file's stem (``stem:row`` when it has several rows).
+    """
+    from gpusim.schedule import Portfolios
+
+    out = []
+    for x in col:
+        v = _weights_arg(x, symbols)
+        if not isinstance(v, Portfolios):
+            out.append(v)
+            continue
+        t, stem = v.table, Path(str(x["file"] if isinstance(x, Mapping) else x)).stem
+        if zipped and len(t) > 1:
+            raise GpusimError(f"grid.weights: {stem} holds {len(t)} portfolios, so it cannot be "
+                              "zipped with other levels; give one portfolio per file there")
+        out.extend(row.rename(stem if len(t) == 1 else f"{stem}:{lab}")
+                   for lab, row in t.iterrows())
+    return out
+
+
+def _band_labels(raw: list, vals: list, symbols: list[str], what: str) -> list:
+    """Result labels of a swept band level: numbers (None: NaN) when every value is a number or
+    none, else text for every value: ``"SPY=0.05 TLT=0.1"`` for a band per symbol, the file's
+    stem for ``{file = PATH}`` (its path when two stems are equal), a Series's name (else
+    ``dated<i>`` / ``per-asset<i>``), numbers as ``"0.05"`` and none as ``"none"``.
+    """
+    def num(x) -> str:
+        return repr(float(x))
+
+    labs: list = []
+    for i, (r, v) in enumerate(zip(raw, vals)):
+        if v is None or _is_number(v):
+            labs.append(None if v is None else float(v))
+        elif isinstance(r, Mapping) and "file" in r:
+            labs.append(Path(str(r["file"])).stem)
+        elif isinstance(v, Mapping):
+            labs.append(" ".join(f"{k}={num(x)}" for k, x in v.items()))
+        elif isinstance(v, (list, tuple, np.ndarray)) and np.ndim(v) == 1:
+            labs.append(" ".join(f"{s}={num(x)}" for s, x in zip(symbols, v)))
+        else:
+            name = v.name if isinstance(v, pd.Series) else None
+            dated = isinstance(getattr(v, "index", None), pd.DatetimeIndex)
+            labs.append(name if isinstance(name, str) else
+                        f"{'dated' if dated else 'per-asset'}{i}")
+    if all(x is None or isinstance(x, float) for x in labs):
+        return labs
+    labs = ["none" if x is None else num(x) if isinstance(x, float) else x for x in labs]
+    for i, r in enumerate(raw):                      # equal stems: the paths tell them apart
+        if isinstance(r, Mapping) and "file" in r and labs.count(labs[i]) > 1:
+            labs[i] = str(r["file"])
+    dup = next((x for x in labs if labs.count(x) > 1), None)
+    if dup is not None:
+        raise GpusimError(f"grid.{what}: two values are labelled {dup!r} in the results; give "
+                          "each band a distinct name (or leave one out)")
+    return labs
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
+        x, (bool, np.bool_))
 
 
 class BacktestTask(TaskRunner):
@@ -101,8 +164,9 @@ class BacktestTask(TaskRunner):
     params = {"weights": "target weights: equal | {random = N, seed = S} | vectors | file | "
                          "{schedule = FILE} (dates x symbols)",
               "rebalance": "never | D | W | M | Q | Y | k (every k bars)",
-              "threshold": "drift band (none = no band; a table by symbol: per asset)",
-              "threshold_abs": "absolute part of the hybrid band",
+              "threshold": "drift band: a number | none | a table by symbol (per asset) | "
+                           "{file = FILE} (dates, then one column or one per symbol)",
+              "threshold_abs": "absolute part of the hybrid band (values as threshold)",
               "fees": "proportional fee", "band": "absolute | relative | hybrid",
               "relative": "relative drift band (bool)",
               "init_cash": "starting cash", "rf": "annual risk-free rate"}
@@ -136,14 +200,11 @@ class BacktestTask(TaskRunner):
     def prepare(self, market, fixed, native_axes, backend):
         from gpusim.backtest.api import METRICS, _band_kind
         from gpusim.grid import Param
-        from gpusim.schedule import band_value, resolve_targets
+        from gpusim.schedule import band_arg, band_value, resolve_targets
         from gpusim.specs import fee_value, rebalance_mask
 
         symbols = list(market.symbols)
         index = market.prices.index
-
-        def threshold_value(x):
-            return band_value(x, symbols, index)
 
         groups: list[_Group] = []
         if not any("weights" in a.names for a in native_axes):
@@ -156,9 +217,9 @@ class BacktestTask(TaskRunner):
             for m in g.members:
                 col = a.column(m)
                 if m == "weights":
-                    vals = [_weights_arg(x, symbols) for x in col]
+                    vals = _swept_weights(col, symbols, zipped=len(g.members) > 1)
                     ws, _, _ = resolve_targets(Param(vals, name="weights"), symbols, index)
-                    g.weights, g.labels[m] = ws, ws.labels
+                    g.weights, g.labels[m], g.size = ws, ws.labels, len(ws.labels)
                 elif m == "rebalance":
                     labs = []
                     for r in col:
@@ -168,15 +229,11 @@ class BacktestTask(TaskRunner):
                         labs.append(rebalance_mask(r, index)[0])
                     g.values[m], g.labels[m] = col, labs
                 elif m in ("threshold", "threshold_abs"):
-                    vals = [_threshold_arg(x) for x in col]
+                    vals = [band_arg(x, f"grid.{m}") for x in col]
                     for x in vals:
-                        if not (x is None or isinstance(x, (int, float))):
-                            raise GpusimError(f"{m}: a swept band must be a number or none, "
-                                              f"got {x!r}; give a per-asset table as a fixed "
-                                              f"{m}")
-                        threshold_value(x)
+                        band_value(x, symbols, index, f"grid.{m}")
                     g.values[m] = vals
-                    g.labels[m] = [None if x is None else float(x) for x in vals]
+                    g.labels[m] = _band_labels(col, vals, symbols, m)
                 else:
                     for x in col:
                         fee_value(x)
@@ -184,13 +241,13 @@ class BacktestTask(TaskRunner):
             groups.append(g)
         groups.sort(key=lambda g: min(BT_ORDER.index(m) for m in g.members))
         in_grid = {m for g in groups for m in g.members}
-        fixed_native = {k: (_threshold_arg(v) if k.startswith("threshold") else v)
+        fixed_native = {k: (band_arg(v, f"fixed.{k}") if k.startswith("threshold") else v)
                         for k, v in fixed.items() if k in BT_ORDER and k not in in_grid}
         if "rebalance" in fixed_native:
             rebalance_mask(fixed_native["rebalance"], index)
         for k in ("threshold", "threshold_abs"):
             if fixed_native.get(k) is not None:
-                threshold_value(fixed_native[k])
+                band_value(fixed_native[k], symbols, index, f"fixed.{k}")
         if "fees" in fixed_native:
             fee_value(fixed_native["fees"])
         call_fixed = {k: fixed[k] for k in _CALL if k in fixed}
@@ -223,6 +280,11 @@ class BacktestTask(TaskRunner):
                     raise GpusimError(f"{k}={v!r} must be a finite number")
         if "init_cash" in kw and not kw["init_cash"] > 0:
             raise GpusimError(f"init_cash={kw['init_cash']!r} must be > 0")
+        from gpusim.schedule import band_value
+
+        for k, v in _call_bands(point).items():
+            if k.startswith("threshold") and v is not None:
+                band_value(v, ctx.symbols, ctx.market.prices.index, k)
 
     def levels(self, ctx):
         return list(ctx.levels)
@@ -271,8 +333,9 @@ class BacktestTask(TaskRunner):
         from gpusim.grid import Param
         from gpusim.schedule import ResolvedWeights
 
-        kw = {**ctx.call_fixed, **point, **ctx.fixed_native}
+        kw = {**ctx.call_fixed, **_call_bands(point), **ctx.fixed_native}
         A = len(ctx.symbols)
+        labels = {}                     # the band levels' result labels (not the call's)
         for gi, (g, pos) in enumerate(zip(ctx.groups, self._positions(ctx, part))):
             level = f"zip{gi}" if len(g.members) > 1 else None
             for m in g.members:
@@ -281,16 +344,29 @@ class BacktestTask(TaskRunner):
                                             level=level)
                 else:
                     kw[m] = Param([g.values[m][i] for i in pos], name=m, level=level)
+                    if m.startswith("threshold"):
+                        labels[m] = [g.labels[m][i] for i in pos]
         # the rows as arrays (no metrics frame and MultiIndex to build and take apart again)
         r = _run(ctx.market, backend=ctx.backend, progress=False, **kw)
         if r.partial:
             raise KeyboardInterrupt
-        return _rows_table(r.ctx.grid, r.out, ctx.kinds), {"compute_s": round(r.elapsed, 6)}
+        return (_rows_table(r.ctx.grid, r.out, ctx.kinds, labels),
+                {"compute_s": round(r.elapsed, 6)})
 
 
-def _rows_table(grid, out: np.ndarray, kinds: Mapping[str, str]):
+def _call_bands(point: dict) -> dict:
+    """``point`` with its band values (a band zipped with a call-level parameter) as
+    :func:`gpusim.backtest` arguments.
+    """
+    from gpusim.schedule import band_arg
+
+    return {k: band_arg(v, k) if k.startswith("threshold") else v for k, v in point.items()}
+
+
+def _rows_table(grid, out: np.ndarray, kinds: Mapping[str, str], labels: Mapping | None = None):
     """Flat Arrow table of a backtest's rows: the grid's levels (typed by ``kinds``, as
-    :func:`coerce_levels` would), then the metric columns (float64) of ``out``.
+    :func:`coerce_levels` would; ``labels``: a level's labels in place of the grid's), then
+    the metric columns (float64) of ``out``.
     """
     import pyarrow as pa
 
@@ -299,12 +375,13 @@ def _rows_table(grid, out: np.ndarray, kinds: Mapping[str, str]):
     pos = grid.group_positions(0, out.shape[0])
     cols = {}
     for a in grid.axes:
-        labels, kind = np.asarray(a.labels, dtype=object), kinds.get(a.name, "str")
+        labs = (labels or {}).get(a.name, a.labels)
+        arr, kind = np.asarray(labs, dtype=object), kinds.get(a.name, "str")
         if kind in ("float", "int", "bool"):
             dt = {"float": np.float64, "int": np.int64, "bool": np.bool_}[kind]
-            cols[a.name] = pa.array(labels.astype(dt)[pos[a.group]])
+            cols[a.name] = pa.array(arr.astype(dt)[pos[a.group]])
         else:
-            cols[a.name] = pa.array([str(x) for x in labels], type=pa.string()).take(
+            cols[a.name] = pa.array([str(x) for x in arr], type=pa.string()).take(
                 pa.array(pos[a.group]))
     for j, c in enumerate(METRICS):
         cols[c] = pa.array(np.ascontiguousarray(out[:, j]))

@@ -50,6 +50,8 @@ EPILOG = """job file (TOML; relative paths are relative to the job file):
   [grid]
   fees = [0.0, 0.0005, 0.001]
   threshold = { start = 0.02, stop = 0.10, step = 0.02 }   # inclusive range
+  # or bands of any form, mixed: [0.05, "none", { SPY = 0.03, TLT = 0.08 },
+  #                               { file = "bands.csv" }]   (dates, then a column or one per symbol)
   [[grid.zip]]                       # levels that vary together
   init_cash = [1.0, 100.0]
   rf = [0.0, 0.02]

@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,13 @@ import numpy as np
 import pandas as pd
 
 from gpusim.errors import GpusimError
+from gpusim.sweep.values import (  # Axis, job_paths, parse_grid, plain: also from here
+    Axis,
+    _check_name,
+    job_paths,
+    parse_grid,
+    plain,
+)
 
 __all__ = [
     "Axis",
@@ -50,6 +56,7 @@ __all__ = [
     "data_hash",
     "describe_changes",
     "fingerprint",
+    "job_paths",
     "load_job",
     "load_market",
     "make_job",
@@ -59,32 +66,6 @@ __all__ = [
 JOB_KEYS = ("task", "out", "backend", "chunk_size", "name", "data", "fixed", "grid")
 DATA_KEYS = ("path", "synthetic", "ann", "symbols", "align", "fill", "date_col", "start", "end",
              "name", "column", "symbol_from", "sort", "dedupe", "date_format", "dayfirst")
-MAX_LEVEL_VALUES = 10_000_000
-
-
-@dataclass
-class Axis:
-    """One sweep axis: a single level, or several zipped levels that vary together.
-
-    Attributes
-    ----------
-    names : the level names (one, or several when zipped).
-    values : one tuple per position, with one value per name (plain Python values).
-    """
-
-    names: tuple[str, ...]
-    values: list[tuple]
-
-    @property
-    def size(self) -> int:
-        return len(self.values)
-
-    def column(self, name: str) -> list:
-        i = self.names.index(name)
-        return [v[i] for v in self.values]
-
-    def to_json(self) -> dict:
-        return {"names": list(self.names), "values": [list(v) for v in self.values]}
 
 
 @dataclass
@@ -113,132 +94,6 @@ class Job:
     @property
     def level_names(self) -> list[str]:
         return [n for a in self.grid for n in a.names]
-
-
-# ----------------------------------------------------------------------------- values
-def plain(v: Any) -> Any:
-    """A JSON-ready copy of ``v`` (numpy scalars and arrays become Python values and lists)."""
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    if isinstance(v, np.ndarray):
-        return [plain(x) for x in v.tolist()]
-    if isinstance(v, (list, tuple)):
-        return [plain(x) for x in v]
-    if isinstance(v, Mapping):
-        return {str(k): plain(x) for k, x in v.items()}
-    if isinstance(v, Path):
-        return str(v)
-    return v
-
-
-def _range(spec: Mapping, where: str) -> list:
-    """Inclusive range from ``{start, stop, step}`` or ``{start, stop, num}``."""
-    bad = sorted(set(spec) - {"start", "stop", "step", "num"})
-    if bad or "start" not in spec or "stop" not in spec:
-        raise GpusimError(f"{where}: a range table needs start and stop, and step or num "
-                          f"(got keys {sorted(spec)}); e.g. {{ start = 0.01, stop = 0.1, "
-                          "step = 0.01 }")
-    start, stop = spec["start"], spec["stop"]
-    nums = [x for x in (start, stop, spec.get("step"), spec.get("num")) if x is not None]
-    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in nums):
-        raise GpusimError(f"{where}: range bounds must be numbers")
-    if "num" in spec:
-        num = spec["num"]
-        if "step" in spec or not isinstance(num, int) or num < 1:
-            raise GpusimError(f"{where}: num must be an int >= 1 (and not given with step)")
-        if num == 1:
-            return [start]
-        return [round(float(v), 12) for v in np.linspace(start, stop, num)]
-    step = spec.get("step", 1)
-    if not step > 0 or stop < start:
-        raise GpusimError(f"{where}: a range needs step > 0 and stop >= start")
-    n = math.floor((stop - start) / step + 1e-9) + 1
-    if n > MAX_LEVEL_VALUES:
-        raise GpusimError(f"{where}: the range gives {n} values; use a coarser step")
-    if all(isinstance(x, int) for x in (start, stop, step)):
-        return list(range(start, stop + 1, step))
-    return [round(start + i * step, 12) for i in range(n)]
-
-
-def _values(v: Any, where: str) -> list:
-    """The list of values of one grid level."""
-    if isinstance(v, Mapping):
-        return _range(v, where)
-    from gpusim.grid import Param
-
-    if isinstance(v, Param):
-        v = v.values
-    if isinstance(v, pd.DataFrame):
-        return [plain(r) for r in v.to_numpy()]
-    if isinstance(v, (str, bytes)) or not isinstance(v, (Iterable, np.ndarray)):
-        raise GpusimError(f"{where} = {v!r} is a single value; put it under [fixed] or give a "
-                          f"list of values, e.g. [{v!r}]")
-    vals = [plain(x) for x in (v.tolist() if isinstance(v, (np.ndarray, pd.Index)) else v)]
-    if not vals:
-        raise GpusimError(f"{where} has no values; give at least one")
-    return vals
-
-
-def _check_name(name: Any, where: str) -> str:
-    if not isinstance(name, str) or not name.isidentifier():
-        raise GpusimError(f"{where}: {name!r} is not a parameter name (use letters, digits, _)")
-    return name
-
-
-def parse_grid(grid: Mapping | None) -> list[Axis]:
-    """Axes from a grid mapping, in order.
-
-    Keys are level names with a list (or an inclusive ``{start, stop, step|num}`` range) of
-    values; a tuple key ``("a", "b")`` with a list of pairs, or a ``"zip"`` entry holding
-    tables of equal-length lists, gives zipped levels that vary together.
-    """
-    axes: list[Axis] = []
-    if grid is None:
-        return axes
-    if not isinstance(grid, Mapping):
-        raise GpusimError(f"grid must be a table/dict of parameter -> values, got "
-                          f"{type(grid).__name__}")
-    for key, v in grid.items():
-        if key == "zip":
-            groups = [v] if isinstance(v, Mapping) else v
-            if not isinstance(groups, list) or not all(isinstance(g, Mapping) for g in groups):
-                raise GpusimError("grid.zip must be tables of equal-length lists ([[grid.zip]])")
-            for g in groups:
-                if not g:
-                    raise GpusimError("grid.zip: an empty zip table; give two or more levels")
-                names = tuple(_check_name(k, "grid.zip") for k in g)
-                cols = [_values(g[k], f"grid.zip.{k}") for k in names]
-                if len({len(c) for c in cols}) > 1:
-                    sizes = ", ".join(f"{k}: {len(c)}" for k, c in zip(names, cols))
-                    raise GpusimError(f"grid.zip: zipped levels need the same number of values "
-                                      f"({sizes})")
-                axes.append(Axis(names, [tuple(t) for t in zip(*cols)]))
-        elif isinstance(key, tuple):
-            names = tuple(_check_name(k, "grid") for k in key)
-            rows = _values(v, f"grid{list(names)}")
-            if not all(isinstance(r, list) and len(r) == len(names) for r in rows):
-                raise GpusimError(f"grid{list(names)}: zipped levels need one tuple of "
-                                  f"{len(names)} values per position")
-            axes.append(Axis(names, [tuple(r) for r in rows]))
-        else:
-            name = _check_name(key, "grid")
-            axes.append(Axis((name,), [(x,) for x in _values(v, f"grid.{name}")]))
-    seen: set[str] = set()
-    for a in axes:
-        for n in a.names:
-            if n in seen:
-                raise GpusimError(f"grid: level {n!r} appears twice; give each parameter once")
-            seen.add(n)
-        labels = [json.dumps(list(v), sort_keys=True, default=str) for v in a.values]
-        if len(set(labels)) != len(labels):
-            dup = next(x for x in labels if labels.count(x) > 1)
-            raise GpusimError(f"grid: level {'/'.join(a.names)} repeats the value {dup}; give "
-                              "each value once")
-    return axes
 
 
 # ----------------------------------------------------------------------------- jobs
@@ -297,19 +152,17 @@ def load_job(path, *, out=None) -> Job:
         raise GpusimError(f"{path.name}: [data] must be a table (path = ... or synthetic = ...)")
     if data is not None and "path" in data:
         data = {**data, "path": str(base / str(data["path"]))}
-    fixed = dict(doc.get("fixed") or {})
+    fixed = {k: job_paths(v, base, k) for k, v in (doc.get("fixed") or {}).items()}
     w = fixed.get("weights")
-    if isinstance(w, Mapping) and "file" in w:
-        fixed["weights"] = {**w, "file": str(base / str(w["file"]))}
-    elif isinstance(w, Mapping) and "schedule" in w:      # a target schedule (backtest)
-        fixed["weights"] = {**w, "schedule": str(base / str(w["schedule"]))}
-    elif isinstance(w, str) and w.strip().lower() != "equal" and not w.lower().startswith(
+    if isinstance(w, str) and w.strip().lower() != "equal" and not w.lower().startswith(
             "random:"):
-        fixed["weights"] = {"file": str(base / w)}
+        fixed["weights"] = {"file": w}    # a table of portfolios: fingerprinted by content
+    grid = [Axis(a.names, [tuple(job_paths(x, base, n) for n, x in zip(a.names, v))
+                           for v in a.values]) for a in parse_grid(doc.get("grid"))]
     o = out if out is not None else doc.get("out")
     if o is not None:
         o = Path(o) if out is not None else (base / str(o)).resolve()
-    job = Job(task=doc["task"], data=data, fixed=fixed, grid=parse_grid(doc.get("grid")),
+    job = Job(task=doc["task"], data=data, fixed=fixed, grid=grid,
               backend=doc.get("backend", "auto"), out=o, chunk_size=doc.get("chunk_size"),
               name=str(doc.get("name", path.stem)), source=path.resolve())
     return _check_job(job)
@@ -432,6 +285,19 @@ def _norm_fixed(key: str, v: Any) -> Any:
     return norm_value(v)
 
 
+def _norm_axis(a: Axis) -> dict:
+    """:meth:`Axis.to_json` with the content hash of every file a value names (a band or
+    weights file, a schedule), so that a resume notices a file changed under the same path.
+    """
+    def norm(name, x):
+        if name == "weights" and isinstance(x, str) and Path(x).is_file():
+            return {"file": x, "sha256": _file_sha(x)}
+        return norm_value(x) if isinstance(x, (Mapping, pd.Series, pd.DataFrame)) else x
+
+    return {"names": list(a.names),
+            "values": [[norm(n, x) for n, x in zip(a.names, v)] for v in a.values]}
+
+
 def _norm_data(spec) -> Any:
     from gpusim.data.market import Market
 
@@ -457,7 +323,7 @@ def fingerprint(job: Job, market, backend_name: str) -> dict:
     """
     norm = {"task": job.task, "data": _norm_data(job.data),
             "fixed": {k: _norm_fixed(k, v) for k, v in sorted(job.fixed.items())},
-            "grid": [a.to_json() for a in job.grid], "backend": backend_name,
+            "grid": [_norm_axis(a) for a in job.grid], "backend": backend_name,
             "chunk_size": None if job.chunk_size is None else int(job.chunk_size)}
     dh = data_hash(market)
     blob = json.dumps(norm, sort_keys=True, default=str) + dh

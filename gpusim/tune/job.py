@@ -114,8 +114,11 @@ def load_tune_job(path, *, out=None) -> TuneJob:
                               "sampler", "backend", "compare_grid") if k in doc}
     if not isinstance(kw.get("compare_grid", False), bool):
         raise GpusimError(f"{path.name}: compare_grid must be true or false")
+    from gpusim.sweep.job import job_paths
+
+    fixed = {k: job_paths(v, base, k) for k, v in (doc.get("fixed") or {}).items()}
     return TuneJob(task=doc["task"], space=dict(doc["space"]), data=doc.get("data"),
-                   fixed=dict(doc.get("fixed") or {}), out=o,
+                   fixed=fixed, out=o,
                    grid_values=dict(doc.get("grid_values") or {}),
                    name=str(doc.get("name", path.stem)), source=path.resolve(), **kw)
 
@@ -150,7 +153,9 @@ def fixed_args(task: str, fixed: Mapping[str, Any], base_dir: Path, symbols: lis
                ) -> dict:
     """Job-file fixed values as API arguments: walk-forward ``weight_bounds``, ``beta``,
     ``cash`` become ``constraints``; backtest ``weights`` specs (``"equal"``, ``{random = N,
-    seed = S}``, a file, vectors) and ``threshold = "none"`` are converted.
+    seed = S}``, a file, vectors) and bands (``threshold = "none"``, a table by symbol,
+    ``{file = "bands.csv"}``: :func:`gpusim.schedule.band_arg`) are converted. Relative
+    paths are relative to ``base_dir``.
     """
     kw = dict(fixed)
     if task == "walkforward":
@@ -160,8 +165,13 @@ def fixed_args(task: str, fixed: Mapping[str, Any], base_dir: Path, symbols: lis
         if cons:
             kw["constraints"] = cons
     elif task == "backtest":
-        if isinstance(kw.get("threshold"), str) and kw["threshold"].lower() in ("none", "off"):
-            kw["threshold"] = None
+        from gpusim.schedule import band_arg, read_schedule
+        from gpusim.sweep.job import job_paths
+
+        kw = {k: job_paths(v, base_dir, k) for k, v in kw.items()}
+        for k in ("threshold", "threshold_abs"):
+            if k in kw:       # none, a number, a table by symbol or {file = "bands.csv"}
+                kw[k] = band_arg(kw[k], f"fixed.{k}")
         w = kw.get("weights")
         if isinstance(w, Mapping) and "random" in w:
             from gpusim.specs import RandomWeights
@@ -169,12 +179,13 @@ def fixed_args(task: str, fixed: Mapping[str, Any], base_dir: Path, symbols: lis
             kw["weights"] = RandomWeights(int(w["random"]), seed=int(w.get("seed", 0)),
                                           sampler=w.get("sampler", "dirichlet"),
                                           alpha=float(w.get("alpha", 1.0)))
+        elif isinstance(w, Mapping) and "schedule" in w:
+            kw["weights"] = read_schedule(w["schedule"], "fixed.weights.schedule")
         elif (isinstance(w, Mapping) and "file" in w) or (isinstance(w, str) and w != "equal"):
             from gpusim.parse import parse_weights
 
-            f = str(w["file"]) if isinstance(w, Mapping) else w
-            f = f if f.startswith("random:") or Path(f).is_absolute() else str(base_dir / f)
-            kw["weights"] = parse_weights(f, symbols)
+            kw["weights"] = parse_weights(str(w["file"]) if isinstance(w, Mapping) else w,
+                                          symbols)
     return kw
 
 
@@ -192,6 +203,9 @@ def run_tune_job(job: TuneJob, *, progress: bool = True):
                objective=job.objective, direction=job.direction, seed=job.seed,
                sampler=job.sampler, fixed=kw, backend=job.backend, progress=progress)
     res.summary["job"] = job.to_json()
+    for k, v in job.fixed.items():     # files as the job names them, not their tables' text
+        if isinstance(v, Mapping) and {"file", "schedule"} & set(v):
+            res.summary["fixed"][k] = dict(v)
     if job.compare_grid and not res.partial:
         res.compare_grid(job.grid_values or None)
     return res
