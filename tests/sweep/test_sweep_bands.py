@@ -247,3 +247,22 @@ def test_bad_bands_are_one_line_errors(folder, value, msg):
     path = _job(folder, f"[fixed]\nthreshold = {value}\n", "f.toml")
     with pytest.raises(GpusimError, match=r"fixed\.threshold"):
         plan_job(path)
+
+
+def test_swept_bands_on_the_gpu_path_equal_one_gpu_call(folder, mkt):
+    # the CUDA kernel (in the simulator here): chunks of one band value each, mixing the
+    # scalar band rows with per-asset and dated ones
+    text = _job(folder, """
+[fixed]
+rebalance = 21
+[grid]
+threshold = [0.02, { A00 = 0.01, A02 = 0.02 }, { file = "bysym.csv" }]
+""", "gpu.toml").read_text()
+    (folder / "gpu.toml").write_text(text.replace('backend = "cpu"', 'backend = "gpu"').replace(
+        "chunk_size = 3", "chunk_size = 1"))
+    res = run_job(load_job(folder / "gpu.toml"), progress=False)
+    assert res.summary["backend"] in ("gpu-simulator", "gpu") and res.summary["n_chunks"] == 3
+    ref = gpusim.backtest(mkt, rebalance=21, threshold=Param([0.02, {"A00": 0.01, "A02": 0.02},
+                                                             _csv(folder, "bysym.csv")]),
+                          backend="gpu", progress=False).metrics
+    np.testing.assert_array_equal(res.table.to_numpy(), ref.to_numpy())
