@@ -14,6 +14,12 @@ Execution (:func:`execute_cuda`): one thread per portfolio running the backtest'
 function :func:`gpusim.backtest.steps.simulate_one` with targets advancing one row per rebalance
 (as :func:`gpusim.walkforward.execute.execute_cpu_nb`); per-thread scratch in (A, C) global
 arrays.
+
+Transfers (DESIGN §3): :class:`SearchGpuRunner` serves every block of dates of one call
+(:mod:`gpusim.walkforward.chunked`) with the windows, bounds and checkpoints resident on the
+device; only each block's tasks go over, and its bests come back through pinned buffers
+(:class:`gpusim._cuda.resident.ChunkOutput`). :func:`execute_gpu` copies its inputs once and
+runs the portfolios in chunks through one scratch and one pinned output buffer.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from gpusim._cuda.launch import MAX_ASSETS, MAX_ROWS, block_size, grid_for, resi
 from gpusim._cuda.rng import exact_arith, sample_dev
 from gpusim.backtest.cuda import simulate_one_dev
 from gpusim.backtest.steps import N_METRICS, NO_BAND
-from gpusim.walkforward.segments import PRUNE_RTOL, Bests, Limits, Tasks, Windows, new_outputs
+from gpusim.walkforward.segments import PRUNE_RTOL, Bests, Limits, Tasks, Windows
 
 # fmul/fadd never fused into FMA (exact_arith): every step rounds as on the CPU
 _arith = exact_arith()
@@ -114,7 +120,9 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
     """One thread per (task, slice); arguments as in
     :func:`gpusim.walkforward.search_cpu.search_cpu_nb` (records of
     :mod:`gpusim.walkforward.segments`, device arrays) with per-task stream keys ``task_key``
-    (n_tasks,) uint64 and outputs ``out`` of shape (n_tasks, n_slices, n_seg).
+    (n_tasks,) uint64 and outputs ``out`` of shape (n_tasks, n_slices, n_seg), which need no
+    initialisation: each thread first sets its own ``[task, slice, :]`` as
+    :func:`~gpusim.walkforward.segments.new_outputs` does.
     """
     tid = cuda.grid(1)
     task = tid // n_slices
@@ -124,6 +132,13 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
     F, tri, mex, gb, G, CC, cv = win
     lo, hi, gl, gu, cap2, eqtol, cash = lim
     bs, bi, bsc, as_, ai, nacc = out
+    for k in range(bs.shape[2]):    # this thread's slots, as new_outputs initialises them
+        bs[task, sl, k] = -math.inf
+        bi[task, sl, k] = -1
+        bsc[task, sl, k] = 0.0
+        as_[task, sl, k] = -math.inf
+        ai[task, sl, k] = -1
+        nacc[task, sl, k] = 0
     A = mex.shape[1]
     wbuf = cuda.local.array(MAX_ASSETS, float64)
     rv = cuda.local.array(MAX_ROWS, float64)
@@ -201,38 +216,93 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
                 bsc[task, sl, seg] = s
 
 
-def search_gpu(xp, task_key, tasks, code, alpha, win, lim, ann, chk, *, n_slices=None,
-               threads_per_block=None):
-    """Launch :func:`search_cuda`; inputs are host or ``xp`` arrays (``tasks``, ``win``, ``lim``:
-    records of :mod:`gpusim.walkforward.segments`), outputs the host ``Bests`` of
-    :func:`gpusim.walkforward.segments.new_outputs`, shape (n_tasks, n_slices, n_seg).
-
-    By default ``n_slices`` fills a resident grid (:func:`gpusim._cuda.launch.resident_threads`)
-    with at least 64 candidates per slice; ``threads_per_block`` defaults to the launch policy's.
+def _on_device(x):
+    """A device view of ``x``: CuPy (or any ``__cuda_array_interface__``) arrays as they are,
+    host arrays copied once (C-contiguous).
     """
-    A = win.F.shape[1]
-    if A > MAX_ASSETS or win.G.shape[1] > MAX_ROWS:
-        raise ValueError(f"the GPU walk-forward search supports at most {MAX_ASSETS} assets and "
-                         f"{MAX_ROWS} constraint rows; use backend='cpu'")
-    nt = len(tasks.n)
-    tpb = block_size(threads_per_block)
-    if n_slices is None:   # a resident grid in all, at most one slice per 64 candidates
-        per_task = max(1, resident_threads(tpb, search_cuda) // max(nt, 1))
-        n_slices = int(max(1, min(per_task, int(max(tasks.n)) // 64)))
-    outs = new_outputs(nt, n_slices, len(chk), xp)
+    if hasattr(x, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(x)
+    return cuda.to_device(np.ascontiguousarray(x))
 
-    def dev(x):
-        return xp.ascontiguousarray(xp.asarray(x))
 
-    tasks = Tasks(*map(dev, tasks))
-    win = Windows(*map(dev, win))
-    lim = Limits(*map(dev, lim[:6]), bool(lim.cash))
-    search_cuda[grid_for(nt * n_slices, tpb), tpb](dev(task_key), tasks, np.int64(n_slices),
-                                                   int(code), float(alpha), win, lim,
-                                                   float(ann), dev(chk), outs)
-    if xp is np:
-        return outs
-    return Bests(*(xp.asnumpy(o) for o in outs))
+def _same(a, b) -> bool:
+    return b is not None and len(a) == len(b) and all(
+        np.shape(x) == np.shape(y) and np.array_equal(x, y) for x, y in zip(a, b))
+
+
+class SearchGpuRunner:
+    """The GPU random search of one walk-forward call, block of dates after block of dates
+    (:mod:`gpusim.walkforward.chunked`).
+
+    The windows (:class:`~gpusim.walkforward.segments.Windows`: factors, means, bound vectors,
+    constraint rows, cap statistics; CuPy arrays are used in place) go to the device once; the
+    bounds (:class:`~gpusim.walkforward.segments.Limits`) and checkpoints once while they do
+    not change (with callable constraints the bounds are per block); per block only the tasks
+    and their stream keys travel. The (n_tasks, n_slices, n_seg) bests are written into device
+    buffers sized for the largest block so far (the kernel initialises its own slots) and come
+    back through pinned host buffers (:class:`gpusim._cuda.resident.ChunkOutput`).
+    """
+
+    def __init__(self, win, *, threads_per_block=None):
+        from gpusim._cuda.resident import ChunkOutput
+
+        A = win.F.shape[1]
+        if A > MAX_ASSETS or win.G.shape[1] > MAX_ROWS:
+            raise ValueError(f"the GPU walk-forward search supports at most {MAX_ASSETS} assets "
+                             f"and {MAX_ROWS} constraint rows; use backend='cpu'")
+        self.tpb = block_size(threads_per_block)
+        self.win = Windows(*(_on_device(x) for x in win))
+        self._lim = self._chk = (None, None)      # (host source, device copy)
+        self._outs = None
+        self._chunk_output = ChunkOutput
+
+    def _limits(self, lo, hi, gl, gu, cap, eqtol, cash):
+        src = (lo, hi, gl, gu, cap, eqtol)
+        if not _same(src, self._lim[0]):
+            host = [np.ascontiguousarray(v, dtype=np.float64) for v in src]
+            host[4] = np.ascontiguousarray(host[4] * host[4])       # squared caps
+            self._lim = ([np.array(v, copy=True) for v in src],
+                         [cuda.to_device(v) for v in host])
+        return Limits(*self._lim[1], bool(cash))
+
+    def _checkpoints(self, chk):
+        if not _same((chk,), self._chk[0]):
+            chk = np.ascontiguousarray(chk, dtype=np.int64)
+            self._chk = ((chk.copy(),), cuda.to_device(chk))
+        return self._chk[1]
+
+    def _outputs(self, shape):
+        """Device views (``shape``) of the six output buffers, grown to fit."""
+        n = int(np.prod(shape))
+        if self._outs is None or self._outs[0].rows < n:
+            self._outs = [self._chunk_output(n, 1, dt) for dt in (
+                np.float64, np.int64, np.float64, np.float64, np.int64, np.int64)]
+        return Bests(*(o.view(n).reshape(shape) for o in self._outs))
+
+    def __call__(self, task_key, tasks, code, alpha, lim, ann, chk, *, n_slices=None) -> Bests:
+        """Search one block of tasks; returns the host
+        :class:`~gpusim.walkforward.segments.Bests`, shape (n_tasks, n_slices, n_seg).
+
+        ``task_key`` (n_tasks,) uint64 stream keys; ``tasks`` host
+        :class:`~gpusim.walkforward.segments.Tasks`; ``lim = (lo, hi, gl, gu, cap, eqtol,
+        cash)`` host bounds with the risk caps ``cap`` (not squared); ``chk`` (n_seg,) int64
+        checkpoints. By default ``n_slices`` fills a resident grid
+        (:func:`gpusim._cuda.launch.resident_threads`) with at least 64 candidates per slice.
+        """
+        nt = len(tasks.n)
+        if n_slices is None:   # a resident grid in all, at most one slice per 64 candidates
+            per_task = max(1, resident_threads(self.tpb, search_cuda) // max(nt, 1))
+            n_slices = int(max(1, min(per_task, int(max(tasks.n)) // 64)))
+        d_chk = self._checkpoints(chk)
+        shape = (nt, int(n_slices), d_chk.shape[0])
+        outs = self._outputs(shape)
+        d_tasks = Tasks(*(cuda.to_device(np.ascontiguousarray(v)) for v in tasks))
+        search_cuda[grid_for(nt * n_slices, self.tpb), self.tpb](
+            cuda.to_device(np.ascontiguousarray(task_key, dtype=np.uint64)), d_tasks,
+            np.int64(n_slices), int(code), float(alpha), self.win, self._limits(*lim),
+            float(ann), d_chk, outs)
+        n = int(np.prod(shape))
+        return Bests(*(o.fetch(n).reshape(shape) for o in self._outs))
 
 
 @cuda.jit(cache=True)
@@ -248,22 +318,40 @@ def execute_cuda(close, W, woff, wsid, masks, mid, fees, acct, scratch, out):
                          acct, scratch, c, out, c)
 
 
+EXECUTE_CHUNK = 2 ** 20
+"""Portfolios per launch of :func:`execute_cuda` (bounds the (A, C) scratch)."""
+
+
 def execute_gpu(close, W, woff, wsid, masks, mid, fees, init_cash, ann, rf, *,
-                threads_per_block=None):
+                threads_per_block=None, chunk_size=EXECUTE_CHUNK):
     """Metrics (C, 11) host array of C walk-forward portfolios on the GPU (or the simulator);
     arguments as :func:`gpusim.walkforward.execute.execute_cpu_nb` (host arrays).
+
+    Every input goes to the device once; the portfolios run in chunks of at most
+    ``chunk_size`` (device views of ``wsid``, ``mid``, ``fees``), reusing one scratch and one
+    output buffer, and each chunk's metrics come back through a pinned host buffer.
     """
+    from gpusim._cuda.resident import ChunkOutput, to_device_all
+
     C = len(wsid)
     A = close.shape[1]
     if C == 0:
         return np.empty((0, N_METRICS))
-    d = [cuda.to_device(np.ascontiguousarray(x)) for x in (close, W, woff, wsid, masks, mid,
-                                                           fees)]
-    h = cuda.device_array((A, C), dtype=np.float64)
-    oval = cuda.device_array((A, C), dtype=np.float64)
-    order = cuda.device_array((A, C), dtype=np.int64)
-    out = cuda.device_array((C, N_METRICS), dtype=np.float64)
     tpb = block_size(threads_per_block)
+    rows = max(1, min(C, int(chunk_size)))
+    d_close, d_W, d_woff, d_wsid, d_masks, d_mid, d_fees = to_device_all(
+        (close, W, woff, np.asarray(wsid, dtype=np.int64), masks,
+         np.asarray(mid, dtype=np.int64), np.asarray(fees, dtype=np.float64)))
+    scratch = (cuda.device_array((A, rows), dtype=np.float64),
+               cuda.device_array((A, rows), dtype=np.float64),
+               cuda.device_array((A, rows), dtype=np.int64))
+    buf = ChunkOutput(rows, N_METRICS)
     acct = (float(init_cash), float(ann), float(rf))
-    execute_cuda[grid_for(C, tpb), tpb](*d, acct, (h, oval, order), out)
-    return out.copy_to_host()
+    out = np.empty((C, N_METRICS))
+    for a in range(0, C, rows):
+        b = min(C, a + rows)
+        execute_cuda[grid_for(b - a, tpb), tpb](d_close, d_W, d_woff, d_wsid[a:b], d_masks,
+                                                d_mid[a:b], d_fees[a:b], acct, scratch,
+                                                buf.view(b - a))
+        out[a:b] = buf.fetch(b - a)
+    return out

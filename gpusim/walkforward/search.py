@@ -61,14 +61,15 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
     caps, inf: none) are the host bounds indexed by
     ``t_cid``; ``t_obj`` (objective codes, default max_sharpe) and ``t_lam`` (risk aversions)
     per task. Returns the dict of :func:`~.segments.reduce_segments` ((n_tasks, n_seg) host
-    arrays).
+    arrays). On the GPU the first call stores a
+    :class:`~gpusim.walkforward.cuda.SearchGpuRunner` in ``dev["search_runner"]``, which the
+    later blocks of dates of the same call reuse (inputs resident on the device).
     """
     # contiguous int64 / float64 only: one compiled signature of the kernel
     t_sid, t_cid, t_n, t_d = (np.ascontiguousarray(v, dtype=np.int64) for v in (
         t_sid, t_cid, t_n, t_d))
     lo, hi, gl, gu, cap = (np.ascontiguousarray(v, dtype=np.float64) for v in (lo, hi, gl, gu,
                                                                                cap))
-    cap2 = np.ascontiguousarray(cap * cap)
     gd, first = np.unique(t_d, return_index=True)
     _, keys = period_keys_nb(np.uint64(seed), dates[gd])
     last = np.append(first[1:], len(t_d))
@@ -78,15 +79,19 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
     t_h = 0.5 * (np.zeros(nt) if t_lam is None else np.asarray(t_lam, dtype=np.float64))
     tasks = Tasks(t_sid, t_cid, t_n, t_obj, np.ascontiguousarray(t_h))
     win = Windows(dev["F"], dev["tri"], dev["mex"], dev["gb"], dev["G"], dev["CC"], dev["cv"])
-    lim = Limits(lo, hi, gl, gu, cap2, eqtol, bool(cash))
     if be.name == "gpu":
-        from gpusim.walkforward.cuda import search_gpu
+        # one runner per call (``dev`` lives as long as the call): the windows, bounds and
+        # checkpoints stay on the device across the blocks of dates
+        if dev.get("search_runner") is None:
+            from gpusim.walkforward.cuda import SearchGpuRunner
 
-        outs = search_gpu(xp, np.repeat(keys, last - first), tasks, code, alpha, win, lim,
-                          float(ann), chk)
+            dev["search_runner"] = SearchGpuRunner(win)
+        outs = dev["search_runner"](np.repeat(keys, last - first), tasks, code, alpha,
+                                    (lo, hi, gl, gu, cap, eqtol, cash), float(ann), chk)
     else:
         import numba
 
+        lim = Limits(lo, hi, gl, gu, np.ascontiguousarray(cap * cap), eqtol, bool(cash))
         ig, isp, c0, c1, ns = plan_items(grp_n, numba.get_num_threads())
         outs = new_outputs(len(t_n), ns, len(chk))
         groups = (keys, first.astype(np.int64), last.astype(np.int64))

@@ -119,3 +119,90 @@ def test_backtest_runner_resident_across_chunks(monkeypatch):
         np.testing.assert_array_equal(r.metrics.to_numpy(), runs[0].metrics.to_numpy())
     np.testing.assert_allclose(runs[0].metrics.to_numpy(), cpu.metrics.to_numpy(), rtol=1e-10,
                                atol=1e-12)
+
+
+def _walkforward_kwargs(**kw):
+    from gpusim import Param
+    from gpusim.walkforward.constraints import WeightBounds
+
+    return dict(every=Param(["W", 20]), lookback=Param([None, 30]), num_tests=Param([16, 40]),
+                fees=Param([0.0, 0.002]), start=40, seed=3, progress=False,
+                constraints=[WeightBounds(hi=0.8)], **kw)
+
+
+def test_walkforward_search_resident_across_blocks_of_dates(monkeypatch):
+    import gpusim
+    from gpusim.walkforward import chunked
+    from gpusim.walkforward import cuda as wc
+
+    m = gpusim.synthetic_market(n_assets=3, n_bars=120, seed=5)
+    cpu = gpusim.walkforward(m, backend="cpu", **_walkforward_kwargs())
+    calls, made = [], []
+    real_call, real_init = wc.SearchGpuRunner.__call__, wc.SearchGpuRunner.__init__
+
+    def init(self, *a, **k):
+        made.append(1)
+        real_init(self, *a, **k)
+
+    def call(self, task_key, *a, **k):
+        calls.append(len(task_key))
+        return real_call(self, task_key, *a, **k)
+
+    monkeypatch.setattr(wc.SearchGpuRunner, "__init__", init)
+    monkeypatch.setattr(wc.SearchGpuRunner, "__call__", call)
+    monkeypatch.setattr(chunked, "MIN_BLOCK_WORK", 1.0)       # one block per date
+    count = _CountTransfers(monkeypatch, min_size=1)
+    gpu = gpusim.walkforward(m, backend="gpu", **_walkforward_kwargs())
+    n_dates = gpu.summary["n_dates"]
+    assert made == [1] and len(calls) == n_dates > 4
+    # once per call: 7 window arrays, 6 bounds arrays, the checkpoints and 7 execution inputs;
+    # per block of dates: the stream keys and the 5 task arrays only
+    assert len(count.sizes) == 7 + 6 + 1 + 7 + 6 * n_dates
+    for key in cpu.metrics.index:
+        a, b = cpu.decisions(key), gpu.decisions(key)
+        assert a["candidate"].equals(b["candidate"]) and a["n_accepted"].equals(b["n_accepted"])
+    # the output buffers are reused from block to block: each thread resets its own slots
+    np.testing.assert_allclose(gpu.metrics.to_numpy(), cpu.metrics.to_numpy(), rtol=1e-10,
+                               atol=1e-13)
+    np.testing.assert_allclose(gpu.report.to_numpy(float), cpu.report.to_numpy(float),
+                               rtol=1e-12)
+
+
+def test_walkforward_search_resends_bounds_only_when_they_change(monkeypatch):
+    import gpusim
+    from gpusim.walkforward import chunked
+    from gpusim.walkforward.constraints import WeightBounds
+
+    m = gpusim.synthetic_market(n_assets=3, n_bars=120, seed=5)
+    kw = _walkforward_kwargs()
+    kw["constraints"] = [WeightBounds(hi=lambda state, t: 0.5 + 0.1 * (state.bar % 3))]
+    cpu = gpusim.walkforward(m, backend="cpu", **kw)
+    monkeypatch.setattr(chunked, "MIN_BLOCK_WORK", 1.0)
+    count = _CountTransfers(monkeypatch, min_size=1)
+    gpu = gpusim.walkforward(m, backend="gpu", **kw)
+    n = gpu.summary["n_dates"]
+    per_block = len(count.sizes) - (7 + 1 + 7)
+    # callable bounds are per block: the 6 bounds arrays travel with a block when they differ
+    # from the previous block's (they do on most dates here), besides its 6 task arrays
+    assert 6 * n < per_block <= 12 * n
+    for key in cpu.metrics.index:
+        assert cpu.decisions(key)["candidate"].equals(gpu.decisions(key)["candidate"])
+    np.testing.assert_allclose(gpu.metrics.to_numpy(), cpu.metrics.to_numpy(), rtol=1e-10,
+                               atol=1e-13)
+
+
+def test_walkforward_execution_in_chunks_equals_cpu():
+    import gpusim
+    from gpusim.walkforward.cuda import execute_gpu
+    from gpusim.walkforward.execute import execute_cpu_nb
+
+    m = gpusim.synthetic_market(n_assets=3, n_bars=120, seed=5)
+    s = gpusim.walkforward(m, backend="cpu", **_walkforward_kwargs())._s
+    args = (np.ascontiguousarray(s.close[s.s0:]), s.Wall, s.woff, s.wsid, s.masks, s.mid,
+            s.fee_c, s.init_cash, s.ctx.ann, s.ctx.rf)
+    cpu = execute_cpu_nb(*args)
+    assert len(cpu) == 16
+    for cs in (16, 5, 1):     # 1, 4 and 16 chunks through one scratch and pinned buffer
+        np.testing.assert_array_equal(execute_gpu(*args, chunk_size=cs), cpu)
+    assert execute_gpu(*args[:3], s.wsid[:0], s.masks, s.mid[:0], s.fee_c[:0],
+                       *args[7:]).shape == (0, 11)
