@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from gpusim.errors import GpusimError
 
 __all__ = [
     "as_axis",
+    "job_weights",
     "parse_beta",
     "parse_lookbacks",
+    "parse_params",
     "parse_rebalance",
     "parse_values",
     "parse_weights",
@@ -73,15 +76,46 @@ def parse_values(spec: str, opt: str, allow_none: bool = False) -> list[float | 
     return out
 
 
-def parse_rebalance(spec: str) -> list[str | int]:
+def parse_params(items, opt: str = "--param") -> dict:
+    """The ``params`` dict of a user function from ``NAME=VALUES`` texts, in their order.
+
+    Parameters
+    ----------
+    items : texts such as ``"tau=0.01,0.02,0.05"``, ``"k=3"`` or ``"tau=0.01:0.1:0.01"``
+        (values as :func:`parse_values`: one value is fixed, several are a sweep axis).
+    opt : the option named in error messages.
+
+    Returns
+    -------
+    dict ``{name: float or Param}`` (a :class:`gpusim.grid.Param` named ``name`` for several
+    values).
+    """
+    out: dict = {}
+    for item in items or ():
+        name, sep, values = str(item).partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise GpusimError(f"{opt} {item!r} is not NAME=VALUES (e.g. {opt} tau=0.01,0.02 "
+                              f"or {opt} tau=0.01:0.1:0.01)")
+        if not name.isidentifier():
+            raise GpusimError(f"{opt} {item!r}: {name!r} is not a parameter name (use letters, "
+                              "digits, _)")
+        if name in out:
+            raise GpusimError(f"{opt} {name} is given twice; give each parameter once (a "
+                              f"comma list sweeps it: {opt} {name}=0.01,0.02)")
+        out[name] = as_axis(parse_values(values, f"{opt} {name}"), name)
+    return out
+
+
+def parse_rebalance(spec: str, opt: str = "--rebalance") -> list[str | int]:
     """Rebalance rules from a comma list: ``"never,M,21"`` -> ["never", "M", 21] (the rules
-    themselves are checked by the API that uses them).
+    themselves are checked by the API that uses them); ``opt`` is the option named in errors.
     """
     out = []
     for tok in str(spec).split(","):
         tok = tok.strip()
         if not tok:
-            raise GpusimError(f"--rebalance: empty rule in {spec!r}; use never, D, W, M, Q, Y or k")
+            raise GpusimError(f"{opt}: empty rule in {spec!r}; use never, D, W, M, Q, Y or k")
         out.append(int(tok) if tok.lstrip("-").isdigit() else tok)
     return out
 
@@ -141,6 +175,43 @@ def parse_weights(spec: str, symbols: list[str]) -> Any:
     if len(df) == 0:
         raise GpusimError(f"--weights: {spec!r} has no rows; give one weight vector per row")
     return df
+
+
+def job_weights(v, symbols: list[str]):
+    """A backtest ``weights=`` value from a job-file value: ``{schedule = FILE}``, ``{random =
+    N, seed = S, ...}``, ``{file = FILE}`` or a file name (constant portfolios), a list of
+    vectors, or the value as it is.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from gpusim.schedule import Portfolios, read_schedule
+    from gpusim.specs import RandomWeights
+
+    if isinstance(v, Mapping) and "schedule" in v:
+        extra = sorted(set(v) - {"schedule"})
+        if extra:
+            raise GpusimError(f"weights: unknown key(s) {extra} next to schedule; give "
+                              "{schedule = FILE}")
+        return read_schedule(str(v["schedule"]), "weights.schedule")
+    if isinstance(v, Mapping) and "random" in v:
+        extra = sorted(set(v) - {"random", "seed", "sampler", "alpha"})
+        if extra:
+            raise GpusimError(f"weights: unknown key(s) {extra} in a random spec; use random "
+                              "(count), seed, sampler, alpha")
+        n = v["random"]
+        if isinstance(n, float) and n == int(n):
+            n = int(n)
+        return RandomWeights(n, seed=v.get("seed", 0), sampler=v.get("sampler", "dirichlet"),
+                             alpha=float(v.get("alpha", 1.0)))
+    if isinstance(v, Mapping) and "file" in v:
+        v = str(v["file"])
+    if isinstance(v, str):
+        w = parse_weights(v, symbols)
+        return Portfolios(w) if isinstance(w, pd.DataFrame) else w
+    if isinstance(v, list) and v and all(isinstance(r, list) for r in v):
+        return np.asarray(v, dtype=float)
+    return v
 
 
 def as_axis(values: list, name: str) -> Any:

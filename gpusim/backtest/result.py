@@ -4,6 +4,7 @@ allocation plots of chosen combinations (re-run through the reference), saving.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pandas as pd
 from cpu_ref.backtest import METRICS  # the 11 metric names, in column order
 from gpusim.results import MetricsResult, jsonable
 
-__all__ = ["LOWER_IS_BETTER", "METRICS", "BacktestResult", "Records"]
+__all__ = ["LOWER_IS_BETTER", "METRICS", "BacktestResult", "Records", "rows_table"]
 
 LOWER_IS_BETTER = frozenset({"volatility", "turnover", "fees_paid", "n_rebalances"})
 """Metrics whose best value is the smallest; for all others (max_drawdown included: <= 0,
@@ -183,3 +184,28 @@ class BacktestResult(MetricsResult):
         return self.records(key).value
 
     to_parquet = MetricsResult.save
+
+
+def rows_table(grid, out: np.ndarray, kinds: Mapping[str, str], labels: Mapping | None = None,
+               start: int = 0):
+    """Flat Arrow table of a backtest's rows: the grid's levels (typed by ``kinds``, as
+    :func:`gpusim.sweep.tasks.coerce_levels` would; ``labels``: a level's labels in place of
+    the grid's), then the metric columns (float64) of ``out``, whose rows are the combinations
+    ``start ..`` of ``grid``.
+    """
+    import pyarrow as pa
+
+    pos = grid.group_positions(start, start + out.shape[0])
+    cols = {}
+    for a in grid.axes:
+        labs = (labels or {}).get(a.name, a.labels)
+        arr, kind = np.asarray(labs, dtype=object), kinds.get(a.name, "str")
+        if kind in ("float", "int", "bool"):
+            dt = {"float": np.float64, "int": np.int64, "bool": np.bool_}[kind]
+            cols[a.name] = pa.array(arr.astype(dt)[pos[a.group]])
+        else:
+            cols[a.name] = pa.array([str(x) for x in arr], type=pa.string()).take(
+                pa.array(pos[a.group]))
+    for j, c in enumerate(METRICS):
+        cols[c] = pa.array(np.ascontiguousarray(out[:, j]))
+    return pa.table(cols)

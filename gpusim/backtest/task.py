@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 
 from gpusim.backtest.api import _available_bytes
+from gpusim.backtest.result import rows_table
 from gpusim.errors import GpusimError
+from gpusim.parse import job_weights
 from gpusim.sweep.engine import cores as _cores
 from gpusim.sweep.tasks import TaskRunner, level_kind, register_task
 from gpusim.validate import py_scalar
@@ -61,39 +63,6 @@ class _BtCtx:
     default_chunk: int
 
 
-def _weights_arg(v, symbols: list[str]):
-    """A backtest ``weights=`` value from a job-file value."""
-    from gpusim.schedule import Portfolios, read_schedule
-    from gpusim.specs import RandomWeights
-
-    if isinstance(v, Mapping) and "schedule" in v:
-        extra = sorted(set(v) - {"schedule"})
-        if extra:
-            raise GpusimError(f"weights: unknown key(s) {extra} next to schedule; give "
-                              "{schedule = FILE}")
-        return read_schedule(str(v["schedule"]), "weights.schedule")
-    if isinstance(v, Mapping) and "random" in v:
-        extra = sorted(set(v) - {"random", "seed", "sampler", "alpha"})
-        if extra:
-            raise GpusimError(f"weights: unknown key(s) {extra} in a random spec; use random "
-                              "(count), seed, sampler, alpha")
-        n = v["random"]
-        if isinstance(n, float) and n == int(n):
-            n = int(n)
-        return RandomWeights(n, seed=v.get("seed", 0), sampler=v.get("sampler", "dirichlet"),
-                             alpha=float(v.get("alpha", 1.0)))
-    if isinstance(v, Mapping) and "file" in v:
-        v = str(v["file"])
-    if isinstance(v, str):
-        from gpusim.parse import parse_weights
-
-        w = parse_weights(v, symbols)
-        return Portfolios(w) if isinstance(w, pd.DataFrame) else w
-    if isinstance(v, list) and v and all(isinstance(r, list) for r in v):
-        return np.asarray(v, dtype=float)
-    return v
-
-
 def _swept_weights(col: list, symbols: list[str], zipped: bool) -> list:
     """The values of a swept ``weights`` level: a file of constant portfolios gives one
     vector per row, labelled by the file's stem (``stem:row`` when it has several rows).
@@ -102,7 +71,7 @@ def _swept_weights(col: list, symbols: list[str], zipped: bool) -> list:
 
     out = []
     for x in col:
-        v = _weights_arg(x, symbols)
+        v = job_weights(x, symbols)
         if not isinstance(v, Portfolios):
             out.append(v)
             continue
@@ -169,16 +138,46 @@ class BacktestTask(TaskRunner):
               "threshold_abs": "absolute part of the hybrid band (values as threshold)",
               "fees": "proportional fee", "band": "absolute | relative | hybrid",
               "relative": "relative drift band (bool)",
-              "init_cash": "starting cash", "rf": "annual risk-free rate"}
+              "init_cash": "starting cash", "rf": "annual risk-free rate",
+              "alloc": "a user allocation function \"FILE.py:NAME\" (its parameters become "
+                       "keys too; gpusim.strategy.alloc_sweep)",
+              "params": "with alloc: the order of the function's params row (a list)",
+              "seed": "with alloc: the seed of c.uniform",
+              "share_draws": "with alloc: levels whose values share one random stream"}
     native = frozenset(BT_ORDER)
     unit = "combinations"
     rank_by = ("sharpe", False)
+
+    # alloc = "file.py:fn" (a user allocation function): gpusim.strategy.alloc_sweep, whose
+    # context is an AllocCtx; every method below hands such a context over to it
+    def check_names(self, fixed, level_names):
+        from gpusim.strategy.alloc_sweep import check_alloc_names
+
+        if "alloc" not in fixed and "alloc" not in level_names:
+            super().check_names(fixed, level_names)
+            only = [k for k in ("params", "seed", "share_draws")
+                    if k in fixed or k in level_names]
+            if only:
+                raise GpusimError(f"{only[0]} is for alloc: give the allocation function too "
+                                  "(alloc = \"FILE.py:NAME\" under [fixed])")
+            return
+
+        check_alloc_names(fixed, level_names)
+
+    def native_names(self, fixed, level_names):
+        if "alloc" not in fixed:
+            return self.native
+        from gpusim.strategy.alloc_sweep import NATIVE, alloc_names
+
+        return frozenset([*NATIVE, *alloc_names(fixed, level_names)])
 
     def label_rows(self, ctx, rows: list[dict]) -> list[dict]:
         """The best rows of a sweep with their target weights by symbol (random targets are
         regenerated from their seed and row number); rows whose weights have no single vector
         (schedules) are left as they are.
         """
+        if _alloc(ctx):
+            return rows
         g = next((g for g in ctx.groups if g.weights is not None), None)
         if g is None or not hasattr(g.weights, "rows"):
             return rows
@@ -198,6 +197,12 @@ class BacktestTask(TaskRunner):
         return out
 
     def prepare(self, market, fixed, native_axes, backend):
+        if "alloc" in fixed:
+            from gpusim.strategy.alloc_sweep import prepare_alloc
+
+            ctx = prepare_alloc(market, fixed, native_axes, backend)
+            self.check_point(ctx, {})
+            return ctx
         from gpusim.backtest.api import METRICS, _band_kind
         from gpusim.grid import Param
         from gpusim.schedule import band_arg, band_value, resolve_targets
@@ -208,7 +213,7 @@ class BacktestTask(TaskRunner):
 
         groups: list[_Group] = []
         if not any("weights" in a.names for a in native_axes):
-            w = _weights_arg(fixed.get("weights", "equal"), symbols)
+            w = job_weights(fixed.get("weights", "equal"), symbols)
             ws, _, _ = resolve_targets(w, symbols, index)
             groups.append(_Group(["weights"], len(ws.labels), weights=ws,
                                  labels={"weights": ws.labels}))
@@ -268,6 +273,9 @@ class BacktestTask(TaskRunner):
         return ctx
 
     def check_point(self, ctx, point):
+        if _alloc(ctx):
+            ctx.context(point)        # init_cash, rf, seed checked (the function loaded once)
+            return
         kw = {**ctx.call_fixed, **point}
         if "relative" in kw and not isinstance(kw["relative"], bool):
             raise GpusimError(f"relative={kw['relative']!r} must be true or false")
@@ -293,6 +301,10 @@ class BacktestTask(TaskRunner):
         return dict(ctx.kinds)
 
     def split(self, ctx, point, chunk_size):
+        if _alloc(ctx):
+            from gpusim.strategy.alloc_sweep import split
+
+            return split(ctx, chunk_size)
         sizes = [g.size for g in ctx.groups]
         target = int(chunk_size or ctx.default_chunk)
         inner = [math.prod(sizes[i + 1:]) for i in range(len(sizes))]
@@ -320,6 +332,10 @@ class BacktestTask(TaskRunner):
         return out
 
     def describe(self, ctx, point, part):
+        if _alloc(ctx):
+            from gpusim.strategy.alloc_sweep import describe
+
+            return describe(ctx, part)
         d = {}
         for g, pos in zip(ctx.groups, self._positions(ctx, part)):
             for m in g.members:
@@ -329,6 +345,10 @@ class BacktestTask(TaskRunner):
         return d
 
     def run(self, ctx, point, part):
+        if _alloc(ctx):
+            from gpusim.strategy.alloc_sweep import run
+
+            return run(ctx, point, part)
         from gpusim.backtest.api import _run
         from gpusim.grid import Param
         from gpusim.schedule import ResolvedWeights
@@ -350,7 +370,7 @@ class BacktestTask(TaskRunner):
         r = _run(ctx.market, backend=ctx.backend, progress=False, **kw)
         if r.partial:
             raise KeyboardInterrupt
-        return (_rows_table(r.ctx.grid, r.out, ctx.kinds, labels),
+        return (rows_table(r.ctx.grid, r.out, ctx.kinds, labels),
                 {"compute_s": round(r.elapsed, 6)})
 
 
@@ -363,29 +383,9 @@ def _call_bands(point: dict) -> dict:
     return {k: band_arg(v, k) if k.startswith("threshold") else v for k, v in point.items()}
 
 
-def _rows_table(grid, out: np.ndarray, kinds: Mapping[str, str], labels: Mapping | None = None):
-    """Flat Arrow table of a backtest's rows: the grid's levels (typed by ``kinds``, as
-    :func:`coerce_levels` would; ``labels``: a level's labels in place of the grid's), then
-    the metric columns (float64) of ``out``.
-    """
-    import pyarrow as pa
-
-    from gpusim.backtest.api import METRICS
-
-    pos = grid.group_positions(0, out.shape[0])
-    cols = {}
-    for a in grid.axes:
-        labs = (labels or {}).get(a.name, a.labels)
-        arr, kind = np.asarray(labs, dtype=object), kinds.get(a.name, "str")
-        if kind in ("float", "int", "bool"):
-            dt = {"float": np.float64, "int": np.int64, "bool": np.bool_}[kind]
-            cols[a.name] = pa.array(arr.astype(dt)[pos[a.group]])
-        else:
-            cols[a.name] = pa.array([str(x) for x in arr], type=pa.string()).take(
-                pa.array(pos[a.group]))
-    for j, c in enumerate(METRICS):
-        cols[c] = pa.array(np.ascontiguousarray(out[:, j]))
-    return pa.table(cols)
+def _alloc(ctx) -> bool:
+    """True for a context of the alloc path (:class:`gpusim.strategy.alloc_sweep.AllocCtx`)."""
+    return hasattr(ctx, "spec") and hasattr(ctx, "base")
 
 
 register_task(BacktestTask())

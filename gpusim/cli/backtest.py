@@ -4,6 +4,7 @@
     gpusim backtest --threshold 0.01:0.15:0.01 --fees 0.005 --out runs/thr --top-k 5
     gpusim backtest --schedule targets.csv --threshold 0.05 --fees 0.001
     gpusim backtest --band hybrid --threshold 0.25 --threshold-abs 0.01,0.02,0.05
+    gpusim backtest --alloc strategies.py:band --param tau=0.01,0.02,0.05 --seed 7
 
 Runs on its own as ``python -m gpusim.cli.backtest``; wiring and exit codes:
 :class:`gpusim.cli.common.Command`.
@@ -48,6 +49,14 @@ labels). --schedule: a CSV/Parquet table of target weights that change over time
 column of dates then one column per symbol; row d is in force from the first bar >= d, which
 rebalances to it (a comma list of files sweeps them).
 
+--alloc FILE.py:NAME (or package.module:NAME): a user allocation function
+alloc(c, params, targets) -> bool, compiled for the CPU and the GPU (see docs/strategies.md),
+called at every bar (or at the bars of --rebalance); --param NAME=VALUES gives its parameter
+row params[0], params[1], ... in the order of the --param options (a comma list or a range
+sweeps it), --seed the seed of c.uniform, --share-draws the levels that share one random
+stream. --threshold, --relative, --band, --threshold-abs and --schedule do not apply: the
+function tests the drift itself.
+
 """ + DATA_EPILOG
 
 
@@ -70,6 +79,18 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                         "hybrid >= max(threshold * w, threshold-abs) (default: absolute)")
     p.add_argument("--threshold-abs", default=None, metavar="VALUES",
                    help="absolute part of the hybrid band, e.g. 0.02 or 0.01,0.02")
+    g = p.add_argument_group("user allocation function (docs/strategies.md)")
+    g.add_argument("--alloc", default=None, metavar="FILE.py:NAME",
+                   help="allocation function alloc(c, params, targets) -> bool, from a file "
+                        "(relative to the current folder) or package.module:NAME")
+    g.add_argument("--param", action="append", default=None, metavar="NAME=VALUES",
+                   help="a parameter of the --alloc function, e.g. tau=0.01,0.02,0.05 or "
+                        "k=3; repeat for each (their order is the function's params row)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="seed of the function's c.uniform draws (default: 0)")
+    g.add_argument("--share-draws", default=None, metavar="LEVELS",
+                   help="comma list of levels whose values share one random stream, e.g. tau "
+                        "(every tau sees the same draws)")
     p.add_argument("--fees", default="0", metavar="VALUES",
                    help="proportional fee(s), e.g. 0.001 or 0,0.001,0.005 (default: 0)")
     p.add_argument("--init-cash", type=float, default=1.0, help="starting cash (default: 1)")
@@ -106,6 +127,48 @@ def _per_asset(text: str, flag: str) -> dict:
     return out
 
 
+_NOT_WITH_ALLOC = (("threshold", "--threshold"), ("relative", "--relative"),
+                   ("band", "--band"), ("threshold_abs", "--threshold-abs"))
+_ALLOC_ONLY = (("param", "--param"), ("seed", "--seed"), ("share_draws", "--share-draws"))
+
+
+def _check_alloc_options(args: argparse.Namespace) -> None:
+    """One-line errors for options that do not apply with (or without) --alloc."""
+    if args.alloc is None:
+        given = [flag for k, flag in _ALLOC_ONLY if getattr(args, k) is not None]
+        if given:
+            raise GpusimError(f"{given[0]} is for --alloc: give the allocation function too "
+                              "(--alloc FILE.py:NAME)")
+        return
+    given = [flag for k, flag in _NOT_WITH_ALLOC if getattr(args, k) not in (None, False)]
+    if given:
+        rest = [f for _, f in _NOT_WITH_ALLOC if f != given[0]]
+        raise GpusimError(f"{given[0]} is not used with --alloc (nor {', '.join(rest)}): test "
+                          "the drift inside the function (c.weights against c.targets)")
+    if args.schedule is not None:
+        raise GpusimError("--schedule is not used with --alloc: the function sets the targets "
+                          "(--weights gives its initial targets)")
+
+
+def _alloc_kwargs(args: argparse.Namespace) -> dict:
+    """The ``alloc=``, ``params=``, ``seed=``, ``share_draws=`` arguments of
+    :func:`gpusim.backtest` (the function loaded before any data).
+    """
+    from gpusim.parse import parse_params
+    from gpusim.strategy.compile import prepare
+    from gpusim.strategy.loader import load_function
+
+    if args.alloc is None:
+        return {}
+    params = parse_params(args.param, "--param")
+    shared = ([s.strip() for s in args.share_draws.split(",") if s.strip()]
+              if args.share_draws else [])
+    fn = load_function(args.alloc, what="--alloc")
+    prepare(fn, what="--alloc")          # its signature, before any data is read
+    return {"alloc": fn, "params": params,
+            "seed": 0 if args.seed is None else args.seed, "share_draws": shared}
+
+
 def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -116,6 +179,8 @@ def _run(args: argparse.Namespace) -> int:
 
     check_ranking(args.sort_by, args.top_k, METRICS)
     check_output_paths(args.out, args.plot)
+    _check_alloc_options(args)
+    alloc = _alloc_kwargs(args)
     if args.init_cash is not None and not args.init_cash > 0:
         raise GpusimError(f"--init-cash {args.init_cash:g} must be > 0")
     market = load_market(args)
@@ -143,7 +208,9 @@ def _run(args: argparse.Namespace) -> int:
                    relative=args.relative, band=args.band, threshold_abs=threshold_abs,
                    fees=fees, init_cash=args.init_cash, rf=args.rf,
                    backend=args.backend, chunk_size=args.chunk_size,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, **alloc)
+    if alloc:
+        res.summary["alloc_spec"] = args.alloc
     best = res.best(args.sort_by, args.top_k, weights=True)
     out = None
     if args.out:
@@ -154,6 +221,9 @@ def _run(args: argparse.Namespace) -> int:
         print_json(s, out=out, sort_by=args.sort_by, best=records(flat_table(best)))
     else:
         print(grid_run_line(s, "bars", "assets"))
+        if alloc:
+            print(f"alloc {args.alloc}: params {', '.join(alloc['params']) or '(none)'}; "
+                  f"seed {alloc['seed']}")
         print(f"best {len(best)} by {args.sort_by}:")
         print_table(best, groups=[list(market.symbols)])
         if out:

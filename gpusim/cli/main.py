@@ -1,5 +1,5 @@
-"""The ``gpusim`` command line: search, backtest, walkforward, dynopt, sweep, tune, verify,
-bench, info, selftest.
+"""The ``gpusim`` command line: search, backtest, simulate, walkforward, dynopt, sweep, tune,
+verify, bench, info, selftest.
 
 Every command prints one line ``error: ...`` on stderr and exits with status 2 on bad input
 (never a traceback); Ctrl-C exits with 130 (a search interrupted mid-way still prints and saves
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gpusim.cli.search import add_bench_parser, add_verify_parser
     from gpusim.cli.search import add_parser as add_search
     from gpusim.cli.selftest import add_parser as add_selftest
+    from gpusim.cli.simulate import add_parser as add_simulate
     from gpusim.cli.sweep import add_parser as add_sweep
     from gpusim.cli.tune import add_parser as add_tune
     from gpusim.cli.walkforward import add_parser as add_walkforward
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     add_search(sub)
     add_backtest(sub)
+    add_simulate(sub)
     add_walkforward(sub)
     add_dynopt(sub)
     add_sweep(sub)

@@ -41,7 +41,7 @@ from gpusim.strategy.compile import UserFunction, prepare
 from gpusim.strategy.result import StrategyResult
 from gpusim.validate import cash_and_rate, check_chunk_size, number
 
-__all__ = ["backtest_alloc"]
+__all__ = ["alloc_context", "backtest_alloc", "kernel"]
 
 CPU_CHUNK = 2 ** 14
 GPU_CHUNK = 2 ** 18
@@ -68,7 +68,8 @@ def backtest_alloc(market, alloc, params: dict | None = None, weights: Any = "eq
     ----------
     market : Market or prices DataFrame.
     alloc : ``def alloc(c, params, targets) -> bool`` written with the NumPy subset Numba
-        compiles (the same source runs on the CPU and the GPU).
+        compiles (the same source runs on the CPU and the GPU), or its spec ``"file.py:name"``
+        or ``"package.module:name"`` (:func:`gpusim.strategy.loader.load_function`).
     params : ``{name: number or Param}`` — the function's parameter row, in this order.
     weights : initial targets (any ``weights=`` of :func:`gpusim.backtest`, e.g. a Param or
         ``RandomWeights(n)``).
@@ -84,12 +85,75 @@ def backtest_alloc(market, alloc, params: dict | None = None, weights: Any = "eq
         ``metrics`` (one row per combination, columns ``METRICS``); ``records(...)`` re-runs a
         combination through :func:`cpu_ref.strategy.simulate_alloc_1d` (with its orders).
     """
+    ctx = alloc_context(market, alloc, params, weights, rebalance, fees, seed, share_draws,
+                        init_cash, rf)
+    check_chunk_size(chunk_size)
+    be = resolve_backend(backend)
+    run = kernel(be)
+    uf, grid, close, masks = ctx.alloc, ctx.grid, ctx.close, ctx.masks
+    prices = ctx.market.prices
+    T, A = close.shape
+    C = grid.size
+    cs = int(chunk_size) if chunk_size else min(C, GPU_CHUNK if be.name == "gpu" else CPU_CHUNK)
+    tc = time.perf_counter()
+    a = ctx.chunk_args(0, 1)     # compile on one combination and two bars
+
+    def say(line):               # the kernel embeds the function: compiled once per process
+        print(f"compiling {uf.name} for the {be.label} kernel (first call in this process)",
+              file=sys.stderr, flush=True)
+
+    with compile_notice(uf.name, None, enabled=progress, say=say):
+        run(uf, close[:2], a["W"], a["wid"], np.ascontiguousarray(masks[:, :2]), a["mid"],
+            a["params"], a["fees"], ctx.acct, ctx.key, a["streams"])
+    t0 = time.perf_counter()
+    out = np.empty((C, len(METRICS)))
+    r = run_chunks(out, cs, lambda start, stop: ctx.compute(run, start, stop),
+                   desc=f"backtest alloc={uf.name} [{be.label}]", progress=progress,
+                   unit_scale=True)
+    metrics = pd.DataFrame(out[:r.done], index=grid.index_block(0, r.done),
+                           columns=list(METRICS))
+    summary = {
+        "command": "backtest", "alloc": uf.name, "backend": be.label, "n_combinations": C,
+        "n_done": r.done, "partial": r.partial, "n_bars": T, "n_assets": A,
+        "symbols": ctx.symbols, "start": str(prices.index[0]), "end": str(prices.index[-1]),
+        "ann": ctx.ann, "levels": {x.name: len(x.labels) for x in grid.axes},
+        "fixed": {k: jsonable(v) for k, v in grid.fixed.items()},
+        "params": list(ctx.param_names), "seed": ctx.seed, "share_draws": ctx.share_draws,
+        "init_cash": ctx.init_cash, "rf": ctx.rf, "chunk_size": cs, "n_chunks": r.n_chunks,
+        "compile_s": round(t0 - tc, 6), "elapsed_s": round(r.elapsed_s, 6),
+        "combination_bars_per_s": float(r.done * T / r.elapsed_s) if r.elapsed_s > 0 else None,
+        "versions": versions(),
+    }
+    return StrategyResult(metrics, summary, r.partial, ctx)
+
+
+def kernel(be):
+    """The kernel function of a resolved backend: CPU (njit, parallel) or CUDA."""
+    if be.name == "gpu":
+        from gpusim.strategy.cuda import backtest_alloc_gpu as run
+    else:
+        from gpusim.strategy.cpu import backtest_alloc_cpu as run
+    return run
+
+
+def alloc_context(market, alloc, params: dict | None = None, weights: Any = "equal",
+                  rebalance: Any = None, fees: Any = 0.0, seed: int = 0,
+                  share_draws: Any = (), init_cash: float = 1.0, rf: float = 0.0
+                  ) -> _Context:
+    """The checked grid and host arrays of :func:`backtest_alloc` (arguments as there): every
+    block of combinations of the grid runs from it (:meth:`_Context.compute`), e.g. the
+    chunks of a sweep (:mod:`gpusim.strategy.alloc_sweep`).
+    """
+    if isinstance(alloc, str):
+        from gpusim.strategy.loader import load_function
+
+        alloc = load_function(alloc)
     uf = prepare(alloc)
     mkt = as_market(market)
     prices = mkt.prices
     symbols = [str(s) for s in prices.columns]
     close = np.ascontiguousarray(prices.to_numpy(dtype=np.float64))
-    T, A = close.shape
+    T = close.shape[0]
     wsrc, wname, wlevel = resolve_initial(weights, symbols, 'backtest(alloc=...)')
     params = {} if params is None else params
     if not isinstance(params, dict):
@@ -114,10 +178,7 @@ def backtest_alloc(market, alloc, params: dict | None = None, weights: Any = "eq
     entries["rebalance"] = reb_entry
     entries["fees"], fee_vals = axis_values(fees, fee_value)
     init_cash, rf = cash_and_rate(init_cash, rf)
-    check_chunk_size(chunk_size)
-    seed = int(number(seed, "seed", expect="an integer >= 0"))
-    if seed < 0:
-        raise GpusimError(f"seed={seed} must be >= 0")
+    seed = check_seed(seed)
     grid = build_grid(entries)
     axis_of = {k: (e.name or k) for k, e in entries.items() if isinstance(e, Param)}
     shared = [share_draws] if isinstance(share_draws, str) else list(share_draws)
@@ -126,52 +187,25 @@ def backtest_alloc(market, alloc, params: dict | None = None, weights: Any = "eq
         if s not in names:
             raise GpusimError(f"share_draws: {s!r} is not a level of the grid; use some of "
                               f"{sorted(names)}")
-    ctx = _Context(mkt, close, symbols, grid, axis_of, wsrc, masks, list(params), pvals,
-                   fee_vals, init_cash, float(mkt.ann), rf, seed, uf, shared)
-    be = resolve_backend(backend)
-    if be.name == "gpu":
-        from gpusim.strategy.cuda import backtest_alloc_gpu as run
+    return _Context(mkt, close, symbols, grid, axis_of, wsrc, masks, list(params), pvals,
+                    fee_vals, init_cash, float(mkt.ann), rf, seed, uf, shared)
+
+
+def check_seed(seed) -> int:
+    """The seed of ``c.uniform`` as an int >= 0 (GpusimError otherwise)."""
+    bad = GpusimError(f"seed={seed!r} must be an integer >= 0")
+    if isinstance(seed, (bool, np.bool_)):
+        raise bad
+    if isinstance(seed, (int, np.integer)):
+        v = int(seed)
     else:
-        from gpusim.strategy.cpu import backtest_alloc_cpu as run
-    key = np.uint64(seed_key_nb(seed))
-    acct = (init_cash, float(mkt.ann), rf)
-    C = grid.size
-    cs = int(chunk_size) if chunk_size else min(C, GPU_CHUNK if be.name == "gpu" else CPU_CHUNK)
-    tc = time.perf_counter()
-    a = ctx.chunk_args(0, 1)     # compile on one combination and two bars
-
-    def say(line):               # the kernel embeds the function: compiled once per process
-        print(f"compiling {uf.name} for the {be.label} kernel (first call in this process)",
-              file=sys.stderr, flush=True)
-
-    with compile_notice(uf.name, None, enabled=progress, say=say):
-        run(uf, close[:2], a["W"], a["wid"], np.ascontiguousarray(masks[:, :2]), a["mid"],
-            a["params"], a["fees"], acct, key, a["streams"])
-    t0 = time.perf_counter()
-
-    def chunk(start, stop):
-        a = ctx.chunk_args(start, stop)
-        return run(uf, close, a["W"], a["wid"], masks, a["mid"], a["params"], a["fees"], acct,
-                   key, a["streams"])
-
-    out = np.empty((C, len(METRICS)))
-    r = run_chunks(out, cs, chunk, desc=f"backtest alloc={uf.name} [{be.label}]",
-                   progress=progress, unit_scale=True)
-    metrics = pd.DataFrame(out[:r.done], index=grid.index_block(0, r.done),
-                           columns=list(METRICS))
-    summary = {
-        "command": "backtest", "alloc": uf.name, "backend": be.label, "n_combinations": C,
-        "n_done": r.done, "partial": r.partial, "n_bars": T, "n_assets": A,
-        "symbols": symbols, "start": str(prices.index[0]), "end": str(prices.index[-1]),
-        "ann": float(mkt.ann), "levels": {x.name: len(x.labels) for x in grid.axes},
-        "fixed": {k: jsonable(v) for k, v in grid.fixed.items()}, "params": list(params),
-        "seed": seed, "share_draws": shared, "init_cash": init_cash, "rf": rf,
-        "chunk_size": cs, "n_chunks": r.n_chunks, "compile_s": round(t0 - tc, 6),
-        "elapsed_s": round(r.elapsed_s, 6),
-        "combination_bars_per_s": float(r.done * T / r.elapsed_s) if r.elapsed_s > 0 else None,
-        "versions": versions(),
-    }
-    return StrategyResult(metrics, summary, r.partial, ctx)
+        f = number(seed, "seed", expect="an integer >= 0")
+        if not math.isfinite(f) or f != int(f):
+            raise bad
+        v = int(f)
+    if v < 0:
+        raise bad
+    return v
 
 
 @dataclass
@@ -194,6 +228,24 @@ class _Context:
     seed: int
     alloc: UserFunction
     share_draws: list[str]
+
+    @property
+    def acct(self) -> tuple[float, float, float]:
+        """``(init_cash, ann, rf)`` of the kernels."""
+        return (self.init_cash, self.ann, self.rf)
+
+    @property
+    def key(self) -> np.uint64:
+        """The counter-based RNG key of ``seed`` (DESIGN §4)."""
+        return np.uint64(seed_key_nb(self.seed))
+
+    def compute(self, run, start: int, stop: int) -> np.ndarray:
+        """Metrics rows (stop - start, len(METRICS)) of combinations start..stop-1 by the
+        kernel ``run`` (:func:`kernel`); host array.
+        """
+        a = self.chunk_args(start, stop)
+        return run(self.alloc, self.close, a["W"], a["wid"], self.masks, a["mid"],
+                   a["params"], a["fees"], self.acct, self.key, a["streams"])
 
     def _code(self, codes, k: str, n: int) -> np.ndarray:
         return codes[self.axis_of[k]] if k in self.axis_of else np.zeros(n, dtype=np.int64)

@@ -18,6 +18,7 @@ optimiser once per combination due, then one segment kernel advances all of them
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from gpusim.specs import axis_values, fee_value, rebalance_mask
 from gpusim.strategy import segments as seg
 from gpusim.validate import cash_and_rate, integer
 
-__all__ = ["OptimizeState", "SimulationResult", "simulate"]
+__all__ = ["OptimizeState", "SimulationResult", "check_optimize", "simulate"]
 
 _NEG_TOL = 1e-9   # negative targets down to -1e-9 (solver noise) are read as 0
 _SUM_TOL = 1e-6   # targets must sum to at most 1 + 1e-6 (long-only, no leverage)
@@ -100,7 +101,9 @@ def simulate(market, optimize, every: Any = "W", fees: Any = 0.0, weights: Any =
     Parameters
     ----------
     market : Market or prices DataFrame.
-    optimize : ``optimize(state: OptimizeState) -> targets or None``.
+    optimize : ``optimize(state: OptimizeState) -> targets or None``, or its spec
+        ``"file.py:name"`` / ``"package.module:name"``
+        (:func:`gpusim.strategy.loader.load_function`).
     every : call rule: ``"D"``/``"W"``/``"M"``/``"Q"``/``"Y"``, k bars, a (T,) bool mask, or a
         Param of those.
     fees : proportional fee in [0, 1), or a Param.
@@ -121,9 +124,11 @@ def simulate(market, optimize, every: Any = "W", fees: Any = 0.0, weights: Any =
     if backend == "gpu":
         raise GpusimError("simulate runs on the CPU (the optimiser is Python and each segment "
                           "is short); use backend='cpu' or 'auto'")
-    if not callable(optimize):
-        raise GpusimError(f"optimize={optimize!r} must be a function optimize(state) -> "
-                          "targets or None")
+    if isinstance(optimize, str):
+        from gpusim.strategy.loader import load_function
+
+        optimize = load_function(optimize, what="optimize")
+    check_optimize(optimize)
     mkt = as_market(market)
     prices = mkt.prices
     symbols = [str(s) for s in prices.columns]
@@ -208,6 +213,26 @@ def simulate(market, optimize, every: Any = "W", fees: Any = 0.0, weights: Any =
     return SimulationResult(metrics, summary, False, ctx)
 
 
+def check_optimize(fn, what: str = "optimize") -> None:
+    """GpusimError (naming ``what``) unless ``fn`` is callable with one positional argument
+    (the state).
+    """
+    if not callable(fn):
+        raise GpusimError(f"{what}={fn!r} must be a function optimize(state) -> "
+                          "targets or None")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):      # no signature to read (some builtins): let it run
+        return
+    try:
+        sig.bind(None)
+    except TypeError:
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise GpusimError(f"{what} function {name!r} takes ({', '.join(sig.parameters)}); "
+                          "it must take one argument: optimize(state) -> targets or None"
+                          ) from None
+
+
 def _state(prices, symbols, close, t, v, cash, hc, targets, params) -> OptimizeState:
     idx = pd.Index(symbols)
     w = hc * close[t] / v if v > 0 else np.zeros(len(symbols))
@@ -265,3 +290,18 @@ class SimulationResult(MetricsResult):
 
     def _value_path(self, key) -> pd.Series:
         return self.value(key)
+
+    def _tables(self) -> dict[str, pd.DataFrame]:
+        """Saved beside ``metrics`` (:meth:`save`): ``value`` (V_t by date), ``schedule`` (the
+        dated targets by symbol) and ``segments`` (each segment's final value), each a long
+        table of the combinations' levels, ``date`` and the values (of the rows run).
+        """
+        keys = [k if isinstance(k, tuple) else (k,) for k in self.metrics.index]
+        names = [*self.metrics.index.names, "date"]
+        out = {}
+        for stem, get in (("value", self.value), ("schedule", self.schedule),
+                          ("segments", self.segments)):
+            parts = [get(k).rename_axis("date") for k in self.metrics.index]
+            parts = [p.to_frame("value") if isinstance(p, pd.Series) else p for p in parts]
+            out[stem] = pd.concat(parts, keys=keys, names=names) if parts else pd.DataFrame()
+        return out

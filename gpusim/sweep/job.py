@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 
 from gpusim.errors import GpusimError
+from gpusim.strategy.alloc_sweep import fingerprint as alloc_fingerprint
+from gpusim.strategy.alloc_sweep import job_spec
 from gpusim.sweep.values import (  # Axis, job_paths, parse_grid, plain: also from here
     Axis,
     _check_name,
@@ -159,6 +161,8 @@ def load_job(path, *, out=None) -> Job:
         fixed["weights"] = {"file": w}    # a table of portfolios: fingerprinted by content
     grid = [Axis(a.names, [tuple(job_paths(x, base, n) for n, x in zip(a.names, v))
                            for v in a.values]) for a in parse_grid(doc.get("grid"))]
+    if isinstance(fixed.get("alloc"), str):      # a user function's file (backtest)
+        fixed["alloc"] = job_spec(fixed["alloc"], base)
     o = out if out is not None else doc.get("out")
     if o is not None:
         o = Path(o) if out is not None else (base / str(o)).resolve()
@@ -277,11 +281,14 @@ def norm_value(v: Any) -> Any:
 
 def _norm_fixed(key: str, v: Any) -> Any:
     """:func:`norm_value`, and for a ``futures`` folder (the dynopt task's data, not ``[data]``)
-    the hash of its files, so that a resume notices changed files under the same path.
+    the hash of its files, for a user function (``alloc``) the hash of its source, so that a
+    resume notices changed files under the same path.
     """
     if key == "futures" and isinstance(v, (str, Path)) and not str(v).lower().startswith(
             "synthetic"):
         return {"folder": str(v), "sha256": _folder_sha(str(v))}
+    if key == "alloc":          # a user function: its spec and the sha256 of its source
+        return alloc_fingerprint(v)
     return norm_value(v)
 
 

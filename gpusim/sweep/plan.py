@@ -58,13 +58,10 @@ def _setup(job: Job) -> _Setup:
     from gpusim.backend import resolve_backend
 
     runner = get_task(job.task)
-    for where, names in (("fixed", list(job.fixed)), ("grid", job.level_names)):
-        bad = [n for n in names if n not in runner.params]
-        if bad:
-            raise GpusimError(f"{where}: task {job.task!r} has no parameter "
-                              f"{', '.join(map(repr, bad))}; use {', '.join(runner.params)}")
-    native = [a for a in job.grid if set(a.names) <= runner.native]
-    call = [a for a in job.grid if not set(a.names) <= runner.native]
+    runner.check_names(job.fixed, job.level_names)
+    inside = runner.native_names(job.fixed, job.level_names)
+    native = [a for a in job.grid if set(a.names) <= inside]
+    call = [a for a in job.grid if not set(a.names) <= inside]
     n_points = math.prod(a.size for a in call)
     if n_points > MAX_CHUNKS:
         sizes = " x ".join(f"{a.size:,} {'/'.join(a.names)}" for a in call)

@@ -127,6 +127,25 @@ class TaskRunner:
     rank_by: tuple[str, bool] | None = None
     partial_points = True
 
+    def check_names(self, fixed: Mapping[str, Any], level_names: list[str]) -> None:
+        """Raise GpusimError unless every parameter the job names (under ``[fixed]``, and as
+        grid levels) is one the task takes. Default: the keys of :attr:`params`; a task whose
+        parameters depend on the job (e.g. a user function's) overrides this and
+        :meth:`native_names`.
+        """
+        for where, names in (("fixed", list(fixed)), ("grid", list(level_names))):
+            bad = [n for n in names if n not in self.params]
+            if bad:
+                raise GpusimError(f"{where}: task {self.name!r} has no parameter "
+                                  f"{', '.join(map(repr, bad))}; use {', '.join(self.params)}")
+
+    def native_names(self, fixed: Mapping[str, Any], level_names: list[str]
+                     ) -> frozenset[str]:
+        """The parameters swept inside one call for a job with these fixed arguments and grid
+        levels (default: :attr:`native`).
+        """
+        return self.native
+
     def prepare(self, market, fixed: dict, native_axes: list, backend) -> Any:
         """Validate the job and return the (picklable) context given to every call.
 
