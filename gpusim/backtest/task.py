@@ -11,6 +11,10 @@ is labelled in text (:func:`_band_labels`). Paths are resolved by the job loader
 (:func:`gpusim.sweep.values.job_paths`).
 Every chunk is one ``backtest()`` call on a rectangular sub-grid, so the rows are those of one
 uninterrupted call (the kernel is chunking-invariant).
+
+With ``alloc = "strategies.py:fn"`` under ``[fixed]`` the task runs a user allocation function
+instead (its parameters become job keys): :mod:`gpusim.strategy.alloc_sweep`, to which every
+method hands a context of that kind.
 """
 
 from __future__ import annotations

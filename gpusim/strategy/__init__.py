@@ -8,6 +8,8 @@
 
 Modules: ``compile`` (the user function: rewrite of ``c.uniform``, compilation per target,
 cache, errors), ``steps`` (the per-combination body shared by both kernels), ``cpu``, ``cuda``
-(the kernels), ``api`` (the grid and the result), ``result``, ``simulate``.
+(the kernels), ``api`` (the grid and the result), ``result``, ``simulate``, ``loader``
+(functions named ``"FILE.py:NAME"`` on the command line and in jobs), ``alloc_sweep`` (the
+``alloc`` path of the ``backtest`` sweep task).
 The oracle is :mod:`cpu_ref.strategy`.
 """

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import itertools
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -95,8 +96,20 @@ def check_alloc_names(fixed: Mapping[str, Any], level_names: list[str]) -> None:
 
 
 def _fn_spec(v):
-    """The job's ``alloc``: a spec (text) or a function (Python sweeps)."""
-    if isinstance(v, str) or callable(v):
+    """The job's ``alloc``: a spec (text) or a function (Python sweeps); a function loaded from
+    a file by :func:`~gpusim.strategy.loader.load_function` becomes that file's spec again (its
+    module cannot be imported by name on a Dask worker).
+    """
+    from gpusim.strategy.loader import MODULE_PREFIX
+
+    if isinstance(v, str):
+        return v
+    if callable(v):
+        fn = getattr(v, "py_func", v)
+        mod = sys.modules.get(getattr(fn, "__module__", None) or "")
+        if mod is not None and mod.__name__.startswith(MODULE_PREFIX) and getattr(
+                mod, "__file__", None) and getattr(mod, fn.__name__, None) is fn:
+            return f"{mod.__file__}:{fn.__name__}"
         return v
     raise GpusimError(f"alloc={v!r} must be \"FILE.py:NAME\" or \"package.module:NAME\"")
 
@@ -122,7 +135,7 @@ class AllocCtx:
 
     spec: Any                      # the function's spec, or the function itself
     base: Any                      # gpusim.strategy.api._Context of the whole native grid
-    backend: Any                   # the resolved backend
+    backend: str                   # the resolved backend's name ("cpu" or "gpu")
     levels: list[str]
     kinds: dict[str, str]
     default_chunk: int
@@ -189,7 +202,7 @@ def prepare_alloc(market, fixed: Mapping[str, Any], native_axes: list, backend) 
     work = 2 ** 30 if backend.name == "gpu" and not backend.simulator else (
         2 ** 12 if backend.name == "gpu" else 2 ** 24 * cores())
     default = int(max(1, min(work // T, _available_bytes() // 8 // per_row, 2 ** 22)))
-    return AllocCtx(spec, base, backend, list(grid.names), kinds, default, symbols)
+    return AllocCtx(spec, base, backend.name, list(grid.names), kinds, default, symbols)
 
 
 def split(ctx: AllocCtx, chunk_size: int | None) -> list[dict]:
@@ -203,11 +216,16 @@ def split(ctx: AllocCtx, chunk_size: int | None) -> list[dict]:
 
 
 def describe(ctx: AllocCtx, part: dict) -> dict:
-    """The first and last level values of a chunk (for failure reports)."""
+    """A chunk for failure reports: its flat combinations and the level values of its first
+    and last.
+    """
     g = ctx.base.grid
-    first, last = g.labels_of(part["lo"]), g.labels_of(part["hi"] - 1)
-    return {k: py_scalar(first[k]) if first[k] == last[k] else
-            f"{py_scalar(first[k])}..{py_scalar(last[k])}" for k in first}
+
+    def text(flat):
+        return "(" + ", ".join(f"{k}={py_scalar(v)}" for k, v in g.labels_of(flat).items()) + ")"
+
+    return {"combinations": f"{part['lo']}..{part['hi'] - 1} of {g.size}",
+            "first": text(part["lo"]), "last": text(part["hi"] - 1)}
 
 
 def run(ctx: AllocCtx, point: dict, part: dict):

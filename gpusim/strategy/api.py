@@ -89,7 +89,7 @@ def backtest_alloc(market, alloc, params: dict | None = None, weights: Any = "eq
                         init_cash, rf)
     check_chunk_size(chunk_size)
     be = resolve_backend(backend)
-    run = kernel(be)
+    run = kernel(be.name)
     uf, grid, close, masks = ctx.alloc, ctx.grid, ctx.close, ctx.masks
     prices = ctx.market.prices
     T, A = close.shape
@@ -127,9 +127,11 @@ def backtest_alloc(market, alloc, params: dict | None = None, weights: Any = "eq
     return StrategyResult(metrics, summary, r.partial, ctx)
 
 
-def kernel(be):
-    """The kernel function of a resolved backend: CPU (njit, parallel) or CUDA."""
-    if be.name == "gpu":
+def kernel(backend_name: str):
+    """The kernel function of a resolved backend's name: ``"gpu"`` (CUDA, one thread per
+    combination) or else the CPU's (njit, parallel over combinations).
+    """
+    if backend_name == "gpu":
         from gpusim.strategy.cuda import backtest_alloc_gpu as run
     else:
         from gpusim.strategy.cpu import backtest_alloc_cpu as run
