@@ -23,13 +23,19 @@ from numba import njit, prange
 
 from gpusim.search.cpu import BLOCK, _generate_block
 
-GEMM_MIN_ASSETS = {"cpu": 1 << 20, "gpu": 64}
+GEMM_MIN_ASSETS = {"cpu": 1 << 20, "gpu": 128}
 """``path="auto"`` uses the GEMM path from this many assets on, per backend. CPU: never (on the
 2-core machine of the README's benchmark the fused kernel is faster at every A measured, up to
-500); GPU: 64, the estimate of the issue (cuBLAS DGEMM vs the fused kernel), not yet measured on
-hardware."""
+500); GPU: 128, measured on an NVIDIA H200 (``scripts/gpu_check.py``, section ``crossover``,
+2026-12-04, float64, top 10): GEMM / fused speed 0.42 at A = 64, 0.80 at 96, 1.07 at 128, 1.37
+at 192, 1.74 at 256."""
 TILE_BYTES = 1 << 26
-"""Target size of one tile ``Wt`` (A, m) float64: m = TILE_BYTES / (8 A), within the chunk."""
+"""Target size of one tile ``Wt`` (A, m) float64 on the CPU: m = TILE_BYTES / (8 A), within the
+chunk."""
+TILE_BYTES_GPU = 1 << 28
+"""The same on the GPU: each tile costs a few synchronisations (the selected candidates' count,
+the new threshold) and ~15 launches, which 64 MB tiles did not amortise (H200, A = 64: ~2 ms a
+tile against ~0.3 ms of work); the tile and its temporaries take ~5 x TILE_BYTES_GPU."""
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -129,7 +135,8 @@ class GemmSearch:
         self.cov = xp.asarray(np.ascontiguousarray(cov, dtype=np.float64))
         self.amu = xp.asarray(float(ann) * np.asarray(mu, dtype=np.float64))
         self.ann, self.rf = float(ann), float(rf)
-        self.tile = int(tile) if tile else max(BLOCK, TILE_BYTES // (8 * A))
+        budget = TILE_BYTES if xp is np else TILE_BYTES_GPU
+        self.tile = int(tile) if tile else max(BLOCK, budget // (8 * A))
         self.reset()
 
     def reset(self):
@@ -157,16 +164,17 @@ class GemmSearch:
                                             xp.concatenate([self.top_i, idx[sel]]), self.k)
         if self.top_s.shape[0] == self.k:
             self.th = (float(self.top_s[-1]), int(self.top_i[-1]))
-        return int(ok.sum())
+        return ok.sum()
 
     def run(self, start: int, n: int) -> int:
         """Score candidates start..start+n-1 into the top-k; return the count within bounds."""
-        done = n_valid = 0
+        done = 0
+        n_valid = self.xp.zeros((), dtype=np.int64)   # summed where the tiles are: one sync
         while done < n:
             m = min(self.tile, n - done)
             n_valid += self._tile(start + done, m)
             done += m
-        return n_valid
+        return int(n_valid)
 
     def best(self):
         """The top-k so far as host arrays (scores (k',) float64, index (k',) int64)."""

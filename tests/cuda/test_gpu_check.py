@@ -73,7 +73,7 @@ def test_gpu_check_simulate_writes_the_json(tmp_path):
     assert [c["A"] for c in cross["cases"]] == [4, 12]
     assert all(c["same_top_k"] and c["fused_seconds"] > 0 and c["gemm_seconds"] > 0
                and c["faster"] in ("fused", "gemm") for c in cross["cases"])
-    assert cross["auto_gemm_from_A"] == 64 and all(c["auto"] == "fused" for c in cross["cases"])
+    assert cross["auto_gemm_from_A"] == 128 and all(c["auto"] == "fused" for c in cross["cases"])
 
 
 def test_a_failing_section_fails_the_check_and_the_rest_still_runs(monkeypatch):
