@@ -222,8 +222,10 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(grid_run_line(s, "bars", "assets"))
         if alloc:
+            tgt = ("the targets in force after the last bar" if res._ctx.alloc.uses_targets
+                   else "the initial targets")
             print(f"alloc {args.alloc}: params {', '.join(alloc['params']) or '(none)'}; "
-                  f"seed {alloc['seed']}")
+                  f"seed {alloc['seed']}; weights by symbol: {tgt}")
         print(f"best {len(best)} by {args.sort_by}:")
         print_table(best, groups=[list(market.symbols)])
         if out:

@@ -32,6 +32,20 @@ class StrategyResult(BacktestResult):
     through the reference, calling the user's function as plain Python.
     """
 
+    def target_weights(self, keys=None) -> pd.DataFrame:
+        """Target weights by symbol of the rows ``keys`` (default: every row), (len(keys), A):
+        for a function that writes its targets, the targets in force after the last bar (each
+        row re-run through the reference, ~5 ms a row at 756 bars); otherwise the initial
+        targets ``weights=`` (which the function keeps).
+        """
+        ctx = self._ctx
+        if not ctx.alloc.uses_targets:
+            return super().target_weights(keys)
+        idx = self.metrics.index if keys is None else keys
+        rows = [self.records(key).target.iloc[-1].to_numpy() for key in idx]
+        W = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(ctx.symbols))
+        return pd.DataFrame(W, index=idx, columns=pd.Index(ctx.symbols))
+
     def records(self, key: tuple | None = None, **level_values) -> StrategyRecords:
         """Re-run one combination (by level values, e.g. ``records(tau=0.05)``, or by a row
         label of ``metrics``) through :func:`cpu_ref.strategy.simulate_alloc_1d`.

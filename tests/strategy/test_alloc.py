@@ -134,6 +134,23 @@ def test_random_targets_cpu_equals_reference_and_simulator(mkt, close):
     assert not np.allclose(other.metrics["final_value"], res.metrics["final_value"])
 
 
+def test_best_rows_show_the_targets_in_force_at_the_end(mkt):
+    """A function that draws its own targets: the best table's weights by symbol are each row's
+    last targets (as its records say), not the initial equal weights; a function that never
+    names its targets keeps the initial ones."""
+    res = backtest(mkt, alloc=band_rebalance, params={"tau": Param(TAUS)}, seed=7,
+                   backend="cpu", progress=False)
+    best = res.best(k=2, weights=True)
+    for key, row in best.iterrows():
+        last = res.records(key).target.iloc[-1]
+        np.testing.assert_array_equal(row[mkt.symbols].to_numpy(dtype=float), last.to_numpy())
+        assert not np.allclose(last, 0.25)
+    plain = backtest(mkt, alloc=threshold_rule, params={"tau": Param(TAUS)},
+                     weights=np.array([0.1, 0.2, 0.3, 0.4]), backend="cpu", progress=False)
+    np.testing.assert_array_equal(plain.best(k=3, weights=True)[mkt.symbols].to_numpy(),
+                                  np.tile([0.1, 0.2, 0.3, 0.4], (3, 1)))
+
+
 def test_cuda_simulator_equals_cpu(mkt):
     small = synthetic_market(n_assets=3, n_bars=50, seed=4)
     for fn in (threshold_rule, band_rebalance):
