@@ -34,28 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gpusim
 from gpusim import Param, RandomWeights
+from gpusim.selftest.parity import threshold_rule  # the built-in band as a user function
 
-
-def threshold_rule(c, params, targets):
-    drift = 0.0
-    for j in range(c.n_assets):
-        drift = max(drift, abs(c.weights[j] - c.targets[j]))
-    return drift >= params[0]
-
-
-def band_rebalance(c, params, targets):
-    tau = params[0]
-    drift = 0.0
-    for j in range(c.n_assets):
-        drift = max(drift, abs(c.weights[j] - c.targets[j]))
-    if c.t == 0 or drift >= tau:
-        for j in range(c.n_assets):
-            targets[j] = -np.log(c.uniform(j, 0))
-        s = targets.sum()
-        for j in range(c.n_assets):
-            targets[j] /= s
-        return True
-    return False
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from user_strategies import band_rebalance
 
 
 def timed(call, repeats):

@@ -37,7 +37,7 @@ from gpusim.grid import Grid, Param, build_grid
 from gpusim.results import jsonable, versions
 from gpusim.schedule import resolve_initial
 from gpusim.specs import Weights, axis_values, fee_value, rebalance_mask
-from gpusim.strategy.compile import UserFunction, prepare
+from gpusim.strategy.compile import UserFunction, compiled, prepare
 from gpusim.strategy.result import StrategyResult
 from gpusim.validate import cash_and_rate, check_chunk_size, number
 
@@ -102,9 +102,10 @@ def backtest_alloc(market, alloc, params: dict | None = None, weights: Any = "eq
         print(f"compiling {uf.name} for the {be.label} kernel (first call in this process)",
               file=sys.stderr, flush=True)
 
-    with compile_notice(uf.name, None, enabled=progress, say=say):
-        run(uf, close[:2], a["W"], a["wid"], np.ascontiguousarray(masks[:, :2]), a["mid"],
-            a["params"], a["fees"], ctx.acct, ctx.key, a["streams"])
+    if not compiled(be.name if be.name == "gpu" else "cpu", uf, A):
+        with compile_notice(uf.name, None, enabled=progress, say=say):
+            run(uf, close[:2], a["W"], a["wid"], np.ascontiguousarray(masks[:, :2]),
+                a["mid"], a["params"], a["fees"], ctx.acct, ctx.key, a["streams"])
     t0 = time.perf_counter()
     out = np.empty((C, len(METRICS)))
     r = run_chunks(out, cs, lambda start, stop: ctx.compute(run, start, stop),

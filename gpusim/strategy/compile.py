@@ -117,7 +117,10 @@ def _rewrite(fdef: ast.FunctionDef) -> None:
 
 
 def prepare(fn: Any, what: str = "alloc") -> UserFunction:
-    """Check ``fn`` and rewrite its ``c.uniform`` calls (see the module docstring)."""
+    """Check ``fn`` and rewrite its ``c.uniform`` calls (see the module docstring). The result
+    is kept per function object, code and closure values (reading and rewriting the source
+    cost ~2.7 ms a call).
+    """
     fn = getattr(fn, "py_func", fn)   # a numba dispatcher: its Python function
     if not isinstance(fn, types.FunctionType):
         raise GpusimError(f"{what}={fn!r} must be a Python function "
@@ -128,6 +131,20 @@ def prepare(fn: Any, what: str = "alloc") -> UserFunction:
                           "must take three: (c, params, targets)")
     closure = {n: cell.cell_contents for n, cell in
                zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True)}
+    k = (id(fn), fn.__code__, _closure_key(closure))
+    hit = _PREPARED.get(k)
+    if hit is not None and hit.func is fn:
+        return hit
+    uf = _prepare(fn, closure)
+    _PREPARED[k] = uf
+    return uf
+
+
+_PREPARED: dict[tuple, UserFunction] = {}
+
+
+def _prepare(fn: types.FunctionType, closure: dict) -> UserFunction:
+    """:func:`prepare` without its checks and its memory."""
     g = {**fn.__globals__, **closure}
     filename = fn.__code__.co_filename
     try:
@@ -172,6 +189,14 @@ def _closure_key(closure: dict) -> tuple:
 SUM_NAME = "__gpusim_sum__"
 N_ASSETS_NAME = "__gpusim_n_assets__"
 _CACHE: dict[tuple, Any] = {}
+
+
+def compiled(target: str, uf: UserFunction, n_assets: int) -> bool:
+    """Whether the kernel ``cached(target, uf, ..., n_assets)`` exists and has compiled code
+    (then a call needs no warm-up launch).
+    """
+    k = _CACHE.get((target, uf.key, int(n_assets)))
+    return bool(getattr(k, "signatures", None))
 
 
 def cached(target: str, uf: UserFunction, build, n_assets: int):

@@ -268,6 +268,29 @@ def test_n_assets_is_a_constant_per_market_and_targets_use_is_detected():
     assert prepare(band_rebalance).uses_targets
 
 
+def test_prepare_is_kept_per_function_and_closure_values(mkt):
+    """The rewrite is done once per function object (a call re-used it); a closure whose value
+    changed is prepared (and compiled) again, so the new value is used."""
+    from gpusim.strategy.compile import prepare
+
+    def make(tau):
+        def rule(c, params, targets):
+            drift = 0.0
+            for j in range(c.n_assets):
+                drift = max(drift, abs(c.weights[j] - c.targets[j]))
+            return drift >= tau
+        return rule
+
+    f = make(0.03)
+    assert prepare(f) is prepare(f)
+    assert prepare(make(0.03)).key == prepare(f).key
+    assert prepare(make(0.08)).key != prepare(f).key
+    for tau in (0.03, 0.08):
+        ours = backtest(mkt, alloc=make(tau), backend="cpu", progress=False)
+        ref = backtest(mkt, threshold=tau, backend="cpu", progress=False)
+        np.testing.assert_array_equal(ours.metrics.to_numpy(), ref.metrics.to_numpy())
+
+
 def test_a_path_without_return_and_an_unknown_field_are_clear_errors(mkt):
     def maybe(c, params, targets):
         if c.t > 3:
