@@ -23,6 +23,7 @@ import numpy as np
 
 from gpusim.errors import GpusimError
 from gpusim.interrupt import deferred_interrupt
+from gpusim.tune.alloc import load_alloc, uses_alloc
 from gpusim.tune.result import TuneResult, _Study
 from gpusim.tune.space import parse_space, space_json
 from gpusim.tune.targets import _key, check_names, evaluate, get_target
@@ -104,6 +105,11 @@ def tune(task: str, data, space: Mapping[str, Any], *, n_trials: int = 100, batc
     backend : ``"auto"``, ``"cpu"`` or ``"gpu"`` for the task's calls.
     progress : a tqdm bar over trials, updated per batch (only when stderr is a TTY).
     **kwargs : fixed arguments passed to every call of the task (e.g. ``fees=0.001``).
+        A backtest with ``alloc`` (a user allocation function or its ``"FILE.py:NAME"`` spec)
+        tunes the function's parameters: space and fixed names that are not backtest arguments
+        are its parameters, ``params=[...]`` their row order (needed for two or more), and each
+        trial's metrics equal a direct ``gpusim.backtest(alloc=..., params={...})`` call of its
+        values (:mod:`gpusim.tune.alloc`).
 
     Returns
     -------
@@ -126,6 +132,8 @@ def tune(task: str, data, space: Mapping[str, Any], *, n_trials: int = 100, batc
     smp, sampler_name = _sampler(optuna, sampler, int(seed))
     data = target.prepare_data(data)
     call_fixed = target.fixed_for(dims, fixed_all)
+    if uses_alloc(target, call_fixed):     # a spec is loaded once, not once per batch
+        call_fixed["alloc"] = load_alloc(call_fixed["alloc"])
     with _quiet(optuna):
         study = optuna.create_study(direction=direction, sampler=smp)
     st = _Study(target=target, data=data, dims=dims, fixed=call_fixed, backend=backend,

@@ -117,6 +117,10 @@ def load_tune_job(path, *, out=None) -> TuneJob:
     from gpusim.sweep.job import job_paths
 
     fixed = {k: job_paths(v, base, k) for k, v in (doc.get("fixed") or {}).items()}
+    if isinstance(fixed.get("alloc"), str):      # a user function's file (backtest)
+        from gpusim.strategy.alloc_sweep import job_spec
+
+        fixed["alloc"] = job_spec(fixed["alloc"], base)
     return TuneJob(task=doc["task"], space=dict(doc["space"]), data=doc.get("data"),
                    fixed=fixed, out=o,
                    grid_values=dict(doc.get("grid_values") or {}),

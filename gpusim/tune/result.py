@@ -57,7 +57,10 @@ class _Study:
                             self.direction)
 
     def fixed_json(self) -> dict:
-        return {k: jsonable(v) if not isinstance(v, (list, tuple)) else [jsonable(x) for x in v]
+        from gpusim.tune.alloc import alloc_label
+
+        return {k: alloc_label(v) if k == "alloc" and v is not None else
+                jsonable(v) if not isinstance(v, (list, tuple)) else [jsonable(x) for x in v]
                 for k, v in self.fixed.items()}
 
 

@@ -7,7 +7,8 @@ list of parameter rows: the sweepable parameters become *zipped* Params (one lev
 row per parameter row: ``Param(values, level="trial")``), so the rows run as one call of the
 task, in order; repeated values share their work (:meth:`gpusim.grid.Grid.codes`). Parameters
 that the task cannot sweep (e.g. walk-forward ``method``) split the rows into one call per
-distinct combination of their values.
+distinct combination of their values. A backtest with a user allocation function fixed
+(``alloc``) tunes the function's parameters the same way (:mod:`gpusim.tune.alloc`).
 
 ``gpusim.search`` is not a target: it is not a grid function (one call per candidate
 population), so a batch of its trials could not be one call.
@@ -146,13 +147,24 @@ def get_target(name: str) -> Target:
 
 
 def check_names(target: Target, dims: Sequence, fixed: Mapping[str, Any]) -> None:
-    """Raise unless every tuned and fixed name is an argument of the task, and none is both."""
+    """Raise unless every tuned and fixed name is an argument of the task (or, for a backtest
+    with ``alloc`` fixed, a parameter of the function: :mod:`gpusim.tune.alloc`), and none is
+    both.
+    """
+    from gpusim.tune.alloc import check_alloc, uses_alloc
+
+    if target.name == "backtest" and "params" in fixed and not uses_alloc(target, fixed):
+        raise GpusimError("fixed: params is the parameter row of an allocation function; give "
+                          "the function too (fixed alloc=fn)")
     args = target.arguments()
+    fn_params = check_alloc(args, dims, fixed) if uses_alloc(target, fixed) else []
+    hint = ("; a parameter of an allocation function needs the function: fixed alloc=fn (or "
+            "alloc = \"FILE.py:NAME\" in a job's [fixed])" if target.name == "backtest" else "")
     for where, names in (("space", [d.name for d in dims]), ("fixed", list(fixed))):
-        bad = [n for n in names if n not in args]
+        bad = [n for n in names if n not in args and n not in fn_params]
         if bad:
             raise GpusimError(f"{where}: {listing(bad)} is not an argument of "
-                              f"gpusim.{target.function}; use {listing(args)}")
+                              f"gpusim.{target.function}; use {listing(args)}{hint}")
     both = sorted({d.name for d in dims} & set(fixed))
     if both:
         raise GpusimError(f"{listing(both)} is both tuned (space) and fixed; keep it in one "
@@ -174,6 +186,10 @@ def evaluate(target: Target, data, rows: Sequence[Mapping[str, Any]], fixed: Map
     """Run parameter rows through the task: one call per distinct combination of call-level
     values (usually one call), the sweepable parameters as zipped Params.
 
+    A backtest with ``alloc`` among ``fixed`` also sweeps the function's tuned parameters: they
+    go into ``params=`` (in the order of :func:`gpusim.tune.alloc.function_params`) as zipped
+    Params of the trial level, whose draws are shared (:func:`gpusim.tune.alloc.alloc_kwargs`).
+
     Parameters
     ----------
     target : the task.
@@ -194,12 +210,18 @@ def evaluate(target: Target, data, rows: Sequence[Mapping[str, Any]], fixed: Map
         When a call came back partial (a second Ctrl-C inside it).
     """
     from gpusim.grid import Param
+    from gpusim.tune.alloc import ALLOC_SWEPT, alloc_kwargs, function_params, uses_alloc
 
     if not rows:
         return pd.DataFrame(columns=list(target.metric_names)), 0, ""
     names = list(rows[0])
-    swept = [n for n in names if n in target.sweepable]
-    call = [n for n in names if n not in target.sweepable]
+    order = None
+    sweepable: Sequence[str] = target.sweepable
+    if uses_alloc(target, fixed):       # a user function's parameters (gpusim.tune.alloc)
+        order = function_params(target.arguments(), names, fixed)
+        sweepable = (*order, *ALLOC_SWEPT)
+    swept = [n for n in names if n in sweepable]
+    call = [n for n in names if n not in sweepable]
     groups: dict[tuple, list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(tuple(_key(r[n]) for n in call), []).append(i)
@@ -210,6 +232,8 @@ def evaluate(target: Target, data, rows: Sequence[Mapping[str, Any]], fixed: Map
         kw = {**fixed, **{n: first[n] for n in call}}
         for n in swept:
             kw[n] = Param([rows[i][n] for i in members], name=n, level=TRIAL_LEVEL)
+        if order is not None:
+            kw = alloc_kwargs(kw, order)
         res = fn(data, **kw, backend=backend, progress=False)
         if getattr(res, "partial", False):
             raise KeyboardInterrupt
