@@ -27,7 +27,9 @@ __all__ = ["add_parser", "build_parser", "main", "run"]
 
 DESCRIPTION = (
     "Tune the parameters of a task (walkforward, backtest, dynopt) with Optuna's TPE instead "
-    "of a full grid: batches of trials, each batch evaluated as one grid call of the task. "
+    "of a full grid: batches of trials, each batch evaluated as one grid call of the task "
+    "(a backtest with alloc = \"FILE.py:NAME\" under [fixed] tunes the function's "
+    "parameters). "
     "Prints the best trials; the output folder gets trials.parquet (one row per trial: "
     "parameters, objective, metrics, batch) and summary.json (seed, versions, space, fixed "
     "arguments, best), and grid.parquet with --compare-grid. Needs the tune extra "
@@ -49,6 +51,14 @@ EPILOG = """job file (TOML; relative paths are relative to the job file):
   fees = { low = 0.0, high = 0.01 }  # add step = 0.001 to make it enumerable
   [fixed]                            # arguments every call gets
   lookback = 126
+a user allocation function's parameters (task = "backtest"):
+  [fixed]
+  alloc = "strategies.py:band"       # FILE.py:NAME, relative to the job file
+  params = ["tau", "k"]              # the params row's order (two or more parameters)
+  k = 3                              # a fixed parameter of the function
+  seed = 7                           # seed of c.uniform; every trial equals a direct call
+  [space]
+  tau = { low = 0.005, high = 0.2 }  # tuned parameters of the function
 exit codes: 0 done, 2 bad input, 130 interrupted (the finished batches are kept and saved)."""
 
 

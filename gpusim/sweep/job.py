@@ -163,6 +163,9 @@ def load_job(path, *, out=None) -> Job:
                            for v in a.values]) for a in parse_grid(doc.get("grid"))]
     if isinstance(fixed.get("alloc"), str):      # a user function's file (backtest)
         fixed["alloc"] = job_spec(fixed["alloc"], base)
+    args = fixed.get("args")                     # a tune sweep's function (gpusim.tune.alloc)
+    if isinstance(args, Mapping) and isinstance(args.get("alloc"), str):
+        fixed["args"] = {**args, "alloc": job_spec(args["alloc"], base)}
     o = out if out is not None else doc.get("out")
     if o is not None:
         o = Path(o) if out is not None else (base / str(o)).resolve()
@@ -289,6 +292,9 @@ def _norm_fixed(key: str, v: Any) -> Any:
         return {"folder": str(v), "sha256": _folder_sha(str(v))}
     if key == "alloc":          # a user function: its spec and the sha256 of its source
         return alloc_fingerprint(v)
+    if key == "args" and isinstance(v, Mapping) and v.get("alloc") is not None:   # tune sweeps
+        return {**norm_value({k: x for k, x in v.items() if k != "alloc"}),
+                "alloc": alloc_fingerprint(v["alloc"])}
     return norm_value(v)
 
 

@@ -29,6 +29,11 @@ Job file (TOML; relative paths are relative to the job file's folder)::
 
     [grid_values]                   # optional: values of continuous dimensions for the grid
     fees = [0.0, 0.005, 0.01]
+
+A backtest job tunes a user allocation function's parameters with ``alloc = "FILE.py:NAME"``
+(relative to the job file's folder) under ``[fixed]``: the function's tuned parameters are
+``[space]`` keys, its fixed ones ``[fixed]`` keys, and ``params = ["tau", "k"]`` their row order
+(:mod:`gpusim.tune.alloc`; ``examples/tune_alloc.toml``).
 """
 
 from __future__ import annotations

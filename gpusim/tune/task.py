@@ -19,6 +19,10 @@ with the sweep's checkpoints, resume and Dask engine. Every parameter is call-le
     seed = { start = 0, stop = 19 }
     batch = [5, 10, 32]
 
+A backtest study may tune a user allocation function's parameters: ``args = { alloc =
+"strategies.py:band", seed = 7 }`` (the file relative to the job file's folder) and the
+function's parameters in ``space`` (:mod:`gpusim.tune.alloc`).
+
 Rows: one per study — ``best_value``, ``best_trial``, ``best_params`` (JSON text), the counts
 (trials done, batches, calls, points evaluated), timings, and with ``compare_grid`` the grid's
 size, best value and the ``rank`` of the tuned best in it.
@@ -55,7 +59,8 @@ class TuneTask(TaskRunner):
               "seed": "the sampler's seed", "sampler": "tpe | random",
               "compare_grid": "also run the full grid and rank the tuned best (bool)",
               "grid_values": "values of continuous dimensions for the grid (a table)",
-              "args": "fixed arguments of the tuned task (a table)"}
+              "args": "fixed arguments of the tuned task (a table; a backtest's may hold "
+                      "alloc = \"FILE.py:NAME\", relative to the job file, and params)"}
     unit = "studies"
     rank_by = ("best_value", False)
 

@@ -112,8 +112,8 @@ def test_tune_job_with_alloc_relative_to_the_job_folder(tmp_path, monkeypatch, c
     d = tmp_path / "job"
     d.mkdir()
     (d / "job.toml").write_text(JOB.format(alloc=f"{os.path.relpath(STRATEGIES, d)}:band"))
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    elsewhere = tmp_path / "a" / "b" / "c"        # deeper: the job's relative path fails here
+    elsewhere.mkdir(parents=True)
     monkeypatch.chdir(elsewhere)
     assert main(["tune", str(d / "job.toml"), "--no-progress"]) == 0
     assert "tune backtest: 6 of 6 trials in 2 batches (2 calls" in capsys.readouterr().out
@@ -161,3 +161,54 @@ def test_errors_are_one_line_naming_the_key(market, space, fixed, match):
     with pytest.raises(GpusimError, match=match) as e:
         gpusim.tune("backtest", market, space=space, fixed=fixed, n_trials=2, progress=False)
     assert "\n" not in str(e.value)
+
+
+def test_example_job_loads_its_function_from_its_own_folder(tmp_path, monkeypatch):
+    from gpusim.tune.job import fixed_args, load_tune_job
+    from gpusim.tune.space import parse_space
+    from gpusim.tune.targets import check_names, get_target
+
+    monkeypatch.chdir(tmp_path)
+    job = load_tune_job(ROOT / "examples" / "tune_alloc.toml")
+    assert job.fixed["alloc"] == f"{ROOT / 'examples' / 'user_strategies.py'}:band_rebalance"
+    fixed = fixed_args("backtest", job.fixed, job.base_dir, [])
+    check_names(get_target("backtest"), parse_space(job.space), fixed)   # loads the function
+
+
+SWEEP = """
+task = "tune"
+out = "out"
+backend = "cpu"
+[data]
+synthetic = {{ n_assets = 3, n_bars = 100, seed = 1 }}
+[fixed]
+target = "backtest"
+space = {{ tau = {{ low = 0.005, high = 0.2 }} }}
+n_trials = 4
+batch = 4
+args = {{ alloc = "{alloc}", seed = 7 }}
+[grid]
+seed = [0, 1]
+"""
+
+
+def test_a_sweep_of_studies_loads_the_function_from_the_job_folder(tmp_path, monkeypatch,
+                                                                     market):
+    from gpusim.sweep.api import run_job
+
+    d = tmp_path / "job"
+    d.mkdir()
+    alloc = f"{os.path.relpath(ROOT / 'examples' / 'user_strategies.py', d)}:band_rebalance"
+    (d / "job.toml").write_text(SWEEP.format(alloc=alloc))
+    elsewhere = tmp_path / "a" / "b" / "c"        # deeper: the job's relative path fails here
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    res = run_job(d / "job.toml", progress=False)
+    assert res.ok and len(res.table) == 2
+    one = gpusim.tune("backtest", market, space={"tau": (0.005, 0.2)}, n_trials=4, batch=4,
+                      seed=1, fixed={"alloc": f"{ROOT / 'examples'}/user_strategies.py:"
+                                     "band_rebalance", "seed": 7}, backend="cpu",
+                      progress=False)
+    row = res.table.loc[1]
+    assert row["best_value"] == one.best_value and row["n_calls"] == 1
+    assert json.loads(row["best_params"]) == one.best_params
