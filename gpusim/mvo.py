@@ -37,7 +37,7 @@ from gpusim.mvo_solve import (  # noqa: F401  (_OPTIONS: tests patch it through 
 )
 
 __all__ = ["ONE_THREAD_MAX", "VOL_FLOOR_RTOL", "Baseline", "efficient_frontier", "max_sharpe",
-           "min_variance", "vol_floor"]
+           "min_variance", "var_floor", "vol_floor"]
 
 VOL_FLOOR_RTOL = 1e-6
 """A portfolio whose ex-ante volatility is at most ``VOL_FLOOR_RTOL`` x the largest asset
@@ -49,6 +49,14 @@ def vol_floor(cov, ann) -> float:
     """The volatility floor ``VOL_FLOOR_RTOL * sqrt(ann * max_j cov_jj)`` (annual)."""
     d = np.diag(np.asarray(cov, dtype=np.float64))
     return float(VOL_FLOOR_RTOL * np.sqrt(ann * max(float(d.max()), 0.0))) if d.size else 0.0
+
+
+def var_floor(cov, ann) -> float:
+    """The annual variance floor ``vol_floor(cov, ann) ** 2`` of the search kernels: a candidate
+    whose ``ann * w' cov w`` is at or below it is riskless (Sharpe undefined) and never ranked.
+    Computed once per call on the host and passed to every kernel as the same float64 number.
+    """
+    return vol_floor(cov, ann) ** 2
 
 _PSD_TOL = 1e-10  # smallest eigenvalue may be >= -_PSD_TOL * largest |eigenvalue|
 _SYM_TOL = 1e-10  # max |cov - cov.T| <= _SYM_TOL * max |cov| is symmetrised silently

@@ -201,9 +201,9 @@ def main() -> int:
         stream = t.NamedTuple((u8, i8, f8, v, v), search_steps.Stream)
         th, cand, f4 = t.Tuple((f8, i8)), t.Tuple((v, i8[::1], i8[::1])), t.float32[::1]
         yield "search_cuda", search_cuda.search_cuda.py_func, (
-            stream, f8, i8, i8, v, v, f8, f8, th, v, cand, i8[::1]), "loop:fma.rn.f64"
+            stream, f8, i8, i8, v, v, f8, f8, f8, th, v, cand, i8[:, ::1]), "loop:fma.rn.f64"
         yield "search_cuda_f32", search_cuda.search_cuda_f32.py_func, (
-            stream, f8, i8, i8, f4, f4, f8, f8, th, v, cand, i8[::1]), "loop:fma.rn.f32"
+            stream, f8, i8, i8, f4, f4, f8, f8, f8, th, v, cand, i8[:, ::1]), "loop:fma.rn.f32"
         from gpusim.search import gemm_cuda
 
         yield "search_gemm_tile", gemm_cuda.generate_tile_cuda.py_func, (

@@ -21,6 +21,7 @@ from gpusim.backend import Backend, resolve_backend
 from gpusim.compiling import compile_notice
 from gpusim.errors import GpusimError
 from gpusim.interrupt import Interrupt
+from gpusim.mvo import var_floor
 from gpusim.results import versions
 from gpusim.search.inputs import (
     ANN_ASSUMED,
@@ -32,6 +33,7 @@ from gpusim.search.inputs import (
     merge_topk,
     rescore,
     resolve_bounds,
+    riskless_note,
     sigma_warnings,
     stats_from,
     undefined_sharpes,
@@ -50,14 +52,18 @@ class _CpuRunner:
     that persist across chunks; symmetric scoring up to SYM_MAX_A assets, BLAS above).
     """
 
-    def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k):
+    def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k, vfl):
         from gpusim.search.cpu import CpuSearch
         from gpusim.search.steps import Stream
 
-        self.state = CpuSearch(Stream(key, code, alpha, lo, hi), mu, cov, ann, rf, k)
+        self.state = CpuSearch(Stream(key, code, alpha, lo, hi), mu, cov, ann, rf, k, vfl)
 
     def run(self, start, n):
         return self.state.run(start, n)
+
+    @property
+    def n_riskless(self):
+        return self.state.n_riskless
 
     def best(self):
         return self.state.best()
@@ -74,17 +80,22 @@ class _GpuRunner:
     launcher keeps the top-k and its threshold across chunks.
     """
 
-    def __init__(self, be: Backend, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, dtype):
+    def __init__(self, be: Backend, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, dtype,
+                 vfl):
         from gpusim.search.cuda import SearchLauncher
 
         try:
             self.launcher = SearchLauncher(key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk,
-                                           xp=be.xp, merge=merge_topk, dtype=dtype)
+                                           xp=be.xp, merge=merge_topk, vfl=vfl, dtype=dtype)
         except ValueError as exc:
             raise GpusimError(str(exc)) from None
 
     def run(self, start, n):
         return self.launcher.run(start, n)
+
+    @property
+    def n_riskless(self):
+        return self.launcher.n_riskless
 
     def best(self):
         return self.launcher.best()
@@ -179,12 +190,14 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     from gpusim.search.gemm import choose_path, gemm_runner
 
     path = choose_path(path, be.name, A, dtype)
+    vfl = var_floor(cov, ann_v)     # riskless candidates (at or below it) are never ranked
     if path == "gemm":
-        runner = gemm_runner(be, key, code, alpha, lo, hi, mu, cov, ann_v, rf, k, merge_topk)
+        runner = gemm_runner(be, key, code, alpha, lo, hi, mu, cov, ann_v, rf, k, merge_topk, vfl)
     elif be.name == "cpu":
-        runner = _CpuRunner(key, code, alpha, lo, hi, mu, cov, ann_v, rf, k)
+        runner = _CpuRunner(key, code, alpha, lo, hi, mu, cov, ann_v, rf, k, vfl)
     else:
-        runner = _GpuRunner(be, key, code, alpha, lo, hi, mu, cov, ann_v, rf, k, chunk, dtype)
+        runner = _GpuRunner(be, key, code, alpha, lo, hi, mu, cov, ann_v, rf, k, chunk, dtype,
+                            vfl)
     show = progress if progress is not None else sys.stderr.isatty()
     # compile (or load from the disk cache) on one candidate, before the bar and the clock
     # start; the result is discarded. A first run says so before it waits.
@@ -224,7 +237,10 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
     W, stats, _ = rescore(seed, best_i, code, alpha, lo, hi, mu, cov, ann_v, rf)
     base = (_baselines(mu, cov, ann_v, rf, lo, hi, bounds is not None, solver, syms)
             if baselines else {})
+    n_riskless = runner.n_riskless
     best_s, low = undefined_sharpes(best_s, stats[:, 1], cov, ann_v, base)
+    if n_riskless:
+        low = [riskless_note(n_riskless, n_valid, cov, ann_v), *low]
     top = pd.DataFrame(W, columns=syms)
     top.insert(0, "expected_volatility", stats[:, 1])
     top.insert(0, "expected_return", stats[:, 0])
@@ -236,7 +252,8 @@ def search(market, n=1_000_000, *, sampler: str = "dirichlet", alpha: float = 1.
         "ann_source": ann_src, "rf": rf, "seed": seed, "sampler": sampler,
         "sampler_code": code, "alpha": alpha, "bounds": None if bounds is None else
         {"lo": lo.tolist(), "hi": hi.tolist()}, "start": start, "n": n, "n_evaluated": done,
-        "n_valid": n_valid, "top_k": k, "backend": be.label, "dtype": dtype, "path": path,
+        "n_valid": n_valid, "n_riskless": n_riskless, "top_k": k, "backend": be.label,
+        "dtype": dtype, "path": path,
         "compile_s": watch.seconds, "compiled": watch.compiled,
         "elapsed_s": elapsed, "candidates_per_s": done / elapsed if elapsed > 0 else float("nan"),
         "partial": partial,
@@ -291,15 +308,16 @@ def verify(result: SearchResult, *, sample: int = 20_000, backend=None) -> dict:
     tol = TOLERANCE[dtype]
     args = (s["sampler_code"], s["alpha"], result.lo, result.hi, result.mu, result.cov,
             s["ann"], s["rf"])
+    vfl = var_floor(result.cov, s["ann"])
     idx = result.top["candidate"].to_numpy(np.int64)
-    W, stats, ok = score_nb(s["seed"], idx, *args)
+    W, stats, ok = score_nb(s["seed"], idx, *args, vfl)
     ann = s["ann"]
     rel = _rel(result.top["sharpe"].to_numpy(),
                undefined_sharpes(stats[:, 2], stats[:, 1], result.cov, ann)[0])
     same_w = bool(np.array_equal(W, result.weights().to_numpy()))
     m = int(min(sample, s["n"]))
     k = int(min(s["top_k"], m))
-    ref_i, ref_s = search_ref(s["seed"], 0, m, *args, k)
+    ref_i, ref_s = search_ref(s["seed"], 0, m, *args, k, vfl)
     kw = dict(n=m, sampler=s["sampler"], alpha=s["alpha"], seed=s["seed"], top_k=k,
               bounds=(result.lo, result.hi), rf=s["rf"], ann=s["ann"], symbols=result.symbols,
               progress=False, baselines=False)

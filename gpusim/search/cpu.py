@@ -79,8 +79,10 @@ def _generate_block(key, i0, nb, code, alpha, lo, hi, lo_sum, Wt, ok, ssum):
 
 
 @njit(cache=True, error_model="numpy")
-def _score_block(Wt, nb, Saug, ann, rf, Y, q, out):
-    """Ex-ante Sharpe (ann mu.w - rf) / sqrt(ann w'Sw) of the first nb candidates in Wt.
+def _score_block(Wt, nb, ok, Saug, ann, rf, vfl, Y, q, out):
+    """Ex-ante Sharpe (ann mu.w - rf) / sqrt(ann w'Sw) of the first nb candidates in Wt;
+    -inf for a candidate whose annual variance is at or below ``vfl`` (riskless: never ranked).
+    Returns how many of those riskless candidates are within the bounds (``ok`` (BLOCK,)).
 
     ``Saug`` is (A+1, A): the covariance with the row ``ann * mu`` appended, so one BLAS
     matrix product ``Saug @ Wt`` gives both S w and the annual return for the whole block.
@@ -93,14 +95,20 @@ def _score_block(Wt, nb, Saug, ann, rf, Y, q, out):
     for j in range(A):
         for b in range(BLOCK):
             q[b] += Wt[j, b] * Y[j, b]
+    low = 0
     for b in range(nb):
         v = ann * q[b]
-        out[b] = (Y[A, b] - rf) / math.sqrt(v) if v > 0.0 else -np.inf
+        if v > vfl:     # the only compare: the floor (>= 0) also rejects v <= 0
+            out[b] = (Y[A, b] - rf) / math.sqrt(v)
+        else:
+            out[b] = -np.inf
+            low += ok[b]
+    return low
 
 
 @njit(cache=True, error_model="numpy")
-def _score_block_sym(Wt, nb, U, amu, ann, rf, y, q, r, out):
-    """The same Sharpe as :func:`_score_block`, by the symmetric quadratic form
+def _score_block_sym(Wt, nb, ok, U, amu, ann, rf, vfl, y, q, r, out):
+    """The same Sharpe (and riskless count) as :func:`_score_block`, by the symmetric form
     ``w'Sw = sum_j w_j (S_jj w_j + 2 sum_{k>j} S_jk w_k)``: ``U`` is the upper triangle of S
     with doubled off-diagonal entries, ``amu = ann * mu``. About A**2 + 4A flops per candidate
     instead of 2 A**2 + 4A; the inner loops run over the block's candidates (vectorised), eight
@@ -142,15 +150,21 @@ def _score_block_sym(Wt, nb, U, amu, ann, rf, y, q, r, out):
         for b in range(BLOCK):
             q[b] += wj[b] * y[b]
             r[b] += m * wj[b]
+    low = 0
     for b in range(nb):
         v = ann * q[b]
-        out[b] = (r[b] - rf) / math.sqrt(v) if v > 0.0 else -np.inf
+        if v > vfl:
+            out[b] = (r[b] - rf) / math.sqrt(v)
+        else:
+            out[b] = -np.inf
+            low += ok[b]
+    return low
 
 
 
 
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")
-def search_cpu_nb(stream, start, n, Saug, U, ann, rf, heap_s, heap_i, n_ok, sym):
+def search_cpu_nb(stream, start, n, Saug, U, ann, rf, vfl, heap_s, heap_i, n_ok, n_low, sym):
     """Score candidates ``start .. start+n-1`` into the per-task heaps (updated in place).
 
     Parameters
@@ -158,10 +172,13 @@ def search_cpu_nb(stream, start, n, Saug, U, ann, rf, heap_s, heap_i, n_ok, sym)
     stream : :class:`gpusim.search.steps.Stream` (host arrays) — key, sampler, bounds.
     Saug : (A+1, A) float64, the per-bar covariance with the row ``ann * mu`` appended.
     U : (A, A) :func:`gpusim.search.steps.upper_doubled` of the covariance (symmetric scorer).
+    vfl : the annual variance floor (:func:`gpusim.mvo.var_floor`): a candidate at or below it
+        is riskless (Sharpe undefined) and never enters a heap.
     heap_s, heap_i : (n_tasks, k) float64 / int64 per-task min-heaps (root = worst kept, by
         (score asc, index desc)); empty slots are (-inf, -1). See
         :func:`gpusim.search.steps.heap_replace`.
     n_ok : (n_tasks,) int64, incremented by the candidates within the upper bounds.
+    n_low : (n_tasks,) int64, incremented by those of them that are riskless (at the floor).
     sym : score with :func:`_score_block_sym` (callers pass ``A <= SYM_MAX_A``) or by a BLAS
         product (:func:`_score_block`).
     """
@@ -189,14 +206,15 @@ def search_cpu_nb(stream, start, n, Saug, U, ann, rf, heap_s, heap_i, n_ok, sym)
         th_s = hs[0]  # the task's running k-th best: (score, index) of the heap root
         th_i = hi_[0]
         count = 0
+        low = 0
         for blk in range(task * per, min((task + 1) * per, nblocks)):
             i0 = start + blk * BLOCK
             nb = min(BLOCK, start + n - i0)
             _generate_block(key, i0, nb, code, alpha, lo, hi, lo_sum, Wt, ok, ssum)
             if sym:
-                _score_block_sym(Wt, nb, U, amu, ann, rf, y, q, r, sc)
+                low += _score_block_sym(Wt, nb, ok, U, amu, ann, rf, vfl, y, q, r, sc)
             else:
-                _score_block(Wt, nb, Saug, ann, rf, Y, q, sc)
+                low += _score_block(Wt, nb, ok, Saug, ann, rf, vfl, Y, q, sc)
             for b in range(nb):
                 if ok[b]:
                     count += 1
@@ -207,24 +225,27 @@ def search_cpu_nb(stream, start, n, Saug, U, ann, rf, heap_s, heap_i, n_ok, sym)
                         th_s = hs[0]
                         th_i = hi_[0]
         n_ok[task] += count
+        n_low[task] += low
 
 
 class CpuSearch:
     """State of one CPU search across chunks: the per-task heaps and the valid count.
 
     ``run(start, n)`` scores a range into the heaps and returns its count of candidates within
-    the bounds; ``best()`` merges the heaps into the top-k (Sharpe desc, index asc); ``reset()``
-    empties them. BLAS is pinned to one thread while it lives (the cores run tasks); ``close()``
-    restores it.
+    the bounds (``n_riskless``: how many of them were at the variance floor since the last
+    ``reset()``, never ranked); ``best()`` merges the heaps into the top-k (Sharpe desc, index
+    asc); ``reset()`` empties them. BLAS is pinned to one thread while it lives (the cores run
+    tasks); ``close()`` restores it.
 
     Parameters
     ----------
     stream : :class:`gpusim.search.steps.Stream`; mu (A,), cov (A, A) per bar; ann, rf floats;
+    vfl : the annual variance floor (:func:`gpusim.mvo.var_floor`);
     k : top-k size; n_tasks : heaps (default: 4 per Numba thread, 1 per thread when k > 1000 so
         the heaps stay small).
     """
 
-    def __init__(self, stream, mu, cov, ann, rf, k, n_tasks=None):
+    def __init__(self, stream, mu, cov, ann, rf, k, vfl, n_tasks=None):
         import numba
         from threadpoolctl import threadpool_limits
 
@@ -235,6 +256,7 @@ class CpuSearch:
         self.Saug[A] = float(ann) * np.asarray(mu, dtype=np.float64)
         self.U = upper_doubled(cov)
         self.stream, self.ann, self.rf, self.k = stream, float(ann), float(rf), int(k)
+        self.vfl = float(vfl)
         if n_tasks is None:
             n_tasks = numba.get_num_threads() * (4 if k <= 1000 else 1)
         self.n_tasks = int(n_tasks)
@@ -246,12 +268,17 @@ class CpuSearch:
         self.heap_s = np.full((self.n_tasks, self.k), -np.inf)
         self.heap_i = np.full((self.n_tasks, self.k), -1, dtype=np.int64)
         self.n_ok = np.zeros(self.n_tasks, dtype=np.int64)
+        self.n_low = np.zeros(self.n_tasks, dtype=np.int64)
 
     def run(self, start, n):
         before = int(self.n_ok.sum())
-        search_cpu_nb(self.stream, start, n, self.Saug, self.U, self.ann, self.rf, self.heap_s,
-                      self.heap_i, self.n_ok, self.sym)
+        search_cpu_nb(self.stream, start, n, self.Saug, self.U, self.ann, self.rf, self.vfl,
+                      self.heap_s, self.heap_i, self.n_ok, self.n_low, self.sym)
         return int(self.n_ok.sum()) - before
+
+    @property
+    def n_riskless(self) -> int:
+        return int(self.n_low.sum())
 
     def best(self):
         from gpusim.search.inputs import merge_topk

@@ -48,11 +48,11 @@ def _make_search_kernel(ft):
     """
 
     @cuda.jit(cache=True)
-    def kernel(stream, lo_sum, start, n, Up, amu, ann, rf, th, W, cand, n_ok):
+    def kernel(stream, lo_sum, start, n, Up, amu, ann, rf, vfl, th, W, cand, n_ok):
         key, code, alpha, lo, hi = stream
         th_s, th_i = th
         cand_s, cand_i, count = cand
-        T = n_ok.shape[0]
+        T = n_ok.shape[1]
         tid = cuda.grid(1)
         if tid >= T:
             return
@@ -64,6 +64,7 @@ def _make_search_kernel(ft):
         step = np.uint32(cuda.gridsize(1))
         r = np.uint32(tid)
         n_valid = 0
+        n_low = 0
         while r < nn:
             i = start + np.int64(r)
             r = np.uint32(r + step)
@@ -90,7 +91,7 @@ def _make_search_kernel(ft):
                 oj += Tu
                 j += ONE
             v = ann * np.float64(q)
-            if v > 0.0:
+            if v > vfl:   # the variance floor (>= 0): riskless candidates are never ranked
                 s = (np.float64(ret) - rf) / math.sqrt(v)
                 # at least as good as the k-th best (score desc, index asc); NaN never passes
                 if s > th_s or (s == th_s and i <= th_i):
@@ -98,7 +99,10 @@ def _make_search_kernel(ft):
                     if slot < cap:
                         cand_s[slot] = s
                         cand_i[slot] = i
-        n_ok[tid] += n_valid
+            else:
+                n_low += 1
+        n_ok[0, tid] += n_valid
+        n_ok[1, tid] += n_low
 
     return kernel
 
@@ -108,11 +112,13 @@ search_cuda.__doc__ = """One launch over candidates ``start .. start+n-1`` (floa
 
 ``stream``: :class:`gpusim.search.steps.Stream` (device lo, hi (A,)) with ``lo_sum = sum(lo)``;
 ``Up`` (A (A+1)/2,) = :func:`gpusim.search.steps.upper_packed` of the covariance; ``amu`` (A,)
-= ``ann * mu``; ``th = (th_s, th_i)`` the k-th best so far ((-inf, -1) while the top-k is not
-full); ``W`` (A * T,) float64 scratch; ``cand = (cand_s (cap,) float64, cand_i (cap,) int64,
-count (1,) int64)``: candidates at least as good as ``th`` and their count (which keeps counting
-past ``cap``); ``n_ok`` (T,) int64 counts the candidates within the upper bounds per thread
-(T = threads in the grid). ``n < 2**32``.
+= ``ann * mu``; ``vfl`` the annual variance floor (:func:`gpusim.mvo.var_floor`: a candidate at
+or below it is riskless and never sent); ``th = (th_s, th_i)`` the k-th best so far ((-inf, -1)
+while the top-k is not full); ``W`` (A * T,) float64 scratch; ``cand = (cand_s (cap,) float64,
+cand_i (cap,) int64, count (1,) int64)``: candidates at least as good as ``th`` and their count
+(which keeps counting past ``cap``); ``n_ok`` (2, T) int64 counts per thread (T = threads in the
+grid) the candidates within the upper bounds (row 0) and those of them at the variance floor
+(row 1). ``n < 2**32``.
 """
 search_cuda_f32 = _make_search_kernel(np.float32)  # same, Up and amu float32: scoring in float32
 
@@ -135,12 +141,13 @@ class SearchLauncher:
     ``xp`` is the backend's array namespace: CuPy on a real GPU (inputs, candidate buffer and
     the top-k all stay on the device; two scalars come back per launch), NumPy in the CUDA
     simulator. ``merge(xp, scores, index, k)`` merges (:func:`gpusim.search.inputs.merge_topk`).
-    ``run(start, n)`` adds candidates to the top-k and returns how many were within the bounds;
+    ``run(start, n)`` adds candidates to the top-k and returns how many were within the bounds
+    (``n_riskless``: how many of those were at the variance floor ``vfl`` since ``reset()``);
     ``best()`` returns the top-k as host arrays; ``reset()`` empties it. ``buffer``: candidate
     buffer capacity (default ``max(4 k, 2**16)``; at least k + 1).
     """
 
-    def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, *, xp, merge,
+    def __init__(self, key, code, alpha, lo, hi, mu, cov, ann, rf, k, chunk, *, xp, merge, vfl,
                  threads_per_block=None, dtype="float64", buffer=None):
         A = mu.shape[0]
         ft = np.dtype(dtype)
@@ -157,7 +164,7 @@ class SearchLauncher:
         self.lo_sum = float(np.sum(lo))
         self.Up = xp.asarray(upper_packed(cov), dtype=ft)
         self.amu = xp.asarray(float(ann) * np.asarray(mu, dtype=np.float64), dtype=ft)
-        self.ann, self.rf = float(ann), float(rf)
+        self.ann, self.rf, self.vfl = float(ann), float(rf), float(vfl)
         self.W = xp.zeros(A * self.T)
         self.cand = (xp.empty(self.cap), xp.empty(self.cap, dtype=np.int64),
                      xp.zeros(1, dtype=np.int64))
@@ -170,14 +177,15 @@ class SearchLauncher:
         self.top_i = xp.empty(0, dtype=np.int64)
         self.th = (-math.inf, -1)
         self.seen = 0
+        self.n_riskless = 0
 
     def _launch(self, start, n, th):
         xp = self.xp
-        n_ok = xp.zeros(self.T, dtype=np.int64)
+        n_ok = xp.zeros((2, self.T), dtype=np.int64)
         self.cand[2][:] = 0
         self.kernel[self.blocks, self.tpb](
             self.stream, self.lo_sum, np.int64(start), np.int64(n), self.Up, self.amu, self.ann,
-            self.rf, (np.float64(th[0]), np.int64(th[1])), self.W, self.cand, n_ok)
+            self.rf, self.vfl, (np.float64(th[0]), np.int64(th[1])), self.W, self.cand, n_ok)
         self.n_launches += 1
         return int(self.cand[2][0]), n_ok
 
@@ -201,7 +209,9 @@ class SearchLauncher:
         if self.top_s.shape[0] == self.k:
             self.th = (float(self.top_s[-1]), int(self.top_i[-1]))
         self.seen += n
-        return int(n_ok.sum())
+        counts = n_ok.sum(axis=1)
+        self.n_riskless += int(counts[1])
+        return int(counts[0])
 
     def run(self, start: int, n: int) -> int:
         """Score candidates start..start+n-1 into the top-k; return the count within bounds.

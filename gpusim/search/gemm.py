@@ -102,7 +102,7 @@ def choose_path(path, backend: str, A: int, dtype: str = "float64") -> str:
     return path
 
 
-def gemm_runner(be, key, code, alpha, lo, hi, mu, cov, ann, rf, k, merge):
+def gemm_runner(be, key, code, alpha, lo, hi, mu, cov, ann, rf, k, merge, vfl):
     """A :class:`GemmSearch` for the backend ``be`` (:class:`gpusim.backend.Backend`): NumPy
     and the CPU generator, or ``be.xp`` (CuPy; NumPy in the simulator) and the CUDA generator.
     """
@@ -114,7 +114,7 @@ def gemm_runner(be, key, code, alpha, lo, hi, mu, cov, ann, rf, k, merge):
     gen = (cuda_generator(stream, float(np.sum(lo))) if be.name == "gpu"
            else cpu_generator(stream))
     tile = 1 << 12 if getattr(be, "simulator", False) else None
-    return GemmSearch(gen, mu, cov, ann, rf, k, xp=xp, merge=merge, tile=tile)
+    return GemmSearch(gen, mu, cov, ann, rf, k, xp=xp, merge=merge, vfl=vfl, tile=tile)
 
 
 class GemmSearch:
@@ -126,15 +126,17 @@ class GemmSearch:
         :func:`cuda_generator`).
     mu (A,), cov (A, A) per bar; ann, rf floats; k top-k size; xp NumPy or CuPy;
     merge ``merge(xp, scores, index, k)`` (:func:`gpusim.search.inputs.merge_topk`);
+    vfl : the annual variance floor (:func:`gpusim.mvo.var_floor`): candidates at or below it
+        are riskless, never ranked, and counted in ``n_riskless`` (since ``reset()``);
     tile : candidates per tile (default ``TILE_BYTES / (8 A)``).
     """
 
-    def __init__(self, generate, mu, cov, ann, rf, k, *, xp, merge, tile=None):
+    def __init__(self, generate, mu, cov, ann, rf, k, *, xp, merge, vfl, tile=None):
         A = mu.shape[0]
         self.generate, self.xp, self.merge, self.k = generate, xp, merge, int(k)
         self.cov = xp.asarray(np.ascontiguousarray(cov, dtype=np.float64))
         self.amu = xp.asarray(float(ann) * np.asarray(mu, dtype=np.float64))
-        self.ann, self.rf = float(ann), float(rf)
+        self.ann, self.rf, self.vfl = float(ann), float(rf), float(vfl)
         budget = TILE_BYTES if xp is np else TILE_BYTES_GPU
         self.tile = int(tile) if tile else max(BLOCK, budget // (8 * A))
         self.reset()
@@ -144,6 +146,11 @@ class GemmSearch:
         self.top_s = xp.empty(0)
         self.top_i = xp.empty(0, dtype=np.int64)
         self.th = (-math.inf, -1)
+        self.n_low = self.xp.zeros((), dtype=np.int64)
+
+    @property
+    def n_riskless(self) -> int:
+        return int(self.n_low)
 
     def _tile(self, start, m):
         xp = self.xp
@@ -155,7 +162,9 @@ class GemmSearch:
         q = xp.einsum("jm,jm->m", Wt, Y)       # w'Σw per candidate
         ret = self.amu @ Wt
         v = self.ann * q
-        good = ok & (v > 0.0)
+        risky = v > self.vfl                    # the floor (>= 0) also rejects v <= 0
+        good = ok & risky
+        self.n_low += (ok & ~risky).sum()       # riskless within the bounds, kept on device
         s = (ret - self.rf) / xp.sqrt(xp.where(good, v, 1.0))
         idx = xp.arange(start, start + m, dtype=np.int64)
         th_s, th_i = self.th

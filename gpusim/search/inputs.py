@@ -236,6 +236,17 @@ def undefined_sharpes(sharpe, vol, cov, ann, base=None) -> tuple[np.ndarray, lis
     return out, notes
 
 
+def riskless_note(n_riskless, n_valid, cov, ann) -> str:
+    """The one-line warning about ``n_riskless`` of ``n_valid`` candidates whose ex-ante
+    variance was at or below :func:`gpusim.mvo.var_floor` (not ranked: Sharpe undefined).
+    """
+    from gpusim.mvo import VOL_FLOOR_RTOL, vol_floor
+
+    return (f"{n_riskless:,} of {n_valid:,} candidates have a volatility at or below the floor "
+            f"{vol_floor(cov, ann):.3g} ({VOL_FLOOR_RTOL:g} x the largest asset volatility): "
+            "their Sharpe ratios are undefined and they were not ranked")
+
+
 PSD_RTOL = 1e-10
 """An eigenvalue below ``-PSD_RTOL * max|eigenvalue|`` makes a covariance invalid."""
 SINGULAR_RTOL = 1e-12

@@ -138,6 +138,9 @@ class SearchResult(TopKView):
                  + ("  [PARTIAL: interrupted]" if s["partial"] else "")]
         if s.get("n_valid") is not None and s["n_valid"] < s["n_evaluated"]:
             lines.append(f"{s['n_valid']:,} candidates were within the upper bounds")
+        if s.get("n_riskless"):
+            lines.append(f"{s['n_riskless']:,} of them were riskless (volatility at or below the "
+                         "floor, Sharpe undefined): not ranked")
         cols = ["candidate", "sharpe", "expected_return", "expected_volatility"]
         syms = self.symbols[:max_symbols]
         table = self.top[cols + syms]

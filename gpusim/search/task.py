@@ -106,17 +106,19 @@ class SearchTask(TaskRunner):
                      progress=False, baselines=False)
         table = res.top[["candidate", "sharpe"]].reset_index(drop=True)
         return table, {"n_valid": int(res.summary["n_valid"]),
+                       "n_riskless": int(res.summary["n_riskless"]),
                        "compute_s": time.perf_counter() - t0}
 
     def reduce(self, ctx, point, items, info):
         from gpusim.search.inputs import merge_topk, rescore
 
         p = self._params(ctx, point)
-        ss, ii, n_valid = [np.empty(0)], [np.empty(0, dtype=np.int64)], 0
+        ss, ii, n_valid, n_low = [np.empty(0)], [np.empty(0, dtype=np.int64)], 0, 0
         for table, inf in items:
             ss.append(table["sharpe"].to_numpy(np.float64))
             ii.append(table["candidate"].to_numpy(np.int64))
             n_valid += int(inf.get("n_valid", 0))
+            n_low += int(inf.get("n_riskless", 0))
         best_s, best_i = merge_topk(np, np.concatenate(ss), np.concatenate(ii), p["k"])
         # the same re-scoring as gpusim.search (bit-identical tables)
         W, stats, _ = rescore(p["seed"], best_i.astype(np.int64), p["code"], p["alpha"],
@@ -127,7 +129,7 @@ class SearchTask(TaskRunner):
         top.insert(0, "sharpe", best_s)
         top.insert(0, "candidate", best_i.astype(np.int64))
         top.insert(0, "rank", np.arange(1, len(top) + 1, dtype=np.int64))
-        info.update(n_evaluated=p["n"], n_valid=n_valid,
+        info.update(n_evaluated=p["n"], n_valid=n_valid, n_riskless=n_low,
                     best_sharpe=float(best_s[0]) if best_s.size else None)
         yield top
 

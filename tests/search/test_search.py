@@ -105,7 +105,7 @@ def test_cpu_kernel_both_scorers_match_reference(A, sym):
     n, k = 5_000, 10
     lo, hi = np.zeros(A), np.ones(A)
     key = np.uint64(rng.seed_key_nb(5))
-    st = CpuSearch(Stream(key, 1, 1.0, lo, hi), mu, cov, 252.0, 0.01, k, n_tasks=3)
+    st = CpuSearch(Stream(key, 1, 1.0, lo, hi), mu, cov, 252.0, 0.01, k, 0.0, n_tasks=3)
     st.sym = sym
     try:
         n_ok = st.run(3, n)
@@ -131,7 +131,7 @@ def test_cpu_heaps_topk_over_chunkings(k):
     ref_i, ref_s = search_ref(8, start, n, 1, 1.0, lo, hi, mu, cov, 252.0, 0.0, k)
     assert len(ref_i) == k
     for cuts, tasks in (([n], 1), ([1, 999, 5000, n - 6000], 3), ([257] * 46 + [n - 257 * 46], 8)):
-        st = CpuSearch(Stream(key, 1, 1.0, lo, hi), mu, cov, 252.0, 0.0, k, n_tasks=tasks)
+        st = CpuSearch(Stream(key, 1, 1.0, lo, hi), mu, cov, 252.0, 0.0, k, 0.0, n_tasks=tasks)
         i0 = start
         total = 0
         for m in cuts:
@@ -200,7 +200,7 @@ def test_gpu_simulator_identical_population_and_topk():
     assert np.array_equal(out, W)
     # the launcher's running top-k equals the reference
     L = SearchLauncher(key, 0, 1.0, np.zeros(A), np.ones(A), mu, cov, 252.0, 0.0, 4, 300,
-                       xp=np, merge=merge_topk)
+                       xp=np, merge=merge_topk, vfl=0.0)
     n_ok = L.run(100, 300)
     ms, mi = L.best()
     ri, rs = search_ref(42, 100, 300, 0, 1.0, np.zeros(A), np.ones(A), mu, cov, 252.0, 0.0, 4)
@@ -224,7 +224,7 @@ def test_gpu_threshold_buffer_overflow_in_simulator(k, buffer):
                            0.0)[2].sum())
     for cuts in ([n], [700, 1, 799]):
         L = SearchLauncher(key, 1, 1.0, lo, hi, mu, cov, 252.0, 0.0, k, 512, xp=np,
-                           merge=merge_topk, buffer=buffer)
+                           merge=merge_topk, vfl=0.0, buffer=buffer)
         assert L.T == 128  # the simulator's resident grid, whatever k
         i0, got = start, 0
         for m in cuts:

@@ -58,7 +58,8 @@ def test_gemm_small_tiles_and_bounds_cpu():
     mu, cov = _stats(A, seed=1)
     lo, hi = np.zeros(A), np.full(A, 0.5)
     st = Stream(np.uint64(rng.seed_key_nb(6)), 1, 1.0, lo, hi)
-    g = GemmSearch(cpu_generator(st), mu, cov, 252.0, 0.01, k, xp=np, merge=merge_topk, tile=333)
+    g = GemmSearch(cpu_generator(st), mu, cov, 252.0, 0.01, k, xp=np, merge=merge_topk, vfl=0.0,
+                   tile=333)
     n_ok = g.run(10, 2_000) + g.run(2_010, 3_000)
     s, i = g.best()
     ri, rs = search_ref(6, 10, n, 1, 1.0, lo, hi, mu, cov, 252.0, 0.01, k)

@@ -40,7 +40,7 @@ def test_buffer_overflow_reruns_on_device():
     mu, cov = _stats(A, seed=2)
     lo, hi = np.zeros(A), np.ones(A)
     L = SearchLauncher(np.uint64(rng.seed_key_nb(3)), 1, 1.0, lo, hi, mu, cov, 252.0, 0.0, k,
-                       n, xp=cupy, merge=merge_topk, buffer=k + 1)
+                       n, xp=cupy, merge=merge_topk, vfl=0.0, buffer=k + 1)
     assert L.run(0, n) == n and L.n_reruns > 0
     s, i = L.best()
     cpu = gpusim.search((mu, cov), n=n, seed=3, top_k=k, ann=252, backend="cpu",

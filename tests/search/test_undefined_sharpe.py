@@ -41,14 +41,13 @@ def test_riskless_asset_gives_nan_with_reasons(prices, tmp_path):
     assert ms.weights[-1] == pytest.approx(1.0) and ms.vol < 1e-12
     assert math.isnan(ms.sharpe) and math.isnan(mv.sharpe)
     top = res.top
-    low = top["expected_volatility"].to_numpy() <= vol_floor(res.cov, res.summary["ann"])
-    assert low.any()
-    assert np.isnan(top["sharpe"].to_numpy()[low]).all()
-    assert np.isfinite(top["sharpe"].to_numpy()[~low]).all()
+    # riskless candidates are never ranked (task H5): the top-k is all genuine portfolios
+    assert (top["expected_volatility"].to_numpy() > vol_floor(res.cov, res.summary["ann"])).all()
+    assert len(top) == 10 and np.isfinite(top["sharpe"].to_numpy()).all()
     s = res.summary
-    assert s["gap"] is None and s["exact_max_sharpe"] is None
+    assert s["n_riskless"] > 0 and s["gap"] is None and s["exact_max_sharpe"] is None
     text = " ".join(s["warnings"])
-    assert "Sharpe ratios are undefined (NaN)" in text
+    assert "Sharpe ratios are undefined and they were not ranked" in text
     assert "exact max sharpe" in text and "unbounded" in text
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -56,7 +55,8 @@ def test_riskless_asset_gives_nan_with_reasons(prices, tmp_path):
     out = res.save(tmp_path / "r")
     saved = json.loads((out / "summary.json").read_text(),
                        parse_constant=lambda c: pytest.fail(f"{c} in summary.json"))
-    assert saved["exact_max_sharpe"] is None and saved["best_sharpe"] is None
+    assert saved["exact_max_sharpe"] is None and saved["best_sharpe"] == s["best_sharpe"]
+    assert saved["n_riskless"] == s["n_riskless"]
 
 
 def test_constant_asset_min_variance_is_not_a_number():
