@@ -49,6 +49,7 @@ Public API
 ----------
 period_seed_nb, period_seeds        seeds of the per-period candidate streams
 window_stats_1d_nb                  mu, cov (and betas) of one window, two-pass
+var_floor_1d_nb                     the variance floor of a window (riskless below it)
 excess_sharpe_1d_nb                 ex-ante Sharpe (cash earns rf)
 objective_1d_nb                     the objective's score of one candidate
 constrain_1d_nb                     acceptance rule and scale of one candidate
@@ -70,6 +71,10 @@ from .rng import GOLDEN, mix64_nb, sample_nb, seed_key_nb
 
 SLACK = 1e-12
 """Relative rounding slack of the bound checks after scaling (cash mode)."""
+VOL_FLOOR_RTOL = 1e-6
+"""A candidate whose ex-ante volatility is at or below ``VOL_FLOOR_RTOL`` x the window's largest
+asset volatility is riskless: its Sharpe is undefined and max_sharpe never chooses it (the rule
+of ``gpusim.mvo.vol_floor``, restated here: this module never imports gpusim)."""
 OBJECTIVES = ("max_sharpe", "min_variance", "max_return", "max_utility")
 """Objective names; the code of each is its position (MAX_SHARPE = 0, ...)."""
 MAX_SHARPE, MIN_VARIANCE, MAX_RETURN, MAX_UTILITY = 0, 1, 2, 3
@@ -166,9 +171,20 @@ def betas_1d_nb(close, bench, a, t):
 
 
 @njit(cache=True)
-def excess_sharpe_1d_nb(w, mu, cov, ann, rf):
-    """``ann * sum_j (mu_j - rf/ann) w_j / sqrt(ann * w' cov w)``; -inf when the variance is not
-    positive. Equals DESIGN §5's ``(ann mu.w - rf) / vol`` when ``sum(w) = 1``.
+def var_floor_1d_nb(cov, ann):
+    """The annual variance floor ``(VOL_FLOOR_RTOL sqrt(ann max_j cov_jj))**2`` of a window."""
+    d = 0.0
+    for j in range(cov.shape[0]):
+        d = max(d, cov[j, j])
+    v = VOL_FLOOR_RTOL * math.sqrt(ann * d)
+    return v * v
+
+
+@njit(cache=True)
+def excess_sharpe_1d_nb(w, mu, cov, ann, rf, vfl=0.0):
+    """``ann * sum_j (mu_j - rf/ann) w_j / sqrt(ann * w' cov w)``; -inf when the annual variance
+    is at or below ``vfl`` (>= 0; :func:`var_floor_1d_nb`: riskless, Sharpe undefined).
+    Equals DESIGN §5's ``(ann mu.w - rf) / vol`` when ``sum(w) = 1``.
     """
     A = w.shape[0]
     ret = 0.0
@@ -179,18 +195,19 @@ def excess_sharpe_1d_nb(w, mu, cov, ann, rf):
         for k in range(A):
             var += w[j] * cov[j, k] * w[k]
     var *= ann
-    if var > 0.0:
+    if var > vfl:
         return ret / math.sqrt(var)
     return -np.inf
 
 
 @njit(cache=True)
-def objective_1d_nb(y, s, mu, cov, ann, rf, obj, lam):
+def objective_1d_nb(y, s, mu, cov, ann, rf, obj, lam, vfl=0.0):
     """Score of the weights ``w = s y`` by objective code ``obj`` (module docstring; higher is
-    better): max_sharpe is scored on ``y`` (scale-free), the others on ``w``.
+    better): max_sharpe is scored on ``y`` (scale-free; -inf at or below the variance floor
+    ``vfl``), the others on ``w``.
     """
     if obj == MAX_SHARPE:
-        return excess_sharpe_1d_nb(y, mu, cov, ann, rf)
+        return excess_sharpe_1d_nb(y, mu, cov, ann, rf, vfl)
     A = y.shape[0]
     w = np.empty(A)
     for j in range(A):
@@ -293,7 +310,9 @@ def search_period_caps_1d_nb(pseed, n, code, alpha, lo, hi, G, gl, gu, eqtol, ca
     best.
 
     Candidates are drawn with lower bounds ``lo`` (the sampler's affine map) and no upper bound
-    (``hi`` is checked by :func:`constrain_1d_nb`). Ties go to the smaller index.
+    (``hi`` is checked by :func:`constrain_1d_nb`). Ties go to the smaller index. max_sharpe
+    never chooses a riskless candidate (annual variance at or below :func:`var_floor_1d_nb` of
+    ``cov``, computed once per period): its score is -inf.
 
     Returns
     -------
@@ -310,6 +329,7 @@ def search_period_caps_1d_nb(pseed, n, code, alpha, lo, hi, G, gl, gu, eqtol, ca
         lo_sum += lo[j]
     no_hi = np.full(A, np.inf)
     y = np.empty(A)
+    vfl = var_floor_1d_nb(cov, ann)
     best, best_s, best_scale = -1, -np.inf, 0.0
     best_any, best_any_s = -1, -np.inf
     n_acc = 0
@@ -318,7 +338,7 @@ def search_period_caps_1d_nb(pseed, n, code, alpha, lo, hi, G, gl, gu, eqtol, ca
         ok, s = constrain_1d_nb(y, lo, hi, G, gl, gu, eqtol, cash)
         if ok and cap2.shape[0] > 0:
             ok = caps_ok_1d_nb(y, s, cov, CC, cv, cap2, ann)
-        sh = objective_1d_nb(y, s, mu, cov, ann, rf, obj, lam)
+        sh = objective_1d_nb(y, s, mu, cov, ann, rf, obj, lam, vfl)
         if sh > best_any_s:
             best_any, best_any_s = i, sh
         if ok:

@@ -316,17 +316,19 @@ def walkforward(market, every: Any = "M", lookback: Any = None, num_tests: Any =
     mex = xp.ascontiguousarray(ann * mu - rf)
     F, tri = stats.factorize(xp, cov)
     gb = stats.bound_vectors(xp, cov)
+    vfl = stats.var_floors(xp, cov, ann)
     G = plan.G(xp, betas, len(pair_key))
     CC, cv = _cap_stats(xp, cov_all, plan, A)
     H = {k: (v if xp is np or v is None else xp.asnumpy(v)) for k, v in (
         ("mu", mu), ("cov", cov), ("F", F), ("mex", mex), ("G", G), ("betas", betas),
-        ("CC", CC), ("cv", cv))}
+        ("CC", CC), ("cv", cv), ("vfl", vfl))}
     lo, hi, gl, gu, cap = plan.bounds(index[U])
     t_stats = time.perf_counter() - tc
 
     ctx = Ctx(be=be, xp=xp, plan=plan, code=code, alpha=float(alpha), seed=int(seed), ann=ann,
                rf=rf, solver=solver, bind_tol=bind_tol, U=U, index=index, symbols=symbols,
-               dev={"F": F, "tri": tri, "mex": mex, "gb": gb, "G": G, "CC": CC, "cv": cv},
+               dev={"F": F, "tri": tri, "mex": mex, "gb": gb, "G": G, "CC": CC, "cv": cv,
+                    "vfl": vfl},
                H=H, chk=chk, pair_key=pair_key, nL=nL, bounds=[lo, hi, gl, gu, cap],
                progress=progress, nE=nE,
               estimators=dict(zip(est_labels, est_vals)), lams=tuple(ra_vals),

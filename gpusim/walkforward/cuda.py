@@ -101,12 +101,13 @@ def quad_dev(F, tri, w):
 
 
 @cuda.jit(device=True)
-def score_dev(obj, h, r, v, s):
+def score_dev(obj, h, r, v, s, vfl):
     """Objective score of a candidate (``r = mex . y``, ``v = ann y' cov y``, scale ``s``,
-    ``h = lam / 2``) with the float steps of :func:`gpusim.walkforward.search_cpu.score_nb`.
+    ``h = lam / 2``, variance floor ``vfl``) with the float steps of
+    :func:`gpusim.walkforward.search_cpu.score_nb`.
     """
     if obj == MAX_SHARPE:
-        return r / math.sqrt(v) if v > 0.0 else -math.inf
+        return r / math.sqrt(v) if v > vfl else -math.inf
     vs = fmul(fmul(v, s), s)
     if obj == MIN_VARIANCE:
         return -vs
@@ -129,7 +130,7 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
     sl = tid - task * n_slices
     if task >= tasks.n.shape[0]:
         return
-    F, tri, mex, gb, G, CC, cv = win
+    F, tri, mex, gb, G, CC, cv, vfl_w = win
     lo, hi, gl, gu, cap2, eqtol, cash = lim
     bs, bi, bsc, as_, ai, nacc = out
     for k in range(bs.shape[2]):    # this thread's slots, as new_outputs initialises them
@@ -154,6 +155,7 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
     for j in range(A):
         lo_sum += lo_t[j]
     j_tri = tri[sid]
+    vfl = vfl_w[sid]
     sq_ann = math.sqrt(ann)
     n_caps = cap2.shape[1]
     seg = 0
@@ -186,7 +188,7 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
         # prune (exact): the score at the variance bound ann z² bounds it from above
         thr = bs[task, sl, seg] if ok else as_[task, sl, seg]
         if n_caps > 0:
-            score = score_dev(obj, h, r, ann * q, s)
+            score = score_dev(obj, h, r, ann * q, s, vfl)
         elif obj == MAX_SHARPE:
             if r > 0.0:
                 zz = abs(z) * sq_ann
@@ -196,7 +198,7 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
             if thr > 0.0 and ub < thr * (1.0 - PRUNE_RTOL):
                 continue
         else:
-            ub = score_dev(obj, h, r, ann * fmul(z, z), s)
+            ub = score_dev(obj, h, r, ann * fmul(z, z), s, vfl)
             if thr > -math.inf and ub < fadd(thr, -fmul(PRUNE_RTOL, abs(thr))):
                 continue
         if n_caps > 0:
@@ -205,7 +207,7 @@ def search_cuda(task_key, tasks, n_slices, code, alpha, win, lim, ann, chk, out)
             score = fmul(r, s)
         else:
             q = quad_dev(F[sid], j_tri, w)
-            score = score_dev(obj, h, r, ann * q, s)
+            score = score_dev(obj, h, r, ann * q, s, vfl)
         if score > as_[task, sl, seg]:
             as_[task, sl, seg] = score
             ai[task, sl, seg] = i

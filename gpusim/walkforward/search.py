@@ -57,7 +57,8 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
 
     Tasks are sorted by their date index ``t_d`` (into the bar array ``dates``); tasks of one
     date form a group sharing the period's stream. ``dev`` holds the window arrays ``F``,
-    ``tri``, ``mex``, ``gb``, ``G``, ``CC``, ``cv`` (in ``xp``); ``lo, hi, gl, gu, cap`` (risk
+    ``tri``, ``mex``, ``gb``, ``G``, ``CC``, ``cv``, ``vfl`` (in ``xp``); ``lo, hi, gl, gu,
+    cap`` (risk
     caps, inf: none) are the host bounds indexed by
     ``t_cid``; ``t_obj`` (objective codes, default max_sharpe) and ``t_lam`` (risk aversions)
     per task. Returns the dict of :func:`~.segments.reduce_segments` ((n_tasks, n_seg) host
@@ -78,7 +79,8 @@ def run_search(be, xp, seed, dates, t_sid, t_cid, t_n, t_d, code, alpha, dev, lo
     t_obj = np.zeros(nt, np.int64) if t_obj is None else np.ascontiguousarray(t_obj, np.int64)
     t_h = 0.5 * (np.zeros(nt) if t_lam is None else np.asarray(t_lam, dtype=np.float64))
     tasks = Tasks(t_sid, t_cid, t_n, t_obj, np.ascontiguousarray(t_h))
-    win = Windows(dev["F"], dev["tri"], dev["mex"], dev["gb"], dev["G"], dev["CC"], dev["cv"])
+    win = Windows(dev["F"], dev["tri"], dev["mex"], dev["gb"], dev["G"], dev["CC"], dev["cv"],
+                  dev["vfl"])
     if be.name == "gpu":
         # one runner per call (``dev`` lives as long as the call): the windows, bounds and
         # checkpoints stay on the device across the blocks of dates

@@ -247,13 +247,14 @@ def _reject_outside(x, lw, up, scl, acc):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def score_nb(obj, h, r, v, s):
+def score_nb(obj, h, r, v, s, vfl):
     """Objective score (higher is better) of a candidate with ``r = mex . y``, ``v = ann y' cov
     y`` and scale ``s`` (weights ``s y``; :func:`cpu_ref.walkforward.objective_1d_nb`);
-    ``h = lam / 2``. The float steps of the GPU kernel's ``score_dev``.
+    ``h = lam / 2``; ``vfl`` the window's variance floor (>= 0): max_sharpe scores a riskless
+    candidate (``v <= vfl``) -inf. The float steps of the GPU kernel's ``score_dev``.
     """
     if obj == MAX_SHARPE:
-        return r / math.sqrt(v) if v > 0.0 else -_INF
+        return r / math.sqrt(v) if v > vfl else -_INF
     vs = (v * s) * s
     if obj == MIN_VARIANCE:
         return -vs
@@ -281,6 +282,7 @@ def _score_task(W, nb, i0, win, sid, lim, cid, ann, chk, scratch, best, obj, h):
     lo, hi, gl, gu = lim.lo[cid], lim.hi[cid], lim.gl[cid], lim.gu[cid]
     eqtol, cash = lim.eqtol, lim.cash
     F, tri, mex, gb, G = win.F[sid], win.tri[sid], win.mex[sid], win.gb[sid], win.G[sid]
+    vfl = win.vfl[sid]
     y, q, r, RV, scl, sc, acc = scratch
     free = not cash and G.shape[0] == 0      # then only upper weight bounds < 1 can reject
     for j in range(W.shape[0]):
@@ -298,7 +300,7 @@ def _score_task(W, nb, i0, win, sid, lim, cid, ann, chk, scratch, best, obj, h):
         _update_bests(nb, i0, chk, sc, acc, scl, best)
         return
     _lin_block(W, gb, q)                     # q holds gb . w until the variances
-    n_live = _mark_live(nb, i0, chk, ann, r, q, acc, best, sc, obj, h, scl)
+    n_live = _mark_live(nb, i0, chk, ann, r, q, acc, best, sc, obj, h, scl, vfl)
     if obj == MAX_RETURN:                    # no variance needed
         for b in range(nb):
             if sc[b] == 1.0:
@@ -307,11 +309,11 @@ def _score_task(W, nb, i0, win, sid, lim, cid, ann, chk, scratch, best, obj, h):
         _variance_block(W, F, tri, y, q)
         for b in range(nb):
             if sc[b] == 1.0:
-                sc[b] = score_nb(obj, h, r[b], ann * q[b], scl[b])
+                sc[b] = score_nb(obj, h, r[b], ann * q[b], scl[b], vfl)
     else:
         for b in range(nb):
             if sc[b] == 1.0:
-                sc[b] = score_nb(obj, h, r[b], ann * _variance_one(W, b, F, tri), scl[b])
+                sc[b] = score_nb(obj, h, r[b], ann * _variance_one(W, b, F, tri), scl[b], vfl)
     _update_bests(nb, i0, chk, sc, acc, scl, best)
 
 
@@ -334,12 +336,13 @@ def _capped(W, nb, win, sid, lim, cid, ann, scratch, obj, h):
                 te2 = ann * ((((q[b] * s) * s) + -((2.0 * s) * sc[b])) + cvk)
                 if te2 > c2:
                     acc[b] = False
+    vfl = win.vfl[sid]
     for b in range(nb):
-        sc[b] = score_nb(obj, h, r[b], ann * q[b], scl[b])
+        sc[b] = score_nb(obj, h, r[b], ann * q[b], scl[b], vfl)
 
 
 @njit(cache=True, error_model="numpy")
-def _mark_live(nb, i0, chk, ann, r, q, acc, best, sc, obj, h, scl):
+def _mark_live(nb, i0, chk, ann, r, q, acc, best, sc, obj, h, scl, vfl):
     """Exact pruning of candidates ``i0 .. i0+nb-1``: ``sc[b]`` = 1 for a live candidate (to
     be scored), -inf for one whose score bound is below its segment's best (``best`` as in
     :func:`_score_task`; the accepted best for an accepted candidate ``acc[b]``). Every
@@ -366,7 +369,7 @@ def _mark_live(nb, i0, chk, ann, r, q, acc, best, sc, obj, h, scl):
                 ub = 0.0
             live = not (thr > 0.0 and ub < thr * (1.0 - PRUNE_RTOL))
         else:
-            ub = score_nb(obj, h, rb, ann * (q[b] * q[b]), scl[b])
+            ub = score_nb(obj, h, rb, ann * (q[b] * q[b]), scl[b], vfl)
             live = not (thr > -_INF and ub < thr - PRUNE_RTOL * abs(thr))
         sc[b] = 1.0 if live else -_INF      # marks the live lanes
         n_live += 1 if live else 0

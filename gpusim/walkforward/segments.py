@@ -40,7 +40,9 @@ class Windows(NamedTuple):
     bound vectors (:func:`gpusim.walkforward.stats.bound_vectors`), ``G`` (S, M, A) constraint
     rows; ``CC`` (S, K, A) and ``cv`` (S, K): per cap, the assets' covariances with its
     benchmark and the benchmark's variance (zero for a volatility cap), so that a cap's risk is
-    ``ann (w' cov w - 2 CC_k . w + cv_k)``.
+    ``ann (w' cov w - 2 CC_k . w + cv_k)``; ``vfl`` (S,) the annual variance floor of each
+    window (:func:`gpusim.walkforward.stats.var_floors`): max_sharpe scores a candidate at or
+    below it -inf (riskless, never chosen).
     """
 
     F: Any
@@ -50,6 +52,7 @@ class Windows(NamedTuple):
     G: Any
     CC: Any
     cv: Any
+    vfl: Any
 
 
 class Limits(NamedTuple):

@@ -101,6 +101,18 @@ def factorize(xp, cov):
     return xp.ascontiguousarray(F), xp.asarray(tri)
 
 
+def var_floors(xp, cov, ann):
+    """(S,) annual variance floors of the windows' covariances ``cov`` (S, A, A):
+    ``gpusim.mvo.var_floor`` of each (the same float steps, so the same numbers): a candidate at
+    or below its window's floor is riskless and max_sharpe never chooses it. Arrays in ``xp``.
+    """
+    from gpusim.mvo import VOL_FLOOR_RTOL
+
+    d = xp.maximum(xp.diagonal(cov, axis1=1, axis2=2).max(axis=1), 0.0)
+    v = VOL_FLOOR_RTOL * xp.sqrt(ann * d)
+    return xp.ascontiguousarray(v * v)
+
+
 def bound_vectors(xp, cov, iters: int = 12):
     """(S, A) vectors ``g = cov u / sqrt(u' cov u)`` with ``u`` near the top eigenvector of each
     covariance (power iterations). For any weights, ``w' cov w >= (g . w)²`` (Cauchy-Schwarz in

@@ -134,7 +134,7 @@ def test_cpu_search_invariant_to_work_splitting(mkt):
                          segments.Tasks(np.array([0, 1]), np.array([0, 1]), tn,
                                         np.zeros(2, np.int64), np.zeros(2)), 1, 1.0,
                          segments.Windows(F, tri, mex, gb, G, np.zeros((2, 0, 4)),
-                                          np.zeros((2, 0))),
+                                          np.zeros((2, 0)), stats.var_floors(np, cov, 252.0)),
                          segments.Limits(lo, hi, gl, gu, np.zeros((2, 0)), np.zeros(0), False),
                          252.0, chk, outs)
         res.append((ns, segments.reduce_segments(*outs)))
