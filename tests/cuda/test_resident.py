@@ -155,9 +155,10 @@ def test_walkforward_search_resident_across_blocks_of_dates(monkeypatch):
     gpu = gpusim.walkforward(m, backend="gpu", **_walkforward_kwargs())
     n_dates = gpu.summary["n_dates"]
     assert made == [1] and len(calls) == n_dates > 4
-    # once per call: 7 window arrays, 6 bounds arrays, the checkpoints and 7 execution inputs;
-    # per block of dates: the stream keys and the 5 task arrays only
-    assert len(count.sizes) == 7 + 6 + 1 + 7 + 6 * n_dates
+    # once per call: 8 window arrays (incl. the variance floors), 6 bounds arrays, the
+    # checkpoints and 7 execution inputs; per block of dates: the stream keys and the 5 task
+    # arrays only
+    assert len(count.sizes) == 8 + 6 + 1 + 7 + 6 * n_dates
     for key in cpu.metrics.index:
         a, b = cpu.decisions(key), gpu.decisions(key)
         assert a["candidate"].equals(b["candidate"]) and a["n_accepted"].equals(b["n_accepted"])
