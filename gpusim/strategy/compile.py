@@ -20,6 +20,7 @@ import os
 import re
 import textwrap
 import types
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,7 +256,7 @@ def compile_cpu(uf: UserFunction, n_assets: int, what: str = "alloc"):
     def build():
         from numba import njit
         from numba import types as nt
-        from numba.core.errors import NumbaError
+        from numba.core.errors import NumbaError, NumbaPerformanceWarning
 
         from cpu_ref.rng import uniform_nb
         from gpusim.strategy.steps import state_uniform
@@ -266,7 +267,9 @@ def compile_cpu(uf: UserFunction, n_assets: int, what: str = "alloc"):
         f = njit(error_model="numpy", inline="always")(uf.bind(helper, n_assets))
         sig = (state_type(), nt.float64[::1], nt.float64[::1])
         try:
-            f.compile(sig)
+            with warnings.catch_warnings():   # c.weights is strided by design (cpu.py)
+                warnings.simplefilter("ignore", NumbaPerformanceWarning)
+                f.compile(sig)
         except NumbaError as exc:
             raise compile_error(uf, exc, what) from None
         rt = f.overloads[sig].signature.return_type

@@ -17,11 +17,13 @@ to it.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
 from numba.core import cgutils
+from numba.core.errors import NumbaPerformanceWarning
 from numba.extending import intrinsic
 
 from cpu_ref.jitting import compile_bodies
@@ -256,6 +258,9 @@ def backtest_alloc_cpu(uf, close, W, wid, masks, mid, params, fees, acct, key, s
     ``scalar``: one combination at a time, the GPU thread's code).
     """
     out = np.empty((len(wid), bsteps.N_METRICS))
-    cpu_kernel(uf, close.shape[1], scalar)(close, W, wid, masks, mid, params, fees, acct, key,
-                                           streams, out)
+    kernel = cpu_kernel(uf, close.shape[1], scalar)
+    with warnings.catch_warnings():   # c.weights is a strided column by design: Numba's note
+        # that e.g. np.dot prefers contiguous arrays is about our layout, not the user's code
+        warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        kernel(close, W, wid, masks, mid, params, fees, acct, key, streams, out)
     return out

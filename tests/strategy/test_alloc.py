@@ -268,6 +268,27 @@ def test_n_assets_is_a_constant_per_market_and_targets_use_is_detected():
     assert prepare(band_rebalance).uses_targets
 
 
+def test_numpy_calls_on_the_state_work_without_warnings(mkt):
+    """c.weights is a strided column of the lane scratch: np.dot on it compiles, warns nothing
+    (Numba's contiguity note is about our layout), and gives the reference's metrics."""
+    import warnings
+
+    def dot_band(c, params, targets):   # |w - t|^2 >= tau^2, through np.dot on the state
+        w, t = c.weights, c.targets
+        return np.dot(w, w) - 2.0 * np.dot(w, t) + np.dot(t, t) >= params[0] ** 2
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        res = backtest(mkt, alloc=dot_band, params={"tau": Param([0.02, 0.05])},
+                       backend="cpu", progress=False)
+    assert [str(w.message) for w in seen] == []
+    for tau in (0.02, 0.05):
+        rec = res.records(tau=tau)
+        np.testing.assert_allclose(res.metrics.xs(tau, level="tau").to_numpy()[0],
+                                   rec.metrics.to_numpy(), rtol=1e-12, atol=1e-14)
+    assert (res.metrics["n_rebalances"] > 1).all()
+
+
 def test_prepare_is_kept_per_function_and_closure_values(mkt):
     """The rewrite is done once per function object (a call re-used it); a closure whose value
     changed is prepared (and compiled) again, so the new value is used."""
