@@ -174,10 +174,8 @@ def backtest(market, weights: Any = "equal", rebalance: Any = "never", threshold
             raise GpusimError("threshold= and relative= are not used with alloc= (nor band=, "
                               "threshold_abs=): test the drift inside the function (c.weights "
                               "against c.targets)")
-        every_bar = isinstance(rebalance, str) and rebalance == "never"
-        return backtest_alloc(market, alloc, params, weights, None if every_bar else rebalance,
-                              fees, seed, share_draws, init_cash, rf, backend, chunk_size,
-                              progress)
+        return backtest_alloc(market, alloc, params, weights, rebalance, fees, seed,
+                              share_draws, init_cash, rf, backend, chunk_size, progress)
     if params is not None:
         raise GpusimError("params= is for alloc=: pass the allocation function too")
     r = _run(market, weights, rebalance, threshold, relative, fees, init_cash, rf, backend,

@@ -140,11 +140,11 @@ def _check_alloc_options(args: argparse.Namespace) -> None:
             raise GpusimError(f"{given[0]} is for --alloc: give the allocation function too "
                               "(--alloc FILE.py:NAME)")
         return
+    from gpusim.strategy.api import not_with_alloc
+
     given = [flag for k, flag in _NOT_WITH_ALLOC if getattr(args, k) not in (None, False)]
     if given:
-        rest = [f for _, f in _NOT_WITH_ALLOC if f != given[0]]
-        raise GpusimError(f"{given[0]} is not used with --alloc (nor {', '.join(rest)}): test "
-                          "the drift inside the function (c.weights against c.targets)")
+        raise not_with_alloc(given[0], [f for _, f in _NOT_WITH_ALLOC], alloc="--alloc")
     if args.schedule is not None:
         raise GpusimError("--schedule is not used with --alloc: the function sets the targets "
                           "(--weights gives its initial targets)")

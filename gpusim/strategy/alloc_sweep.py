@@ -83,11 +83,11 @@ def alloc_names(fixed: Mapping[str, Any], level_names: list[str]) -> list[str]:
 
 def check_alloc_names(fixed: Mapping[str, Any], level_names: list[str]) -> None:
     """The job-level checks of a backtest job with ``alloc`` (one line each)."""
+    from gpusim.strategy.api import not_with_alloc
+
     given = [n for n in NOT_WITH_ALLOC if n in fixed or n in level_names]
     if given:
-        rest = [n for n in NOT_WITH_ALLOC if n != given[0]]
-        raise GpusimError(f"{given[0]} is not used with alloc (nor {', '.join(rest)}): test the "
-                          "drift inside the function (c.weights against c.targets)")
+        raise not_with_alloc(given[0], NOT_WITH_ALLOC)
     swept = [n for n in KEYS if n in level_names]
     if swept:
         raise GpusimError(f"grid: {swept[0]} cannot be swept; give one under [fixed] (one sweep "
@@ -187,12 +187,10 @@ def prepare_alloc(market, fixed: Mapping[str, Any], native_axes: list, backend) 
             args[m] = Param(col, name=m, level=level)
     if "weights" in args and not isinstance(args["weights"], Param):
         args["weights"] = job_weights(args["weights"], symbols)
-    reb = args.get("rebalance")
-    if reb is None or (isinstance(reb, str) and reb == "never"):   # as gpusim.backtest
-        reb = None
     shared = fixed.get("share_draws", ())
     base = alloc_context(market, _function(spec), {k: args[k] for k in names},
-                         args.get("weights", "equal"), reb, args.get("fees", 0.0),
+                         args.get("weights", "equal"), args.get("rebalance"),
+                         args.get("fees", 0.0),
                          args.get("seed", 0), shared, args.get("init_cash", 1.0),
                          args.get("rf", 0.0))
     grid = base.grid

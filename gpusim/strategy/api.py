@@ -41,7 +41,7 @@ from gpusim.strategy.compile import UserFunction, compiled, prepare
 from gpusim.strategy.result import StrategyResult
 from gpusim.validate import cash_and_rate, check_chunk_size, number
 
-__all__ = ["alloc_context", "backtest_alloc", "kernel"]
+__all__ = ["alloc_context", "backtest_alloc", "check_seed", "kernel", "not_with_alloc"]
 
 CPU_CHUNK = 2 ** 14
 GPU_CHUNK = 2 ** 18
@@ -73,8 +73,9 @@ def backtest_alloc(market, alloc, params: dict | None = None, weights: Any = "eq
     params : ``{name: number or Param}`` — the function's parameter row, in this order.
     weights : initial targets (any ``weights=`` of :func:`gpusim.backtest`, e.g. a Param or
         ``RandomWeights(n)``).
-    rebalance : None (call ``alloc`` at every bar) or a rule (int k, ``"W"``, a mask, a Param):
-        ``alloc`` is called at bar 0 and at the bars of the rule only.
+    rebalance : None or ``"never"`` (call ``alloc`` at every bar: the function is the rule) or
+        a rule (int k, ``"W"``, a mask, a Param): ``alloc`` is called at bar 0 and at the bars
+        of the rule only.
     fees : proportional fee in [0, 1), or a Param.
     seed : seed of ``c.uniform``; share_draws : level names whose values share one stream.
     init_cash, rf, backend, chunk_size, progress : as in :func:`gpusim.backtest`.
@@ -168,7 +169,7 @@ def alloc_context(market, alloc, params: dict | None = None, weights: Any = "equ
             raise GpusimError(f"params: the name {k!r} is not allowed; use a str other than "
                               f"{', '.join(_RESERVED)}")
         entries[k], pvals[k] = _param_values(k, spec)
-    if rebalance is None:
+    if rebalance is None or (isinstance(rebalance, str) and rebalance == "never"):
         reb_entry, masks = None, np.ones((1, T), dtype=np.bool_)
     elif isinstance(rebalance, Param):
         rl = [rebalance_mask(r, prices.index) for r in rebalance.values]
@@ -192,6 +193,18 @@ def alloc_context(market, alloc, params: dict | None = None, weights: Any = "equ
                               f"{sorted(names)}")
     return _Context(mkt, close, symbols, grid, axis_of, wsrc, masks, list(params), pvals,
                     fee_vals, init_cash, float(mkt.ann), rf, seed, uf, shared)
+
+
+def not_with_alloc(given: str, names, *, alloc: str = "alloc", where: str = "") -> GpusimError:
+    """The one-line error for a built-in band option ``given`` (one of ``names``: e.g.
+    threshold, band) next to an allocation function, which tests the drift itself; ``alloc``
+    names the function's option (``"--alloc"`` on the command line), ``where`` prefixes the
+    message (e.g. ``"space"``).
+    """
+    rest = ", ".join(n for n in names if n != given)
+    pre = f"{where}: " if where else ""
+    return GpusimError(f"{pre}{given} is not used with {alloc} (nor {rest}): test the drift "
+                       "inside the function (c.weights against c.targets)")
 
 
 def check_seed(seed) -> int:

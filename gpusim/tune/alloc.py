@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gpusim.errors import GpusimError
-from gpusim.strategy.alloc_sweep import CALL, NATIVE, NOT_WITH_ALLOC
+from gpusim.strategy.alloc_sweep import CALL, KEYS, NATIVE, NOT_WITH_ALLOC
 from gpusim.validate import listing
 
 __all__ = ["ALLOC_SWEPT", "alloc_kwargs", "alloc_label", "check_alloc", "function_params",
@@ -42,7 +42,6 @@ __all__ = ["ALLOC_SWEPT", "alloc_kwargs", "alloc_label", "check_alloc", "functio
 ALLOC_SWEPT = ("rebalance", "fees")
 """Backtest arguments a batch sweeps inside one call with alloc (besides the function's)."""
 
-KEYS = ("alloc", "params", "share_draws")
 _FORMS = "a function, \"FILE.py:NAME\" or \"package.module:NAME\""
 
 
@@ -101,12 +100,12 @@ def check_alloc(args: Sequence[str], dims: Sequence, fixed: Mapping[str, Any]) -
     signature).
     """
     names = [d.name for d in dims]
+    from gpusim.strategy.api import not_with_alloc
+
     given = [n for n in NOT_WITH_ALLOC if n in names or n in fixed]
     if given:
-        rest = [n for n in NOT_WITH_ALLOC if n != given[0]]
-        where = "space" if given[0] in names else "fixed"
-        raise GpusimError(f"{where}: {given[0]} is not used with alloc (nor {', '.join(rest)}):"
-                          " test the drift inside the function (c.weights against c.targets)")
+        raise not_with_alloc(given[0], NOT_WITH_ALLOC,
+                             where="space" if given[0] in names else "fixed")
     tuned = [n for n in KEYS if n in names]
     if tuned:
         raise GpusimError(f"space: {tuned[0]} cannot be tuned; give it in fixed (one function "
